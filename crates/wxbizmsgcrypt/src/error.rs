@@ -116,7 +116,9 @@ pub enum SignatureKind {
 impl SignatureKind {
     fn inputs(self) -> &'static str {
         match self {
-            SignatureKind::Message => "msg_signature = SHA1(sort(token, timestamp, nonce, encrypt))",
+            SignatureKind::Message => {
+                "msg_signature = SHA1(sort(token, timestamp, nonce, encrypt))"
+            }
             SignatureKind::Plain => "signature = SHA1(sort(token, timestamp, nonce))",
         }
     }
@@ -290,7 +292,10 @@ impl fmt::Display for Error {
                 f,
                 "EncodingAESKey must be exactly 43 characters, got {len}; copy it again from the console"
             ),
-            Error::AesKeyCharacter { position, character } => write!(
+            Error::AesKeyCharacter {
+                position,
+                character,
+            } => write!(
                 f,
                 "EncodingAESKey has {character:?} at position {position}, which is not a base64 character (A-Z, a-z, 0-9, +, /)"
             ),
@@ -330,7 +335,10 @@ impl fmt::Display for Error {
                 "receive-id {found:?} does not match the configured one (AppID, CorpID, SuiteID or bot APPID)"
             ),
             Error::MessageTooLong { len } => {
-                write!(f, "message of {len} bytes does not fit the 32-bit length field")
+                write!(
+                    f,
+                    "message of {len} bytes does not fit the 32-bit length field"
+                )
             }
         }
     }

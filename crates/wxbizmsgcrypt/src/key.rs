@@ -4,8 +4,8 @@ use core::fmt;
 
 use aes::cipher::KeyInit as _;
 use aes::{Aes256Dec, Aes256Enc};
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::{DecodeError, DecodeSliceError, Engine as _, alphabet};
 
 use crate::error::{Base64Error, Error};
@@ -98,7 +98,9 @@ pub(crate) fn base64_reason(error: DecodeSliceError, text_len: usize) -> Base64E
         DecodeSliceError::DecodeError(error) => error,
         // The caller sizes the buffer from the text length, so this means a length that is not a
         // multiple of four slipped through.
-        DecodeSliceError::OutputSliceTooSmall => return Base64Error::InvalidLength { len: text_len },
+        DecodeSliceError::OutputSliceTooSmall => {
+            return Base64Error::InvalidLength { len: text_len };
+        }
     };
     match error {
         DecodeError::InvalidByte(offset, b'=') if offset + 2 >= text_len => {
@@ -125,7 +127,12 @@ mod tests {
 
     #[test]
     fn wrong_lengths_are_named() {
-        for (key, len) in [("", 0), ("a", 1), (&"a".repeat(44) as &str, 44), (&"a".repeat(42), 42)] {
+        for (key, len) in [
+            ("", 0),
+            ("a", 1),
+            (&"a".repeat(44) as &str, 44),
+            (&"a".repeat(42), 42),
+        ] {
             let err = AesKey::parse(key).unwrap_err();
             assert_eq!(err, Error::AesKeyLength { len });
             assert_eq!(err.code(), -40004);
@@ -140,18 +147,29 @@ mod tests {
         let key = format!("{}é", "a".repeat(42));
         assert_eq!(
             AesKey::parse(&key).unwrap_err(),
-            Error::AesKeyCharacter { position: 42, character: 'é' }
+            Error::AesKeyCharacter {
+                position: 42,
+                character: 'é'
+            }
         );
     }
 
     #[test]
     fn invalid_characters_are_named() {
         for (i, bad) in [(0, '-'), (10, '_'), (20, '='), (42, ' ')] {
-            let mut key: Vec<char> = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG".chars().collect();
+            let mut key: Vec<char> = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+                .chars()
+                .collect();
             key[i] = bad;
             let key: String = key.into_iter().collect();
             let err = AesKey::parse(&key).unwrap_err();
-            assert_eq!(err, Error::AesKeyCharacter { position: i, character: bad });
+            assert_eq!(
+                err,
+                Error::AesKeyCharacter {
+                    position: i,
+                    character: bad
+                }
+            );
             assert!(err.to_string().contains(&format!("position {i}")));
         }
     }

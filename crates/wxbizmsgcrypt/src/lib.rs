@@ -32,7 +32,10 @@
 //! # Ok::<(), wxbizmsgcrypt::Error>(())
 //! ```
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 #![deny(missing_docs)]
 
 mod error;

@@ -207,9 +207,21 @@ mod tests {
 
     #[test]
     fn malformed_signatures_are_format_errors() {
-        for bad in ["", "abc", "invalid-signature", &"g".repeat(40), &"0".repeat(41)] {
+        for bad in [
+            "",
+            "abc",
+            "invalid-signature",
+            &"g".repeat(40),
+            &"0".repeat(41),
+        ] {
             let err = verify_plain("t", "1", "2", bad).unwrap_err();
-            assert!(matches!(err, Error::SignatureFormat { kind: SignatureKind::Plain, .. }));
+            assert!(matches!(
+                err,
+                Error::SignatureFormat {
+                    kind: SignatureKind::Plain,
+                    ..
+                }
+            ));
             assert_eq!(err.code(), -40001);
         }
     }
