@@ -1,0 +1,352 @@
+//! The `kefustate/get` and `kefustate/change` plaintexts (protocols.md §4.6).
+
+use crate::error::{Error, Stage};
+use crate::model::{KefuState, StateQuery};
+use crate::xml::{self, XmlWriter};
+
+/// Refuses an empty `appid` or `openid` as the platform does (1008).
+fn check_ids(appid: &str, openid: &str, stage: Stage) -> Result<(), Error> {
+    if appid.is_empty() {
+        return Err(Error::EmptyField {
+            field: "appid",
+            stage,
+        });
+    }
+    if openid.is_empty() {
+        return Err(Error::EmptyField {
+            field: "openid",
+            stage,
+        });
+    }
+    Ok(())
+}
+
+/// A validated `kefustate/get` plaintext: read a user's handoff state (查看用户的客服接入状态).
+///
+/// ```
+/// use kefu_payload::{KefuStateGet, StateQuery};
+///
+/// let get = KefuStateGet::new("wx0000000000000000", "oUSER", StateQuery::All)?;
+/// let xml = get.to_xml()?;
+/// assert_eq!(
+///     xml,
+///     "<xml><appid>wx0000000000000000</appid><openid>oUSER</openid><type>all</type></xml>"
+/// );
+/// assert_eq!(KefuStateGet::from_xml(&xml)?, get);
+/// # Ok::<(), kefu_payload::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KefuStateGet {
+    appid: String,
+    openid: String,
+    query: StateQuery,
+}
+
+impl KefuStateGet {
+    /// A request for `openid`'s state under the Official Account or Mini Program `appid`.
+    ///
+    /// Fails with [`Error::EmptyField`] (platform code 1008) when either id is empty.
+    pub fn new(
+        appid: impl Into<String>,
+        openid: impl Into<String>,
+        query: StateQuery,
+    ) -> Result<KefuStateGet, Error> {
+        let request = KefuStateGet {
+            appid: appid.into(),
+            openid: openid.into(),
+            query,
+        };
+        check_ids(&request.appid, &request.openid, Stage::Build)?;
+        Ok(request)
+    }
+
+    /// The Official Account or Mini Program AppID.
+    pub fn appid(&self) -> &str {
+        &self.appid
+    }
+
+    /// The user's openid.
+    pub fn openid(&self) -> &str {
+        &self.openid
+    }
+
+    /// How much to answer.
+    pub fn query(&self) -> StateQuery {
+        self.query
+    }
+
+    /// Writes `<xml><appid>…</appid><openid>…</openid><type>simple|all</type></xml>`, escaped.
+    ///
+    /// Fails with [`Error::UnrepresentableChar`] (−40011) when an id holds a character XML 1.0
+    /// cannot carry.
+    pub fn to_xml(&self) -> Result<String, Error> {
+        let mut writer = XmlWriter::new();
+        writer.text("appid", &self.appid)?;
+        writer.text("openid", &self.openid)?;
+        writer.text("type", self.query.as_str())?;
+        Ok(writer.finish())
+    }
+
+    /// Reads a plaintext; a missing or blank `type` means `simple`, the platform's default.
+    /// A missing id counts as empty (validation error, platform code 1008).
+    pub fn from_xml(input: &str) -> Result<KefuStateGet, Error> {
+        let [appid, openid, query] = xml::read_leaves(input, ["appid", "openid", "type"])?;
+        let query = match query {
+            Some(text) if !text.is_empty() => text.parse()?,
+            _ => StateQuery::default(),
+        };
+        let request = KefuStateGet {
+            appid: appid.unwrap_or_default(),
+            openid: openid.unwrap_or_default(),
+            query,
+        };
+        check_ids(&request.appid, &request.openid, Stage::Parse)?;
+        Ok(request)
+    }
+}
+
+/// A validated `kefustate/change` plaintext: set a user's handoff state (修改用户的客服接入状态).
+///
+/// The state is always written with its current wire string; the legacy `on`/`off` are only
+/// accepted when parsing.
+///
+/// ```
+/// use kefu_payload::{KefuState, KefuStateChange};
+///
+/// let change = KefuStateChange::new("wx0000000000000000", "oUSER", KefuState::PersonServing)?;
+/// assert_eq!(
+///     change.to_xml()?,
+///     "<xml><appid>wx0000000000000000</appid><openid>oUSER</openid>\
+///      <kefustate>personserving</kefustate></xml>"
+/// );
+/// let legacy = KefuStateChange::from_xml(
+///     "<xml><appid>wx1</appid><openid>o</openid><kefustate>off</kefustate></xml>",
+/// )?;
+/// assert_eq!(legacy.state(), KefuState::Complete);
+/// # Ok::<(), kefu_payload::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KefuStateChange {
+    appid: String,
+    openid: String,
+    state: KefuState,
+}
+
+impl KefuStateChange {
+    /// A request to move `openid` under the Official Account or Mini Program `appid` to `state`.
+    ///
+    /// Fails with [`Error::EmptyField`] (platform code 1008) when either id is empty.
+    pub fn new(
+        appid: impl Into<String>,
+        openid: impl Into<String>,
+        state: KefuState,
+    ) -> Result<KefuStateChange, Error> {
+        let request = KefuStateChange {
+            appid: appid.into(),
+            openid: openid.into(),
+            state,
+        };
+        check_ids(&request.appid, &request.openid, Stage::Build)?;
+        Ok(request)
+    }
+
+    /// The Official Account or Mini Program AppID.
+    pub fn appid(&self) -> &str {
+        &self.appid
+    }
+
+    /// The user's openid.
+    pub fn openid(&self) -> &str {
+        &self.openid
+    }
+
+    /// The requested state.
+    pub fn state(&self) -> KefuState {
+        self.state
+    }
+
+    /// Writes `<xml><appid>…</appid><openid>…</openid><kefustate>…</kefustate></xml>`, escaped.
+    ///
+    /// Fails with [`Error::UnrepresentableChar`] (−40011) when an id holds a character XML 1.0
+    /// cannot carry.
+    pub fn to_xml(&self) -> Result<String, Error> {
+        let mut writer = XmlWriter::new();
+        writer.text("appid", &self.appid)?;
+        writer.text("openid", &self.openid)?;
+        writer.text("kefustate", self.state.as_str())?;
+        Ok(writer.finish())
+    }
+
+    /// Reads a plaintext; `kefustate` is required and may be a legacy `on`/`off`. A missing id
+    /// counts as empty (validation error, platform code 1008).
+    pub fn from_xml(input: &str) -> Result<KefuStateChange, Error> {
+        let [appid, openid, state] = xml::read_leaves(input, ["appid", "openid", "kefustate"])?;
+        let state = state
+            .ok_or(Error::MissingElement {
+                element: "kefustate",
+            })?
+            .parse()?;
+        let request = KefuStateChange {
+            appid: appid.unwrap_or_default(),
+            openid: openid.unwrap_or_default(),
+            state,
+        };
+        check_ids(&request.appid, &request.openid, Stage::Parse)?;
+        Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xml::tests::xml_text;
+    use proptest::prelude::*;
+
+    #[test]
+    fn get_defaults_to_simple() {
+        for input in [
+            "<xml><appid>wx1</appid><openid>o</openid></xml>",
+            "<xml><appid>wx1</appid><openid>o</openid><type></type></xml>",
+        ] {
+            assert_eq!(
+                KefuStateGet::from_xml(input).unwrap(),
+                KefuStateGet::new("wx1", "o", StateQuery::Simple).unwrap()
+            );
+        }
+        assert_eq!(
+            KefuStateGet::new("wx1", "o", StateQuery::Simple)
+                .unwrap()
+                .to_xml()
+                .unwrap(),
+            "<xml><appid>wx1</appid><openid>o</openid><type>simple</type></xml>"
+        );
+    }
+
+    #[test]
+    fn get_rejects_an_unknown_type() {
+        let err =
+            KefuStateGet::from_xml("<xml><appid>wx1</appid><openid>o</openid><type>1</type></xml>")
+                .unwrap_err();
+        assert!(matches!(err, Error::InvalidValue { field: "type", .. }));
+        assert!(err.is_parse());
+    }
+
+    #[test]
+    fn ids_must_not_be_empty() {
+        assert_eq!(
+            KefuStateGet::new("", "o", StateQuery::All).unwrap_err(),
+            Error::EmptyField {
+                field: "appid",
+                stage: Stage::Build
+            }
+        );
+        assert_eq!(
+            KefuStateChange::new("wx1", "", KefuState::Asking).unwrap_err(),
+            Error::EmptyField {
+                field: "openid",
+                stage: Stage::Build
+            }
+        );
+        let err = KefuStateGet::from_xml("<xml><openid>o</openid></xml>").unwrap_err();
+        assert_eq!(
+            err,
+            Error::EmptyField {
+                field: "appid",
+                stage: Stage::Parse
+            }
+        );
+        assert_eq!(err.platform_code(), Some(1008));
+        assert_eq!(
+            KefuStateChange::from_xml(
+                "<xml><appid>wx1</appid><openid></openid><kefustate>asking</kefustate></xml>"
+            )
+            .unwrap_err(),
+            Error::EmptyField {
+                field: "openid",
+                stage: Stage::Parse
+            }
+        );
+    }
+
+    #[test]
+    fn change_requires_a_known_state() {
+        assert_eq!(
+            KefuStateChange::from_xml("<xml><appid>wx1</appid><openid>o</openid></xml>")
+                .unwrap_err(),
+            Error::MissingElement {
+                element: "kefustate"
+            }
+        );
+        let err = KefuStateChange::from_xml(
+            "<xml><appid>wx1</appid><openid>o</openid><kefustate>1</kefustate></xml>",
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidValue {
+                field: "kefustate",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn change_writes_current_strings_for_legacy_input() {
+        let parsed = KefuStateChange::from_xml(
+            "<xml><appid><![CDATA[wx1]]></appid><openid>o</openid><kefustate>on</kefustate></xml>",
+        )
+        .unwrap();
+        assert_eq!(parsed.state(), KefuState::PersonServing);
+        assert_eq!(parsed.appid(), "wx1");
+        assert_eq!(parsed.openid(), "o");
+        assert_eq!(
+            parsed.to_xml().unwrap(),
+            "<xml><appid>wx1</appid><openid>o</openid><kefustate>personserving</kefustate></xml>"
+        );
+    }
+
+    #[test]
+    fn unrepresentable_ids() {
+        let get = KefuStateGet::new("wx\u{0}", "o", StateQuery::Simple).unwrap();
+        assert_eq!(
+            get.to_xml().unwrap_err(),
+            Error::UnrepresentableChar {
+                field: "appid",
+                position: 2,
+                character: '\0'
+            }
+        );
+    }
+
+    fn id() -> impl Strategy<Value = String> {
+        xml_text().prop_filter("non-empty", |text| !text.is_empty())
+    }
+
+    proptest! {
+        #[test]
+        fn get_round_trips(
+            appid in id(),
+            openid in id(),
+            query in prop_oneof![Just(StateQuery::Simple), Just(StateQuery::All)],
+        ) {
+            let get = KefuStateGet::new(appid, openid, query).unwrap();
+            prop_assert_eq!(KefuStateGet::from_xml(&get.to_xml().unwrap()).unwrap(), get);
+        }
+
+        #[test]
+        fn change_round_trips(
+            appid in id(),
+            openid in id(),
+            state in proptest::sample::select(KefuState::ALL.to_vec()),
+        ) {
+            let change = KefuStateChange::new(appid, openid, state).unwrap();
+            prop_assert_eq!(KefuStateChange::from_xml(&change.to_xml().unwrap()).unwrap(), change);
+        }
+
+        #[test]
+        fn parsers_never_panic(input in "\\PC*") {
+            let _ = KefuStateGet::from_xml(&input);
+            let _ = KefuStateChange::from_xml(&input);
+        }
+    }
+}
