@@ -1,0 +1,720 @@
+//! The client, its builder and the transport.
+
+use core::fmt;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use hyper::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde_json::{Map, Value};
+use wxbizmsgcrypt::MsgCrypt;
+
+use crate::envelope::{Normalized, normalize};
+use crate::error::{BoxError, ConfigError, Error, InvalidResponse, Kind, Operation};
+use crate::retry::RetryPolicy;
+
+/// The documented base URL of the Dialogue platform's `/openapi` endpoints.
+pub const DEFAULT_BASE_URL: &str = "https://chatbot.weixin.qq.com/openapi";
+
+/// The older alias of [`DEFAULT_BASE_URL`], seen in community posts and SDK backups.
+///
+/// It is only ever used when configured with [`ClientBuilder::base_url`]; the client never falls
+/// back to it by itself.
+pub const BACKUP_BASE_URL: &str = "https://openai.weixin.qq.com/openapi";
+
+/// What stands for the TOKEN wherever a URL or server text is shown.
+const REDACTED: &str = "{TOKEN}";
+
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+type Connector = TimeoutConnector<HttpsConnector<HttpConnector>>;
+
+/// Configures a [`Client`]; made by [`Client::builder`].
+///
+/// Its `Debug` output never shows the TOKEN or the EncodingAESKey.
+#[derive(Clone)]
+pub struct ClientBuilder {
+    token: String,
+    encoding_aes_key: String,
+    bot_appid: String,
+    base_url: String,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    pool_idle_timeout: Duration,
+    max_response_bytes: usize,
+    retry: RetryPolicy,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("token", &"<redacted>")
+            .field("encoding_aes_key", &"<redacted>")
+            .field("bot_appid", &self.bot_appid)
+            .field("base_url", &self.base_url)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("pool_idle_timeout", &self.pool_idle_timeout)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+impl ClientBuilder {
+    /// Sets the base URL, without the endpoint name: [`DEFAULT_BASE_URL`] unless set, or
+    /// [`BACKUP_BASE_URL`], or `http://127.0.0.1:<port>/openapi` for a local sandbox. A trailing
+    /// `/` is ignored. It must be `http` or `https`, with a host, without user info, query or
+    /// fragment.
+    pub fn base_url(mut self, base_url: impl Into<String>) -> ClientBuilder {
+        self.base_url = base_url.into();
+        self
+    }
+
+    /// Bounds establishing a connection: DNS, TCP connect and the TLS handshake together.
+    /// Default 5 s. A connect timeout is a not-sent failure, safe to retry.
+    pub fn connect_timeout(mut self, timeout: Duration) -> ClientBuilder {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Bounds a whole call: waiting for a connection, writing the request and reading the
+    /// answer. Default 10 s. A request timeout is an ambiguous failure: the request may have
+    /// been delivered. Keep it above the connect timeout, or a slow connect is reported as
+    /// ambiguous rather than as not sent.
+    pub fn request_timeout(mut self, timeout: Duration) -> ClientBuilder {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How long an idle keep-alive connection stays in the pool. Default 30 s, below common
+    /// server keep-alive limits, so that a request is rarely written onto a connection the
+    /// server is closing (which would make the failure ambiguous).
+    pub fn pool_idle_timeout(mut self, timeout: Duration) -> ClientBuilder {
+        self.pool_idle_timeout = timeout;
+        self
+    }
+
+    /// The largest answer body accepted, in bytes. Default 64 KiB; a longer body is an
+    /// invalid response.
+    pub fn max_response_bytes(mut self, limit: usize) -> ClientBuilder {
+        self.max_response_bytes = limit;
+        self
+    }
+
+    /// The policy of the `*_with_retry` methods. Default [`RetryPolicy::default`].
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> ClientBuilder {
+        self.retry = policy;
+        self
+    }
+
+    /// Checks the configuration and builds the client.
+    ///
+    /// Fails with a configuration error ([`Error::is_config`]) for an empty TOKEN or one that
+    /// cannot stand in a URL path, an unusable EncodingAESKey, an empty bot APPID, an unusable
+    /// base URL or a zero timeout. No connection is made here.
+    ///
+    /// The client must be used inside a Tokio runtime.
+    pub fn build(self) -> Result<Client, Error> {
+        validate_token(&self.token)?;
+        if self.bot_appid.is_empty() {
+            return Err(Error::config(ConfigError::EmptyAppid));
+        }
+        for (which, timeout) in [
+            ("connect", self.connect_timeout),
+            ("request", self.request_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(Error::config(ConfigError::ZeroTimeout { which }));
+            }
+        }
+        let crypt = MsgCrypt::new(
+            self.token.as_str(),
+            &self.encoding_aes_key,
+            self.bot_appid.as_bytes(),
+        )
+        .map_err(|e| {
+            Error::config(match e {
+                wxbizmsgcrypt::Error::AesKeyLength { len } => ConfigError::AesKeyLength { len },
+                wxbizmsgcrypt::Error::AesKeyCharacter { position, .. } => {
+                    ConfigError::AesKeyCharacter { position }
+                }
+                _ => ConfigError::AesKey,
+            })
+        })?;
+        let base_url = validate_base_url(&self.base_url)?;
+        let mut uris = Vec::with_capacity(Operation::ALL.len());
+        let mut endpoints = Vec::with_capacity(Operation::ALL.len());
+        for operation in Operation::ALL {
+            let uri = format!("{base_url}/{}/{}", operation.name(), self.token)
+                .parse::<Uri>()
+                .map_err(|_| {
+                    Error::config(ConfigError::BaseUrl {
+                        reason: "does not form a valid URL with the endpoint and the TOKEN",
+                    })
+                })?;
+            uris.push(uri);
+            endpoints.push(format!("{base_url}/{}/{REDACTED}", operation.name()));
+        }
+
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(self.connect_timeout));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let https = HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .map_err(|e| Error::config(ConfigError::Tls).with_source(e))?
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http);
+        let connector = TimeoutConnector {
+            inner: https,
+            timeout: self.connect_timeout,
+        };
+        let http = HyperClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(self.pool_idle_timeout)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+
+        Ok(Client {
+            shared: Arc::new(Shared {
+                http,
+                crypt,
+                token: self.token.into_boxed_str(),
+                uris,
+                endpoints,
+                base_url,
+                bot_appid: self.bot_appid,
+                connect_timeout: self.connect_timeout,
+                request_timeout: self.request_timeout,
+                max_response_bytes: self.max_response_bytes,
+                retry: self.retry,
+            }),
+        })
+    }
+}
+
+/// Only unreserved URL characters, so that the TOKEN is its own path segment unescaped.
+fn validate_token(token: &str) -> Result<(), Error> {
+    if token.is_empty() {
+        return Err(Error::config(ConfigError::EmptyToken));
+    }
+    match token
+        .chars()
+        .position(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')))
+    {
+        Some(position) => Err(Error::config(ConfigError::TokenCharacter { position })),
+        None => Ok(()),
+    }
+}
+
+fn validate_base_url(base_url: &str) -> Result<String, Error> {
+    let bad = |reason| Err(Error::config(ConfigError::BaseUrl { reason }));
+    let trimmed = base_url.trim().trim_end_matches('/');
+    if trimmed.contains(['?', '#']) {
+        return bad("must not carry a query or a fragment");
+    }
+    if !trimmed.contains("://") {
+        return bad("must start with https:// (or http:// for a local sandbox)");
+    }
+    let Ok(uri) = trimmed.parse::<Uri>() else {
+        return bad("is not a valid URL");
+    };
+    match uri.scheme_str() {
+        Some("https" | "http") => {}
+        _ => return bad("must start with https:// (or http:// for a local sandbox)"),
+    }
+    match uri.authority() {
+        None => return bad("has no host"),
+        Some(authority) if authority.as_str().contains('@') => {
+            return bad("must not carry user info");
+        }
+        Some(authority) if authority.host().is_empty() => return bad("has no host"),
+        Some(_) => {}
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// A thin async client for the Dialogue platform's `sendmsg`, `kefustate/get` and
+/// `kefustate/change` (protocols.md §4).
+///
+/// Each call encrypts its XML with WXBizMsgCrypt (receive-id = bot APPID), posts
+/// `{"encrypt":"…"}` as JSON to `{base}/<name>/{TOKEN}` over a pooled hyper client (HTTP/1.1
+/// keep-alive, HTTP/2 where the server offers it by ALPN, rustls with the webpki roots and the
+/// `ring` provider; plain `http://` works too), and normalises the answer in every spelling the
+/// platform uses.
+///
+/// A call makes exactly one attempt. The `*_with_retry` methods loop with the client's
+/// [`RetryPolicy`], which never replays a `sendmsg` whose request may have been delivered. A
+/// durable outbox can instead call [`RetryPolicy::decide`] itself.
+///
+/// Cloning is cheap and clones share the connection pool.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use kefu_client::{Client, Operation};
+///
+/// # async fn demo() -> Result<(), kefu_client::Error> {
+/// let client = Client::builder(
+///     "TOKENTOKENTOKENTOKENTOKENTOKEN",
+///     "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+///     "Gg8HejYTkUsEIlG",
+/// )
+/// .request_timeout(Duration::from_secs(8))
+/// .build()?;
+///
+/// let xml = "<xml><appid>wx0000000000000000</appid><openid>oUSER</openid>\
+///            <msg>您好</msg><channel>0</channel></xml>";
+/// match client.call_xml(Operation::SendMsg, xml).await {
+///     Ok(reply) => println!("sent, rid {:?}", reply.rid()),
+///     Err(e) if e.is_ambiguous() => println!("outcome unknown, do not resend blindly: {e}"),
+///     Err(e) => println!("failed: {e}"),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    http: HyperClient<Connector, Full<Bytes>>,
+    crypt: MsgCrypt,
+    token: Box<str>,
+    /// Indexed by [`Operation::index`].
+    uris: Vec<Uri>,
+    /// The same, with the TOKEN replaced by `{TOKEN}`.
+    endpoints: Vec<String>,
+    base_url: String,
+    bot_appid: String,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    max_response_bytes: usize,
+    retry: RetryPolicy,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &*self.shared;
+        f.debug_struct("Client")
+            .field("base_url", &s.base_url)
+            .field("token", &"<redacted>")
+            .field("bot_appid", &s.bot_appid)
+            .field("connect_timeout", &s.connect_timeout)
+            .field("request_timeout", &s.request_timeout)
+            .field("retry", &s.retry)
+            .finish()
+    }
+}
+
+/// A successful answer: code 0, `success` not false, `ret` 0 if present.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    status: StatusCode,
+    message: Option<String>,
+    rid: Option<String>,
+    json: Map<String, Value>,
+}
+
+impl Reply {
+    /// The HTTP status (a 2xx).
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The platform's message (`errmsg`, `errormsg` or `msg`), if non-empty.
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
+
+    /// The platform's request id, if any.
+    pub fn rid(&self) -> Option<&str> {
+        self.rid.as_deref()
+    }
+
+    /// The whole JSON object, for fields this crate does not model.
+    pub fn json(&self) -> &Map<String, Value> {
+        &self.json
+    }
+}
+
+impl Client {
+    /// Starts configuring a client for one bot.
+    ///
+    /// * `token`: the TOKEN from 发布管理 → 应用绑定 → 开放API, a path segment of every URL and
+    ///   the only authentication;
+    /// * `encoding_aes_key`: the 43-character EncodingAESKey;
+    /// * `bot_appid`: the bot APPID, the WXBizMsgCrypt receive-id (not the OA/MP AppID, which
+    ///   goes inside the XML).
+    ///
+    /// Nothing is checked until [`ClientBuilder::build`].
+    pub fn builder(
+        token: impl Into<String>,
+        encoding_aes_key: impl Into<String>,
+        bot_appid: impl Into<String>,
+    ) -> ClientBuilder {
+        ClientBuilder {
+            token: token.into(),
+            encoding_aes_key: encoding_aes_key.into(),
+            bot_appid: bot_appid.into(),
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// The base URL, without a trailing `/`.
+    pub fn base_url(&self) -> &str {
+        &self.shared.base_url
+    }
+
+    /// The URL of an operation with the TOKEN replaced by `{TOKEN}`, safe to log.
+    pub fn redacted_url(&self, operation: Operation) -> &str {
+        self.shared
+            .endpoints
+            .get(operation.index())
+            .map_or("", String::as_str)
+    }
+
+    /// The policy used by the `*_with_retry` methods.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.shared.retry
+    }
+
+    /// Makes one attempt of `operation` with a ready-made XML plaintext (`<xml>…</xml>`):
+    /// encrypts it, posts it and normalises the answer.
+    ///
+    /// The typed methods build the XML with `kefu-payload`; this one is for XML built
+    /// elsewhere.
+    pub async fn call_xml(&self, operation: Operation, xml: &str) -> Result<Reply, Error> {
+        let s = &*self.shared;
+        let endpoint = self.redacted_url(operation);
+        let with_call = |e: Error| e.with_call(operation, endpoint);
+
+        let encrypt = s
+            .crypt
+            .encrypt(xml.as_bytes())
+            .map_err(|e| with_call(Error::new(Kind::Payload).with_source(e)))?;
+        let mut body = String::with_capacity(encrypt.len() + 14);
+        body.push_str("{\"encrypt\":\"");
+        body.push_str(&encrypt);
+        body.push_str("\"}");
+        let request_bytes = body.len();
+
+        let uri = s.uris.get(operation.index()).cloned().unwrap_or_default();
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(
+                USER_AGENT,
+                HeaderValue::from_static(concat!("kefu-client/", env!("CARGO_PKG_VERSION"))),
+            )
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| with_call(Error::new(Kind::Payload).with_source(e)))?;
+
+        let started = tokio::time::Instant::now();
+        let exchanged = tokio::time::timeout(s.request_timeout, self.exchange(request)).await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let (status, response) = match exchanged {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(error)) => {
+                let error = with_call(error);
+                tracing::debug!(
+                    operation = operation.name(),
+                    request_bytes,
+                    xml_bytes = xml.len(),
+                    elapsed_ms,
+                    not_sent = error.is_not_sent(),
+                    timeout = error.is_timeout(),
+                    "kefu call failed: {error}"
+                );
+                return Err(error);
+            }
+            Err(_elapsed) => {
+                let error = with_call(Error::new(Kind::Transport { timeout: true }));
+                tracing::debug!(
+                    operation = operation.name(),
+                    request_bytes,
+                    xml_bytes = xml.len(),
+                    elapsed_ms,
+                    timeout = true,
+                    "kefu call failed: {error}"
+                );
+                return Err(error);
+            }
+        };
+
+        let token = &*s.token;
+        let redact = |text: &str| redact(text, token);
+        match normalize(status, &response, &redact) {
+            Normalized::Success { map, env } => {
+                let reply = Reply {
+                    status,
+                    message: env.message.as_deref().map(redact),
+                    rid: env.rid.as_deref().map(redact),
+                    json: map,
+                };
+                tracing::debug!(
+                    operation = operation.name(),
+                    status = status.as_u16(),
+                    errcode = 0,
+                    rid = reply.rid(),
+                    request_bytes,
+                    xml_bytes = xml.len(),
+                    response_bytes = response.len(),
+                    elapsed_ms,
+                    "kefu call succeeded"
+                );
+                Ok(reply)
+            }
+            Normalized::Failure { error } => {
+                let error = with_call(error);
+                tracing::debug!(
+                    operation = operation.name(),
+                    status = status.as_u16(),
+                    errcode = error.platform_code().map(|c| c.code()),
+                    rid = error.rid(),
+                    request_bytes,
+                    xml_bytes = xml.len(),
+                    response_bytes = response.len(),
+                    elapsed_ms,
+                    "kefu call failed: {error}"
+                );
+                Err(error)
+            }
+        }
+    }
+
+    /// [`call_xml`](Client::call_xml) in a loop driven by the client's [`RetryPolicy`]: retried
+    /// when the request was not sent or the platform was busy (and, for the idempotent
+    /// `kefustate` calls, after ambiguous failures), never after an ambiguous `sendmsg`.
+    pub async fn call_xml_with_retry(
+        &self,
+        operation: Operation,
+        xml: &str,
+    ) -> Result<Reply, Error> {
+        self.shared
+            .retry
+            .retry(operation, || self.call_xml(operation, xml))
+            .await
+    }
+
+    /// Sends the request and reads the whole answer, within the body limit.
+    async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), Error> {
+        let s = &*self.shared;
+        let response = s.http.request(request).await.map_err(transport_error)?;
+        let status = response.status();
+        let limit = s.max_response_bytes;
+        match Limited::new(response.into_body(), limit).collect().await {
+            Ok(collected) => Ok((status, collected.to_bytes())),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                Err(Error::new(Kind::InvalidResponse {
+                    status,
+                    reason: InvalidResponse::TooLarge { limit },
+                }))
+            }
+            Err(e) => Err(Error::new(Kind::Transport {
+                timeout: has_timeout(&*e),
+            })
+            .with_source(e)),
+        }
+    }
+}
+
+/// Replaces every occurrence of the TOKEN.
+fn redact(text: &str, token: &str) -> String {
+    if !token.is_empty() && text.contains(token) {
+        text.replace(token, REDACTED)
+    } else {
+        text.to_owned()
+    }
+}
+
+/// Splits a pooled-client error between not sent (connect phase) and ambiguous.
+fn transport_error(error: hyper_util::client::legacy::Error) -> Error {
+    let timeout = has_timeout(&error);
+    let kind = if error.is_connect() {
+        Kind::Connect { timeout }
+    } else {
+        Kind::Transport { timeout }
+    };
+    Error::new(kind).with_source(error)
+}
+
+/// `true` when a timeout appears anywhere in the source chain.
+fn has_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.is::<ConnectTimeout>() {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// The connect phase (DNS, TCP connect, TLS handshake) took longer than the connect timeout.
+#[derive(Debug)]
+struct ConnectTimeout(Duration);
+
+impl fmt::Display for ConnectTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "connect (DNS, TCP, TLS) timed out after {:?}", self.0)
+    }
+}
+
+impl std::error::Error for ConnectTimeout {}
+
+/// Bounds the whole connect phase, TLS included, so that a stalled handshake is a connect
+/// error (not sent) rather than a request timeout (ambiguous).
+#[derive(Clone)]
+struct TimeoutConnector<C> {
+    inner: C,
+    timeout: Duration,
+}
+
+impl<C> tower_service::Service<Uri> for TimeoutConnector<C>
+where
+    C: tower_service::Service<Uri>,
+    C::Error: Into<BoxError>,
+    C::Future: Send + 'static,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(result) => result.map_err(Into::into),
+                Err(_) => Err(Box::new(ConnectTimeout(timeout)) as BoxError),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+
+    fn build(token: &str, key: &str, appid: &str, base: &str) -> Result<Client, Error> {
+        Client::builder(token, key, appid).base_url(base).build()
+    }
+
+    #[test]
+    fn builder_rejects_bad_input_without_echoing_secrets() {
+        let cases: &[(&str, &str, &str, &str, &str)] = &[
+            ("", KEY, "app", DEFAULT_BASE_URL, "TOKEN is empty"),
+            ("tok/en", KEY, "app", DEFAULT_BASE_URL, "position 3"),
+            ("tok en", KEY, "app", DEFAULT_BASE_URL, "position 3"),
+            ("tok%2Fen", KEY, "app", DEFAULT_BASE_URL, "position 3"),
+            ("token", "short", "app", DEFAULT_BASE_URL, "43"),
+            (
+                "token",
+                &KEY.replace('G', "!"),
+                "app",
+                DEFAULT_BASE_URL,
+                "position 42",
+            ),
+            ("token", KEY, "", DEFAULT_BASE_URL, "bot APPID is empty"),
+            ("token", KEY, "app", "ftp://x/openapi", "https://"),
+            (
+                "token",
+                KEY,
+                "app",
+                "chatbot.weixin.qq.com/openapi",
+                "https://",
+            ),
+            ("token", KEY, "app", "https://u:p@x/openapi", "user info"),
+            ("token", KEY, "app", "https://x/openapi?a=b", "query"),
+            ("token", KEY, "app", "https://x/openapi#f", "fragment"),
+            ("token", KEY, "app", "not a url", "base URL"),
+        ];
+        for (token, key, appid, base, want) in cases {
+            let err = build(token, key, appid, base).unwrap_err();
+            assert!(err.is_config() && err.is_not_sent(), "{err}");
+            let text = err.to_string();
+            assert!(text.contains(want), "{text:?} should contain {want:?}");
+            if !token.is_empty() {
+                assert!(!text.contains(token), "{text}");
+                assert!(!format!("{err:?}").contains(token));
+            }
+            assert!(!text.contains(key) && !format!("{err:?}").contains(key));
+        }
+        let err = Client::builder("token", KEY, "app")
+            .request_timeout(Duration::ZERO)
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err.config_error(),
+            Some(&ConfigError::ZeroTimeout { which: "request" })
+        );
+    }
+
+    #[test]
+    fn urls_carry_the_token_and_display_redacts_it() {
+        let token = "AbCdEfGhIjKlMnOpQrStUvWxYz0123";
+        for (base, want) in [
+            (DEFAULT_BASE_URL, DEFAULT_BASE_URL),
+            (BACKUP_BASE_URL, BACKUP_BASE_URL),
+            (
+                "http://127.0.0.1:8080/openapi/",
+                "http://127.0.0.1:8080/openapi",
+            ),
+            (" https://example.com ", "https://example.com"),
+        ] {
+            let client = build(token, KEY, "Gg8HejYTkUsEIlG", base).unwrap();
+            assert_eq!(client.base_url(), want);
+            for op in Operation::ALL {
+                let uri = &client.shared.uris[op.index()];
+                assert_eq!(uri.to_string(), format!("{want}/{}/{token}", op.name()));
+                assert_eq!(
+                    client.redacted_url(op),
+                    format!("{want}/{}/{{TOKEN}}", op.name())
+                );
+            }
+            let debug = format!("{client:?}");
+            assert!(!debug.contains(token) && !debug.contains(KEY), "{debug}");
+        }
+        let builder = Client::builder(token, KEY, "Gg8HejYTkUsEIlG");
+        let debug = format!("{builder:?}");
+        assert!(!debug.contains(token) && !debug.contains(KEY), "{debug}");
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(redact("a TOK b TOK", "TOK"), "a {TOKEN} b {TOKEN}");
+        assert_eq!(redact("nothing", "TOK"), "nothing");
+    }
+}
