@@ -681,6 +681,27 @@ mod tests {
     }
 
     #[test]
+    fn v2_body_decrypts_to_a_sendmsg() {
+        let crypt = wxbizmsgcrypt::MsgCrypt::new(
+            "token",
+            "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+            "Gg8HejYTkUsEIlG",
+        )
+        .unwrap();
+        let request = DialogueRequest::parse(V2_BODY).unwrap();
+        let plaintext = crypt.decrypt(&request.encrypt).unwrap();
+        let send =
+            crate::SendMsg::from_xml(core::str::from_utf8(plaintext.message()).unwrap()).unwrap();
+        assert_eq!(
+            send,
+            crate::SendMsg::builder("oUSER", crate::Channel::OfficialAccount, "hello")
+                .appid("wx0000000000000000")
+                .build()
+                .unwrap()
+        );
+    }
+
+    #[test]
     fn dialogue_bodies_use_their_own_keys() {
         let request = DialogueRequest::parse(V2_BODY).unwrap();
         assert_eq!(request.to_json(), V2_BODY);

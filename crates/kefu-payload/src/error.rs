@@ -388,6 +388,92 @@ mod tests {
     }
 
     #[test]
+    fn every_message_says_what_and_where() {
+        let cases = [
+            (
+                Error::XmlSyntax {
+                    offset: 7,
+                    message: "boom".into(),
+                },
+                "malformed XML at byte 7: boom",
+            ),
+            (
+                Error::IllegalXmlChar {
+                    offset: 3,
+                    character: '\u{B}',
+                },
+                "character U+000B at byte 3 is not allowed in XML 1.0",
+            ),
+            (
+                Error::UnknownEntity {
+                    offset: 9,
+                    name: "nbsp".into(),
+                },
+                "entity &nbsp; at byte 9 is not one of &lt; &gt; &amp; &apos; &quot; (DTD entities are not supported); escape the '&' as &amp;",
+            ),
+            (
+                Error::WrongRoot {
+                    found: "root".into(),
+                },
+                "root element is <root>, expected <xml>",
+            ),
+            (
+                Error::NoRoot,
+                "no root element found, expected <xml>…</xml>",
+            ),
+            (
+                Error::DuplicateElement { element: "msg" },
+                "element <msg> appears more than once",
+            ),
+            (
+                Error::UnexpectedChild {
+                    element: "msg",
+                    child: "a".into(),
+                },
+                "<msg> contains a child element <a>; its text must be escaped (&lt;a …) or wrapped in CDATA",
+            ),
+            (
+                Error::InvalidValue {
+                    field: "kfstate",
+                    found: "7".into(),
+                    expected: "0, 1, 2 or 3",
+                },
+                "kfstate is \"7\", expected 0, 1, 2 or 3",
+            ),
+            (
+                Error::Json {
+                    message: "missing field `Encrypt`".into(),
+                },
+                "invalid JSON: missing field `Encrypt`",
+            ),
+            (
+                Error::EmptyField {
+                    field: "msg",
+                    stage: Stage::Build,
+                },
+                "msg must not be empty (the platform answers 1008)",
+            ),
+            (
+                Error::AppidRequired {
+                    channel: Channel::OfficialAccount,
+                    stage: Stage::Build,
+                },
+                "appid is required on channel 0 (Official Account bound by QR scan); set it to the Official Account or Mini Program AppID (the platform answers 1008)",
+            ),
+            (
+                Error::ChannelNotOpen {
+                    channel: Channel::WeComGroupRobot,
+                    stage: Stage::Parse,
+                },
+                "channel 3 (WeCom group-chat robot) is not open on the platform (it answers 2928312 \"unsupport, to do.\")",
+            ),
+        ];
+        for (error, message) in cases {
+            assert_eq!(error.to_string(), message);
+        }
+    }
+
+    #[test]
     fn unrecognized_envelope_messages() {
         assert!(
             Error::UnrecognizedEnvelope { found: None }

@@ -24,7 +24,8 @@ const fn is_xml_whitespace(character: char) -> bool {
     matches!(character, ' ' | '\t' | '\n' | '\r')
 }
 
-/// Parses a decimal number, allowing XML whitespace around it. `Ok(None)` for blank text.
+/// Parses decimal digits with an optional leading `-`, allowing XML whitespace around them.
+/// `Ok(None)` for blank text.
 pub(crate) fn parse_number<T: core::str::FromStr>(
     field: &'static str,
     text: &str,
@@ -34,7 +35,14 @@ pub(crate) fn parse_number<T: core::str::FromStr>(
     if trimmed.is_empty() {
         return Ok(None);
     }
-    trimmed.parse().map(Some).map_err(|_| Error::InvalidValue {
+    let digits = trimmed.strip_prefix('-').unwrap_or(trimmed);
+    // `FromStr` alone would also take a leading '+', which is not a platform number.
+    let parsed = if !digits.is_empty() && digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        trimmed.parse().ok()
+    } else {
+        None
+    };
+    parsed.map(Some).ok_or_else(|| Error::InvalidValue {
         field,
         found: text.to_owned(),
         expected,
@@ -107,6 +115,12 @@ fn reader_error(error: QuickError, offset: u64) -> Error {
         // A broken DOCTYPE is still a DOCTYPE: report the policy, not the typo.
         QuickError::Syntax(SyntaxError::UnclosedDoctype)
         | QuickError::IllFormed(IllFormedError::MissingDoctypeName) => Error::Doctype { offset },
+        // The reader's own wording ("not found before end of input") misleads for the usual
+        // cause, an unescaped '&' in the middle of a text.
+        QuickError::IllFormed(IllFormedError::UnclosedReference) => syntax(
+            offset,
+            "'&' does not start a reference (&name; or &#number;); escape a literal '&' as &amp;",
+        ),
         other => syntax(offset, other),
     }
 }
@@ -178,6 +192,12 @@ impl<const N: usize> Collector<N> {
     }
 
     fn open(&mut self, offset: u64, name: &str) -> Result<(), Error> {
+        if name.is_empty() {
+            return Err(syntax(
+                offset,
+                "'<' is not followed by an element name; escape a literal '<' as &lt;",
+            ));
+        }
         match self.root {
             Root::NotSeen if name == "xml" => {
                 self.root = Root::Open;
@@ -559,7 +579,14 @@ pub(crate) mod tests {
             }
         );
         let err = read_one("<xml><msg>a & b</msg></xml>", "msg").unwrap_err();
-        assert!(err.is_parse(), "{err:?}");
+        assert!(
+            matches!(err, Error::XmlSyntax { offset: 12, .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("escape a literal '&' as &amp;"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -595,6 +622,15 @@ pub(crate) mod tests {
         assert_eq!(
             read_one("<xml><msg>a</msg><msg>b</msg></xml>", "msg").unwrap_err(),
             Error::DuplicateElement { element: "msg" }
+        );
+        let err = read_one("<xml><msg>a < b</msg></xml>", "msg").unwrap_err();
+        assert!(
+            matches!(err, Error::XmlSyntax { offset: 12, .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("escape a literal '<' as &lt;"),
+            "{err}"
         );
         assert_eq!(
             read_one("<xml><msg>go <a href=\"x\">here</a></msg></xml>", "msg").unwrap_err(),
@@ -664,6 +700,11 @@ pub(crate) mod tests {
             }
         );
         assert!(parse_number::<u8>("channel", "256", "0-9").is_err());
+        assert!(parse_number::<u8>("channel", "+7", "0-9").is_err());
+        assert!(parse_number::<i64>("from", "-", "n").is_err());
+        assert!(parse_number::<i64>("from", "--1", "n").is_err());
+        assert_eq!(parse_number::<i64>("from", "-12", "n").unwrap(), Some(-12));
+        assert!(parse_number::<u8>("assessment", "-1", "n").is_err());
         assert!(parse_number::<i64>("from", "\u{3000}1", "n").is_err());
     }
 
