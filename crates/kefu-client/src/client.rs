@@ -15,6 +15,8 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use kefu_payload::envelope::DialogueRequest;
+use kefu_payload::{KefuState, KefuStateChange, KefuStateGet, SendMsg};
 use serde_json::{Map, Value};
 use wxbizmsgcrypt::MsgCrypt;
 
@@ -352,6 +354,88 @@ impl Reply {
     }
 }
 
+/// The `kefustate` switch of a `kefustate/get` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KefuSwitch {
+    /// `on`: an agent is connected and the bot stays silent.
+    On,
+    /// `off`: no agent is connected.
+    Off,
+}
+
+impl KefuSwitch {
+    /// The wire string, `on` or `off`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KefuSwitch::On => "on",
+            KefuSwitch::Off => "off",
+        }
+    }
+}
+
+impl fmt::Display for KefuSwitch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A successful `kefustate/get` answer (protocols.md §4.6).
+///
+/// Both fields are optional: doc revisions differ on which the platform returns, and `status`
+/// only comes with [`StateQuery::All`](kefu_payload::StateQuery::All). Values outside the
+/// documented sets read as `None`; the raw JSON stays available in
+/// [`reply`](KefuStateReply::reply).
+#[derive(Debug, Clone)]
+pub struct KefuStateReply {
+    kefustate: Option<KefuSwitch>,
+    status: Option<KefuState>,
+    reply: Reply,
+}
+
+impl KefuStateReply {
+    fn from_reply(reply: Reply) -> KefuStateReply {
+        let text = |key: &str| match reply.json.get(key) {
+            Some(Value::String(s)) => Some(s.trim().to_owned()),
+            _ => None,
+        };
+        let kefustate = text("kefustate").and_then(|s| {
+            if s.eq_ignore_ascii_case("on") {
+                Some(KefuSwitch::On)
+            } else if s.eq_ignore_ascii_case("off") {
+                Some(KefuSwitch::Off)
+            } else {
+                None
+            }
+        });
+        let status = text("status").and_then(|s| s.to_ascii_lowercase().parse().ok());
+        KefuStateReply {
+            kefustate,
+            status,
+            reply,
+        }
+    }
+
+    /// `kefustate`: whether an agent is connected, if the answer said.
+    pub fn kefustate(&self) -> Option<KefuSwitch> {
+        self.kefustate
+    }
+
+    /// `status`: `asking`, `personserving`, `complete` or `needperson`, if the answer said.
+    pub fn status(&self) -> Option<KefuState> {
+        self.status
+    }
+
+    /// The platform's request id, if any.
+    pub fn rid(&self) -> Option<&str> {
+        self.reply.rid()
+    }
+
+    /// The whole answer.
+    pub fn reply(&self) -> &Reply {
+        &self.reply
+    }
+}
+
 impl Client {
     /// Starts configuring a client for one bot.
     ///
@@ -398,6 +482,98 @@ impl Client {
         &self.shared.retry
     }
 
+    /// Sends a message to the user (`sendmsg`), in one attempt.
+    ///
+    /// On an [ambiguous](Error::is_ambiguous) failure the user may or may not have seen the
+    /// message: report it, do not resend blindly.
+    ///
+    /// ```no_run
+    /// use kefu_client::Client;
+    /// use kefu_client::kefu_payload::{Channel, Event, SendMsg};
+    ///
+    /// # async fn demo(client: Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let msg = SendMsg::builder("oUSER", Channel::OfficialAccount, "客服已接入")
+    ///     .appid("wx0000000000000000")
+    ///     .event(Event::WaiterEnter)
+    ///     .kefuname("客服小红")
+    ///     .build()?;
+    /// match client.send(&msg).await {
+    ///     Ok(reply) => println!("sent, rid {:?}", reply.rid()),
+    ///     Err(e) if e.is_ambiguous() => println!("outcome unknown: {e}"),
+    ///     Err(e) => println!("not delivered: {e}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn send(&self, msg: &SendMsg) -> Result<Reply, Error> {
+        let xml = payload_xml(Operation::SendMsg, self, msg.to_xml())?;
+        self.call_xml(Operation::SendMsg, &xml).await
+    }
+
+    /// [`send`](Client::send) with the client's [`RetryPolicy`]: retried when the request was
+    /// not sent or the platform answered −1, never after an ambiguous failure.
+    pub async fn send_with_retry(&self, msg: &SendMsg) -> Result<Reply, Error> {
+        let xml = payload_xml(Operation::SendMsg, self, msg.to_xml())?;
+        self.call_xml_with_retry(Operation::SendMsg, &xml).await
+    }
+
+    /// Reads the user's handoff state (`kefustate/get`), in one attempt.
+    ///
+    /// ```no_run
+    /// use kefu_client::Client;
+    /// use kefu_client::kefu_payload::{KefuStateGet, StateQuery};
+    ///
+    /// # async fn demo(client: Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let get = KefuStateGet::new("wx0000000000000000", "oUSER", StateQuery::All)?;
+    /// let state = client.kefustate_get_with_retry(&get).await?;
+    /// println!("kefustate {:?}, status {:?}", state.kefustate(), state.status());
+    /// # Ok(()) }
+    /// ```
+    pub async fn kefustate_get(&self, request: &KefuStateGet) -> Result<KefuStateReply, Error> {
+        let xml = payload_xml(Operation::KefuStateGet, self, request.to_xml())?;
+        let reply = self.call_xml(Operation::KefuStateGet, &xml).await?;
+        Ok(KefuStateReply::from_reply(reply))
+    }
+
+    /// [`kefustate_get`](Client::kefustate_get) with the client's [`RetryPolicy`]. The call is
+    /// idempotent, so ambiguous failures are retried too.
+    pub async fn kefustate_get_with_retry(
+        &self,
+        request: &KefuStateGet,
+    ) -> Result<KefuStateReply, Error> {
+        let xml = payload_xml(Operation::KefuStateGet, self, request.to_xml())?;
+        let reply = self
+            .call_xml_with_retry(Operation::KefuStateGet, &xml)
+            .await?;
+        Ok(KefuStateReply::from_reply(reply))
+    }
+
+    /// Sets the user's handoff state (`kefustate/change`), in one attempt.
+    ///
+    /// ```no_run
+    /// use kefu_client::Client;
+    /// use kefu_client::kefu_payload::{KefuState, KefuStateChange};
+    ///
+    /// # async fn demo(client: Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let change = KefuStateChange::new("wx0000000000000000", "oUSER", KefuState::PersonServing)?;
+    /// client.kefustate_change_with_retry(&change).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn kefustate_change(&self, request: &KefuStateChange) -> Result<Reply, Error> {
+        let xml = payload_xml(Operation::KefuStateChange, self, request.to_xml())?;
+        self.call_xml(Operation::KefuStateChange, &xml).await
+    }
+
+    /// [`kefustate_change`](Client::kefustate_change) with the client's [`RetryPolicy`]. The
+    /// state is absolute, so ambiguous failures are retried too.
+    pub async fn kefustate_change_with_retry(
+        &self,
+        request: &KefuStateChange,
+    ) -> Result<Reply, Error> {
+        let xml = payload_xml(Operation::KefuStateChange, self, request.to_xml())?;
+        self.call_xml_with_retry(Operation::KefuStateChange, &xml)
+            .await
+    }
+
     /// Makes one attempt of `operation` with a ready-made XML plaintext (`<xml>…</xml>`):
     /// encrypts it, posts it and normalises the answer.
     ///
@@ -412,10 +588,7 @@ impl Client {
             .crypt
             .encrypt(xml.as_bytes())
             .map_err(|e| with_call(Error::new(Kind::Payload).with_source(e)))?;
-        let mut body = String::with_capacity(encrypt.len() + 14);
-        body.push_str("{\"encrypt\":\"");
-        body.push_str(&encrypt);
-        body.push_str("\"}");
+        let body = DialogueRequest { encrypt }.to_json();
         let request_bytes = body.len();
 
         let uri = s.uris.get(operation.index()).cloned().unwrap_or_default();
@@ -537,6 +710,19 @@ impl Client {
             .with_source(e)),
         }
     }
+}
+
+/// Maps a payload serialisation failure to a not-sent payload error.
+fn payload_xml(
+    operation: Operation,
+    client: &Client,
+    xml: Result<String, kefu_payload::Error>,
+) -> Result<String, Error> {
+    xml.map_err(|e| {
+        Error::new(Kind::Payload)
+            .with_source(e)
+            .with_call(operation, client.redacted_url(operation))
+    })
 }
 
 /// Replaces every occurrence of the TOKEN.

@@ -470,6 +470,19 @@ impl Error {
         matches!(self.inner.kind, Kind::Payload)
     }
 
+    /// The payload failure (for example a character XML cannot carry), for a payload error
+    /// raised while serialising a `kefu-payload` request.
+    pub fn payload_error(&self) -> Option<&kefu_payload::Error> {
+        match self.inner.kind {
+            Kind::Payload => self
+                .inner
+                .source
+                .as_ref()
+                .and_then(|e| e.downcast_ref::<kefu_payload::Error>()),
+            _ => None,
+        }
+    }
+
     /// `true` when the connection could not be established (DNS, TCP connect or TLS handshake,
     /// including the connect timeout), so the request provably never left. Safe to retry, even
     /// for `sendmsg`.

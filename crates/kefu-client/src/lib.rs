@@ -16,19 +16,29 @@
 //!   appear in errors or logs; URLs are shown as `…/sendmsg/{TOKEN}`.
 //!
 //! ```no_run
-//! use kefu_client::{Client, Operation};
+//! use kefu_client::Client;
+//! use kefu_client::kefu_payload::{Channel, KefuState, KefuStateChange, SendMsg};
 //!
-//! # async fn demo() -> Result<(), kefu_client::Error> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = Client::builder(
 //!     "TOKENTOKENTOKENTOKENTOKENTOKEN",
 //!     "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
 //!     "Gg8HejYTkUsEIlG",
 //! )
 //! .build()?;
-//! let xml = "<xml><appid>wx0000000000000000</appid><openid>oUSER</openid>\
-//!            <msg>您好</msg><channel>0</channel></xml>";
-//! let reply = client.call_xml_with_retry(Operation::SendMsg, xml).await?;
-//! println!("rid {:?}", reply.rid());
+//!
+//! let change = KefuStateChange::new("wx0000000000000000", "oUSER", KefuState::PersonServing)?;
+//! client.kefustate_change_with_retry(&change).await?;
+//!
+//! let msg = SendMsg::builder("oUSER", Channel::OfficialAccount, "您好,请问需要什么帮助")
+//!     .appid("wx0000000000000000")
+//!     .build()?;
+//! match client.send_with_retry(&msg).await {
+//!     Ok(reply) => println!("sent, rid {:?}", reply.rid()),
+//!     // The user may or may not have seen it: report, never resend blindly.
+//!     Err(e) if e.is_ambiguous() => println!("outcome unknown: {e}"),
+//!     Err(e) => println!("not delivered: {e}"),
+//! }
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
@@ -43,8 +53,12 @@ mod envelope;
 mod error;
 mod retry;
 
-pub use client::{BACKUP_BASE_URL, Client, ClientBuilder, DEFAULT_BASE_URL, Reply};
+pub use client::{
+    BACKUP_BASE_URL, Client, ClientBuilder, DEFAULT_BASE_URL, KefuStateReply, KefuSwitch, Reply,
+};
 pub use envelope::Envelope;
 pub use error::{ConfigError, Error, InvalidResponse, Operation, PlatformCode};
 pub use hyper::StatusCode;
+/// The payload crate whose types the typed calls take, re-exported so that versions match.
+pub use kefu_payload;
 pub use retry::{RetryClass, RetryDecision, RetryPolicy, StopReason};

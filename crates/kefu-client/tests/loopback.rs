@@ -1,200 +1,14 @@
-//! End-to-end tests over real loopback sockets: a tiny HTTP/1.1 server on 127.0.0.1 with an
-//! OS-chosen port plays the platform. Every server task belongs to its test's runtime and stops
-//! with it.
+//! End-to-end tests over real loopback sockets (see `common` for the server).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use kefu_client::{
-    Client, Error, InvalidResponse, Operation, PlatformCode, RetryPolicy, StatusCode,
-};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use wxbizmsgcrypt::MsgCrypt;
-
-const TOKEN: &str = "TestTokenAbCdEfGhIjKlMnOpQrSt12";
-const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
-const APPID: &str = "Gg8HejYTkUsEIlG";
-const XML: &str = "<xml><appid>wx0000000000000000</appid><openid>oUSER</openid><msg>您好,请问需要什么帮助</msg><channel>0</channel><event>waiterEnter</event><kefuname>客服小红</kefuname></xml>";
-
-/// One request as the server saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Decrypts the `{"encrypt": …}` body as the platform would.
-    fn plaintext(&self) -> String {
-        let json: serde_json::Value = serde_json::from_slice(&self.body).unwrap();
-        let obj = json.as_object().unwrap();
-        assert_eq!(obj.len(), 1, "the body is exactly {{\"encrypt\": …}}");
-        let encrypt = obj["encrypt"].as_str().unwrap();
-        let crypt = MsgCrypt::new(TOKEN, KEY, APPID).unwrap();
-        String::from_utf8(crypt.decrypt(encrypt).unwrap().into_message()).unwrap()
-    }
-}
-
-/// What the server does with the n-th request (0-based).
-enum Action {
-    Reply(u16, String),
-    /// Read the request, then close without answering.
-    Close,
-    /// Read the request, then never answer.
-    Stall,
-}
-
-fn json(status: u16, body: &str) -> Action {
-    Action::Reply(status, body.to_owned())
-}
-
-struct Server {
-    base_url: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    connections: Arc<AtomicUsize>,
-}
-
-impl Server {
-    async fn start(respond: impl Fn(usize) -> Action + Send + Sync + 'static) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let respond = Arc::new(respond);
-        let (s, c) = (seen.clone(), connections.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                c.fetch_add(1, Ordering::SeqCst);
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(serve(stream, s.clone(), respond.clone()));
-            }
-        });
-        Server {
-            base_url: format!("http://{addr}/openapi"),
-            seen,
-            connections,
-        }
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    fn client(&self) -> Client {
-        client(&self.base_url)
-    }
-}
-
-fn fast_retry() -> RetryPolicy {
-    RetryPolicy::default()
-        .with_initial_backoff(Duration::from_millis(10))
-        .with_max_elapsed(Duration::from_secs(10))
-}
-
-fn client(base_url: &str) -> Client {
-    Client::builder(TOKEN, KEY, APPID)
-        .base_url(base_url)
-        .connect_timeout(Duration::from_secs(2))
-        .request_timeout(Duration::from_secs(5))
-        .retry_policy(fast_retry())
-        .build()
-        .unwrap()
-}
-
-async fn serve(
-    stream: TcpStream,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    respond: Arc<impl Fn(usize) -> Action + Send + Sync + 'static>,
-) {
-    let mut stream = BufReader::new(stream);
-    loop {
-        let mut line = String::new();
-        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or_default().to_owned();
-        let path = parts.next().unwrap_or_default().to_owned();
-        let mut headers = Vec::new();
-        loop {
-            let mut header = String::new();
-            if stream.read_line(&mut header).await.unwrap_or(0) == 0 {
-                return;
-            }
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                headers.push((name.trim().to_owned(), value.trim().to_owned()));
-            }
-        }
-        let len = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.parse::<usize>().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; len];
-        if stream.read_exact(&mut body).await.is_err() {
-            return;
-        }
-        let index = {
-            let mut seen = seen.lock().unwrap();
-            seen.push(Seen {
-                method,
-                path,
-                headers,
-                body,
-            });
-            seen.len() - 1
-        };
-        match respond(index) {
-            Action::Reply(status, body) => {
-                let head = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                    body.len()
-                );
-                let stream = stream.get_mut();
-                if stream.write_all(head.as_bytes()).await.is_err()
-                    || stream.write_all(body.as_bytes()).await.is_err()
-                {
-                    return;
-                }
-            }
-            Action::Close => return,
-            Action::Stall => {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                return;
-            }
-        }
-    }
-}
-
-/// Neither rendering of an error may show the TOKEN or the key, nor the message text.
-fn assert_no_secrets(error: &Error) {
-    for text in [error.to_string(), format!("{error:?}")] {
-        assert!(!text.contains(TOKEN), "TOKEN leaked: {text}");
-        assert!(!text.contains(KEY), "key leaked: {text}");
-        assert!(!text.contains("请问需要什么帮助"), "message leaked: {text}");
-    }
-    if let Some(body) = error.body() {
-        assert!(!body.contains(TOKEN), "TOKEN leaked in body(): {body}");
-    }
-}
+use common::*;
+use kefu_client::{Client, InvalidResponse, Operation, PlatformCode, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 #[tokio::test]
 async fn success_posts_the_encrypted_xml_to_the_token_path() {
@@ -399,7 +213,7 @@ async fn request_timeout_is_ambiguous() {
     let server = Server::start(|_| Action::Stall).await;
     let client = Client::builder(TOKEN, KEY, APPID)
         .base_url(&server.base_url)
-        .request_timeout(Duration::from_millis(300))
+        .request_timeout(Duration::from_millis(500))
         .retry_policy(fast_retry())
         .build()
         .unwrap();
@@ -515,92 +329,109 @@ async fn oversized_answer_is_invalid() {
     assert!(error.is_ambiguous());
 }
 
-mod logs {
-    //! Captures this thread's tracing events and checks that they carry no secret.
+mod typed {
+    //! The typed calls: kefu-payload's builders, serialised and posted.
 
-    use std::fmt::Write as _;
-    use std::sync::{Arc, Mutex};
+    use kefu_client::kefu_payload::{
+        Channel, Event, KefuState, KefuStateChange, KefuStateGet, SendMsg, StateQuery,
+    };
+    use kefu_client::{KefuSwitch, Operation};
 
-    use tracing::field::{Field, Visit};
-    use tracing::span::{Attributes, Id, Record};
-    use tracing::{Event, Metadata, Subscriber};
+    use super::*;
 
-    #[derive(Clone, Default)]
-    pub struct Capture(pub Arc<Mutex<String>>);
-
-    struct Line<'a>(&'a mut String);
-
-    impl Visit for Line<'_> {
-        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-            let _ = write!(self.0, " {}={:?}", field.name(), value);
+    #[tokio::test]
+    async fn send_posts_the_payload_xml() {
+        let server = Server::start(|_| json(200, r#"{"errcode":0,"msg":"成功"}"#)).await;
+        let client = server.client();
+        let msg = SendMsg::builder("oUSER", Channel::OfficialAccount, "客服已接入 <&>")
+            .appid("wx0000000000000000")
+            .event(Event::WaiterEnter)
+            .kefuname("客服小红")
+            .build()
+            .unwrap();
+        let reply = client.send(&msg).await.unwrap();
+        assert_eq!(reply.message(), Some("成功"));
+        client.send_with_retry(&msg).await.unwrap();
+        let seen = server.seen();
+        assert_eq!(seen.len(), 2);
+        for req in &seen {
+            assert_eq!(req.path, format!("/openapi/sendmsg/{TOKEN}"));
+            assert_eq!(req.plaintext(), msg.to_xml().unwrap());
         }
     }
 
-    impl Subscriber for Capture {
-        fn enabled(&self, _: &Metadata<'_>) -> bool {
-            true
+    #[tokio::test]
+    async fn kefustate_get_reads_both_optional_fields() {
+        let server = Server::start(|i| {
+            json(
+                200,
+                [
+                    r#"{"errcode":0,"kefustate":"on","status":"personserving"}"#,
+                    r#"{"errcode":0,"status":"needperson"}"#,
+                    r#"{"errcode":"0","kefustate":"off"}"#,
+                    r#"{"errcode":0,"kefustate":"maybe","status":"later"}"#,
+                    r#"{"errcode":1001,"errmsg":"TOKEN is not valid"}"#,
+                ][i],
+            )
+        })
+        .await;
+        let client = server.client();
+        let get = KefuStateGet::new("wx0000000000000000", "oUSER", StateQuery::All).unwrap();
+        let want = [
+            (Some(KefuSwitch::On), Some(KefuState::PersonServing)),
+            (None, Some(KefuState::NeedPerson)),
+            (Some(KefuSwitch::Off), None),
+            (None, None),
+        ];
+        for (kefustate, status) in want {
+            let state = client.kefustate_get(&get).await.unwrap();
+            assert_eq!(state.kefustate(), kefustate);
+            assert_eq!(state.status(), status);
         }
-        fn new_span(&self, span: &Attributes<'_>) -> Id {
-            let mut out = self.0.lock().unwrap();
-            span.record(&mut Line(&mut out));
-            out.push('\n');
-            Id::from_u64(1)
+        let error = client.kefustate_get_with_retry(&get).await.unwrap_err();
+        assert_eq!(error.platform_code(), Some(PlatformCode::InvalidToken));
+        assert_eq!(error.attempts(), 1, "terminal codes are not retried");
+        assert_eq!(error.operation(), Some(Operation::KefuStateGet));
+
+        let seen = server.seen();
+        assert_eq!(seen.len(), 5);
+        for req in &seen {
+            assert_eq!(req.path, format!("/openapi/kefustate/get/{TOKEN}"));
+            assert_eq!(req.plaintext(), get.to_xml().unwrap());
         }
-        fn record(&self, _: &Id, values: &Record<'_>) {
-            let mut out = self.0.lock().unwrap();
-            values.record(&mut Line(&mut out));
-            out.push('\n');
-        }
-        fn record_follows_from(&self, _: &Id, _: &Id) {}
-        fn event(&self, event: &Event<'_>) {
-            let mut out = self.0.lock().unwrap();
-            let _ = write!(
-                out,
-                "{} {}:",
-                event.metadata().level(),
-                event.metadata().target()
-            );
-            event.record(&mut Line(&mut out));
-            out.push('\n');
-        }
-        fn enter(&self, _: &Id) {}
-        fn exit(&self, _: &Id) {}
     }
-}
 
-#[tokio::test]
-async fn debug_logs_carry_rid_and_sizes_but_no_secrets() {
-    let capture = logs::Capture::default();
-    let _guard = tracing::subscriber::set_default(capture.clone());
-    let server = Server::start(|i| match i {
-        0 => json(200, r#"{"success":false,"code":-1,"msg":"busy"}"#),
-        1 => json(200, r#"{"errcode":0,"msg":"Success","rid":"rid-42"}"#),
-        _ => Action::Close,
-    })
-    .await;
-    let client = server.client();
-    client
-        .call_xml_with_retry(Operation::SendMsg, XML)
-        .await
-        .unwrap();
-    let _ = client.call_xml(Operation::SendMsg, XML).await.unwrap_err();
+    #[tokio::test]
+    async fn kefustate_change_posts_the_payload_xml() {
+        let server = Server::start(|_| json(200, r#"{"errcode":0,"errmsg":""}"#)).await;
+        let client = server.client();
+        let change =
+            KefuStateChange::new("wx0000000000000000", "oUSER", KefuState::Complete).unwrap();
+        let reply = client.kefustate_change(&change).await.unwrap();
+        assert_eq!(reply.message(), None);
+        client.kefustate_change_with_retry(&change).await.unwrap();
+        let seen = server.seen();
+        assert_eq!(seen.len(), 2);
+        for req in &seen {
+            assert_eq!(req.path, format!("/openapi/kefustate/change/{TOKEN}"));
+            assert_eq!(req.plaintext(), change.to_xml().unwrap());
+        }
+    }
 
-    let logs = capture.0.lock().unwrap().clone();
-    assert!(logs.contains("rid=\"rid-42\""), "{logs}");
-    assert!(logs.contains("errcode=-1"), "{logs}");
-    assert!(logs.contains("request_bytes="), "{logs}");
-    assert!(logs.contains("elapsed_ms="), "{logs}");
-    assert!(logs.contains("retrying"), "{logs}");
-    assert!(!logs.contains(TOKEN), "TOKEN in logs: {logs}");
-    assert!(!logs.contains(KEY), "key in logs: {logs}");
-    assert!(
-        !logs.contains("请问需要什么帮助"),
-        "message text in logs: {logs}"
-    );
-    let encrypt =
-        serde_json::from_slice::<serde_json::Value>(&server.seen()[0].body).unwrap()["encrypt"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-    assert!(!logs.contains(&encrypt), "ciphertext in logs");
+    #[tokio::test]
+    async fn unserialisable_payload_is_not_sent() {
+        let server = Server::start(|_| json(200, r#"{"errcode":0}"#)).await;
+        let client = server.client();
+        let msg = SendMsg::builder("oUSER", Channel::OfficialAccount, "bell \u{7}")
+            .appid("wx0000000000000000")
+            .build()
+            .unwrap();
+        let error = client.send_with_retry(&msg).await.unwrap_err();
+        assert!(error.is_payload() && error.is_not_sent(), "{error}");
+        assert!(!error.is_ambiguous() && !error.is_transient());
+        assert!(error.payload_error().is_some());
+        assert_eq!(error.attempts(), 1);
+        assert_no_secrets(&error);
+        assert!(server.seen().is_empty());
+    }
 }
