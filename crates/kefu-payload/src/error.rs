@@ -196,6 +196,23 @@ impl Error {
         }
     }
 
+    /// The field or element the failure is about, where there is one: what an API names in
+    /// its answer so that the caller knows what to fix.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Error::MissingElement { element } | Error::DuplicateElement { element } => {
+                Some(element)
+            }
+            Error::UnexpectedChild { element, .. } => Some(element),
+            Error::InvalidValue { field, .. }
+            | Error::UnrepresentableChar { field, .. }
+            | Error::EmptyField { field, .. } => Some(field),
+            Error::AppidRequired { .. } => Some("appid"),
+            Error::ChannelNotOpen { .. } => Some("channel"),
+            _ => None,
+        }
+    }
+
     /// `true` when the value breaks a rule the platform enforces (it has a
     /// [`platform_code`](Error::platform_code)).
     pub fn is_validation(&self) -> bool {
