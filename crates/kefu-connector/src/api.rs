@@ -1,0 +1,468 @@
+//! The desk-facing HTTP API of `serve`.
+//!
+//! | Route | What it does |
+//! |---|---|
+//! | `POST /v1/messages` | stores a message durably, then answers `202 {"id"}` |
+//! | `GET /v1/messages/{id}` | the message's status |
+//! | `POST /v1/messages/{id}/resend` | sends a failed or ambiguous message again |
+//! | `POST /v1/sessions/{openid}/enter` | kefustate → personserving, then `waiterEnter` |
+//! | `POST /v1/sessions/{openid}/switch` | `waiterSwitch` |
+//! | `POST /v1/sessions/{openid}/evaluate` | `waiterQualityEvaluate` |
+//! | `POST /v1/sessions/{openid}/quit` | `waiterQuit`, then kefustate → complete |
+//! | `GET /healthz` | liveness and store health |
+//! | `GET /metrics` | Prometheus text |
+//!
+//! Every `/v1` route demands `Authorization: Bearer <server.api_key>`, compared in constant time.
+//! A request is validated completely before anything is stored: malformed JSON is 400, a body of
+//! the wrong shape or a message the platform would refuse is 422, and either names the field.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kefu_client::Operation;
+use kefu_payload::{Channel, Event, KefuState, KefuStateChange, Msg, SendMsg};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use subtle::ConstantTimeEq as _;
+
+use crate::config::Secret;
+use crate::delivery::Dispatcher;
+use crate::metrics::Metrics;
+use crate::outbox::{NewJob, Outbox, ResendError};
+
+/// What the API needs.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The durable outbox.
+    pub outbox: Outbox,
+    /// Where stored jobs go.
+    pub dispatcher: Dispatcher,
+    /// Metrics to count requests in.
+    pub metrics: Arc<Metrics>,
+    /// The desks' bearer key.
+    pub api_key: Secret,
+    /// The platform TOKEN, sent as `appid` on channel 7 when the desk names none (protocols.md
+    /// §4.4: an empty appid there is answered with 1011).
+    pub token: Secret,
+    /// Default OA/MP AppID.
+    pub default_appid: Option<String>,
+}
+
+/// The API router, with authentication, the body limit and request metrics.
+pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
+    let authenticated = Router::new()
+        .route("/v1/messages", post(post_message))
+        .route("/v1/messages/{id}", get(get_message))
+        .route("/v1/messages/{id}/resend", post(resend_message))
+        .route("/v1/sessions/{openid}/{action}", post(session_action))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .merge(authenticated)
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), count_request))
+        .with_state(state)
+}
+
+/// An error answer: `{"error": {"message", "field"?, "platform_code"?}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    field: Option<String>,
+    platform_code: Option<i64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            field: None,
+            platform_code: None,
+        }
+    }
+
+    fn field(mut self, field: impl Into<String>) -> ApiError {
+        self.field = Some(field.into());
+        self
+    }
+
+    fn unavailable(error: impl std::fmt::Display) -> ApiError {
+        tracing::error!("request failed on the outbox: {error}");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the outbox is unavailable; nothing was stored, try again",
+        )
+    }
+
+    fn invalid_message(error: &kefu_payload::Error) -> ApiError {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: error.to_string(),
+            field: error.field().map(str::to_owned),
+            platform_code: error.platform_code(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "message": self.message });
+        if let Some(field) = self.field {
+            error["field"] = json!(field);
+        }
+        if let Some(code) = self.platform_code {
+            error["platform_code"] = json!(code);
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+async fn authenticate(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if bool::from(
+        presented
+            .as_bytes()
+            .ct_eq(state.api_key.expose().as_bytes()),
+    ) {
+        next.run(request).await
+    } else {
+        let mut response = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer key: send `Authorization: Bearer <server.api_key>`",
+        )
+        .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        response
+    }
+}
+
+async fn count_request(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    // The route template, never the raw path: paths carry openids.
+    let route = match request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+    {
+        Some("/v1/messages") => "/v1/messages",
+        Some("/v1/messages/{id}") => "/v1/messages/{id}",
+        Some("/v1/messages/{id}/resend") => "/v1/messages/{id}/resend",
+        Some("/v1/sessions/{openid}/{action}") => "/v1/sessions/{openid}/{action}",
+        Some("/healthz") => "/healthz",
+        Some("/metrics") => "/metrics",
+        _ => "other",
+    };
+    let response = next.run(request).await;
+    state.metrics.request(route, response.status().as_u16());
+    response
+}
+
+/// Parses a JSON body: malformed JSON is 400, the wrong shape is 422 naming the field.
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let syntax = |error: serde_json::Error| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not valid JSON: {error}"),
+        )
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if !inner.is_data() {
+            return syntax(inner);
+        }
+        let api = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{path}: {inner}"));
+        if path == "." { api } else { api.field(path) }
+    })?;
+    deserializer.end().map_err(syntax)?;
+    Ok(value)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageRequest {
+    openid: String,
+    channel: Channel,
+    appid: Option<String>,
+    msg: Msg,
+    kefuname: Option<String>,
+    kefuavatar: Option<String>,
+    ans_node_name: Option<String>,
+    event: Option<Event>,
+}
+
+impl ApiState {
+    /// The appid to send: the desk's, else the TOKEN on channel 7, else the configured default.
+    fn appid_for(&self, requested: Option<String>, channel: Channel) -> Option<String> {
+        requested.or_else(|| {
+            if channel == Channel::WebH5 {
+                Some(self.token.expose().to_owned())
+            } else {
+                self.default_appid.clone()
+            }
+        })
+    }
+
+    async fn store(&self, jobs: Vec<NewJob>) -> Result<Vec<i64>, ApiError> {
+        let pending = self
+            .outbox
+            .insert(jobs)
+            .await
+            .map_err(ApiError::unavailable)?;
+        let ids = pending.iter().map(|job| job.id).collect();
+        for job in pending {
+            self.dispatcher.enqueue(job);
+        }
+        Ok(ids)
+    }
+}
+
+struct Outgoing<'a> {
+    openid: &'a str,
+    channel: Channel,
+    appid: Option<String>,
+    msg: Msg,
+    event: Option<Event>,
+    kefuname: Option<String>,
+    kefuavatar: Option<String>,
+    ans_node_name: Option<String>,
+}
+
+fn sendmsg_job(message: Outgoing<'_>) -> Result<NewJob, ApiError> {
+    let mut builder = SendMsg::builder(message.openid, message.channel, message.msg);
+    if let Some(appid) = message.appid {
+        builder = builder.appid(appid);
+    }
+    if let Some(event) = message.event {
+        builder = builder.event(event);
+    }
+    if let Some(name) = message.kefuname {
+        builder = builder.kefuname(name);
+    }
+    if let Some(avatar) = message.kefuavatar {
+        builder = builder.kefuavatar(avatar);
+    }
+    if let Some(node) = message.ans_node_name {
+        builder = builder.ans_node_name(node);
+    }
+    let payload = builder
+        .build()
+        .and_then(|m| m.to_xml())
+        .map_err(|e| ApiError::invalid_message(&e))?;
+    Ok(NewJob {
+        openid: message.openid.to_owned(),
+        operation: Operation::SendMsg,
+        payload,
+    })
+}
+
+fn kefustate_job(openid: &str, appid: Option<&str>, state: KefuState) -> Result<NewJob, ApiError> {
+    let appid = appid.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "appid: the kefustate call needs the Official Account or Mini Program AppID; send `appid` or set dialogue.appid",
+        )
+        .field("appid")
+    })?;
+    let payload = KefuStateChange::new(appid, openid, state)
+        .and_then(|change| change.to_xml())
+        .map_err(|e| ApiError::invalid_message(&e))?;
+    Ok(NewJob {
+        openid: openid.to_owned(),
+        operation: Operation::KefuStateChange,
+        payload,
+    })
+}
+
+async fn post_message(State(state): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
+    let request: MessageRequest = parse_body(&body)?;
+    let job = sendmsg_job(Outgoing {
+        openid: &request.openid,
+        channel: request.channel,
+        appid: state.appid_for(request.appid, request.channel),
+        msg: request.msg,
+        event: request.event,
+        kefuname: request.kefuname,
+        kefuavatar: request.kefuavatar,
+        ans_node_name: request.ans_node_name,
+    })?;
+    let ids = state.store(vec![job]).await?;
+    let id = ids.first().copied().unwrap_or_default();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": id, "status": "queued" })),
+    )
+        .into_response())
+}
+
+fn parse_id(id: &str) -> Result<i64, ApiError> {
+    id.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no message has id {id:?}; ids are the numbers POST /v1/messages returned"),
+        )
+    })
+}
+
+async fn get_message(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    match state.outbox.get(id).await.map_err(ApiError::unavailable)? {
+        Some(status) => Ok(Json(status).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no message has id {id}"),
+        )),
+    }
+}
+
+async fn resend_message(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    match state
+        .outbox
+        .resend(id)
+        .await
+        .map_err(ApiError::unavailable)?
+    {
+        Ok(job) => {
+            state.dispatcher.enqueue(job);
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({ "id": id, "status": "queued" })),
+            )
+                .into_response())
+        }
+        Err(ResendError::NotFound) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no message has id {id}"),
+        )),
+        Err(ResendError::NotResendable(current)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "message {id} is {}; only failed or ambiguous messages can be sent again",
+                serde_json::to_value(current)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionRequest {
+    channel: Channel,
+    appid: Option<String>,
+    msg: Option<Msg>,
+    kefuname: Option<String>,
+    kefuavatar: Option<String>,
+    ans_node_name: Option<String>,
+}
+
+async fn session_action(
+    State(state): State<ApiState>,
+    Path((openid, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (event, default_text) = match action.as_str() {
+        "enter" => (Event::WaiterEnter, "客服已接入,请问有什么可以帮您?"),
+        "switch" => (Event::WaiterSwitch, "正在为您转接其他客服"),
+        "evaluate" => (Event::WaiterQualityEvaluate, "请对本次服务进行评价"),
+        "quit" => (Event::WaiterQuit, "客服已离开,感谢您的咨询"),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("unknown session action {other:?}; use enter, switch, evaluate or quit"),
+            ));
+        }
+    };
+    let request: SessionRequest = parse_body(&body)?;
+    if matches!(event, Event::WaiterEnter | Event::WaiterSwitch) && request.kefuname.is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("kefuname: {action} needs the agent's name to show to the user"),
+        )
+        .field("kefuname"));
+    }
+    let appid = state.appid_for(request.appid, request.channel);
+    let kefustate_appid = appid.clone().filter(|_| request.channel != Channel::WebH5);
+    let message = sendmsg_job(Outgoing {
+        openid: &openid,
+        channel: request.channel,
+        appid,
+        msg: request.msg.unwrap_or_else(|| Msg::text(default_text)),
+        event: Some(event),
+        kefuname: request.kefuname,
+        kefuavatar: request.kefuavatar,
+        ans_node_name: request.ans_node_name,
+    })?;
+    // The order the platform needs (protocols.md §4.8): the bot falls silent before the agent
+    // greets, and the agent says goodbye before the session is closed.
+    let jobs = match event {
+        Event::WaiterEnter => vec![
+            kefustate_job(
+                &openid,
+                kefustate_appid.as_deref(),
+                KefuState::PersonServing,
+            )?,
+            message,
+        ],
+        Event::WaiterQuit => vec![
+            message,
+            kefustate_job(&openid, kefustate_appid.as_deref(), KefuState::Complete)?,
+        ],
+        _ => vec![message],
+    };
+    let ids = state.store(jobs).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "ids": ids, "status": "queued" })),
+    )
+        .into_response())
+}
+
+async fn healthz(State(state): State<ApiState>) -> Response {
+    match state.outbox.ping().await {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(error) => {
+            tracing::error!("health check failed: {error}");
+            (StatusCode::SERVICE_UNAVAILABLE, "outbox unavailable\n").into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,36 @@
+//! The command-line interface: every subcommand and its arguments, with the help text users see.
+
+use clap::{Parser, Subcommand};
+
+use crate::crypt::CryptArgs;
+use crate::send::SendArgs;
+use crate::serve::ServeArgs;
+
+/// A connector between WeChat's Dialogue Open Platform (微信对话开放平台) and your agent desk.
+///
+/// It encrypts and decrypts WXBizMsgCrypt payloads strictly (32-byte PKCS#7 padding, receive-id
+/// check, constant-time signature comparison) and speaks the platform's third-party customer
+/// service API.
+#[derive(Debug, Parser)]
+#[command(name = "kefu-connector", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Encrypt, decrypt, sign and verify WXBizMsgCrypt payloads by hand, for the engineer chasing
+    /// a -40001.
+    #[command(subcommand)]
+    Crypt(CryptArgs),
+    /// Run the relay: the desk-facing HTTP API, the durable outbox and delivery to the platform.
+    ///
+    /// The desk posts messages to /v1/messages and handoff steps to /v1/sessions/{openid}/…;
+    /// each is acknowledged only once durably stored, then delivered in order per user.
+    Serve(ServeArgs),
+    /// Send one message to a user now, without the outbox, for scripts.
+    Send(SendArgs),
+}

@@ -1,0 +1,14 @@
+//! The `kefu-connector` command line.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use kefu_connector::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Crypt(args) => kefu_connector::crypt::run(args),
+        Command::Serve(args) => kefu_connector::serve::run(args),
+        Command::Send(args) => kefu_connector::send::run(args),
+    }
+}

@@ -1,0 +1,161 @@
+//! Prometheus metrics in the text exposition format: desk API requests, deliveries by outcome and
+//! error code, the pending queue, and a histogram of platform request latency.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the latency histogram buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// The service's metrics. One instance is shared by the API and the dispatcher.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    deliveries: Mutex<BTreeMap<(&'static str, &'static str, String), u64>>,
+    latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    pending: AtomicI64,
+}
+
+impl Metrics {
+    /// Counts a desk API request by route template (never the raw path) and status.
+    pub fn request(&self, route: &'static str, status: u16) {
+        if let Ok(mut requests) = self.requests.lock() {
+            *requests.entry((route, status)).or_default() += 1;
+        }
+    }
+
+    /// Counts a delivery attempt's outcome, with the platform's code (or `none`).
+    pub fn delivery(&self, operation: &'static str, outcome: &'static str, errcode: Option<i64>) {
+        let code = errcode.map_or_else(|| "none".to_owned(), |c| c.to_string());
+        if let Ok(mut deliveries) = self.deliveries.lock() {
+            *deliveries.entry((operation, outcome, code)).or_default() += 1;
+        }
+    }
+
+    /// Records how long a platform request took.
+    pub fn latency(&self, operation: &'static str, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if let Ok(mut latency) = self.latency.lock() {
+            let histogram = latency.entry(operation).or_default();
+            for (bucket, bound) in histogram.buckets.iter_mut().zip(LATENCY_BUCKETS) {
+                if seconds <= bound {
+                    *bucket += 1;
+                }
+            }
+            histogram.count += 1;
+            histogram.sum += seconds;
+        }
+    }
+
+    /// Adjusts the number of jobs waiting for delivery.
+    pub fn pending(&self, delta: i64) {
+        self.pending.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP kefu_http_requests_total Desk API requests by route and status.\n");
+        out.push_str("# TYPE kefu_http_requests_total counter\n");
+        if let Ok(requests) = self.requests.lock() {
+            for ((route, status), count) in requests.iter() {
+                let _ = writeln!(
+                    out,
+                    "kefu_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
+                );
+            }
+        }
+        out.push_str(
+            "# HELP kefu_deliveries_total Platform call attempts by operation, outcome and errcode.\n",
+        );
+        out.push_str("# TYPE kefu_deliveries_total counter\n");
+        if let Ok(deliveries) = self.deliveries.lock() {
+            for ((operation, outcome, code), count) in deliveries.iter() {
+                let _ = writeln!(
+                    out,
+                    "kefu_deliveries_total{{operation=\"{operation}\",outcome=\"{outcome}\",errcode=\"{code}\"}} {count}"
+                );
+            }
+        }
+        out.push_str("# HELP kefu_outbox_pending Jobs stored and not yet finished.\n");
+        out.push_str("# TYPE kefu_outbox_pending gauge\n");
+        let _ = writeln!(
+            out,
+            "kefu_outbox_pending {}",
+            self.pending.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP kefu_platform_request_duration_seconds Latency of platform requests.\n",
+        );
+        out.push_str("# TYPE kefu_platform_request_duration_seconds histogram\n");
+        if let Ok(latency) = self.latency.lock() {
+            for (operation, histogram) in latency.iter() {
+                for (bucket, bound) in histogram.buckets.iter().zip(LATENCY_BUCKETS) {
+                    let _ = writeln!(
+                        out,
+                        "kefu_platform_request_duration_seconds_bucket{{operation=\"{operation}\",le=\"{bound}\"}} {bucket}"
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "kefu_platform_request_duration_seconds_bucket{{operation=\"{operation}\",le=\"+Inf\"}} {}",
+                    histogram.count
+                );
+                let _ = writeln!(
+                    out,
+                    "kefu_platform_request_duration_seconds_sum{{operation=\"{operation}\"}} {}",
+                    histogram.sum
+                );
+                let _ = writeln!(
+                    out,
+                    "kefu_platform_request_duration_seconds_count{{operation=\"{operation}\"}} {}",
+                    histogram.count
+                );
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_gauge_and_cumulative_histogram() {
+        let metrics = Metrics::default();
+        metrics.request("/v1/messages", 202);
+        metrics.request("/v1/messages", 202);
+        metrics.delivery("sendmsg", "failed", Some(1001));
+        metrics.latency("sendmsg", Duration::from_millis(3));
+        metrics.latency("sendmsg", Duration::from_millis(300));
+        metrics.pending(2);
+        let text = metrics.render();
+        assert!(text.contains("kefu_http_requests_total{route=\"/v1/messages\",status=\"202\"} 2"));
+        assert!(text.contains(
+            "kefu_deliveries_total{operation=\"sendmsg\",outcome=\"failed\",errcode=\"1001\"} 1"
+        ));
+        assert!(text.contains("kefu_outbox_pending 2"));
+        assert!(text.contains(
+            "kefu_platform_request_duration_seconds_bucket{operation=\"sendmsg\",le=\"0.005\"} 1"
+        ));
+        assert!(text.contains(
+            "kefu_platform_request_duration_seconds_bucket{operation=\"sendmsg\",le=\"0.5\"} 2"
+        ));
+        assert!(
+            text.contains("kefu_platform_request_duration_seconds_count{operation=\"sendmsg\"} 2")
+        );
+    }
+}

@@ -1,0 +1,687 @@
+//! The durable outbox: an embedded SQLite database (WAL, `synchronous=FULL`) owned by one thread
+//! that commits in groups.
+//!
+//! Every call waits for the commit that makes its change durable, but concurrent calls share one
+//! commit: the store thread takes every command waiting in its queue, runs them in a single
+//! transaction, commits once, and only then answers them all. That keeps each acknowledgement
+//! durable while the fsync cost is spread over the whole group.
+//!
+//! A job's life: `queued` → `sending` (made durable *before* the request leaves) → `delivered`,
+//! `failed`, `ambiguous`, or back to `queued` for a retry. A job found in `sending` at start-up was
+//! interrupted mid-send: it may have reached the user, so it becomes `ambiguous` and is never sent
+//! again on the connector's own initiative.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+/// The platform call a job makes; stored by its endpoint name.
+pub use kefu_client::Operation;
+
+fn parse_operation(name: &str) -> Option<Operation> {
+    Operation::ALL.into_iter().find(|op| op.name() == name)
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for its turn or for a retry.
+    Queued,
+    /// A request is (or was, if the connector stopped) on its way.
+    Sending,
+    /// The platform accepted it.
+    Delivered,
+    /// The platform refused it, or retries ran out; it was not delivered.
+    Failed,
+    /// It may or may not have reached the user; only the desk may decide to send it again.
+    Ambiguous,
+}
+
+impl JobState {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Sending => "sending",
+            JobState::Delivered => "delivered",
+            JobState::Failed => "failed",
+            JobState::Ambiguous => "ambiguous",
+        }
+    }
+
+    fn parse(text: &str) -> Option<JobState> {
+        match text {
+            "queued" => Some(JobState::Queued),
+            "sending" => Some(JobState::Sending),
+            "delivered" => Some(JobState::Delivered),
+            "failed" => Some(JobState::Failed),
+            "ambiguous" => Some(JobState::Ambiguous),
+            _ => None,
+        }
+    }
+
+    /// Whether the job is finished until the desk asks for a resend.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Delivered | JobState::Failed | JobState::Ambiguous
+        )
+    }
+}
+
+/// A job to store: one platform call for one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// The user; jobs of one user are delivered in the order they were stored.
+    pub openid: String,
+    /// The call to make.
+    pub operation: Operation,
+    /// The plaintext XML, exactly as it will be encrypted and sent.
+    pub payload: String,
+}
+
+/// A stored job that still has to be delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingJob {
+    /// The job's id.
+    pub id: i64,
+    /// The user.
+    pub openid: String,
+    /// The call to make.
+    pub operation: Operation,
+    /// The plaintext XML.
+    pub payload: String,
+    /// Attempts made so far in this round (reset by a resend).
+    pub attempts: u32,
+    /// When the next attempt may start, in Unix milliseconds.
+    pub not_before_ms: i64,
+}
+
+/// What the desk sees of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobStatus {
+    /// The job's id.
+    pub id: i64,
+    /// The user.
+    pub openid: String,
+    /// The call.
+    #[serde(serialize_with = "operation_name")]
+    pub operation: Operation,
+    /// Where it stands.
+    pub status: JobState,
+    /// Attempts made in the current round.
+    pub attempts: u32,
+    /// The platform's code or the failure class of the last failure, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<i64>,
+    /// What went wrong last, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// Stored at, in Unix milliseconds.
+    pub created_at_ms: i64,
+    /// Last changed at, in Unix milliseconds.
+    pub updated_at_ms: i64,
+}
+
+/// The result of an attempt, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accepted by the platform.
+    Delivered,
+    /// Back in the queue, to be tried again no earlier than the given time (Unix ms).
+    Retry {
+        /// Earliest start of the next attempt.
+        not_before_ms: i64,
+        /// Why the attempt failed.
+        code: Option<i64>,
+        /// Description of the failure.
+        message: String,
+    },
+    /// Not delivered, and not to be retried.
+    Failed {
+        /// The platform's code, if it answered with one.
+        code: Option<i64>,
+        /// Description of the failure.
+        message: String,
+    },
+    /// Perhaps delivered; never retried automatically.
+    Ambiguous {
+        /// Description of the failure.
+        message: String,
+    },
+}
+
+/// Why a resend was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResendError {
+    /// No job has that id.
+    NotFound,
+    /// Only failed or ambiguous jobs may be sent again.
+    NotResendable(JobState),
+}
+
+/// The store failed: the disk, the file, or the database.
+#[derive(Debug, thiserror::Error)]
+#[error("outbox storage failed: {0}")]
+pub struct StoreError(String);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        StoreError(error.to_string())
+    }
+}
+
+fn operation_name<S: serde::Serializer>(op: &Operation, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(op.name())
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Command {
+    Insert(Vec<NewJob>, Reply<Vec<PendingJob>>),
+    Ping(Reply<()>),
+    MarkSending(i64, Reply<()>),
+    Record(i64, Outcome, Reply<()>),
+    Get(i64, Reply<Option<JobStatus>>),
+    Resend(i64, Reply<Result<PendingJob, ResendError>>),
+    Depth(Reply<Vec<(JobState, u64)>>),
+}
+
+/// A handle on the outbox. Clones share the one store thread, which stops when the last handle
+/// is dropped.
+#[derive(Clone)]
+pub struct Outbox {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+/// How many commands at most share one transaction.
+const MAX_GROUP: usize = 4096;
+
+impl Outbox {
+    /// Opens (or creates) the outbox at `path`, recovers from an interrupted run, and returns the
+    /// jobs still to deliver, in order.
+    pub fn open(path: &Path) -> Result<(Outbox, Vec<PendingJob>), StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        let pending = recover(&mut conn)?;
+        let last_seq: i64 =
+            conn.query_row("SELECT IFNULL(MAX(seq), 0) FROM outbox", [], |row| {
+                row.get(0)
+            })?;
+        let (commands, receiver) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("kefu-outbox".into())
+            .spawn(move || run_store(conn, last_seq, receiver))
+            .map_err(|e| StoreError(format!("cannot start the store thread: {e}")))?;
+        Ok((Outbox { commands }, pending))
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .map_err(|_| StoreError("the store thread has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError("the store thread has stopped".into()))?
+    }
+
+    /// Stores jobs durably, in order, and returns them with their ids. When this returns, the
+    /// jobs survive a crash.
+    pub async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<PendingJob>, StoreError> {
+        self.call(|reply| Command::Insert(jobs, reply)).await
+    }
+
+    /// Durably marks a job as being sent and counts the attempt, before the request leaves.
+    pub async fn mark_sending(&self, id: i64) -> Result<(), StoreError> {
+        self.call(|reply| Command::MarkSending(id, reply)).await
+    }
+
+    /// Records the outcome of an attempt.
+    pub async fn record(&self, id: i64, outcome: Outcome) -> Result<(), StoreError> {
+        self.call(|reply| Command::Record(id, outcome, reply)).await
+    }
+
+    /// The status of a job, or `None` if there is no such job.
+    pub async fn get(&self, id: i64) -> Result<Option<JobStatus>, StoreError> {
+        self.call(|reply| Command::Get(id, reply)).await
+    }
+
+    /// Puts a failed or ambiguous job back in the queue, at the end of its user's conversation.
+    pub async fn resend(&self, id: i64) -> Result<Result<PendingJob, ResendError>, StoreError> {
+        self.call(|reply| Command::Resend(id, reply)).await
+    }
+
+    /// Checks that the store thread answers and the database is readable.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.call(Command::Ping).await
+    }
+
+    /// The number of jobs in each state.
+    pub async fn depth(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        self.call(Command::Depth).await
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER NOT NULL,
+    openid TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before_ms INTEGER NOT NULL,
+    error_code INTEGER,
+    error_message TEXT,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_unfinished ON outbox (state, seq)
+    WHERE state IN ('queued', 'sending');
+";
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+fn recover(conn: &mut Connection) -> Result<Vec<PendingJob>, StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "UPDATE outbox SET state = 'ambiguous', updated_at_ms = ?1,
+             error_message = 'the connector stopped while this was being sent; it may have been delivered'
+         WHERE state = 'sending'",
+        params![now_ms()],
+    )?;
+    let pending = {
+        let mut statement = tx.prepare(
+            "SELECT id, openid, operation, payload, attempts, not_before_ms FROM outbox
+             WHERE state = 'queued' ORDER BY seq",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, u32>(4)?,
+                row.get::<_, i64>(5)?,
+            ))
+        })?;
+        let mut pending = Vec::new();
+        for row in rows {
+            let (id, openid, operation, payload, attempts, not_before_ms) = row?;
+            let operation = parse_operation(&operation)
+                .ok_or_else(|| StoreError(format!("job {id} has unknown operation {operation}")))?;
+            pending.push(PendingJob {
+                id,
+                openid,
+                operation,
+                payload,
+                attempts,
+                not_before_ms,
+            });
+        }
+        pending
+    };
+    tx.commit()?;
+    Ok(pending)
+}
+
+fn run_store(
+    mut conn: Connection,
+    mut last_seq: i64,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    let mut group = Vec::new();
+    while let Some(first) = commands.blocking_recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match commands.try_recv() {
+                Ok(command) => group.push(command),
+                Err(_) => break,
+            }
+        }
+        execute_group(&mut conn, &mut last_seq, &mut group);
+    }
+}
+
+/// Runs a group of commands in one transaction and answers them after the commit.
+///
+/// `last_seq` is the highest ordering key handed out; it is kept in memory so that an insert
+/// never scans the table.
+fn execute_group(conn: &mut Connection, last_seq: &mut i64, group: &mut Vec<Command>) {
+    let seq_before = *last_seq;
+    let mut answers: Vec<DeferredAnswer> = Vec::with_capacity(group.len());
+    let result = (|| -> Result<(), StoreError> {
+        let tx = conn.transaction()?;
+        let now = now_ms();
+        for command in group.drain(..) {
+            match command {
+                Command::Insert(jobs, reply) => {
+                    let stored = insert(&tx, jobs, now, last_seq);
+                    answers.push(deferred(reply, stored));
+                }
+                Command::MarkSending(id, reply) => {
+                    let done = tx
+                        .execute(
+                            "UPDATE outbox SET state = 'sending', attempts = attempts + 1,
+                                 updated_at_ms = ?2 WHERE id = ?1",
+                            params![id, now],
+                        )
+                        .map(drop)
+                        .map_err(StoreError::from);
+                    answers.push(deferred(reply, done));
+                }
+                Command::Record(id, outcome, reply) => {
+                    let done = record(&tx, id, &outcome, now);
+                    answers.push(deferred(reply, done));
+                }
+                Command::Get(id, reply) => {
+                    let _ = reply.send(get(&tx, id));
+                }
+                Command::Resend(id, reply) => {
+                    let done = resend(&tx, id, now, last_seq);
+                    answers.push(deferred(reply, done));
+                }
+                Command::Ping(reply) => {
+                    let alive = tx
+                        .query_row("SELECT 1", [], |_| Ok(()))
+                        .map_err(StoreError::from);
+                    let _ = reply.send(alive);
+                }
+                Command::Depth(reply) => {
+                    let _ = reply.send(depth(&tx));
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    })();
+    let failure = result.err();
+    if failure.is_some() {
+        *last_seq = seq_before;
+    }
+    for answer in answers {
+        answer(failure.as_ref());
+    }
+}
+
+/// A reply waiting for the group's commit; it is told whether the commit failed.
+type DeferredAnswer = Box<dyn FnOnce(Option<&StoreError>)>;
+
+/// An answer held back until the commit: if the commit fails, every caller learns it.
+fn deferred<T: 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> DeferredAnswer {
+    Box::new(move |commit_failure| {
+        let _ = reply.send(match commit_failure {
+            Some(failure) => Err(StoreError(failure.0.clone())),
+            None => result,
+        });
+    })
+}
+
+fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    jobs: Vec<NewJob>,
+    now: i64,
+    last_seq: &mut i64,
+) -> Result<Vec<PendingJob>, StoreError> {
+    let mut statement = tx.prepare_cached(
+        "INSERT INTO outbox (seq, openid, operation, payload, state, not_before_ms,
+                             created_at_ms, updated_at_ms)
+         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5, ?5)",
+    )?;
+    let mut stored = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        *last_seq += 1;
+        statement.execute(params![
+            *last_seq,
+            job.openid,
+            job.operation.name(),
+            job.payload,
+            now
+        ])?;
+        stored.push(PendingJob {
+            id: tx.last_insert_rowid(),
+            openid: job.openid,
+            operation: job.operation,
+            payload: job.payload,
+            attempts: 0,
+            not_before_ms: now,
+        });
+    }
+    Ok(stored)
+}
+
+fn record(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    outcome: &Outcome,
+    now: i64,
+) -> Result<(), StoreError> {
+    let (state, not_before, code, message) = match outcome {
+        Outcome::Delivered => (JobState::Delivered, None, None, None),
+        Outcome::Retry {
+            not_before_ms,
+            code,
+            message,
+        } => (JobState::Queued, Some(*not_before_ms), *code, Some(message)),
+        Outcome::Failed { code, message } => (JobState::Failed, None, *code, Some(message)),
+        Outcome::Ambiguous { message } => (JobState::Ambiguous, None, None, Some(message)),
+    };
+    tx.execute(
+        "UPDATE outbox SET state = ?2, not_before_ms = IFNULL(?3, not_before_ms),
+             error_code = ?4, error_message = ?5, updated_at_ms = ?6
+         WHERE id = ?1",
+        params![id, state.as_str(), not_before, code, message, now],
+    )?;
+    Ok(())
+}
+
+fn get(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<Option<JobStatus>, StoreError> {
+    let row = tx
+        .query_row(
+            "SELECT openid, operation, state, attempts, error_code, error_message,
+                    created_at_ms, updated_at_ms
+             FROM outbox WHERE id = ?1",
+            params![id],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, u32>(3)?,
+                    row.get::<_, Option<i64>>(4)?,
+                    row.get::<_, Option<String>>(5)?,
+                    row.get::<_, i64>(6)?,
+                    row.get::<_, i64>(7)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((openid, operation, state, attempts, error_code, error_message, created, updated)) =
+        row
+    else {
+        return Ok(None);
+    };
+    Ok(Some(JobStatus {
+        id,
+        openid,
+        operation: parse_operation(&operation)
+            .ok_or_else(|| StoreError(format!("job {id} has unknown operation {operation}")))?,
+        status: JobState::parse(&state)
+            .ok_or_else(|| StoreError(format!("job {id} has unknown state {state}")))?,
+        attempts,
+        error_code,
+        error_message,
+        created_at_ms: created,
+        updated_at_ms: updated,
+    }))
+}
+
+fn resend(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    now: i64,
+    last_seq: &mut i64,
+) -> Result<Result<PendingJob, ResendError>, StoreError> {
+    let Some(status) = get(tx, id)? else {
+        return Ok(Err(ResendError::NotFound));
+    };
+    if !matches!(status.status, JobState::Failed | JobState::Ambiguous) {
+        return Ok(Err(ResendError::NotResendable(status.status)));
+    }
+    *last_seq += 1;
+    tx.execute(
+        "UPDATE outbox SET state = 'queued', attempts = 0, not_before_ms = ?2, updated_at_ms = ?2,
+             error_code = NULL, error_message = NULL, seq = ?3
+         WHERE id = ?1",
+        params![id, now, *last_seq],
+    )?;
+    let payload: String = tx.query_row(
+        "SELECT payload FROM outbox WHERE id = ?1",
+        params![id],
+        |row| row.get(0),
+    )?;
+    Ok(Ok(PendingJob {
+        id,
+        openid: status.openid,
+        operation: status.operation,
+        payload,
+        attempts: 0,
+        not_before_ms: now,
+    }))
+}
+
+fn depth(tx: &rusqlite::Transaction<'_>) -> Result<Vec<(JobState, u64)>, StoreError> {
+    let mut statement = tx.prepare_cached("SELECT state, COUNT(*) FROM outbox GROUP BY state")?;
+    let rows = statement.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))
+    })?;
+    let mut counts = Vec::new();
+    for row in rows {
+        let (state, count) = row?;
+        if let Some(state) = JobState::parse(&state) {
+            counts.push((state, count));
+        }
+    }
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(openid: &str, payload: &str) -> NewJob {
+        NewJob {
+            openid: openid.into(),
+            operation: Operation::SendMsg,
+            payload: payload.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn jobs_survive_a_reopen_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        {
+            let (outbox, pending) = Outbox::open(&path).unwrap();
+            assert!(pending.is_empty());
+            let ids: Vec<i64> = outbox
+                .insert(vec![job("a", "1"), job("b", "2"), job("a", "3")])
+                .await
+                .unwrap()
+                .iter()
+                .map(|j| j.id)
+                .collect();
+            assert_eq!(ids.len(), 3);
+            outbox.mark_sending(ids[1]).await.unwrap();
+        }
+        let (outbox, pending) = Outbox::open(&path).unwrap();
+        let payloads: Vec<_> = pending.iter().map(|j| j.payload.as_str()).collect();
+        assert_eq!(payloads, ["1", "3"]);
+        // The job interrupted mid-send is never resent on our own initiative.
+        let interrupted = outbox.get(2).await.unwrap().unwrap();
+        assert_eq!(interrupted.status, JobState::Ambiguous);
+        assert!(
+            interrupted
+                .error_message
+                .unwrap()
+                .contains("may have been delivered")
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_inserts_share_commits_and_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, _) = Outbox::open(&dir.path().join("o.sqlite3")).unwrap();
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let outbox = outbox.clone();
+                tokio::spawn(async move { outbox.insert(vec![job("u", &i.to_string())]).await })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for task in tasks {
+            ids.extend(task.await.unwrap().unwrap().iter().map(|j| j.id));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 200);
+        let depth = outbox.depth().await.unwrap();
+        assert_eq!(depth, vec![(JobState::Queued, 200)]);
+    }
+
+    #[tokio::test]
+    async fn outcomes_and_resend() {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, _) = Outbox::open(&dir.path().join("o.sqlite3")).unwrap();
+        let ids: Vec<i64> = outbox
+            .insert(vec![job("u", "x"), job("u", "y")])
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| j.id)
+            .collect();
+        outbox.mark_sending(ids[0]).await.unwrap();
+        outbox
+            .record(
+                ids[0],
+                Outcome::Failed {
+                    code: Some(1001),
+                    message: "TOKEN invalid".into(),
+                },
+            )
+            .await
+            .unwrap();
+        let status = outbox.get(ids[0]).await.unwrap().unwrap();
+        assert_eq!(status.status, JobState::Failed);
+        assert_eq!(status.error_code, Some(1001));
+        assert_eq!(status.attempts, 1);
+
+        assert_eq!(
+            outbox.resend(ids[1]).await.unwrap(),
+            Err(ResendError::NotResendable(JobState::Queued))
+        );
+        assert_eq!(
+            outbox.resend(999).await.unwrap(),
+            Err(ResendError::NotFound)
+        );
+        let again = outbox.resend(ids[0]).await.unwrap().unwrap();
+        assert_eq!(again.payload, "x");
+        let status = outbox.get(ids[0]).await.unwrap().unwrap();
+        assert_eq!(status.status, JobState::Queued);
+        assert_eq!(status.error_code, None);
+        assert_eq!(outbox.get(12345).await.unwrap(), None);
+    }
+}

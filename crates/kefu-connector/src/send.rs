@@ -1,0 +1,146 @@
+//! `kefu-connector send`: one message, directly, for scripts. No outbox: the message is sent now,
+//! retried only where that cannot duplicate it, and the outcome is the exit status.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use kefu_client::{Client, Operation, RetryPolicy};
+use kefu_payload::{Channel, Event, Msg, SendMsg};
+
+use crate::config::Config;
+
+/// Arguments of `send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The TOML configuration file (the same one `serve` reads; only the `dialogue` settings
+    /// matter here). Environment variables override it.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// The user's openid (the callback's `userid`).
+    #[arg(long)]
+    pub openid: String,
+    /// The channel the user came from: 0, 1, 5, 6, 7 or 9 (echo the callback's `channel`).
+    #[arg(long, value_parser = parse_channel)]
+    pub channel: Channel,
+    /// The Official Account or Mini Program AppID [default: dialogue.appid; the TOKEN on channel 7].
+    #[arg(long)]
+    pub appid: Option<String>,
+    /// A text message.
+    #[arg(long, conflicts_with = "json", required_unless_present = "json")]
+    pub text: Option<String>,
+    /// A file holding rich content as JSON, e.g. {"news":{"articles":[…]}} (protocols.md §4.5).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// A handoff event: waiterEnter, waiterSwitch, waiterQuit or waiterQualityEvaluate.
+    #[arg(long)]
+    pub event: Option<Event>,
+    /// The agent's nickname shown to the user.
+    #[arg(long)]
+    pub kefuname: Option<String>,
+    /// The agent's avatar URL.
+    #[arg(long)]
+    pub kefuavatar: Option<String>,
+}
+
+fn parse_channel(text: &str) -> Result<Channel, String> {
+    text.parse::<u8>()
+        .ok()
+        .and_then(Channel::from_code)
+        .ok_or_else(|| format!("{text:?} is not a channel; use 0, 1, 2, 3, 4, 5, 6, 7 or 9"))
+}
+
+/// Runs `send`: exit status 0 when the platform accepted the message, 1 otherwise.
+pub fn run(args: SendArgs) -> ExitCode {
+    match send(args) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn send(args: SendArgs) -> Result<String, String> {
+    let config = Config::load(args.config.as_deref(), |name| std::env::var(name).ok())
+        .map_err(|e| e.to_string())?;
+    let msg = match (&args.text, &args.json) {
+        (Some(text), _) => Msg::text(text.clone()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            serde_json::from_str(&text).map_err(|e| {
+                format!(
+                    "{} does not hold a message (a JSON string or a news, image, miniprogrampage or multimsg object): {e}",
+                    path.display()
+                )
+            })?
+        }
+        (None, None) => return Err("give --text or --json".into()),
+    };
+    let dialogue = &config.dialogue;
+    let appid = args.appid.clone().or_else(|| {
+        if args.channel == Channel::WebH5 {
+            Some(dialogue.token.expose().to_owned())
+        } else {
+            dialogue.appid.clone()
+        }
+    });
+    let mut builder = SendMsg::builder(args.openid.as_str(), args.channel, msg);
+    if let Some(appid) = appid {
+        builder = builder.appid(appid);
+    }
+    if let Some(event) = args.event {
+        builder = builder.event(event);
+    }
+    if let Some(name) = args.kefuname {
+        builder = builder.kefuname(name);
+    }
+    if let Some(avatar) = args.kefuavatar {
+        builder = builder.kefuavatar(avatar);
+    }
+    let xml = builder
+        .build()
+        .and_then(|message| message.to_xml())
+        .map_err(|e| e.to_string())?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let client = Client::builder(
+            dialogue.token.expose(),
+            dialogue.aes_key.expose(),
+            dialogue.bot_appid.as_str(),
+        )
+        .base_url(&dialogue.base_url)
+        .connect_timeout(dialogue.connect_timeout)
+        .request_timeout(dialogue.request_timeout)
+        .build()
+        .map_err(|e| e.to_string())?;
+        let policy = RetryPolicy::default()
+            .with_initial_backoff(config.delivery.initial_backoff)
+            .with_max_attempts(config.delivery.max_attempts)
+            .with_max_elapsed(config.delivery.max_elapsed);
+        match policy
+            .retry(Operation::SendMsg, || {
+                client.call_xml(Operation::SendMsg, &xml)
+            })
+            .await
+        {
+            Ok(reply) => Ok(serde_json::json!({
+                "status": "delivered",
+                "rid": reply.rid(),
+            })
+            .to_string()),
+            Err(error) if error.is_ambiguous() => Err(format!(
+                "{error}\nThe message may have reached the user; check before sending it again."
+            )),
+            Err(error) => Err(error.to_string()),
+        }
+    })
+}

@@ -1,0 +1,207 @@
+//! `kefu-connector serve`: the relay between the agent desk and the platform.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use kefu_client::{Client, RetryPolicy};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, ApiState};
+use crate::config::{Config, LogFormat};
+use crate::delivery::Dispatcher;
+use crate::metrics::Metrics;
+use crate::outbox::Outbox;
+
+/// How long a stopping service waits for requests already on their way to the platform.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Arguments of `serve`.
+#[derive(Debug, Args)]
+#[command(after_long_help = crate::config::settings_help())]
+pub struct ServeArgs {
+    /// The TOML configuration file. Every setting can also come from its environment variable,
+    /// which wins over the file.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// The outbox could not be opened.
+    #[error("cannot open the outbox: {0}")]
+    Outbox(#[from] crate::outbox::StoreError),
+    /// The platform client could not be built.
+    #[error("cannot build the platform client: {0}")]
+    Client(#[from] kefu_client::Error),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}; is another process using it?")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A running relay, started in-process (the demo and the tests use this).
+pub struct Relay {
+    /// The address the desk API listens on.
+    pub addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Relay {
+    /// Opens the outbox, resumes pending work, and starts serving the desk API.
+    pub async fn start(config: &Config) -> Result<Relay, ServeError> {
+        let (outbox, pending) = Outbox::open(&config.outbox_path)?;
+        if !pending.is_empty() {
+            tracing::info!(jobs = pending.len(), "resuming stored jobs");
+        }
+        let dialogue = &config.dialogue;
+        let client = Client::builder(
+            dialogue.token.expose(),
+            dialogue.aes_key.expose(),
+            dialogue.bot_appid.as_str(),
+        )
+        .base_url(&dialogue.base_url)
+        .connect_timeout(dialogue.connect_timeout)
+        .request_timeout(dialogue.request_timeout)
+        .build()?;
+        let policy = RetryPolicy::default()
+            .with_initial_backoff(config.delivery.initial_backoff)
+            .with_max_attempts(config.delivery.max_attempts)
+            .with_max_elapsed(config.delivery.max_elapsed);
+        let metrics = Arc::new(Metrics::default());
+        let dispatcher = Dispatcher::start(
+            outbox.clone(),
+            client,
+            policy,
+            config.delivery.concurrency,
+            Arc::clone(&metrics),
+            pending,
+        );
+        let state = ApiState {
+            outbox,
+            dispatcher: dispatcher.clone(),
+            metrics,
+            api_key: config.api_key()?.clone(),
+            token: dialogue.token.clone(),
+            default_appid: dialogue.appid.clone(),
+        };
+        let app = api::router(state, config.max_body_bytes);
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(error) = served {
+                tracing::error!("the desk API stopped: {error}");
+            }
+            dispatcher.shutdown(SHUTDOWN_GRACE).await;
+        });
+        tracing::info!(%addr, "desk API listening");
+        Ok(Relay { addr, stop, task })
+    }
+
+    /// Stops accepting requests, lets requests in flight finish, and waits for the deliveries
+    /// under way (up to a grace period). Undelivered jobs stay stored for the next start.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Sets up structured logging: `RUST_LOG` picks the level (default `info`), `format` the shape.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Runs `serve` until SIGTERM or SIGINT.
+pub fn run(args: ServeArgs) -> ExitCode {
+    let config = match Config::load(args.config.as_deref(), |name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let relay = match Relay::start(&config).await {
+            Ok(relay) => relay,
+            Err(error) => {
+                tracing::error!("{error}");
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("stopping: finishing requests in flight");
+        relay.stop().await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn wait_for_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
