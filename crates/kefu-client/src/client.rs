@@ -157,9 +157,7 @@ impl ClientBuilder {
             })
         })?;
         let base_url = validate_base_url(&self.base_url)?;
-        let mut uris = Vec::with_capacity(Operation::ALL.len());
-        let mut endpoints = Vec::with_capacity(Operation::ALL.len());
-        for operation in Operation::ALL {
+        let endpoint = |operation: Operation| -> Result<Endpoint, Error> {
             let uri = format!("{base_url}/{}/{}", operation.name(), self.token)
                 .parse::<Uri>()
                 .map_err(|_| {
@@ -167,9 +165,15 @@ impl ClientBuilder {
                         reason: "does not form a valid URL with the endpoint and the TOKEN",
                     })
                 })?;
-            uris.push(uri);
-            endpoints.push(format!("{base_url}/{}/{REDACTED}", operation.name()));
-        }
+            let redacted = format!("{base_url}/{}/{REDACTED}", operation.name());
+            Ok(Endpoint { uri, redacted })
+        };
+        // In `Operation::index` order.
+        let endpoints = [
+            endpoint(Operation::SendMsg)?,
+            endpoint(Operation::KefuStateGet)?,
+            endpoint(Operation::KefuStateChange)?,
+        ];
 
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -197,7 +201,6 @@ impl ClientBuilder {
                 http,
                 crypt,
                 token: self.token.into_boxed_str(),
-                uris,
                 endpoints,
                 base_url,
                 bot_appid: self.bot_appid,
@@ -298,15 +301,19 @@ struct Shared {
     crypt: MsgCrypt,
     token: Box<str>,
     /// Indexed by [`Operation::index`].
-    uris: Vec<Uri>,
-    /// The same, with the TOKEN replaced by `{TOKEN}`.
-    endpoints: Vec<String>,
+    endpoints: [Endpoint; 3],
     base_url: String,
     bot_appid: String,
     connect_timeout: Duration,
     request_timeout: Duration,
     max_response_bytes: usize,
     retry: RetryPolicy,
+}
+
+/// One operation's URL, and the same with the TOKEN replaced by `{TOKEN}`.
+struct Endpoint {
+    uri: Uri,
+    redacted: String,
 }
 
 impl fmt::Debug for Client {
@@ -471,10 +478,7 @@ impl Client {
 
     /// The URL of an operation with the TOKEN replaced by `{TOKEN}`, safe to log.
     pub fn redacted_url(&self, operation: Operation) -> &str {
-        self.shared
-            .endpoints
-            .get(operation.index())
-            .map_or("", String::as_str)
+        &self.shared.endpoints[operation.index()].redacted
     }
 
     /// The policy used by the `*_with_retry` methods.
@@ -591,7 +595,7 @@ impl Client {
         let body = DialogueRequest { encrypt }.to_json();
         let request_bytes = body.len();
 
-        let uri = s.uris.get(operation.index()).cloned().unwrap_or_default();
+        let uri = s.endpoints[operation.index()].uri.clone();
         let request = Request::builder()
             .method(Method::POST)
             .uri(uri)
@@ -883,7 +887,7 @@ mod tests {
             let client = build(token, KEY, "Gg8HejYTkUsEIlG", base).unwrap();
             assert_eq!(client.base_url(), want);
             for op in Operation::ALL {
-                let uri = &client.shared.uris[op.index()];
+                let uri = &client.shared.endpoints[op.index()].uri;
                 assert_eq!(uri.to_string(), format!("{want}/{}/{token}", op.name()));
                 assert_eq!(
                     client.redacted_url(op),
@@ -896,6 +900,15 @@ mod tests {
         let builder = Client::builder(token, KEY, "Gg8HejYTkUsEIlG");
         let debug = format!("{builder:?}");
         assert!(!debug.contains(token) && !debug.contains(KEY), "{debug}");
+    }
+
+    #[test]
+    fn client_is_shareable() {
+        fn check<T: Send + Sync + Clone + 'static>() {}
+        check::<Client>();
+        check::<ClientBuilder>();
+        check::<Reply>();
+        check::<KefuStateReply>();
     }
 
     #[test]

@@ -167,6 +167,7 @@ pub(crate) fn normalize(
             return fail(
                 Kind::Platform {
                     code: PlatformCode::from_code(code),
+                    status,
                 },
                 false,
             );
@@ -215,7 +216,7 @@ mod tests {
             Normalized::Success { env, .. } => (Got::Success, env.message, env.rid),
             Normalized::Failure { error } => {
                 let got = match error.kind() {
-                    Kind::Platform { code } => Got::Platform(code.code()),
+                    Kind::Platform { code, .. } => Got::Platform(code.code()),
                     Kind::InvalidResponse { reason, .. } => Got::Invalid(*reason),
                     Kind::HttpStatus { status } => Got::Status(status.as_u16()),
                     other => panic!("unexpected kind {other:?}"),

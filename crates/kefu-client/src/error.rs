@@ -343,7 +343,10 @@ pub(crate) enum Kind {
     /// A non-2xx status.
     HttpStatus { status: StatusCode },
     /// A 2xx with a non-zero code.
-    Platform { code: PlatformCode },
+    Platform {
+        code: PlatformCode,
+        status: StatusCode,
+    },
     /// A 2xx that is neither success nor a platform error.
     InvalidResponse {
         status: StatusCode,
@@ -541,7 +544,7 @@ impl Error {
     /// The platform's error code, for a platform error.
     pub fn platform_code(&self) -> Option<PlatformCode> {
         match self.inner.kind {
-            Kind::Platform { code } => Some(code),
+            Kind::Platform { code, .. } => Some(code),
             _ => None,
         }
     }
@@ -555,8 +558,9 @@ impl Error {
     /// responses, which arrive with a 2xx).
     pub fn status(&self) -> Option<StatusCode> {
         match self.inner.kind {
-            Kind::HttpStatus { status } | Kind::InvalidResponse { status, .. } => Some(status),
-            Kind::Platform { .. } => Some(StatusCode::OK),
+            Kind::HttpStatus { status }
+            | Kind::InvalidResponse { status, .. }
+            | Kind::Platform { status, .. } => Some(status),
             _ => None,
         }
     }
@@ -582,7 +586,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self.inner.kind {
             Kind::Connect { .. } => true,
-            Kind::Platform { code } => code.is_transient(),
+            Kind::Platform { code, .. } => code.is_transient(),
             _ => false,
         }
     }
@@ -647,7 +651,7 @@ impl fmt::Display for Error {
                     f.write_str("; the request may have taken effect")?;
                 }
             }
-            Kind::Platform { code } => {
+            Kind::Platform { code, .. } => {
                 write!(f, "the platform answered code {code}")?;
             }
             Kind::InvalidResponse { status, reason } => write!(
@@ -712,6 +716,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn error_is_send_sync_static() {
+        fn check<T: Send + Sync + 'static + StdError>() {}
+        check::<Error>();
+    }
+
+    #[test]
     fn platform_codes_round_trip() {
         for code in [
             1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008, 1011, 2928312, -1, 0, 1009, 77,
@@ -747,6 +757,7 @@ mod tests {
 
         let busy = Error::new(Kind::Platform {
             code: PlatformCode::SystemBusy,
+            status: StatusCode::OK,
         });
         assert!(busy.is_platform() && busy.is_transient() && !busy.is_ambiguous());
         assert_eq!(busy.platform_code(), Some(PlatformCode::SystemBusy));
@@ -756,6 +767,7 @@ mod tests {
     fn display_names_the_redacted_endpoint() {
         let err = Error::new(Kind::Platform {
             code: PlatformCode::InvalidToken,
+            status: StatusCode::OK,
         })
         .with_call(
             Operation::SendMsg,

@@ -338,6 +338,7 @@ mod tests {
     fn platform(code: i64) -> Error {
         err(Kind::Platform {
             code: PlatformCode::from_code(code),
+            status: StatusCode::OK,
         })
     }
 
