@@ -193,8 +193,21 @@ fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         if !inner.is_data() {
             return syntax(inner);
         }
-        let api = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{path}: {inner}"));
-        if path == "." { api } else { api.field(path) }
+        if path != "." {
+            return ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{path}: {inner}"))
+                .field(path);
+        }
+        // A missing or unknown top-level field is reported at the root; its name is in the text.
+        let message = inner.to_string();
+        let api = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message.clone());
+        match message.split('`').nth(1) {
+            Some(field)
+                if message.starts_with("missing field") || message.starts_with("unknown field") =>
+            {
+                api.field(field)
+            }
+            _ => api,
+        }
     })?;
     deserializer.end().map_err(syntax)?;
     Ok(value)

@@ -224,12 +224,18 @@ impl Inner {
                         _ = stopping.wait_for(|stop| *stop) => return false,
                     }
                 }
-                RetryDecision::Stop(StopReason::Ambiguous) => (
-                    Outcome::Ambiguous {
-                        message: message.clone(),
-                    },
-                    "ambiguous",
-                ),
+                // An idempotent call that ran out of retries on an ambiguous failure may still
+                // have taken effect: say so rather than "failed".
+                RetryDecision::Stop(StopReason::Ambiguous) | RetryDecision::Stop(_)
+                    if error.is_ambiguous() =>
+                {
+                    (
+                        Outcome::Ambiguous {
+                            message: message.clone(),
+                        },
+                        "ambiguous",
+                    )
+                }
                 RetryDecision::Stop(_) => (
                     Outcome::Failed {
                         code,

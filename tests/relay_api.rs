@@ -1,0 +1,216 @@
+//! The relay's desk API over a real loopback socket: authentication, validation before storage,
+//! and the body limit. The platform here is a dead port, so nothing is ever delivered.
+
+use kefu_connector::config::Config;
+use kefu_connector::desk::Desk;
+use kefu_connector::serve::Relay;
+use serde_json::json;
+
+const API_KEY: &str = "desk-key-0123456789";
+
+async fn relay(dir: &tempfile::TempDir) -> (Relay, Desk) {
+    // A port that refuses connections: bind, read the port, close.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/openapi", dead.local_addr().unwrap());
+    drop(dead);
+    let outbox = dir.path().join("outbox.sqlite3");
+    let env = [
+        ("KEFU_SERVER_LISTEN", "127.0.0.1:0".to_owned()),
+        ("KEFU_SERVER_API_KEY", API_KEY.to_owned()),
+        ("KEFU_SERVER_MAX_BODY_BYTES", "2048".to_owned()),
+        ("KEFU_DIALOGUE_TOKEN", "TOKEN0123456789".to_owned()),
+        (
+            "KEFU_DIALOGUE_AES_KEY",
+            "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG".to_owned(),
+        ),
+        ("KEFU_DIALOGUE_BOT_APPID", "Gg8HejYTkUsEIlG".to_owned()),
+        ("KEFU_DIALOGUE_BASE_URL", dead_url),
+        ("KEFU_DELIVERY_INITIAL_BACKOFF_MS", "10".to_owned()),
+        ("KEFU_OUTBOX_PATH", outbox.display().to_string()),
+    ];
+    let config = Config::load(None, |name| {
+        env.iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
+    })
+    .unwrap();
+    let relay = Relay::start(&config).await.unwrap();
+    let desk = Desk::new(format!("http://{}", relay.addr), API_KEY);
+    (relay, desk)
+}
+
+#[tokio::test]
+async fn requests_without_the_right_key_are_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, desk) = relay(&dir).await;
+    let body = json!({"openid": "o1", "channel": 7, "msg": "hi"});
+    for wrong in [
+        desk.with_key("nope"),
+        desk.with_key(""),
+        desk.with_key(&API_KEY[..18]),
+    ] {
+        let reply = wrong.post("/v1/messages", &body).await.unwrap();
+        assert_eq!(reply.status, 401, "{}", reply.text);
+        assert!(
+            reply.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Bearer")
+        );
+    }
+    assert_eq!(
+        desk.with_key("nope")
+            .get("/v1/messages/1")
+            .await
+            .unwrap()
+            .status,
+        401
+    );
+    // Health and metrics stay open for probes.
+    assert_eq!(
+        desk.with_key("nope").get("/healthz").await.unwrap().status,
+        200
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_bodies_are_refused_with_the_field_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, desk) = relay(&dir).await;
+
+    let malformed = desk
+        .post_raw("/v1/messages", "{\"openid\": ")
+        .await
+        .unwrap();
+    assert_eq!(malformed.status, 400, "{}", malformed.text);
+
+    let cases = [
+        (
+            json!({"channel": 0, "appid": "wx1", "msg": "hi"}),
+            "openid",
+            None,
+        ),
+        (
+            json!({"openid": "o1", "channel": 0, "msg": "hi"}),
+            "appid",
+            Some(1008),
+        ),
+        (
+            json!({"openid": "", "channel": 0, "appid": "wx1", "msg": "hi"}),
+            "openid",
+            Some(1008),
+        ),
+        (
+            json!({"openid": "o1", "channel": 0, "appid": "wx1", "msg": ""}),
+            "msg",
+            Some(1008),
+        ),
+        (
+            json!({"openid": "o1", "channel": 8, "appid": "wx1", "msg": "hi"}),
+            "channel",
+            None,
+        ),
+        (
+            json!({"openid": "o1", "channel": 2, "appid": "wx1", "msg": "hi"}),
+            "channel",
+            Some(2_928_312),
+        ),
+        (
+            json!({"openid": "o1", "channel": "zero", "msg": "hi"}),
+            "channel",
+            None,
+        ),
+        (
+            json!({"openid": "o1", "channel": 0, "appid": "wx1", "msg": "hi", "colour": 1}),
+            "colour",
+            None,
+        ),
+        (
+            json!({"openid": "o1", "channel": 0, "appid": "wx1", "msg": {"news": {"articles": [{"title": 1}]}}}),
+            "msg",
+            None,
+        ),
+        (
+            json!({"openid": "o1", "channel": 0, "appid": "wx1", "msg": "a\u{1}b"}),
+            "msg",
+            None,
+        ),
+        (
+            json!({"openid": "o1", "channel": 0, "appid": "wx1", "msg": "hi", "event": "waiterDance"}),
+            "event",
+            None,
+        ),
+    ];
+    for (body, field, platform_code) in cases {
+        let reply = desk.post("/v1/messages", &body).await.unwrap();
+        assert_eq!(reply.status, 422, "{body}: {}", reply.text);
+        let error = &reply.body["error"];
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(field), "{body}: {message}");
+        assert!(
+            error["field"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with(field),
+            "{body}: expected field {field}, got {error}"
+        );
+        assert_eq!(
+            error["platform_code"].as_i64(),
+            platform_code,
+            "{body}: {error}"
+        );
+    }
+
+    let too_big = json!({"openid": "o1", "channel": 7, "msg": "x".repeat(4096)});
+    assert_eq!(
+        desk.post("/v1/messages", &too_big).await.unwrap().status,
+        413
+    );
+
+    assert_eq!(desk.get("/v1/messages/1").await.unwrap().status, 404);
+    let metrics = desk.get("/metrics").await.unwrap().text;
+    assert!(metrics.contains("kefu_outbox_pending 0"), "{metrics}");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn accepted_message_fails_after_retries_when_the_platform_is_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, desk) = relay(&dir).await;
+    let reply = desk
+        .post(
+            "/v1/messages",
+            &json!({"openid": "o1", "channel": 7, "msg": "hi"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let id = reply.body["id"].as_i64().unwrap();
+    let status = loop {
+        let status = desk.get(&format!("/v1/messages/{id}")).await.unwrap().body;
+        if status["status"] == "failed" {
+            break status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    // Never sent, so retried up to the limit, then failed (not ambiguous).
+    assert_eq!(status["attempts"], 3, "{status}");
+    assert!(
+        status["error_message"].as_str().unwrap().len() > 10,
+        "{status}"
+    );
+    assert!(!status.to_string().contains("TOKEN0123456789"), "{status}");
+
+    let unknown = desk
+        .post("/v1/messages/999/resend", &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status, 404);
+    let again = desk
+        .post(&format!("/v1/messages/{id}/resend"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(again.status, 202, "{}", again.text);
+    relay.stop().await;
+}
