@@ -32,7 +32,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
 
-use crate::config::Secret;
+use crate::config::{DialogueConfig, Secret};
 use crate::delivery::Dispatcher;
 use crate::metrics::Metrics;
 use crate::outbox::{NewJob, Outbox, ResendError};
@@ -48,11 +48,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// The desks' bearer key.
     pub api_key: Secret,
-    /// The platform TOKEN, sent as `appid` on channel 7 when the desk names none (protocols.md
-    /// §4.4: an empty appid there is answered with 1011).
-    pub token: Secret,
-    /// Default OA/MP AppID.
-    pub default_appid: Option<String>,
+    /// The platform account, for the default `appid` of messages.
+    pub dialogue: DialogueConfig,
 }
 
 /// The API router, with authentication, the body limit and request metrics.
@@ -111,6 +108,29 @@ impl ApiError {
             field: error.field().map(str::to_owned),
             platform_code: error.platform_code(),
         }
+    }
+}
+
+impl ApiError {
+    /// The HTTP status: 400 for malformed JSON, 422 for a body of the wrong shape or a message
+    /// the platform would refuse, and so on.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// What was wrong, for the desk.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The field at fault, if one is.
+    pub fn field_name(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    /// The code the platform would have answered, if it has one for this mistake.
+    pub fn platform_code(&self) -> Option<i64> {
+        self.platform_code
     }
 }
 
@@ -227,17 +247,6 @@ struct MessageRequest {
 }
 
 impl ApiState {
-    /// The appid to send: the desk's, else the TOKEN on channel 7, else the configured default.
-    fn appid_for(&self, requested: Option<String>, channel: Channel) -> Option<String> {
-        requested.or_else(|| {
-            if channel == Channel::WebH5 {
-                Some(self.token.expose().to_owned())
-            } else {
-                self.default_appid.clone()
-            }
-        })
-    }
-
     async fn store(&self, jobs: Vec<NewJob>) -> Result<Vec<i64>, ApiError> {
         let pending = self
             .outbox
@@ -309,18 +318,24 @@ fn kefustate_job(openid: &str, appid: Option<&str>, state: KefuState) -> Result<
     })
 }
 
-async fn post_message(State(state): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
-    let request: MessageRequest = parse_body(&body)?;
-    let job = sendmsg_job(Outgoing {
+/// Parses and validates a `POST /v1/messages` body into the job to store, exactly as the API
+/// does before storing anything. Pure, so that the fuzzer can drive it.
+pub fn message_job(body: &[u8], dialogue: &DialogueConfig) -> Result<NewJob, ApiError> {
+    let request: MessageRequest = parse_body(body)?;
+    sendmsg_job(Outgoing {
         openid: &request.openid,
         channel: request.channel,
-        appid: state.appid_for(request.appid, request.channel),
+        appid: dialogue.appid_for(request.appid, request.channel),
         msg: request.msg,
         event: request.event,
         kefuname: request.kefuname,
         kefuavatar: request.kefuavatar,
         ans_node_name: request.ans_node_name,
-    })?;
+    })
+}
+
+async fn post_message(State(state): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
+    let job = message_job(&body, &state.dialogue)?;
     let ids = state.store(vec![job]).await?;
     let id = ids.first().copied().unwrap_or_default();
     Ok((
@@ -425,7 +440,7 @@ async fn session_action(
         )
         .field("kefuname"));
     }
-    let appid = state.appid_for(request.appid, request.channel);
+    let appid = state.dialogue.appid_for(request.appid, request.channel);
     let kefustate_appid = appid.clone().filter(|_| request.channel != Channel::WebH5);
     let message = sendmsg_job(Outgoing {
         openid: &openid,

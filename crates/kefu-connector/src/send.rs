@@ -82,13 +82,7 @@ fn send(args: SendArgs) -> Result<String, String> {
         (None, None) => return Err("give --text or --json".into()),
     };
     let dialogue = &config.dialogue;
-    let appid = args.appid.clone().or_else(|| {
-        if args.channel == Channel::WebH5 {
-            Some(dialogue.token.expose().to_owned())
-        } else {
-            dialogue.appid.clone()
-        }
-    });
+    let appid = dialogue.appid_for(args.appid.clone(), args.channel);
     let mut builder = SendMsg::builder(args.openid.as_str(), args.channel, msg);
     if let Some(appid) = appid {
         builder = builder.appid(appid);

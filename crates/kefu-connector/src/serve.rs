@@ -64,6 +64,7 @@ pub struct Relay {
 impl Relay {
     /// Opens the outbox, resumes pending work, and starts serving the desk API.
     pub async fn start(config: &Config) -> Result<Relay, ServeError> {
+        let api_key = config.api_key()?.clone();
         let (outbox, pending) = Outbox::open(&config.outbox_path)?;
         if !pending.is_empty() {
             tracing::info!(jobs = pending.len(), "resuming stored jobs");
@@ -95,9 +96,8 @@ impl Relay {
             outbox,
             dispatcher: dispatcher.clone(),
             metrics,
-            api_key: config.api_key()?.clone(),
-            token: dialogue.token.clone(),
-            default_appid: dialogue.appid.clone(),
+            api_key,
+            dialogue: dialogue.clone(),
         };
         let app = api::router(state, config.max_body_bytes);
         let listener =
