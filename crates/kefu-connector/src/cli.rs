@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::crypt::CryptArgs;
+use crate::sandbox::SandboxArgs;
 use crate::send::SendArgs;
 use crate::serve::ServeArgs;
 
@@ -33,4 +34,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Send one message to a user now, without the outbox, for scripts.
     Send(SendArgs),
+    /// Emulate the platform on loopback, for demos and offline tests: sendmsg and kefustate with
+    /// the platform's checks and error bodies, simulated users that trigger handoff callbacks,
+    /// and fault injection (latency, -1 system errors, dropped connections).
+    Sandbox(SandboxArgs),
 }

@@ -13,5 +13,6 @@ pub mod delivery;
 pub mod desk;
 pub mod metrics;
 pub mod outbox;
+pub mod sandbox;
 pub mod send;
 pub mod serve;

@@ -10,5 +10,6 @@ fn main() -> ExitCode {
         Command::Crypt(args) => kefu_connector::crypt::run(args),
         Command::Serve(args) => kefu_connector::serve::run(args),
         Command::Send(args) => kefu_connector::send::run(args),
+        Command::Sandbox(args) => kefu_connector::sandbox::run(args),
     }
 }

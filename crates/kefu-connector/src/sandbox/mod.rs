@@ -1,0 +1,589 @@
+//! `kefu-connector sandbox`: the Dialogue Open Platform (微信对话开放平台) emulated on loopback,
+//! so that the demo, the tests and users' own integration tests run offline.
+//!
+//! # Platform endpoints (protocols.md §4.2–4.6)
+//!
+//! | Route | Plaintext | Success body |
+//! |---|---|---|
+//! | `POST /openapi/sendmsg/{TOKEN}` | [`SendMsg`](kefu_payload::SendMsg) XML | `{"errcode":0,"msg":"Success","rid":…}` |
+//! | `POST /openapi/kefustate/get/{TOKEN}` | [`KefuStateGet`](kefu_payload::KefuStateGet) XML | `{"errcode":0,"kefustate":"on"\|"off","status":…,"rid":…}` (`status` only with `type` = `all`) |
+//! | `POST /openapi/kefustate/change/{TOKEN}` | [`KefuStateChange`](kefu_payload::KefuStateChange) XML | `{"errcode":0,"errmsg":"","rid":…}` |
+//!
+//! The body is `{"encrypt":"<base64>"}`, decrypted with the sandbox's EncodingAESKey and checked
+//! against its bot APPID (the receive-id). Checks run in this order; the first failure answers,
+//! with HTTP 200 and a `rid` (8 hex digits) like the platform:
+//!
+//! 1. the TOKEN path segment, compared in constant time:
+//!    `{"errcode":1001,"errmsg":"TOKEN is not valid","rid":…}`;
+//! 2. `Content-Type: application/json`, which the platform documents as required. The
+//!    platform's reaction is undocumented; the sandbox answers **HTTP 415**
+//!    `{"errmsg":…,"rid":…}` so that a client that forgets the header fails loudly;
+//! 3. the envelope: not UTF-8 JSON, or no `encrypt` key (for example the `encrypted` spelling
+//!    that belongs to the callback): `{"errcode":-40002,…}`;
+//! 4. decryption. The platform's code for a body it cannot decrypt is undocumented
+//!    (protocols.md §11 item 9), so the sandbox answers the WXBizMsgCrypt code of the failed step
+//!    with a precise `errmsg`: −40010 (not canonical base64), −40007 (length or padding: usually
+//!    the wrong EncodingAESKey), −40008 (malformed frame), −40005 (the receive-id is not this
+//!    bot's APPID). Real traffic may differ: treat any of these as "misconfigured key or APPID";
+//! 5. the plaintext: not UTF-8 or not the endpoint's XML (no `<xml>` root, a missing
+//!    `channel` or `kefustate`, a value outside its set): −40002 with the reason; then the
+//!    platform's rules, with the bodies observed from the platform:
+//!    * an empty or missing `openid` or `msg`, an empty `appid` on `kefustate/*`, or no `appid` on
+//!      channels 0, 5 and 6: `{"errcode":1008,"errmsg":…}`;
+//!    * channels 2, 3 and 4: `{"errorcode":2928312,"errormsg":"unsupport, to do.","rid":…}`;
+//!    * channel 7 without an `appid`: `{"code":1011,"errcode":1011,"errmsg":"appid is not valid","rid":…}`.
+//!
+//!    Code 1007 belongs to the label APIs, which the sandbox does not serve. An undocumented
+//!    channel such as 8 is −40002.
+//!
+//! Accepted messages are recorded ([`RecordedMessage`]). Each user has a handoff state,
+//! `asking` until `kefustate/change` (or a user asking for a human) changes it; `kefustate` is
+//! `on` exactly when the state is `personserving`. Events such as `waiterEnter` do not change
+//! the state by themselves (unconfirmed on the platform, protocols.md §4.8): call
+//! `kefustate/change`, as the connector does.
+//!
+//! # Faults (for tests and benchmarks)
+//!
+//! Faults apply to the three platform endpoints only, after the body has been read: first the
+//! latency, then at most one fault. A request hit by a fault is not processed and not recorded.
+//!
+//! * `latency`: a delay before every answer (cut short when the sandbox stops);
+//! * `drop_rate`: the fraction of requests read and then answered by closing the connection,
+//!   without a response: the client cannot know what happened (an ambiguous failure);
+//! * `system_error_rate`: the fraction answered `{"success":false,"code":-1,"msg":"系统异常,请稍候再试","rid":…}`;
+//! * `seed`: seeds the RNG. Each request draws the same two numbers whatever the rates, so the
+//!   same seed and the same sequence of requests give the same faults (and the same `rid`s).
+//!   Concurrent requests draw in the order their bodies finish arriving.
+//!
+//! # Control routes
+//!
+//! | Route | Answer |
+//! |---|---|
+//! | `GET /sandbox/messages[?openid=…]` | the accepted messages in order: a JSON array of [`RecordedMessage`] |
+//! | `GET /sandbox/users/{openid}` | [`UserSnapshot`]: `{"openid","status","kefustate","kfstate","appid","channel","messages"}` |
+//! | `POST /sandbox/users/{openid}/say` | body [`Say`] `{"text","channel"?,"appid"?}`; answer [`SayOutcome`] |
+//!
+//! `say` plays the user: the platform's handoff callback `POST {"encrypted":"…"}`
+//! (`Content-Type: application/json`) goes to the callback URL, carrying the
+//! [`HandoffCallback`](kefu_payload::HandoffCallback) XML encrypted with the same key and APPID:
+//! `userid` = openid, the AppID, `content/msg` = text, an empty `event`, `from` = 0, `kfstate` =
+//! the user's state, the channel, `assessment` = 0 and `createtime` = now. A text containing
+//! "转人工" first moves a user in `asking` or `complete` to `needperson`, as the platform's handoff
+//! skill does, so the callback carries `kfstate` 3. The answer is 200 with the outcome (the
+//! connector's status and body, or `not_configured`), or 502 when the callback could not be
+//! delivered within 5 s. Control errors are `{"error":{"message","field"?}}` with 400, 404, 405,
+//! 413 or 422.
+//!
+//! # In process
+//!
+//! ```no_run
+//! use kefu_connector::sandbox::{Sandbox, SandboxConfig, Say};
+//! use kefu_client::Client;
+//! use kefu_payload::{Channel, SendMsg};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let (token, key, appid) = ("SandboxToken", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "Gg8HejYTkUsEIlG");
+//! let mut config = SandboxConfig::new(token, key, appid);
+//! config.callback_url = Some("http://127.0.0.1:8080/callback/secret".into());
+//! let sandbox = Sandbox::start(config).await?;
+//!
+//! let client = Client::builder(token, key, appid).base_url(sandbox.base_url()).build()?;
+//! let msg = SendMsg::builder("oUSER", Channel::OfficialAccount, "您好")
+//!     .appid("wx0000000000000000")
+//!     .build()?;
+//! client.send(&msg).await?;
+//! assert_eq!(sandbox.messages(Some("oUSER")).len(), 1);
+//!
+//! let outcome = sandbox.say("oUSER", Say::new("我要转人工")).await?;
+//! assert_eq!(outcome.kfstate, 3);
+//! sandbox.stop().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Secrets: the TOKEN and the EncodingAESKey never appear in logs, answers or error messages;
+//! logged paths show `{TOKEN}` in place of the TOKEN segment, and the callback URL is logged
+//! without its path.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod command;
+mod faults;
+mod platform;
+mod server;
+mod state;
+mod user;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use wxbizmsgcrypt::MsgCrypt;
+
+pub use command::{SandboxArgs, run};
+pub use faults::Fault;
+pub use state::{RecordedMessage, UserSnapshot};
+pub use user::{CallbackDelivery, DEFAULT_USER_APPID, Say, SayError, SayOutcome};
+
+use faults::{Faults, check_rate};
+use platform::Platform;
+use server::App;
+use state::Store;
+use user::{Callbacks, parse_callback_url};
+
+/// How many accepted messages a sandbox keeps by default; the oldest go first.
+pub const DEFAULT_MAX_MESSAGES: usize = 100_000;
+
+/// How to run a sandbox. Build one with [`SandboxConfig::new`] and set the public fields.
+///
+/// `Debug` shows the TOKEN and the EncodingAESKey as `<redacted>`.
+#[derive(Clone)]
+pub struct SandboxConfig {
+    /// Where to listen; port 0 picks a free port ([`Sandbox::addr`] tells which).
+    pub listen: SocketAddr,
+    /// The TOKEN that the URLs must carry.
+    pub token: String,
+    /// The 43-character EncodingAESKey.
+    pub aes_key: String,
+    /// The bot APPID: the receive-id of every ciphertext, both ways.
+    pub appid: String,
+    /// Where handoff callbacks go (`http://` only), or nowhere.
+    pub callback_url: Option<String>,
+    /// The delay before answering each platform request.
+    pub latency: Duration,
+    /// The fraction of platform requests answered with the `-1` system error, 0.0..=1.0.
+    pub system_error_rate: f64,
+    /// The fraction of platform requests dropped without an answer, 0.0..=1.0.
+    pub drop_rate: f64,
+    /// The RNG seed of the faults (and `rid`s); `None` picks one at random, which
+    /// [`Sandbox::seed`] reports so that a run can be repeated.
+    pub seed: Option<u64>,
+    /// How many accepted messages to keep (the oldest go first); 0 keeps none.
+    pub max_messages: usize,
+}
+
+impl SandboxConfig {
+    /// A sandbox for one bot on `127.0.0.1:0`, with no callback URL and no faults.
+    pub fn new(
+        token: impl Into<String>,
+        aes_key: impl Into<String>,
+        appid: impl Into<String>,
+    ) -> SandboxConfig {
+        SandboxConfig {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            token: token.into(),
+            aes_key: aes_key.into(),
+            appid: appid.into(),
+            callback_url: None,
+            latency: Duration::ZERO,
+            system_error_rate: 0.0,
+            drop_rate: 0.0,
+            seed: None,
+            max_messages: DEFAULT_MAX_MESSAGES,
+        }
+    }
+}
+
+impl fmt::Debug for SandboxConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SandboxConfig")
+            .field("listen", &self.listen)
+            .field("token", &"<redacted>")
+            .field("aes_key", &"<redacted>")
+            .field("appid", &self.appid)
+            .field(
+                "callback_url",
+                &self.callback_url.as_ref().map(|_| "<redacted>"),
+            )
+            .field("latency", &self.latency)
+            .field("system_error_rate", &self.system_error_rate)
+            .field("drop_rate", &self.drop_rate)
+            .field("seed", &self.seed)
+            .field("max_messages", &self.max_messages)
+            .finish()
+    }
+}
+
+/// Why a sandbox could not start. Messages never contain the TOKEN, the key or the callback URL.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SandboxError {
+    /// A setting is invalid.
+    #[error("invalid {setting}: {reason}")]
+    Config {
+        /// The setting, as the command line names it (`--aes-key`, …).
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}; is another process using it?")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl SandboxError {
+    fn config(setting: &'static str, reason: impl Into<String>) -> SandboxError {
+        SandboxError::Config {
+            setting,
+            reason: reason.into(),
+        }
+    }
+
+    /// `true` for an invalid setting (as opposed to a failure to listen).
+    pub fn is_config(&self) -> bool {
+        matches!(self, SandboxError::Config { .. })
+    }
+}
+
+/// Checks the TOKEN as kefu-client does: it is a URL path segment, so only unreserved
+/// characters.
+fn check_token(token: &str) -> Result<(), SandboxError> {
+    if token.is_empty() {
+        return Err(SandboxError::config(
+            "--token",
+            "the TOKEN must not be empty",
+        ));
+    }
+    match token
+        .chars()
+        .position(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')))
+    {
+        Some(position) => Err(SandboxError::config(
+            "--token",
+            format!(
+                "the TOKEN has a character at position {position} that is not allowed in a URL path (A-Z, a-z, 0-9, '-', '.', '_', '~')"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Builds the crypt, with messages that never show a character of the key.
+fn crypt(config: &SandboxConfig) -> Result<MsgCrypt, SandboxError> {
+    if config.appid.is_empty() {
+        return Err(SandboxError::config(
+            "--appid",
+            "the bot APPID (the receive-id) must not be empty",
+        ));
+    }
+    MsgCrypt::new(
+        config.token.as_str(),
+        &config.aes_key,
+        config.appid.as_bytes(),
+    )
+    .map_err(|error| {
+        let reason = match error {
+            wxbizmsgcrypt::Error::AesKeyLength { len } => {
+                format!("the EncodingAESKey must be exactly 43 characters, got {len}")
+            }
+            wxbizmsgcrypt::Error::AesKeyCharacter { position, .. } => format!(
+                "the EncodingAESKey has a character at position {position} that is not base64 (A-Z, a-z, 0-9, +, /)"
+            ),
+            other => format!("the EncodingAESKey is unusable ({})", other.error_code()),
+        };
+        SandboxError::config("--aes-key", reason)
+    })
+}
+
+/// A running sandbox. Stop it with [`Sandbox::stop`]; dropping it stops accepting connections
+/// too, without waiting.
+///
+/// `Debug` shows the address and the seed only.
+pub struct Sandbox {
+    addr: SocketAddr,
+    seed: u64,
+    app: Arc<App>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Sandbox {
+    /// Validates `config`, binds the listen address and starts serving.
+    pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        check_token(&config.token)?;
+        let crypt = crypt(&config)?;
+        let system_error_rate = check_rate(config.system_error_rate)
+            .map_err(|reason| SandboxError::config("--system-error-rate", reason))?;
+        let drop_rate = check_rate(config.drop_rate)
+            .map_err(|reason| SandboxError::config("--drop-rate", reason))?;
+        let callback = config
+            .callback_url
+            .as_deref()
+            .map(parse_callback_url)
+            .transpose()
+            .map_err(|reason| SandboxError::config("--callback-url", reason))?;
+        let seed = config.seed.unwrap_or_else(|| rand::rng().random());
+
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| SandboxError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| SandboxError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+
+        let (shutdown, stopping) = watch::channel(false);
+        let store = Arc::new(Store::new(config.max_messages));
+        let callbacks = Callbacks::new(callback);
+        let target = callbacks.redacted_target();
+        let app = Arc::new(App {
+            platform: Platform::new(&config.token, crypt.clone(), Arc::clone(&store), seed),
+            store,
+            faults: Faults::new(config.latency, system_error_rate, drop_rate, seed),
+            callbacks,
+            crypt,
+            token: config.token.as_str().into(),
+            shutdown: stopping.clone(),
+        });
+        let task = tokio::spawn(server::serve(listener, Arc::clone(&app), stopping));
+        tracing::info!(
+            %addr,
+            seed,
+            latency_ms = u64::try_from(config.latency.as_millis()).unwrap_or(u64::MAX),
+            system_error_rate,
+            drop_rate,
+            callback = target.as_deref(),
+            "sandbox listening"
+        );
+        Ok(Sandbox {
+            addr,
+            seed,
+            app,
+            shutdown,
+            task,
+        })
+    }
+
+    /// The address the sandbox listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`, the root of every route. An unspecified listen address (`0.0.0.0`,
+    /// `[::]`) is shown as loopback, which is where a local client reaches it.
+    pub fn url(&self) -> String {
+        let ip = match self.addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    /// `http://<addr>/openapi`: what kefu-client's `ClientBuilder::base_url` takes.
+    pub fn base_url(&self) -> String {
+        format!("{}/openapi", self.url())
+    }
+
+    /// The seed of the faults, given or picked at start.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The accepted messages in order: all of them, or one user's. The same data as
+    /// `GET /sandbox/messages[?openid=…]`.
+    pub fn messages(&self, openid: Option<&str>) -> Vec<RecordedMessage> {
+        self.app.store.messages(openid)
+    }
+
+    /// A user's handoff state and what the sandbox knows of them, as
+    /// `GET /sandbox/users/{openid}` shows it. Users never seen are `asking`.
+    pub fn user(&self, openid: &str) -> UserSnapshot {
+        self.app.store.snapshot(openid)
+    }
+
+    /// Plays the user typing a message, as `POST /sandbox/users/{openid}/say` does: moves the
+    /// state if the text asks for a human, then pushes the handoff callback and reports what
+    /// became of it. An undeliverable callback is an outcome, not an error.
+    pub async fn say(&self, openid: &str, say: Say) -> Result<SayOutcome, SayError> {
+        self.app.say(openid, say).await
+    }
+
+    /// Stops gracefully: stops accepting, answers the requests in flight (latency is cut short),
+    /// closes idle connections, and waits up to 5 s before cutting off the rest.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Err(error) = (&mut self.task).await {
+            tracing::warn!("the sandbox server task failed: {error}");
+        }
+        tracing::info!(addr = %self.addr, "sandbox stopped");
+    }
+}
+
+impl fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("addr", &self.addr)
+            .field("seed", &self.seed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+
+    fn config() -> SandboxConfig {
+        SandboxConfig::new("SecretTokenValue", KEY, "Gg8HejYTkUsEIlG")
+    }
+
+    async fn refused(config: SandboxConfig) -> SandboxError {
+        match Sandbox::start(config).await {
+            Ok(_) => panic!("the config should be refused"),
+            Err(error) => error,
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_settings_are_refused_without_leaking_secrets() {
+        let mut c = config();
+        c.aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEF!".into();
+        let err = refused(c).await;
+        assert!(err.is_config());
+        let text = err.to_string();
+        assert!(
+            text.contains("--aes-key") && text.contains("position 42"),
+            "{text}"
+        );
+        assert!(!text.contains("abcdefgh") && !text.contains('!'), "{text}");
+
+        let mut c = config();
+        c.aes_key = "short".into();
+        assert!(refused(c).await.to_string().contains("got 5"));
+
+        let mut c = config();
+        c.token = "Secret/Token".into();
+        let text = refused(c).await.to_string();
+        assert!(
+            text.contains("position 6") && !text.contains("Secret"),
+            "{text}"
+        );
+
+        let mut c = config();
+        c.token = String::new();
+        assert!(refused(c).await.to_string().contains("must not be empty"));
+
+        let mut c = config();
+        c.appid = String::new();
+        assert!(refused(c).await.to_string().contains("--appid"));
+
+        let mut c = config();
+        c.drop_rate = 1.5;
+        assert!(refused(c).await.to_string().contains("--drop-rate"));
+
+        let mut c = config();
+        c.system_error_rate = f64::NAN;
+        assert!(refused(c).await.to_string().contains("--system-error-rate"));
+
+        let mut c = config();
+        c.callback_url = Some("https://example.com/cb/hidden".into());
+        let text = refused(c).await.to_string();
+        assert!(
+            text.contains("--callback-url") && !text.contains("hidden"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let mut c = config();
+        c.callback_url = Some("http://127.0.0.1:1/cb/hidden".into());
+        let text = format!("{c:?}");
+        assert!(
+            !text.contains("SecretTokenValue") && !text.contains(KEY) && !text.contains("hidden")
+        );
+        assert!(text.contains("Gg8HejYTkUsEIlG"));
+    }
+
+    #[tokio::test]
+    async fn urls_and_seed() {
+        let mut c = config();
+        c.seed = Some(99);
+        let sandbox = Sandbox::start(c).await.unwrap();
+        assert_eq!(sandbox.seed(), 99);
+        let debug = format!("{sandbox:?}");
+        assert!(
+            debug.contains("seed: 99") && !debug.contains("SecretTokenValue"),
+            "{debug}"
+        );
+        assert_eq!(sandbox.url(), format!("http://{}", sandbox.addr()));
+        assert_eq!(
+            sandbox.base_url(),
+            format!("http://{}/openapi", sandbox.addr())
+        );
+        sandbox.stop().await;
+
+        let mut c = config();
+        c.listen = "0.0.0.0:0".parse().unwrap();
+        let sandbox = Sandbox::start(c).await.unwrap();
+        assert!(sandbox.url().starts_with("http://127.0.0.1:"));
+        sandbox.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_say_that_cannot_be_written_changes_nothing() {
+        let sandbox = Sandbox::start(config()).await.unwrap();
+        let error = sandbox
+            .say("o", Say::new("转人工\u{1}").channel(5).appid("wxA"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.field(), Some("text"), "{error}");
+        let user = sandbox.user("o");
+        assert_eq!(user.status, kefu_payload::KefuState::Asking);
+        assert_eq!((user.appid, user.channel), (None, None));
+        let error = sandbox.say("o", Say::new("")).await.unwrap_err();
+        assert_eq!(error.field(), Some("text"));
+        let error = sandbox.say("", Say::new("hi")).await.unwrap_err();
+        assert_eq!(error.field(), Some("openid"));
+        sandbox.stop().await;
+    }
+
+    #[tokio::test]
+    async fn logged_paths_never_show_the_token() {
+        let sandbox = Sandbox::start(config()).await.unwrap();
+        let app = &sandbox.app;
+        for (path, expected) in [
+            (
+                "/openapi/sendmsg/SecretTokenValue",
+                "/openapi/sendmsg/{TOKEN}",
+            ),
+            (
+                "/openapi/kefustate/get/WrongToken",
+                "/openapi/kefustate/get/{TOKEN}",
+            ),
+            (
+                "/openapi/sendmsgs/SecretTokenValue",
+                "/openapi/sendmsgs/{REDACTED}",
+            ),
+            ("/openapi/Other-Secret/x", "/openapi/{REDACTED}"),
+            ("/SecretTokenValue/x", "/{TOKEN}/x"),
+            ("/sandbox/users/o1", "/sandbox/users/o1"),
+        ] {
+            assert_eq!(app.redact_path(path), expected);
+        }
+        sandbox.stop().await;
+    }
+}

@@ -1,0 +1,864 @@
+//! `kefu-connector sandbox` over real loopback sockets: kefu-client against the emulated
+//! platform, the control routes, the handoff callback, fault injection, and the binary itself.
+//! Every sandbox listens on 127.0.0.1:0 and is stopped by its test.
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::{Method, Request};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::TokioExecutor;
+use kefu_client::{Client, Error, KefuSwitch, Operation, PlatformCode};
+use kefu_connector::sandbox::{CallbackDelivery, RecordedMessage, Sandbox, SandboxConfig, Say};
+use kefu_payload::envelope::DialogueCallback;
+use kefu_payload::{
+    Article, ArticleType, Channel, Event, HandoffCallback, KefuState, KefuStateChange,
+    KefuStateGet, Msg, News, SendMsg, StateQuery,
+};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use wxbizmsgcrypt::MsgCrypt;
+
+const TOKEN: &str = "SandboxTestToken0123456789abcd";
+const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+const OTHER_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+const APPID: &str = "Gg8HejYTkUsEIlG";
+const OA: &str = "wx0000000000000000";
+
+fn config() -> SandboxConfig {
+    SandboxConfig::new(TOKEN, KEY, APPID)
+}
+
+async fn start(config: SandboxConfig) -> Sandbox {
+    Sandbox::start(config).await.expect("the sandbox starts")
+}
+
+fn client(sandbox: &Sandbox) -> Client {
+    client_with(sandbox, TOKEN, KEY, APPID)
+}
+
+fn client_with(sandbox: &Sandbox, token: &str, key: &str, appid: &str) -> Client {
+    Client::builder(token, key, appid)
+        .base_url(sandbox.base_url())
+        .request_timeout(Duration::from_secs(10))
+        .build()
+        .expect("the client builds")
+}
+
+fn text(openid: &str, text: &str) -> SendMsg {
+    SendMsg::builder(openid, Channel::OfficialAccount, text)
+        .appid(OA)
+        .build()
+        .unwrap()
+}
+
+/// A plain HTTP exchange: (status, body).
+async fn http(method: Method, url: &str, content_type: Option<&str>, body: &str) -> (u16, String) {
+    let http = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut request = Request::builder().method(method).uri(url);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    let response = http
+        .request(
+            request
+                .body(Full::new(Bytes::from(body.to_owned())))
+                .unwrap(),
+        )
+        .await
+        .expect("the sandbox answers");
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+async fn get_json(url: &str) -> (u16, Value) {
+    let (status, body) = http(Method::GET, url, None, "").await;
+    (status, serde_json::from_str(&body).unwrap())
+}
+
+fn platform_code(error: &Error) -> i64 {
+    error
+        .platform_code()
+        .unwrap_or_else(|| panic!("expected a platform error, got {error}"))
+        .code()
+}
+
+#[tokio::test]
+async fn client_messages_are_accepted_and_recorded_exactly() {
+    let sandbox = start(config()).await;
+    let client = client(&sandbox);
+
+    let greeting = SendMsg::builder("oUSER", Channel::OfficialAccount, "您好 <客服> & welcome")
+        .appid(OA)
+        .event(Event::WaiterEnter)
+        .kefuname("客服小红")
+        .kefuavatar("https://example.com/a.png")
+        .ans_node_name("售后")
+        .build()
+        .unwrap();
+    let reply = client.send(&greeting).await.expect("sendmsg succeeds");
+    assert_eq!(reply.message(), Some("Success"));
+    let rid = reply.rid().expect("every answer carries a rid");
+    assert_eq!(rid.len(), 8);
+    assert!(rid.bytes().all(|b| b.is_ascii_hexdigit()));
+
+    let news = Msg::News(News {
+        articles: vec![Article {
+            title: "退货指南".into(),
+            description: "三步完成退货".into(),
+            url: "https://example.com/return".into(),
+            picurl: "https://example.com/return.png".into(),
+            article_type: Some(ArticleType::H5),
+        }],
+    });
+    let card = SendMsg::builder("oUSER", Channel::OfficialAccount, news.clone())
+        .appid(OA)
+        .build()
+        .unwrap();
+    client.send(&card).await.expect("a news card is accepted");
+
+    let recorded = sandbox.messages(Some("oUSER"));
+    assert_eq!(recorded.len(), 2);
+    let first = &recorded[0];
+    assert_eq!(first.xml, greeting.to_xml().unwrap(), "the exact plaintext");
+    assert_eq!(first.msg, Msg::text("您好 <客服> & welcome"));
+    assert_eq!(first.event, Some(Event::WaiterEnter));
+    assert_eq!(first.appid.as_deref(), Some(OA));
+    assert_eq!(first.kefuname.as_deref(), Some("客服小红"));
+    assert_eq!(
+        first.kefuavatar.as_deref(),
+        Some("https://example.com/a.png")
+    );
+    assert_eq!(first.ans_node_name.as_deref(), Some("售后"));
+    assert_eq!(first.channel, Channel::OfficialAccount);
+    let second = &recorded[1];
+    assert_eq!(second.xml, card.to_xml().unwrap());
+    assert_eq!(second.msg, news);
+    assert!(second.seq > first.seq);
+    assert!(first.received_at_ms > 1_600_000_000_000);
+
+    // The same over HTTP: msg is a string for text and the object for rich content.
+    let (status, json) =
+        get_json(&format!("{}/sandbox/messages?openid=oUSER", sandbox.url())).await;
+    assert_eq!(status, 200);
+    assert_eq!(json[0]["msg"], "您好 <客服> & welcome");
+    assert_eq!(json[0]["event"], "waiterEnter");
+    assert_eq!(json[0]["channel"], 0);
+    assert_eq!(json[0]["xml"], greeting.to_xml().unwrap());
+    assert_eq!(json[1]["msg"]["news"]["articles"][0]["title"], "退货指南");
+    assert_eq!(json[1]["event"], Value::Null);
+    let over_http: Vec<RecordedMessage> = serde_json::from_value(json).unwrap();
+    assert_eq!(over_http, recorded);
+    sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn messages_are_listed_in_order_and_filtered_by_user() {
+    let sandbox = start(config()).await;
+    let client = client(&sandbox);
+    for (openid, body) in [
+        ("oA", "a1"),
+        ("oB", "b1"),
+        ("oA", "a2"),
+        ("oB", "b2"),
+        ("oA", "a3"),
+    ] {
+        client.send(&text(openid, body)).await.unwrap();
+    }
+    let texts = |json: &Value| -> Vec<String> {
+        json.as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["msg"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let base = format!("{}/sandbox/messages", sandbox.url());
+    let (_, all) = get_json(&base).await;
+    assert_eq!(texts(&all), ["a1", "b1", "a2", "b2", "a3"]);
+    let seqs: Vec<u64> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let (_, a) = get_json(&format!("{base}?openid=oA")).await;
+    assert_eq!(texts(&a), ["a1", "a2", "a3"]);
+    let (_, b) = get_json(&format!("{base}?openid=oB")).await;
+    assert_eq!(texts(&b), ["b1", "b2"]);
+    let (_, none) = get_json(&format!("{base}?openid=nobody")).await;
+    assert_eq!(none, Value::Array(vec![]));
+    let (status, typo) = get_json(&format!("{base}?openId=oA")).await;
+    assert_eq!(status, 400);
+    assert!(
+        typo["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("openId")
+    );
+    assert_eq!(sandbox.messages(Some("oB")).len(), 2);
+    assert_eq!(sandbox.messages(None).len(), 5);
+    sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_1001() {
+    let sandbox = start(config()).await;
+    let wrong = client_with(&sandbox, "NotTheSandboxToken", KEY, APPID);
+    let error = wrong.send(&text("oUSER", "hi")).await.unwrap_err();
+    assert_eq!(error.platform_code(), Some(PlatformCode::InvalidToken));
+    assert_eq!(error.message(), Some("TOKEN is not valid"));
+    assert_eq!(error.rid().map(str::len), Some(8));
+    assert!(!error.is_transient());
+    assert!(sandbox.messages(None).is_empty());
+    sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn platform_rules_answer_their_codes() {
+    let sandbox = start(config()).await;
+    let client = client(&sandbox);
+    let cases = [
+        // Empty openid.
+        (
+            "<xml><appid>wx0000000000000000</appid><openid></openid><msg>hi</msg><channel>0</channel></xml>",
+            1008,
+        ),
+        // Channel 0 without appid.
+        (
+            "<xml><openid>oUSER</openid><msg>hi</msg><channel>0</channel></xml>",
+            1008,
+        ),
+        // Channel 2 is not open.
+        (
+            "<xml><appid>wx0000000000000000</appid><openid>oUSER</openid><msg>hi</msg><channel>2</channel></xml>",
+            2_928_312,
+        ),
+        // Channel 7 without appid.
+        (
+            "<xml><openid>oUSER</openid><msg>hi</msg><channel>7</channel></xml>",
+            1011,
+        ),
+        // Not the sendmsg XML at all.
+        ("<xml><openid>oUSER</openid></xml>", -40002),
+    ];
+    for (xml, code) in cases {
+        let error = client.call_xml(Operation::SendMsg, xml).await.unwrap_err();
+        assert_eq!(platform_code(&error), code, "{xml}: {error}");
+        assert!(error.rid().is_some(), "{xml}: every answer carries a rid");
+    }
+    let error = client
+        .call_xml(
+            Operation::SendMsg,
+            "<xml><openid>oUSER</openid><msg>hi</msg><channel>7</channel></xml>",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.platform_code(), Some(PlatformCode::InvalidAppid));
+    assert_eq!(error.message(), Some("appid is not valid"));
+    let error = client
+        .call_xml(
+            Operation::SendMsg,
+            "<xml><appid>wx1</appid><openid>o</openid><msg>hi</msg><channel>3</channel></xml>",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.platform_code(), Some(PlatformCode::Unsupported));
+    assert_eq!(error.message(), Some("unsupport, to do."));
+    assert!(
+        sandbox.messages(None).is_empty(),
+        "nothing refused is recorded"
+    );
+
+    // Channel 7 with the TOKEN as appid is fine.
+    client
+        .call_xml(
+            Operation::SendMsg,
+            &format!("<xml><appid>{TOKEN}</appid><openid>oUSER</openid><msg>hi</msg><channel>7</channel></xml>"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sandbox.messages(None).len(), 1);
+    sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_encrypted_with_another_key_or_appid_is_refused() {
+    let sandbox = start(config()).await;
+    let other_key = client_with(&sandbox, TOKEN, OTHER_KEY, APPID);
+    let error = other_key.send(&text("oUSER", "hi")).await.unwrap_err();
+    let code = platform_code(&error);
+    // Almost always -40007 (padding); a wrong key passes the padding check by chance about once
+    // in 256 and then fails the frame (-40008) or the receive-id (-40005).
+    assert!([-40007, -40008, -40005].contains(&code), "{error}");
+    assert!(
+        error.message().unwrap().contains("cannot decrypt"),
+        "{error}"
+    );
+    assert!(!error.is_transient());
+
+    let other_appid = client_with(&sandbox, TOKEN, KEY, "AnotherBotAppid");
+    let error = other_appid.send(&text("oUSER", "hi")).await.unwrap_err();
+    assert_eq!(platform_code(&error), -40005, "{error}");
+    assert!(
+        error.message().unwrap().contains("AnotherBotAppid"),
+        "{error}"
+    );
+    assert!(sandbox.messages(None).is_empty());
+    sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn raw_requests_get_precise_answers() {
+    let sandbox = start(config()).await;
+    let url = format!("{}/sendmsg/{TOKEN}", sandbox.base_url());
+    let crypt = MsgCrypt::new(TOKEN, KEY, APPID).unwrap();
+    let body = format!(
+        r#"{{"encrypt":"{}"}}"#,
+        crypt
+            .encrypt(text("oUSER", "hi").to_xml().unwrap().as_bytes())
+            .unwrap()
+    );
+    // No Content-Type: the platform requires application/json.
+    let (status, answer) = http(Method::POST, &url, None, &body).await;
+    assert_eq!(status, 415, "{answer}");
+    // The callback's key spelling is not the request's.
+    let wrong_key = body.replace("\"encrypt\"", "\"encrypted\"");
+    let (status, answer) = http(Method::POST, &url, Some("application/json"), &wrong_key).await;
+    assert_eq!(status, 200);
+    let json: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(json["errcode"], -40002, "{answer}");
+    // Not base64.
+    let (_, answer) = http(
+        Method::POST,
+        &url,
+        Some("application/json"),
+        r#"{"encrypt":"***"}"#,
+    )
+    .await;
+    let json: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(json["errcode"], -40010, "{answer}");
+    // Only POST.
+    let (status, _) = http(Method::GET, &url, None, "").await;
+    assert_eq!(status, 405);
+    // Unknown routes.
+    let (status, _) = http(Method::GET, &format!("{}/nowhere", sandbox.url()), None, "").await;
+    assert_eq!(status, 404);
+    // And the well-formed request goes through.
+    let (status, answer) = http(Method::POST, &url, Some("application/json"), &body).await;
+    assert_eq!(status, 200);
+    let json: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        (&json["errcode"], &json["msg"]),
+        (&0.into(), &"Success".into())
+    );
+    assert_eq!(sandbox.messages(None).len(), 1);
+    sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn kefustate_change_then_get() {
+    let sandbox = start(config()).await;
+    let client = client(&sandbox);
+    let get = KefuStateGet::new(OA, "oUSER", StateQuery::All).unwrap();
+
+    let state = client.kefustate_get(&get).await.unwrap();
+    assert_eq!(state.kefustate(), Some(KefuSwitch::Off));
+    assert_eq!(state.status(), Some(KefuState::Asking));
+
+    let change = KefuStateChange::new(OA, "oUSER", KefuState::PersonServing).unwrap();
+    let reply = client.kefustate_change(&change).await.unwrap();
+    assert_eq!(reply.json()["errmsg"], "");
+
+    let state = client.kefustate_get(&get).await.unwrap();
+    assert_eq!(state.kefustate(), Some(KefuSwitch::On));
+    assert_eq!(state.status(), Some(KefuState::PersonServing));
+    let simple = KefuStateGet::new(OA, "oUSER", StateQuery::Simple).unwrap();
+    let state = client.kefustate_get(&simple).await.unwrap();
+    assert_eq!(state.kefustate(), Some(KefuSwitch::On));
+    assert_eq!(state.status(), None, "type=simple answers only kefustate");
+
+    let (status, user) = get_json(&format!("{}/sandbox/users/oUSER", sandbox.url())).await;
+    assert_eq!(status, 200);
+    assert_eq!(user["status"], "personserving");
+    assert_eq!(user["kefustate"], "on");
+    assert_eq!(user["kfstate"], 1);
+    assert_eq!(user["appid"], OA);
+    assert_eq!(sandbox.user("oUSER").status, KefuState::PersonServing);
+    assert_eq!(sandbox.user("someone-else").status, KefuState::Asking);
+
+    let done = KefuStateChange::new(OA, "oUSER", KefuState::Complete).unwrap();
+    client.kefustate_change(&done).await.unwrap();
+    let state = client.kefustate_get(&get).await.unwrap();
+    assert_eq!(state.kefustate(), Some(KefuSwitch::Off));
+    assert_eq!(state.status(), Some(KefuState::Complete));
+
+    // An empty appid is refused with 1008 (the builder refuses it too, so send raw XML).
+    let error = client
+        .call_xml(
+            Operation::KefuStateChange,
+            "<xml><appid></appid><openid>oUSER</openid><kefustate>asking</kefustate></xml>",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.platform_code(),
+        Some(PlatformCode::RequiredFieldEmpty)
+    );
+    sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn system_error_rate_one_is_a_transient_minus_one() {
+    let mut config = config();
+    config.system_error_rate = 1.0;
+    let sandbox = start(config).await;
+    let error = client(&sandbox)
+        .send(&text("oUSER", "hi"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.platform_code(), Some(PlatformCode::SystemBusy));
+    assert!(error.is_transient(), "{error}");
+    assert_eq!(error.message(), Some("系统异常,请稍候再试"));
+    assert!(
+        sandbox.messages(None).is_empty(),
+        "a failed request is not recorded"
+    );
+    sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn drop_rate_one_is_an_ambiguous_failure() {
+    let mut config = config();
+    config.drop_rate = 1.0;
+    let sandbox = start(config).await;
+    let client = client(&sandbox);
+    for _ in 0..3 {
+        let started = Instant::now();
+        let error = client.send(&text("oUSER", "hi")).await.unwrap_err();
+        assert!(error.is_ambiguous(), "{error}");
+        assert!(!error.is_not_sent(), "{error}");
+        assert!(
+            !error.is_timeout(),
+            "the connection is closed, not left hanging: {error}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    assert!(
+        sandbox.messages(None).is_empty(),
+        "a dropped request is not recorded"
+    );
+    sandbox.stop().await;
+}
+
+/// What became of one request, with the rid when there is one.
+async fn fault_sequence(seed: u64) -> Vec<(String, Option<String>)> {
+    let mut config = config();
+    config.drop_rate = 0.3;
+    config.system_error_rate = 0.3;
+    config.seed = Some(seed);
+    let sandbox = start(config).await;
+    assert_eq!(sandbox.seed(), seed);
+    let client = client(&sandbox);
+    let mut outcomes = Vec::new();
+    for i in 0..24 {
+        let outcome = match client.send(&text("oUSER", &format!("m{i}"))).await {
+            Ok(reply) => ("ok".to_owned(), reply.rid().map(str::to_owned)),
+            Err(e) if e.is_ambiguous() => ("drop".to_owned(), None),
+            Err(e) if e.platform_code() == Some(PlatformCode::SystemBusy) => {
+                ("system_error".to_owned(), e.rid().map(str::to_owned))
+            }
+            Err(e) => panic!("unexpected failure: {e}"),
+        };
+        outcomes.push(outcome);
+    }
+    let accepted = outcomes.iter().filter(|(o, _)| o == "ok").count();
+    assert_eq!(
+        sandbox.messages(None).len(),
+        accepted,
+        "only accepted requests are recorded"
+    );
+    sandbox.stop().await;
+    outcomes
+}
+
+#[tokio::test]
+async fn the_same_seed_repeats_the_same_faults() {
+    let first = fault_sequence(11).await;
+    let second = fault_sequence(11).await;
+    assert_eq!(first, second);
+    for kind in ["ok", "drop", "system_error"] {
+        assert!(first.iter().any(|(o, _)| o == kind), "{kind} in {first:?}");
+    }
+    let other = fault_sequence(12).await;
+    assert_ne!(
+        first.iter().map(|(o, _)| o).collect::<Vec<_>>(),
+        other.iter().map(|(o, _)| o).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn latency_delays_answers_and_stop_cuts_it_short() {
+    let mut config = config();
+    config.latency = Duration::from_millis(300);
+    let sandbox = start(config).await;
+    let client = client(&sandbox);
+    let started = Instant::now();
+    client.send(&text("oUSER", "hi")).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    sandbox.stop().await;
+
+    let mut config = self::config();
+    config.latency = Duration::from_secs(60);
+    let sandbox = start(config).await;
+    let client = self::client(&sandbox);
+    let call = tokio::spawn(async move { client.send(&text("oUSER", "slow")).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    sandbox.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stop does not wait out the latency"
+    );
+    let reply = call.await.unwrap();
+    assert!(
+        reply.is_ok(),
+        "the request in flight is answered: {reply:?}"
+    );
+}
+
+/// The requests a [`Receiver`] got: headers and body.
+type Seen = Arc<Mutex<Vec<(HeaderMap, String)>>>;
+
+/// A stand-in for the connector's callback endpoint: records what it receives.
+struct Receiver {
+    url: String,
+    seen: Seen,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        let seen: Seen = Arc::default();
+        let app = Router::new()
+            .route(
+                "/callback/{secret}",
+                post(
+                    |State(seen): State<Seen>, headers: HeaderMap, body: String| async move {
+                        seen.lock().unwrap().push((headers, body));
+                        r#"{"errcode":0,"errmsg":"ok"}"#
+                    },
+                ),
+            )
+            .with_state(Arc::clone(&seen));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Receiver {
+            url: format!("http://{addr}/callback/unguessable-segment"),
+            seen,
+            task,
+        }
+    }
+
+    fn callbacks(&self) -> Vec<HandoffCallback> {
+        let crypt = MsgCrypt::new(TOKEN, KEY, APPID).unwrap();
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(headers, body)| {
+                assert_eq!(headers["content-type"], "application/json");
+                let json: Value = serde_json::from_str(body).unwrap();
+                assert_eq!(
+                    json.as_object().unwrap().len(),
+                    1,
+                    "exactly {{\"encrypted\"}}: {body}"
+                );
+                assert!(json["encrypted"].is_string(), "{body}");
+                let envelope = DialogueCallback::parse(body).unwrap();
+                let plaintext = crypt
+                    .decrypt(&envelope.encrypted)
+                    .expect("same key and APPID");
+                HandoffCallback::parse(std::str::from_utf8(plaintext.message()).unwrap()).unwrap()
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn say_pushes_the_handoff_callback() {
+    let receiver = Receiver::start().await;
+    let mut config = config();
+    config.callback_url = Some(receiver.url.clone());
+    let sandbox = start(config).await;
+
+    // In process: a plain message while the user talks to the bot.
+    let outcome = sandbox.say("oUSER", Say::new("你好")).await.unwrap();
+    assert_eq!(outcome.kfstate, 0);
+    assert!(outcome.callback.is_success(), "{:?}", outcome.callback);
+
+    // Over HTTP: asking for a human moves the user to needperson first.
+    let (status, answer) = http(
+        Method::POST,
+        &format!("{}/sandbox/users/oUSER/say", sandbox.url()),
+        Some("application/json"),
+        r#"{"text":"我要转人工"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["status"], "needperson");
+    assert_eq!(answer["kfstate"], 3);
+    assert_eq!(answer["callback"]["outcome"], "delivered");
+    assert_eq!(answer["callback"]["status"], 200);
+    assert_eq!(answer["callback"]["body"], r#"{"errcode":0,"errmsg":"ok"}"#);
+
+    let callbacks = receiver.callbacks();
+    assert_eq!(callbacks.len(), 2);
+    let handoff = &callbacks[1];
+    assert_eq!(handoff.userid, "oUSER");
+    assert_eq!(handoff.appid, OA);
+    assert_eq!(handoff.content.as_deref(), Some("我要转人工"));
+    assert_eq!(handoff.event, None);
+    assert_eq!(handoff.from, Some(0));
+    assert_eq!(handoff.kfstate, Some(KefuState::NeedPerson));
+    assert_eq!(handoff.channel, Some(0));
+    assert_eq!(handoff.assessment, Some(0));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now - handoff.createtime.unwrap()).abs() < 60);
+    assert_eq!(callbacks[0].kfstate, Some(KefuState::Asking));
+    assert_eq!(callbacks[0].content.as_deref(), Some("你好"));
+    assert_eq!(sandbox.user("oUSER").status, KefuState::NeedPerson);
+
+    // Channel and appid given explicitly.
+    sandbox
+        .say("oH5", Say::new("hello").channel(7).appid(TOKEN))
+        .await
+        .unwrap();
+    let h5 = receiver.callbacks().pop().unwrap();
+    assert_eq!((h5.channel, h5.appid.as_str()), (Some(7), TOKEN));
+
+    // Bad requests.
+    let (status, answer) = http(
+        Method::POST,
+        &format!("{}/sandbox/users/oUSER/say", sandbox.url()),
+        Some("application/json"),
+        r#"{"text":""}"#,
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.contains(r#""field":"text""#), "{answer}");
+    let (status, answer) = http(
+        Method::POST,
+        &format!("{}/sandbox/users/oUSER/say", sandbox.url()),
+        Some("application/json"),
+        r#"{"message":"hi"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("unknown field `message`"), "{answer}");
+
+    sandbox.stop().await;
+    receiver.task.abort();
+}
+
+#[tokio::test]
+async fn say_reports_a_missing_or_unreachable_callback() {
+    let sandbox = start(config()).await;
+    let outcome = sandbox.say("oUSER", Say::new("我要转人工")).await.unwrap();
+    assert_eq!(outcome.callback, CallbackDelivery::NotConfigured);
+    assert_eq!(
+        outcome.kfstate, 3,
+        "the state moves even without a callback URL"
+    );
+    let (status, answer) = http(
+        Method::POST,
+        &format!("{}/sandbox/users/oUSER/say", sandbox.url()),
+        Some("application/json"),
+        r#"{"text":"在吗"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(answer.contains(r#""outcome":"not_configured""#), "{answer}");
+    sandbox.stop().await;
+
+    // A port nobody listens on.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut config = config();
+    config.callback_url = Some(format!("http://127.0.0.1:{port}/callback/x"));
+    let sandbox = start(config).await;
+    let (status, answer) = http(
+        Method::POST,
+        &format!("{}/sandbox/users/oUSER/say", sandbox.url()),
+        Some("application/json"),
+        r#"{"text":"hi"}"#,
+    )
+    .await;
+    assert_eq!(status, 502, "{answer}");
+    assert!(answer.contains(r#""outcome":"failed""#), "{answer}");
+    assert!(
+        !answer.contains("/callback/x"),
+        "the callback path is not echoed: {answer}"
+    );
+    sandbox.stop().await;
+}
+
+#[test]
+fn the_binary_prints_its_address_answers_and_stops_on_sigterm() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kefu-connector"))
+        .args([
+            "sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            TOKEN,
+            "--aes-key",
+            KEY,
+            "--appid",
+            APPID,
+            "--seed",
+            "5",
+        ])
+        .env_remove("KEFU_DIALOGUE_TOKEN")
+        .env_remove("KEFU_DIALOGUE_AES_KEY")
+        .env_remove("KEFU_DIALOGUE_BOT_APPID")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.starts_with("sandbox listening "), "{line:?}");
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|part| part.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
+            .to_owned()
+    };
+    let addr = field("addr");
+    let base_url = field("base_url");
+    assert_eq!(base_url, format!("http://{addr}/openapi"));
+    assert_eq!(field("seed"), "5");
+    assert!(!addr.ends_with(":0"), "{addr}");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = Client::builder(TOKEN, KEY, APPID)
+            .base_url(&base_url)
+            .build()
+            .unwrap();
+        client
+            .send(&text("oUSER", "hi"))
+            .await
+            .expect("the binary answers");
+        let wrong = Client::builder("WrongToken", KEY, APPID)
+            .base_url(&base_url)
+            .build()
+            .unwrap();
+        let error = wrong.send(&text("oUSER", "hi")).await.unwrap_err();
+        assert_eq!(error.platform_code(), Some(PlatformCode::InvalidToken));
+        let (status, json) = get_json(&format!("http://{addr}/sandbox/messages")).await;
+        assert_eq!(status, 200);
+        assert_eq!(json.as_array().unwrap().len(), 1);
+    });
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sandbox did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{status:?}\n{stderr}");
+    assert!(stderr.contains("/openapi/sendmsg/{TOKEN}"), "{stderr}");
+    assert!(
+        !stderr.contains(TOKEN),
+        "the TOKEN is never logged:\n{stderr}"
+    );
+    assert!(!stderr.contains("WrongToken"), "nor a wrong one:\n{stderr}");
+    assert!(!stderr.contains(KEY), "the key is never logged:\n{stderr}");
+}
+
+#[test]
+fn invalid_rates_are_usage_errors() {
+    let output = Command::new(env!("CARGO_BIN_EXE_kefu-connector"))
+        .args([
+            "sandbox",
+            "--token",
+            TOKEN,
+            "--aes-key",
+            KEY,
+            "--appid",
+            APPID,
+            "--drop-rate",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--drop-rate") && stderr.contains("outside 0.0..=1.0"),
+        "{stderr}"
+    );
+
+    let output = Command::new(env!("CARGO_BIN_EXE_kefu-connector"))
+        .args([
+            "sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            TOKEN,
+            "--aes-key",
+            "abcdefghijklmnopqrstuvwxyz0123456789ABCDE",
+            "--appid",
+            APPID,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--aes-key") && stderr.contains("got 41"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("abcdefghij"), "{stderr}");
+}
