@@ -818,6 +818,53 @@ fn the_binary_prints_its_address_answers_and_stops_on_sigterm() {
 }
 
 #[test]
+fn a_sigterm_right_after_the_startup_line_stops_it_cleanly() {
+    for _ in 0..5 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kefu-connector"))
+            .args([
+                "sandbox",
+                "--listen",
+                "127.0.0.1:0",
+                "--token",
+                TOKEN,
+                "--aes-key",
+                KEY,
+                "--appid",
+                APPID,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the binary starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("sandbox listening "), "{line:?}");
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the sandbox did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(
+            status.success(),
+            "the signal was handled, not fatal: {status:?}"
+        );
+    }
+}
+
+#[test]
 fn invalid_rates_are_usage_errors() {
     let output = Command::new(env!("CARGO_BIN_EXE_kefu-connector"))
         .args([
