@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::crypt::CryptArgs;
+use crate::demo::DemoArgs;
 use crate::sandbox::SandboxArgs;
 use crate::send::SendArgs;
 use crate::serve::ServeArgs;
@@ -38,4 +39,9 @@ pub enum Command {
     /// the platform's checks and error bodies, simulated users that trigger handoff callbacks,
     /// and fault injection (latency, -1 system errors, dropped connections).
     Sandbox(SandboxArgs),
+    /// Show the whole handoff on loopback, with no setup: the sandbox and the relay start
+    /// in-process, a built-in desk takes a session, answers with a text, a news card and a
+    /// mini-program card, asks for a rating and leaves; then the messages the sandbox received
+    /// are printed, decrypted.
+    Demo(DemoArgs),
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod crypt;
 pub mod delivery;
+pub mod demo;
 pub mod desk;
 pub mod metrics;
 pub mod outbox;

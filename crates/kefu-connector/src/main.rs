@@ -11,5 +11,6 @@ fn main() -> ExitCode {
         Command::Serve(args) => kefu_connector::serve::run(args),
         Command::Send(args) => kefu_connector::send::run(args),
         Command::Sandbox(args) => kefu_connector::sandbox::run(args),
+        Command::Demo(args) => kefu_connector::demo::run(args),
     }
 }

@@ -166,6 +166,13 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
     };
     runtime.block_on(async {
+        let stopped = match stop_signals() {
+            Ok(stopped) => stopped,
+            Err(error) => {
+                eprintln!("error: cannot listen for SIGINT and SIGTERM: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
         let relay = match Relay::start(&config).await {
             Ok(relay) => relay,
             Err(error) => {
@@ -174,7 +181,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_signal().await;
+        // One line on stdout, so that a supervisor or a test that asked for port 0 learns it.
+        println!("kefu-connector serve: desk API on http://{}", relay.addr);
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        stopped.await;
         tracing::info!("stopping: finishing requests in flight");
         relay.stop().await;
         tracing::info!("stopped");
@@ -182,26 +192,28 @@ pub fn run(args: ServeArgs) -> ExitCode {
     })
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-pub async fn wait_for_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
+/// Registers SIGINT and SIGTERM now, and returns a future that resolves on either.
+///
+/// Register before announcing the listening address: a supervisor or a test may signal as soon as
+/// it has read that line, and a signal that arrives before its handler exists kills the process
+/// without a graceful stop.
+#[cfg(unix)]
+pub fn stop_signals() -> std::io::Result<impl Future<Output = ()> + Send> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
+            _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
+    })
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+pub fn stop_signals() -> std::io::Result<impl Future<Output = ()> + Send> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

@@ -2,7 +2,6 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -100,11 +99,11 @@ pub fn run(args: SandboxArgs) -> ExitCode {
     runtime.block_on(async {
         // Listen for the signals before announcing the address: a supervisor or a test may send
         // one as soon as it has read the startup line.
-        let stopped: Pin<Box<dyn Future<Output = ()> + Send>> = match stop_signals() {
-            Ok(stopped) => Box::pin(stopped),
+        let stopped = match crate::serve::stop_signals() {
+            Ok(stopped) => stopped,
             Err(error) => {
-                tracing::warn!("cannot listen for SIGINT and SIGTERM up front: {error}");
-                Box::pin(crate::serve::wait_for_signal())
+                eprintln!("error: cannot listen for SIGINT and SIGTERM: {error}");
+                return ExitCode::FAILURE;
             }
         };
         let sandbox = match Sandbox::start(args.to_config()).await {
@@ -136,26 +135,6 @@ pub fn run(args: SandboxArgs) -> ExitCode {
         sandbox.stop().await;
         ExitCode::SUCCESS
     })
-}
-
-/// Resolves on SIGINT or SIGTERM; both are registered before this returns.
-#[cfg(unix)]
-fn stop_signals() -> std::io::Result<impl Future<Output = ()> + Send> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-    })
-}
-
-/// Resolves on Ctrl-C.
-#[cfg(not(unix))]
-fn stop_signals() -> std::io::Result<impl Future<Output = ()> + Send> {
-    Ok(crate::serve::wait_for_signal())
 }
 
 #[cfg(test)]
