@@ -1,6 +1,5 @@
-//! Crash safety with real processes: messages are acknowledged while the platform fails, the
-//! relay is killed with SIGKILL, and after a restart every acknowledged message arrives exactly
-//! once, in order per user.
+//! The binary as operators run it, in real processes: crash safety (SIGKILL with messages queued,
+//! then a restart), graceful shutdown on SIGTERM, logs free of secrets, `send` and `demo`.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -26,12 +25,16 @@ impl Drop for Proc {
 
 /// Starts the binary and returns it with the first `http://…` URL it prints on stdout.
 fn spawn(args: &[&str], env: &[(&str, String)]) -> (Proc, String) {
+    spawn_with_stderr(args, env, Stdio::null())
+}
+
+fn spawn_with_stderr(args: &[&str], env: &[(&str, String)], stderr: Stdio) -> (Proc, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kefu-connector"));
     command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(stderr);
     for (key, value) in env {
         command.env(key, value);
     }
@@ -80,7 +83,12 @@ fn sandbox(error_rate: &str) -> (Proc, String) {
 }
 
 fn serve(platform_root: &str, outbox: &std::path::Path) -> (Proc, Desk) {
-    let env = [
+    let (proc, url) = spawn(&["serve"], &serve_env(platform_root, outbox));
+    (proc, Desk::new(url, API_KEY))
+}
+
+fn serve_env(platform_root: &str, outbox: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
         ("KEFU_SERVER_LISTEN", "127.0.0.1:0".to_owned()),
         ("KEFU_SERVER_API_KEY", API_KEY.to_owned()),
         ("KEFU_DIALOGUE_TOKEN", TOKEN.to_owned()),
@@ -92,9 +100,7 @@ fn serve(platform_root: &str, outbox: &std::path::Path) -> (Proc, Desk) {
         ("KEFU_DELIVERY_MAX_ATTEMPTS", "50".to_owned()),
         ("KEFU_DELIVERY_MAX_ELAPSED_MS", "600000".to_owned()),
         ("KEFU_OUTBOX_PATH", outbox.display().to_string()),
-    ];
-    let (proc, url) = spawn(&["serve"], &env);
-    (proc, Desk::new(url, API_KEY))
+    ]
 }
 
 async fn statuses(desk: &Desk, ids: &[i64]) -> Vec<Value> {
@@ -198,4 +204,157 @@ async fn sigkill_with_queued_messages_loses_and_duplicates_nothing() {
         assert_eq!(got, want, "{openid}: in order");
     }
     drop(healthy);
+}
+
+#[tokio::test]
+async fn sigterm_stops_gracefully_and_logs_carry_no_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (platform, root) = sandbox("0.0");
+    let log = dir.path().join("serve.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let mut env = serve_env(&root, &dir.path().join("outbox.sqlite3"));
+    env.push(("RUST_LOG", "debug".to_owned()));
+    let (mut relay, url) = spawn_with_stderr(&["serve"], &env, Stdio::from(log_file));
+    let desk = Desk::new(url, API_KEY);
+    let reply = desk
+        .post(
+            "/v1/messages",
+            &json!({"openid": "oLOG", "channel": 0, "msg": "hello"}),
+        )
+        .await
+        .unwrap();
+    let id = reply.body["id"].as_i64().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while desk.get(&format!("/v1/messages/{id}")).await.unwrap().body["status"] != "delivered" {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A wrong key is refused, and the wrong key is not logged either.
+    let wrong = desk.with_key("wrong-key-that-must-not-be-logged");
+    assert_eq!(wrong.get("/v1/messages/1").await.unwrap().status, 401);
+
+    let pid = relay.0.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = relay.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no graceful stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("delivered"), "{logs}");
+    for secret in [TOKEN, KEY, API_KEY, "wrong-key-that-must-not-be-logged"] {
+        assert!(!logs.contains(secret), "a secret reached the log: {logs}");
+    }
+    drop(platform);
+}
+
+#[tokio::test]
+async fn send_delivers_one_message_and_reports_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_platform, root) = sandbox("0.0");
+    let env = serve_env(&root, &dir.path().join("unused.sqlite3"));
+    let run = |args: &[&str], token: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kefu-connector"));
+        command.arg("send").args(args);
+        for (key, value) in &env {
+            command.env(key, value);
+        }
+        command.env("KEFU_DIALOGUE_TOKEN", token);
+        command.output().unwrap()
+    };
+    let card = dir.path().join("card.json");
+    std::fs::write(
+        &card,
+        r#"{"miniprogrampage":{"title":"订单","appid":"wx1111111111111111","pagepath":"pages/a"}}"#,
+    )
+    .unwrap();
+
+    let ok = run(
+        &["--openid", "oSEND", "--channel", "0", "--text", "您好"],
+        TOKEN,
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("delivered"));
+    let card_sent = run(
+        &[
+            "--openid",
+            "oSEND",
+            "--channel",
+            "0",
+            "--json",
+            card.to_str().unwrap(),
+            "--event",
+            "waiterEnter",
+            "--kefuname",
+            "小红",
+        ],
+        TOKEN,
+    );
+    assert!(
+        card_sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&card_sent.stderr)
+    );
+
+    let received = Desk::new(root.clone(), "")
+        .get("/sandbox/messages?openid=oSEND")
+        .await
+        .unwrap()
+        .body;
+    assert_eq!(received[0]["msg"], "您好");
+    assert_eq!(received[1]["msg"]["miniprogrampage"]["title"], "订单");
+    assert_eq!(received[1]["event"], "waiterEnter");
+
+    let refused = run(
+        &["--openid", "oSEND", "--channel", "0", "--text", "x"],
+        "WRONGTOKEN123456",
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("1001"), "{stderr}");
+    assert!(!stderr.contains("WRONGTOKEN123456"), "{stderr}");
+
+    let usage = run(
+        &["--openid", "oSEND", "--channel", "8", "--text", "x"],
+        TOKEN,
+    );
+    assert_eq!(usage.status.code(), Some(2));
+}
+
+#[test]
+fn demo_plays_the_whole_handoff() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kefu-connector"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "needperson",
+        "waiterEnter",
+        "\"news\"",
+        "miniprogrampage",
+        "waiterQualityEvaluate",
+        "waiterQuit",
+        "Final state of oDEMO_user_0001: complete",
+    ] {
+        assert!(text.contains(expected), "missing {expected}: {text}");
+    }
 }
