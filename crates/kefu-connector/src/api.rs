@@ -54,6 +54,8 @@ pub struct ApiState {
 
 /// The API router, with authentication, the body limit and request metrics.
 pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
+    // Shared, not cloned per request: the state holds the account's configuration.
+    let state = Arc::new(state);
     let authenticated = Router::new()
         .route("/v1/messages", post(post_message))
         .route("/v1/messages/{id}", get(get_message))
@@ -148,7 +150,7 @@ impl IntoResponse for ApiError {
 }
 
 async fn authenticate(
-    State(state): State<ApiState>,
+    State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
     request: Request,
     next: Next,
@@ -178,7 +180,11 @@ async fn authenticate(
     }
 }
 
-async fn count_request(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+async fn count_request(
+    State(state): State<Arc<ApiState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     // The route template, never the raw path: paths carry openids.
     let route = match request
         .extensions()
@@ -334,7 +340,10 @@ pub fn message_job(body: &[u8], dialogue: &DialogueConfig) -> Result<NewJob, Api
     })
 }
 
-async fn post_message(State(state): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
+async fn post_message(
+    State(state): State<Arc<ApiState>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let job = message_job(&body, &state.dialogue)?;
     let ids = state.store(vec![job]).await?;
     let id = ids.first().copied().unwrap_or_default();
@@ -355,7 +364,7 @@ fn parse_id(id: &str) -> Result<i64, ApiError> {
 }
 
 async fn get_message(
-    State(state): State<ApiState>,
+    State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
@@ -369,7 +378,7 @@ async fn get_message(
 }
 
 async fn resend_message(
-    State(state): State<ApiState>,
+    State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
@@ -416,7 +425,7 @@ struct SessionRequest {
 }
 
 async fn session_action(
-    State(state): State<ApiState>,
+    State(state): State<Arc<ApiState>>,
     Path((openid, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -477,7 +486,7 @@ async fn session_action(
         .into_response())
 }
 
-async fn healthz(State(state): State<ApiState>) -> Response {
+async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
     match state.outbox.ping().await {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
         Err(error) => {
@@ -487,7 +496,7 @@ async fn healthz(State(state): State<ApiState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<ApiState>) -> Response {
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

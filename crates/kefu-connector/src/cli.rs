@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::bench::BenchArgs;
 use crate::crypt::CryptArgs;
 use crate::demo::DemoArgs;
 use crate::sandbox::SandboxArgs;
@@ -44,4 +45,9 @@ pub enum Command {
     /// mini-program card, asks for a rating and leaves; then the messages the sandbox received
     /// are printed, decrypted.
     Demo(DemoArgs),
+    /// Measure the relay under load on loopback: many users post to /v1/messages of an
+    /// in-process relay (durable outbox) that delivers to an in-process sandbox; reports accepted
+    /// and delivered messages/s, acknowledgement and end-to-end latency, peak memory, and the
+    /// direct-client ceiling. Exits 1 if any acknowledged message was lost or duplicated.
+    Bench(BenchArgs),
 }

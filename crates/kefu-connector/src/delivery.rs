@@ -180,7 +180,7 @@ impl Inner {
                         attempts,
                         "delivered"
                     );
-                    return self.record(job.id, Outcome::Delivered).await;
+                    return self.record(job.id, Outcome::Delivered);
                 }
                 Err(error) => error,
             };
@@ -205,17 +205,14 @@ impl Inner {
                         backoff_ms = backoff.as_millis() as u64,
                         "attempt failed, retrying: {message}"
                     );
-                    if !self
-                        .record(
-                            job.id,
-                            Outcome::Retry {
-                                not_before_ms,
-                                code,
-                                message,
-                            },
-                        )
-                        .await
-                    {
+                    if !self.record(
+                        job.id,
+                        Outcome::Retry {
+                            not_before_ms,
+                            code,
+                            message,
+                        },
+                    ) {
                         return false;
                     }
                     drop(_permit);
@@ -252,12 +249,12 @@ impl Inner {
                 outcome = label,
                 "not delivered: {message}"
             );
-            return self.record(job.id, outcome).await;
+            return self.record(job.id, outcome);
         }
     }
 
-    async fn record(&self, id: i64, outcome: Outcome) -> bool {
-        match self.outbox.record(id, outcome).await {
+    fn record(&self, id: i64, outcome: Outcome) -> bool {
+        match self.outbox.record(id, outcome) {
             Ok(()) => true,
             Err(error) => {
                 tracing::error!(job = id, "cannot record the outcome: {error}");

@@ -12,5 +12,6 @@ fn main() -> ExitCode {
         Command::Send(args) => kefu_connector::send::run(args),
         Command::Sandbox(args) => kefu_connector::sandbox::run(args),
         Command::Demo(args) => kefu_connector::demo::run(args),
+        Command::Bench(args) => kefu_connector::bench::run(args),
     }
 }

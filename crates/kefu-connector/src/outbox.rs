@@ -184,7 +184,7 @@ enum Command {
     Insert(Vec<NewJob>, Reply<Vec<PendingJob>>),
     Ping(Reply<()>),
     MarkSending(i64, Reply<()>),
-    Record(i64, Outcome, Reply<()>),
+    Record(i64, Outcome),
     Get(i64, Reply<Option<JobStatus>>),
     Resend(i64, Reply<Result<PendingJob, ResendError>>),
     Depth(Reply<Vec<(JobState, u64)>>),
@@ -243,9 +243,17 @@ impl Outbox {
         self.call(|reply| Command::MarkSending(id, reply)).await
     }
 
-    /// Records the outcome of an attempt.
-    pub async fn record(&self, id: i64, outcome: Outcome) -> Result<(), StoreError> {
-        self.call(|reply| Command::Record(id, outcome, reply)).await
+    /// Records the outcome of an attempt, without waiting for its commit.
+    ///
+    /// Commands are executed in the order they are sent, so the outcome is durable no later than
+    /// anything the caller stores afterwards, such as marking the user's next job `sending`. If
+    /// the process dies first, the job is found `sending` at the next start and reported
+    /// ambiguous: never resent, never lost. Waiting here would only add a commit to every
+    /// delivery. Fails only if the store thread has stopped.
+    pub fn record(&self, id: i64, outcome: Outcome) -> Result<(), StoreError> {
+        self.commands
+            .send(Command::Record(id, outcome))
+            .map_err(|_| StoreError("the store thread has stopped".into()))
     }
 
     /// The status of a job, or `None` if there is no such job.
@@ -374,18 +382,19 @@ fn execute_group(conn: &mut Connection, last_seq: &mut i64, group: &mut Vec<Comm
                 }
                 Command::MarkSending(id, reply) => {
                     let done = tx
-                        .execute(
+                        .prepare_cached(
                             "UPDATE outbox SET state = 'sending', attempts = attempts + 1,
                                  updated_at_ms = ?2 WHERE id = ?1",
-                            params![id, now],
                         )
+                        .and_then(|mut statement| statement.execute(params![id, now]))
                         .map(drop)
                         .map_err(StoreError::from);
                     answers.push(deferred(reply, done));
                 }
-                Command::Record(id, outcome, reply) => {
-                    let done = record(&tx, id, &outcome, now);
-                    answers.push(deferred(reply, done));
+                Command::Record(id, outcome) => {
+                    if let Err(error) = record(&tx, id, &outcome, now) {
+                        tracing::error!(job = id, "cannot record the outcome: {error}");
+                    }
                 }
                 Command::Get(id, reply) => {
                     let _ = reply.send(get(&tx, id));
@@ -479,35 +488,34 @@ fn record(
         Outcome::Failed { code, message } => (JobState::Failed, None, *code, Some(message)),
         Outcome::Ambiguous { message } => (JobState::Ambiguous, None, None, Some(message)),
     };
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE outbox SET state = ?2, not_before_ms = IFNULL(?3, not_before_ms),
              error_code = ?4, error_message = ?5, updated_at_ms = ?6
          WHERE id = ?1",
-        params![id, state.as_str(), not_before, code, message, now],
-    )?;
+    )?
+    .execute(params![id, state.as_str(), not_before, code, message, now])?;
     Ok(())
 }
 
 fn get(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<Option<JobStatus>, StoreError> {
     let row = tx
-        .query_row(
+        .prepare_cached(
             "SELECT openid, operation, state, attempts, error_code, error_message,
                     created_at_ms, updated_at_ms
              FROM outbox WHERE id = ?1",
-            params![id],
-            |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, u32>(3)?,
-                    row.get::<_, Option<i64>>(4)?,
-                    row.get::<_, Option<String>>(5)?,
-                    row.get::<_, i64>(6)?,
-                    row.get::<_, i64>(7)?,
-                ))
-            },
-        )
+        )?
+        .query_row(params![id], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, u32>(3)?,
+                row.get::<_, Option<i64>>(4)?,
+                row.get::<_, Option<String>>(5)?,
+                row.get::<_, i64>(6)?,
+                row.get::<_, i64>(7)?,
+            ))
+        })
         .optional()?;
     let Some((openid, operation, state, attempts, error_code, error_message, created, updated)) =
         row
@@ -662,7 +670,6 @@ mod tests {
                     message: "TOKEN invalid".into(),
                 },
             )
-            .await
             .unwrap();
         let status = outbox.get(ids[0]).await.unwrap().unwrap();
         assert_eq!(status.status, JobState::Failed);

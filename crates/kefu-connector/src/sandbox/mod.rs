@@ -401,6 +401,13 @@ impl Sandbox {
         self.app.store.messages(openid)
     }
 
+    /// Every message accepted from now on, as it is accepted: for tests and benchmarks that wait
+    /// for deliveries or time them. A subscriber more than 65,536 messages behind misses some
+    /// (`RecvError::Lagged`).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<RecordedMessage> {
+        self.app.store.subscribe()
+    }
+
     /// A user's handoff state and what the sandbox knows of them, as
     /// `GET /sandbox/users/{openid}` shows it. Users never seen are `asking`.
     pub fn user(&self, openid: &str) -> UserSnapshot {

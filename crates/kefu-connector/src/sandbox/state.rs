@@ -5,6 +5,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use kefu_payload::{Channel, Event, KefuState, Msg, SendMsg};
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
 /// One `sendmsg` the sandbox accepted, decrypted, as `GET /sandbox/messages` lists it.
 ///
@@ -95,7 +96,11 @@ struct Inner {
 pub(crate) struct Store {
     max_messages: usize,
     inner: Mutex<Inner>,
+    accepted: broadcast::Sender<RecordedMessage>,
 }
+
+/// How many accepted messages a slow subscriber may fall behind before it misses some.
+const SUBSCRIBER_BACKLOG: usize = 1 << 16;
 
 impl Store {
     /// An empty store that keeps at most `max_messages` messages (the oldest go first).
@@ -103,6 +108,7 @@ impl Store {
         Store {
             max_messages,
             inner: Mutex::new(Inner::default()),
+            accepted: broadcast::channel(SUBSCRIBER_BACKLOG).0,
         }
     }
 
@@ -120,13 +126,7 @@ impl Store {
             user.appid = Some(appid.to_owned());
         }
         user.channel = Some(send.channel().code());
-        if self.max_messages == 0 {
-            return seq;
-        }
-        if inner.messages.len() >= self.max_messages {
-            inner.messages.pop_front();
-        }
-        inner.messages.push_back(RecordedMessage {
+        let message = RecordedMessage {
             seq,
             openid: send.openid().to_owned(),
             appid: send.appid().map(str::to_owned),
@@ -138,8 +138,23 @@ impl Store {
             ans_node_name: send.ans_node_name().map(str::to_owned),
             xml,
             received_at_ms,
-        });
+        };
+        if self.accepted.receiver_count() > 0 {
+            let _ = self.accepted.send(message.clone());
+        }
+        if self.max_messages == 0 {
+            return seq;
+        }
+        if inner.messages.len() >= self.max_messages {
+            inner.messages.pop_front();
+        }
+        inner.messages.push_back(message);
         seq
+    }
+
+    /// Every message accepted from now on, as it is accepted.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<RecordedMessage> {
+        self.accepted.subscribe()
     }
 
     /// The recorded messages in order, all of them or one user's.

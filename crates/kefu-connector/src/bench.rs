@@ -1,0 +1,559 @@
+//! `kefu-connector bench`: the relay under load, on loopback.
+//!
+//! Many concurrent users post to `POST /v1/messages` of an in-process relay whose durable outbox
+//! delivers to an in-process sandbox. The same messages sent straight through `kefu-client` to the
+//! sandbox, with no outbox, give the ceiling. The run also checks what it measures: every
+//! acknowledged message must end delivered, failed or ambiguous, and none may reach the sandbox
+//! twice.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use clap::Args;
+use kefu_client::Client;
+use kefu_payload::{Channel, Msg, SendMsg};
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::desk::Desk;
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::serve::Relay;
+
+const TOKEN: &str = "BENCHTOKEN0123456789abcdef";
+const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+const BOT_APPID: &str = "Gg8HejYTkUsEIlG";
+const OA_APPID: &str = "wx0000000000000000";
+const API_KEY: &str = "bench-desk-key-0123456789";
+
+/// Arguments of `bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Concurrent users; each posts its own messages one after another, in order.
+    #[arg(long, default_value_t = 64)]
+    pub users: usize,
+    /// Messages in all. Ignored with --duration-secs.
+    #[arg(long, default_value_t = 20_000)]
+    pub messages: usize,
+    /// Run for this long instead of a fixed count, printing memory every 30 s (a soak test).
+    #[arg(long)]
+    pub duration_secs: Option<u64>,
+    /// Offered load in messages per second across all users (open loop). Without it each user
+    /// posts as fast as acknowledgements come back (closed loop).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Deliveries in flight at once in the relay.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Sandbox: fraction of requests answered -1 (retried by the relay).
+    #[arg(long, default_value_t = 0.0)]
+    pub system_error_rate: f64,
+    /// Sandbox: fraction of requests dropped unanswered (ambiguous, never retried).
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_rate: f64,
+    /// Sandbox: delay before each answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Seed of the sandbox's faults.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where to put the outbox [default: a temporary directory]. Its disk decides the fsync cost.
+    #[arg(long)]
+    pub outbox: Option<PathBuf>,
+    /// Skip the direct-client ceiling.
+    #[arg(long)]
+    pub no_direct: bool,
+}
+
+/// What one relay run measured.
+#[derive(Debug, Clone)]
+pub struct RelayReport {
+    /// Messages acknowledged with 202.
+    pub accepted: usize,
+    /// Of those, delivered.
+    pub delivered: usize,
+    /// Of those, failed.
+    pub failed: usize,
+    /// Of those, ambiguous.
+    pub ambiguous: usize,
+    /// Acknowledged messages whose final state could not be read, or that never finished.
+    pub lost: usize,
+    /// Messages the sandbox received more than once.
+    pub duplicated: usize,
+    /// Acknowledgements per second over the posting phase.
+    pub accepted_per_sec: f64,
+    /// Deliveries per second, from the first post to the last delivery.
+    pub delivered_per_sec: f64,
+    /// Acknowledgement latency percentiles (p50, p99).
+    pub ack: (Duration, Duration),
+    /// Post-to-sandbox latency percentiles (p50, p99) of delivered messages.
+    pub end_to_end: (Duration, Duration),
+}
+
+/// Slots of the per-message tables; a soak run reuses them round-robin, so memory stays fixed.
+const RING: usize = 1 << 20;
+
+/// Latencies in logarithmic buckets 1 % apart, from 1 µs to over an hour: fixed memory, 1 %
+/// precision.
+struct Histogram(std::sync::Mutex<Vec<u64>>);
+
+impl Histogram {
+    const GROWTH: f64 = 1.01;
+    const BUCKETS: usize = 2400;
+
+    fn new() -> Histogram {
+        Histogram(std::sync::Mutex::new(vec![0; Histogram::BUCKETS]))
+    }
+
+    fn record(&self, micros: u64) {
+        let bucket = ((micros.max(1) as f64).ln() / Histogram::GROWTH.ln()) as usize;
+        if let Ok(mut counts) = self.0.lock() {
+            if let Some(count) = counts.get_mut(bucket.min(Histogram::BUCKETS - 1)) {
+                *count += 1;
+            }
+        }
+    }
+
+    /// The p50 and p99, each the upper edge of its bucket.
+    fn percentiles(&self) -> (Duration, Duration) {
+        let counts = self.0.lock().map(|c| c.clone()).unwrap_or_default();
+        let total: u64 = counts.iter().sum();
+        let at = |q: f64| {
+            let rank = (total as f64 * q).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            for (bucket, count) in counts.iter().enumerate() {
+                seen += count;
+                if seen >= rank {
+                    let micros = Histogram::GROWTH.powi(bucket as i32 + 1);
+                    return Duration::from_secs_f64(micros / 1e6);
+                }
+            }
+            Duration::ZERO
+        };
+        if total == 0 {
+            (Duration::ZERO, Duration::ZERO)
+        } else {
+            (at(0.50), at(0.99))
+        }
+    }
+}
+
+/// Runs `bench` and prints its report.
+pub fn run(args: BenchArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench(&args)) {
+        Ok(report) if report.lost == 0 && report.duplicated == 0 => ExitCode::SUCCESS,
+        Ok(_) => {
+            eprintln!("error: messages were lost or duplicated");
+            ExitCode::FAILURE
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench(args: &BenchArgs) -> Result<RelayReport, String> {
+    let users = args.users.max(1);
+    println!(
+        "kefu-connector bench: {users} users, {}, {}",
+        match args.duration_secs {
+            Some(secs) => format!("{secs} s soak"),
+            None => format!("{} messages", args.messages),
+        },
+        match args.rate {
+            Some(rate) => format!("open loop at {rate} msg/s"),
+            None => "closed loop".to_owned(),
+        }
+    );
+    if !args.no_direct {
+        let ceiling = direct_ceiling(args).await?;
+        println!("direct client, no outbox   {ceiling:>9.0} msg/s  (the ceiling)");
+        let report = relay_run(args).await?;
+        println!(
+            "relay / direct             {:>9.0} %",
+            100.0 * report.delivered_per_sec / ceiling
+        );
+        Ok(report)
+    } else {
+        relay_run(args).await
+    }
+}
+
+fn sandbox_config(args: &BenchArgs) -> SandboxConfig {
+    let mut config = SandboxConfig::new(TOKEN, AES_KEY, BOT_APPID);
+    config.system_error_rate = args.system_error_rate;
+    config.drop_rate = args.drop_rate;
+    config.latency = Duration::from_millis(args.latency_ms);
+    config.seed = Some(args.seed);
+    // The sandbox keeps nothing: the bench counts deliveries through its subscription, so memory
+    // stays flat however long the run.
+    config.max_messages = 0;
+    config
+}
+
+/// The same traffic through `kefu-client` straight to the sandbox: no HTTP hop, no outbox.
+async fn direct_ceiling(args: &BenchArgs) -> Result<f64, String> {
+    let mut config = sandbox_config(args);
+    config.system_error_rate = 0.0;
+    config.drop_rate = 0.0;
+    let sandbox = Sandbox::start(config).await.map_err(|e| e.to_string())?;
+    let client = Client::builder(TOKEN, AES_KEY, BOT_APPID)
+        .base_url(sandbox.base_url())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let users = args.users.max(1);
+    let total = args.messages.max(users);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for user in 0..users {
+        let client = client.clone();
+        let count = total / users + usize::from(user < total % users);
+        tasks.spawn(async move {
+            for i in 0..count {
+                let message = SendMsg::builder(
+                    format!("oBENCH{user:05}"),
+                    Channel::OfficialAccount,
+                    Msg::text(format!("direct {user} {i}")),
+                )
+                .appid(OA_APPID)
+                .build()
+                .map_err(|e| e.to_string())?;
+                client.send(&message).await.map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| e.to_string())??;
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    sandbox.stop().await;
+    Ok(rate)
+}
+
+async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
+    let sandbox = Sandbox::start(sandbox_config(args))
+        .await
+        .map_err(|e| e.to_string())?;
+    let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let outbox_path = args
+        .outbox
+        .clone()
+        .unwrap_or_else(|| temp.path().join("outbox.sqlite3"));
+    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let settings = [
+        ("KEFU_SERVER_LISTEN", loopback.to_string()),
+        ("KEFU_SERVER_API_KEY", API_KEY.to_owned()),
+        ("KEFU_DIALOGUE_TOKEN", TOKEN.to_owned()),
+        ("KEFU_DIALOGUE_AES_KEY", AES_KEY.to_owned()),
+        ("KEFU_DIALOGUE_BOT_APPID", BOT_APPID.to_owned()),
+        ("KEFU_DIALOGUE_APPID", OA_APPID.to_owned()),
+        ("KEFU_DIALOGUE_BASE_URL", sandbox.base_url()),
+        ("KEFU_DIALOGUE_REQUEST_TIMEOUT_MS", "2000".to_owned()),
+        ("KEFU_DELIVERY_CONCURRENCY", args.concurrency.to_string()),
+        ("KEFU_DELIVERY_INITIAL_BACKOFF_MS", "20".to_owned()),
+        ("KEFU_DELIVERY_MAX_ATTEMPTS", "5".to_owned()),
+        ("KEFU_OUTBOX_PATH", outbox_path.display().to_string()),
+    ];
+    let config = Config::load(None, |name| {
+        settings
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
+    })
+    .map_err(|e| e.to_string())?;
+    let relay = Relay::start(&config).await.map_err(|e| e.to_string())?;
+    let desk = Desk::new(format!("http://{}", relay.addr), API_KEY);
+
+    let users = args.users.max(1);
+    let deadline = args
+        .duration_secs
+        .map(|secs| Instant::now() + Duration::from_secs(secs));
+    let clock = Instant::now();
+    let posted_at: Arc<Vec<AtomicU64>> = Arc::new((0..RING).map(|_| AtomicU64::new(0)).collect());
+    let received: Arc<Vec<AtomicU64>> = Arc::new((0..RING).map(|_| AtomicU64::new(0)).collect());
+    let received_total = Arc::new(AtomicU64::new(0));
+    let end_to_end = Arc::new(Histogram::new());
+    let ack_latency = Arc::new(Histogram::new());
+    let last_delivery = Arc::new(AtomicU64::new(0));
+
+    let mut deliveries = sandbox.subscribe();
+    let watcher = {
+        let (posted_at, received, received_total, end_to_end, last_delivery) = (
+            Arc::clone(&posted_at),
+            Arc::clone(&received),
+            Arc::clone(&received_total),
+            Arc::clone(&end_to_end),
+            Arc::clone(&last_delivery),
+        );
+        tokio::spawn(async move {
+            loop {
+                let message = match deliveries.recv().await {
+                    Ok(message) => message,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        eprintln!("warning: the bench fell {missed} deliveries behind");
+                        continue;
+                    }
+                    Err(_) => return,
+                };
+                let now = micros(clock);
+                let Msg::Text(text) = &message.msg else {
+                    continue;
+                };
+                let Some(index) = text
+                    .strip_prefix("bench ")
+                    .and_then(|i| i.parse::<usize>().ok())
+                else {
+                    continue;
+                };
+                received_total.fetch_add(1, Ordering::Relaxed);
+                if let (Some(count), Some(sent)) =
+                    (received.get(index % RING), posted_at.get(index % RING))
+                {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    end_to_end.record(now.saturating_sub(sent.load(Ordering::Relaxed)));
+                    last_delivery.fetch_max(now, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+
+    let soak = deadline.map(|_| {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                ticker.tick().await;
+                println!(
+                    "  t={:>5.0} s  rss {:>7.1} MiB",
+                    clock.elapsed().as_secs_f64(),
+                    memory_kib("VmRSS:") as f64 / 1024.0
+                );
+            }
+        })
+    });
+
+    let next_index = Arc::new(AtomicU64::new(0));
+    let per_user_interval = args
+        .rate
+        .filter(|rate| *rate > 0.0)
+        .map(|rate| Duration::from_secs_f64(users as f64 / rate));
+    let mut tasks = tokio::task::JoinSet::new();
+    for user in 0..users {
+        let desk = desk.clone();
+        let next_index = Arc::clone(&next_index);
+        let posted_at = Arc::clone(&posted_at);
+        let received = Arc::clone(&received);
+        let ack_latency = Arc::clone(&ack_latency);
+        let total = if deadline.is_some() {
+            usize::MAX
+        } else {
+            args.messages.max(users)
+        };
+        let keep_ids = deadline.is_none();
+        tasks.spawn(async move {
+            let mut accepted = 0usize;
+            let mut ids = Vec::new();
+            let mut pacing = per_user_interval.map(|interval| {
+                let mut ticker = tokio::time::interval_at(
+                    Instant::now() + interval.mul_f64(user as f64 / users as f64),
+                    interval,
+                );
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                ticker
+            });
+            loop {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                if let Some(ticker) = pacing.as_mut() {
+                    ticker.tick().await;
+                }
+                let index = usize::try_from(next_index.fetch_add(1, Ordering::Relaxed)).unwrap_or(usize::MAX);
+                if index >= total {
+                    break;
+                }
+                let start = micros(clock);
+                if let (Some(slot), Some(count)) = (posted_at.get(index % RING), received.get(index % RING)) {
+                    slot.store(start, Ordering::Relaxed);
+                    count.store(0, Ordering::Relaxed);
+                }
+                let reply = desk
+                    .post(
+                        "/v1/messages",
+                        &json!({"openid": format!("oBENCH{user:05}"), "channel": 0, "msg": format!("bench {index}")}),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if reply.status != 202 {
+                    return Err(format!("message {index} refused: {} {}", reply.status, reply.text));
+                }
+                ack_latency.record(micros(clock) - start);
+                accepted += 1;
+                if keep_ids {
+                    ids.push((index, reply.body["id"].as_i64().unwrap_or_default()));
+                }
+            }
+            Ok::<_, String>((accepted, ids))
+        });
+    }
+    let mut accepted = 0;
+    let mut ids = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (user_accepted, user_ids) = done.map_err(|e| e.to_string())??;
+        accepted += user_accepted;
+        ids.extend(user_ids);
+    }
+    let posting = clock.elapsed();
+    if let Some(soak) = soak {
+        soak.abort();
+    }
+
+    // Wait for every acknowledged message to reach a final state: each one by its status, or in a
+    // soak run (which keeps no per-message list), until nothing is pending.
+    if deadline.is_some() {
+        wait_until_idle(&desk).await?;
+    }
+    let mut delivered = 0;
+    let mut failed = 0;
+    let mut ambiguous = 0;
+    let mut lost = 0;
+    let settle_deadline = Instant::now() + Duration::from_secs(120);
+    for (_, id) in &ids {
+        loop {
+            let status = desk
+                .get(&format!("/v1/messages/{id}"))
+                .await
+                .map_err(|e| e.to_string())?
+                .body;
+            match status["status"].as_str() {
+                Some("delivered") => delivered += 1,
+                Some("failed") => failed += 1,
+                Some("ambiguous") => ambiguous += 1,
+                _ if Instant::now() < settle_deadline => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                _ => lost += 1,
+            }
+            break;
+        }
+    }
+    // Let the last deliveries reach the watcher.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    watcher.abort();
+    let duplicated = received
+        .iter()
+        .filter(|count| count.load(Ordering::Relaxed) > 1)
+        .count();
+    if deadline.is_some() {
+        // Without faults, every acknowledged message must have arrived once.
+        delivered = usize::try_from(received_total.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        lost = accepted.saturating_sub(delivered);
+    } else {
+        let reached = ids
+            .iter()
+            .filter(|(index, _)| {
+                received
+                    .get(index % RING)
+                    .is_some_and(|c| c.load(Ordering::Relaxed) == 1)
+            })
+            .count();
+        lost += delivered.saturating_sub(reached);
+    }
+
+    let report = RelayReport {
+        accepted,
+        delivered,
+        failed,
+        ambiguous,
+        lost,
+        duplicated,
+        accepted_per_sec: accepted as f64 / posting.as_secs_f64(),
+        delivered_per_sec: delivered as f64
+            / Duration::from_micros(last_delivery.load(Ordering::Relaxed).max(1)).as_secs_f64(),
+        ack: ack_latency.percentiles(),
+        end_to_end: end_to_end.percentiles(),
+    };
+    println!(
+        "relay, durable outbox      {:>9.0} msg/s accepted   ack p50 {:>7.2} ms  p99 {:>7.2} ms",
+        report.accepted_per_sec,
+        millis(report.ack.0),
+        millis(report.ack.1)
+    );
+    println!(
+        "                           {:>9.0} msg/s delivered  e2e p50 {:>7.2} ms  p99 {:>7.2} ms",
+        report.delivered_per_sec,
+        millis(report.end_to_end.0),
+        millis(report.end_to_end.1)
+    );
+    println!(
+        "outcomes                   {} accepted: {} delivered, {} failed, {} ambiguous, {} lost, {} duplicated",
+        report.accepted,
+        report.delivered,
+        report.failed,
+        report.ambiguous,
+        report.lost,
+        report.duplicated
+    );
+    println!(
+        "peak memory                {:>9.1} MiB  (this process: load generator, relay and sandbox)",
+        memory_kib("VmHWM:") as f64 / 1024.0
+    );
+    relay.stop().await;
+    sandbox.stop().await;
+    Ok(report)
+}
+
+fn micros(clock: Instant) -> u64 {
+    u64::try_from(clock.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// Waits until the relay reports no pending job.
+async fn wait_until_idle(desk: &Desk) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let metrics = desk.get("/metrics").await.map_err(|e| e.to_string())?.text;
+        if metrics.lines().any(|line| line == "kefu_outbox_pending 0") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("jobs still pending two minutes after the last post".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A `/proc/self/status` field in KiB (0 where there is no procfs).
+fn memory_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with(field))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Runs the relay part of the bench in-process and returns its report, for tests.
+pub async fn relay_report(args: &BenchArgs) -> Result<RelayReport, String> {
+    relay_run(args).await
+}
