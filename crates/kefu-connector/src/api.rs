@@ -267,40 +267,51 @@ impl ApiState {
     }
 }
 
-struct Outgoing<'a> {
-    openid: &'a str,
-    channel: Channel,
-    appid: Option<String>,
-    msg: Msg,
-    event: Option<Event>,
-    kefuname: Option<String>,
-    kefuavatar: Option<String>,
-    ans_node_name: Option<String>,
+/// One `sendmsg` as the desk describes it, before validation: what both the API and `send` turn
+/// into the platform's XML.
+#[derive(Debug, Clone)]
+pub struct Outgoing<'a> {
+    /// The user.
+    pub openid: &'a str,
+    /// The user's channel.
+    pub channel: Channel,
+    /// The OA/MP AppID, already defaulted (see [`DialogueConfig::appid_for`]).
+    pub appid: Option<String>,
+    /// The content.
+    pub msg: Msg,
+    /// The handoff event, if any.
+    pub event: Option<Event>,
+    /// The agent's nickname.
+    pub kefuname: Option<String>,
+    /// The agent's avatar URL.
+    pub kefuavatar: Option<String>,
+    /// The category or skill name.
+    pub ans_node_name: Option<String>,
+}
+
+impl Outgoing<'_> {
+    /// Validates the message as the platform would and writes its XML.
+    pub fn to_xml(self) -> Result<String, kefu_payload::Error> {
+        // The builder treats empty optional text as absent.
+        let mut builder = SendMsg::builder(self.openid, self.channel, self.msg)
+            .appid(self.appid.unwrap_or_default())
+            .kefuname(self.kefuname.unwrap_or_default())
+            .kefuavatar(self.kefuavatar.unwrap_or_default())
+            .ans_node_name(self.ans_node_name.unwrap_or_default());
+        if let Some(event) = self.event {
+            builder = builder.event(event);
+        }
+        builder.build()?.to_xml()
+    }
 }
 
 fn sendmsg_job(message: Outgoing<'_>) -> Result<NewJob, ApiError> {
-    let mut builder = SendMsg::builder(message.openid, message.channel, message.msg);
-    if let Some(appid) = message.appid {
-        builder = builder.appid(appid);
-    }
-    if let Some(event) = message.event {
-        builder = builder.event(event);
-    }
-    if let Some(name) = message.kefuname {
-        builder = builder.kefuname(name);
-    }
-    if let Some(avatar) = message.kefuavatar {
-        builder = builder.kefuavatar(avatar);
-    }
-    if let Some(node) = message.ans_node_name {
-        builder = builder.ans_node_name(node);
-    }
-    let payload = builder
-        .build()
-        .and_then(|m| m.to_xml())
+    let openid = message.openid.to_owned();
+    let payload = message
+        .to_xml()
         .map_err(|e| ApiError::invalid_message(&e))?;
     Ok(NewJob {
-        openid: message.openid.to_owned(),
+        openid,
         operation: Operation::SendMsg,
         payload,
     })

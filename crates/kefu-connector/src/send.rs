@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use kefu_client::{Client, Operation, RetryPolicy};
-use kefu_payload::{Channel, Event, Msg, SendMsg};
+use kefu_client::Operation;
+use kefu_payload::{Channel, Event, Msg};
 
+use crate::api::Outgoing;
 use crate::config::Config;
 
 /// Arguments of `send`.
@@ -83,43 +84,26 @@ fn send(args: SendArgs) -> Result<String, String> {
     };
     let dialogue = &config.dialogue;
     let appid = dialogue.appid_for(args.appid.clone(), args.channel);
-    let mut builder = SendMsg::builder(args.openid.as_str(), args.channel, msg);
-    if let Some(appid) = appid {
-        builder = builder.appid(appid);
+    let xml = Outgoing {
+        openid: &args.openid,
+        channel: args.channel,
+        appid,
+        msg,
+        event: args.event,
+        kefuname: args.kefuname,
+        kefuavatar: args.kefuavatar,
+        ans_node_name: None,
     }
-    if let Some(event) = args.event {
-        builder = builder.event(event);
-    }
-    if let Some(name) = args.kefuname {
-        builder = builder.kefuname(name);
-    }
-    if let Some(avatar) = args.kefuavatar {
-        builder = builder.kefuavatar(avatar);
-    }
-    let xml = builder
-        .build()
-        .and_then(|message| message.to_xml())
-        .map_err(|e| e.to_string())?;
+    .to_xml()
+    .map_err(|e| e.to_string())?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async {
-        let client = Client::builder(
-            dialogue.token.expose(),
-            dialogue.aes_key.expose(),
-            dialogue.bot_appid.as_str(),
-        )
-        .base_url(&dialogue.base_url)
-        .connect_timeout(dialogue.connect_timeout)
-        .request_timeout(dialogue.request_timeout)
-        .build()
-        .map_err(|e| e.to_string())?;
-        let policy = RetryPolicy::default()
-            .with_initial_backoff(config.delivery.initial_backoff)
-            .with_max_attempts(config.delivery.max_attempts)
-            .with_max_elapsed(config.delivery.max_elapsed);
+        let client = crate::serve::platform_client(&config).map_err(|e| e.to_string())?;
+        let policy = crate::serve::retry_policy(&config);
         match policy
             .retry(Operation::SendMsg, || {
                 client.call_xml(Operation::SendMsg, &xml)

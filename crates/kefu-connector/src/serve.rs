@@ -70,19 +70,8 @@ impl Relay {
             tracing::info!(jobs = pending.len(), "resuming stored jobs");
         }
         let dialogue = &config.dialogue;
-        let client = Client::builder(
-            dialogue.token.expose(),
-            dialogue.aes_key.expose(),
-            dialogue.bot_appid.as_str(),
-        )
-        .base_url(&dialogue.base_url)
-        .connect_timeout(dialogue.connect_timeout)
-        .request_timeout(dialogue.request_timeout)
-        .build()?;
-        let policy = RetryPolicy::default()
-            .with_initial_backoff(config.delivery.initial_backoff)
-            .with_max_attempts(config.delivery.max_attempts)
-            .with_max_elapsed(config.delivery.max_elapsed);
+        let client = platform_client(config)?;
+        let policy = retry_policy(config);
         let metrics = Arc::new(Metrics::default());
         let dispatcher = Dispatcher::start(
             outbox.clone(),
@@ -133,6 +122,28 @@ impl Relay {
         let _ = self.stop.send(());
         let _ = self.task.await;
     }
+}
+
+/// The platform client the configuration describes.
+pub fn platform_client(config: &Config) -> Result<Client, kefu_client::Error> {
+    let dialogue = &config.dialogue;
+    Client::builder(
+        dialogue.token.expose(),
+        dialogue.aes_key.expose(),
+        dialogue.bot_appid.as_str(),
+    )
+    .base_url(&dialogue.base_url)
+    .connect_timeout(dialogue.connect_timeout)
+    .request_timeout(dialogue.request_timeout)
+    .build()
+}
+
+/// The retry policy the configuration describes.
+pub fn retry_policy(config: &Config) -> RetryPolicy {
+    RetryPolicy::default()
+        .with_initial_backoff(config.delivery.initial_backoff)
+        .with_max_attempts(config.delivery.max_attempts)
+        .with_max_elapsed(config.delivery.max_elapsed)
 }
 
 /// Sets up structured logging: `RUST_LOG` picks the level (default `info`), `format` the shape.
