@@ -4,59 +4,20 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use kefu_connector::config::Config;
 use kefu_connector::desk::Desk;
-use kefu_connector::sandbox::{Sandbox, SandboxConfig};
-use kefu_connector::serve::Relay;
+use kefu_connector::loopback::{Loopback, OA_APPID};
+use kefu_connector::sandbox::SandboxConfig;
 use kefu_payload::Msg;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "E2ETOKEN0123456789";
 const KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
 const BOT: &str = "Gg8HejYTkUsEIlG";
-const API_KEY: &str = "e2e-desk-key-0123456789";
 
-struct Setup {
-    relay: Relay,
-    desk: Desk,
-    _dir: tempfile::TempDir,
-}
-
-async fn relay_for(sandbox_url: &str, token: &str, extra: &[(&str, &str)]) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings: Vec<(String, String)> = [
-        ("KEFU_SERVER_LISTEN", "127.0.0.1:0"),
-        ("KEFU_SERVER_API_KEY", API_KEY),
-        ("KEFU_DIALOGUE_TOKEN", token),
-        ("KEFU_DIALOGUE_AES_KEY", KEY),
-        ("KEFU_DIALOGUE_BOT_APPID", BOT),
-        ("KEFU_DIALOGUE_APPID", "wx0000000000000000"),
-        ("KEFU_DIALOGUE_BASE_URL", sandbox_url),
-        ("KEFU_DELIVERY_INITIAL_BACKOFF_MS", "5"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    settings.push((
-        "KEFU_OUTBOX_PATH".into(),
-        dir.path().join("outbox.sqlite3").display().to_string(),
-    ));
-    settings.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let config = Config::load(None, |name| {
-        settings
-            .iter()
-            .rev()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone())
-    })
-    .unwrap();
-    let relay = Relay::start(&config).await.unwrap();
-    let desk = Desk::new(format!("http://{}", relay.addr), API_KEY);
-    Setup {
-        relay,
-        desk,
-        _dir: dir,
-    }
+async fn loopback(sandbox: SandboxConfig, overrides: &[(&str, &str)]) -> Loopback {
+    let mut settings = vec![("KEFU_DELIVERY_INITIAL_BACKOFF_MS", "5".to_owned())];
+    settings.extend(overrides.iter().map(|(k, v)| (*k, v.to_string())));
+    Loopback::start(sandbox, &settings).await.unwrap()
 }
 
 async fn final_status(desk: &Desk, id: i64) -> Value {
@@ -79,10 +40,8 @@ async fn final_status(desk: &Desk, id: i64) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_users_at_once_each_in_order_and_decrypted_exactly() {
-    let sandbox = Sandbox::start(SandboxConfig::new(TOKEN, KEY, BOT))
-        .await
-        .unwrap();
-    let setup = relay_for(&sandbox.base_url(), TOKEN, &[]).await;
+    let setup = loopback(SandboxConfig::new(TOKEN, KEY, BOT), &[]).await;
+    let sandbox = &setup.sandbox;
 
     let users = 12;
     let per_user = 8;
@@ -133,19 +92,16 @@ async fn many_users_at_once_each_in_order_and_decrypted_exactly() {
         assert!(
             received
                 .iter()
-                .all(|m| m.appid.as_deref() == Some("wx0000000000000000"))
+                .all(|m| m.appid.as_deref() == Some(OA_APPID))
         );
     }
-    setup.relay.stop().await;
-    sandbox.stop().await;
+    setup.stop().await;
 }
 
 #[tokio::test]
 async fn handoff_calls_reach_the_platform_in_the_order_it_needs() {
-    let sandbox = Sandbox::start(SandboxConfig::new(TOKEN, KEY, BOT))
-        .await
-        .unwrap();
-    let setup = relay_for(&sandbox.base_url(), TOKEN, &[]).await;
+    let setup = loopback(SandboxConfig::new(TOKEN, KEY, BOT), &[]).await;
+    let sandbox = &setup.sandbox;
     let desk = &setup.desk;
     let enter = desk
         .post(
@@ -196,16 +152,17 @@ async fn handoff_calls_reach_the_platform_in_the_order_it_needs() {
         ["waiterEnter", "waiterQualityEvaluate", "waiterQuit"]
     );
     assert_eq!(sandbox.user("oU1").status.as_str(), "complete");
-    setup.relay.stop().await;
-    sandbox.stop().await;
+    setup.stop().await;
 }
 
 #[tokio::test]
 async fn a_wrong_token_fails_with_1001_and_is_not_retried() {
-    let sandbox = Sandbox::start(SandboxConfig::new(TOKEN, KEY, BOT))
-        .await
-        .unwrap();
-    let setup = relay_for(&sandbox.base_url(), "NOTTHETOKEN12345", &[]).await;
+    let setup = loopback(
+        SandboxConfig::new(TOKEN, KEY, BOT),
+        &[("KEFU_DIALOGUE_TOKEN", "NOTTHETOKEN12345")],
+    )
+    .await;
+    let sandbox = &setup.sandbox;
     let reply = setup
         .desk
         .post(
@@ -220,8 +177,7 @@ async fn a_wrong_token_fails_with_1001_and_is_not_retried() {
     assert_eq!(status["attempts"], 1, "{status}");
     assert!(!status.to_string().contains("NOTTHETOKEN12345"), "{status}");
     assert!(sandbox.messages(None).is_empty());
-    setup.relay.stop().await;
-    sandbox.stop().await;
+    setup.stop().await;
 }
 
 #[tokio::test]
@@ -229,13 +185,8 @@ async fn system_busy_is_retried_then_delivered() {
     let mut config = SandboxConfig::new(TOKEN, KEY, BOT);
     config.system_error_rate = 0.5;
     config.seed = Some(7);
-    let sandbox = Sandbox::start(config).await.unwrap();
-    let setup = relay_for(
-        &sandbox.base_url(),
-        TOKEN,
-        &[("KEFU_DELIVERY_MAX_ATTEMPTS", "20")],
-    )
-    .await;
+    let setup = loopback(config, &[("KEFU_DELIVERY_MAX_ATTEMPTS", "20")]).await;
+    let sandbox = &setup.sandbox;
     let mut ids = Vec::new();
     for i in 0..20 {
         let reply = setup
@@ -268,8 +219,7 @@ async fn system_busy_is_retried_then_delivered() {
         metrics.contains("outcome=\"retry\",errcode=\"-1\""),
         "{metrics}"
     );
-    setup.relay.stop().await;
-    sandbox.stop().await;
+    setup.stop().await;
 }
 
 #[tokio::test]
@@ -277,8 +227,8 @@ async fn dropped_answers_are_ambiguous_and_never_sent_twice() {
     let mut config = SandboxConfig::new(TOKEN, KEY, BOT);
     config.drop_rate = 0.3;
     config.seed = Some(11);
-    let sandbox = Sandbox::start(config).await.unwrap();
-    let setup = relay_for(&sandbox.base_url(), TOKEN, &[]).await;
+    let setup = loopback(config, &[]).await;
+    let sandbox = &setup.sandbox;
     let mut ids = Vec::new();
     for i in 0..30 {
         let reply = setup
@@ -355,6 +305,5 @@ async fn dropped_answers_are_ambiguous_and_never_sent_twice() {
         matches!(status["status"].as_str(), Some("delivered" | "ambiguous")),
         "{status}"
     );
-    setup.relay.stop().await;
-    sandbox.stop().await;
+    setup.stop().await;
 }

@@ -6,7 +6,6 @@
 //! acknowledged message must end delivered, failed or ambiguous, and none may reach the sandbox
 //! twice.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -19,16 +18,13 @@ use kefu_payload::{Channel, Msg, SendMsg};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::config::Config;
 use crate::desk::Desk;
+use crate::loopback::{Loopback, OA_APPID};
 use crate::sandbox::{Sandbox, SandboxConfig};
-use crate::serve::Relay;
 
 const TOKEN: &str = "BENCHTOKEN0123456789abcdef";
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const BOT_APPID: &str = "Gg8HejYTkUsEIlG";
-const OA_APPID: &str = "wx0000000000000000";
-const API_KEY: &str = "bench-desk-key-0123456789";
 
 /// Arguments of `bench`.
 #[derive(Debug, Clone, Args)]
@@ -244,38 +240,17 @@ async fn direct_ceiling(args: &BenchArgs) -> Result<f64, String> {
 }
 
 async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
-    let sandbox = Sandbox::start(sandbox_config(args))
-        .await
-        .map_err(|e| e.to_string())?;
-    let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let outbox_path = args
-        .outbox
-        .clone()
-        .unwrap_or_else(|| temp.path().join("outbox.sqlite3"));
-    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let settings = [
-        ("KEFU_SERVER_LISTEN", loopback.to_string()),
-        ("KEFU_SERVER_API_KEY", API_KEY.to_owned()),
-        ("KEFU_DIALOGUE_TOKEN", TOKEN.to_owned()),
-        ("KEFU_DIALOGUE_AES_KEY", AES_KEY.to_owned()),
-        ("KEFU_DIALOGUE_BOT_APPID", BOT_APPID.to_owned()),
-        ("KEFU_DIALOGUE_APPID", OA_APPID.to_owned()),
-        ("KEFU_DIALOGUE_BASE_URL", sandbox.base_url()),
+    let mut overrides = vec![
         ("KEFU_DIALOGUE_REQUEST_TIMEOUT_MS", "2000".to_owned()),
         ("KEFU_DELIVERY_CONCURRENCY", args.concurrency.to_string()),
         ("KEFU_DELIVERY_INITIAL_BACKOFF_MS", "20".to_owned()),
         ("KEFU_DELIVERY_MAX_ATTEMPTS", "5".to_owned()),
-        ("KEFU_OUTBOX_PATH", outbox_path.display().to_string()),
     ];
-    let config = Config::load(None, |name| {
-        settings
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.clone())
-    })
-    .map_err(|e| e.to_string())?;
-    let relay = Relay::start(&config).await.map_err(|e| e.to_string())?;
-    let desk = Desk::new(format!("http://{}", relay.addr), API_KEY);
+    if let Some(path) = &args.outbox {
+        overrides.push(("KEFU_OUTBOX_PATH", path.display().to_string()));
+    }
+    let setup = Loopback::start(sandbox_config(args), &overrides).await?;
+    let desk = setup.desk.clone();
 
     let users = args.users.max(1);
     let deadline = args
@@ -289,7 +264,7 @@ async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
     let ack_latency = Arc::new(Histogram::new());
     let last_delivery = Arc::new(AtomicU64::new(0));
 
-    let mut deliveries = sandbox.subscribe();
+    let mut deliveries = setup.sandbox.subscribe();
     let watcher = {
         let (posted_at, received, received_total, end_to_end, last_delivery) = (
             Arc::clone(&posted_at),
@@ -511,8 +486,7 @@ async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
         "peak memory                {:>9.1} MiB  (this process: load generator, relay and sandbox)",
         memory_kib("VmHWM:") as f64 / 1024.0
     );
-    relay.stop().await;
-    sandbox.stop().await;
+    setup.stop().await;
     Ok(report)
 }
 

@@ -4,23 +4,19 @@
 //! directory, plays the desk through the relay's API, and prints what the sandbox received,
 //! decrypted.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::config::Config;
 use crate::desk::Desk;
-use crate::sandbox::{Sandbox, SandboxConfig};
-use crate::serve::Relay;
+use crate::loopback::{Loopback, OA_APPID};
+use crate::sandbox::SandboxConfig;
 
 const TOKEN: &str = "DEMOTOKEN0123456789abcdefghij";
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const BOT_APPID: &str = "Gg8HejYTkUsEIlG";
-const OA_APPID: &str = "wx0000000000000000";
-const API_KEY: &str = "demo-desk-key-0123456789";
 const USER: &str = "oDEMO_user_0001";
 
 /// Arguments of `demo` (none are needed).
@@ -50,40 +46,19 @@ pub fn run(args: DemoArgs) -> ExitCode {
 }
 
 async fn play(timeout: Duration) -> Result<(), String> {
-    let outbox_dir = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
-    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
-
-    let sandbox = Sandbox::start(SandboxConfig::new(TOKEN, AES_KEY, BOT_APPID))
-        .await
-        .map_err(|e| format!("cannot start the sandbox: {e}"))?;
-
-    let outbox_path = outbox_dir.path().join("outbox.sqlite3");
-    let settings = [
-        ("KEFU_SERVER_LISTEN", loopback.to_string()),
-        ("KEFU_SERVER_API_KEY", API_KEY.to_owned()),
-        ("KEFU_DIALOGUE_TOKEN", TOKEN.to_owned()),
-        ("KEFU_DIALOGUE_AES_KEY", AES_KEY.to_owned()),
-        ("KEFU_DIALOGUE_BOT_APPID", BOT_APPID.to_owned()),
-        ("KEFU_DIALOGUE_APPID", OA_APPID.to_owned()),
-        ("KEFU_DIALOGUE_BASE_URL", sandbox.base_url()),
-        ("KEFU_OUTBOX_PATH", outbox_path.display().to_string()),
-    ];
-    let config = Config::load(None, |name| {
-        settings
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.clone())
-    })
-    .map_err(|e| e.to_string())?;
-    let relay = Relay::start(&config).await.map_err(|e| e.to_string())?;
+    let setup = Loopback::start(SandboxConfig::new(TOKEN, AES_KEY, BOT_APPID), &[]).await?;
+    let (sandbox, relay) = (&setup.sandbox, &setup.relay);
 
     println!("kefu-connector demo");
     println!("  sandbox (the platform): {}", sandbox.base_url());
     println!("  relay (the desk API):   http://{}", relay.addr);
-    println!("  outbox:                 {}", outbox_path.display());
+    println!(
+        "  outbox:                 {}",
+        setup.outbox_path().display()
+    );
     println!();
 
-    let desk = Desk::new(format!("http://{}", relay.addr), API_KEY);
+    let desk = &setup.desk;
     let user = Desk::new(format!("http://{}", sandbox.addr()), "");
     let mut ids = Vec::new();
 
@@ -107,7 +82,7 @@ async fn play(timeout: Duration) -> Result<(), String> {
     );
     ids.extend(
         session(
-            &desk,
+            desk,
             "enter",
             json!({"channel": 0, "kefuname": "客服小红", "kefuavatar": "https://example.com/avatar.png"}),
         )
@@ -147,15 +122,15 @@ async fn play(timeout: Duration) -> Result<(), String> {
     println!("   stored as messages {:?}", &ids[ids.len() - 3..]);
 
     step(4, "the agent asks for a rating (waiterQualityEvaluate)");
-    ids.extend(session(&desk, "evaluate", json!({"channel": 0})).await?);
+    ids.extend(session(desk, "evaluate", json!({"channel": 0})).await?);
 
     step(
         5,
         "the agent leaves (waiterQuit, then kefustate → complete)",
     );
-    ids.extend(session(&desk, "quit", json!({"channel": 0})).await?);
+    ids.extend(session(desk, "quit", json!({"channel": 0})).await?);
 
-    wait_until_delivered(&desk, &ids, timeout).await?;
+    wait_until_delivered(desk, &ids, timeout).await?;
     println!();
     println!("Every step was delivered. The sandbox received, decrypted, in order:");
     for message in sandbox.messages(Some(USER)) {
@@ -170,8 +145,7 @@ async fn play(timeout: Duration) -> Result<(), String> {
     }
     println!("Final state of {USER}: {}", user_state(&user).await?);
 
-    relay.stop().await;
-    sandbox.stop().await;
+    setup.stop().await;
     Ok(())
 }
 

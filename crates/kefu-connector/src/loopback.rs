@@ -1,0 +1,82 @@
+//! A sandbox and a relay wired together on loopback, with the outbox in a temporary directory:
+//! what the demo, the load benchmark and the end-to-end tests run.
+
+use crate::config::Config;
+use crate::desk::Desk;
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::serve::Relay;
+
+/// The desk's bearer key of a loopback relay.
+pub const API_KEY: &str = "loopback-desk-key-0123456789";
+/// The Official Account AppID a loopback relay sends by default.
+pub const OA_APPID: &str = "wx0000000000000000";
+
+/// A running sandbox, a relay delivering to it, and a desk client of the relay.
+pub struct Loopback {
+    /// The platform.
+    pub sandbox: Sandbox,
+    /// The relay.
+    pub relay: Relay,
+    /// A desk talking to the relay with [`API_KEY`].
+    pub desk: Desk,
+    /// The relay's configuration.
+    pub config: Config,
+    dir: tempfile::TempDir,
+}
+
+impl Loopback {
+    /// Starts the sandbox, then a relay whose account matches it (token, key, bot APPID, base
+    /// URL), listening on `127.0.0.1:0`. `overrides` are settings by environment-variable name,
+    /// applied last, e.g. `("KEFU_DELIVERY_MAX_ATTEMPTS", "10")`.
+    pub async fn start(
+        sandbox: SandboxConfig,
+        overrides: &[(&str, String)],
+    ) -> Result<Loopback, String> {
+        let dir = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
+        let mut settings: Vec<(&str, String)> = vec![
+            ("KEFU_SERVER_LISTEN", "127.0.0.1:0".to_owned()),
+            ("KEFU_SERVER_API_KEY", API_KEY.to_owned()),
+            ("KEFU_DIALOGUE_TOKEN", sandbox.token.clone()),
+            ("KEFU_DIALOGUE_AES_KEY", sandbox.aes_key.clone()),
+            ("KEFU_DIALOGUE_BOT_APPID", sandbox.appid.clone()),
+            ("KEFU_DIALOGUE_APPID", OA_APPID.to_owned()),
+            (
+                "KEFU_OUTBOX_PATH",
+                dir.path().join("outbox.sqlite3").display().to_string(),
+            ),
+        ];
+        let sandbox = Sandbox::start(sandbox)
+            .await
+            .map_err(|e| format!("cannot start the sandbox: {e}"))?;
+        settings.push(("KEFU_DIALOGUE_BASE_URL", sandbox.base_url()));
+        settings.extend(overrides.iter().cloned());
+        let config = Config::load(None, |name| {
+            settings
+                .iter()
+                .rev()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.clone())
+        })
+        .map_err(|e| e.to_string())?;
+        let relay = Relay::start(&config).await.map_err(|e| e.to_string())?;
+        let desk = Desk::new(format!("http://{}", relay.addr), API_KEY);
+        Ok(Loopback {
+            sandbox,
+            relay,
+            desk,
+            config,
+            dir,
+        })
+    }
+
+    /// Where the outbox lives.
+    pub fn outbox_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("outbox.sqlite3")
+    }
+
+    /// Stops the relay (letting deliveries in flight finish), then the sandbox.
+    pub async fn stop(self) {
+        self.relay.stop().await;
+        self.sandbox.stop().await;
+    }
+}
