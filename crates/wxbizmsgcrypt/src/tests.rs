@@ -120,9 +120,12 @@ fn v4_empty_receive_id_and_byte_length_prefix() {
 
 #[test]
 fn every_pad_length_round_trips_with_both_keys() {
+    // Miri interprets every AES round and looks for undefined behaviour, which does not depend on
+    // the pad: there the pads around 16 and the extremes stand in for all 32.
+    let pads = (1..=32usize).filter(|pad| !cfg!(miri) || [1, 15, 16, 17, 32].contains(pad));
     for key in [SAMPLE_KEY, OTHER_KEY] {
         let crypt = bot(key);
-        for pad in 1..=32usize {
+        for pad in pads.clone() {
             // 20 header + 15 receive-id + msg + pad ≡ 0 (mod 32)
             let msg_len = (64 * 2 - 35 - pad) % 64;
             let msg = vec![b'x'; msg_len];
@@ -495,7 +498,24 @@ mod properties {
     use super::*;
     use proptest::prelude::*;
 
+    /// Under Miri every AES block is interpreted, so a handful of cases stands in for the 256 of
+    /// a native run.
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: if cfg!(miri) { 4 } else { 256 },
+            // Miri isolates the test from the file system, where regressions would be kept.
+            failure_persistence: if cfg!(miri) {
+                None
+            } else {
+                ProptestConfig::default().failure_persistence
+            },
+            ..ProptestConfig::default()
+        }
+    }
+
     proptest! {
+        #![proptest_config(config())]
+
         #[test]
         fn round_trip_any_message_and_receive_id(
             msg in proptest::collection::vec(any::<u8>(), 0..600),

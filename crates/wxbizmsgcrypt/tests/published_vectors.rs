@@ -57,12 +57,22 @@ fn published() -> Published {
     serde_json::from_str(include_str!("vectors/published.json")).expect("valid vector file")
 }
 
+/// Every vector natively; under Miri, which interprets every AES round and looks for undefined
+/// behaviour (the same code runs for each vector), every fifth, pads on both sides of 16 included.
+fn sample<T>(vectors: Vec<T>) -> Vec<T> {
+    if cfg!(miri) {
+        vectors.into_iter().step_by(5).collect()
+    } else {
+        vectors
+    }
+}
+
 #[test]
 fn published_ciphertexts_decrypt_verify_and_reencrypt() {
     let vectors = published().positive;
     assert!(vectors.len() >= 19);
     let mut pads = std::collections::BTreeSet::new();
-    for v in vectors {
+    for v in sample(vectors) {
         let crypt = MsgCrypt::new(&*v.token, &v.encoding_aes_key, v.receiveid.as_bytes())
             .unwrap_or_else(|e| panic!("{}: {e}", v.name));
         let plain = crypt
