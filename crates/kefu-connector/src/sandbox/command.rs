@@ -8,14 +8,19 @@ use std::time::Duration;
 use clap::Args;
 
 use super::faults::parse_rate;
-use super::{DEFAULT_MAX_MESSAGES, Sandbox, SandboxConfig};
+use super::{
+    DEFAULT_MAX_MESSAGES, DEFAULT_OA_ORIGINAL_ID, OaAccount, OaFormat, OaMode, Sandbox,
+    SandboxConfig,
+};
 use crate::config::LogFormat;
 
 /// Arguments of `sandbox`.
 ///
 /// The credentials read the same environment variables as `serve`, so that both sides of a demo
-/// share them.
-#[derive(Debug, Args)]
+/// share them. The Official Account's own credentials (`--oa-*`) come from the command line only.
+///
+/// `Debug` shows the secrets as `<redacted>`.
+#[derive(Args)]
 #[command(after_long_help = AFTER_HELP)]
 pub struct SandboxArgs {
     /// Where to listen; port 0 picks a free one (the startup line tells which).
@@ -50,6 +55,54 @@ pub struct SandboxArgs {
     /// How many accepted messages to keep for GET /sandbox/messages; the oldest go first.
     #[arg(long, default_value_t = DEFAULT_MAX_MESSAGES, value_name = "N")]
     pub max_messages: usize,
+    /// The Official Account's server URL, where POST /sandbox/oa/users/{openid}/say pushes
+    /// (http:// only).
+    #[arg(long, value_name = "URL", requires_all = ["oa_token", "oa_aes_key", "oa_appid"])]
+    pub oa_callback_url: Option<String>,
+    /// The Official Account's own Token (not the bot's), for `signature` and `msg_signature`.
+    #[arg(long, value_name = "TOKEN", requires_all = ["oa_aes_key", "oa_appid"])]
+    pub oa_token: Option<String>,
+    /// The Official Account's own 43-character EncodingAESKey.
+    #[arg(long, value_name = "KEY", requires_all = ["oa_token", "oa_appid"])]
+    pub oa_aes_key: Option<String>,
+    /// The Official Account's AppID (wx…): the receive-id of its ciphertexts.
+    #[arg(long, value_name = "APPID", requires_all = ["oa_token", "oa_aes_key"])]
+    pub oa_appid: Option<String>,
+    /// The Official Account's original ID (gh_…), the ToUserName of its pushes
+    /// [default: gh_000000000000].
+    #[arg(long, value_name = "ID", requires = "oa_token")]
+    pub oa_original_id: Option<String>,
+    /// The data format of the Official Account's pushes [default: xml].
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "oa_token")]
+    pub oa_format: Option<OaFormat>,
+    /// The encryption mode of the Official Account's pushes [default: safe].
+    #[arg(long, value_enum, value_name = "MODE", requires = "oa_token")]
+    pub oa_mode: Option<OaMode>,
+}
+
+impl std::fmt::Debug for SandboxArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |value: &Option<String>| value.as_ref().map(|_| "<redacted>");
+        f.debug_struct("SandboxArgs")
+            .field("listen", &self.listen)
+            .field("token", &"<redacted>")
+            .field("aes_key", &"<redacted>")
+            .field("appid", &self.appid)
+            .field("callback_url", &redacted(&self.callback_url))
+            .field("latency_ms", &self.latency_ms)
+            .field("system_error_rate", &self.system_error_rate)
+            .field("drop_rate", &self.drop_rate)
+            .field("seed", &self.seed)
+            .field("max_messages", &self.max_messages)
+            .field("oa_callback_url", &redacted(&self.oa_callback_url))
+            .field("oa_token", &redacted(&self.oa_token))
+            .field("oa_aes_key", &redacted(&self.oa_aes_key))
+            .field("oa_appid", &self.oa_appid)
+            .field("oa_original_id", &self.oa_original_id)
+            .field("oa_format", &self.oa_format)
+            .field("oa_mode", &self.oa_mode)
+            .finish()
+    }
 }
 
 const AFTER_HELP: &str = "\
@@ -60,6 +113,13 @@ Routes:
   GET  /sandbox/messages[?openid=…]        accepted messages, decrypted, in order
   GET  /sandbox/users/{openid}             a user's handoff state
   POST /sandbox/users/{openid}/say         play the user: {\"text\": \"我要转人工\"} → callback
+  POST /sandbox/users/{openid}/ask-for-person   the handoff skill: needperson → callback
+  POST /sandbox/users/{openid}/rate        {\"assessment\": 1..=5}, after a waiterQualityEvaluate
+  POST /sandbox/users/{openid}/enter       event=userEnter → callback
+  POST /sandbox/users/{openid}/leave       event=userQuit → callback
+  POST /sandbox/users/{openid}/redeliver   the last callback again ({\"reencrypt\": true}: new ciphertext)
+  POST /sandbox/oa/users/{openid}/say      an Official Account text push to --oa-callback-url
+  POST /sandbox/oa/users/{openid}/redeliver   the last OA push again (or re-encrypted)
 
 On startup one line goes to stdout:
   sandbox listening addr=127.0.0.1:8090 base_url=http://127.0.0.1:8090/openapi seed=…
@@ -79,7 +139,26 @@ impl SandboxArgs {
             drop_rate: self.drop_rate,
             seed: self.seed,
             max_messages: self.max_messages,
+            oa: self.oa_account(),
         }
+    }
+
+    /// The Official Account, when its credentials are given (clap requires all three together).
+    fn oa_account(&self) -> Option<OaAccount> {
+        let (Some(token), Some(aes_key), Some(appid)) =
+            (&self.oa_token, &self.oa_aes_key, &self.oa_appid)
+        else {
+            return None;
+        };
+        let mut account = OaAccount::new(token, aes_key, appid);
+        account.original_id = self
+            .oa_original_id
+            .clone()
+            .unwrap_or_else(|| DEFAULT_OA_ORIGINAL_ID.to_owned());
+        account.callback_url = self.oa_callback_url.clone();
+        account.format = self.oa_format.unwrap_or_default();
+        account.mode = self.oa_mode.unwrap_or_default();
+        Some(account)
     }
 }
 
@@ -195,6 +274,69 @@ mod tests {
             config.callback_url.as_deref(),
             Some("http://127.0.0.1:9/cb")
         );
+    }
+
+    #[test]
+    fn official_account_flags_go_together() {
+        assert!(parse(&[]).unwrap().to_config().oa.is_none());
+        let args = parse(&[
+            "--oa-token",
+            "OaSecretToken",
+            "--oa-aes-key",
+            "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR",
+            "--oa-appid",
+            "wx2c2769f8efd9abc2",
+            "--oa-callback-url",
+            "http://127.0.0.1:9/wx",
+            "--oa-format",
+            "json",
+            "--oa-mode",
+            "compatible",
+        ])
+        .unwrap();
+        let debug = format!("{args:?}");
+        assert!(
+            !debug.contains("OaSecretToken")
+                && !debug.contains("kWxPEV2U")
+                && !debug.contains("127.0.0.1:9"),
+            "{debug}"
+        );
+        let oa = args.to_config().oa.unwrap();
+        assert_eq!(oa.appid, "wx2c2769f8efd9abc2");
+        assert_eq!(oa.original_id, DEFAULT_OA_ORIGINAL_ID);
+        assert_eq!((oa.format, oa.mode), (OaFormat::Json, OaMode::Compatible));
+        assert_eq!(oa.callback_url.as_deref(), Some("http://127.0.0.1:9/wx"));
+        let oa = parse(&["--oa-token", "T", "--oa-aes-key", "K", "--oa-appid", "wx1"])
+            .unwrap()
+            .to_config()
+            .oa
+            .unwrap();
+        assert_eq!(
+            (oa.format, oa.mode, oa.callback_url),
+            (OaFormat::Xml, OaMode::Safe, None)
+        );
+        for partial in [
+            &["--oa-callback-url", "http://127.0.0.1:9/wx"][..],
+            &["--oa-token", "T"],
+            &["--oa-token", "T", "--oa-appid", "wx1"],
+            &["--oa-mode", "plain"],
+        ] {
+            let err = parse(partial).unwrap_err().to_string();
+            assert!(err.contains("--oa-"), "{partial:?}: {err}");
+        }
+        let err = parse(&[
+            "--oa-token",
+            "T",
+            "--oa-aes-key",
+            "K",
+            "--oa-appid",
+            "wx1",
+            "--oa-mode",
+            "secure",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("safe") && err.contains("compatible"), "{err}");
     }
 
     #[test]

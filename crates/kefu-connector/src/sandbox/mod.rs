@@ -40,7 +40,8 @@
 //! `asking` until `kefustate/change` (or a user asking for a human) changes it; `kefustate` is
 //! `on` exactly when the state is `personserving`. Events such as `waiterEnter` do not change
 //! the state by themselves (unconfirmed on the platform, protocols.md §4.8): call
-//! `kefustate/change`, as the connector does.
+//! `kefustate/change`, as the connector does. A `waiterQualityEvaluate` opens a rating card for
+//! the user (see `rate` below).
 //!
 //! # Faults (for tests and benchmarks)
 //!
@@ -60,31 +61,103 @@
 //! | Route | Answer |
 //! |---|---|
 //! | `GET /sandbox/messages[?openid=…]` | the accepted messages in order: a JSON array of [`RecordedMessage`] |
-//! | `GET /sandbox/users/{openid}` | [`UserSnapshot`]: `{"openid","status","kefustate","kfstate","appid","channel","messages"}` |
+//! | `GET /sandbox/users/{openid}` | [`UserSnapshot`]: `{"openid","status","kefustate","kfstate","appid","channel","messages","evaluation_pending","assessment"}` |
 //! | `POST /sandbox/users/{openid}/say` | body [`Say`] `{"text","channel"?,"appid"?}`; answer [`SayOutcome`] |
+//! | `POST /sandbox/users/{openid}/ask-for-person` | body [`AskForPerson`] `{"text"?}` or none; answer [`SayOutcome`] |
+//! | `POST /sandbox/users/{openid}/rate` | body `{"assessment": 1..=5}`; answer [`SayOutcome`] |
+//! | `POST /sandbox/users/{openid}/enter` | no body (or `{}`); answer [`SayOutcome`] |
+//! | `POST /sandbox/users/{openid}/leave` | no body (or `{}`); answer [`SayOutcome`] |
+//! | `POST /sandbox/users/{openid}/redeliver` | body `{"reencrypt"?: false}` or none; answer [`SayOutcome`] |
+//! | `POST /sandbox/oa/users/{openid}/say` | body [`OaSay`] `{"text","format"?,"mode"?}`; answer [`OaPushOutcome`] |
+//! | `POST /sandbox/oa/users/{openid}/redeliver` | body `{"reencrypt"?: false}` or none; answer [`OaPushOutcome`] |
 //!
-//! `say` plays the user: the platform's handoff callback `POST {"encrypted":"…"}`
-//! (`Content-Type: application/json`) goes to the callback URL, carrying the
-//! [`HandoffCallback`](kefu_payload::HandoffCallback) XML encrypted with the same key and APPID:
-//! `userid` = openid, the AppID, `content/msg` = text, an empty `event`, `from` = 0, `kfstate` =
-//! the user's state, the channel, `assessment` = 0 and `createtime` = now. A text containing
-//! "转人工" first moves a user in `asking` or `complete` to `needperson`, as the platform's handoff
-//! skill does, so the callback carries `kfstate` 3. The answer is 200 with the outcome (the
-//! connector's status and body, or `not_configured`), or 502 when the callback could not be
-//! delivered within 5 s. Control errors are `{"error":{"message","field"?}}` with 400, 404, 405,
-//! 413 or 422.
+//! Answers are 200 with the outcome (what the target answered: its status, body and the elapsed
+//! time, or `not_configured` without a URL), or 502 with the same outcome when the push could not
+//! be delivered within 5 s. Control errors are `{"error":{"message","field"?}}` with 400 (a body
+//! that is not the route's JSON), 404, 405, 409 (well formed, but the state does not allow it
+//! now), 413 or 422 (an invalid value, with its `field`).
+//!
+//! # The simulated user and the handoff callback
+//!
+//! Every user action pushes one handoff callback `POST {"encrypted":"…"}`
+//! (`Content-Type: application/json`) to the callback URL, carrying the
+//! [`HandoffCallback`](kefu_payload::HandoffCallback) XML encrypted with the bot's key and APPID:
+//! `userid` = openid, `appid` and `channel` = what the user last used (in a `sendmsg`, a
+//! `kefustate` call or a `say`; else [`DEFAULT_USER_APPID`] and 0), `from` = 0 (the user wrote
+//! it), `kfstate` = the user's state after the action, and `createtime` = now (Unix seconds).
+//!
+//! | Action | `content/msg` | `event` | `assessment` | State |
+//! |---|---|---|---|---|
+//! | `say` | the text | empty | 0 | a text containing "转人工" moves `asking`/`complete` to `needperson` first, as the platform's handoff skill does; unchanged while `personserving` (the bot is silent then) |
+//! | `ask-for-person` | the text ("转人工" by default) | empty | 0 | → `needperson` from `asking`, `complete` or `needperson`, whatever the text (the skill fired); **409** while `personserving`, when the skill does not fire |
+//! | `rate` | empty | empty | 1..=5 | unchanged; only on a pending evaluation, see below |
+//! | `enter` | empty | `userEnter` | 0 | unchanged |
+//! | `leave` | empty | `userQuit` | 0 | unchanged |
+//!
+//! Decisions where protocols.md (§4.7–4.8) leaves room:
+//!
+//! * **Ratings.** The platform shows the rating card after a `waiterQualityEvaluate`, and the
+//!   rating arrives as `assessment`. So `rate` is accepted only when the sandbox has accepted a
+//!   `sendmsg` with `event` = `waiterQualityEvaluate` for the user that has not been rated yet:
+//!   one rating per card. It is refused with 409 and a message that says why: no evaluation was
+//!   ever sent, the last one was already rated, or a `waiterEnter` accepted after it started a
+//!   new agent session (the old card no longer counts). `waiterQuit` and `kefustate/change` leave
+//!   a pending card alone: users usually rate after the agent left. A rating outside 1..=5 is
+//!   422.
+//! * **Leaving** does not change the state: on the platform only `kefustate/change` and the
+//!   handoff skill move it, so the callback reports it and the connector decides whether to
+//!   end the session (`kefustate/change` → `complete`). A pending rating card stays pending.
+//! * **Entering.** The documentation does not say when `userEnter` is sent (opening the
+//!   conversation, such as the H5 page, rather than a first message), so a first `say` does not
+//!   send one: every action pushes exactly one callback, and `enter` sends it explicitly.
+//! * **Agents serving.** After `kefustate/change` → `personserving`, `kefustate/get` answers
+//!   `on`; the sandbox has no bot, so there are no bot answers (`from` = 1) to hold back.
+//!   Events such as `waiterEnter` do not change the state by themselves.
+//!
+//! `redeliver` re-posts the user's last callback: byte for byte (the default, a replay), or
+//! with `{"reencrypt": true}` the same plaintext encrypted again with a fresh random prefix, as a
+//! platform retry may be (protocols.md §9.3: dedup on the plaintext, not the ciphertext). It
+//! changes no state, and "the last callback" stays the one the last action pushed. 409 before
+//! any push for the user.
+//!
+//! # The Official Account push
+//!
+//! With [`SandboxConfig::oa`] (`--oa-token`, `--oa-aes-key`, `--oa-appid`, and
+//! `--oa-callback-url` to deliver), `POST /sandbox/oa/users/{openid}/say` sends what WeChat
+//! sends to an Official Account's server when the user writes a text (protocols.md §3.6–3.7):
+//!
+//! ```text
+//! POST <url>?signature=…&timestamp=…&nonce=…&openid=…&encrypt_type=aes&msg_signature=…
+//! Content-Type: text/xml
+//!
+//! <xml><ToUserName><![CDATA[gh_…]]></ToUserName><Encrypt><![CDATA[…]]></Encrypt></xml>
+//! ```
+//!
+//! signed and encrypted with the **OA's** Token, EncodingAESKey and AppID (the receive-id), not
+//! the bot's. `signature` is the plain signature (Token, timestamp, nonce), `msg_signature` covers
+//! `Encrypt` too; the plaintext is the standard text message (`ToUserName`, `FromUserName` =
+//! openid, `CreateTime`, `MsgType` = text, `Content`, a fresh 64-bit `MsgId`). The JSON format,
+//! compatible mode and plain mode are available per account ([`OaAccount::format`],
+//! [`OaAccount::mode`]) or per push ([`OaSay`]). Without a URL the push is built and reported
+//! (`not_configured`); without an account the OA routes answer 409. OA pushes do not touch the
+//! Dialogue state. `POST /sandbox/oa/users/{openid}/redeliver` re-sends the last push with the
+//! same query and body, or with `{"reencrypt": true}` the same plaintext (same `MsgId`,
+//! `timestamp` and `nonce`) encrypted again, with `msg_signature` recomputed.
 //!
 //! # In process
 //!
 //! ```no_run
-//! use kefu_connector::sandbox::{Sandbox, SandboxConfig, Say};
+//! use kefu_connector::sandbox::{AskForPerson, OaAccount, OaSay, Redelivery, Sandbox, SandboxConfig, Say};
 //! use kefu_client::Client;
-//! use kefu_payload::{Channel, SendMsg};
+//! use kefu_payload::{Channel, Event, SendMsg};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let (token, key, appid) = ("SandboxToken", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "Gg8HejYTkUsEIlG");
 //! let mut config = SandboxConfig::new(token, key, appid);
 //! config.callback_url = Some("http://127.0.0.1:8080/callback/secret".into());
+//! let mut oa = OaAccount::new("OaToken", "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR", "wx2c2769f8efd9abc2");
+//! oa.callback_url = Some("http://127.0.0.1:8080/wechat/oa".into());
+//! config.oa = Some(oa);
 //! let sandbox = Sandbox::start(config).await?;
 //!
 //! let client = Client::builder(token, key, appid).base_url(sandbox.base_url()).build()?;
@@ -96,13 +169,31 @@
 //!
 //! let outcome = sandbox.say("oUSER", Say::new("我要转人工")).await?;
 //! assert_eq!(outcome.kfstate, 3);
+//! sandbox.ask_for_person("oUSER", AskForPerson::new().text("找客服")).await?;
+//!
+//! // A rating needs a waiterQualityEvaluate first.
+//! assert!(sandbox.rate("oUSER", 5).await.is_err_and(|e| e.is_conflict()));
+//! let card = SendMsg::builder("oUSER", Channel::OfficialAccount, "请评价")
+//!     .appid("wx0000000000000000")
+//!     .event(Event::WaiterQualityEvaluate)
+//!     .build()?;
+//! client.send(&card).await?;
+//! sandbox.rate("oUSER", 5).await?;
+//! sandbox.leave("oUSER").await?;
+//! // The last callback (userQuit) again, re-encrypted as a platform retry may be.
+//! sandbox.redeliver("oUSER", Redelivery::Reencrypt).await?;
+//!
+//! // The Official Account's own signed, encrypted push.
+//! let push = sandbox.oa_say("oUSER", OaSay::new("你好")).await?;
+//! println!("MsgId {} answered {:?}", push.msg_id, push.callback);
+//! sandbox.oa_redeliver("oUSER", Redelivery::SameCiphertext).await?;
 //! sandbox.stop().await;
 //! # Ok(()) }
 //! ```
 //!
-//! Secrets: the TOKEN and the EncodingAESKey never appear in logs, answers or error messages;
-//! logged paths show `{TOKEN}` in place of the TOKEN segment, and the callback URL is logged
-//! without its path.
+//! Secrets: the TOKENs and the EncodingAESKeys (the bot's and the OA's) never appear in logs,
+//! answers or error messages; logged paths show `{TOKEN}` in place of the TOKEN segment, and the
+//! push URLs are logged without their paths.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -110,7 +201,9 @@
 
 mod command;
 mod faults;
+mod oa;
 mod platform;
+mod push;
 mod server;
 mod state;
 mod user;
@@ -128,14 +221,17 @@ use wxbizmsgcrypt::MsgCrypt;
 
 pub use command::{SandboxArgs, run};
 pub use faults::Fault;
+pub use oa::{DEFAULT_OA_ORIGINAL_ID, OaAccount, OaFormat, OaMode, OaPushOutcome, OaSay};
+pub use push::CallbackDelivery;
 pub use state::{RecordedMessage, UserSnapshot};
-pub use user::{CallbackDelivery, DEFAULT_USER_APPID, Say, SayError, SayOutcome};
+pub use user::{AskForPerson, DEFAULT_USER_APPID, Redelivery, Say, SayError, SayOutcome};
 
 use faults::{Faults, check_rate};
+use oa::OfficialAccount;
 use platform::Platform;
+use push::{Target, parse_callback_url};
 use server::App;
 use state::Store;
-use user::{Callbacks, parse_callback_url};
 
 /// How many accepted messages a sandbox keeps by default; the oldest go first.
 pub const DEFAULT_MAX_MESSAGES: usize = 100_000;
@@ -166,6 +262,8 @@ pub struct SandboxConfig {
     pub seed: Option<u64>,
     /// How many accepted messages to keep (the oldest go first); 0 keeps none.
     pub max_messages: usize,
+    /// The Official Account whose message pushes the sandbox emulates, if any.
+    pub oa: Option<OaAccount>,
 }
 
 impl SandboxConfig {
@@ -186,6 +284,7 @@ impl SandboxConfig {
             drop_rate: 0.0,
             seed: None,
             max_messages: DEFAULT_MAX_MESSAGES,
+            oa: None,
         }
     }
 }
@@ -206,6 +305,7 @@ impl fmt::Debug for SandboxConfig {
             .field("drop_rate", &self.drop_rate)
             .field("seed", &self.seed)
             .field("max_messages", &self.max_messages)
+            .field("oa", &self.oa)
             .finish()
     }
 }
@@ -269,7 +369,7 @@ fn check_token(token: &str) -> Result<(), SandboxError> {
     }
 }
 
-/// Builds the crypt, with messages that never show a character of the key.
+/// Builds the bot's crypt, with messages that never show a character of the key.
 fn crypt(config: &SandboxConfig) -> Result<MsgCrypt, SandboxError> {
     if config.appid.is_empty() {
         return Err(SandboxError::config(
@@ -282,18 +382,55 @@ fn crypt(config: &SandboxConfig) -> Result<MsgCrypt, SandboxError> {
         &config.aes_key,
         config.appid.as_bytes(),
     )
-    .map_err(|error| {
-        let reason = match error {
-            wxbizmsgcrypt::Error::AesKeyLength { len } => {
-                format!("the EncodingAESKey must be exactly 43 characters, got {len}")
-            }
-            wxbizmsgcrypt::Error::AesKeyCharacter { position, .. } => format!(
-                "the EncodingAESKey has a character at position {position} that is not base64 (A-Z, a-z, 0-9, +, /)"
-            ),
-            other => format!("the EncodingAESKey is unusable ({})", other.error_code()),
-        };
-        SandboxError::config("--aes-key", reason)
-    })
+    .map_err(|error| SandboxError::config("--aes-key", key_error(error)))
+}
+
+/// Why an EncodingAESKey is refused, without a character of it.
+fn key_error(error: wxbizmsgcrypt::Error) -> String {
+    match error {
+        wxbizmsgcrypt::Error::AesKeyLength { len } => {
+            format!("the EncodingAESKey must be exactly 43 characters, got {len}")
+        }
+        wxbizmsgcrypt::Error::AesKeyCharacter { position, .. } => format!(
+            "the EncodingAESKey has a character at position {position} that is not base64 (A-Z, a-z, 0-9, +, /)"
+        ),
+        other => format!("the EncodingAESKey is unusable ({})", other.error_code()),
+    }
+}
+
+/// Validates the Official Account settings and builds the running account.
+fn official_account(account: &OaAccount) -> Result<OfficialAccount, SandboxError> {
+    if account.token.is_empty() {
+        return Err(SandboxError::config(
+            "--oa-token",
+            "the Official Account's Token must not be empty",
+        ));
+    }
+    if account.appid.is_empty() {
+        return Err(SandboxError::config(
+            "--oa-appid",
+            "the Official Account's AppID (the receive-id) must not be empty",
+        ));
+    }
+    if account.original_id.is_empty() || !account.original_id.chars().all(oa::is_xml_char) {
+        return Err(SandboxError::config(
+            "--oa-original-id",
+            "the Official Account's original ID (ToUserName, gh_…) must not be empty or hold characters XML cannot carry",
+        ));
+    }
+    let crypt = MsgCrypt::new(
+        account.token.as_str(),
+        &account.aes_key,
+        account.appid.as_bytes(),
+    )
+    .map_err(|error| SandboxError::config("--oa-aes-key", key_error(error)))?;
+    let target = account
+        .callback_url
+        .as_deref()
+        .map(parse_callback_url)
+        .transpose()
+        .map_err(|reason| SandboxError::config("--oa-callback-url", reason))?;
+    Ok(OfficialAccount::new(account, crypt, Target::new(target)))
 }
 
 /// A running sandbox. Stop it with [`Sandbox::stop`]; dropping it stops accepting connections
@@ -323,6 +460,7 @@ impl Sandbox {
             .map(parse_callback_url)
             .transpose()
             .map_err(|reason| SandboxError::config("--callback-url", reason))?;
+        let oa = config.oa.as_ref().map(official_account).transpose()?;
         let seed = config.seed.unwrap_or_else(|| rand::rng().random());
 
         let listener =
@@ -339,8 +477,10 @@ impl Sandbox {
 
         let (shutdown, stopping) = watch::channel(false);
         let store = Arc::new(Store::new(config.max_messages));
-        let callbacks = Callbacks::new(callback);
-        let target = callbacks.redacted_target();
+        let callbacks = Target::new(callback);
+        let target = callbacks.redacted();
+        let oa_target = oa.as_ref().and_then(OfficialAccount::redacted_target);
+        let oa_enabled = oa.is_some();
         let app = Arc::new(App {
             platform: Platform::new(&config.token, crypt.clone(), Arc::clone(&store), seed),
             store,
@@ -349,6 +489,7 @@ impl Sandbox {
             crypt,
             token: config.token.as_str().into(),
             shutdown: stopping.clone(),
+            oa,
         });
         let task = tokio::spawn(server::serve(listener, Arc::clone(&app), stopping));
         tracing::info!(
@@ -358,6 +499,8 @@ impl Sandbox {
             system_error_rate,
             drop_rate,
             callback = target.as_deref(),
+            oa = oa_enabled,
+            oa_callback = oa_target.as_deref(),
             "sandbox listening"
         );
         Ok(Sandbox {
@@ -419,6 +562,68 @@ impl Sandbox {
     /// became of it. An undeliverable callback is an outcome, not an error.
     pub async fn say(&self, openid: &str, say: Say) -> Result<SayOutcome, SayError> {
         self.app.say(openid, say).await
+    }
+
+    /// Plays the user hitting the platform's handoff skill, as
+    /// `POST /sandbox/users/{openid}/ask-for-person` does: the user moves to `needperson`
+    /// (refused with [`SayError::AgentServing`] while an agent serves them), and the callback
+    /// carries their text ("转人工" by default) with `kfstate` 3.
+    pub async fn ask_for_person(
+        &self,
+        openid: &str,
+        ask: AskForPerson,
+    ) -> Result<SayOutcome, SayError> {
+        self.app.ask_for_person(openid, ask).await
+    }
+
+    /// Plays the user rating the service (1..=5), as `POST /sandbox/users/{openid}/rate` does.
+    /// Only after the sandbox accepted a `waiterQualityEvaluate` for the user, and once per
+    /// evaluation ([`SayError::RatingNotExpected`] otherwise). The callback carries
+    /// `assessment` = the rating, empty content and the user's current `kfstate`.
+    pub async fn rate(&self, openid: &str, assessment: u8) -> Result<SayOutcome, SayError> {
+        self.app.rate(openid, i64::from(assessment)).await
+    }
+
+    /// Plays the user opening the conversation, as `POST /sandbox/users/{openid}/enter` does:
+    /// a callback with `event` = `userEnter` and empty content; the state does not change.
+    pub async fn enter(&self, openid: &str) -> Result<SayOutcome, SayError> {
+        self.app
+            .act(openid, user::UserAction::Enter, None, None)
+            .await
+    }
+
+    /// Plays the user leaving, as `POST /sandbox/users/{openid}/leave` does: a callback with
+    /// `event` = `userQuit` and empty content; the state does not change.
+    pub async fn leave(&self, openid: &str) -> Result<SayOutcome, SayError> {
+        self.app
+            .act(openid, user::UserAction::Leave, None, None)
+            .await
+    }
+
+    /// Posts the user's last handoff callback again, as `POST /sandbox/users/{openid}/redeliver`
+    /// does: the same body, or the same plaintext encrypted again. The outcome's `status` is the
+    /// state that callback carries. [`SayError::NothingToRedeliver`] before any push.
+    pub async fn redeliver(&self, openid: &str, how: Redelivery) -> Result<SayOutcome, SayError> {
+        self.app.redeliver(openid, how).await
+    }
+
+    /// Plays the user writing a text to the Official Account, as
+    /// `POST /sandbox/oa/users/{openid}/say` does: the standard message push, signed and
+    /// encrypted with the OA's own credentials ([`SandboxConfig::oa`];
+    /// [`SayError::NoOfficialAccount`] without them).
+    pub async fn oa_say(&self, openid: &str, say: OaSay) -> Result<OaPushOutcome, SayError> {
+        self.app.oa_say(openid, say).await
+    }
+
+    /// Sends the user's last Official Account push again, as
+    /// `POST /sandbox/oa/users/{openid}/redeliver` does: the same query and body, or the same
+    /// plaintext (same `MsgId`, `timestamp` and `nonce`) encrypted again and re-signed.
+    pub async fn oa_redeliver(
+        &self,
+        openid: &str,
+        how: Redelivery,
+    ) -> Result<OaPushOutcome, SayError> {
+        self.app.oa_redeliver(openid, how).await
     }
 
     /// Stops gracefully: stops accepting, answers the requests in flight (latency is cut short),
@@ -512,6 +717,57 @@ mod tests {
             text.contains("--callback-url") && !text.contains("hidden"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn invalid_official_account_settings_are_refused_without_leaking_secrets() {
+        let oa = || OaAccount::new("OaSecretToken", KEY, "wx2c2769f8efd9abc2");
+        type Break = fn(&mut OaAccount);
+        let cases: [(Break, &str); 5] = [
+            (|a| a.token = String::new(), "--oa-token"),
+            (|a| a.appid = String::new(), "--oa-appid"),
+            (|a| a.original_id = "gh_\u{1}".into(), "--oa-original-id"),
+            (
+                |a| a.aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEF!".into(),
+                "--oa-aes-key",
+            ),
+            (
+                |a| a.callback_url = Some("https://example.com/wx/hidden".into()),
+                "--oa-callback-url",
+            ),
+        ];
+        for (breaks, setting) in cases {
+            let mut account = oa();
+            breaks(&mut account);
+            let mut c = config();
+            c.oa = Some(account);
+            let text = refused(c).await.to_string();
+            assert!(text.contains(setting), "{setting}: {text}");
+            assert!(
+                !text.contains("OaSecretToken")
+                    && !text.contains("abcdefgh")
+                    && !text.contains("hidden"),
+                "{text}"
+            );
+        }
+        let mut c = config();
+        c.oa = Some(oa());
+        let text = format!("{c:?}");
+        assert!(
+            !text.contains("OaSecretToken") && text.contains("wx2c2769f8efd9abc2"),
+            "{text}"
+        );
+        let sandbox = Sandbox::start(c).await.unwrap();
+        let push = sandbox.oa_say("o", OaSay::new("hi")).await.unwrap();
+        assert_eq!(push.callback, CallbackDelivery::NotConfigured);
+        sandbox.stop().await;
+        let sandbox = Sandbox::start(config()).await.unwrap();
+        let error = sandbox.oa_say("o", OaSay::new("hi")).await.unwrap_err();
+        assert!(
+            error.is_conflict() && error.to_string().contains("--oa-token"),
+            "{error}"
+        );
+        sandbox.stop().await;
     }
 
     #[test]

@@ -14,17 +14,23 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use percent_encoding::percent_decode_str;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use wxbizmsgcrypt::MsgCrypt;
 
+use kefu_payload::envelope::DialogueCallback;
+
 use super::faults::{Fault, Faults};
+use super::oa::{OaPushOutcome, OaSay, OfficialAccount};
 use super::platform::{Endpoint, Platform};
-use super::state::Store;
-use super::user::{Callbacks, Say, SayError, SayOutcome, UserAction};
+use super::push::{CallbackDelivery, Target};
+use super::state::{Pushed, Store};
+use super::user::{
+    AskForPerson, HANDOFF_KEYWORD, Redelivery, Say, SayError, SayOutcome, UserAction,
+};
 
 /// The largest `/openapi` request body read.
 pub(crate) const MAX_PLATFORM_BODY: usize = 1024 * 1024;
@@ -42,14 +48,17 @@ pub(crate) struct App {
     pub(crate) platform: Platform,
     pub(crate) store: Arc<Store>,
     pub(crate) faults: Faults,
-    pub(crate) callbacks: Callbacks,
+    /// Where handoff callbacks go.
+    pub(crate) callbacks: Target,
     pub(crate) crypt: MsgCrypt,
     pub(crate) token: Box<str>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// The Official Account whose pushes the sandbox emulates, if configured.
+    pub(crate) oa: Option<OfficialAccount>,
 }
 
 impl App {
-    /// Plays one user action: the state change under the store's lock, then the callback.
+    /// The user types a message.
     pub(crate) async fn say(&self, openid: &str, say: Say) -> Result<SayOutcome, SayError> {
         if openid.is_empty() {
             return Err(SayError::EmptyOpenid);
@@ -57,36 +66,146 @@ impl App {
         if say.text.is_empty() {
             return Err(SayError::EmptyText);
         }
-        let action = UserAction::Say(say.text);
+        self.act(
+            openid,
+            UserAction::Say(say.text),
+            say.channel,
+            say.appid.as_deref(),
+        )
+        .await
+    }
+
+    /// The user hits the platform's handoff skill.
+    pub(crate) async fn ask_for_person(
+        &self,
+        openid: &str,
+        ask: AskForPerson,
+    ) -> Result<SayOutcome, SayError> {
+        let text = ask.text.unwrap_or_else(|| HANDOFF_KEYWORD.to_owned());
+        if openid.is_empty() {
+            return Err(SayError::EmptyOpenid);
+        }
+        if text.is_empty() {
+            return Err(SayError::EmptyText);
+        }
+        self.act(openid, UserAction::AskForPerson(text), None, None)
+            .await
+    }
+
+    /// The user rates the service on the pending rating card.
+    pub(crate) async fn rate(&self, openid: &str, assessment: i64) -> Result<SayOutcome, SayError> {
+        let rating = u8::try_from(assessment)
+            .ok()
+            .filter(|rating| (1..=5).contains(rating))
+            .ok_or(SayError::Assessment { found: assessment })?;
+        self.act(openid, UserAction::Rate(rating), None, None).await
+    }
+
+    /// Plays one user action: the state change and the encrypted callback under the store's
+    /// lock (so nothing changes unless the callback can be written, and the callback kept for
+    /// `redeliver` is the one of the last state change), then the push.
+    pub(crate) async fn act(
+        &self,
+        openid: &str,
+        action: UserAction,
+        channel: Option<u8>,
+        appid: Option<&str>,
+    ) -> Result<SayOutcome, SayError> {
+        if openid.is_empty() {
+            return Err(SayError::EmptyOpenid);
+        }
         let now_secs = i64::try_from(unix_ms() / 1000).unwrap_or(i64::MAX);
-        // Nothing changes unless the callback can be written.
-        let callback = self.store.with_user(openid, |user| {
+        let pushed = self.store.with_user(openid, |user| {
             let before = user.checkpoint();
-            let callback = action.apply(user, openid, say.channel, say.appid.as_deref(), now_secs);
-            let xml = callback.to_xml();
-            if xml.is_err() {
-                user.restore(before);
+            let built = action
+                .apply(user, openid, channel, appid, now_secs)
+                .and_then(|callback| {
+                    let xml = callback.to_xml()?;
+                    let encrypted = self.crypt.encrypt(xml.as_bytes())?;
+                    Ok(Pushed {
+                        xml,
+                        encrypted,
+                        kfstate: callback.kfstate.unwrap_or(kefu_payload::KefuState::Asking),
+                    })
+                });
+            match built {
+                Ok(pushed) => {
+                    user.pushed(pushed.clone());
+                    Ok((pushed, user.channel()))
+                }
+                Err(error) => {
+                    user.restore(before);
+                    Err(error)
+                }
             }
-            xml.map(|xml| (callback, xml))
         });
-        let (callback, xml) = callback?;
-        let status = callback.kfstate.unwrap_or(kefu_payload::KefuState::Asking);
-        let delivery = self.callbacks.push(&self.crypt, &xml).await?;
+        let (pushed, channel) = pushed?;
+        let delivery = self.push_callback(&pushed.encrypted).await;
         tracing::info!(
             openid,
-            kfstate = status.kfstate(),
-            channel = callback.channel,
+            action = action.name(),
+            kfstate = pushed.kfstate.kfstate(),
+            channel,
             callback = ?delivery,
-            target = self.callbacks.redacted_target().as_deref(),
-            "the user said something"
+            target = self.callbacks.redacted().as_deref(),
+            "the user did something"
         );
-        Ok(SayOutcome {
-            openid: openid.to_owned(),
-            status,
-            kfstate: status.kfstate(),
-            xml,
-            callback: delivery,
-        })
+        Ok(outcome(openid, pushed, delivery))
+    }
+
+    /// Posts the user's last handoff callback again.
+    pub(crate) async fn redeliver(
+        &self,
+        openid: &str,
+        how: Redelivery,
+    ) -> Result<SayOutcome, SayError> {
+        let Some(mut pushed) = self.store.last_push(openid) else {
+            return Err(SayError::NothingToRedeliver {
+                openid: openid.to_owned(),
+                what: "handoff callback",
+            });
+        };
+        if how == Redelivery::Reencrypt {
+            pushed.encrypted = self.crypt.encrypt(pushed.xml.as_bytes())?;
+        }
+        let delivery = self.push_callback(&pushed.encrypted).await;
+        tracing::info!(
+            openid,
+            reencrypted = how == Redelivery::Reencrypt,
+            kfstate = pushed.kfstate.kfstate(),
+            callback = ?delivery,
+            target = self.callbacks.redacted().as_deref(),
+            "a handoff callback was sent again"
+        );
+        Ok(outcome(openid, pushed, delivery))
+    }
+
+    /// `POST {"encrypted": …}` to the callback URL.
+    async fn push_callback(&self, encrypted: &str) -> CallbackDelivery {
+        let body = DialogueCallback {
+            encrypted: encrypted.to_owned(),
+        }
+        .to_json();
+        self.callbacks
+            .post(None, "application/json", Bytes::from(body))
+            .await
+    }
+
+    /// The user writes to the Official Account.
+    pub(crate) async fn oa_say(&self, openid: &str, say: OaSay) -> Result<OaPushOutcome, SayError> {
+        let oa = self.oa.as_ref().ok_or(SayError::NoOfficialAccount)?;
+        let now_secs = i64::try_from(unix_ms() / 1000).unwrap_or(i64::MAX);
+        oa.say(openid, say, now_secs).await
+    }
+
+    /// Sends the user's last Official Account push again.
+    pub(crate) async fn oa_redeliver(
+        &self,
+        openid: &str,
+        how: Redelivery,
+    ) -> Result<OaPushOutcome, SayError> {
+        let oa = self.oa.as_ref().ok_or(SayError::NoOfficialAccount)?;
+        oa.redeliver(openid, how).await
     }
 
     /// The path for logs: the TOKEN segment of the platform endpoints (whatever was sent in
@@ -109,6 +228,17 @@ impl App {
         } else {
             redacted.replace(&*self.token, "{TOKEN}")
         }
+    }
+}
+
+fn outcome(openid: &str, pushed: Pushed, callback: CallbackDelivery) -> SayOutcome {
+    SayOutcome {
+        openid: openid.to_owned(),
+        status: pushed.kfstate,
+        kfstate: pushed.kfstate.kfstate(),
+        xml: pushed.xml,
+        encrypted: pushed.encrypted,
+        callback,
     }
 }
 
@@ -356,65 +486,254 @@ async fn control(app: &App, request: Request<Incoming>) -> Response<Body> {
             }
             json_value(StatusCode::OK, &app.store.snapshot(openid))
         }
-        ["sandbox", "users", openid, "say"] if !openid.is_empty() => {
+        ["sandbox", "users", openid, action] if !openid.is_empty() => {
+            let Some(route) = UserRoute::parse(action) else {
+                return not_found();
+            };
             if method != Method::POST {
                 return method_not_allowed("POST");
             }
             let openid = (*openid).to_owned();
-            say(app, &openid, request).await
+            user_route(app, &openid, route, request).await
         }
-        _ => error_response(
-            StatusCode::NOT_FOUND,
-            "no such route; the sandbox serves POST /openapi/sendmsg/{TOKEN}, POST /openapi/kefustate/get/{TOKEN}, POST /openapi/kefustate/change/{TOKEN}, GET /sandbox/messages[?openid=…], GET /sandbox/users/{openid} and POST /sandbox/users/{openid}/say",
-            None,
-        ),
+        ["sandbox", "oa", "users", openid, action] if !openid.is_empty() => {
+            let route = match *action {
+                "say" => OaRoute::Say,
+                "redeliver" => OaRoute::Redeliver,
+                _ => return not_found(),
+            };
+            if method != Method::POST {
+                return method_not_allowed("POST");
+            }
+            let openid = (*openid).to_owned();
+            oa_route(app, &openid, route, request).await
+        }
+        _ => not_found(),
     }
 }
 
-/// `POST /sandbox/users/{openid}/say`.
-async fn say(app: &App, openid: &str, request: Request<Incoming>) -> Response<Body> {
-    let body = match Limited::new(request.into_body(), MAX_CONTROL_BODY)
+/// The routes under `/sandbox/`, for the 404 answer.
+const ROUTES: &str = "POST /openapi/sendmsg/{TOKEN}, POST /openapi/kefustate/get/{TOKEN}, POST /openapi/kefustate/change/{TOKEN}, GET /sandbox/messages[?openid=…], GET /sandbox/users/{openid}, POST /sandbox/users/{openid}/say, /ask-for-person, /rate, /enter, /leave and /redeliver, POST /sandbox/oa/users/{openid}/say and /redeliver";
+
+fn not_found() -> Response<Body> {
+    error_response(
+        StatusCode::NOT_FOUND,
+        &format!("no such route; the sandbox serves {ROUTES}"),
+        None,
+    )
+}
+
+/// `POST /sandbox/users/{openid}/<action>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UserRoute {
+    Say,
+    AskForPerson,
+    Rate,
+    Enter,
+    Leave,
+    Redeliver,
+}
+
+impl UserRoute {
+    fn parse(segment: &str) -> Option<UserRoute> {
+        Some(match segment {
+            "say" => UserRoute::Say,
+            "ask-for-person" => UserRoute::AskForPerson,
+            "rate" => UserRoute::Rate,
+            "enter" => UserRoute::Enter,
+            "leave" => UserRoute::Leave,
+            "redeliver" => UserRoute::Redeliver,
+            _ => return None,
+        })
+    }
+}
+
+/// `POST /sandbox/oa/users/{openid}/<action>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OaRoute {
+    Say,
+    Redeliver,
+}
+
+/// The body of `rate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateBody {
+    assessment: i64,
+}
+
+/// The body of `enter` and `leave`: nothing, or `{}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoFields {}
+
+/// The body of `redeliver`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedeliverBody {
+    #[serde(default)]
+    reencrypt: bool,
+}
+
+impl RedeliverBody {
+    fn how(&self) -> Redelivery {
+        if self.reencrypt {
+            Redelivery::Reencrypt
+        } else {
+            Redelivery::SameCiphertext
+        }
+    }
+}
+
+/// One of the user's actions.
+async fn user_route(
+    app: &App,
+    openid: &str,
+    route: UserRoute,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let body = match read_body(request).await {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    let result = match route {
+        UserRoute::Say => match parse::<Say>(
+            &body,
+            false,
+            r#"{"text": "…", "channel"?: 0, "appid"?: "wx…"}"#,
+        ) {
+            Ok(say) => app.say(openid, say).await,
+            Err(response) => return *response,
+        },
+        UserRoute::AskForPerson => {
+            match parse::<AskForPerson>(&body, true, r#"{"text"?: "转人工"} or nothing"#) {
+                Ok(ask) => app.ask_for_person(openid, ask).await,
+                Err(response) => return *response,
+            }
+        }
+        UserRoute::Rate => match parse::<RateBody>(&body, false, r#"{"assessment": 1..=5}"#) {
+            Ok(rate) => app.rate(openid, rate.assessment).await,
+            Err(response) => return *response,
+        },
+        UserRoute::Enter | UserRoute::Leave => {
+            if let Err(response) = parse::<NoFields>(&body, true, "{} or nothing") {
+                return *response;
+            }
+            let action = if route == UserRoute::Enter {
+                UserAction::Enter
+            } else {
+                UserAction::Leave
+            };
+            app.act(openid, action, None, None).await
+        }
+        UserRoute::Redeliver => {
+            match parse::<RedeliverBody>(&body, true, r#"{"reencrypt"?: false} or nothing"#) {
+                Ok(redeliver) => app.redeliver(openid, redeliver.how()).await,
+                Err(response) => return *response,
+            }
+        }
+    };
+    match result {
+        Ok(outcome) => {
+            let status = delivery_status(&outcome.callback);
+            json_value(status, &outcome)
+        }
+        Err(error) => say_error(&error),
+    }
+}
+
+/// One of the Official Account routes.
+async fn oa_route(
+    app: &App,
+    openid: &str,
+    route: OaRoute,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let body = match read_body(request).await {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    let result = match route {
+        OaRoute::Say => match parse::<OaSay>(
+            &body,
+            false,
+            r#"{"text": "…", "format"?: "xml"|"json", "mode"?: "safe"|"compatible"|"plain"}"#,
+        ) {
+            Ok(say) => app.oa_say(openid, say).await,
+            Err(response) => return *response,
+        },
+        OaRoute::Redeliver => {
+            match parse::<RedeliverBody>(&body, true, r#"{"reencrypt"?: false} or nothing"#) {
+                Ok(redeliver) => app.oa_redeliver(openid, redeliver.how()).await,
+                Err(response) => return *response,
+            }
+        }
+    };
+    match result {
+        Ok(outcome) => json_value(delivery_status(&outcome.callback), &outcome),
+        Err(error) => say_error(&error),
+    }
+}
+
+/// 200 unless the push could not be delivered (502). The target's own status, even a 5xx, is
+/// an answer and reported as such.
+fn delivery_status(delivery: &CallbackDelivery) -> StatusCode {
+    match delivery {
+        CallbackDelivery::Failed { .. } => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::OK,
+    }
+}
+
+/// 409 for a request the state does not allow now, 422 for an invalid one.
+fn say_error(error: &SayError) -> Response<Body> {
+    let status = if error.is_conflict() {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    error_response(status, &error.to_string(), error.field())
+}
+
+/// Reads a control request body (at most 64 KiB).
+async fn read_body(request: Request<Incoming>) -> Result<Bytes, Box<Response<Body>>> {
+    match Limited::new(request.into_body(), MAX_CONTROL_BODY)
         .collect()
         .await
     {
-        Ok(collected) => collected.to_bytes(),
+        Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            return error_response(
+            Err(Box::new(error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("the body exceeds {MAX_CONTROL_BODY} bytes"),
                 None,
-            );
+            )))
         }
-        Err(_) => {
-            return error_response(StatusCode::BAD_REQUEST, "the body could not be read", None);
-        }
-    };
-    let say: Say = match serde_json::from_slice(&body) {
-        Ok(say) => say,
-        Err(error) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                &format!(
-                    "the body must be {{\"text\": \"…\", \"channel\"?: 0, \"appid\"?: \"wx…\"}}: {error}"
-                ),
-                None,
-            );
-        }
-    };
-    match app.say(openid, say).await {
-        Ok(outcome) => {
-            let status = match outcome.callback {
-                super::user::CallbackDelivery::Failed { .. } => StatusCode::BAD_GATEWAY,
-                _ => StatusCode::OK,
-            };
-            json_value(status, &outcome)
-        }
-        Err(error) => error_response(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &error.to_string(),
-            error.field(),
-        ),
+        Err(_) => Err(Box::new(error_response(
+            StatusCode::BAD_REQUEST,
+            "the body could not be read",
+            None,
+        ))),
     }
+}
+
+/// Parses a JSON body; an empty one (or only whitespace) reads as `{}` when `optional`.
+fn parse<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    optional: bool,
+    shape: &str,
+) -> Result<T, Box<Response<Body>>> {
+    let body: &[u8] = if optional && body.trim_ascii().is_empty() {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|error| {
+        Box::new(error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("the body must be {shape}: {error}"),
+            None,
+        ))
+    })
 }
 
 /// Reads `?openid=…`; any other parameter is refused, so that a typo does not silently list

@@ -56,6 +56,11 @@ pub struct UserSnapshot {
     pub channel: Option<u8>,
     /// How many accepted messages to this user the sandbox still holds.
     pub messages: usize,
+    /// `true` when the sandbox accepted a `waiterQualityEvaluate` for the user that has not been
+    /// answered yet: a rating (`POST /sandbox/users/{openid}/rate`) is expected.
+    pub evaluation_pending: bool,
+    /// The user's last rating (1..=5), if they ever rated.
+    pub assessment: Option<u8>,
 }
 
 /// `on` iff an agent is serving the user.
@@ -67,11 +72,54 @@ pub(crate) fn switch(state: KefuState) -> &'static str {
     }
 }
 
+/// Where a user stands with the platform's rating card (protocols.md §4.8 step 5): a rating
+/// answers exactly one `waiterQualityEvaluate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Evaluation {
+    /// No `waiterQualityEvaluate` was ever accepted for the user.
+    #[default]
+    Never,
+    /// The `waiterQualityEvaluate` accepted as message `seq` awaits a rating.
+    Pending {
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// The user rated the `waiterQualityEvaluate` accepted as message `seq`.
+    Rated {
+        /// Its sequence number.
+        seq: u64,
+        /// The rating given.
+        assessment: u8,
+    },
+    /// The `waiterQualityEvaluate` accepted as message `seq` was never answered, and the
+    /// `waiterEnter` accepted as message `by` started a new agent session.
+    Superseded {
+        /// Its sequence number.
+        seq: u64,
+        /// The sequence number of the `waiterEnter`.
+        by: u64,
+    },
+}
+
+/// The last handoff callback pushed for a user, kept for `redeliver`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pushed {
+    /// The plaintext XML.
+    pub(crate) xml: String,
+    /// The `encrypted` value sent.
+    pub(crate) encrypted: String,
+    /// The state the callback carries.
+    pub(crate) kfstate: KefuState,
+}
+
 #[derive(Debug, Clone)]
 struct User {
     state: KefuState,
     appid: Option<String>,
     channel: Option<u8>,
+    evaluation: Evaluation,
+    last_assessment: Option<u8>,
+    last_push: Option<Pushed>,
 }
 
 impl Default for User {
@@ -80,6 +128,9 @@ impl Default for User {
             state: KefuState::Asking,
             appid: None,
             channel: None,
+            evaluation: Evaluation::Never,
+            last_assessment: None,
+            last_push: None,
         }
     }
 }
@@ -126,6 +177,18 @@ impl Store {
             user.appid = Some(appid.to_owned());
         }
         user.channel = Some(send.channel().code());
+        match (send.event(), user.evaluation) {
+            (Some(Event::WaiterQualityEvaluate), _) => {
+                user.evaluation = Evaluation::Pending { seq };
+            }
+            (Some(Event::WaiterEnter), Evaluation::Pending { seq: pending }) => {
+                user.evaluation = Evaluation::Superseded {
+                    seq: pending,
+                    by: seq,
+                };
+            }
+            _ => {}
+        }
         let message = RecordedMessage {
             seq,
             openid: send.openid().to_owned(),
@@ -199,6 +262,14 @@ impl Store {
         f(&mut UserEntry { user })
     }
 
+    /// The last handoff callback pushed for a user, if any.
+    pub(crate) fn last_push(&self, openid: &str) -> Option<Pushed> {
+        self.lock()
+            .users
+            .get(openid)
+            .and_then(|user| user.last_push.clone())
+    }
+
     /// The user as `GET /sandbox/users/{openid}` shows them.
     pub(crate) fn snapshot(&self, openid: &str) -> UserSnapshot {
         let inner = self.lock();
@@ -212,6 +283,8 @@ impl Store {
             appid: user.appid,
             channel: user.channel,
             messages,
+            evaluation_pending: matches!(user.evaluation, Evaluation::Pending { .. }),
+            assessment: user.last_assessment,
         }
     }
 }
@@ -259,6 +332,22 @@ impl UserEntry<'_> {
     pub(crate) fn note(&mut self, appid: &str, channel: u8) {
         self.user.appid = Some(appid.to_owned());
         self.user.channel = Some(channel);
+    }
+
+    /// Where the user stands with the rating card.
+    pub(crate) fn evaluation(&self) -> Evaluation {
+        self.user.evaluation
+    }
+
+    /// Records the user's rating of the pending evaluation accepted as message `seq`.
+    pub(crate) fn rated(&mut self, seq: u64, assessment: u8) {
+        self.user.evaluation = Evaluation::Rated { seq, assessment };
+        self.user.last_assessment = Some(assessment);
+    }
+
+    /// Remembers the callback just pushed, for `redeliver`.
+    pub(crate) fn pushed(&mut self, pushed: Pushed) {
+        self.user.last_push = Some(pushed);
     }
 }
 
