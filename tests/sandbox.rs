@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use axum::routing::post;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
@@ -17,11 +17,14 @@ use hyper::{Method, Request};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use kefu_client::{Client, Error, KefuSwitch, Operation, PlatformCode};
-use kefu_connector::sandbox::{CallbackDelivery, RecordedMessage, Sandbox, SandboxConfig, Say};
-use kefu_payload::envelope::DialogueCallback;
+use kefu_connector::sandbox::{
+    AskForPerson, CallbackDelivery, OaAccount, OaSay, RecordedMessage, Redelivery, Sandbox,
+    SandboxConfig, Say,
+};
+use kefu_payload::envelope::{DialogueCallback, XmlCallback};
 use kefu_payload::{
-    Article, ArticleType, Channel, Event, HandoffCallback, KefuState, KefuStateChange,
-    KefuStateGet, Msg, News, SendMsg, StateQuery,
+    Article, ArticleType, CallbackEvent, Channel, Event, HandoffCallback, KefuState,
+    KefuStateChange, KefuStateGet, Msg, News, SendMsg, StateQuery,
 };
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -536,8 +539,17 @@ async fn latency_delays_answers_and_stop_cuts_it_short() {
     );
 }
 
-/// The requests a [`Receiver`] got: headers and body.
-type Seen = Arc<Mutex<Vec<(HeaderMap, String)>>>;
+/// One request a [`Receiver`] got.
+#[derive(Debug, Clone)]
+struct Received {
+    /// The path and query, as sent.
+    uri: Uri,
+    headers: HeaderMap,
+    body: String,
+}
+
+/// The requests a [`Receiver`] got, in order.
+type Seen = Arc<Mutex<Vec<Received>>>;
 
 /// A stand-in for the connector's callback endpoint: records what it receives.
 struct Receiver {
@@ -547,19 +559,29 @@ struct Receiver {
 }
 
 impl Receiver {
+    /// Answers as the connector's Dialogue callback does.
     async fn start() -> Receiver {
+        Receiver::answering(r#"{"errcode":0,"errmsg":"ok"}"#).await
+    }
+
+    /// Answers every request with `answer`.
+    async fn answering(answer: &'static str) -> Receiver {
         let seen: Seen = Arc::default();
-        let app = Router::new()
-            .route(
-                "/callback/{secret}",
-                post(
-                    |State(seen): State<Seen>, headers: HeaderMap, body: String| async move {
-                        seen.lock().unwrap().push((headers, body));
-                        r#"{"errcode":0,"errmsg":"ok"}"#
-                    },
-                ),
-            )
-            .with_state(Arc::clone(&seen));
+        let app =
+            Router::new()
+                .route(
+                    "/callback/{secret}",
+                    post(
+                        move |State(seen): State<Seen>,
+                              uri: Uri,
+                              headers: HeaderMap,
+                              body: String| async move {
+                            seen.lock().unwrap().push(Received { uri, headers, body });
+                            answer
+                        },
+                    ),
+                )
+                .with_state(Arc::clone(&seen));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
@@ -578,7 +600,7 @@ impl Receiver {
             .lock()
             .unwrap()
             .iter()
-            .map(|(headers, body)| {
+            .map(|Received { headers, body, .. }| {
                 assert_eq!(headers["content-type"], "application/json");
                 let json: Value = serde_json::from_str(body).unwrap();
                 assert_eq!(
@@ -720,6 +742,581 @@ async fn say_reports_a_missing_or_unreachable_callback() {
     sandbox.stop().await;
 }
 
+/// `POST {url}` with a JSON body (or none): (status, JSON answer).
+async fn post_json(url: &str, body: &str) -> (u16, Value) {
+    let (status, answer) = http(Method::POST, url, Some("application/json"), body).await;
+    let json = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    (status, json)
+}
+
+/// A sandbox pushing handoff callbacks to a fresh receiver.
+async fn with_receiver() -> (Sandbox, Receiver) {
+    let receiver = Receiver::start().await;
+    let mut config = config();
+    config.callback_url = Some(receiver.url.clone());
+    (start(config).await, receiver)
+}
+
+fn evaluate(openid: &str) -> SendMsg {
+    SendMsg::builder(openid, Channel::OfficialAccount, "请为本次服务评分")
+        .appid(OA)
+        .event(Event::WaiterQualityEvaluate)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_rating_is_accepted_only_after_a_waiter_quality_evaluate() {
+    let (sandbox, receiver) = with_receiver().await;
+    let client = client(&sandbox);
+    let rate = format!("{}/sandbox/users/oUSER/rate", sandbox.url());
+
+    // Before any waiterQualityEvaluate: 409, nothing pushed.
+    let (status, answer) = post_json(&rate, r#"{"assessment":5}"#).await;
+    assert_eq!(status, 409, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("oUSER cannot rate now") && message.contains("waiterQualityEvaluate"),
+        "{message}"
+    );
+    assert!(receiver.callbacks().is_empty());
+    // A waiterEnter is not an evaluation.
+    let enter = SendMsg::builder("oUSER", Channel::OfficialAccount, "您好")
+        .appid(OA)
+        .event(Event::WaiterEnter)
+        .build()
+        .unwrap();
+    client.send(&enter).await.unwrap();
+    let change = KefuStateChange::new(OA, "oUSER", KefuState::PersonServing).unwrap();
+    client.kefustate_change(&change).await.unwrap();
+    assert_eq!(post_json(&rate, r#"{"assessment":5}"#).await.0, 409);
+
+    // The card, then the rating.
+    client.send(&evaluate("oUSER")).await.unwrap();
+    let (_, user) = get_json(&format!("{}/sandbox/users/oUSER", sandbox.url())).await;
+    assert_eq!(user["evaluation_pending"], true);
+    // Out of range or malformed first: nothing is consumed.
+    let (status, answer) = post_json(&rate, r#"{"assessment":6}"#).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["error"]["field"], "assessment");
+    assert_eq!(post_json(&rate, r#"{"assessment":0}"#).await.0, 422);
+    assert_eq!(post_json(&rate, r#"{"rating":4}"#).await.0, 400);
+    assert_eq!(post_json(&rate, "").await.0, 400);
+
+    let (status, answer) = post_json(&rate, r#"{"assessment":4}"#).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["kfstate"], 1);
+    assert_eq!(answer["callback"]["outcome"], "delivered");
+    let callbacks = receiver.callbacks();
+    assert_eq!(callbacks.len(), 1);
+    let rating = &callbacks[0];
+    assert_eq!(rating.assessment, Some(4));
+    assert_eq!(
+        rating.kfstate,
+        Some(KefuState::PersonServing),
+        "the current state"
+    );
+    assert_eq!(rating.from, Some(0));
+    assert_eq!(rating.event, None);
+    assert_eq!(rating.content.as_deref(), Some(""));
+    assert_eq!(
+        (rating.userid.as_str(), rating.appid.as_str()),
+        ("oUSER", OA)
+    );
+    let (_, user) = get_json(&format!("{}/sandbox/users/oUSER", sandbox.url())).await;
+    assert_eq!(
+        (&user["evaluation_pending"], &user["assessment"]),
+        (&false.into(), &4.into())
+    );
+
+    // One card, one rating.
+    let (status, answer) = post_json(&rate, r#"{"assessment":5}"#).await;
+    assert_eq!(status, 409, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("already rated (assessment 4)"),
+        "{message}"
+    );
+    let error = sandbox.rate("oUSER", 5).await.unwrap_err();
+    assert!(error.is_conflict(), "{error}");
+
+    // In process, after a new card and the end of the session: the state it reports is complete.
+    client.send(&evaluate("oUSER")).await.unwrap();
+    let done = KefuStateChange::new(OA, "oUSER", KefuState::Complete).unwrap();
+    client.kefustate_change(&done).await.unwrap();
+    let outcome = sandbox.rate("oUSER", 2).await.unwrap();
+    assert_eq!((outcome.status, outcome.kfstate), (KefuState::Complete, 2));
+    let last = receiver.callbacks().pop().unwrap();
+    assert_eq!(
+        (last.assessment, last.kfstate),
+        (Some(2), Some(KefuState::Complete))
+    );
+    assert_eq!(
+        receiver.callbacks().len(),
+        2,
+        "refused ratings push nothing"
+    );
+    assert!(matches!(sandbox.rate("oUSER", 9).await, Err(e) if e.field() == Some("assessment")));
+    sandbox.stop().await;
+    receiver.task.abort();
+}
+
+#[tokio::test]
+async fn leaving_pushes_user_quit_and_entering_user_enter() {
+    let (sandbox, receiver) = with_receiver().await;
+    sandbox
+        .say("oUSER", Say::new("我要转人工").channel(1).appid("wxMP"))
+        .await
+        .unwrap();
+    let (status, answer) =
+        post_json(&format!("{}/sandbox/users/oUSER/leave", sandbox.url()), "").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["status"], "needperson",
+        "leaving does not change the state"
+    );
+    let quit = receiver.callbacks().pop().unwrap();
+    assert_eq!(quit.event, Some(CallbackEvent::UserQuit));
+    assert_eq!(quit.content.as_deref(), Some(""));
+    assert_eq!(quit.from, Some(0));
+    assert_eq!(quit.kfstate, Some(KefuState::NeedPerson));
+    assert_eq!(
+        (quit.channel, quit.appid.as_str()),
+        (Some(1), "wxMP"),
+        "as last used"
+    );
+    assert_eq!(quit.assessment, Some(0));
+    assert_eq!(sandbox.user("oUSER").status, KefuState::NeedPerson);
+
+    let (status, _) = post_json(
+        &format!("{}/sandbox/users/oUSER/enter", sandbox.url()),
+        "{}",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let enter = receiver.callbacks().pop().unwrap();
+    assert_eq!(enter.event, Some(CallbackEvent::UserEnter));
+    assert_eq!(enter.content.as_deref(), Some(""));
+    let outcome = sandbox.leave("oNEW").await.unwrap();
+    assert_eq!(outcome.kfstate, 0);
+    let fresh = receiver.callbacks().pop().unwrap();
+    assert_eq!(
+        (fresh.channel, fresh.appid.as_str()),
+        (Some(0), OA),
+        "the defaults"
+    );
+    sandbox.enter("oNEW").await.unwrap();
+    assert_eq!(receiver.callbacks().len(), 5);
+
+    // Bodies are strict; only POST.
+    let (status, answer) = post_json(
+        &format!("{}/sandbox/users/oUSER/leave", sandbox.url()),
+        r#"{"why":"bye"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, _) = http(
+        Method::GET,
+        &format!("{}/sandbox/users/oUSER/leave", sandbox.url()),
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(status, 405);
+    let (status, _) = post_json(&format!("{}/sandbox/users/oUSER/dance", sandbox.url()), "").await;
+    assert_eq!(status, 404);
+    sandbox.stop().await;
+    receiver.task.abort();
+}
+
+#[tokio::test]
+async fn ask_for_person_moves_the_user_to_needperson() {
+    let (sandbox, receiver) = with_receiver().await;
+    let client = client(&sandbox);
+    let ask = format!("{}/sandbox/users/oUSER/ask-for-person", sandbox.url());
+    let (status, answer) = post_json(&ask, "").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (&answer["kfstate"], &answer["status"]),
+        (&3.into(), &"needperson".into())
+    );
+    let callback = receiver.callbacks().pop().unwrap();
+    assert_eq!(callback.kfstate, Some(KefuState::NeedPerson));
+    assert_eq!(callback.content.as_deref(), Some("转人工"));
+    assert_eq!((callback.from, callback.event.clone()), (Some(0), None));
+    let get = KefuStateGet::new(OA, "oUSER", StateQuery::All).unwrap();
+    let state = client.kefustate_get(&get).await.unwrap();
+    assert_eq!(state.status(), Some(KefuState::NeedPerson));
+    assert_eq!(state.kefustate(), Some(KefuSwitch::Off));
+
+    // Any text reaches the skill; in process too.
+    let outcome = sandbox
+        .ask_for_person("oOTHER", AskForPerson::new().text("找客服"))
+        .await
+        .unwrap();
+    assert_eq!(outcome.kfstate, 3);
+    assert_eq!(
+        receiver.callbacks().pop().unwrap().content.as_deref(),
+        Some("找客服")
+    );
+
+    // While an agent serves the user, the skill does not fire.
+    let change = KefuStateChange::new(OA, "oUSER", KefuState::PersonServing).unwrap();
+    client.kefustate_change(&change).await.unwrap();
+    let (status, answer) = post_json(&ask, r#"{"text":"转人工"}"#).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("personserving"),
+        "{answer}"
+    );
+    let said = sandbox.say("oUSER", Say::new("还在吗")).await.unwrap();
+    assert_eq!(said.kfstate, 1, "messages while served carry personserving");
+    assert_eq!(receiver.callbacks().len(), 3);
+    let (status, answer) = post_json(&ask, r#"{"text":""}"#).await;
+    assert_eq!((status, &answer["error"]["field"]), (422, &"text".into()));
+    sandbox.stop().await;
+    receiver.task.abort();
+}
+
+#[tokio::test]
+async fn redeliver_repeats_the_last_callback_or_reencrypts_it() {
+    let (sandbox, receiver) = with_receiver().await;
+    let redeliver = format!("{}/sandbox/users/oUSER/redeliver", sandbox.url());
+    let (status, answer) = post_json(&redeliver, "").await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing to redeliver")
+    );
+
+    let first = sandbox.say("oUSER", Say::new("我要转人工")).await.unwrap();
+    // The state moves on; a redelivery still carries what the callback carried.
+    sandbox.say("oOTHER", Say::new("hi")).await.unwrap();
+    let (status, same) = post_json(&redeliver, "").await;
+    assert_eq!(status, 200, "{same}");
+    assert_eq!(same["encrypted"], first.encrypted);
+    let (_, again) = post_json(&redeliver, r#"{"reencrypt":true}"#).await;
+    assert_ne!(again["encrypted"], first.encrypted);
+    assert_eq!(again["xml"], first.xml);
+    let reencrypted = sandbox
+        .redeliver("oUSER", Redelivery::Reencrypt)
+        .await
+        .unwrap();
+    assert_eq!(reencrypted.xml, first.xml);
+    let replayed = sandbox
+        .redeliver("oUSER", Redelivery::SameCiphertext)
+        .await
+        .unwrap();
+    assert_eq!(
+        replayed.encrypted, first.encrypted,
+        "the original, not the last re-encryption"
+    );
+
+    let original = format!(r#"{{"encrypted":"{}"}}"#, first.encrypted);
+    let seen: Vec<String> = receiver
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.body.clone())
+        .collect();
+    assert_eq!(seen.len(), 6);
+    assert_eq!(seen[0], original);
+    assert_eq!(seen[2], original, "byte for byte");
+    assert_eq!(seen[5], original);
+    assert_ne!(seen[3], original);
+    assert_ne!(seen[4], seen[3], "a fresh random each time");
+    let callbacks = receiver.callbacks();
+    for index in [2, 3, 4, 5] {
+        assert_eq!(callbacks[index], callbacks[0], "the same plaintext");
+    }
+    assert_eq!(callbacks[1].userid, "oOTHER");
+    let (status, _) = post_json(&redeliver, r#"{"reencrypt":"yes"}"#).await;
+    assert_eq!(status, 400);
+    sandbox.stop().await;
+    receiver.task.abort();
+}
+
+const OA_TOKEN: &str = "OfficialAccountToken";
+const OA_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+const OA_APPID: &str = "wx2c2769f8efd9abc2";
+const OA_GH: &str = "gh_10f6c3c3ac5a";
+
+/// A sandbox with an Official Account pushing to a receiver that answers `success`.
+async fn with_oa_receiver() -> (Sandbox, Receiver) {
+    let receiver = Receiver::answering("success").await;
+    let mut oa = OaAccount::new(OA_TOKEN, OA_KEY, OA_APPID);
+    oa.original_id = OA_GH.into();
+    oa.callback_url = Some(format!("{}?from=sandbox", receiver.url));
+    let mut config = config();
+    config.oa = Some(oa);
+    (start(config).await, receiver)
+}
+
+/// The query parameters, percent-decoded exactly once.
+fn query_params(uri: &Uri) -> Vec<(String, String)> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_encoding::percent_decode_str(value)
+                .decode_utf8()
+                .unwrap();
+            (key.to_owned(), value.into_owned())
+        })
+        .collect()
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> &'a str {
+    params
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+        .unwrap_or_else(|| panic!("no {name} in {params:?}"))
+}
+
+/// Checks one safe-mode push as an OA server would, and returns its decrypted plaintext.
+fn open_oa_push(received: &Received, openid: &str) -> String {
+    let params = query_params(&received.uri);
+    let keys: Vec<&str> = params.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "from",
+            "signature",
+            "timestamp",
+            "nonce",
+            "openid",
+            "encrypt_type",
+            "msg_signature"
+        ],
+        "the URL's own query, then WeChat's"
+    );
+    assert_eq!(param(&params, "encrypt_type"), "aes");
+    assert_eq!(param(&params, "openid"), openid);
+    let (timestamp, nonce) = (param(&params, "timestamp"), param(&params, "nonce"));
+    let envelope = XmlCallback::parse(&received.body).unwrap();
+    assert_eq!(envelope.to_user_name.as_deref(), Some(OA_GH));
+    assert_eq!(
+        received.body,
+        format!(
+            "<xml><ToUserName><![CDATA[{OA_GH}]]></ToUserName><Encrypt><![CDATA[{}]]></Encrypt></xml>",
+            envelope.encrypt
+        )
+    );
+    wxbizmsgcrypt::verify_plain(OA_TOKEN, timestamp, nonce, param(&params, "signature"))
+        .expect("signature is the plain 3-input signature");
+    wxbizmsgcrypt::verify_message(
+        OA_TOKEN,
+        timestamp,
+        nonce,
+        &envelope.encrypt,
+        param(&params, "msg_signature"),
+    )
+    .expect("msg_signature covers Encrypt");
+    assert!(
+        wxbizmsgcrypt::verify_plain(TOKEN, timestamp, nonce, param(&params, "signature")).is_err(),
+        "signed with the OA's Token, not the bot's"
+    );
+    let crypt = MsgCrypt::new(OA_TOKEN, OA_KEY, OA_APPID).unwrap();
+    let plaintext = crypt
+        .decrypt(&envelope.encrypt)
+        .expect("the OA's key and AppID");
+    assert_eq!(plaintext.receive_id(), OA_APPID.as_bytes());
+    String::from_utf8(plaintext.message().to_vec()).unwrap()
+}
+
+/// The text between `<tag>` and `</tag>`.
+fn element<'a>(xml: &'a str, tag: &str) -> &'a str {
+    let open = format!("<{tag}>");
+    let start = xml
+        .find(&open)
+        .unwrap_or_else(|| panic!("no {tag} in {xml}"))
+        + open.len();
+    let end = xml[start..].find(&format!("</{tag}>")).unwrap() + start;
+    &xml[start..end]
+}
+
+#[tokio::test]
+async fn the_official_account_push_is_signed_and_encrypted_like_wechat_s() {
+    let (sandbox, receiver) = with_oa_receiver().await;
+    let openid = "oyORnuP8q7ou2gfYjqLzSIWZf0rs+/=";
+    let url = format!(
+        "{}/sandbox/oa/users/{}/say",
+        sandbox.url(),
+        "oyORnuP8q7ou2gfYjqLzSIWZf0rs%2B%2F%3D"
+    );
+    let (status, answer) = post_json(&url, r#"{"text":"你好 <abc> ]]> &"}"#).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["callback"]["outcome"], "delivered");
+    assert_eq!(answer["callback"]["status"], 200);
+    assert_eq!(answer["callback"]["body"], "success");
+    assert!(answer["callback"]["elapsed_ms"].is_u64());
+    let msg_id: u64 = answer["msg_id"].as_str().unwrap().parse().unwrap();
+
+    let seen = receiver.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].headers["content-type"], "text/xml");
+    assert!(
+        seen[0]
+            .uri
+            .query()
+            .unwrap()
+            .contains("&openid=oyORnuP8q7ou2gfYjqLzSIWZf0rs%2B%2F%3D&"),
+        "{}",
+        seen[0].uri
+    );
+    let plaintext = open_oa_push(&seen[0], openid);
+    assert_eq!(plaintext, answer["plaintext"]);
+    assert_eq!(
+        element(&plaintext, "ToUserName"),
+        format!("<![CDATA[{OA_GH}]]>")
+    );
+    assert_eq!(
+        element(&plaintext, "FromUserName"),
+        format!("<![CDATA[{openid}]]>")
+    );
+    assert_eq!(element(&plaintext, "MsgType"), "<![CDATA[text]]>");
+    assert_eq!(
+        element(&plaintext, "Content"),
+        "<![CDATA[你好 <abc> ]]]]><![CDATA[> &]]>"
+    );
+    assert_eq!(element(&plaintext, "MsgId"), msg_id.to_string());
+    let create_time: i64 = element(&plaintext, "CreateTime").parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now - create_time).abs() < 60);
+    let params = query_params(&seen[0].uri);
+    assert_eq!(param(&params, "timestamp"), create_time.to_string());
+
+    // In process; every message gets a fresh MsgId, and the Dialogue state is untouched.
+    let second = sandbox.oa_say(openid, OaSay::new("第二条")).await.unwrap();
+    assert!(second.callback.is_success(), "{:?}", second.callback);
+    assert_ne!(second.msg_id, msg_id);
+    let seen = receiver.seen.lock().unwrap().clone();
+    let plaintext = open_oa_push(&seen[1], openid);
+    assert_eq!(element(&plaintext, "MsgId"), second.msg_id.to_string());
+    assert_eq!(element(&plaintext, "Content"), "<![CDATA[第二条]]>");
+    assert_eq!(sandbox.user(openid).messages, 0);
+
+    // The JSON format.
+    let (status, answer) = post_json(
+        &format!("{}/sandbox/oa/users/oJSON/say", sandbox.url()),
+        r#"{"text":"json \"quoted\"","format":"json"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = receiver.seen.lock().unwrap().clone();
+    let json = &seen[2];
+    assert_eq!(json.headers["content-type"], "application/json");
+    let body: Value = serde_json::from_str(&json.body).unwrap();
+    assert_eq!(body["ToUserName"], OA_GH);
+    let params = query_params(&json.uri);
+    let encrypt = body["Encrypt"].as_str().unwrap();
+    wxbizmsgcrypt::verify_message(
+        OA_TOKEN,
+        param(&params, "timestamp"),
+        param(&params, "nonce"),
+        encrypt,
+        param(&params, "msg_signature"),
+    )
+    .unwrap();
+    let crypt = MsgCrypt::new(OA_TOKEN, OA_KEY, OA_APPID).unwrap();
+    let message: Value = serde_json::from_slice(crypt.decrypt(encrypt).unwrap().message()).unwrap();
+    assert_eq!(message["Content"], "json \"quoted\"");
+    assert_eq!(message["MsgType"], "text");
+    assert_eq!(message["FromUserName"], "oJSON");
+    assert_eq!(
+        message["MsgId"].as_u64().unwrap().to_string(),
+        answer["msg_id"].as_str().unwrap()
+    );
+
+    // Bad requests.
+    let (status, answer) = post_json(
+        &format!("{}/sandbox/oa/users/o1/say", sandbox.url()),
+        r#"{"text":"a\u0001"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, &answer["error"]["field"]),
+        (422, &"text".into()),
+        "{answer}"
+    );
+    let (status, answer) = post_json(
+        &format!("{}/sandbox/oa/users/o1/say", sandbox.url()),
+        r#"{"text":"a","mode":"secure"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(receiver.seen.lock().unwrap().len(), 3);
+    sandbox.stop().await;
+    receiver.task.abort();
+
+    // Without an Official Account, the routes say how to configure one.
+    let sandbox = start(config()).await;
+    let (status, answer) = post_json(
+        &format!("{}/sandbox/oa/users/o1/say", sandbox.url()),
+        r#"{"text":"hi"}"#,
+    )
+    .await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--oa-token")
+    );
+    sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn the_official_account_push_can_be_replayed_or_reencrypted() {
+    let (sandbox, receiver) = with_oa_receiver().await;
+    let redeliver = format!("{}/sandbox/oa/users/oUSER/redeliver", sandbox.url());
+    let (status, answer) = post_json(&redeliver, "").await;
+    assert_eq!(status, 409, "{answer}");
+
+    let first = sandbox.oa_say("oUSER", OaSay::new("你好")).await.unwrap();
+    let (status, answer) = post_json(&redeliver, "").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["body"], first.body);
+    let (status, answer) = post_json(&redeliver, r#"{"reencrypt":true}"#).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_ne!(answer["body"], first.body);
+    let again = sandbox
+        .oa_redeliver("oUSER", Redelivery::SameCiphertext)
+        .await
+        .unwrap();
+    assert_eq!((&again.query, &again.body), (&first.query, &first.body));
+
+    let seen = receiver.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 4);
+    assert_eq!(seen[1].uri, seen[0].uri, "the same query");
+    assert_eq!(seen[1].body, seen[0].body, "the same body");
+    assert_eq!(seen[3].uri, seen[0].uri);
+    assert_eq!(seen[3].body, seen[0].body);
+    // Re-encrypted: another ciphertext, a valid msg_signature over it, the same plaintext.
+    assert_ne!(seen[2].body, seen[0].body);
+    assert_ne!(
+        seen[2].uri, seen[0].uri,
+        "msg_signature covers the new ciphertext"
+    );
+    let original = open_oa_push(&seen[0], "oUSER");
+    assert_eq!(open_oa_push(&seen[2], "oUSER"), original);
+    assert_eq!(open_oa_push(&seen[1], "oUSER"), original);
+    assert_eq!(element(&original, "MsgId"), first.msg_id.to_string());
+    sandbox.stop().await;
+    receiver.task.abort();
+}
+
 #[test]
 fn the_binary_prints_its_address_answers_and_stops_on_sigterm() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kefu-connector"))
@@ -735,6 +1332,14 @@ fn the_binary_prints_its_address_answers_and_stops_on_sigterm() {
             APPID,
             "--seed",
             "5",
+            "--oa-token",
+            OA_TOKEN,
+            "--oa-aes-key",
+            OA_KEY,
+            "--oa-appid",
+            OA_APPID,
+            "--oa-format",
+            "json",
         ])
         .env_remove("KEFU_DIALOGUE_TOKEN")
         .env_remove("KEFU_DIALOGUE_AES_KEY")
@@ -782,6 +1387,19 @@ fn the_binary_prints_its_address_answers_and_stops_on_sigterm() {
         let (status, json) = get_json(&format!("http://{addr}/sandbox/messages")).await;
         assert_eq!(status, 200);
         assert_eq!(json.as_array().unwrap().len(), 1);
+        let (status, push) = post_json(
+            &format!("http://{addr}/sandbox/oa/users/oUSER/say"),
+            r#"{"text":"hi"}"#,
+        )
+        .await;
+        assert_eq!(status, 200, "{push}");
+        assert_eq!(push["callback"]["outcome"], "not_configured");
+        assert_eq!(push["format"], "json");
+        let encrypt = push["encrypt"].as_str().unwrap();
+        let crypt = MsgCrypt::new(OA_TOKEN, OA_KEY, OA_APPID).unwrap();
+        let message: Value =
+            serde_json::from_slice(crypt.decrypt(encrypt).unwrap().message()).unwrap();
+        assert_eq!(message["Content"], "hi");
     });
 
     let killed = Command::new("kill")
@@ -815,6 +1433,14 @@ fn the_binary_prints_its_address_answers_and_stops_on_sigterm() {
     );
     assert!(!stderr.contains("WrongToken"), "nor a wrong one:\n{stderr}");
     assert!(!stderr.contains(KEY), "the key is never logged:\n{stderr}");
+    assert!(
+        !stderr.contains(OA_TOKEN) && !stderr.contains(OA_KEY),
+        "nor the Official Account's:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("the user wrote to the Official Account"),
+        "{stderr}"
+    );
 }
 
 #[test]
