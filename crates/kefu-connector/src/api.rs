@@ -9,6 +9,9 @@
 //! | `POST /v1/sessions/{openid}/switch` | `waiterSwitch` |
 //! | `POST /v1/sessions/{openid}/evaluate` | `waiterQualityEvaluate` |
 //! | `POST /v1/sessions/{openid}/quit` | `waiterQuit`, then kefustate → complete |
+//! | `GET /v1/sessions/{openid}`, `GET /v1/sessions?state=…` | conversation state (see [`crate::inbound`]) |
+//! | `GET /v1/events?after=…&wait=…` | inbound events, long poll (see [`crate::inbound`]) |
+//! | `/v1/callbacks/…` | WeChat's callbacks, without the bearer key (see [`crate::inbound`]) |
 //! | `GET /healthz` | liveness and store health |
 //! | `GET /metrics` | Prometheus text |
 //!
@@ -34,8 +37,10 @@ use subtle::ConstantTimeEq as _;
 
 use crate::config::{DialogueConfig, Secret};
 use crate::delivery::Dispatcher;
+use crate::inbound::Inbound;
+use crate::inbound::session::DeskAction;
 use crate::metrics::Metrics;
-use crate::outbox::{NewJob, Outbox, ResendError};
+use crate::outbox::{NewJob, Outbox, ResendError, TxWork};
 
 /// What the API needs.
 #[derive(Clone)]
@@ -50,6 +55,8 @@ pub struct ApiState {
     pub api_key: Secret,
     /// The platform account, for the default `appid` of messages.
     pub dialogue: DialogueConfig,
+    /// The inbound side: callbacks, events and sessions.
+    pub inbound: Inbound,
 }
 
 /// The API router, with authentication, the body limit and request metrics.
@@ -61,9 +68,11 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/v1/messages/{id}", get(get_message))
         .route("/v1/messages/{id}/resend", post(resend_message))
         .route("/v1/sessions/{openid}/{action}", post(session_action))
+        .merge(crate::inbound::http::desk_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .merge(authenticated)
+        .merge(crate::inbound::http::callback_routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -195,6 +204,11 @@ async fn count_request(
         Some("/v1/messages/{id}") => "/v1/messages/{id}",
         Some("/v1/messages/{id}/resend") => "/v1/messages/{id}/resend",
         Some("/v1/sessions/{openid}/{action}") => "/v1/sessions/{openid}/{action}",
+        Some("/v1/sessions/{openid}") => "/v1/sessions/{openid}",
+        Some("/v1/sessions") => "/v1/sessions",
+        Some("/v1/events") => "/v1/events",
+        Some("/v1/callbacks/dialogue/{secret}") => "/v1/callbacks/dialogue/{secret}",
+        Some("/v1/callbacks/wechat/{name}") => "/v1/callbacks/wechat/{name}",
         Some("/healthz") => "/healthz",
         Some("/metrics") => "/metrics",
         _ => "other",
@@ -257,6 +271,25 @@ impl ApiState {
         let pending = self
             .outbox
             .insert(jobs)
+            .await
+            .map_err(ApiError::unavailable)?;
+        let ids = pending.iter().map(|job| job.id).collect();
+        for job in pending {
+            self.dispatcher.enqueue(job);
+        }
+        Ok(ids)
+    }
+
+    /// Stores jobs like [`ApiState::store`], and records a desk call on the user's session in
+    /// the same transaction.
+    async fn store_with_session(
+        &self,
+        jobs: Vec<NewJob>,
+        session: TxWork<()>,
+    ) -> Result<Vec<i64>, ApiError> {
+        let pending = self
+            .outbox
+            .insert_with(jobs, session)
             .await
             .map_err(ApiError::unavailable)?;
         let ids = pending.iter().map(|job| job.id).collect();
@@ -462,6 +495,21 @@ async fn session_action(
     }
     let appid = state.dialogue.appid_for(request.appid, request.channel);
     let kefustate_appid = appid.clone().filter(|_| request.channel != Channel::WebH5);
+    let desk_call = match event {
+        Event::WaiterEnter => Some(DeskAction::Enter),
+        Event::WaiterSwitch => Some(DeskAction::Switch),
+        Event::WaiterQuit => Some(DeskAction::Quit),
+        Event::WaiterQualityEvaluate => None,
+    }
+    .map(|action| {
+        Inbound::desk_call(
+            openid.clone(),
+            action,
+            request.kefuname.clone(),
+            request.channel.code(),
+            kefustate_appid.clone(),
+        )
+    });
     let message = sendmsg_job(Outgoing {
         openid: &openid,
         channel: request.channel,
@@ -489,7 +537,11 @@ async fn session_action(
         ],
         _ => vec![message],
     };
-    let ids = state.store(jobs).await?;
+    // The session's new state is stored with the jobs that bring it about.
+    let ids = match desk_call {
+        Some(session) => state.store_with_session(jobs, session).await?,
+        None => state.store(jobs).await?,
+    };
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "ids": ids, "status": "queued" })),

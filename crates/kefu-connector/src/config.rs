@@ -169,6 +169,104 @@ pub const SETTINGS: &[Setting] = &[
         "time budget for a message's retries, in milliseconds",
     ),
     setting(
+        "callbacks.dialogue_secret",
+        "KEFU_CALLBACKS_DIALOGUE_SECRET",
+        Some(""),
+        true,
+        "the unguessable path segment of the Dialogue handoff callback, POST /v1/callbacks/dialogue/<secret> (at least 16 of A-Z a-z 0-9 - . _ ~); unset, the route refuses every call",
+    ),
+    setting(
+        "callbacks.dialogue_receive_id",
+        "KEFU_CALLBACKS_DIALOGUE_RECEIVE_ID",
+        Some("strict"),
+        false,
+        "`strict`: the callback's receive-id must be dialogue.bot_appid; `log`: accept any, log it at debug and count it in kefu_dialogue_receive_id_total (protocols.md §3.8: the id is unconfirmed)",
+    ),
+    setting(
+        "callbacks.replay_window_secs",
+        "KEFU_CALLBACKS_REPLAY_WINDOW_SECS",
+        Some("300"),
+        false,
+        "WeChat callbacks whose timestamp is further than this from now, in seconds, are refused; a (timestamp, nonce, signature) seen within it is refused as a replay",
+    ),
+    setting(
+        "callbacks.dedup_retention_secs",
+        "KEFU_CALLBACKS_DEDUP_RETENTION_SECS",
+        Some("3600"),
+        false,
+        "how long a callback's dedup key is kept, in seconds (at least 600); a redelivery within it is acknowledged and dropped",
+    ),
+    setting(
+        "callbacks.wechat_accounts",
+        "KEFU_CALLBACKS_WECHAT_ACCOUNTS",
+        Some(""),
+        false,
+        "comma-separated names of WeChat accounts configured only through KEFU_WECHAT_<NAME>_<KEY> (accounts with a [wechat.<name>] table need not be listed)",
+    ),
+    setting(
+        "webhook.url",
+        "KEFU_WEBHOOK_URL",
+        Some(""),
+        false,
+        "the desk's http:// or https:// URL that inbound events are POSTed to; unset, events are only served by GET /v1/events",
+    ),
+    setting(
+        "webhook.secret",
+        "KEFU_WEBHOOK_SECRET",
+        Some(""),
+        true,
+        "the HMAC-SHA256 key of X-Kefu-Signature (at least 16 characters); required with webhook.url",
+    ),
+    setting(
+        "webhook.timeout_ms",
+        "KEFU_WEBHOOK_TIMEOUT_MS",
+        Some("5000"),
+        false,
+        "whole-request timeout of a webhook call, in milliseconds",
+    ),
+    setting(
+        "webhook.initial_backoff_ms",
+        "KEFU_WEBHOOK_INITIAL_BACKOFF_MS",
+        Some("1000"),
+        false,
+        "first retry delay after a failed webhook call, in milliseconds; doubled on each retry, with jitter",
+    ),
+    setting(
+        "webhook.max_backoff_ms",
+        "KEFU_WEBHOOK_MAX_BACKOFF_MS",
+        Some("60000"),
+        false,
+        "longest delay between two webhook attempts, in milliseconds",
+    ),
+    setting(
+        "webhook.max_attempts",
+        "KEFU_WEBHOOK_MAX_ATTEMPTS",
+        Some("100"),
+        false,
+        "webhook attempts per event before it is marked failed (it stays available from GET /v1/events)",
+    ),
+    setting(
+        "webhook.concurrency",
+        "KEFU_WEBHOOK_CONCURRENCY",
+        Some("16"),
+        false,
+        "webhook calls in flight at once, across users (each user's events go one at a time, in order)",
+    ),
+    setting(
+        "events.retention_secs",
+        "KEFU_EVENTS_RETENTION_SECS",
+        Some("604800"),
+        false,
+        "how long inbound events stay readable from GET /v1/events, in seconds (events still waiting for the webhook are kept)",
+    ),
+    setting(
+        "events.max_wait_secs",
+        "KEFU_EVENTS_MAX_WAIT_SECS",
+        Some("30"),
+        false,
+        "the longest long poll of GET /v1/events?wait=…, in seconds",
+    ),
+    setting(
         "log.format",
         "KEFU_LOG_FORMAT",
         Some("text"),
@@ -192,8 +290,142 @@ pub struct Config {
     pub outbox_path: PathBuf,
     /// Delivery and retries.
     pub delivery: DeliveryConfig,
+    /// Inbound callbacks: the Dialogue callback's secret, replay and dedup windows.
+    pub callbacks: CallbacksConfig,
+    /// Push delivery of inbound events to the desk, if configured.
+    pub webhook: Option<WebhookConfig>,
+    /// Pull delivery of inbound events and their retention.
+    pub events: EventsConfig,
+    /// The named WeChat accounts (`[wechat.<name>]`) whose standard callbacks are received.
+    pub wechat: Vec<WechatAccount>,
     /// Log output format.
     pub log_format: LogFormat,
+}
+
+/// How the Dialogue callback's receive-id is checked (protocols.md §3.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiveIdPolicy {
+    /// The receive-id must be `dialogue.bot_appid`.
+    Strict,
+    /// Any receive-id is accepted; the one found is logged at debug level and counted.
+    Log,
+}
+
+/// Inbound callbacks.
+#[derive(Debug, Clone)]
+pub struct CallbacksConfig {
+    /// The path segment of `POST /v1/callbacks/dialogue/{secret}`; `None` refuses every call.
+    pub dialogue_secret: Option<Secret>,
+    /// The receive-id check of the Dialogue callback.
+    pub dialogue_receive_id: ReceiveIdPolicy,
+    /// The accepted distance between a WeChat callback's timestamp and now; also how long a
+    /// (timestamp, nonce, signature) is remembered.
+    pub replay_window: Duration,
+    /// How long a dedup key is kept.
+    pub dedup_retention: Duration,
+}
+
+/// Push delivery of inbound events.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// The desk's URL.
+    pub url: String,
+    /// The HMAC-SHA256 key.
+    pub secret: Secret,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// First retry delay.
+    pub initial_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// Attempts per event before it is marked failed.
+    pub max_attempts: u32,
+    /// Calls in flight at once.
+    pub concurrency: usize,
+}
+
+/// Pull delivery of inbound events.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// How long events are kept.
+    pub retention: Duration,
+    /// The cap on `wait` of a long poll.
+    pub max_wait: Duration,
+}
+
+/// What kind of WeChat account sends the callbacks: it decides the URL verification and the
+/// signatures (protocols.md §3.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountKind {
+    /// An Official Account (公众号): plaintext `echostr`, plain `signature` on URL verification.
+    OfficialAccount,
+    /// A Mini Program (小程序): as an Official Account.
+    MiniProgram,
+    /// A WeCom (企业微信) app or robot: encrypted, `msg_signature`-signed `echostr`.
+    WeCom,
+}
+
+impl AccountKind {
+    /// The configuration spelling: `oa`, `mp` or `wecom`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::OfficialAccount => "oa",
+            AccountKind::MiniProgram => "mp",
+            AccountKind::WeCom => "wecom",
+        }
+    }
+}
+
+/// One named WeChat account, `[wechat.<name>]`.
+#[derive(Debug, Clone)]
+pub struct WechatAccount {
+    /// The name, the last segment of `/v1/callbacks/wechat/{name}`.
+    pub name: String,
+    /// The kind of account.
+    pub kind: AccountKind,
+    /// The Token of the callback configuration.
+    pub token: Secret,
+    /// The current EncodingAESKey, if the account encrypts (safe or compatible mode, WeCom).
+    pub aes_key: Option<Secret>,
+    /// The previous EncodingAESKey, tried after the current one during a rotation.
+    pub previous_aes_key: Option<Secret>,
+    /// The receive-id: the AppID (OA/MP), the CorpID or SuiteID (WeCom), or empty (WeCom smart
+    /// robot).
+    pub receive_id: String,
+}
+
+/// The keys of a `[wechat.<name>]` table: (key, secret, help).
+pub const WECHAT_KEYS: &[(&str, bool, &str)] = &[
+    (
+        "kind",
+        false,
+        "`oa` (Official Account, the default), `mp` (Mini Program) or `wecom`",
+    ),
+    ("token", true, "the Token of the callback configuration"),
+    (
+        "aes_key",
+        true,
+        "the 43-character EncodingAESKey (safe or compatible mode; required for wecom)",
+    ),
+    (
+        "previous_aes_key",
+        true,
+        "the EncodingAESKey before the last rotation, tried after aes_key",
+    ),
+    (
+        "receive_id",
+        false,
+        "the AppID (oa, mp), the CorpID or SuiteID (wecom), or empty (wecom smart robot); required with aes_key",
+    ),
+];
+
+/// The environment variable of a `[wechat.<name>]` key.
+pub fn wechat_env(name: &str, key: &str) -> String {
+    format!(
+        "KEFU_WECHAT_{}_{}",
+        name.to_ascii_uppercase(),
+        key.to_ascii_uppercase()
+    )
 }
 
 /// The Dialogue platform account.
@@ -276,6 +508,7 @@ pub struct ConfigError(String);
 enum Origin {
     File,
     Env(&'static str),
+    EnvNamed(String),
     Default,
 }
 
@@ -284,12 +517,16 @@ impl fmt::Display for Origin {
         match self {
             Origin::File => f.write_str("from the config file"),
             Origin::Env(name) => write!(f, "from {name}"),
+            Origin::EnvNamed(name) => write!(f, "from {name}"),
             Origin::Default => f.write_str("default"),
         }
     }
 }
 
 struct Values(BTreeMap<&'static str, (String, Origin)>);
+
+/// The raw settings of the `[wechat.<name>]` tables, by name then key.
+type WechatValues = BTreeMap<String, BTreeMap<&'static str, (String, Origin)>>;
 
 impl Config {
     /// Loads the file (if any), applies environment overrides read through `env`, and validates.
@@ -301,11 +538,12 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let mut values = BTreeMap::new();
+        let mut wechat = WechatValues::new();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 ConfigError(format!("cannot read config file {}: {e}", path.display()))
             })?;
-            read_toml(&text, path, &mut values)?;
+            read_toml(&text, path, &mut values, &mut wechat)?;
         }
         for setting in SETTINGS {
             if let Some(value) = env(setting.env) {
@@ -316,14 +554,156 @@ impl Config {
                 }
             }
         }
-        Values(values).validate()
+        let values = Values(values);
+        let wechat = wechat_accounts(&values, wechat, &env)?;
+        let mut config = values.validate()?;
+        config.wechat = wechat;
+        Ok(config)
     }
+}
+
+/// Adds the accounts named in `callbacks.wechat_accounts`, applies the environment to every
+/// account and validates them.
+fn wechat_accounts(
+    values: &Values,
+    mut wechat: WechatValues,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<WechatAccount>, ConfigError> {
+    let (listed, origin) = values.raw("callbacks.wechat_accounts")?;
+    for name in listed.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        check_account_name(name, &format!("callbacks.wechat_accounts ({origin})"))?;
+        wechat.entry(name.to_owned()).or_default();
+    }
+    let mut accounts = Vec::with_capacity(wechat.len());
+    for (name, mut settings) in wechat {
+        for (key, _, _) in WECHAT_KEYS {
+            let variable = wechat_env(&name, key);
+            if let Some(value) = env(&variable) {
+                settings.insert(key, (value, Origin::EnvNamed(variable)));
+            }
+        }
+        accounts.push(wechat_account(name, &settings)?);
+    }
+    Ok(accounts)
+}
+
+fn check_account_name(name: &str, place: &str) -> Result<(), ConfigError> {
+    let valid = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError(format!(
+            "{place}: WeChat account name {name:?} must be 1 to 32 of a-z, 0-9 and _ (it is a URL path segment and part of KEFU_WECHAT_<NAME>_<KEY>)"
+        )))
+    }
+}
+
+fn wechat_account(
+    name: String,
+    settings: &BTreeMap<&'static str, (String, Origin)>,
+) -> Result<WechatAccount, ConfigError> {
+    let key_of = |key: &str| format!("wechat.{name}.{key}");
+    let get = |key: &str| {
+        settings
+            .get(key)
+            .map(|(value, origin)| (value.as_str(), origin))
+    };
+    let kind = match get("kind") {
+        None => AccountKind::OfficialAccount,
+        Some(("oa", _)) => AccountKind::OfficialAccount,
+        Some(("mp", _)) => AccountKind::MiniProgram,
+        Some(("wecom", _)) => AccountKind::WeCom,
+        Some((other, origin)) => {
+            return Err(Values::invalid(
+                &key_of("kind"),
+                origin,
+                "`oa`, `mp` or `wecom`",
+                &format!("{other:?}"),
+            ));
+        }
+    };
+    let token = match get("token") {
+        Some((token, _)) if !token.trim().is_empty() => Secret::new(token),
+        Some((_, origin)) => {
+            return Err(Values::invalid(
+                &key_of("token"),
+                origin,
+                "the Token of the callback configuration",
+                "an empty value",
+            ));
+        }
+        None => {
+            return Err(ConfigError(format!(
+                "{} is required: set it in the [wechat.{name}] table or in {} (the Token of the callback configuration)",
+                key_of("token"),
+                wechat_env(&name, "token")
+            )));
+        }
+    };
+    let aes_key = |key: &str| -> Result<Option<Secret>, ConfigError> {
+        match get(key) {
+            Some(("", _)) | None => Ok(None),
+            Some((value, origin)) => {
+                wxbizmsgcrypt::AesKey::parse(value)
+                    .map_err(|e| ConfigError(format!("{} ({origin}): {e}", key_of(key))))?;
+                Ok(Some(Secret::new(value)))
+            }
+        }
+    };
+    let current = aes_key("aes_key")?;
+    let previous = aes_key("previous_aes_key")?;
+    if current.is_none() && previous.is_some() {
+        return Err(ConfigError(format!(
+            "{} is set without {}: the current key comes first, the previous one is only tried after it",
+            key_of("previous_aes_key"),
+            key_of("aes_key")
+        )));
+    }
+    if current.is_none() && kind == AccountKind::WeCom {
+        return Err(ConfigError(format!(
+            "{} is required for a wecom account: set it in the [wechat.{name}] table or in {} (WeCom callbacks are always encrypted)",
+            key_of("aes_key"),
+            wechat_env(&name, "aes_key")
+        )));
+    }
+    let receive_id = match get("receive_id") {
+        Some((id, origin)) if id.is_empty() && kind != AccountKind::WeCom && current.is_some() => {
+            return Err(Values::invalid(
+                &key_of("receive_id"),
+                origin,
+                "the account's AppID (an empty receive-id is only used by the WeCom smart robot)",
+                "an empty value",
+            ));
+        }
+        Some((id, _)) => id.to_owned(),
+        None if current.is_some() => {
+            return Err(ConfigError(format!(
+                "{} is required with an aes_key: set it in the [wechat.{name}] table or in {} (the AppID, CorpID or SuiteID that trails every plaintext; empty for the WeCom smart robot)",
+                key_of("receive_id"),
+                wechat_env(&name, "receive_id")
+            )));
+        }
+        None => String::new(),
+    };
+    Ok(WechatAccount {
+        name,
+        kind,
+        token,
+        aes_key: current,
+        previous_aes_key: previous,
+        receive_id,
+    })
 }
 
 fn read_toml(
     text: &str,
     path: &Path,
     values: &mut BTreeMap<&'static str, (String, Origin)>,
+    wechat: &mut WechatValues,
 ) -> Result<(), ConfigError> {
     let table: toml::Table = toml::from_str(text)
         .map_err(|e| ConfigError(format!("{} is not valid TOML: {e}", path.display())))?;
@@ -335,6 +715,10 @@ fn read_toml(
                 known_keys()
             )));
         };
+        if section == "wechat" {
+            read_wechat_tables(entries, path, wechat)?;
+            continue;
+        }
         for (name, value) in entries {
             let key = format!("{section}.{name}");
             let setting = SETTINGS.iter().find(|s| s.key == key).ok_or_else(|| {
@@ -356,6 +740,48 @@ fn read_toml(
                 }
             };
             values.insert(setting.key, (text, Origin::File));
+        }
+    }
+    Ok(())
+}
+
+fn read_wechat_tables(
+    entries: &toml::Table,
+    path: &Path,
+    wechat: &mut WechatValues,
+) -> Result<(), ConfigError> {
+    let known = || {
+        WECHAT_KEYS
+            .iter()
+            .map(|(key, _, _)| *key)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (name, table) in entries {
+        check_account_name(name, &path.display().to_string())?;
+        let toml::Value::Table(table) = table else {
+            return Err(ConfigError(format!(
+                "{}: `wechat.{name}` must be a [wechat.{name}] table with {}",
+                path.display(),
+                known()
+            )));
+        };
+        let settings = wechat.entry(name.clone()).or_default();
+        for (key, value) in table {
+            let Some((known_key, _, _)) = WECHAT_KEYS.iter().find(|(k, _, _)| k == key) else {
+                return Err(ConfigError(format!(
+                    "{}: unknown setting `wechat.{name}.{key}`; a [wechat.<name>] table takes {}",
+                    path.display(),
+                    known()
+                )));
+            };
+            let toml::Value::String(text) = value else {
+                return Err(ConfigError(format!(
+                    "wechat.{name}.{key} (from the config file): expected a string, got a {}",
+                    value.type_str()
+                )));
+            };
+            settings.insert(known_key, (text.clone(), Origin::File));
         }
     }
     Ok(())
@@ -493,6 +919,17 @@ impl Values {
             }
         };
 
+        let callbacks = self.callbacks()?;
+        let webhook = self.webhook()?;
+        let events = EventsConfig {
+            retention: Duration::from_secs(self.number(
+                "events.retention_secs",
+                600,
+                31_536_000,
+            )?),
+            max_wait: Duration::from_secs(self.number("events.max_wait_secs", 1, 300)?),
+        };
+
         Ok(Config {
             listen,
             api_key,
@@ -513,8 +950,122 @@ impl Values {
                 max_attempts: self.number("delivery.max_attempts", 1, 100)?,
                 max_elapsed: self.millis("delivery.max_elapsed_ms", 1, 86_400_000)?,
             },
+            callbacks,
+            webhook,
+            events,
+            wechat: Vec::new(),
             log_format,
         })
+    }
+
+    /// An optional secret: `None` when empty, else at least 16 characters.
+    fn optional_secret(
+        &self,
+        key: &'static str,
+        alphabet: bool,
+    ) -> Result<Option<Secret>, ConfigError> {
+        let (value, origin) = self.raw(key)?;
+        if value.is_empty() {
+            return Ok(None);
+        }
+        let count = value.chars().count();
+        if count < 16 {
+            return Err(Values::invalid(
+                key,
+                origin,
+                "at least 16 characters",
+                &format!("{count} characters"),
+            ));
+        }
+        if alphabet
+            && !value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+        {
+            return Err(Values::invalid(
+                key,
+                origin,
+                "only A-Z, a-z, 0-9, '-', '.', '_' and '~' (it is a URL path segment)",
+                "another character",
+            ));
+        }
+        Ok(Some(Secret::new(value)))
+    }
+
+    fn callbacks(&self) -> Result<CallbacksConfig, ConfigError> {
+        let (policy, origin) = self.raw("callbacks.dialogue_receive_id")?;
+        let dialogue_receive_id = match policy {
+            "strict" => ReceiveIdPolicy::Strict,
+            "log" => ReceiveIdPolicy::Log,
+            other => {
+                return Err(Values::invalid(
+                    "callbacks.dialogue_receive_id",
+                    origin,
+                    "`strict` or `log`",
+                    &format!("{other:?}"),
+                ));
+            }
+        };
+        Ok(CallbacksConfig {
+            dialogue_secret: self.optional_secret("callbacks.dialogue_secret", true)?,
+            dialogue_receive_id,
+            replay_window: Duration::from_secs(self.number(
+                "callbacks.replay_window_secs",
+                1,
+                86_400,
+            )?),
+            dedup_retention: Duration::from_secs(self.number(
+                "callbacks.dedup_retention_secs",
+                600,
+                31_536_000,
+            )?),
+        })
+    }
+
+    fn webhook(&self) -> Result<Option<WebhookConfig>, ConfigError> {
+        let (url, origin) = self.raw("webhook.url")?;
+        let secret = self.optional_secret("webhook.secret", false)?;
+        if url.is_empty() {
+            return Ok(None);
+        }
+        let valid = (url.starts_with("http://") || url.starts_with("https://"))
+            && url
+                .parse::<hyper::Uri>()
+                .is_ok_and(|uri| uri.host().is_some_and(|h| !h.is_empty()));
+        if !valid {
+            // The URL may carry a credential in its query: never show it.
+            return Err(Values::invalid(
+                "webhook.url",
+                origin,
+                "an http:// or https:// URL with a host",
+                "something else",
+            ));
+        }
+        let Some(secret) = secret else {
+            return Err(ConfigError(
+                "webhook.secret is required with webhook.url: set it in the config file or in KEFU_WEBHOOK_SECRET (the HMAC-SHA256 key the desk verifies X-Kefu-Signature with, at least 16 characters)".into(),
+            ));
+        };
+        let initial_backoff = self.millis("webhook.initial_backoff_ms", 1, 3_600_000)?;
+        let max_backoff = self.millis("webhook.max_backoff_ms", 1, 86_400_000)?;
+        if max_backoff < initial_backoff {
+            let (_, origin) = self.raw("webhook.max_backoff_ms")?;
+            return Err(Values::invalid(
+                "webhook.max_backoff_ms",
+                origin,
+                "at least webhook.initial_backoff_ms",
+                &format!("{} ms", max_backoff.as_millis()),
+            ));
+        }
+        Ok(Some(WebhookConfig {
+            url: url.to_owned(),
+            secret,
+            timeout: self.millis("webhook.timeout_ms", 1, 600_000)?,
+            initial_backoff,
+            max_backoff,
+            max_attempts: self.number("webhook.max_attempts", 1, 1_000_000)?,
+            concurrency: self.number("webhook.concurrency", 1, 10_000)?,
+        }))
     }
 }
 
@@ -530,6 +1081,17 @@ pub fn settings_help() -> String {
         text.push_str(&format!(
             "  {} / {}{}\n      {}\n",
             s.key, s.env, default, s.help
+        ));
+    }
+    text.push_str(
+        "WeChat accounts, one [wechat.<name>] table each (<name>: a-z, 0-9, _), received at\n\
+         /v1/callbacks/wechat/<name> (file key / environment variable):\n",
+    );
+    for (key, secret, help) in WECHAT_KEYS {
+        let secret = if *secret { " (secret)" } else { "" };
+        text.push_str(&format!(
+            "  wechat.<name>.{key} / KEFU_WECHAT_<NAME>_{}{secret}\n      {help}\n",
+            key.to_ascii_uppercase()
         ));
     }
     text
@@ -667,5 +1229,186 @@ mod tests {
         for s in SETTINGS {
             assert!(help.contains(s.key) && help.contains(s.env));
         }
+        for (key, _, _) in WECHAT_KEYS {
+            assert!(help.contains(&format!("wechat.<name>.{key}")), "{key}");
+            assert!(help.contains(&format!("KEFU_WECHAT_<NAME>_{}", key.to_ascii_uppercase())));
+        }
+    }
+
+    const OLD_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+
+    #[test]
+    fn inbound_defaults() {
+        let config = Config::load(None, env_of(&minimal())).unwrap();
+        assert!(config.callbacks.dialogue_secret.is_none());
+        assert_eq!(
+            config.callbacks.dialogue_receive_id,
+            ReceiveIdPolicy::Strict
+        );
+        assert_eq!(config.callbacks.replay_window, Duration::from_secs(300));
+        assert!(config.callbacks.dedup_retention >= Duration::from_secs(600));
+        assert!(config.webhook.is_none());
+        assert!(config.wechat.is_empty());
+        assert_eq!(config.events.max_wait, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn wechat_accounts_from_tables_and_environment() {
+        let mut env = minimal();
+        env.push(("KEFU_WECHAT_MAIN_TOKEN", "from-env"));
+        env.push(("KEFU_CALLBACKS_WECHAT_ACCOUNTS", "corp, extra"));
+        env.push(("KEFU_WECHAT_CORP_KIND", "wecom"));
+        env.push(("KEFU_WECHAT_CORP_TOKEN", "t"));
+        env.push(("KEFU_WECHAT_CORP_AES_KEY", KEY));
+        env.push(("KEFU_WECHAT_CORP_RECEIVE_ID", ""));
+        env.push(("KEFU_WECHAT_EXTRA_TOKEN", "plain-only"));
+        let config = load_with(
+            &format!(
+                "[wechat.main]\ntoken = \"file\"\naes_key = \"{KEY}\"\nprevious_aes_key = \"{OLD_KEY}\"\nreceive_id = \"wx1\"\n"
+            ),
+            &env,
+        )
+        .unwrap();
+        let names: Vec<&str> = config.wechat.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["corp", "extra", "main"]);
+        let main = &config.wechat[2];
+        assert_eq!(main.kind, AccountKind::OfficialAccount);
+        assert_eq!(main.token.expose(), "from-env");
+        assert!(main.previous_aes_key.is_some());
+        assert_eq!(main.receive_id, "wx1");
+        let corp = &config.wechat[0];
+        assert_eq!(corp.kind, AccountKind::WeCom);
+        assert_eq!(
+            corp.receive_id, "",
+            "the WeCom smart robot's empty receive-id"
+        );
+        assert!(config.wechat[1].aes_key.is_none());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains(KEY) && !shown.contains(OLD_KEY) && !shown.contains("from-env"));
+    }
+
+    #[test]
+    fn wechat_mistakes_are_named() {
+        let cases = [
+            (
+                "[wechat.Main]\ntoken = \"t\"\n",
+                "\"Main\" must be 1 to 32 of a-z",
+            ),
+            (
+                "[wechat.a]\ntokn = \"t\"\n",
+                "unknown setting `wechat.a.tokn`",
+            ),
+            ("[wechat.a]\nkind = \"oa\"\n", "wechat.a.token is required"),
+            (
+                "[wechat.a]\ntoken = \"t\"\nkind = \"qq\"\n",
+                "wechat.a.kind (from the config file): expected `oa`, `mp` or `wecom`",
+            ),
+            (
+                "[wechat.a]\ntoken = \"t\"\nkind = \"wecom\"\n",
+                "wechat.a.aes_key is required for a wecom account",
+            ),
+            (
+                "[wechat.a]\ntoken = \"t\"\naes_key = \"short\"\n",
+                "wechat.a.aes_key (from the config file): EncodingAESKey must be exactly 43",
+            ),
+            (
+                &*format!("[wechat.a]\ntoken = \"t\"\naes_key = \"{KEY}\"\n"),
+                "wechat.a.receive_id is required",
+            ),
+            (
+                &*format!("[wechat.a]\ntoken = \"t\"\naes_key = \"{KEY}\"\nreceive_id = \"\"\n"),
+                "wechat.a.receive_id (from the config file): expected the account's AppID",
+            ),
+            (
+                "[wechat.a]\ntoken = \"t\"\nprevious_aes_key = \"x\"\n",
+                "previous_aes_key (from the config file)",
+            ),
+            ("[wechat]\na = 1\n", "must be a [wechat.a] table"),
+        ];
+        for (file, expected) in cases {
+            let err = load_with(file, &minimal()).unwrap_err().to_string();
+            assert!(err.contains(expected), "{file}: {err}");
+        }
+        let mut env = minimal();
+        env.push(("KEFU_CALLBACKS_WECHAT_ACCOUNTS", "ok,bad-name"));
+        let err = Config::load(None, env_of(&env)).unwrap_err().to_string();
+        assert!(
+            err.contains("callbacks.wechat_accounts (from KEFU_CALLBACKS_WECHAT_ACCOUNTS)"),
+            "{err}"
+        );
+        let mut env = minimal();
+        env.push(("KEFU_WECHAT_A_TOKEN", ""));
+        env.push(("KEFU_CALLBACKS_WECHAT_ACCOUNTS", "a"));
+        let err = Config::load(None, env_of(&env)).unwrap_err().to_string();
+        assert!(
+            err.starts_with("wechat.a.token (from KEFU_WECHAT_A_TOKEN): expected"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn callback_and_webhook_settings_are_checked_without_showing_secrets() {
+        for (pairs, expected) in [
+            (
+                vec![("KEFU_CALLBACKS_DIALOGUE_SECRET", "short")],
+                "callbacks.dialogue_secret (from KEFU_CALLBACKS_DIALOGUE_SECRET): expected at least 16 characters, got 5 characters",
+            ),
+            (
+                vec![("KEFU_CALLBACKS_DIALOGUE_SECRET", "0123456789abcdef/x")],
+                "only A-Z",
+            ),
+            (
+                vec![("KEFU_CALLBACKS_DIALOGUE_RECEIVE_ID", "lax")],
+                "expected `strict` or `log`",
+            ),
+            (
+                vec![("KEFU_CALLBACKS_DEDUP_RETENTION_SECS", "60")],
+                "from 600 to",
+            ),
+            (
+                vec![("KEFU_WEBHOOK_URL", "ftp://desk?key=hunter2")],
+                "webhook.url (from KEFU_WEBHOOK_URL): expected an http:// or https:// URL with a host, got something else",
+            ),
+            (
+                vec![("KEFU_WEBHOOK_URL", "https://desk.example/hook")],
+                "webhook.secret is required with webhook.url",
+            ),
+            (
+                vec![
+                    ("KEFU_WEBHOOK_URL", "https://desk.example/hook"),
+                    ("KEFU_WEBHOOK_SECRET", "0123456789abcdef"),
+                    ("KEFU_WEBHOOK_MAX_BACKOFF_MS", "10"),
+                ],
+                "webhook.max_backoff_ms",
+            ),
+        ] {
+            let mut env = minimal();
+            env.extend(pairs.iter().cloned());
+            let err = Config::load(None, env_of(&env)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+            for (_, value) in &pairs {
+                if value.len() > 3
+                    && !value.starts_with("https://")
+                    && !value.chars().all(|c| c.is_ascii_digit())
+                    && *value != "lax"
+                {
+                    assert!(!err.contains(value), "{err}");
+                }
+            }
+        }
+        let mut env = minimal();
+        env.extend([
+            ("KEFU_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
+            ("KEFU_WEBHOOK_SECRET", "0123456789abcdef-hook"),
+            ("KEFU_CALLBACKS_DIALOGUE_SECRET", "0123456789abcdef_cb"),
+            ("KEFU_CALLBACKS_DIALOGUE_RECEIVE_ID", "log"),
+        ]);
+        let config = Config::load(None, env_of(&env)).unwrap();
+        let webhook = config.webhook.as_ref().unwrap();
+        assert_eq!(webhook.url, "http://127.0.0.1:9/hook");
+        assert_eq!(webhook.max_attempts, 100);
+        assert_eq!(config.callbacks.dialogue_receive_id, ReceiveIdPolicy::Log);
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("0123456789abcdef-hook") && !shown.contains("0123456789abcdef_cb"));
     }
 }

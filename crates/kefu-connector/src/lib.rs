@@ -13,6 +13,7 @@ pub mod crypt;
 pub mod delivery;
 pub mod demo;
 pub mod desk;
+pub mod inbound;
 pub mod loopback;
 pub mod metrics;
 pub mod outbox;

@@ -26,6 +26,28 @@ pub struct Metrics {
     deliveries: Mutex<BTreeMap<(&'static str, &'static str, String), u64>>,
     latency: Mutex<BTreeMap<&'static str, Histogram>>,
     pending: AtomicI64,
+    callbacks: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
+    receive_ids: Mutex<BTreeMap<(String, bool), u64>>,
+    webhook: Mutex<BTreeMap<(&'static str, String), u64>>,
+    inbound_pending: AtomicI64,
+}
+
+/// At most this many distinct receive-ids are labelled; the rest count as `other`.
+const MAX_RECEIVE_ID_LABELS: usize = 16;
+
+/// A label value as the text format needs it: quotes, backslashes and newlines escaped, and
+/// no longer than 64 characters.
+fn label(value: &str) -> String {
+    value
+        .chars()
+        .take(64)
+        .flat_map(|c| match c {
+            '\\' => vec!['\\', '\\'],
+            '"' => vec!['\\', '"'],
+            '\n' => vec!['\\', 'n'],
+            c => vec![c],
+        })
+        .collect()
 }
 
 impl Metrics {
@@ -62,6 +84,88 @@ impl Metrics {
     /// Adjusts the number of jobs waiting for delivery.
     pub fn pending(&self, delta: i64) {
         self.pending.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Counts an inbound callback: its source (`dialogue`, `wechat`), its outcome (`stored`,
+    /// `duplicate`, `verified`, `rejected`, `unavailable`) and, for a refusal, the failed step.
+    pub fn callback(&self, source: &'static str, outcome: &'static str, reason: &'static str) {
+        if let Ok(mut callbacks) = self.callbacks.lock() {
+            *callbacks.entry((source, outcome, reason)).or_default() += 1;
+        }
+    }
+
+    /// Counts the receive-id found in an accepted Dialogue callback (protocols.md §3.8), and
+    /// whether it is the bot APPID.
+    pub fn dialogue_receive_id(&self, observed: &str, is_bot_appid: bool) {
+        if let Ok(mut ids) = self.receive_ids.lock() {
+            let key = (observed.to_owned(), is_bot_appid);
+            if ids.contains_key(&key) || ids.len() < MAX_RECEIVE_ID_LABELS {
+                *ids.entry(key).or_default() += 1;
+            } else {
+                *ids.entry(("other".to_owned(), is_bot_appid)).or_default() += 1;
+            }
+        }
+    }
+
+    /// Counts a webhook attempt's outcome (`delivered`, `retry`, `failed`) with the desk's
+    /// HTTP status (or `none`).
+    pub fn webhook(&self, outcome: &'static str, status: Option<u16>) {
+        let status = status.map_or_else(|| "none".to_owned(), |s| s.to_string());
+        if let Ok(mut webhook) = self.webhook.lock() {
+            *webhook.entry((outcome, status)).or_default() += 1;
+        }
+    }
+
+    /// Adjusts the number of inbound events waiting for the webhook.
+    pub fn inbound_pending(&self, delta: i64) {
+        self.inbound_pending.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    fn render_inbound(&self, out: &mut String) {
+        out.push_str(
+            "# HELP kefu_callbacks_total Inbound callbacks by source, outcome and refusal reason.\n",
+        );
+        out.push_str("# TYPE kefu_callbacks_total counter\n");
+        if let Ok(callbacks) = self.callbacks.lock() {
+            for ((source, outcome, reason), count) in callbacks.iter() {
+                let _ = writeln!(
+                    out,
+                    "kefu_callbacks_total{{source=\"{source}\",outcome=\"{outcome}\",reason=\"{reason}\"}} {count}"
+                );
+            }
+        }
+        out.push_str(
+            "# HELP kefu_dialogue_receive_id_total Receive-ids of accepted Dialogue callbacks.\n",
+        );
+        out.push_str("# TYPE kefu_dialogue_receive_id_total counter\n");
+        if let Ok(ids) = self.receive_ids.lock() {
+            for ((observed, matches), count) in ids.iter() {
+                let _ = writeln!(
+                    out,
+                    "kefu_dialogue_receive_id_total{{observed=\"{}\",bot_appid=\"{matches}\"}} {count}",
+                    label(observed)
+                );
+            }
+        }
+        out.push_str(
+            "# HELP kefu_webhook_deliveries_total Webhook attempts by outcome and HTTP status.\n",
+        );
+        out.push_str("# TYPE kefu_webhook_deliveries_total counter\n");
+        if let Ok(webhook) = self.webhook.lock() {
+            for ((outcome, status), count) in webhook.iter() {
+                let _ = writeln!(
+                    out,
+                    "kefu_webhook_deliveries_total{{outcome=\"{outcome}\",status=\"{status}\"}} {count}"
+                );
+            }
+        }
+        out.push_str("# HELP kefu_inbound_pending Inbound events waiting for the webhook.\n");
+        out.push_str("# TYPE kefu_inbound_pending gauge\n");
+        let _ = writeln!(
+            out,
+            "kefu_inbound_pending {}",
+            self.inbound_pending.load(Ordering::Relaxed)
+        );
     }
 
     /// The metrics in Prometheus text format.
@@ -125,6 +229,7 @@ impl Metrics {
                 );
             }
         }
+        self.render_inbound(&mut out);
         out
     }
 }
@@ -157,5 +262,36 @@ mod tests {
         assert!(
             text.contains("kefu_platform_request_duration_seconds_count{operation=\"sendmsg\"} 2")
         );
+    }
+
+    #[test]
+    fn renders_inbound_counters_with_escaped_bounded_labels() {
+        let metrics = Metrics::default();
+        metrics.callback("dialogue", "rejected", "aes");
+        metrics.callback("dialogue", "rejected", "aes");
+        metrics.dialogue_receive_id("we\"ird\\", false);
+        for i in 0..40 {
+            metrics.dialogue_receive_id(&format!("id{i}"), false);
+        }
+        metrics.webhook("retry", Some(503));
+        metrics.webhook("retry", None);
+        metrics.inbound_pending(3);
+        let text = metrics.render();
+        assert!(text.contains(
+            "kefu_callbacks_total{source=\"dialogue\",outcome=\"rejected\",reason=\"aes\"} 2"
+        ));
+        assert!(text.contains(
+            "kefu_dialogue_receive_id_total{observed=\"we\\\"ird\\\\\",bot_appid=\"false\"} 1"
+        ));
+        assert!(
+            text.contains(
+                "kefu_dialogue_receive_id_total{observed=\"other\",bot_appid=\"false\"} 25"
+            )
+        );
+        assert!(text.contains("kefu_webhook_deliveries_total{outcome=\"retry\",status=\"503\"} 1"));
+        assert!(
+            text.contains("kefu_webhook_deliveries_total{outcome=\"retry\",status=\"none\"} 1")
+        );
+        assert!(text.contains("kefu_inbound_pending 3"));
     }
 }

@@ -168,6 +168,13 @@ pub enum ResendError {
 #[error("outbox storage failed: {0}")]
 pub struct StoreError(String);
 
+impl StoreError {
+    /// A failure described by the code that found it, such as a row that cannot be read back.
+    pub fn new(message: impl Into<String>) -> StoreError {
+        StoreError(message.into())
+    }
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> StoreError {
         StoreError(error.to_string())
@@ -180,8 +187,17 @@ fn operation_name<S: serde::Serializer>(op: &Operation, s: S) -> Result<S::Ok, S
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
+/// Work that another part of the connector runs inside the store's group transaction, given the
+/// transaction and the group's clock (Unix milliseconds).
+pub type TxWork<T> =
+    Box<dyn FnOnce(&rusqlite::Transaction<'_>, i64) -> Result<T, StoreError> + Send>;
+
+/// A [`TxWork`] with its answer, type-erased for the command queue.
+type Work = Box<dyn FnOnce(&rusqlite::Transaction<'_>, i64) -> Option<DeferredAnswer> + Send>;
+
 enum Command {
-    Insert(Vec<NewJob>, Reply<Vec<PendingJob>>),
+    Insert(Vec<NewJob>, Option<TxWork<()>>, Reply<Vec<PendingJob>>),
+    Run(Work),
     Ping(Reply<()>),
     MarkSending(i64, Reply<()>),
     Record(i64, Outcome),
@@ -235,7 +251,48 @@ impl Outbox {
     /// Stores jobs durably, in order, and returns them with their ids. When this returns, the
     /// jobs survive a crash.
     pub async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<PendingJob>, StoreError> {
-        self.call(|reply| Command::Insert(jobs, reply)).await
+        self.call(|reply| Command::Insert(jobs, None, reply)).await
+    }
+
+    /// Stores jobs like [`Outbox::insert`] and runs `then` in the same transaction, so that both
+    /// become durable together or not at all (the desk API records a session's new state this
+    /// way).
+    pub async fn insert_with(
+        &self,
+        jobs: Vec<NewJob>,
+        then: TxWork<()>,
+    ) -> Result<Vec<PendingJob>, StoreError> {
+        self.call(|reply| Command::Insert(jobs, Some(then), reply))
+            .await
+    }
+
+    /// Runs `work` inside the store's next group transaction and answers once that transaction
+    /// is committed: when this returns `Ok`, the work's writes survive a crash.
+    ///
+    /// The work runs under a savepoint: if it fails, its own writes are undone and the rest of
+    /// the group is unaffected. It runs on the store thread, so it must be short. The inbound
+    /// side (callbacks, events, sessions) keeps its tables in this same database this way.
+    pub async fn run<T: Send + 'static>(&self, work: TxWork<T>) -> Result<T, StoreError> {
+        self.call(|reply| {
+            Command::Run(Box::new(move |tx, now| {
+                Some(deferred(reply, in_savepoint(tx, |tx| work(tx, now))))
+            }))
+        })
+        .await
+    }
+
+    /// Runs `work` like [`Outbox::run`] without waiting for its commit. Commands run in the order
+    /// they are sent, so its writes are durable no later than anything stored afterwards. A
+    /// failure is logged. Fails only if the store thread has stopped.
+    pub fn run_detached(&self, work: TxWork<()>) -> Result<(), StoreError> {
+        self.commands
+            .send(Command::Run(Box::new(move |tx, now| {
+                if let Err(error) = in_savepoint(tx, |tx| work(tx, now)) {
+                    tracing::error!("store work failed: {error}");
+                }
+                None
+            })))
+            .map_err(|_| StoreError("the store thread has stopped".into()))
     }
 
     /// Durably marks a job as being sent and counts the attempt, before the request leaves.
@@ -376,9 +433,28 @@ fn execute_group(conn: &mut Connection, last_seq: &mut i64, group: &mut Vec<Comm
         let now = now_ms();
         for command in group.drain(..) {
             match command {
-                Command::Insert(jobs, reply) => {
-                    let stored = insert(&tx, jobs, now, last_seq);
+                Command::Insert(jobs, then, reply) => {
+                    let stored = match then {
+                        None => insert(&tx, jobs, now, last_seq),
+                        Some(then) => {
+                            let before = *last_seq;
+                            let stored = in_savepoint(&tx, |tx| {
+                                let stored = insert(tx, jobs, now, last_seq)?;
+                                then(tx, now)?;
+                                Ok(stored)
+                            });
+                            if stored.is_err() {
+                                *last_seq = before;
+                            }
+                            stored
+                        }
+                    };
                     answers.push(deferred(reply, stored));
+                }
+                Command::Run(work) => {
+                    if let Some(answer) = work(&tx, now) {
+                        answers.push(answer);
+                    }
                 }
                 Command::MarkSending(id, reply) => {
                     let done = tx
@@ -428,6 +504,25 @@ fn execute_group(conn: &mut Connection, last_seq: &mut i64, group: &mut Vec<Comm
 
 /// A reply waiting for the group's commit; it is told whether the commit failed.
 type DeferredAnswer = Box<dyn FnOnce(Option<&StoreError>)>;
+
+/// Runs `work` under a savepoint of the group transaction: its writes are kept if it succeeds
+/// and undone if it fails, leaving the other commands of the group untouched.
+fn in_savepoint<T>(
+    tx: &rusqlite::Transaction<'_>,
+    work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    tx.execute_batch("SAVEPOINT work")?;
+    match work(tx) {
+        Ok(value) => {
+            tx.execute_batch("RELEASE work")?;
+            Ok(value)
+        }
+        Err(error) => {
+            tx.execute_batch("ROLLBACK TO work; RELEASE work")?;
+            Err(error)
+        }
+    }
+}
 
 /// An answer held back until the commit: if the commit fails, every caller learns it.
 fn deferred<T: 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> DeferredAnswer {

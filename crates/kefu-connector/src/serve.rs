@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::api::{self, ApiState};
 use crate::config::{Config, LogFormat};
 use crate::delivery::Dispatcher;
+use crate::inbound::Inbound;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 
@@ -40,6 +41,9 @@ pub enum ServeError {
     /// The outbox could not be opened.
     #[error("cannot open the outbox: {0}")]
     Outbox(#[from] crate::outbox::StoreError),
+    /// The inbound side (callbacks, events, sessions, webhook) could not start.
+    #[error("cannot start the inbound side: {0}")]
+    Inbound(#[from] crate::inbound::InboundError),
     /// The platform client could not be built.
     #[error("cannot build the platform client: {0}")]
     Client(#[from] kefu_client::Error),
@@ -81,36 +85,47 @@ impl Relay {
             Arc::clone(&metrics),
             pending,
         );
+        let inbound = Inbound::start(outbox.clone(), config, Arc::clone(&metrics)).await?;
         let state = ApiState {
             outbox,
             dispatcher: dispatcher.clone(),
             metrics,
             api_key,
             dialogue: dialogue.clone(),
+            inbound: inbound.clone(),
         };
         let app = api::router(state, config.max_body_bytes);
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServeError::Bind {
+        let listener = match TcpListener::bind(config.listen).await {
+            Ok(listener) => listener,
+            Err(source) => {
+                inbound.shutdown(Duration::ZERO).await;
+                return Err(ServeError::Bind {
                     addr: config.listen,
                     source,
-                })?;
+                });
+            }
+        };
         let addr = listener.local_addr().map_err(|source| ServeError::Bind {
             addr: config.listen,
             source,
         })?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            let stopping = inbound.clone();
             let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
+                .with_graceful_shutdown(async move {
                     let _ = stopped.await;
+                    // Long polls answer now rather than hold the graceful stop up.
+                    stopping.begin_shutdown();
                 })
                 .await;
             if let Err(error) = served {
                 tracing::error!("the desk API stopped: {error}");
             }
-            dispatcher.shutdown(SHUTDOWN_GRACE).await;
+            tokio::join!(
+                dispatcher.shutdown(SHUTDOWN_GRACE),
+                inbound.shutdown(SHUTDOWN_GRACE)
+            );
         });
         tracing::info!(%addr, "desk API listening");
         Ok(Relay { addr, stop, task })

@@ -1,0 +1,219 @@
+//! The Dialogue platform's handoff callback (protocols.md §4.7): `POST {"encrypted": …}` to
+//! `/v1/callbacks/dialogue/{secret}`.
+//!
+//! The platform cannot sign its callbacks, so the URL's secret segment is the credential, and
+//! anyone who learns the URL can submit ciphertexts. Every refusal therefore gets the same answer
+//! (§3.5: no padding oracle); the precise reason goes to the log and to a metric label only.
+
+use kefu_payload::HandoffCallback;
+use kefu_payload::envelope::DialogueCallback;
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+use wxbizmsgcrypt::{ErrorCode, MsgCrypt};
+
+use super::message::xml_to_json;
+use crate::config::{ReceiveIdPolicy, Secret};
+
+/// Why a callback was refused. The `Display` text is for the log: it names the failed step and
+/// never holds a secret or the message content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// `callbacks.dialogue_secret` is not set.
+    #[error("callbacks.dialogue_secret is not set, so every Dialogue callback is refused")]
+    NotConfigured,
+    /// The URL's secret segment is wrong.
+    #[error("wrong secret in the callback URL")]
+    Secret,
+    /// The body is not `{"encrypted": "…"}`.
+    #[error("the body is not {{\"encrypted\": \"…\"}}: {0}")]
+    Body(String),
+    /// Decryption failed (base64, AES padding, framing, receive-id).
+    #[error("decryption failed: {0}")]
+    Decrypt(wxbizmsgcrypt::Error),
+    /// The plaintext is not UTF-8.
+    #[error("the plaintext is not UTF-8")]
+    Utf8,
+    /// The plaintext is not a handoff callback.
+    #[error("the plaintext is not a handoff callback: {0}")]
+    Xml(kefu_payload::Error),
+}
+
+impl Rejection {
+    /// The metric label of the failed step.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::NotConfigured => "not_configured",
+            Rejection::Secret => "secret",
+            Rejection::Body(_) => "body",
+            Rejection::Decrypt(error) => match error.error_code() {
+                ErrorCode::DecodeBase64 => "base64",
+                ErrorCode::DecryptAes => "aes",
+                ErrorCode::IllegalBuffer => "buffer",
+                ErrorCode::ValidateReceiveId => "receive_id",
+                _ => "decrypt",
+            },
+            Rejection::Utf8 => "utf8",
+            Rejection::Xml(_) => "xml",
+        }
+    }
+}
+
+/// A callback that passed every check.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// The parsed callback.
+    pub callback: HandoffCallback,
+    /// Every element as received (see [`xml_to_json`]).
+    pub raw: Map<String, Value>,
+    /// The redelivery key: bot APPID, userid, createtime and the SHA-256 of the plaintext.
+    pub dedup_key: String,
+    /// The receive-id found, when it differs from the bot APPID (only with
+    /// `callbacks.dialogue_receive_id = "log"`).
+    pub other_receive_id: Option<String>,
+}
+
+/// Checks and reads Dialogue callbacks.
+pub struct DialogueReceiver {
+    secret: Option<Secret>,
+    crypt: MsgCrypt,
+    policy: ReceiveIdPolicy,
+    bot_appid: String,
+}
+
+impl DialogueReceiver {
+    /// A receiver for the bot's key and APPID.
+    pub fn new(
+        secret: Option<Secret>,
+        crypt: MsgCrypt,
+        policy: ReceiveIdPolicy,
+        bot_appid: String,
+    ) -> DialogueReceiver {
+        DialogueReceiver {
+            secret,
+            crypt,
+            policy,
+            bot_appid,
+        }
+    }
+
+    /// Checks the URL's `secret` in constant time, then reads, decrypts and parses `body`.
+    pub fn receive(&self, secret: &str, body: &[u8]) -> Result<Accepted, Rejection> {
+        let Some(expected) = &self.secret else {
+            return Err(Rejection::NotConfigured);
+        };
+        if !bool::from(secret.as_bytes().ct_eq(expected.expose().as_bytes())) {
+            return Err(Rejection::Secret);
+        }
+        let text = std::str::from_utf8(body)
+            .map_err(|_| Rejection::Body("the body is not UTF-8".into()))?;
+        let envelope = DialogueCallback::parse(text).map_err(|e| Rejection::Body(e.to_string()))?;
+        let plaintext = match self.policy {
+            ReceiveIdPolicy::Strict => self.crypt.decrypt(&envelope.encrypted),
+            ReceiveIdPolicy::Log => self.crypt.decrypt_any_receive_id(&envelope.encrypted),
+        }
+        .map_err(Rejection::Decrypt)?;
+        let other_receive_id = (plaintext.receive_id() != self.bot_appid.as_bytes())
+            .then(|| String::from_utf8_lossy(plaintext.receive_id()).into_owned());
+        let message = plaintext.message();
+        let xml = std::str::from_utf8(message).map_err(|_| Rejection::Utf8)?;
+        let callback = HandoffCallback::parse(xml).map_err(Rejection::Xml)?;
+        let raw = xml_to_json(xml).unwrap_or_default();
+        let digest = hex::encode(Sha256::digest(message));
+        let dedup_key = format!(
+            "dialogue:{}:{}:{}:{digest}",
+            self.bot_appid,
+            callback.userid,
+            callback.createtime.unwrap_or_default()
+        );
+        Ok(Accepted {
+            callback,
+            raw,
+            dedup_key,
+            other_receive_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kefu_payload::KefuState;
+
+    const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+    const SECRET: &str = "0123456789abcdef-callback";
+
+    fn receiver(policy: ReceiveIdPolicy) -> DialogueReceiver {
+        DialogueReceiver::new(
+            Some(Secret::new(SECRET)),
+            MsgCrypt::new("t", KEY, "BOT").unwrap(),
+            policy,
+            "BOT".into(),
+        )
+    }
+
+    fn body(receive_id: &str, xml: &str) -> Vec<u8> {
+        let crypt = MsgCrypt::new("t", KEY, receive_id).unwrap();
+        DialogueCallback {
+            encrypted: crypt.encrypt(xml.as_bytes()).unwrap(),
+        }
+        .to_json()
+        .into_bytes()
+    }
+
+    const XML: &str = "<xml><userid>oU</userid><appid>wx1</appid><content><msg>hi</msg></content><kfstate>3</kfstate><createtime>1700000000</createtime><extra>kept</extra></xml>";
+
+    #[test]
+    fn accepts_and_keys_on_the_plaintext() {
+        let strict = receiver(ReceiveIdPolicy::Strict);
+        let first = strict.receive(SECRET, &body("BOT", XML)).unwrap();
+        assert_eq!(first.callback.kfstate, Some(KefuState::NeedPerson));
+        assert_eq!(first.raw["extra"], "kept");
+        assert_eq!(first.other_receive_id, None);
+        // A redelivery is encrypted with a new random prefix, but keys the same.
+        let again = strict.receive(SECRET, &body("BOT", XML)).unwrap();
+        assert_eq!(first.dedup_key, again.dedup_key);
+        assert!(first.dedup_key.starts_with("dialogue:BOT:oU:1700000000:"));
+    }
+
+    #[test]
+    fn refusals_name_the_step() {
+        let strict = receiver(ReceiveIdPolicy::Strict);
+        let good = body("BOT", XML);
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("wrong-secret-0123456", good.clone(), "secret"),
+            (SECRET, b"not json".to_vec(), "body"),
+            (SECRET, br#"{"encrypted":"@@@@"}"#.to_vec(), "base64"),
+            (
+                SECRET,
+                br#"{"encrypted":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}"#.to_vec(),
+                "aes",
+            ),
+            (SECRET, body("OTHER", XML), "receive_id"),
+            (SECRET, body("BOT", "<xml><appid>a</appid></xml>"), "xml"),
+            (SECRET, body("BOT", "<notxml/>"), "xml"),
+        ];
+        for (secret, body, reason) in cases {
+            let rejection = strict.receive(secret, &body).unwrap_err();
+            assert_eq!(rejection.reason(), reason, "{rejection}");
+            assert!(!rejection.to_string().contains(SECRET));
+        }
+        let unset = DialogueReceiver {
+            secret: None,
+            ..receiver(ReceiveIdPolicy::Strict)
+        };
+        assert_eq!(
+            unset.receive("", &good).unwrap_err(),
+            Rejection::NotConfigured
+        );
+    }
+
+    #[test]
+    fn log_mode_accepts_another_receive_id_and_reports_it() {
+        let log = receiver(ReceiveIdPolicy::Log);
+        let accepted = log.receive(SECRET, &body("wx-other", XML)).unwrap();
+        assert_eq!(accepted.other_receive_id.as_deref(), Some("wx-other"));
+        let accepted = log.receive(SECRET, &body("BOT", XML)).unwrap();
+        assert_eq!(accepted.other_receive_id, None);
+    }
+}

@@ -1,0 +1,393 @@
+//! The inbound routes (see the [module docs](super)).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kefu_payload::KefuState;
+use serde_json::json;
+
+use super::query::Query;
+use super::store::{self, Admission, NewDialogue, NewWechat};
+use super::{Inbound, millis, now_ms};
+use crate::api::ApiState;
+
+/// How long a callback may wait for the store before it is answered 503: well within the
+/// platforms' 5 s deadline, so that they retry rather than time out.
+const STORE_DEADLINE: Duration = Duration::from_secs(3);
+
+/// The one answer to every refused Dialogue callback (protocols.md §3.5).
+const DIALOGUE_REFUSED: &str = r#"{"errcode":400,"errmsg":"invalid callback"}"#;
+const DIALOGUE_OK: &str = r#"{"errcode":0,"errmsg":"ok"}"#;
+
+/// `GET /v1/events`, `GET /v1/sessions`, `GET /v1/sessions/{openid}`: for the authenticated
+/// router.
+pub fn desk_routes() -> Router<Arc<ApiState>> {
+    Router::new()
+        .route("/v1/events", get(events))
+        .route("/v1/sessions", get(list_sessions))
+        .route("/v1/sessions/{openid}", get(get_session))
+}
+
+/// The callback routes, which WeChat calls without the bearer key.
+pub fn callback_routes() -> Router<Arc<ApiState>> {
+    Router::new()
+        .route("/v1/callbacks/dialogue/{secret}", post(dialogue_callback))
+        .route(
+            "/v1/callbacks/wechat/{name}",
+            get(wechat_verify).post(wechat_callback),
+        )
+}
+
+fn json_answer(status: StatusCode, body: &'static str) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn text_answer(status: StatusCode, body: impl Into<Bytes>) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain")], body.into()).into_response()
+}
+
+/// A desk API error, in the shape of [`crate::api::ApiError`]'s answers.
+fn desk_error(status: StatusCode, message: impl Into<String>, field: Option<&str>) -> Response {
+    let mut error = json!({ "message": message.into() });
+    if let Some(field) = field {
+        error["field"] = json!(field);
+    }
+    (status, axum::Json(json!({ "error": error }))).into_response()
+}
+
+fn store_unavailable(error: impl std::fmt::Display) -> Response {
+    tracing::error!("inbound request failed on the store: {error}");
+    desk_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the store is unavailable, try again",
+        None,
+    )
+}
+
+/// Stores through `admit` within [`STORE_DEADLINE`].
+async fn admit(inbound: &Inbound, admit: store::TxAdmit) -> Result<Admission, String> {
+    match tokio::time::timeout(STORE_DEADLINE, inbound.inner.store.run(admit)).await {
+        Ok(Ok(admission)) => Ok(admission),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!(
+            "the store did not commit within {} ms",
+            STORE_DEADLINE.as_millis()
+        )),
+    }
+}
+
+async fn dialogue_callback(
+    State(state): State<Arc<ApiState>>,
+    Path(secret): Path<String>,
+    body: Bytes,
+) -> Response {
+    let inbound = &state.inbound;
+    let metrics = &inbound.inner.metrics;
+    let accepted = match inbound.inner.dialogue.receive(&secret, &body) {
+        Ok(accepted) => accepted,
+        Err(rejection) => {
+            metrics.callback("dialogue", "rejected", rejection.reason());
+            tracing::warn!(
+                reason = rejection.reason(),
+                body_bytes = body.len(),
+                "Dialogue callback refused: {rejection}"
+            );
+            return json_answer(StatusCode::BAD_REQUEST, DIALOGUE_REFUSED);
+        }
+    };
+    let bot_appid_matches = accepted.other_receive_id.is_none();
+    if let Some(found) = &accepted.other_receive_id {
+        tracing::debug!(
+            receive_id = found.as_str(),
+            "Dialogue callback with a receive-id other than dialogue.bot_appid, accepted (callbacks.dialogue_receive_id = log)"
+        );
+    }
+    metrics.dialogue_receive_id(
+        accepted.other_receive_id.as_deref().unwrap_or("bot_appid"),
+        bot_appid_matches,
+    );
+    let new = NewDialogue {
+        callback: accepted.callback,
+        raw: accepted.raw,
+        dedup_key: accepted.dedup_key,
+        dedup_expires_ms: now_ms().saturating_add(millis(inbound.inner.dedup_retention)),
+        webhook: inbound.inner.webhook.is_some(),
+    };
+    let openid_len = new.callback.userid.len();
+    match admit(
+        inbound,
+        Box::new(move |tx, now| store::admit_dialogue(tx, now, new)),
+    )
+    .await
+    {
+        Ok(Admission::Stored(event)) => {
+            metrics.callback("dialogue", "stored", "none");
+            tracing::debug!(event = event.id, "Dialogue callback stored");
+            inbound.publish(event);
+            json_answer(StatusCode::OK, DIALOGUE_OK)
+        }
+        Ok(Admission::Duplicate | Admission::Replayed) => {
+            metrics.callback("dialogue", "duplicate", "none");
+            tracing::debug!(
+                openid_bytes = openid_len,
+                "Dialogue callback redelivered, dropped"
+            );
+            json_answer(StatusCode::OK, DIALOGUE_OK)
+        }
+        Err(error) => {
+            metrics.callback("dialogue", "unavailable", "store");
+            tracing::error!("Dialogue callback not stored: {error}");
+            json_answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"errcode":-1,"errmsg":"busy, retry"}"#,
+            )
+        }
+    }
+}
+
+async fn wechat_verify(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let inbound = &state.inbound;
+    let query = Query::parse(query.as_deref().unwrap_or_default());
+    let verified = inbound
+        .inner
+        .accounts
+        .get(&name)
+        .and_then(|account| account.verify_url(&query));
+    match verified {
+        Ok(echo) => {
+            inbound.inner.metrics.callback("wechat", "verified", "none");
+            tracing::info!(account = name.as_str(), "WeChat URL verification passed");
+            text_answer(StatusCode::OK, echo)
+        }
+        Err(rejection) => {
+            inbound
+                .inner
+                .metrics
+                .callback("wechat", "rejected", rejection.reason());
+            tracing::warn!(
+                account = name.as_str(),
+                reason = rejection.reason(),
+                "WeChat URL verification refused: {rejection}"
+            );
+            text_answer(
+                StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST),
+                rejection.answer(),
+            )
+        }
+    }
+}
+
+async fn wechat_callback(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let inbound = &state.inbound;
+    let metrics = &inbound.inner.metrics;
+    let query = Query::parse(query.as_deref().unwrap_or_default());
+    let window = inbound.inner.replay_window;
+    let now = now_ms();
+    let received = inbound
+        .inner
+        .accounts
+        .get(&name)
+        .and_then(|account| account.receive(&query, &body, now / 1000, window.as_secs()));
+    let refuse = |rejection: super::wechat::WechatRejection| {
+        metrics.callback("wechat", "rejected", rejection.reason());
+        tracing::warn!(
+            account = name.as_str(),
+            reason = rejection.reason(),
+            "WeChat callback refused: {rejection}"
+        );
+        text_answer(
+            StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            rejection.answer(),
+        )
+    };
+    let received = match received {
+        Ok(received) => received,
+        Err(rejection) => return refuse(rejection),
+    };
+    let replay_expires_ms = received
+        .timestamp
+        .max(now / 1000)
+        .saturating_mul(1000)
+        .saturating_add(millis(window));
+    let new = NewWechat {
+        account: name.clone(),
+        message: received.message,
+        replay_key: received.replay_key,
+        replay_expires_ms,
+        dedup_key: received.dedup_key,
+        dedup_expires_ms: now.saturating_add(millis(inbound.inner.dedup_retention)),
+        webhook: inbound.inner.webhook.is_some(),
+    };
+    match admit(
+        inbound,
+        Box::new(move |tx, now| store::admit_wechat(tx, now, new)),
+    )
+    .await
+    {
+        Ok(Admission::Stored(event)) => {
+            metrics.callback("wechat", "stored", "none");
+            tracing::debug!(
+                account = name.as_str(),
+                event = event.id,
+                "WeChat callback stored"
+            );
+            inbound.publish(event);
+            text_answer(StatusCode::OK, "success")
+        }
+        Ok(Admission::Duplicate) => {
+            metrics.callback("wechat", "duplicate", "none");
+            tracing::debug!(
+                account = name.as_str(),
+                "WeChat callback redelivered, dropped"
+            );
+            text_answer(StatusCode::OK, "success")
+        }
+        Ok(Admission::Replayed) => refuse(super::wechat::WechatRejection::Replayed),
+        Err(error) => {
+            metrics.callback("wechat", "unavailable", "store");
+            tracing::error!(
+                account = name.as_str(),
+                "WeChat callback not stored: {error}"
+            );
+            text_answer(StatusCode::SERVICE_UNAVAILABLE, "busy, retry")
+        }
+    }
+}
+
+/// Reads an optional whole number from the query; the error names the parameter.
+fn number<T: std::str::FromStr>(query: &Query, name: &str) -> Result<Option<T>, String> {
+    match query.get(name) {
+        None | Some("") => Ok(None),
+        Some(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name} must be a whole number, got {text:?}")),
+    }
+}
+
+fn bad_parameter(name: &str, message: String) -> Response {
+    desk_error(StatusCode::BAD_REQUEST, message, Some(name))
+}
+
+async fn events(State(state): State<Arc<ApiState>>, RawQuery(query): RawQuery) -> Response {
+    let inbound = &state.inbound;
+    let query = Query::parse(query.as_deref().unwrap_or_default());
+    let after: i64 = match number(&query, "after") {
+        Ok(after) => after.unwrap_or(0),
+        Err(message) => return bad_parameter("after", message),
+    };
+    let wait = match number::<u64>(&query, "wait") {
+        Ok(wait) => Duration::from_secs(wait.unwrap_or(0)).min(inbound.inner.max_wait),
+        Err(message) => return bad_parameter("wait", message),
+    };
+    let limit = match number::<u32>(&query, "limit") {
+        Ok(limit) => limit.unwrap_or(100).clamp(1, 1000),
+        Err(message) => return bad_parameter("limit", message),
+    };
+    let deadline = Instant::now() + wait;
+    let mut latest = inbound.inner.latest.subscribe();
+    let mut stopping = inbound.inner.stopping.subscribe();
+    loop {
+        let page = match inbound
+            .inner
+            .store
+            .run(Box::new(move |tx, _| store::events_after(tx, after, limit)))
+            .await
+        {
+            Ok(page) => page,
+            Err(error) => return store_unavailable(error),
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if !page.is_empty() || remaining.is_zero() || *stopping.borrow() {
+            let next = page.last().map_or(after, |(id, _)| *id);
+            let mut body = String::from("{\"events\":[");
+            for (index, (_, event)) in page.iter().enumerate() {
+                if index > 0 {
+                    body.push(',');
+                }
+                body.push_str(event);
+            }
+            body.push_str(&format!("],\"next\":{next}}}"));
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response();
+        }
+        tokio::select! {
+            _ = latest.wait_for(|id| *id > after) => {}
+            () = tokio::time::sleep(remaining) => {}
+            _ = stopping.wait_for(|stop| *stop) => {}
+        }
+    }
+}
+
+async fn get_session(State(state): State<Arc<ApiState>>, Path(openid): Path<String>) -> Response {
+    let lookup = openid.clone();
+    match state
+        .inbound
+        .inner
+        .store
+        .run(Box::new(move |tx, _| store::load_session(tx, &lookup)))
+        .await
+    {
+        Ok(Some(session)) => axum::Json(session).into_response(),
+        Ok(None) => desk_error(
+            StatusCode::NOT_FOUND,
+            "no callback or session call has named this user yet",
+            None,
+        ),
+        Err(error) => store_unavailable(error),
+    }
+}
+
+async fn list_sessions(State(state): State<Arc<ApiState>>, RawQuery(query): RawQuery) -> Response {
+    let query = Query::parse(query.as_deref().unwrap_or_default());
+    let wanted = match query.get("state") {
+        None | Some("") => None,
+        Some(text) => match text.parse::<KefuState>() {
+            Ok(state) => Some(state),
+            Err(_) => {
+                return desk_error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "state must be asking, needperson, personserving or complete, got {text:?}"
+                    ),
+                    Some("state"),
+                );
+            }
+        },
+    };
+    let limit = match number::<u32>(&query, "limit") {
+        Ok(limit) => limit.unwrap_or(100).clamp(1, 1000),
+        Err(message) => return bad_parameter("limit", message),
+    };
+    match state
+        .inbound
+        .inner
+        .store
+        .run(Box::new(move |tx, _| {
+            store::list_sessions(tx, wanted, limit)
+        }))
+        .await
+    {
+        Ok(sessions) => axum::Json(json!({ "sessions": sessions })).into_response(),
+        Err(error) => store_unavailable(error),
+    }
+}

@@ -1,0 +1,266 @@
+//! The inbound side of the relay: WeChat's callbacks are received, stored durably, delivered
+//! to the desk (pushed to a webhook, or pulled with a long poll), and each user's conversation
+//! state is tracked.
+//!
+//! # Routes
+//!
+//! | Route | Authentication | Answer |
+//! |---|---|---|
+//! | `POST /v1/callbacks/dialogue/{secret}` | the secret path segment (`callbacks.dialogue_secret`) | `200 {"errcode":0,"errmsg":"ok"}` once stored (or recognised as a redelivery); any refusal `400 {"errcode":400,"errmsg":"invalid callback"}`, always the same |
+//! | `GET /v1/callbacks/wechat/{name}` | `signature` (OA/MP) or `msg_signature` (WeCom) | URL verification: `echostr` (OA/MP) or its decrypted text (WeCom), exactly, as `text/plain` |
+//! | `POST /v1/callbacks/wechat/{name}` | `signature` (plaintext mode) or `msg_signature` (safe and compatible modes, WeCom) | `200 success` once stored (or recognised as a redelivery); 400, 403 or 404 with a short reason |
+//! | `GET /v1/events?after=<id>&wait=<s>&limit=<n>` | bearer | `{"events": [...], "next": <id>}`: events with an id above `after`, oldest first; waits up to `wait` seconds (capped by `events.max_wait_secs`) for one if there is none |
+//! | `GET /v1/sessions/{openid}` | bearer | the user's [`Session`](session::Session), or 404 |
+//! | `GET /v1/sessions?state=needperson&limit=<n>` | bearer | `{"sessions": [...]}`, longest in their state first |
+//!
+//! A callback is acknowledged only once it is durably stored (§9.3), in the outbox's database
+//! and sharing its group commits; delivery to the desk happens afterwards and never holds up the
+//! answer. A redelivery is recognised by its key (Dialogue: bot APPID, userid, createtime and the
+//! SHA-256 of the decrypted plaintext; WeChat: `MsgId`, or `FromUserName`, `CreateTime` and
+//! `Event`), acknowledged and dropped; keys are kept for `callbacks.dedup_retention_secs`.
+//!
+//! # The event
+//!
+//! One JSON schema for both sources. Every key is always present; `null` when it does not apply.
+//!
+//! | Key | Type | Meaning |
+//! |---|---|---|
+//! | `id` | integer | The event id: increasing, never reused. The cursor of `GET /v1/events`, and the `X-Kefu-Event-Id` of the webhook: deduplicate on it, since delivery is at least once. |
+//! | `source` | string | `dialogue` (the handoff callback) or `wechat` (a standard callback) |
+//! | `account` | string | The `[wechat.<name>]` account; `null` for `dialogue` |
+//! | `kind` | string | `message`, `user_enter`, `user_quit`, `agent_enter`, `agent_quit`, `handoff_requested` (the user asked for a person: the conversation entered `needperson`), `rating`, or `other` |
+//! | `openid` | string | The user: `userid` (Dialogue) or `FromUserName` (WeChat). Events of one user are delivered in `id` order. |
+//! | `appid` | string | Dialogue `appid`; WeChat `ToUserName` |
+//! | `channel` | integer | Dialogue `channel`: echo it when answering |
+//! | `from` | integer | Dialogue `from`: 0 the user, 1 a bot answer, 2 an agent inside the platform (only 0 is confirmed) |
+//! | `content` | string | Dialogue `content/msg` (text or rich JSON as a string); WeChat `Content` |
+//! | `msgtype` | string | Dialogue `content/msgtype`; WeChat `MsgType` |
+//! | `event` | string | Dialogue `event` (`userEnter`, `customerStuffEnter`, …); WeChat `Event` |
+//! | `kfstate` | string | Dialogue `kfstate`: `asking`, `personserving`, `complete` or `needperson` |
+//! | `assessment` | integer | Dialogue rating, 1 (very dissatisfied) to 5 (very satisfied) |
+//! | `agent` | object | `{"name", "avatar", "openid"}`: Dialogue `customerInfo`, WeChat `KfAccount` (as `name`) |
+//! | `msg_id` | string | WeChat `MsgId` |
+//! | `created_at` | integer | `createtime` / `CreateTime`, Unix seconds |
+//! | `received_at_ms` | integer | When the connector stored it, Unix milliseconds |
+//! | `raw` | object | Every field of the decrypted plaintext as received: XML elements as strings (nested elements as objects, repeated ones as arrays), or the JSON object |
+//!
+//! The webhook's request and its signature are described in [`webhook`].
+
+pub mod dialogue;
+pub mod event;
+pub mod http;
+pub mod message;
+pub mod query;
+pub mod session;
+pub mod store;
+pub mod webhook;
+pub mod wechat;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use wxbizmsgcrypt::MsgCrypt;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::outbox::{Outbox, StoreError};
+use dialogue::DialogueReceiver;
+use session::DeskAction;
+use store::PendingEvent;
+use webhook::WebhookDispatcher;
+use wechat::Accounts;
+
+/// How often expired dedup and replay keys and old events are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// Why the inbound side could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InboundError {
+    /// The store could not create or read the inbound tables.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// A key is unusable (validated at configuration time, so this is not expected).
+    #[error("invalid key: {0}")]
+    Key(#[from] wxbizmsgcrypt::Error),
+    /// The webhook client could not be built.
+    #[error("{0}")]
+    Webhook(#[from] webhook::WebhookError),
+}
+
+/// The inbound side: callback receivers, the event feed and the webhook. Clones share it.
+#[derive(Clone)]
+pub struct Inbound {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Outbox,
+    metrics: Arc<Metrics>,
+    dialogue: DialogueReceiver,
+    accounts: Accounts,
+    replay_window: Duration,
+    dedup_retention: Duration,
+    max_wait: Duration,
+    /// The highest stored event id, for long polls.
+    latest: watch::Sender<i64>,
+    /// Set when the service stops, so that long polls return at once.
+    stopping: watch::Sender<bool>,
+    webhook: Option<WebhookDispatcher>,
+    purger: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Inbound {
+    /// Creates the inbound tables in `store`, resumes the webhook deliveries left by the last
+    /// run, and starts the periodic purge.
+    pub async fn start(
+        store: Outbox,
+        config: &Config,
+        metrics: Arc<Metrics>,
+    ) -> Result<Inbound, InboundError> {
+        let (pending, latest) = store.run(Box::new(|tx, _| store::init(tx))).await?;
+        let dialogue = &config.dialogue;
+        let crypt = MsgCrypt::new(
+            dialogue.token.expose(),
+            dialogue.aes_key.expose(),
+            dialogue.bot_appid.as_str(),
+        )?;
+        let webhook = match &config.webhook {
+            Some(webhook) => {
+                if !pending.is_empty() {
+                    tracing::info!(events = pending.len(), "resuming webhook deliveries");
+                }
+                Some(WebhookDispatcher::start(
+                    store.clone(),
+                    webhook.clone(),
+                    Arc::clone(&metrics),
+                    pending,
+                )?)
+            }
+            None => {
+                if !pending.is_empty() {
+                    tracing::warn!(
+                        events = pending.len(),
+                        "events wait for a webhook, but webhook.url is not set; they stay available from GET /v1/events"
+                    );
+                }
+                None
+            }
+        };
+        if config.callbacks.dialogue_secret.is_none() {
+            tracing::info!(
+                "callbacks.dialogue_secret is not set: the Dialogue callback route refuses every call"
+            );
+        }
+        let inbound = Inbound {
+            inner: Arc::new(Inner {
+                store: store.clone(),
+                metrics,
+                dialogue: DialogueReceiver::new(
+                    config.callbacks.dialogue_secret.clone(),
+                    crypt,
+                    config.callbacks.dialogue_receive_id,
+                    dialogue.bot_appid.clone(),
+                ),
+                accounts: Accounts::new(&config.wechat)?,
+                replay_window: config.callbacks.replay_window,
+                dedup_retention: config.callbacks.dedup_retention,
+                max_wait: config.events.max_wait,
+                latest: watch::channel(latest).0,
+                stopping: watch::channel(false).0,
+                webhook,
+                purger: Mutex::new(None),
+            }),
+        };
+        let retention = millis(config.events.retention);
+        let purger = tokio::spawn(async move {
+            let mut every = tokio::time::interval(PURGE_EVERY);
+            loop {
+                every.tick().await;
+                let purged = store
+                    .run(Box::new(move |tx, now| {
+                        store::purge(tx, now, now.saturating_sub(retention))
+                    }))
+                    .await;
+                match purged {
+                    Ok(purged) if purged != store::Purged::default() => {
+                        tracing::debug!(?purged, "purged expired inbound keys and events");
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::error!("cannot purge inbound keys: {error}"),
+                }
+            }
+        });
+        if let Ok(mut slot) = inbound.inner.purger.lock() {
+            *slot = Some(purger);
+        }
+        Ok(inbound)
+    }
+
+    /// Makes long polls return now; called as soon as the service starts stopping.
+    pub fn begin_shutdown(&self) {
+        let _ = self.inner.stopping.send(true);
+    }
+
+    /// Stops the purge and waits up to `grace` for webhook calls in flight. Unacknowledged
+    /// events stay stored for the next start.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.begin_shutdown();
+        if let Ok(mut slot) = self.inner.purger.lock() {
+            if let Some(purger) = slot.take() {
+                purger.abort();
+            }
+        }
+        if let Some(webhook) = &self.inner.webhook {
+            webhook.shutdown(grace).await;
+        }
+    }
+
+    /// Announces a newly stored event to long polls and the webhook.
+    fn publish(&self, event: PendingEvent) {
+        self.inner.latest.send_if_modified(|latest| {
+            let newer = event.id > *latest;
+            if newer {
+                *latest = event.id;
+            }
+            newer
+        });
+        if let Some(webhook) = &self.inner.webhook {
+            webhook.enqueue(event);
+        }
+    }
+
+    /// The store work that records a desk call (`enter`, `switch`, `quit`) on the user's
+    /// session, to run in the same transaction as the calls' jobs.
+    pub fn desk_call(
+        openid: String,
+        action: DeskAction,
+        agent: Option<String>,
+        channel: u8,
+        appid: Option<String>,
+    ) -> crate::outbox::TxWork<()> {
+        Box::new(move |tx, now| {
+            store::desk_action(
+                tx,
+                now,
+                &openid,
+                action,
+                agent.as_deref(),
+                Some(channel),
+                appid.as_deref(),
+            )
+        })
+    }
+}

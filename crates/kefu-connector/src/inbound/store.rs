@@ -1,0 +1,707 @@
+//! The inbound tables, kept in the outbox's SQLite database and written by its store thread
+//! (see [`Outbox::run`](crate::outbox::Outbox::run)), so that they share its group commits.
+//!
+//! | Table | Rows |
+//! |---|---|
+//! | `inbound_events` | every accepted callback as its event JSON (`body`), with the webhook delivery state (`pending`, `delivered`, `failed`, or `none` when no webhook is configured), attempts and next attempt time; `id` (AUTOINCREMENT, never reused) is the event id and the cursor of `GET /v1/events` |
+//! | `inbound_dedup` | redelivery keys with their expiry |
+//! | `inbound_replay` | (account, timestamp, nonce, signature) of accepted WeChat callbacks, with their expiry |
+//! | `sessions` | each user's conversation state (see [`super::session`]) |
+
+use kefu_payload::{HandoffCallback, KefuState};
+use rusqlite::{OptionalExtension as _, Transaction, params};
+use serde_json::{Map, Value};
+
+use super::event::{self, EventKind};
+use super::message::StandardMessage;
+use super::session::{ChangedBy, DeskAction, Session};
+use crate::outbox::StoreError;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS inbound_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL,
+    account TEXT,
+    openid TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    webhook_state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before_ms INTEGER NOT NULL,
+    last_error TEXT,
+    updated_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inbound_events_pending ON inbound_events (id)
+    WHERE webhook_state = 'pending';
+CREATE INDEX IF NOT EXISTS inbound_events_received ON inbound_events (received_at_ms);
+CREATE TABLE IF NOT EXISTS inbound_dedup (
+    key TEXT PRIMARY KEY,
+    event_id INTEGER,
+    expires_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS inbound_dedup_expiry ON inbound_dedup (expires_at_ms);
+CREATE TABLE IF NOT EXISTS inbound_replay (
+    key TEXT PRIMARY KEY,
+    expires_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS inbound_replay_expiry ON inbound_replay (expires_at_ms);
+CREATE TABLE IF NOT EXISTS sessions (
+    openid TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    agent TEXT,
+    channel INTEGER,
+    appid TEXT,
+    changed_by TEXT NOT NULL,
+    state_since_ms INTEGER NOT NULL,
+    requested_at_ms INTEGER,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    last_event_id INTEGER,
+    desk_pending_until_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS sessions_by_state ON sessions (state, state_since_ms);
+";
+
+/// Store work that admits a callback.
+pub type TxAdmit = crate::outbox::TxWork<Admission>;
+
+/// An event still to be pushed to the webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEvent {
+    /// The event id.
+    pub id: i64,
+    /// The user; a user's events are pushed in id order.
+    pub openid: String,
+    /// The event JSON, exactly as it is sent.
+    pub body: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt may start, in Unix milliseconds.
+    pub not_before_ms: i64,
+}
+
+/// What became of a callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Stored as a new event.
+    Stored(PendingEvent),
+    /// A redelivery of a stored callback: dropped.
+    Duplicate,
+    /// The (timestamp, nonce, signature) was already used: refused.
+    Replayed,
+}
+
+/// A Dialogue callback to admit.
+#[derive(Debug, Clone)]
+pub struct NewDialogue {
+    /// The parsed callback.
+    pub callback: HandoffCallback,
+    /// Its fields as received.
+    pub raw: Map<String, Value>,
+    /// Its redelivery key.
+    pub dedup_key: String,
+    /// When the key expires, in Unix milliseconds.
+    pub dedup_expires_ms: i64,
+    /// Whether a webhook will push it.
+    pub webhook: bool,
+}
+
+/// A WeChat callback to admit.
+#[derive(Debug, Clone)]
+pub struct NewWechat {
+    /// The account's name.
+    pub account: String,
+    /// The parsed message.
+    pub message: StandardMessage,
+    /// The replay key: account, timestamp, nonce and signature.
+    pub replay_key: String,
+    /// When the replay key expires, in Unix milliseconds.
+    pub replay_expires_ms: i64,
+    /// Its redelivery key.
+    pub dedup_key: String,
+    /// When the key expires, in Unix milliseconds.
+    pub dedup_expires_ms: i64,
+    /// Whether a webhook will push it.
+    pub webhook: bool,
+}
+
+/// The result of a webhook attempt, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    /// The desk answered 2xx.
+    Delivered,
+    /// To be tried again no earlier than `not_before_ms`.
+    Retry {
+        /// Earliest next attempt, in Unix milliseconds.
+        not_before_ms: i64,
+        /// What went wrong.
+        error: String,
+    },
+    /// Attempts ran out.
+    Failed {
+        /// What went wrong last.
+        error: String,
+    },
+}
+
+/// Creates the tables, and returns the events still to push, in order, and the highest event id.
+pub fn init(tx: &Transaction<'_>) -> Result<(Vec<PendingEvent>, i64), StoreError> {
+    tx.execute_batch(SCHEMA)?;
+    let mut statement = tx.prepare(
+        "SELECT id, openid, body, attempts, not_before_ms FROM inbound_events
+         WHERE webhook_state = 'pending' ORDER BY id",
+    )?;
+    let pending = statement
+        .query_map([], |row| {
+            Ok(PendingEvent {
+                id: row.get(0)?,
+                openid: row.get(1)?,
+                body: row.get(2)?,
+                attempts: row.get(3)?,
+                not_before_ms: row.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((pending, latest_event_id(tx)?))
+}
+
+/// The highest event id ever given (0 before the first), also after purges.
+pub fn latest_event_id(tx: &Transaction<'_>) -> Result<i64, StoreError> {
+    let from_sequence: Option<i64> = tx
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'inbound_events'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(from_sequence.unwrap_or_default())
+}
+
+fn is_duplicate(tx: &Transaction<'_>, key: &str, now: i64) -> Result<bool, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM inbound_dedup WHERE key = ?1 AND expires_at_ms > ?2")?
+        .query_row(params![key, now], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// An event row to insert, with its dedup key.
+struct EventRow<'a> {
+    account: Option<&'a str>,
+    openid: &'a str,
+    kind: EventKind,
+    event: Map<String, Value>,
+    webhook: bool,
+    dedup_key: &'a str,
+    dedup_expires_ms: i64,
+}
+
+fn insert_event(
+    tx: &Transaction<'_>,
+    now: i64,
+    row: EventRow<'_>,
+) -> Result<PendingEvent, StoreError> {
+    let EventRow {
+        account,
+        openid,
+        kind,
+        event,
+        webhook,
+        dedup_key,
+        dedup_expires_ms,
+    } = row;
+    let source = event
+        .get("source")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    tx.prepare_cached(
+        "INSERT INTO inbound_events (source, account, openid, kind, body, received_at_ms,
+                                     webhook_state, not_before_ms, updated_at_ms)
+         VALUES (?1, ?2, ?3, ?4, '', ?5, ?6, ?5, ?5)",
+    )?
+    .execute(params![
+        source,
+        account,
+        openid,
+        kind.as_str(),
+        now,
+        if webhook { "pending" } else { "none" }
+    ])?;
+    let id = tx.last_insert_rowid();
+    let body = event::with_id(id, event);
+    tx.prepare_cached("UPDATE inbound_events SET body = ?2 WHERE id = ?1")?
+        .execute(params![id, body])?;
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO inbound_dedup (key, event_id, expires_at_ms) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![dedup_key, id, dedup_expires_ms])?;
+    Ok(PendingEvent {
+        id,
+        openid: openid.to_owned(),
+        body,
+        attempts: 0,
+        not_before_ms: now,
+    })
+}
+
+/// Admits a Dialogue callback: drops a redelivery, else stores the event and moves the user's
+/// session.
+pub fn admit_dialogue(
+    tx: &Transaction<'_>,
+    now: i64,
+    new: NewDialogue,
+) -> Result<Admission, StoreError> {
+    if is_duplicate(tx, &new.dedup_key, now)? {
+        return Ok(Admission::Duplicate);
+    }
+    let callback = &new.callback;
+    let session = load_session(tx, &callback.userid)?;
+    let kind = event::dialogue_kind(callback, session.as_ref().map(|s| s.state));
+    let body = event::dialogue_event(callback, kind, new.raw, now);
+    let stored = insert_event(
+        tx,
+        now,
+        EventRow {
+            account: None,
+            openid: &callback.userid,
+            kind,
+            event: body,
+            webhook: new.webhook,
+            dedup_key: &new.dedup_key,
+            dedup_expires_ms: new.dedup_expires_ms,
+        },
+    )?;
+    let mut session = session.unwrap_or_else(|| Session::new(&callback.userid, now));
+    session.apply_callback(callback, now);
+    session.last_event_id = Some(stored.id);
+    save_session(tx, &session)?;
+    Ok(Admission::Stored(stored))
+}
+
+/// Admits a WeChat callback: refuses a replay, drops a redelivery, else stores the event.
+pub fn admit_wechat(
+    tx: &Transaction<'_>,
+    now: i64,
+    new: NewWechat,
+) -> Result<Admission, StoreError> {
+    let replayed = tx
+        .prepare_cached("SELECT 1 FROM inbound_replay WHERE key = ?1 AND expires_at_ms > ?2")?
+        .query_row(params![new.replay_key, now], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if replayed {
+        return Ok(Admission::Replayed);
+    }
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO inbound_replay (key, expires_at_ms) VALUES (?1, ?2)",
+    )?
+    .execute(params![new.replay_key, new.replay_expires_ms])?;
+    if is_duplicate(tx, &new.dedup_key, now)? {
+        return Ok(Admission::Duplicate);
+    }
+    let kind = event::wechat_kind(&new.message);
+    let body = event::wechat_event(&new.account, &new.message, kind, now);
+    let stored = insert_event(
+        tx,
+        now,
+        EventRow {
+            account: Some(&new.account),
+            openid: &new.message.from_user_name,
+            kind,
+            event: body,
+            webhook: new.webhook,
+            dedup_key: &new.dedup_key,
+            dedup_expires_ms: new.dedup_expires_ms,
+        },
+    )?;
+    Ok(Admission::Stored(stored))
+}
+
+/// Events with an id above `after`, in order, at most `limit`: (id, body).
+pub fn events_after(
+    tx: &Transaction<'_>,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    let mut statement = tx
+        .prepare_cached("SELECT id, body FROM inbound_events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+    let rows = statement
+        .query_map(params![after, limit], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+const SESSION_COLUMNS: &str = "openid, state, agent, channel, appid, changed_by, state_since_ms,
+    requested_at_ms, created_at_ms, updated_at_ms, last_event_id, desk_pending_until_ms";
+
+fn read_session(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Session, String, String)> {
+    let state: String = row.get(1)?;
+    let changed_by: String = row.get(5)?;
+    Ok((
+        Session {
+            openid: row.get(0)?,
+            state: KefuState::Asking,
+            agent: row.get(2)?,
+            channel: row.get(3)?,
+            appid: row.get(4)?,
+            changed_by: ChangedBy::Callback,
+            state_since_ms: row.get(6)?,
+            requested_at_ms: row.get(7)?,
+            created_at_ms: row.get(8)?,
+            updated_at_ms: row.get(9)?,
+            last_event_id: row.get(10)?,
+            desk_pending_until_ms: row.get(11)?,
+        },
+        state,
+        changed_by,
+    ))
+}
+
+fn finish_session(
+    (mut session, state, changed_by): (Session, String, String),
+) -> Result<Session, StoreError> {
+    session.state = state.parse().map_err(|_| {
+        StoreError::new(format!(
+            "session {} has unknown state {state:?}",
+            session.openid
+        ))
+    })?;
+    session.changed_by = ChangedBy::parse(&changed_by).ok_or_else(|| {
+        StoreError::new(format!(
+            "session {} has unknown changed_by {changed_by:?}",
+            session.openid
+        ))
+    })?;
+    Ok(session)
+}
+
+/// One user's session, if the user was ever seen.
+pub fn load_session(tx: &Transaction<'_>, openid: &str) -> Result<Option<Session>, StoreError> {
+    let row = tx
+        .prepare_cached(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE openid = ?1"
+        ))?
+        .query_row(params![openid], read_session)
+        .optional()?;
+    row.map(finish_session).transpose()
+}
+
+/// Sessions in `state` (all when `None`), longest in their state first, at most `limit`.
+pub fn list_sessions(
+    tx: &Transaction<'_>,
+    state: Option<KefuState>,
+    limit: u32,
+) -> Result<Vec<Session>, StoreError> {
+    let mut statement = tx.prepare_cached(&format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions WHERE ?1 IS NULL OR state = ?1
+         ORDER BY state_since_ms, openid LIMIT ?2"
+    ))?;
+    let rows = statement
+        .query_map(params![state.map(KefuState::as_str), limit], read_session)?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter().map(finish_session).collect()
+}
+
+fn save_session(tx: &Transaction<'_>, session: &Session) -> Result<(), StoreError> {
+    tx.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    ))?
+    .execute(params![
+        session.openid,
+        session.state.as_str(),
+        session.agent,
+        session.channel,
+        session.appid,
+        session.changed_by.as_str(),
+        session.state_since_ms,
+        session.requested_at_ms,
+        session.created_at_ms,
+        session.updated_at_ms,
+        session.last_event_id,
+        session.desk_pending_until_ms,
+    ])?;
+    Ok(())
+}
+
+/// Records a desk call on the user's session.
+pub fn desk_action(
+    tx: &Transaction<'_>,
+    now: i64,
+    openid: &str,
+    action: DeskAction,
+    agent: Option<&str>,
+    channel: Option<u8>,
+    appid: Option<&str>,
+) -> Result<(), StoreError> {
+    let mut session = load_session(tx, openid)?.unwrap_or_else(|| Session::new(openid, now));
+    session.apply_desk(action, agent, now);
+    if let Some(channel) = channel {
+        session.channel = Some(channel);
+    }
+    if let Some(appid) = appid.filter(|a| !a.is_empty()) {
+        session.appid = Some(appid.to_owned());
+    }
+    save_session(tx, &session)
+}
+
+/// Records a webhook attempt's outcome.
+pub fn record_webhook(
+    tx: &Transaction<'_>,
+    now: i64,
+    id: i64,
+    outcome: &WebhookOutcome,
+) -> Result<(), StoreError> {
+    let (state, not_before, error) = match outcome {
+        WebhookOutcome::Delivered => ("delivered", None, None),
+        WebhookOutcome::Retry {
+            not_before_ms,
+            error,
+        } => ("pending", Some(*not_before_ms), Some(error.as_str())),
+        WebhookOutcome::Failed { error } => ("failed", None, Some(error.as_str())),
+    };
+    tx.prepare_cached(
+        "UPDATE inbound_events SET webhook_state = ?2, attempts = attempts + 1,
+             not_before_ms = IFNULL(?3, not_before_ms), last_error = ?4, updated_at_ms = ?5
+         WHERE id = ?1",
+    )?
+    .execute(params![id, state, not_before, error, now])?;
+    Ok(())
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Expired dedup keys.
+    pub dedup_keys: usize,
+    /// Expired replay keys.
+    pub replay_keys: usize,
+    /// Events older than the retention and no longer waiting for the webhook.
+    pub events: usize,
+}
+
+/// Removes expired keys, and events received before `events_before_ms` that the webhook no
+/// longer needs.
+pub fn purge(tx: &Transaction<'_>, now: i64, events_before_ms: i64) -> Result<Purged, StoreError> {
+    Ok(Purged {
+        dedup_keys: tx.execute(
+            "DELETE FROM inbound_dedup WHERE expires_at_ms <= ?1",
+            params![now],
+        )?,
+        replay_keys: tx.execute(
+            "DELETE FROM inbound_replay WHERE expires_at_ms <= ?1",
+            params![now],
+        )?,
+        events: tx.execute(
+            "DELETE FROM inbound_events WHERE received_at_ms < ?1 AND webhook_state <> 'pending'",
+            params![events_before_ms],
+        )?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::Outbox;
+
+    fn callback(userid: &str, kfstate: KefuState, text: &str) -> HandoffCallback {
+        HandoffCallback {
+            userid: userid.into(),
+            appid: "wx1".into(),
+            content: Some(text.into()),
+            from: Some(0),
+            kfstate: Some(kfstate),
+            channel: Some(0),
+            createtime: Some(1_700_000_000),
+            ..HandoffCallback::default()
+        }
+    }
+
+    fn dialogue(key: &str, cb: HandoffCallback) -> NewDialogue {
+        NewDialogue {
+            callback: cb,
+            raw: Map::new(),
+            dedup_key: key.into(),
+            dedup_expires_ms: i64::MAX,
+            webhook: true,
+        }
+    }
+
+    async fn open() -> (tempfile::TempDir, Outbox) {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, _) = Outbox::open(&dir.path().join("s.sqlite3")).unwrap();
+        outbox
+            .run(Box::new(|tx, _| init(tx).map(drop)))
+            .await
+            .unwrap();
+        (dir, outbox)
+    }
+
+    #[tokio::test]
+    async fn admits_once_tracks_the_session_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite3");
+        {
+            let (outbox, _) = Outbox::open(&path).unwrap();
+            let (pending, latest) = outbox.run(Box::new(|tx, _| init(tx))).await.unwrap();
+            assert!(pending.is_empty());
+            assert_eq!(latest, 0);
+            let first = dialogue("k1", callback("oU", KefuState::NeedPerson, "我要转人工"));
+            let again = first.clone();
+            let stored = outbox
+                .run(Box::new(move |tx, now| admit_dialogue(tx, now, first)))
+                .await
+                .unwrap();
+            let Admission::Stored(event) = stored else {
+                panic!("{stored:?}")
+            };
+            assert_eq!(event.id, 1);
+            let body: Value = serde_json::from_str(&event.body).unwrap();
+            assert_eq!(body["kind"], "handoff_requested");
+            assert_eq!(
+                outbox
+                    .run(Box::new(move |tx, now| admit_dialogue(tx, now, again)))
+                    .await
+                    .unwrap(),
+                Admission::Duplicate
+            );
+            let next = dialogue("k2", callback("oU", KefuState::NeedPerson, "在吗"));
+            let Admission::Stored(event) = outbox
+                .run(Box::new(move |tx, now| admit_dialogue(tx, now, next)))
+                .await
+                .unwrap()
+            else {
+                panic!()
+            };
+            let body: Value = serde_json::from_str(&event.body).unwrap();
+            assert_eq!(body["kind"], "message", "already waiting for a person");
+            outbox
+                .run(Box::new(|tx, now| {
+                    record_webhook(tx, now, 1, &WebhookOutcome::Delivered)
+                }))
+                .await
+                .unwrap();
+        }
+        let (outbox, _) = Outbox::open(&path).unwrap();
+        let (pending, latest) = outbox.run(Box::new(|tx, _| init(tx))).await.unwrap();
+        assert_eq!(latest, 2);
+        assert_eq!(pending.iter().map(|p| p.id).collect::<Vec<_>>(), [2]);
+        let queue = outbox
+            .run(Box::new(|tx, _| {
+                list_sessions(tx, Some(KefuState::NeedPerson), 10)
+            }))
+            .await
+            .unwrap();
+        assert_eq!(queue.len(), 1);
+        assert_eq!(queue[0].openid, "oU");
+        assert_eq!(queue[0].last_event_id, Some(2));
+        let events = outbox
+            .run(Box::new(|tx, _| events_after(tx, 1, 10)))
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].0, 2);
+    }
+
+    #[tokio::test]
+    async fn replays_are_refused_and_keys_expire() {
+        let (_dir, outbox) = open().await;
+        let new = |replay: &str, dedup: &str| NewWechat {
+            account: "oa".into(),
+            message: StandardMessage {
+                from_user_name: "oU".into(),
+                msg_type: Some("text".into()),
+                content: Some("hi".into()),
+                msg_id: Some("1".into()),
+                ..StandardMessage::default()
+            },
+            replay_key: replay.into(),
+            replay_expires_ms: 10_000,
+            dedup_key: dedup.into(),
+            dedup_expires_ms: 20_000,
+            webhook: false,
+        };
+        let admit = |new: NewWechat, now: i64| {
+            let outbox = outbox.clone();
+            async move {
+                outbox
+                    .run(Box::new(move |tx, _| admit_wechat(tx, now, new)))
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(matches!(
+            admit(new("r1", "d1"), 1_000).await,
+            Admission::Stored(_)
+        ));
+        assert_eq!(admit(new("r1", "d1"), 2_000).await, Admission::Replayed);
+        assert_eq!(admit(new("r2", "d1"), 2_000).await, Admission::Duplicate);
+        // After expiry the keys no longer count, and a purge removes them.
+        assert!(matches!(
+            admit(new("r1", "d1"), 30_000).await,
+            Admission::Stored(_)
+        ));
+        let purged = outbox
+            .run(Box::new(|tx, _| purge(tx, 100_000, 0)))
+            .await
+            .unwrap();
+        assert_eq!(
+            purged,
+            Purged {
+                dedup_keys: 1,
+                replay_keys: 2,
+                events: 0
+            }
+        );
+        let purged = outbox
+            .run(Box::new(|tx, _| purge(tx, 100_000, i64::MAX)))
+            .await
+            .unwrap();
+        assert_eq!(
+            purged.events, 2,
+            "webhook state `none`: nothing waits for them"
+        );
+        let latest = outbox
+            .run(Box::new(|tx, _| latest_event_id(tx)))
+            .await
+            .unwrap();
+        assert_eq!(latest, 2, "ids are never reused");
+    }
+
+    #[tokio::test]
+    async fn desk_actions_and_failed_work_rolls_back() {
+        let (_dir, outbox) = open().await;
+        outbox
+            .run(Box::new(|tx, now| {
+                desk_action(
+                    tx,
+                    now,
+                    "oU",
+                    DeskAction::Enter,
+                    Some("小明"),
+                    Some(1),
+                    None,
+                )
+            }))
+            .await
+            .unwrap();
+        let failed = outbox
+            .run(Box::new(|tx, now| {
+                desk_action(tx, now, "oU", DeskAction::Quit, None, None, None)?;
+                Err::<(), _>(StoreError::new("boom"))
+            }))
+            .await;
+        assert!(failed.is_err());
+        let session = outbox
+            .run(Box::new(|tx, _| load_session(tx, "oU")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(session.state, KefuState::PersonServing);
+        assert_eq!(session.agent.as_deref(), Some("小明"));
+        assert_eq!(session.changed_by, ChangedBy::Desk);
+        assert_eq!(session.channel, Some(1));
+    }
+}

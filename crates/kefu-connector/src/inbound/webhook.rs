@@ -1,0 +1,388 @@
+//! Push delivery of inbound events to the desk's webhook: at least once, in order per user,
+//! concurrently across users, with retries and capped exponential backoff.
+//!
+//! Each request is `POST <webhook.url>` with the event JSON as its body and these headers:
+//!
+//! | Header | Value |
+//! |---|---|
+//! | `Content-Type` | `application/json` |
+//! | `X-Kefu-Event-Id` | the event id (also `id` in the body) |
+//! | `X-Kefu-Timestamp` | Unix seconds when the attempt was made |
+//! | `X-Kefu-Signature` | `sha256=` and the lowercase hex HMAC-SHA256, keyed with `webhook.secret`, of `<timestamp>.<body>` |
+//!
+//! A 2xx answer acknowledges the event; anything else, or no answer within `webhook.timeout_ms`,
+//! is retried after `webhook.initial_backoff_ms`, doubled on each retry (with jitter) up to
+//! `webhook.max_backoff_ms`, until `webhook.max_attempts`. The attempt count and the next
+//! attempt time are stored, so a restart resumes where the last run stopped; an event whose
+//! outcome was not yet recorded is sent again, with the same id.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac as _};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::{Method, Request, header};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use sha2::Sha256;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::store::{self, PendingEvent, WebhookOutcome};
+use crate::config::WebhookConfig;
+use crate::metrics::Metrics;
+use crate::outbox::Outbox;
+
+/// The signature header's value for `body` sent at `timestamp`: `sha256=<hex>` of
+/// HMAC-SHA256(`secret`, `"<timestamp>.<body>"`).
+pub fn signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
+    // HMAC takes a key of any length, so this cannot fail.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => return String::new(),
+    };
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Why the webhook client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up TLS for the webhook: {0}")]
+pub struct WebhookError(String);
+
+/// Hands stored events to per-user delivery tasks.
+#[derive(Clone)]
+pub struct WebhookDispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Outbox,
+    config: WebhookConfig,
+    http: HttpClient,
+    metrics: Arc<Metrics>,
+    permits: Semaphore,
+    queues: Mutex<HashMap<String, VecDeque<PendingEvent>>>,
+    tasks: Mutex<JoinSet<()>>,
+    stopping: watch::Sender<bool>,
+}
+
+impl WebhookDispatcher {
+    /// Starts pushing `pending` (events recovered from the store, in order).
+    pub fn start(
+        store: Outbox,
+        config: WebhookConfig,
+        metrics: Arc<Metrics>,
+        pending: Vec<PendingEvent>,
+    ) -> Result<WebhookDispatcher, WebhookError> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.timeout));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let https = HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .map_err(|e| WebhookError(e.to_string()))?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(https);
+        let dispatcher = WebhookDispatcher {
+            inner: Arc::new(Inner {
+                store,
+                permits: Semaphore::new(config.concurrency.max(1)),
+                config,
+                http,
+                metrics,
+                queues: Mutex::new(HashMap::new()),
+                tasks: Mutex::new(JoinSet::new()),
+                stopping: watch::channel(false).0,
+            }),
+        };
+        for event in pending {
+            dispatcher.enqueue(event);
+        }
+        Ok(dispatcher)
+    }
+
+    /// Queues a stored event behind the user's earlier events.
+    pub fn enqueue(&self, event: PendingEvent) {
+        self.inner.metrics.inbound_pending(1);
+        let openid = event.openid.clone();
+        let Ok(mut queues) = self.inner.queues.lock() else {
+            return;
+        };
+        if let Some(queue) = queues.get_mut(&openid) {
+            queue.push_back(event);
+            return;
+        }
+        queues.insert(openid.clone(), VecDeque::from([event]));
+        drop(queues);
+        let inner = Arc::clone(&self.inner);
+        if let Ok(mut tasks) = self.inner.tasks.lock() {
+            tasks.spawn(async move { inner.work_through(openid).await });
+        }
+    }
+
+    /// Stops starting new attempts and waits up to `grace` for those in flight. Events not
+    /// acknowledged stay stored for the next start.
+    pub async fn shutdown(&self, grace: Duration) {
+        let _ = self.inner.stopping.send(true);
+        let mut tasks = match self.inner.tasks.lock() {
+            Ok(mut tasks) => std::mem::take(&mut *tasks),
+            Err(_) => return,
+        };
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(
+                "webhook calls still in flight after {grace:?}; they are sent again on the next start"
+            );
+            tasks.abort_all();
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+/// The delay before retry number `attempt` (1 for the first retry): doubling from `initial`,
+/// capped at `max`, then scaled by `jitter` in 0.5..=1.
+pub fn backoff(initial: Duration, max: Duration, attempt: u32, jitter: f64) -> Duration {
+    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
+    let full = initial.saturating_mul(factor).min(max);
+    full.mul_f64(jitter.clamp(0.5, 1.0))
+}
+
+impl Inner {
+    fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    async fn work_through(self: Arc<Self>, openid: String) {
+        loop {
+            let event = match self.queues.lock() {
+                Ok(queues) => queues.get(&openid).and_then(|q| q.front().cloned()),
+                Err(_) => None,
+            };
+            let Some(event) = event else {
+                return;
+            };
+            if !self.deliver(event).await {
+                return;
+            }
+            self.metrics.inbound_pending(-1);
+            let Ok(mut queues) = self.queues.lock() else {
+                return;
+            };
+            if let Some(queue) = queues.get_mut(&openid) {
+                queue.pop_front();
+                if queue.is_empty() {
+                    queues.remove(&openid);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Pushes one event until it is acknowledged or its attempts run out. Returns `false` if
+    /// the service is stopping or the store failed.
+    async fn deliver(&self, event: PendingEvent) -> bool {
+        let mut stopping = self.stopping.subscribe();
+        let mut attempts = event.attempts;
+        let wait = Duration::from_millis(
+            u64::try_from(event.not_before_ms.saturating_sub(now_ms())).unwrap_or_default(),
+        );
+        if !wait.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = stopping.wait_for(|stop| *stop) => return false,
+            }
+        }
+        loop {
+            let permit = tokio::select! {
+                permit = self.permits.acquire() => permit,
+                _ = stopping.wait_for(|stop| *stop) => return false,
+            };
+            let Ok(permit) = permit else {
+                return false;
+            };
+            if self.is_stopping() {
+                return false;
+            }
+            attempts = attempts.saturating_add(1);
+            let result = self.attempt(&event).await;
+            drop(permit);
+            let error = match result {
+                Ok(status) => {
+                    self.metrics.webhook("delivered", Some(status));
+                    tracing::debug!(event = event.id, attempts, "pushed to the webhook");
+                    return self.record(event.id, WebhookOutcome::Delivered);
+                }
+                Err((status, error)) => {
+                    self.metrics.webhook(
+                        if attempts >= self.config.max_attempts {
+                            "failed"
+                        } else {
+                            "retry"
+                        },
+                        status,
+                    );
+                    error
+                }
+            };
+            if attempts >= self.config.max_attempts {
+                tracing::warn!(
+                    event = event.id,
+                    attempts,
+                    "the webhook refused the event {attempts} times; giving up (it stays available from GET /v1/events): {error}"
+                );
+                return self.record(event.id, WebhookOutcome::Failed { error });
+            }
+            let delay = backoff(
+                self.config.initial_backoff,
+                self.config.max_backoff,
+                attempts,
+                0.5 + rand::random::<f64>() / 2.0,
+            );
+            tracing::warn!(
+                event = event.id,
+                attempts,
+                backoff_ms = delay.as_millis() as u64,
+                "webhook attempt failed, retrying: {error}"
+            );
+            let not_before_ms =
+                now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+            if !self.record(
+                event.id,
+                WebhookOutcome::Retry {
+                    not_before_ms,
+                    error,
+                },
+            ) {
+                return false;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = stopping.wait_for(|stop| *stop) => return false,
+            }
+        }
+    }
+
+    /// One attempt: `Ok(status)` for a 2xx, else the status (if any) and what went wrong.
+    async fn attempt(&self, event: &PendingEvent) -> Result<u16, (Option<u16>, String)> {
+        let timestamp = (now_ms() / 1000).to_string();
+        let body = Bytes::from(event.body.clone());
+        let signature = signature(self.config.secret.expose().as_bytes(), &timestamp, &body);
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(&self.config.url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::USER_AGENT, "kefu-connector")
+            .header("X-Kefu-Event-Id", event.id)
+            .header("X-Kefu-Timestamp", &timestamp)
+            .header("X-Kefu-Signature", signature)
+            .body(Full::new(body))
+            .map_err(|e| (None, format!("cannot build the request: {e}")))?;
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(|e| {
+                (
+                    None,
+                    format!("the desk did not answer: {}", error_chain(&e)),
+                )
+            })?;
+            let status = response.status();
+            // Read (a bounded part of) the answer so the connection can be reused.
+            let _ = Limited::new(response.into_body(), 64 * 1024)
+                .collect()
+                .await;
+            if status.is_success() {
+                Ok(status.as_u16())
+            } else {
+                Err((
+                    Some(status.as_u16()),
+                    format!("the desk answered HTTP {}", status.as_u16()),
+                ))
+            }
+        };
+        match tokio::time::timeout(self.config.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err((
+                None,
+                format!("no answer within {} ms", self.config.timeout.as_millis()),
+            )),
+        }
+    }
+
+    fn record(&self, id: i64, outcome: WebhookOutcome) -> bool {
+        let result = self.store.run_detached(Box::new(move |tx, now| {
+            store::record_webhook(tx, now, id, &outcome)
+        }));
+        match result {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(event = id, "cannot record the webhook outcome: {error}");
+                false
+            }
+        }
+    }
+}
+
+/// An error and its causes on one line (hyper's own message alone is often just "client error").
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_is_hmac_sha256_over_timestamp_dot_body() {
+        // Computed independently: Python's hmac.new(key, b'1700000000.{"id":1}', sha256).
+        assert_eq!(
+            signature(b"0123456789abcdef-webhook", "1700000000", br#"{"id":1}"#),
+            "sha256=f65b7c82f6e56b4e1ed5b3725f57007f86cf96deb3545b52429a2854e706f602"
+        );
+        assert_ne!(
+            signature(b"0123456789abcdef-webhook", "1700000001", br#"{"id":1}"#),
+            signature(b"0123456789abcdef-webhook", "1700000000", br#"{"id":1}"#)
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let initial = Duration::from_millis(100);
+        let max = Duration::from_secs(1);
+        assert_eq!(backoff(initial, max, 1, 1.0), Duration::from_millis(100));
+        assert_eq!(backoff(initial, max, 2, 1.0), Duration::from_millis(200));
+        assert_eq!(backoff(initial, max, 4, 1.0), Duration::from_millis(800));
+        assert_eq!(backoff(initial, max, 5, 1.0), max);
+        assert_eq!(backoff(initial, max, u32::MAX, 1.0), max);
+        assert_eq!(backoff(initial, max, 1, 0.5), Duration::from_millis(50));
+        assert_eq!(backoff(initial, max, 1, 0.0), Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,449 @@
+//! The standard WeChat callbacks of the configured accounts (protocols.md §3.7): URL
+//! verification (`GET`) and message pushes (`POST`) at `/v1/callbacks/wechat/{name}`.
+//!
+//! * Plaintext mode (no `encrypt_type`, or `raw`): the plain `signature` over the Token,
+//!   `timestamp` and `nonce` is checked, and the body is the message.
+//! * Safe mode (`encrypt_type=aes`) and compatible mode (plaintext fields next to `Encrypt`):
+//!   `msg_signature` over the Token, `timestamp`, `nonce` and `Encrypt` is checked, then
+//!   `Encrypt` is decrypted (with the current key, then the previous one) and its receive-id
+//!   checked; the decrypted message is authoritative. WeCom accounts are always in this mode.
+//!
+//! Before anything is stored, a `timestamp` further than `callbacks.replay_window_secs` from
+//! now is refused, and so is a (timestamp, nonce, signature) already accepted.
+
+use std::collections::HashMap;
+
+use kefu_payload::envelope::{JsonCallback, XmlCallback};
+use wxbizmsgcrypt::{AesKey, MsgCrypt};
+
+use super::message::{MessageError, StandardMessage};
+use super::query::Query;
+use crate::config::{AccountKind, Secret, WechatAccount};
+
+/// Why a WeChat callback was refused. The `Display` text names the failed check and never holds
+/// the Token, a key or the message content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WechatRejection {
+    /// No account has that name.
+    #[error("no WeChat account is configured under this name")]
+    UnknownAccount,
+    /// A query parameter is missing.
+    #[error("the query has no {0}")]
+    MissingParam(&'static str),
+    /// `encrypt_type` is neither `aes` nor `raw`.
+    #[error("encrypt_type must be aes or raw")]
+    EncryptType,
+    /// The timestamp is not a number or is outside the window.
+    #[error("timestamp {timestamp:?} is not within {window_secs} s of now")]
+    Timestamp {
+        /// The timestamp received.
+        timestamp: String,
+        /// The accepted distance.
+        window_secs: u64,
+    },
+    /// A signature does not verify.
+    #[error("{0}")]
+    Signature(wxbizmsgcrypt::Error),
+    /// The (timestamp, nonce, signature) was already used.
+    #[error("this timestamp, nonce and signature were already used: a replay")]
+    Replayed,
+    /// The body is not an envelope (or not UTF-8).
+    #[error("the body is not a callback envelope: {0}")]
+    Body(String),
+    /// The push is encrypted but the account has no `aes_key`.
+    #[error("the push is encrypted but the account has no aes_key")]
+    NoKey,
+    /// Decryption failed with every key.
+    #[error("decryption failed: {0}")]
+    Decrypt(wxbizmsgcrypt::Error),
+    /// The plaintext is not a message.
+    #[error("the message cannot be read: {0}")]
+    Message(MessageError),
+}
+
+impl WechatRejection {
+    /// The HTTP status: 404 for an unknown account, 403 for a failed signature, time window,
+    /// replay or receive-id check (§3.10 item 10), 400 for anything malformed.
+    pub fn status(&self) -> u16 {
+        match self {
+            WechatRejection::UnknownAccount => 404,
+            WechatRejection::Signature(_)
+            | WechatRejection::Timestamp { .. }
+            | WechatRejection::Replayed => 403,
+            WechatRejection::Decrypt(error) if error.is_receive_id() => 403,
+            _ => 400,
+        }
+    }
+
+    /// The metric label of the failed check.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            WechatRejection::UnknownAccount => "unknown_account",
+            WechatRejection::MissingParam(_) => "query",
+            WechatRejection::EncryptType => "encrypt_type",
+            WechatRejection::Timestamp { .. } => "timestamp",
+            WechatRejection::Signature(_) => "signature",
+            WechatRejection::Replayed => "replay",
+            WechatRejection::Body(_) => "body",
+            WechatRejection::NoKey => "no_key",
+            WechatRejection::Decrypt(error) if error.is_receive_id() => "receive_id",
+            WechatRejection::Decrypt(_) => "decrypt",
+            WechatRejection::Message(_) => "message",
+        }
+    }
+
+    /// The short answer body.
+    pub fn answer(&self) -> &'static str {
+        match self {
+            WechatRejection::UnknownAccount => "unknown account",
+            WechatRejection::MissingParam(_) | WechatRejection::EncryptType => "bad query",
+            WechatRejection::Timestamp { .. } => "timestamp out of range",
+            WechatRejection::Signature(_) => "signature mismatch",
+            WechatRejection::Replayed => "replayed request",
+            WechatRejection::Decrypt(error) if error.is_receive_id() => "receive-id mismatch",
+            WechatRejection::Body(_)
+            | WechatRejection::NoKey
+            | WechatRejection::Decrypt(_)
+            | WechatRejection::Message(_) => "bad request",
+        }
+    }
+}
+
+/// A message push that passed every check but the replay and dedup checks, which need the store.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The message.
+    pub message: StandardMessage,
+    /// Account, timestamp, nonce and signature.
+    pub replay_key: String,
+    /// The timestamp, in Unix seconds.
+    pub timestamp: i64,
+    /// The redelivery key: the account and [`StandardMessage::dedup_key`].
+    pub dedup_key: String,
+}
+
+/// One account, ready to check its callbacks.
+pub struct Account {
+    name: String,
+    kind: AccountKind,
+    token: Secret,
+    /// Newest first.
+    crypts: Vec<MsgCrypt>,
+}
+
+impl Account {
+    /// Builds the account's crypts (current key, then previous).
+    pub fn new(config: &WechatAccount) -> Result<Account, wxbizmsgcrypt::Error> {
+        let mut crypts = Vec::new();
+        for key in [&config.aes_key, &config.previous_aes_key]
+            .into_iter()
+            .flatten()
+        {
+            crypts.push(MsgCrypt::with_key(
+                config.token.expose(),
+                AesKey::parse(key.expose())?,
+                config.receive_id.as_bytes(),
+            ));
+        }
+        Ok(Account {
+            name: config.name.clone(),
+            kind: config.kind,
+            token: config.token.clone(),
+            crypts,
+        })
+    }
+
+    /// The account's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Decrypts with each key, newest first. When all fail, a receive-id mismatch is reported
+    /// in preference (the key was right but the id was not), else the newest key's failure.
+    fn decrypt(&self, encrypt: &str) -> Result<Vec<u8>, WechatRejection> {
+        let mut failures = Vec::new();
+        for crypt in &self.crypts {
+            match crypt.decrypt(encrypt) {
+                Ok(plaintext) => return Ok(plaintext.into_message()),
+                Err(error) => failures.push(error),
+            }
+        }
+        let reported = match failures
+            .iter()
+            .position(wxbizmsgcrypt::Error::is_receive_id)
+        {
+            Some(index) => failures.swap_remove(index),
+            None if failures.is_empty() => return Err(WechatRejection::NoKey),
+            None => failures.swap_remove(0),
+        };
+        Err(WechatRejection::Decrypt(reported))
+    }
+
+    /// URL verification: the body to answer with, exactly.
+    pub fn verify_url(&self, query: &Query) -> Result<Vec<u8>, WechatRejection> {
+        let timestamp = query
+            .get("timestamp")
+            .ok_or(WechatRejection::MissingParam("timestamp"))?;
+        let nonce = query
+            .get("nonce")
+            .ok_or(WechatRejection::MissingParam("nonce"))?;
+        match self.kind {
+            AccountKind::OfficialAccount | AccountKind::MiniProgram => {
+                let signature = query
+                    .get("signature")
+                    .ok_or(WechatRejection::MissingParam("signature"))?;
+                let echostr = query
+                    .get("echostr")
+                    .ok_or(WechatRejection::MissingParam("echostr"))?;
+                wxbizmsgcrypt::verify_plain(self.token.expose(), timestamp, nonce, signature)
+                    .map_err(WechatRejection::Signature)?;
+                Ok(echostr.as_bytes().to_vec())
+            }
+            AccountKind::WeCom => {
+                let signature = query
+                    .get("msg_signature")
+                    .ok_or(WechatRejection::MissingParam("msg_signature"))?;
+                let echostr = query
+                    .get_base64("echostr")
+                    .ok_or(WechatRejection::MissingParam("echostr"))?;
+                wxbizmsgcrypt::verify_message(
+                    self.token.expose(),
+                    timestamp,
+                    nonce,
+                    &echostr,
+                    signature,
+                )
+                .map_err(WechatRejection::Signature)?;
+                self.decrypt(&echostr)
+            }
+        }
+    }
+
+    /// Checks and reads a message push received at `now_secs`.
+    pub fn receive(
+        &self,
+        query: &Query,
+        body: &[u8],
+        now_secs: i64,
+        window_secs: u64,
+    ) -> Result<Received, WechatRejection> {
+        let timestamp_text = query
+            .get("timestamp")
+            .ok_or(WechatRejection::MissingParam("timestamp"))?;
+        let nonce = query
+            .get("nonce")
+            .ok_or(WechatRejection::MissingParam("nonce"))?;
+        let timestamp = timestamp_text
+            .parse::<i64>()
+            .ok()
+            .filter(|t| t.abs_diff(now_secs) <= window_secs)
+            .ok_or_else(|| WechatRejection::Timestamp {
+                timestamp: timestamp_text.chars().take(32).collect(),
+                window_secs,
+            })?;
+        let text = std::str::from_utf8(body)
+            .map_err(|_| WechatRejection::Body("the body is not UTF-8".into()))?;
+        let encrypted = match query.get("encrypt_type") {
+            Some("aes") => true,
+            Some("raw") => false,
+            Some(_) => return Err(WechatRejection::EncryptType),
+            None => self.kind == AccountKind::WeCom || query.get("msg_signature").is_some(),
+        };
+        let (signature, message) = if encrypted {
+            let signature = query
+                .get("msg_signature")
+                .ok_or(WechatRejection::MissingParam("msg_signature"))?;
+            let encrypt = if text.trim_start().starts_with('<') {
+                XmlCallback::parse(text).map(|envelope| envelope.encrypt)
+            } else {
+                JsonCallback::parse(text).map(|envelope| envelope.encrypt)
+            }
+            .map_err(|e| WechatRejection::Body(e.to_string()))?;
+            wxbizmsgcrypt::verify_message(
+                self.token.expose(),
+                timestamp_text,
+                nonce,
+                &encrypt,
+                signature,
+            )
+            .map_err(WechatRejection::Signature)?;
+            let plaintext = self.decrypt(&encrypt)?;
+            let plaintext = String::from_utf8(plaintext).map_err(|_| {
+                WechatRejection::Message(MessageError::Json("the plaintext is not UTF-8".into()))
+            })?;
+            (signature, StandardMessage::parse(&plaintext))
+        } else {
+            let signature = query
+                .get("signature")
+                .ok_or(WechatRejection::MissingParam("signature"))?;
+            wxbizmsgcrypt::verify_plain(self.token.expose(), timestamp_text, nonce, signature)
+                .map_err(WechatRejection::Signature)?;
+            (signature, StandardMessage::parse(text))
+        };
+        let message = message.map_err(WechatRejection::Message)?;
+        Ok(Received {
+            replay_key: format!(
+                "{}:{timestamp}:{nonce}:{}",
+                self.name,
+                signature.to_ascii_lowercase()
+            ),
+            timestamp,
+            dedup_key: format!("wechat:{}:{}", self.name, message.dedup_key()),
+            message,
+        })
+    }
+}
+
+/// The configured accounts, by name.
+#[derive(Default)]
+pub struct Accounts(HashMap<String, Account>);
+
+impl Accounts {
+    /// Builds every configured account.
+    pub fn new(configs: &[WechatAccount]) -> Result<Accounts, wxbizmsgcrypt::Error> {
+        let mut accounts = HashMap::new();
+        for config in configs {
+            accounts.insert(config.name.clone(), Account::new(config)?);
+        }
+        Ok(Accounts(accounts))
+    }
+
+    /// The account of that name.
+    pub fn get(&self, name: &str) -> Result<&Account, WechatRejection> {
+        self.0.get(name).ok_or(WechatRejection::UnknownAccount)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kefu_payload::envelope::XmlCallback;
+
+    const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+    const OLD_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+    const NOW: i64 = 1_700_000_000;
+    const MSG: &str = "<xml><ToUserName>gh_1</ToUserName><FromUserName>oU</FromUserName><CreateTime>1700000000</CreateTime><MsgType>text</MsgType><Content>hi</Content><MsgId>42</MsgId></xml>";
+
+    fn account(kind: AccountKind, receive_id: &str) -> Account {
+        Account::new(&WechatAccount {
+            name: "main".into(),
+            kind,
+            token: Secret::new("TOKEN"),
+            aes_key: Some(Secret::new(KEY)),
+            previous_aes_key: Some(Secret::new(OLD_KEY)),
+            receive_id: receive_id.into(),
+        })
+        .unwrap()
+    }
+
+    fn signed_query(encrypt: &str, timestamp: &str, extra: &str) -> Query {
+        let signature = wxbizmsgcrypt::sign_message("TOKEN", timestamp, "n1", encrypt);
+        Query::parse(&format!(
+            "timestamp={timestamp}&nonce=n1&msg_signature={}{extra}",
+            signature.as_str()
+        ))
+    }
+
+    #[test]
+    fn oa_url_verification_echoes_exactly() {
+        let account = account(AccountKind::OfficialAccount, "wx1");
+        let signature = wxbizmsgcrypt::sign_plain("TOKEN", "1", "2");
+        let query = Query::parse(&format!(
+            "signature={}&timestamp=1&nonce=2&echostr=a%2Bb+c",
+            signature.as_str()
+        ));
+        assert_eq!(account.verify_url(&query).unwrap(), b"a+b+c");
+        let bad = Query::parse(
+            "signature=0000000000000000000000000000000000000000&timestamp=1&nonce=2&echostr=x",
+        );
+        assert_eq!(account.verify_url(&bad).unwrap_err().status(), 403);
+    }
+
+    #[test]
+    fn safe_mode_with_either_key_and_every_refusal() {
+        let account = account(AccountKind::OfficialAccount, "wx1");
+        for key in [KEY, OLD_KEY] {
+            let crypt = MsgCrypt::new("TOKEN", key, "wx1").unwrap();
+            let encrypt = crypt.encrypt(MSG.as_bytes()).unwrap();
+            let body = XmlCallback {
+                to_user_name: Some("gh_1".into()),
+                encrypt: encrypt.clone(),
+                agent_id: None,
+            }
+            .to_xml()
+            .unwrap();
+            let query = signed_query(&encrypt, "1700000000", "&encrypt_type=aes");
+            let received = account.receive(&query, body.as_bytes(), NOW, 300).unwrap();
+            assert_eq!(received.message.content.as_deref(), Some("hi"));
+            assert_eq!(received.dedup_key, "wechat:main:msgid:42");
+            assert!(received.replay_key.starts_with("main:1700000000:n1:"));
+        }
+        let crypt = MsgCrypt::new("TOKEN", KEY, "wx-other").unwrap();
+        let encrypt = crypt.encrypt(MSG.as_bytes()).unwrap();
+        let body = format!(r#"{{"Encrypt":"{encrypt}"}}"#);
+        let query = signed_query(&encrypt, "1700000000", "");
+        let error = account
+            .receive(&query, body.as_bytes(), NOW, 300)
+            .unwrap_err();
+        assert_eq!((error.status(), error.reason()), (403, "receive_id"));
+        let error = account
+            .receive(&query, body.as_bytes(), NOW + 301, 300)
+            .unwrap_err();
+        assert_eq!((error.status(), error.reason()), (403, "timestamp"));
+        let tampered = signed_query("x", "1700000000", "");
+        let error = account
+            .receive(&tampered, body.as_bytes(), NOW, 300)
+            .unwrap_err();
+        assert_eq!((error.status(), error.reason()), (403, "signature"));
+        let error = account
+            .receive(&Query::parse("timestamp=1700000000"), b"", NOW, 300)
+            .unwrap_err();
+        assert_eq!((error.status(), error.reason()), (400, "query"));
+    }
+
+    #[test]
+    fn plaintext_mode_checks_the_plain_signature() {
+        let account = account(AccountKind::MiniProgram, "wx1");
+        let signature = wxbizmsgcrypt::sign_plain("TOKEN", "1700000000", "n1");
+        let query = Query::parse(&format!(
+            "signature={}&timestamp=1700000000&nonce=n1",
+            signature.as_str()
+        ));
+        let received = account.receive(&query, MSG.as_bytes(), NOW, 300).unwrap();
+        assert_eq!(received.message.from_user_name, "oU");
+        let raw = Query::parse(&format!(
+            "signature={}&timestamp=1700000000&nonce=n2&encrypt_type=raw",
+            signature.as_str()
+        ));
+        let error = account.receive(&raw, MSG.as_bytes(), NOW, 300).unwrap_err();
+        assert_eq!(error.reason(), "signature");
+    }
+
+    #[test]
+    fn wecom_url_verification_decrypts_and_checks_the_receive_id() {
+        let account = account(AccountKind::WeCom, "ww-corp");
+        let crypt = MsgCrypt::new("TOKEN", KEY, "ww-corp").unwrap();
+        // Find an echostr with a '+' in it, to check the single decode.
+        let echostr = (0..1000)
+            .map(|i| crypt.encrypt(format!("echo{i}").as_bytes()).unwrap())
+            .find(|e| e.contains('+'))
+            .unwrap();
+        let signature = wxbizmsgcrypt::sign_message("TOKEN", "1", "2", &echostr);
+        let encoded = echostr
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D");
+        let query = Query::parse(&format!(
+            "msg_signature={}&timestamp=1&nonce=2&echostr={encoded}",
+            signature.as_str()
+        ));
+        assert!(account.verify_url(&query).unwrap().starts_with(b"echo"));
+        let other = account_with_id("ww-other");
+        let error = other.verify_url(&query).unwrap_err();
+        assert_eq!((error.status(), error.reason()), (403, "receive_id"));
+    }
+
+    fn account_with_id(receive_id: &str) -> Account {
+        account(AccountKind::WeCom, receive_id)
+    }
+}
