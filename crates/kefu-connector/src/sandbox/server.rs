@@ -13,6 +13,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use kefu_payload::envelope::DialogueCallback;
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -20,8 +21,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use wxbizmsgcrypt::MsgCrypt;
-
-use kefu_payload::envelope::DialogueCallback;
 
 use super::faults::{Fault, Faults};
 use super::oa::{OaPushOutcome, OaSay, OfficialAccount};
@@ -512,7 +511,7 @@ async fn control(app: &App, request: Request<Incoming>) -> Response<Body> {
     }
 }
 
-/// The routes under `/sandbox/`, for the 404 answer.
+/// Every route, for the 404 answer.
 const ROUTES: &str = "POST /openapi/sendmsg/{TOKEN}, POST /openapi/kefustate/get/{TOKEN}, POST /openapi/kefustate/change/{TOKEN}, GET /sandbox/messages[?openid=…], GET /sandbox/users/{openid}, POST /sandbox/users/{openid}/say, /ask-for-person, /rate, /enter, /leave and /redeliver, POST /sandbox/oa/users/{openid}/say and /redeliver";
 
 fn not_found() -> Response<Body> {

@@ -341,6 +341,7 @@ impl UserAction {
 /// Why a user whose rating card is not pending cannot rate, and what would let them.
 fn not_ratable(evaluation: Evaluation) -> String {
     match evaluation {
+        // (Pending is ratable; it is grouped here only to keep the match exhaustive.)
         Evaluation::Pending { .. } | Evaluation::Never => "the sandbox has not accepted a sendmsg with event=waiterQualityEvaluate for this user, and the platform shows the rating card only after one; send it first".to_owned(),
         Evaluation::Rated { seq, assessment } => format!(
             "they already rated (assessment {assessment}) the waiterQualityEvaluate accepted as message {seq}, and one card takes one rating; send a new waiterQualityEvaluate first"
