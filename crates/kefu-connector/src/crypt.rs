@@ -33,7 +33,7 @@ pub enum CryptArgs {
     },
     /// Decrypt a ciphertext read from stdin and print the plaintext exactly, with no newline added.
     ///
-    /// Stdin may hold the bare base64, an XML envelope (<Encrypt>), or a JSON envelope
+    /// Stdin may hold the bare base64, an XML envelope (an Encrypt element), or a JSON envelope
     /// ("Encrypt", "encrypt" or the Dialogue platform's "encrypted"); the form is detected.
     /// With --signature, the msg_signature over (token, timestamp, nonce, ciphertext) is checked
     /// first. A reply envelope that carries MsgSignature, TimeStamp and Nonce is checked with them.
