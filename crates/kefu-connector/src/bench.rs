@@ -140,24 +140,19 @@ impl Histogram {
 
 /// Runs `bench` and prints its report.
 pub fn run(args: BenchArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
+    crate::runtime::block_on(async {
+        match bench(&args).await {
+            Ok(report) if report.lost == 0 && report.duplicated == 0 => ExitCode::SUCCESS,
+            Ok(_) => {
+                eprintln!("error: messages were lost or duplicated");
+                ExitCode::FAILURE
+            }
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::FAILURE
+            }
         }
-    };
-    match runtime.block_on(bench(&args)) {
-        Ok(report) if report.lost == 0 && report.duplicated == 0 => ExitCode::SUCCESS,
-        Ok(_) => {
-            eprintln!("error: messages were lost or duplicated");
-            ExitCode::FAILURE
-        }
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 async fn bench(args: &BenchArgs) -> Result<RelayReport, String> {

@@ -29,20 +29,15 @@ pub struct DemoArgs {
 
 /// Runs the demo; exit status 0 when every step was delivered as expected.
 pub fn run(args: DemoArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
+    crate::runtime::block_on(async {
+        match play(Duration::from_secs(args.timeout_secs)).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("demo failed: {message}");
+                ExitCode::FAILURE
+            }
         }
-    };
-    match runtime.block_on(play(Duration::from_secs(args.timeout_secs))) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("demo failed: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 async fn play(timeout: Duration) -> Result<(), String> {

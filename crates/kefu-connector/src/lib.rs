@@ -17,6 +17,7 @@ pub mod inbound;
 pub mod loopback;
 pub mod metrics;
 pub mod outbox;
+pub mod runtime;
 pub mod sandbox;
 pub mod send;
 pub mod serve;

@@ -18,6 +18,7 @@ use crate::delivery::Dispatcher;
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
+use crate::runtime::{announce, block_on, stop_signals};
 
 /// How long a stopping service waits for requests already on their way to the platform.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -184,14 +185,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
     };
     init_logging(config.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
+    block_on(async {
         let stopped = match stop_signals() {
             Ok(stopped) => stopped,
             Err(error) => {
@@ -207,39 +201,14 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        // One line on stdout, so that a supervisor or a test that asked for port 0 learns it.
-        println!("kefu-connector serve: desk API on http://{}", relay.addr);
-        let _ = std::io::Write::flush(&mut std::io::stdout());
+        announce(&format!(
+            "kefu-connector serve: desk API on http://{}",
+            relay.addr
+        ));
         stopped.await;
         tracing::info!("stopping: finishing requests in flight");
         relay.stop().await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
-    })
-}
-
-/// Registers SIGINT and SIGTERM now, and returns a future that resolves on either.
-///
-/// Register before announcing the listening address: a supervisor or a test may signal as soon as
-/// it has read that line, and a signal that arrives before its handler exists kills the process
-/// without a graceful stop.
-#[cfg(unix)]
-pub fn stop_signals() -> std::io::Result<impl Future<Output = ()> + Send> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-    })
-}
-
-/// Resolves on Ctrl-C.
-#[cfg(not(unix))]
-pub fn stop_signals() -> std::io::Result<impl Future<Output = ()> + Send> {
-    Ok(async {
-        let _ = tokio::signal::ctrl_c().await;
     })
 }

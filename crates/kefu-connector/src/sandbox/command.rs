@@ -1,6 +1,5 @@
 //! The `sandbox` subcommand: its arguments and `run`.
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -168,17 +167,8 @@ impl SandboxArgs {
 /// Exits 2 on an invalid setting, 1 when it cannot listen.
 pub fn run(args: SandboxArgs) -> ExitCode {
     crate::serve::init_logging(LogFormat::Text);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
-        // Listen for the signals before announcing the address: a supervisor or a test may send
-        // one as soon as it has read the startup line.
-        let stopped = match crate::serve::stop_signals() {
+    crate::runtime::block_on(async {
+        let stopped = match crate::runtime::stop_signals() {
             Ok(stopped) => stopped,
             Err(error) => {
                 eprintln!("error: cannot listen for SIGINT and SIGTERM: {error}");
@@ -196,19 +186,12 @@ pub fn run(args: SandboxArgs) -> ExitCode {
                 };
             }
         };
-        let mut stdout = std::io::stdout().lock();
-        let printed = writeln!(
-            stdout,
+        crate::runtime::announce(&format!(
             "sandbox listening addr={} base_url={} seed={}",
             sandbox.addr(),
             sandbox.base_url(),
             sandbox.seed()
-        )
-        .and_then(|()| stdout.flush());
-        drop(stdout);
-        if let Err(error) = printed {
-            tracing::warn!("cannot write the startup line to stdout: {error}");
-        }
+        ));
         stopped.await;
         tracing::info!("stopping the sandbox");
         sandbox.stop().await;
