@@ -38,20 +38,26 @@
 )]
 #![deny(missing_docs)]
 
+mod b64;
 mod error;
 mod key;
+mod seal;
 mod signature;
 
 use core::fmt;
 use core::ops::Range;
 
+use aes::Aes256Dec;
 use aes::cipher::block_padding::NoPadding;
-use aes::cipher::{BlockDecryptMut, BlockEncryptMut, InnerIvInit};
-use aes::{Aes256Dec, Aes256Enc};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use aes::cipher::{BlockDecryptMut, InnerIvInit};
 use rand::RngCore as _;
-use subtle::ConstantTimeEq as _;
+// The unit tests build ciphertexts by hand with these.
+#[cfg(test)]
+use aes::Aes256Enc;
+#[cfg(test)]
+use aes::cipher::BlockEncryptMut;
+#[cfg(test)]
+use base64::{Engine as _, engine::general_purpose::STANDARD};
 
 pub use error::{Base64Error, Error, ErrorCode, SignatureKind};
 pub use key::AesKey;
@@ -260,33 +266,40 @@ impl MsgCrypt {
         let framed = HEADER_LEN + msg.len() + self.receive_id.len();
         let pad = PAD_BLOCK - framed % PAD_BLOCK;
         let padded = framed + pad;
+
+        // The framed plaintext is gathered, encrypted and encoded a chunk at a time (see seal.rs):
+        // `out` is the only buffer, sized once, and no byte of it is validated or copied again.
         let encoded = padded.div_ceil(3) * 4;
-
-        // One buffer serves both: the base64 text is written to its front from the ciphertext at
-        // its back, so nothing is copied twice and nothing else is allocated.
-        let mut buf = core::mem::take(out).into_bytes();
-        buf.clear();
-        buf.reserve(encoded + padded);
-        buf.resize(encoded, 0);
-        buf.extend_from_slice(random);
-        buf.extend_from_slice(&msg_len.to_be_bytes());
-        buf.extend_from_slice(msg);
-        buf.extend_from_slice(&self.receive_id);
-        // pad ≤ 32, so the cast is lossless.
-        buf.resize(encoded + padded, pad as u8);
-
-        let (text, data) = buf.split_at_mut(encoded);
-        let encryptor =
-            cbc::Encryptor::<Aes256Enc>::inner_iv_init(self.key.encryptor.clone(), &self.key.iv);
-        encryptor
-            .encrypt_padded_mut::<NoPadding>(data, padded)
-            .map_err(|_| Error::MessageTooLong { len: msg.len() })?;
-        let written = STANDARD
-            .encode_slice(&*data, text)
-            .map_err(|_| Error::MessageTooLong { len: msg.len() })?;
-        buf.truncate(written);
-        *out = String::from_utf8(buf).unwrap_or_default();
+        if padded <= seal::SMALL_CHUNK {
+            let mut chunk = [0u8; seal::SMALL_CHUNK];
+            self.seal_pieces(&mut chunk, out, encoded, random, msg_len, msg, pad);
+        } else {
+            let mut chunk = [0u8; seal::CHUNK];
+            self.seal_pieces(&mut chunk, out, encoded, random, msg_len, msg, pad);
+        }
         Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn seal_pieces(
+        &self,
+        chunk: &mut [u8],
+        out: &mut String,
+        encoded: usize,
+        random: &[u8; RANDOM_LEN],
+        msg_len: u32,
+        msg: &[u8],
+        pad: usize,
+    ) {
+        let mut sealer = seal::Sealer::new(&self.key.encryptor, &self.key.iv, out, encoded, chunk);
+        sealer.push(random);
+        sealer.push(&msg_len.to_be_bytes());
+        sealer.push(msg);
+        sealer.push(&self.receive_id);
+        // pad ≤ 32, so the cast is lossless.
+        sealer.push(&[pad as u8; PAD_BLOCK][..pad]);
+        sealer.finish();
     }
 
     /// Encrypts `msg` and signs the result with `timestamp` and `nonce`, as a passive reply or a
@@ -410,6 +423,12 @@ impl MsgCrypt {
         buf: &mut Vec<u8>,
         check: ReceiveIdCheck,
     ) -> Result<(Range<usize>, Range<usize>), Error> {
+        self.decode_and_decrypt(encrypt, buf)?;
+        self.unframe(buf, check)
+    }
+
+    /// Steps 1–4 of §3.5: trim, decode, check the length, decrypt in place into `buf`.
+    fn decode_and_decrypt(&self, encrypt: &str, buf: &mut Vec<u8>) -> Result<(), Error> {
         let text = encrypt.trim_ascii().as_bytes();
         if text.is_empty() {
             return Err(Error::Base64 {
@@ -417,23 +436,29 @@ impl MsgCrypt {
             });
         }
         buf.clear();
-        buf.resize(text.len() / 4 * 3 + 3, 0);
-        let len = STANDARD
-            .decode_slice(text, buf)
-            .map_err(|e| Error::Base64 {
-                reason: key::base64_reason(e, text.len()),
-            })?;
-        buf.truncate(len);
+        b64::decode_append(text, buf).map_err(|reason| Error::Base64 { reason })?;
+        let len = buf.len();
         if len == 0 || len % PAD_BLOCK != 0 {
             return Err(Error::CiphertextLength { len });
         }
 
+        // By reference: the expanded key is not copied per message.
         let decryptor =
-            cbc::Decryptor::<Aes256Dec>::inner_iv_init(self.key.decryptor.clone(), &self.key.iv);
+            cbc::Decryptor::<&Aes256Dec>::inner_iv_init(&self.key.decryptor, &self.key.iv);
         decryptor
             .decrypt_padded_mut::<NoPadding>(buf)
             .map_err(|_| Error::CiphertextLength { len })?;
+        Ok(())
+    }
 
+    /// Steps 5–9 of §3.5 on the decrypted `buf`: padding, header, length field, receive-id.
+    /// Returns the ranges of the message and of the receive-id.
+    fn unframe(
+        &self,
+        buf: &[u8],
+        check: ReceiveIdCheck,
+    ) -> Result<(Range<usize>, Range<usize>), Error> {
+        let len = buf.len();
         let body_len = len - check_padding(buf)?;
         if body_len < HEADER_LEN {
             return Err(Error::BufferTooShort { len: body_len });
@@ -450,7 +475,7 @@ impl MsgCrypt {
 
         let found = buf.get(msg_end..body_len).unwrap_or_default();
         if let ReceiveIdCheck::Expected = check {
-            if !bool::from(found.ct_eq(&self.receive_id)) {
+            if !signature::ct_eq(found, &self.receive_id) {
                 return Err(Error::ReceiveIdMismatch {
                     found: String::from_utf8_lossy(found).into_owned(),
                 });
@@ -470,10 +495,11 @@ fn check_padding(plain: &[u8]) -> Result<usize, Error> {
     };
     let pad = tail[PAD_BLOCK - 1];
     let mut mismatch = 0u8;
-    for (distance_from_end, &byte) in tail.iter().rev().enumerate() {
-        // in_pad is 0xff when this byte lies inside the announced padding, 0 otherwise, computed
-        // without a data-dependent branch.
-        let in_pad = ((distance_from_end as u16).wrapping_sub(u16::from(pad)) >> 8) as u8;
+    for (i, &byte) in tail.iter().enumerate() {
+        // in_pad is 0xff when this byte lies inside the announced padding (its distance from the
+        // end, 31 - i, is below pad), 0 otherwise, computed without a data-dependent branch. The
+        // loop runs forwards over a fixed-size array, so the compiler vectorises it.
+        let in_pad = ((PAD_BLOCK as u16 - 1).wrapping_sub(i as u16 + u16::from(pad)) >> 8) as u8;
         mismatch |= in_pad & (byte ^ pad);
     }
     if pad == 0 || usize::from(pad) > PAD_BLOCK {
