@@ -1,0 +1,976 @@
+//! The inbound side over real loopback sockets: the Dialogue platform's handoff callback, the
+//! standard WeChat callbacks, delivery to a webhook (signature checked) and by long poll, and the
+//! conversation state, across a restart.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use bytes::Bytes;
+use hmac::{Hmac, Mac as _};
+use kefu_connector::config::Config;
+use kefu_connector::desk::{Desk, DeskReply};
+use kefu_connector::sandbox::{Sandbox, SandboxConfig};
+use kefu_connector::serve::Relay;
+use kefu_payload::envelope::{DialogueCallback, JsonCallback, XmlCallback};
+use kefu_payload::{CallbackEvent, HandoffCallback, KefuState};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::net::TcpListener;
+use wxbizmsgcrypt::MsgCrypt;
+
+const TOKEN: &str = "INBOUNDTOKEN0123456789";
+const KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+const OTHER_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+const BOT: &str = "Gg8HejYTkUsEIlG";
+const API_KEY: &str = "inbound-desk-key-0123456789";
+const SECRET: &str = "dialogue-callback-secret-0123";
+const HOOK_SECRET: &str = "webhook-hmac-secret-0123456789";
+
+const OA_TOKEN: &str = "oatoken";
+const OA_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
+const OA_OLD_KEY: &str = OTHER_KEY;
+const OA_APPID: &str = "wx1111111111111111";
+const CORP_TOKEN: &str = "corptoken";
+const CORP_ID: &str = "ww2222222222222222";
+
+/// The answer to every accepted Dialogue callback, and to every refused one.
+const OK: &str = r#"{"errcode":0,"errmsg":"ok"}"#;
+const REFUSED: &str = r#"{"errcode":400,"errmsg":"invalid callback"}"#;
+
+// ---------------------------------------------------------------------------------------------
+// A desk's webhook receiver.
+
+#[derive(Debug, Clone)]
+struct Delivery {
+    event_id: String,
+    timestamp: String,
+    signature: String,
+    body: String,
+}
+
+impl Delivery {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+
+    /// What the desk does: recompute the HMAC over `<timestamp>.<body>` and compare.
+    fn verify(&self, secret: &str) -> bool {
+        let Some(hex) = self.signature.strip_prefix("sha256=") else {
+            return false;
+        };
+        let Ok(expected) = hex::decode(hex) else {
+            return false;
+        };
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(self.timestamp.as_bytes());
+        mac.update(b".");
+        mac.update(self.body.as_bytes());
+        mac.verify_slice(&expected).is_ok()
+    }
+}
+
+#[derive(Clone, Default)]
+struct Hook {
+    seen: Arc<Mutex<Vec<Delivery>>>,
+    failing: Arc<AtomicBool>,
+}
+
+impl Hook {
+    async fn start(&self) -> String {
+        let app = Router::new()
+            .route("/hook", post(receive))
+            .with_state(self.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/hook")
+    }
+
+    fn seen(&self) -> Vec<Delivery> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits until `count` distinct events have been acknowledged.
+    async fn wait_for(&self, count: usize) -> Vec<Delivery> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let seen = self.seen();
+            let mut ids: Vec<&str> = seen.iter().map(|d| d.event_id.as_str()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            if ids.len() >= count {
+                return seen;
+            }
+            assert!(Instant::now() < deadline, "webhook got {seen:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn receive(State(hook): State<Hook>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    hook.seen.lock().unwrap().push(Delivery {
+        event_id: header("x-kefu-event-id"),
+        timestamp: header("x-kefu-timestamp"),
+        signature: header("x-kefu-signature"),
+        body: String::from_utf8(body.to_vec()).unwrap(),
+    });
+    if hook.failing.load(Ordering::SeqCst) {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::NO_CONTENT
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The relay.
+
+async fn start_relay(outbox: &Path, platform: &str, extra: &[(&str, String)]) -> (Relay, Desk) {
+    let mut settings: Vec<(&str, String)> = vec![
+        ("KEFU_SERVER_LISTEN", "127.0.0.1:0".into()),
+        ("KEFU_SERVER_API_KEY", API_KEY.into()),
+        ("KEFU_DIALOGUE_TOKEN", TOKEN.into()),
+        ("KEFU_DIALOGUE_AES_KEY", KEY.into()),
+        ("KEFU_DIALOGUE_BOT_APPID", BOT.into()),
+        ("KEFU_DIALOGUE_APPID", "wx0000000000000000".into()),
+        ("KEFU_DIALOGUE_BASE_URL", platform.into()),
+        ("KEFU_DELIVERY_INITIAL_BACKOFF_MS", "5".into()),
+        ("KEFU_OUTBOX_PATH", outbox.display().to_string()),
+        ("KEFU_CALLBACKS_DIALOGUE_SECRET", SECRET.into()),
+        ("KEFU_WEBHOOK_SECRET", HOOK_SECRET.into()),
+        ("KEFU_WEBHOOK_INITIAL_BACKOFF_MS", "20".into()),
+        ("KEFU_WEBHOOK_MAX_BACKOFF_MS", "200".into()),
+        ("KEFU_CALLBACKS_WECHAT_ACCOUNTS", "oa,corp".into()),
+        ("KEFU_WECHAT_OA_TOKEN", OA_TOKEN.into()),
+        ("KEFU_WECHAT_OA_AES_KEY", OA_KEY.into()),
+        ("KEFU_WECHAT_OA_PREVIOUS_AES_KEY", OA_OLD_KEY.into()),
+        ("KEFU_WECHAT_OA_RECEIVE_ID", OA_APPID.into()),
+        ("KEFU_WECHAT_CORP_KIND", "wecom".into()),
+        ("KEFU_WECHAT_CORP_TOKEN", CORP_TOKEN.into()),
+        ("KEFU_WECHAT_CORP_AES_KEY", KEY.into()),
+        ("KEFU_WECHAT_CORP_RECEIVE_ID", CORP_ID.into()),
+    ];
+    settings.extend(extra.iter().cloned());
+    let config = Config::load(None, |name| {
+        settings
+            .iter()
+            .rev()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
+    })
+    .unwrap();
+    let relay = Relay::start(&config).await.unwrap();
+    let desk = Desk::new(format!("http://{}", relay.addr), API_KEY);
+    (relay, desk)
+}
+
+/// A base URL that refuses connections, for tests that never reach the platform.
+fn dead_platform() -> String {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/openapi", dead.local_addr().unwrap());
+    drop(dead);
+    url
+}
+
+fn handoff(userid: &str, kfstate: KefuState, text: &str, createtime: i64) -> HandoffCallback {
+    HandoffCallback {
+        userid: userid.into(),
+        appid: "wx0000000000000000".into(),
+        content: Some(text.into()),
+        from: Some(0),
+        kfstate: Some(kfstate),
+        channel: Some(0),
+        assessment: Some(0),
+        createtime: Some(createtime),
+        ..HandoffCallback::default()
+    }
+}
+
+/// The platform's callback body: the callback encrypted with a fresh random prefix.
+fn encrypted(callback: &HandoffCallback, key: &str, receive_id: &str) -> String {
+    encrypted_plaintext(&callback.to_xml().unwrap(), key, receive_id)
+}
+
+fn encrypted_plaintext(plaintext: &str, key: &str, receive_id: &str) -> String {
+    let crypt = MsgCrypt::new(TOKEN, key, receive_id).unwrap();
+    DialogueCallback {
+        encrypted: crypt.encrypt(plaintext.as_bytes()).unwrap(),
+    }
+    .to_json()
+}
+
+async fn post_dialogue(desk: &Desk, secret: &str, body: impl Into<Bytes>) -> DeskReply {
+    desk.post_raw(&format!("/v1/callbacks/dialogue/{secret}"), body)
+        .await
+        .unwrap()
+}
+
+async fn events(desk: &Desk, query: &str) -> Value {
+    let reply = desk.get(&format!("/v1/events?{query}")).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.body
+}
+
+async fn metrics(desk: &Desk) -> String {
+    desk.get("/metrics").await.unwrap().text
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Dialogue callback.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialogue_callbacks_are_stored_pushed_signed_pulled_and_deduplicated() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Hook::default();
+    let url = hook.start().await;
+    let (relay, desk) = start_relay(
+        &dir.path().join("o.sqlite3"),
+        &dead_platform(),
+        &[("KEFU_WEBHOOK_URL", url)],
+    )
+    .await;
+
+    let ask = handoff("oUSER", KefuState::NeedPerson, "我要转人工", 1_700_000_000);
+    let started = Instant::now();
+    let reply = post_dialogue(&desk, SECRET, encrypted(&ask, KEY, BOT)).await;
+    assert_eq!((reply.status.as_u16(), reply.text.as_str()), (200, OK));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // The platform's redelivery: the same plaintext, encrypted again with a new random prefix.
+    let again = encrypted(&ask, KEY, BOT);
+    let reply = post_dialogue(&desk, SECRET, again).await;
+    assert_eq!((reply.status.as_u16(), reply.text.as_str()), (200, OK));
+    let more = handoff("oUSER", KefuState::NeedPerson, "在吗?", 1_700_000_005);
+    assert_eq!(
+        post_dialogue(&desk, SECRET, encrypted(&more, KEY, BOT))
+            .await
+            .text,
+        OK
+    );
+
+    // Pull.
+    let page = events(&desk, "after=0").await;
+    assert_eq!(page["next"], 2, "{page}");
+    let pulled = page["events"].as_array().unwrap().clone();
+    assert_eq!(pulled.len(), 2, "the redelivery is dropped: {page}");
+    assert_eq!(pulled[0]["id"], 1);
+    assert_eq!(pulled[0]["kind"], "handoff_requested");
+    assert_eq!(pulled[0]["source"], "dialogue");
+    assert_eq!(pulled[0]["openid"], "oUSER");
+    assert_eq!(pulled[0]["content"], "我要转人工");
+    assert_eq!(pulled[0]["kfstate"], "needperson");
+    assert_eq!(pulled[0]["channel"], 0);
+    assert_eq!(pulled[0]["created_at"], 1_700_000_000);
+    assert_eq!(pulled[0]["raw"]["content"]["msg"], "我要转人工");
+    assert_eq!(pulled[1]["id"], 2);
+    assert_eq!(pulled[1]["kind"], "message", "already waiting for a person");
+    assert_eq!(events(&desk, "after=1").await["events"][0]["id"], 2);
+
+    // Push: the same events, in order, signed.
+    let pushed = hook.wait_for(2).await;
+    assert_eq!(pushed.len(), 2, "{pushed:?}");
+    for (delivery, pulled) in pushed.iter().zip(&pulled) {
+        assert!(delivery.verify(HOOK_SECRET), "{delivery:?}");
+        assert!(!delivery.verify("another-secret-0123456789"));
+        assert_eq!(&delivery.json(), pulled);
+        assert_eq!(delivery.event_id, pulled["id"].to_string());
+        let age = now_secs() - delivery.timestamp.parse::<i64>().unwrap();
+        assert!((0..60).contains(&age), "{delivery:?}");
+    }
+
+    // A long poll with nothing new waits, then answers empty with the same cursor.
+    let started = Instant::now();
+    let page = events(&desk, "after=2&wait=1").await;
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert_eq!(page, json!({"events": [], "next": 2}));
+    // A long poll is woken by the next callback.
+    let poller = desk.clone();
+    let poll = tokio::spawn(async move {
+        let started = Instant::now();
+        (events(&poller, "after=2&wait=20").await, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rating = HandoffCallback {
+        assessment: Some(5),
+        content: Some(String::new()),
+        kfstate: Some(KefuState::PersonServing),
+        ..handoff("oUSER", KefuState::PersonServing, "", 1_700_000_100)
+    };
+    assert_eq!(
+        post_dialogue(&desk, SECRET, encrypted(&rating, KEY, BOT))
+            .await
+            .text,
+        OK
+    );
+    let (page, waited) = poll.await.unwrap();
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    assert_eq!(page["events"][0]["kind"], "rating");
+    assert_eq!(page["events"][0]["assessment"], 5);
+    assert_eq!(page["next"], 3);
+
+    // The conversation's state followed.
+    let session = desk.get("/v1/sessions/oUSER").await.unwrap().body;
+    assert_eq!(session["state"], "personserving", "{session}");
+    assert_eq!(session["last_event_id"], 3);
+
+    let text = metrics(&desk).await;
+    for line in [
+        r#"kefu_callbacks_total{source="dialogue",outcome="stored",reason="none"} 3"#,
+        r#"kefu_callbacks_total{source="dialogue",outcome="duplicate",reason="none"} 1"#,
+        r#"kefu_dialogue_receive_id_total{observed="bot_appid",bot_appid="true"} 4"#,
+        r#"kefu_http_requests_total{route="/v1/callbacks/dialogue/{secret}",status="200"} 4"#,
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+    assert!(!text.contains(SECRET));
+    // The event feed needs the bearer key; the callback does not.
+    let anonymous = desk.with_key("wrong");
+    assert_eq!(anonymous.get("/v1/events").await.unwrap().status, 401);
+    assert_eq!(anonymous.get("/v1/sessions").await.unwrap().status, 401);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_dialogue_callbacks_get_one_uniform_answer_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, desk) = start_relay(&dir.path().join("o.sqlite3"), &dead_platform(), &[]).await;
+    let valid = handoff("oUSER", KefuState::NeedPerson, "hi", 1_700_000_000);
+    let cases: Vec<(&str, &str, String)> = vec![
+        (
+            "secret",
+            "wrong-secret-0123456789",
+            encrypted(&valid, KEY, BOT),
+        ),
+        ("secret", "", encrypted(&valid, KEY, BOT)),
+        ("body", SECRET, "not json".into()),
+        ("body", SECRET, r#"{"cipher":"x"}"#.into()),
+        ("base64", SECRET, r#"{"encrypted":"not base64!"}"#.into()),
+        ("base64", SECRET, r#"{"encrypted":"QUJD"}"#.into()),
+        ("wrong key", SECRET, encrypted(&valid, OTHER_KEY, BOT)),
+        (
+            "receive_id",
+            SECRET,
+            encrypted(&valid, KEY, "wxSomeoneElse"),
+        ),
+        (
+            "xml",
+            SECRET,
+            encrypted_plaintext("<xml><appid>a</appid></xml>", KEY, BOT),
+        ),
+        (
+            "xml",
+            SECRET,
+            encrypted_plaintext("{\"userid\":1}", KEY, BOT),
+        ),
+        (
+            "xml",
+            SECRET,
+            encrypted_plaintext(
+                "<xml><userid>u</userid><appid>a</appid><kfstate>9</kfstate></xml>",
+                KEY,
+                BOT,
+            ),
+        ),
+    ];
+    for (what, secret, body) in &cases {
+        let reply = post_dialogue(&desk, secret, body.clone()).await;
+        let status = if secret.is_empty() {
+            // No secret segment at all: no such route.
+            404
+        } else {
+            400
+        };
+        assert_eq!(reply.status.as_u16(), status, "{what}: {}", reply.text);
+        if status == 400 {
+            assert_eq!(reply.text, REFUSED, "{what}");
+        }
+    }
+    assert_eq!(events(&desk, "").await, json!({"events": [], "next": 0}));
+    assert_eq!(
+        desk.get("/v1/sessions/oUSER").await.unwrap().status,
+        404,
+        "no session either"
+    );
+    let text = metrics(&desk).await;
+    for reason in ["secret", "body", "base64", "receive_id", "xml"] {
+        assert!(
+            text.contains(&format!(
+                r#"kefu_callbacks_total{{source="dialogue",outcome="rejected",reason="{reason}"}}"#
+            )),
+            "{reason} in\n{text}"
+        );
+    }
+    assert!(
+        text.contains(r#"outcome="rejected",reason="aes"}"#)
+            || text.contains(r#"outcome="rejected",reason="buffer"}"#),
+        "the wrong key fails the padding or the framing:\n{text}"
+    );
+    assert!(!text.contains("outcome=\"stored\""), "{text}");
+    // And a valid one is still accepted afterwards.
+    let reply = post_dialogue(&desk, SECRET, encrypted(&valid, KEY, BOT)).await;
+    assert_eq!(reply.text, OK);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_mode_accepts_another_receive_id_and_counts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, desk) = start_relay(
+        &dir.path().join("o.sqlite3"),
+        &dead_platform(),
+        &[("KEFU_CALLBACKS_DIALOGUE_RECEIVE_ID", "log".into())],
+    )
+    .await;
+    let valid = handoff("oUSER", KefuState::Asking, "hi", 1_700_000_000);
+    let reply = post_dialogue(&desk, SECRET, encrypted(&valid, KEY, "wx0000000000000000")).await;
+    assert_eq!(reply.text, OK);
+    assert_eq!(events(&desk, "").await["events"][0]["content"], "hi");
+    assert!(metrics(&desk).await.contains(
+        r#"kefu_dialogue_receive_id_total{observed="wx0000000000000000",bot_appid="false"} 1"#
+    ));
+    relay.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The standard WeChat callbacks.
+
+struct Signed {
+    query: String,
+}
+
+/// A safe-mode query: `msg_signature` over the token, timestamp, nonce and `encrypt`.
+fn safe_query(token: &str, timestamp: i64, nonce: &str, encrypt: &str) -> Signed {
+    let signature = wxbizmsgcrypt::sign_message(token, timestamp.to_string(), nonce, encrypt);
+    let plain = wxbizmsgcrypt::sign_plain(token, timestamp.to_string(), nonce);
+    Signed {
+        query: format!(
+            "signature={}&timestamp={timestamp}&nonce={nonce}&openid=oOA&encrypt_type=aes&msg_signature={}",
+            plain.as_str(),
+            signature.as_str()
+        ),
+    }
+}
+
+fn oa_text(msg_id: u64, text: &str, create_time: i64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[gh_oa]]></ToUserName><FromUserName><![CDATA[oOA]]></FromUserName><CreateTime>{create_time}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{text}]]></Content><MsgId>{msg_id}</MsgId><Extra>kept</Extra></xml>"
+    )
+}
+
+async fn post_wechat(desk: &Desk, name: &str, query: &str, body: impl Into<Bytes>) -> DeskReply {
+    desk.post_raw(&format!("/v1/callbacks/wechat/{name}?{query}"), body)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wechat_url_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, desk) = start_relay(&dir.path().join("o.sqlite3"), &dead_platform(), &[]).await;
+
+    // OA: plaintext echostr, echoed exactly; the signature does not cover it.
+    let signature = wxbizmsgcrypt::sign_plain(OA_TOKEN, "1409659813", "1372623149");
+    let reply = desk
+        .get(&format!(
+            "/v1/callbacks/wechat/oa?signature={}&echostr=7086316417%2B1&timestamp=1409659813&nonce=1372623149",
+            signature.as_str()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.text, "7086316417+1",
+        "decoded once, no newline, no quotes"
+    );
+    let reply = desk
+        .get("/v1/callbacks/wechat/oa?signature=0000000000000000000000000000000000000000&echostr=1&timestamp=1&nonce=2")
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.status.as_u16(), reply.text.as_str()),
+        (403, "signature mismatch")
+    );
+
+    // WeCom: the echostr is encrypted and signed; a '+' in it arrives as %2B, decoded once.
+    let crypt = MsgCrypt::new(CORP_TOKEN, KEY, CORP_ID).unwrap();
+    let (plain, echostr) = (0..1000)
+        .map(|i| {
+            let plain = format!("{}", 5_927_782_489_442_352_469_u64 + i);
+            let echostr = crypt.encrypt(plain.as_bytes()).unwrap();
+            (plain, echostr)
+        })
+        .find(|(_, e)| e.contains('+'))
+        .unwrap();
+    let sign =
+        |echostr: &str| wxbizmsgcrypt::sign_message(CORP_TOKEN, "1409659589", "263014780", echostr);
+    let encoded = echostr
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    let reply = desk
+        .get(&format!(
+            "/v1/callbacks/wechat/corp?msg_signature={}&timestamp=1409659589&nonce=263014780&echostr={encoded}",
+            sign(&echostr).as_str()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.text, plain);
+    // A receive-id mismatch is 403 (protocols.md §3.10 item 10).
+    let stranger = MsgCrypt::new(CORP_TOKEN, KEY, "wwSomeOtherCorp").unwrap();
+    let echostr = stranger.encrypt(b"123").unwrap();
+    let reply = desk
+        .get(&format!(
+            "/v1/callbacks/wechat/corp?msg_signature={}&timestamp=1409659589&nonce=263014780&echostr={}",
+            sign(&echostr).as_str(),
+            echostr.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D")
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.status.as_u16(), reply.text.as_str()),
+        (403, "receive-id mismatch")
+    );
+    let reply = desk.get("/v1/callbacks/wechat/nobody?x=1").await.unwrap();
+    assert_eq!(reply.status, 404);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wechat_pushes_in_every_mode_with_replay_and_redelivery_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, desk) = start_relay(&dir.path().join("o.sqlite3"), &dead_platform(), &[]).await;
+    let now = now_secs();
+    let oa = MsgCrypt::new(OA_TOKEN, OA_KEY, OA_APPID).unwrap();
+
+    // Safe mode, XML.
+    let encrypt = oa.encrypt(oa_text(1, "safe xml", now).as_bytes()).unwrap();
+    let body = XmlCallback {
+        to_user_name: Some("gh_oa".into()),
+        encrypt: encrypt.clone(),
+        agent_id: None,
+    }
+    .to_xml()
+    .unwrap();
+    let signed = safe_query(OA_TOKEN, now, "n1", &encrypt);
+    let reply = post_wechat(&desk, "oa", &signed.query, body.clone()).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.text.as_str()),
+        (200, "success")
+    );
+    // The very same request again: a replay.
+    let reply = post_wechat(&desk, "oa", &signed.query, body).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.text.as_str()),
+        (403, "replayed request")
+    );
+
+    // Safe mode, JSON.
+    let json_plain = json!({"ToUserName": "gh_oa", "FromUserName": "oOA", "CreateTime": now, "MsgType": "text", "Content": "safe json", "MsgId": 2}).to_string();
+    let encrypt = oa.encrypt(json_plain.as_bytes()).unwrap();
+    let body = JsonCallback {
+        to_user_name: Some("gh_oa".into()),
+        encrypt: encrypt.clone(),
+    }
+    .to_json();
+    let reply = post_wechat(
+        &desk,
+        "oa",
+        &safe_query(OA_TOKEN, now, "n2", &encrypt).query,
+        body,
+    )
+    .await;
+    assert_eq!(reply.text, "success");
+
+    // Compatible mode: the plaintext fields next to Encrypt; the decrypted message counts.
+    let encrypt = oa
+        .encrypt(oa_text(3, "compatible", now).as_bytes())
+        .unwrap();
+    let body = format!(
+        "<xml><ToUserName><![CDATA[gh_oa]]></ToUserName><FromUserName><![CDATA[oOA]]></FromUserName><CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[compatible]]></Content><MsgId>3</MsgId><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+    );
+    let reply = post_wechat(
+        &desk,
+        "oa",
+        &safe_query(OA_TOKEN, now, "n3", &encrypt).query,
+        body,
+    )
+    .await;
+    assert_eq!(reply.text, "success");
+
+    // Plaintext mode: the plain signature.
+    let plain = wxbizmsgcrypt::sign_plain(OA_TOKEN, now.to_string(), "n4");
+    let reply = post_wechat(
+        &desk,
+        "oa",
+        &format!(
+            "signature={}&timestamp={now}&nonce=n4&openid=oOA",
+            plain.as_str()
+        ),
+        oa_text(4, "plaintext", now),
+    )
+    .await;
+    assert_eq!(reply.text, "success");
+
+    // Key rotation: a message encrypted with the previous key.
+    let old = MsgCrypt::new(OA_TOKEN, OA_OLD_KEY, OA_APPID).unwrap();
+    let encrypt = old
+        .encrypt(oa_text(5, "previous key", now).as_bytes())
+        .unwrap();
+    let body = format!("<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
+    let reply = post_wechat(
+        &desk,
+        "oa",
+        &safe_query(OA_TOKEN, now, "n5", &encrypt).query,
+        body,
+    )
+    .await;
+    assert_eq!(reply.text, "success");
+
+    // A redelivery of MsgId 1: new timestamp, nonce and ciphertext, same message.
+    let encrypt = oa.encrypt(oa_text(1, "safe xml", now).as_bytes()).unwrap();
+    let body = format!("<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
+    let reply = post_wechat(
+        &desk,
+        "oa",
+        &safe_query(OA_TOKEN, now + 1, "n6", &encrypt).query,
+        body,
+    )
+    .await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.text.as_str()),
+        (200, "success")
+    );
+
+    // An event has no MsgId: it is keyed by sender, time and event.
+    let event = format!(
+        "<xml><ToUserName>gh_oa</ToUserName><FromUserName>oOA</FromUserName><CreateTime>{now}</CreateTime><MsgType>event</MsgType><Event>kf_create_session</Event><KfAccount>test1@test</KfAccount></xml>"
+    );
+    for nonce in ["n7", "n8"] {
+        let encrypt = oa.encrypt(event.as_bytes()).unwrap();
+        let body = format!("<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
+        let reply = post_wechat(
+            &desk,
+            "oa",
+            &safe_query(OA_TOKEN, now, nonce, &encrypt).query,
+            body,
+        )
+        .await;
+        assert_eq!(reply.text, "success");
+    }
+
+    // WeCom: always encrypted, without encrypt_type.
+    let corp = MsgCrypt::new(CORP_TOKEN, KEY, CORP_ID).unwrap();
+    let encrypt = corp.encrypt(b"<xml><ToUserName>ww2222222222222222</ToUserName><FromUserName>zhangsan</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType><Content>wecom</Content><MsgId>99</MsgId><AgentID>1</AgentID></xml>").unwrap();
+    let signature = wxbizmsgcrypt::sign_message(CORP_TOKEN, now.to_string(), "n9", &encrypt);
+    let reply = post_wechat(
+        &desk,
+        "corp",
+        &format!("msg_signature={}&timestamp={now}&nonce=n9", signature.as_str()),
+        format!("<xml><ToUserName>ww2222222222222222</ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt><AgentID>1</AgentID></xml>"),
+    )
+    .await;
+    assert_eq!(reply.text, "success");
+
+    // Refusals: wrong signature, old timestamp, unknown account.
+    let encrypt = oa.encrypt(oa_text(10, "x", now).as_bytes()).unwrap();
+    let body = format!("<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
+    let forged = safe_query("not-the-token", now, "n10", &encrypt);
+    let reply = post_wechat(&desk, "oa", &forged.query, body.clone()).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.text.as_str()),
+        (403, "signature mismatch")
+    );
+    let stale = safe_query(OA_TOKEN, now - 3600, "n11", &encrypt);
+    let reply = post_wechat(&desk, "oa", &stale.query, body.clone()).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.text.as_str()),
+        (403, "timestamp out of range")
+    );
+    let reply = post_wechat(
+        &desk,
+        "nobody",
+        &safe_query(OA_TOKEN, now, "n12", &encrypt).query,
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, 404);
+
+    let page = events(&desk, "").await;
+    let got: Vec<(String, String, String)> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["account"].as_str().unwrap().to_owned(),
+                e["kind"].as_str().unwrap().to_owned(),
+                e["content"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, String)> = [
+        ("oa", "message", "safe xml"),
+        ("oa", "message", "safe json"),
+        ("oa", "message", "compatible"),
+        ("oa", "message", "plaintext"),
+        ("oa", "message", "previous key"),
+        ("oa", "agent_enter", ""),
+        ("corp", "message", "wecom"),
+    ]
+    .iter()
+    .map(|(a, k, c)| (a.to_string(), k.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(got, expected, "{page}");
+    let first = &page["events"][0];
+    assert_eq!(first["source"], "wechat");
+    assert_eq!(first["openid"], "oOA");
+    assert_eq!(first["appid"], "gh_oa");
+    assert_eq!(first["msg_id"], "1");
+    assert_eq!(first["created_at"], now);
+    assert_eq!(first["raw"]["Extra"], "kept");
+    assert_eq!(page["events"][1]["raw"]["MsgId"], 2);
+    assert_eq!(page["events"][5]["agent"]["name"], "test1@test");
+
+    let text = metrics(&desk).await;
+    for line in [
+        r#"kefu_callbacks_total{source="wechat",outcome="stored",reason="none"} 7"#,
+        r#"kefu_callbacks_total{source="wechat",outcome="duplicate",reason="none"} 2"#,
+        r#"kefu_callbacks_total{source="wechat",outcome="rejected",reason="replay"} 1"#,
+        r#"kefu_callbacks_total{source="wechat",outcome="rejected",reason="signature"} 1"#,
+        r#"kefu_callbacks_total{source="wechat",outcome="rejected",reason="timestamp"} 1"#,
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+    relay.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversation state.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_follow_callbacks_and_desk_calls_and_survive_a_restart() {
+    let sandbox = Sandbox::start(SandboxConfig::new(TOKEN, KEY, BOT))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.sqlite3");
+    let (relay, desk) = start_relay(&path, &sandbox.base_url(), &[]).await;
+
+    for (user, time) in [("oFIRST", 1_700_000_000), ("oSECOND", 1_700_000_001)] {
+        let ask = handoff(user, KefuState::NeedPerson, "我要转人工", time);
+        assert_eq!(
+            post_dialogue(&desk, SECRET, encrypted(&ask, KEY, BOT))
+                .await
+                .text,
+            OK
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let waiting = |desk: Desk| async move {
+        let reply = desk.get("/v1/sessions?state=needperson").await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.body["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["openid"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        waiting(desk.clone()).await,
+        ["oFIRST", "oSECOND"],
+        "oldest first"
+    );
+    let first = desk.get("/v1/sessions/oFIRST").await.unwrap().body;
+    assert_eq!(first["state"], "needperson");
+    assert_eq!(first["changed_by"], "callback");
+    assert_eq!(first["requested_at_ms"], first["state_since_ms"]);
+    assert_eq!(first["channel"], 0);
+
+    let reply = desk
+        .post(
+            "/v1/sessions/oFIRST/enter",
+            &json!({"channel": 0, "kefuname": "小红"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let first = desk.get("/v1/sessions/oFIRST").await.unwrap().body;
+    assert_eq!(first["state"], "personserving", "{first}");
+    assert_eq!(first["agent"], "小红");
+    assert_eq!(first["changed_by"], "desk");
+    assert_eq!(waiting(desk.clone()).await, ["oSECOND"]);
+    // A callback sent before the platform learned of the desk's call does not undo it.
+    let late = handoff("oFIRST", KefuState::NeedPerson, "还在吗", 1_700_000_002);
+    assert_eq!(
+        post_dialogue(&desk, SECRET, encrypted(&late, KEY, BOT))
+            .await
+            .text,
+        OK
+    );
+    assert_eq!(
+        desk.get("/v1/sessions/oFIRST").await.unwrap().body["state"],
+        "personserving"
+    );
+
+    let reply = desk
+        .post("/v1/sessions/oFIRST/quit", &json!({"channel": 0}))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let first = desk.get("/v1/sessions/oFIRST").await.unwrap().body;
+    assert_eq!(first["state"], "complete");
+    assert_eq!(first["agent"], "小红", "who served is kept");
+
+    // An agent joining inside the platform.
+    let joined = HandoffCallback {
+        event: Some(CallbackEvent::CustomerStuffEnter),
+        customer_info: Some(kefu_payload::CustomerInfo {
+            name: "平台客服".into(),
+            avatar: String::new(),
+            openid: "oAGENT".into(),
+        }),
+        content: None,
+        ..handoff("oSECOND", KefuState::NeedPerson, "", 1_700_000_010)
+    };
+    assert_eq!(
+        post_dialogue(&desk, SECRET, encrypted(&joined, KEY, BOT))
+            .await
+            .text,
+        OK
+    );
+    let second = desk.get("/v1/sessions/oSECOND").await.unwrap().body;
+    assert_eq!(second["state"], "personserving");
+    assert_eq!(second["agent"], "平台客服");
+
+    assert_eq!(desk.get("/v1/sessions/oNOBODY").await.unwrap().status, 404);
+    let reply = desk.get("/v1/sessions?state=busy").await.unwrap();
+    assert_eq!(
+        (reply.status.as_u16(), &reply.body["error"]["field"]),
+        (400, &json!("state"))
+    );
+    let all = desk.get("/v1/sessions").await.unwrap().body;
+    assert_eq!(all["sessions"].as_array().unwrap().len(), 2);
+    let before = events(&desk, "").await;
+
+    relay.stop().await;
+    let (relay, desk) = start_relay(&path, &sandbox.base_url(), &[]).await;
+    let first = desk.get("/v1/sessions/oFIRST").await.unwrap().body;
+    assert_eq!(
+        (first["state"].as_str(), first["agent"].as_str()),
+        (Some("complete"), Some("小红"))
+    );
+    let second = desk.get("/v1/sessions/oSECOND").await.unwrap().body;
+    assert_eq!(second["state"], "personserving");
+    assert_eq!(
+        events(&desk, "").await,
+        before,
+        "the events, ids and all, survive too"
+    );
+    // Ids keep counting after a restart.
+    let next = handoff("oSECOND", KefuState::PersonServing, "谢谢", 1_700_000_020);
+    assert_eq!(
+        post_dialogue(&desk, SECRET, encrypted(&next, KEY, BOT))
+            .await
+            .text,
+        OK
+    );
+    let page = events(&desk, &format!("after={}", before["next"])).await;
+    assert_eq!(
+        page["events"][0]["id"].as_i64(),
+        before["next"].as_i64().map(|n| n + 1)
+    );
+
+    // The desk's calls reached the platform in order.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sandbox.messages(Some("oFIRST")).len() < 2 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    relay.stop().await;
+    sandbox.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The webhook, when the desk is down for a while.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_retries_until_the_desk_answers_keeping_each_users_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Hook::default();
+    hook.failing.store(true, Ordering::SeqCst);
+    let url = hook.start().await;
+    let (relay, desk) = start_relay(
+        &dir.path().join("o.sqlite3"),
+        &dead_platform(),
+        &[("KEFU_WEBHOOK_URL", url)],
+    )
+    .await;
+    for i in 0..6 {
+        let user = if i % 2 == 0 { "oA" } else { "oB" };
+        let cb = handoff(
+            user,
+            KefuState::NeedPerson,
+            &format!("m{i}"),
+            1_700_000_000 + i,
+        );
+        assert_eq!(
+            post_dialogue(&desk, SECRET, encrypted(&cb, KEY, BOT))
+                .await
+                .text,
+            OK
+        );
+    }
+    // Refused at least twice each for the heads of the queues.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hook.seen().len() < 4 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        metrics(&desk)
+            .await
+            .contains(r#"kefu_webhook_deliveries_total{outcome="retry",status="503"}"#)
+    );
+    hook.failing.store(false, Ordering::SeqCst);
+    hook.wait_for(6).await;
+    // Let the acknowledgements settle, then look at what was acknowledged, per user.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = hook.seen();
+    for user in ["oA", "oB"] {
+        let mut ids: Vec<i64> = seen
+            .iter()
+            .filter(|d| d.json()["openid"] == user)
+            .map(|d| d.event_id.parse().unwrap())
+            .collect();
+        // Attempts of one user never overtake each other: ids appear in non-decreasing order.
+        assert!(ids.windows(2).all(|w| w[0] <= w[1]), "{user}: {ids:?}");
+        ids.dedup();
+        assert_eq!(ids.len(), 3, "{user}: {ids:?}");
+    }
+    assert!(metrics(&desk).await.contains("kefu_inbound_pending 0"));
+    relay.stop().await;
+}
