@@ -15,7 +15,8 @@
 //! | `GET /healthz` | liveness and store health |
 //! | `GET /metrics` | Prometheus text |
 //!
-//! Every `/v1` route demands `Authorization: Bearer <server.api_key>`, compared in constant time.
+//! Every `/v1` route but the callbacks demands `Authorization: Bearer <server.api_key>`, compared
+//! in constant time.
 //! A request is validated completely before anything is stored: malformed JSON is 400, a body of
 //! the wrong shape or a message the platform would refuse is 422, and either names the field.
 
