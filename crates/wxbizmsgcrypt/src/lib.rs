@@ -153,6 +153,34 @@ pub struct Decrypted<'a> {
     pub receive_id: &'a [u8],
 }
 
+/// The sizes of one message's framed plaintext and of its ciphertext text.
+struct Layout {
+    /// The message length, for the length field.
+    msg_len: u32,
+    /// PKCS#7 pad length, 1..=32.
+    pad: usize,
+    /// Padded plaintext length, which is also the ciphertext length.
+    padded: usize,
+    /// Base64 text length.
+    encoded: usize,
+}
+
+impl Layout {
+    fn of(msg: &[u8], receive_id_len: usize) -> Result<Layout, Error> {
+        let msg_len =
+            u32::try_from(msg.len()).map_err(|_| Error::MessageTooLong { len: msg.len() })?;
+        let framed = HEADER_LEN + msg.len() + receive_id_len;
+        let pad = PAD_BLOCK - framed % PAD_BLOCK;
+        let padded = framed + pad;
+        Ok(Layout {
+            msg_len,
+            pad,
+            padded,
+            encoded: padded.div_ceil(3) * 4,
+        })
+    }
+}
+
 /// Which receive-ids a decryption accepts.
 #[derive(Clone, Copy)]
 enum ReceiveIdCheck {
@@ -261,45 +289,90 @@ impl MsgCrypt {
         msg: &[u8],
         out: &mut String,
     ) -> Result<(), Error> {
-        let msg_len =
-            u32::try_from(msg.len()).map_err(|_| Error::MessageTooLong { len: msg.len() })?;
-        let framed = HEADER_LEN + msg.len() + self.receive_id.len();
-        let pad = PAD_BLOCK - framed % PAD_BLOCK;
-        let padded = framed + pad;
-
-        // The framed plaintext is gathered, encrypted and encoded a chunk at a time (see seal.rs):
-        // `out` is the only buffer, sized once, and no byte of it is validated or copied again.
-        let encoded = padded.div_ceil(3) * 4;
-        if padded <= seal::SMALL_CHUNK {
-            let mut chunk = [0u8; seal::SMALL_CHUNK];
-            self.seal_pieces(&mut chunk, out, encoded, random, msg_len, msg, pad);
-        } else {
-            let mut chunk = [0u8; seal::CHUNK];
-            self.seal_pieces(&mut chunk, out, encoded, random, msg_len, msg, pad);
-        }
+        let layout = Layout::of(msg, self.receive_id.len())?;
+        self.seal_with(random, msg, &layout, out, None);
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Gathers, encrypts and encodes the framed plaintext a chunk at a time (see seal.rs), and
+    /// hashes the text on the way when a `signer` is given. `out` is the only buffer, sized
+    /// once, and no byte of it is validated or copied again.
+    fn seal_with(
+        &self,
+        random: &[u8; RANDOM_LEN],
+        msg: &[u8],
+        layout: &Layout,
+        out: &mut String,
+        signer: Option<&mut signature::StreamSigner<'_>>,
+    ) {
+        if layout.padded <= seal::SMALL_CHUNK {
+            let mut chunk = [0u8; seal::SMALL_CHUNK];
+            self.seal_pieces(&mut chunk, random, msg, layout, out, signer);
+        } else {
+            let mut chunk = [0u8; seal::CHUNK];
+            self.seal_pieces(&mut chunk, random, msg, layout, out, signer);
+        }
+    }
+
     #[inline(always)]
     fn seal_pieces(
         &self,
         chunk: &mut [u8],
-        out: &mut String,
-        encoded: usize,
         random: &[u8; RANDOM_LEN],
-        msg_len: u32,
         msg: &[u8],
-        pad: usize,
+        layout: &Layout,
+        out: &mut String,
+        signer: Option<&mut signature::StreamSigner<'_>>,
     ) {
-        let mut sealer = seal::Sealer::new(&self.key.encryptor, &self.key.iv, out, encoded, chunk);
+        let mut sealer = seal::Sealer::new(
+            &self.key.encryptor,
+            &self.key.iv,
+            out,
+            layout.encoded,
+            chunk,
+            signer,
+        );
         sealer.push(random);
-        sealer.push(&msg_len.to_be_bytes());
+        sealer.push(&layout.msg_len.to_be_bytes());
         sealer.push(msg);
         sealer.push(&self.receive_id);
         // pad ≤ 32, so the cast is lossless.
-        sealer.push(&[pad as u8; PAD_BLOCK][..pad]);
+        sealer.push(&[layout.pad as u8; PAD_BLOCK][..layout.pad]);
         sealer.finish();
+    }
+
+    /// [`MsgCrypt::encrypt_and_sign`] with an explicit random prefix.
+    fn seal_and_sign(
+        &self,
+        random: &[u8; RANDOM_LEN],
+        msg: &[u8],
+        timestamp: &str,
+        nonce: &str,
+    ) -> Result<Sealed, Error> {
+        let layout = Layout::of(msg, self.receive_id.len())?;
+        let mut encrypt = String::new();
+        if layout.padded < seal::SIGN_ON_THE_WAY_FROM {
+            self.seal_with(random, msg, &layout, &mut encrypt, None);
+            let msg_signature = self.sign(timestamp, nonce, &encrypt);
+            return Ok(Sealed {
+                encrypt,
+                msg_signature,
+            });
+        }
+        // Longer messages are hashed while they are encrypted: CBC encryption and SHA-1 are both
+        // serial chains, and interleaved the CPU runs them side by side (see seal.rs).
+        let mut signer = signature::StreamSigner::new(
+            self.token.as_bytes(),
+            timestamp.as_bytes(),
+            nonce.as_bytes(),
+            layout.encoded,
+        );
+        self.seal_with(random, msg, &layout, &mut encrypt, Some(&mut signer));
+        let msg_signature = signer.finish(encrypt.as_bytes());
+        Ok(Sealed {
+            encrypt,
+            msg_signature,
+        })
     }
 
     /// Encrypts `msg` and signs the result with `timestamp` and `nonce`, as a passive reply or a
@@ -310,12 +383,9 @@ impl MsgCrypt {
         timestamp: &str,
         nonce: &str,
     ) -> Result<Sealed, Error> {
-        let encrypt = self.encrypt(msg)?;
-        let msg_signature = self.sign(timestamp, nonce, &encrypt);
-        Ok(Sealed {
-            encrypt,
-            msg_signature,
-        })
+        let mut random = [0u8; RANDOM_LEN];
+        rand::rng().fill_bytes(&mut random);
+        self.seal_and_sign(&random, msg, timestamp, nonce)
     }
 
     /// `msg_signature` over this account's token and the given inputs.

@@ -57,12 +57,7 @@ impl AsRef<str> for Signature {
 }
 
 fn digest_sorted<const N: usize>(mut parts: [&[u8]; N]) -> [u8; 20] {
-    // Ordinal byte order, as the platform sorts: "1514711492" < "1714036504" < "AAAAA". The first
-    // bytes usually differ, and comparing them inline saves a call to memcmp per comparison.
-    let less = |a: &[u8], b: &[u8]| match (a.first(), b.first()) {
-        (Some(x), Some(y)) if x != y => x < y,
-        _ => a < b,
-    };
+    // Ordinal byte order, as the platform sorts: "1514711492" < "1714036504" < "AAAAA".
     // Insertion sort of three or four items, inlined (the library's sort is not, for so few).
     for i in 1..N {
         let mut j = i;
@@ -137,6 +132,109 @@ fn put(blocks: &mut [Block], mut at: usize, mut bytes: &[u8]) -> usize {
         at += n;
     }
     at
+}
+
+/// Ordinal byte order, as the platform sorts. The first bytes usually differ, and comparing them
+/// inline saves a call to memcmp.
+#[inline(always)]
+fn less(a: &[u8], b: &[u8]) -> bool {
+    match (a.first(), b.first()) {
+        (Some(x), Some(y)) if x != y => x < y,
+        _ => a < b,
+    }
+}
+
+/// A `msg_signature` computed while the `Encrypt` text is being produced, so that hashing overlaps
+/// encryption (see seal.rs).
+///
+/// The text's place among the sorted token, timestamp and nonce is known as soon as enough of its
+/// beginning is: from then on every piece of text is hashed as it comes.
+pub(crate) struct StreamSigner<'a> {
+    /// The token, timestamp and nonce, sorted.
+    others: [&'a [u8]; 3],
+    /// The length the text will have.
+    text_len: usize,
+    /// How many of `others` sort before the text, once known.
+    before: Option<usize>,
+    /// How much of the text has been hashed.
+    hashed: usize,
+    hasher: Sha1,
+}
+
+impl<'a> StreamSigner<'a> {
+    pub(crate) fn new(
+        token: &'a [u8],
+        timestamp: &'a [u8],
+        nonce: &'a [u8],
+        text_len: usize,
+    ) -> StreamSigner<'a> {
+        let mut others = [token, timestamp, nonce];
+        for i in 1..others.len() {
+            let mut j = i;
+            while j > 0 && less(others[j], others[j - 1]) {
+                others.swap(j, j - 1);
+                j -= 1;
+            }
+        }
+        StreamSigner {
+            others,
+            text_len,
+            before: None,
+            hashed: 0,
+            hasher: Sha1::new(),
+        }
+    }
+
+    /// `text` is the text produced so far; its first `upto` bytes may be hashed now.
+    pub(crate) fn advance(&mut self, text: &[u8], upto: usize) {
+        if self.before.is_none() {
+            let Some(before) = self.place(text) else {
+                return;
+            };
+            self.before = Some(before);
+            for part in &self.others[..before] {
+                self.hasher.update(part);
+            }
+        }
+        if let Some(piece) = text.get(self.hashed..upto) {
+            self.hasher.update(piece);
+            self.hashed = upto;
+        }
+    }
+
+    /// How many of the others sort before a text that starts with `prefix`, or `None` while the
+    /// prefix is too short to tell.
+    fn place(&self, prefix: &[u8]) -> Option<usize> {
+        let complete = prefix.len() >= self.text_len;
+        let mut before = 0;
+        for part in self.others {
+            let n = part.len().min(prefix.len());
+            let is_before = match part[..n].cmp(&prefix[..n]) {
+                core::cmp::Ordering::Less => true,
+                core::cmp::Ordering::Greater => false,
+                // The part is a prefix of the text: it sorts first (or is equal, either order).
+                core::cmp::Ordering::Equal if part.len() <= prefix.len() => true,
+                // The whole text is a proper prefix of the part.
+                core::cmp::Ordering::Equal if complete => false,
+                core::cmp::Ordering::Equal => return None,
+            };
+            if !is_before {
+                break;
+            }
+            before += 1;
+        }
+        Some(before)
+    }
+
+    /// Hashes the rest of `text` (all of it) and the parts that sort after it.
+    pub(crate) fn finish(mut self, text: &[u8]) -> Signature {
+        self.advance(text, text.len());
+        let before = self.before.unwrap_or(0);
+        for part in &self.others[before..] {
+            self.hasher.update(part);
+        }
+        Signature::from_digest(&self.hasher.finalize())
+    }
 }
 
 /// `msg_signature`: SHA-1 over the byte-wise sorted token, timestamp, nonce and `Encrypt`.
@@ -370,6 +468,94 @@ mod tests {
         }
         let big = &data[..SMALL_BLOCKS * 64 - 8];
         assert_eq!(digest_small(&[big], big.len()), None);
+    }
+
+    /// Feeds `text` to a [`StreamSigner`] in pieces ending at `cuts`, with a lag of one piece as
+    /// the sealer does, and returns its signature.
+    fn streamed(
+        token: &str,
+        timestamp: &str,
+        nonce: &str,
+        text: &str,
+        cuts: &[usize],
+    ) -> Signature {
+        let text = text.as_bytes();
+        let mut signer = StreamSigner::new(
+            token.as_bytes(),
+            timestamp.as_bytes(),
+            nonce.as_bytes(),
+            text.len(),
+        );
+        let mut cuts: Vec<usize> = cuts.iter().map(|&c| c.min(text.len())).collect();
+        cuts.sort_unstable();
+        let mut previous = 0;
+        for cut in cuts {
+            signer.advance(&text[..cut], previous);
+            previous = cut;
+        }
+        signer.finish(text)
+    }
+
+    #[test]
+    fn streamed_signature_places_the_text_among_the_others() {
+        let text =
+            "Q3stYC6hdFzMh9T8HCvyDPE2ieTdcQ/vBK1S4QECN+1Fx+GT1t8gA4DCfMvbFulM0rTHMLJnW441w3Gj";
+        let cuts = [1usize, 5, 16, 17, 40, 64, 65];
+        // Parts before, after, equal to, prefixes of, and extensions of the text, at each place.
+        let candidates = [
+            "",
+            "1700000000",
+            "zz",
+            "Q",
+            "Q3st",
+            "Q3su",
+            "Q3ss",
+            &text[..63],
+            text,
+            &format!("{text}x"),
+            &format!("{text}{text}"),
+            "RMNlACHlV5ThzfRlVS4D4",
+        ];
+        for token in candidates {
+            for timestamp in candidates {
+                for nonce in ["", "Q3stYC6", "1514711492", text] {
+                    for n in 0..cuts.len() {
+                        assert_eq!(
+                            streamed(token, timestamp, nonce, text, &cuts[..n]),
+                            sign_message(token, timestamp, nonce, text),
+                            "{token:?} {timestamp:?} {nonce:?} {n}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: if cfg!(miri) { 4 } else { 256 },
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            #[test]
+            fn streamed_signature_equals_the_sorted_hash(
+                text in "[A-Q]{0,200}",
+                token in "[A-Q]{0,30}",
+                timestamp in "[0-9A-Q]{0,12}",
+                nonce in "[0-9A-Q]{0,12}",
+                cuts in proptest::collection::vec(0usize..200, 0..8),
+            ) {
+                prop_assert_eq!(
+                    streamed(&token, &timestamp, &nonce, &text, &cuts),
+                    sign_message(&token, &timestamp, &nonce, &text)
+                );
+            }
+        }
     }
 
     #[test]
