@@ -311,6 +311,13 @@ pub fn verify_plain(
 }
 
 fn compare(kind: SignatureKind, expected: &[u8; 20], received: &str) -> Result<(), Error> {
+    check(kind, expected, &parse(kind, received)?)
+}
+
+/// Decodes a received signature: 40 hexadecimal digits, either case.
+///
+/// Decoding branches only on the public, attacker-supplied text.
+pub(crate) fn parse(kind: SignatureKind, received: &str) -> Result<[u8; 20], Error> {
     let format_error = Error::SignatureFormat {
         kind,
         len: received.len(),
@@ -318,8 +325,6 @@ fn compare(kind: SignatureKind, expected: &[u8; 20], received: &str) -> Result<(
     let Ok(received) = <&[u8; 40]>::try_from(received.as_bytes()) else {
         return Err(format_error);
     };
-    // Decoding branches only on the public, attacker-supplied text; the comparison with the
-    // secret-dependent digest is constant-time.
     let mut digest = [0u8; 20];
     let mut invalid = 0u8;
     for (byte, pair) in digest.iter_mut().zip(received.chunks_exact(2)) {
@@ -331,11 +336,30 @@ fn compare(kind: SignatureKind, expected: &[u8; 20], received: &str) -> Result<(
     if invalid & INVALID_DIGIT != 0 {
         return Err(format_error);
     }
-    if ct_eq(&digest, expected) {
+    Ok(digest)
+}
+
+/// Compares the expected digest with a received one in constant time.
+pub(crate) fn check(
+    kind: SignatureKind,
+    expected: &[u8; 20],
+    received: &[u8; 20],
+) -> Result<(), Error> {
+    if ct_eq(received, expected) {
         Ok(())
     } else {
         Err(Error::SignatureMismatch { kind })
     }
+}
+
+/// The digest a `msg_signature` encodes.
+pub(crate) fn message_digest(
+    token: &[u8],
+    timestamp: &[u8],
+    nonce: &[u8],
+    encrypt: &[u8],
+) -> [u8; 20] {
+    digest_sorted([token, timestamp, nonce, encrypt])
 }
 
 /// Marks a byte that is not a hexadecimal digit in [`HEX_VALUE`].
@@ -556,6 +580,62 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `verify_and_decrypt` decrypts before it compares the signature, but reports as if it had
+    /// verified first: a signature error whatever the ciphertext.
+    #[test]
+    fn verify_and_decrypt_reports_the_signature_first() {
+        use crate::{Base64Error, MsgCrypt};
+        let crypt =
+            MsgCrypt::new("t", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "id").unwrap();
+        let good = crypt.encrypt_and_sign(b"hello", "1", "2").unwrap();
+        let wrong_key = MsgCrypt::new("t", "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR", "id")
+            .unwrap()
+            .encrypt_with_random(b"0123456789abcdef", b"hello")
+            .unwrap();
+        for encrypt in [
+            "",
+            "!!!!",
+            "QUJD",
+            &good.encrypt[4..],
+            &wrong_key,
+            &good.encrypt,
+        ] {
+            let mismatch = crypt.verify_and_decrypt(&"0".repeat(40), "1", "2", encrypt);
+            assert_eq!(
+                mismatch.unwrap_err(),
+                Error::SignatureMismatch {
+                    kind: SignatureKind::Message
+                }
+            );
+            let malformed = crypt.verify_and_decrypt("xyz", "1", "2", encrypt);
+            assert!(matches!(
+                malformed,
+                Err(Error::SignatureFormat { len: 3, .. })
+            ));
+        }
+        // With a valid signature, the ciphertext's own errors come through.
+        let sign = |encrypt: &str| crypt.sign("1", "2", encrypt);
+        assert_eq!(
+            crypt.verify_and_decrypt(sign("!!!!").as_str(), "1", "2", "!!!!"),
+            Err(Error::Base64 {
+                reason: Base64Error::InvalidByte {
+                    offset: 0,
+                    byte: b'!'
+                }
+            })
+        );
+        assert!(
+            crypt
+                .verify_and_decrypt(sign(&wrong_key).as_str(), "1", "2", &wrong_key)
+                .unwrap_err()
+                .is_ciphertext()
+        );
+        let plain = crypt
+            .verify_and_decrypt(good.msg_signature.as_str(), "1", "2", &good.encrypt)
+            .unwrap();
+        assert_eq!(plain.message(), b"hello");
     }
 
     #[test]
