@@ -15,7 +15,10 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac as _};
 use kefu_connector::config::Config;
 use kefu_connector::desk::{Desk, DeskReply};
-use kefu_connector::sandbox::{Sandbox, SandboxConfig};
+use kefu_connector::sandbox::{
+    AskForPerson, CallbackDelivery, OaAccount, OaFormat, OaMode, OaSay, Redelivery, Sandbox,
+    SandboxConfig,
+};
 use kefu_connector::serve::Relay;
 use kefu_payload::envelope::{DialogueCallback, JsonCallback, XmlCallback};
 use kefu_payload::{CallbackEvent, HandoffCallback, KefuState};
@@ -580,11 +583,11 @@ async fn wechat_pushes_in_every_mode_with_replay_and_redelivery_checks() {
         (reply.status.as_u16(), reply.text.as_str()),
         (200, "success")
     );
-    // The very same request again: a replay.
+    // The very same request again (WeChat's retry when an answer is lost): dropped.
     let reply = post_wechat(&desk, "oa", &signed.query, body).await;
     assert_eq!(
         (reply.status.as_u16(), reply.text.as_str()),
-        (403, "replayed request")
+        (200, "success")
     );
 
     // Safe mode, JSON.
@@ -633,6 +636,21 @@ async fn wechat_pushes_in_every_mode_with_replay_and_redelivery_checks() {
     )
     .await;
     assert_eq!(reply.text, "success");
+    // The plain signature covers no body: replayed with another message, it is refused.
+    let reply = post_wechat(
+        &desk,
+        "oa",
+        &format!(
+            "signature={}&timestamp={now}&nonce=n4&openid=oOA",
+            plain.as_str()
+        ),
+        oa_text(44, "forged", now),
+    )
+    .await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.text.as_str()),
+        (403, "replayed request")
+    );
 
     // Key rotation: a message encrypted with the previous key.
     let old = MsgCrypt::new(OA_TOKEN, OA_OLD_KEY, OA_APPID).unwrap();
@@ -757,7 +775,7 @@ async fn wechat_pushes_in_every_mode_with_replay_and_redelivery_checks() {
     let text = metrics(&desk).await;
     for line in [
         r#"kefu_callbacks_total{source="wechat",outcome="stored",reason="none"} 7"#,
-        r#"kefu_callbacks_total{source="wechat",outcome="duplicate",reason="none"} 2"#,
+        r#"kefu_callbacks_total{source="wechat",outcome="duplicate",reason="none"} 3"#,
         r#"kefu_callbacks_total{source="wechat",outcome="rejected",reason="replay"} 1"#,
         r#"kefu_callbacks_total{source="wechat",outcome="rejected",reason="signature"} 1"#,
         r#"kefu_callbacks_total{source="wechat",outcome="rejected",reason="timestamp"} 1"#,
@@ -973,4 +991,108 @@ async fn webhook_retries_until_the_desk_answers_keeping_each_users_order() {
     }
     assert!(metrics(&desk).await.contains("kefu_inbound_pending 0"));
     relay.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the sandbox (the platform and an Official Account, emulated) sends is accepted.
+
+fn delivered(outcome: &CallbackDelivery) -> (u16, String) {
+    match outcome {
+        CallbackDelivery::Delivered { status, body, .. } => (*status, body.clone()),
+        other => panic!("not delivered: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_from_the_sandbox_are_accepted_and_redeliveries_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, desk) = start_relay(&dir.path().join("o.sqlite3"), &dead_platform(), &[]).await;
+    let base = format!("http://{}", relay.addr);
+    let mut config = SandboxConfig::new(TOKEN, KEY, BOT);
+    config.callback_url = Some(format!("{base}/v1/callbacks/dialogue/{SECRET}"));
+    let mut oa = OaAccount::new(OA_TOKEN, OA_KEY, OA_APPID);
+    oa.callback_url = Some(format!("{base}/v1/callbacks/wechat/oa"));
+    config.oa = Some(oa);
+    let sandbox = Sandbox::start(config).await.unwrap();
+
+    let asked = sandbox
+        .ask_for_person("oSANDBOX", AskForPerson::new())
+        .await
+        .unwrap();
+    assert_eq!(delivered(&asked.callback), (200, OK.to_owned()));
+    for how in [Redelivery::SameCiphertext, Redelivery::Reencrypt] {
+        let again = sandbox.redeliver("oSANDBOX", how).await.unwrap();
+        assert_eq!(delivered(&again.callback), (200, OK.to_owned()), "{how:?}");
+    }
+    let mut expected = vec![("dialogue", "handoff_requested")];
+    for (format, mode) in [
+        (OaFormat::Xml, OaMode::Safe),
+        (OaFormat::Json, OaMode::Safe),
+        (OaFormat::Xml, OaMode::Compatible),
+        (OaFormat::Json, OaMode::Compatible),
+        (OaFormat::Xml, OaMode::Plain),
+        (OaFormat::Json, OaMode::Plain),
+    ] {
+        let say = OaSay {
+            format: Some(format),
+            mode: Some(mode),
+            ..OaSay::new(format!("{format:?} {mode:?}"))
+        };
+        let pushed = sandbox.oa_say("oOAUSER", say).await.unwrap();
+        assert_eq!(
+            delivered(&pushed.callback),
+            (200, "success".to_owned()),
+            "{format:?} {mode:?}"
+        );
+        let again = sandbox
+            .oa_redeliver("oOAUSER", Redelivery::Reencrypt)
+            .await
+            .unwrap();
+        assert_eq!(
+            delivered(&again.callback),
+            (200, "success".to_owned()),
+            "a re-encrypted redelivery is dropped quietly: {format:?} {mode:?}"
+        );
+        expected.push(("wechat", "message"));
+    }
+    let again = sandbox
+        .oa_redeliver("oOAUSER", Redelivery::SameCiphertext)
+        .await
+        .unwrap();
+    assert_eq!(
+        delivered(&again.callback),
+        (200, "success".to_owned()),
+        "the same request again is a redelivery"
+    );
+
+    let page = events(&desk, "").await;
+    let got: Vec<(&str, &str)> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["source"].as_str().unwrap(), e["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(got, expected, "{page}");
+    assert_eq!(page["events"][1]["content"], "Xml Safe");
+    assert_eq!(page["events"][6]["content"], "Json Plain");
+    sandbox.stop().await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_answers_long_polls_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, desk) = start_relay(&dir.path().join("o.sqlite3"), &dead_platform(), &[]).await;
+    let poll = tokio::spawn(async move { desk.get("/v1/events?wait=30").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    relay.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let reply = poll.await.unwrap().unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, json!({"events": [], "next": 0}));
 }

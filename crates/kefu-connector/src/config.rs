@@ -187,7 +187,7 @@ pub const SETTINGS: &[Setting] = &[
         "KEFU_CALLBACKS_REPLAY_WINDOW_SECS",
         Some("300"),
         false,
-        "WeChat callbacks whose timestamp is further than this from now, in seconds, are refused; a (timestamp, nonce, signature) seen within it is refused as a replay",
+        "WeChat callbacks whose timestamp is further than this from now, in seconds, are refused; a (timestamp, nonce, signature) seen within it on another body is refused as a replay (on the same body it is a redelivery)",
     ),
     setting(
         "callbacks.dedup_retention_secs",

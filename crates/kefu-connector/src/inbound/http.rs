@@ -229,6 +229,7 @@ async fn wechat_callback(
         message: received.message,
         replay_key: received.replay_key,
         replay_expires_ms,
+        body_sha256: received.body_sha256,
         dedup_key: received.dedup_key,
         dedup_expires_ms: now.saturating_add(millis(inbound.inner.dedup_retention)),
         webhook: inbound.inner.webhook.is_some(),

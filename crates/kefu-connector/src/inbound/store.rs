@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `inbound_events` | every accepted callback as its event JSON (`body`), with the webhook delivery state (`pending`, `delivered`, `failed`, or `none` when no webhook is configured), attempts and next attempt time; `id` (AUTOINCREMENT, never reused) is the event id and the cursor of `GET /v1/events` |
 //! | `inbound_dedup` | redelivery keys with their expiry |
-//! | `inbound_replay` | (account, timestamp, nonce, signature) of accepted WeChat callbacks, with their expiry |
+//! | `inbound_replay` | (account, timestamp, nonce, signature) of accepted WeChat callbacks, with the SHA-256 of the body and their expiry |
 //! | `sessions` | each user's conversation state (see [`super::session`]) |
 
 use kefu_payload::{HandoffCallback, KefuState};
@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS inbound_dedup (
 CREATE INDEX IF NOT EXISTS inbound_dedup_expiry ON inbound_dedup (expires_at_ms);
 CREATE TABLE IF NOT EXISTS inbound_replay (
     key TEXT PRIMARY KEY,
+    body_sha256 TEXT NOT NULL,
     expires_at_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS inbound_replay_expiry ON inbound_replay (expires_at_ms);
@@ -118,6 +119,8 @@ pub struct NewWechat {
     pub replay_key: String,
     /// When the replay key expires, in Unix milliseconds.
     pub replay_expires_ms: i64,
+    /// The SHA-256 (hex) of the request body, which a plain `signature` does not cover.
+    pub body_sha256: String,
     /// Its redelivery key.
     pub dedup_key: String,
     /// When the key expires, in Unix milliseconds.
@@ -281,23 +284,36 @@ pub fn admit_dialogue(
 }
 
 /// Admits a WeChat callback: refuses a replay, drops a redelivery, else stores the event.
+///
+/// A (timestamp, nonce, signature) already accepted is a replay when it comes with another
+/// body: a plain `signature` covers no body, so a captured one could carry any message. With
+/// the same body it is the same request sent again, such as WeChat's own retry after an answer
+/// was lost: it was stored the first time, so it is dropped like any redelivery.
 pub fn admit_wechat(
     tx: &Transaction<'_>,
     now: i64,
     new: NewWechat,
 ) -> Result<Admission, StoreError> {
-    let replayed = tx
-        .prepare_cached("SELECT 1 FROM inbound_replay WHERE key = ?1 AND expires_at_ms > ?2")?
-        .query_row(params![new.replay_key, now], |_| Ok(()))
-        .optional()?
-        .is_some();
-    if replayed {
-        return Ok(Admission::Replayed);
+    let seen: Option<String> = tx
+        .prepare_cached(
+            "SELECT body_sha256 FROM inbound_replay WHERE key = ?1 AND expires_at_ms > ?2",
+        )?
+        .query_row(params![new.replay_key, now], |row| row.get(0))
+        .optional()?;
+    match seen {
+        Some(body) if body == new.body_sha256 => return Ok(Admission::Duplicate),
+        Some(_) => return Ok(Admission::Replayed),
+        None => {}
     }
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO inbound_replay (key, expires_at_ms) VALUES (?1, ?2)",
+        "INSERT OR REPLACE INTO inbound_replay (key, body_sha256, expires_at_ms)
+         VALUES (?1, ?2, ?3)",
     )?
-    .execute(params![new.replay_key, new.replay_expires_ms])?;
+    .execute(params![
+        new.replay_key,
+        new.body_sha256,
+        new.replay_expires_ms
+    ])?;
     if is_duplicate(tx, &new.dedup_key, now)? {
         return Ok(Admission::Duplicate);
     }
@@ -608,7 +624,7 @@ mod tests {
     #[tokio::test]
     async fn replays_are_refused_and_keys_expire() {
         let (_dir, outbox) = open().await;
-        let new = |replay: &str, dedup: &str| NewWechat {
+        let new = |replay: &str, body: &str, dedup: &str| NewWechat {
             account: "oa".into(),
             message: StandardMessage {
                 from_user_name: "oU".into(),
@@ -619,6 +635,7 @@ mod tests {
             },
             replay_key: replay.into(),
             replay_expires_ms: 10_000,
+            body_sha256: body.into(),
             dedup_key: dedup.into(),
             dedup_expires_ms: 20_000,
             webhook: false,
@@ -633,14 +650,25 @@ mod tests {
             }
         };
         assert!(matches!(
-            admit(new("r1", "d1"), 1_000).await,
+            admit(new("r1", "b1", "d1"), 1_000).await,
             Admission::Stored(_)
         ));
-        assert_eq!(admit(new("r1", "d1"), 2_000).await, Admission::Replayed);
-        assert_eq!(admit(new("r2", "d1"), 2_000).await, Admission::Duplicate);
+        // The same request again is a redelivery; the same signature on another body a replay.
+        assert_eq!(
+            admit(new("r1", "b1", "d1"), 2_000).await,
+            Admission::Duplicate
+        );
+        assert_eq!(
+            admit(new("r1", "b2", "d2"), 2_000).await,
+            Admission::Replayed
+        );
+        assert_eq!(
+            admit(new("r2", "b3", "d1"), 2_000).await,
+            Admission::Duplicate
+        );
         // After expiry the keys no longer count, and a purge removes them.
         assert!(matches!(
-            admit(new("r1", "d1"), 30_000).await,
+            admit(new("r1", "b2", "d1"), 30_000).await,
             Admission::Stored(_)
         ));
         let purged = outbox

@@ -9,11 +9,13 @@
 //!   checked; the decrypted message is authoritative. WeCom accounts are always in this mode.
 //!
 //! Before anything is stored, a `timestamp` further than `callbacks.replay_window_secs` from
-//! now is refused, and so is a (timestamp, nonce, signature) already accepted.
+//! now is refused, and so is a (timestamp, nonce, signature) already accepted with another
+//! body (a plain `signature` covers no body). The same request again is a redelivery.
 
 use std::collections::HashMap;
 
 use kefu_payload::envelope::{JsonCallback, XmlCallback};
+use sha2::{Digest as _, Sha256};
 use wxbizmsgcrypt::{AesKey, MsgCrypt};
 
 use super::message::{MessageError, StandardMessage};
@@ -45,7 +47,7 @@ pub enum WechatRejection {
     #[error("{0}")]
     Signature(wxbizmsgcrypt::Error),
     /// The (timestamp, nonce, signature) was already used.
-    #[error("this timestamp, nonce and signature were already used: a replay")]
+    #[error("this timestamp, nonce and signature were already used with another body: a replay")]
     Replayed,
     /// The body is not an envelope (or not UTF-8).
     #[error("the body is not a callback envelope: {0}")]
@@ -116,6 +118,8 @@ pub struct Received {
     pub message: StandardMessage,
     /// Account, timestamp, nonce and signature.
     pub replay_key: String,
+    /// The SHA-256 (hex) of the body.
+    pub body_sha256: String,
     /// The timestamp, in Unix seconds.
     pub timestamp: i64,
     /// The redelivery key: the account and [`StandardMessage::dedup_key`].
@@ -288,6 +292,7 @@ impl Account {
                 signature.to_ascii_lowercase()
             ),
             timestamp,
+            body_sha256: hex::encode(Sha256::digest(body)),
             dedup_key: format!("wechat:{}:{}", self.name, message.dedup_key()),
             message,
         })
