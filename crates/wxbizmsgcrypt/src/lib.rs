@@ -351,7 +351,7 @@ impl MsgCrypt {
     ) -> Result<Sealed, Error> {
         let layout = Layout::of(msg, self.receive_id.len())?;
         let mut encrypt = String::new();
-        if layout.padded < seal::SIGN_ON_THE_WAY_FROM {
+        if layout.padded <= seal::SMALL_CHUNK {
             self.seal_with(random, msg, &layout, &mut encrypt, None);
             let msg_signature = self.sign(timestamp, nonce, &encrypt);
             return Ok(Sealed {
@@ -360,7 +360,8 @@ impl MsgCrypt {
             });
         }
         // Longer messages are hashed while they are encrypted: CBC encryption and SHA-1 are both
-        // serial chains, and interleaved the CPU runs them side by side (see seal.rs).
+        // serial chains, and interleaved the CPU runs them side by side (see seal.rs). Short ones
+        // are hashed in one call afterwards (signature.rs), which is faster for them.
         let mut signer = signature::StreamSigner::new(
             self.token.as_bytes(),
             timestamp.as_bytes(),

@@ -158,6 +158,8 @@ pub(crate) struct StreamSigner<'a> {
     before: Option<usize>,
     /// How much of the text has been hashed.
     hashed: usize,
+    /// The length of the parts hashed before the text.
+    offset: usize,
     hasher: Sha1,
 }
 
@@ -181,6 +183,7 @@ impl<'a> StreamSigner<'a> {
             text_len,
             before: None,
             hashed: 0,
+            offset: 0,
             hasher: Sha1::new(),
         }
     }
@@ -194,8 +197,12 @@ impl<'a> StreamSigner<'a> {
             self.before = Some(before);
             for part in &self.others[..before] {
                 self.hasher.update(part);
+                self.offset += part.len();
             }
         }
+        // Stop at a SHA-1 block boundary: whole blocks are compressed straight from the text,
+        // and the hasher copies nothing.
+        let upto = upto.saturating_sub((self.offset + upto) % 64);
         if let Some(piece) = text.get(self.hashed..upto) {
             self.hasher.update(piece);
             self.hashed = upto;
@@ -229,6 +236,9 @@ impl<'a> StreamSigner<'a> {
     /// Hashes the rest of `text` (all of it) and the parts that sort after it.
     pub(crate) fn finish(mut self, text: &[u8]) -> Signature {
         self.advance(text, text.len());
+        if let Some(rest) = text.get(self.hashed..) {
+            self.hasher.update(rest);
+        }
         let before = self.before.unwrap_or(0);
         for part in &self.others[before..] {
             self.hasher.update(part);
