@@ -347,13 +347,16 @@ fn demo_plays_the_whole_handoff() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     for expected in [
-        "needperson",
+        "HTTP 200",
+        "webhook event #1 handoff_requested from oDEMO_user_0001",
         "waiterEnter",
         "\"news\"",
         "miniprogrampage",
         "waiterQualityEvaluate",
+        "rating from oDEMO_user_0001 (5 stars)",
         "waiterQuit",
-        "Final state of oDEMO_user_0001: complete",
+        "session of oDEMO_user_0001: state \"complete\", agent \"客服小红\"",
+        "The platform's state of oDEMO_user_0001: complete",
     ] {
         assert!(text.contains(expected), "missing {expected}: {text}");
     }

@@ -1,205 +1,336 @@
-//! `kefu-connector demo`: the whole handoff on loopback, with no setup.
+//! `kefu-connector demo`: the whole handoff loop on loopback, with no setup.
 //!
-//! It starts the sandbox (the platform) and the relay in-process, with the outbox in a temporary
-//! directory, plays the desk through the relay's API, and prints what the sandbox received,
-//! decrypted.
+//! It starts three things in-process: the sandbox (the platform, playing the user), the relay
+//! (with its outbox in a temporary directory), and a small built-in desk that receives the
+//! relay's signed webhooks and answers through the relay's API. Then:
+//!
+//! 1. the user asks for a person; the platform's callback reaches the relay, which stores it and
+//!    pushes a `handoff_requested` event to the desk;
+//! 2. the desk takes the session (`enter`), answers with a text, a news card and a mini-program
+//!    card, and asks for a rating;
+//! 3. the user rates the service; the `rating` event reaches the desk, which thanks the user and
+//!    leaves (`quit`).
+//!
+//! Finally it prints what the sandbox received, decrypted, and the relay's view of the session.
 
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
 use clap::Args;
 use serde_json::{Value, json};
+use subtle::ConstantTimeEq as _;
+use tokio::net::TcpListener;
 
 use crate::desk::Desk;
-use crate::loopback::{Loopback, OA_APPID};
-use crate::sandbox::SandboxConfig;
+use crate::inbound::webhook;
+use crate::loopback::Loopback;
+use crate::sandbox::{SandboxConfig, Say};
 
 const TOKEN: &str = "DEMOTOKEN0123456789abcdefghij";
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const BOT_APPID: &str = "Gg8HejYTkUsEIlG";
+const WEBHOOK_SECRET: &str = "demo-webhook-secret-0123456789";
 const USER: &str = "oDEMO_user_0001";
+const AGENT: &str = "客服小红";
 
 /// Arguments of `demo` (none are needed).
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// How long to wait for every message to be delivered, in seconds.
+    /// How long to wait for the whole loop, in seconds.
     #[arg(long, default_value_t = 20)]
     pub timeout_secs: u64,
 }
 
-/// Runs the demo; exit status 0 when every step was delivered as expected.
+/// Runs the demo; exit status 0 when the whole loop completed as expected.
 pub fn run(args: DemoArgs) -> ExitCode {
     crate::runtime::block_on(async {
-        match play(Duration::from_secs(args.timeout_secs)).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
+        match tokio::time::timeout(Duration::from_secs(args.timeout_secs), play()).await {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(message)) => {
                 eprintln!("demo failed: {message}");
+                ExitCode::FAILURE
+            }
+            Err(_) => {
+                eprintln!(
+                    "demo failed: the loop did not complete in {} s",
+                    args.timeout_secs
+                );
                 ExitCode::FAILURE
             }
         }
     })
 }
 
-async fn play(timeout: Duration) -> Result<(), String> {
-    let setup = Loopback::start(SandboxConfig::new(TOKEN, AES_KEY, BOT_APPID), &[]).await?;
-    let (sandbox, relay) = (&setup.sandbox, &setup.relay);
+/// The built-in desk: it hears the relay's webhooks and answers through the relay's API.
+struct BuiltInDesk {
+    relay: Desk,
+    /// Ids of the relay jobs the desk created, to wait for their delivery.
+    jobs: Mutex<Vec<i64>>,
+    /// Event ids already handled: delivery is at least once.
+    seen: Mutex<Vec<i64>>,
+}
+
+impl BuiltInDesk {
+    async fn post(&self, path: &str, body: Value) -> Result<(), String> {
+        let reply = self
+            .relay
+            .post(path, &body)
+            .await
+            .map_err(|e| e.to_string())?;
+        if reply.status != 202 {
+            return Err(format!("{path}: {} {}", reply.status, reply.text));
+        }
+        let ids = reply.body["ids"]
+            .as_array()
+            .map(|ids| ids.iter().filter_map(Value::as_i64).collect())
+            .or_else(|| reply.body["id"].as_i64().map(|id| vec![id]))
+            .unwrap_or_default();
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.extend(ids);
+        }
+        Ok(())
+    }
+
+    /// A user asked for a person: take the session, answer, and ask for a rating.
+    async fn take_session(&self, openid: &str, channel: i64) -> Result<(), String> {
+        println!("   desk: taking the session of {openid}");
+        self.post(
+            &format!("/v1/sessions/{openid}/enter"),
+            json!({"channel": channel, "kefuname": AGENT, "kefuavatar": "https://example.com/avatar.png"}),
+        )
+        .await?;
+        for msg in [
+            json!("您好,我是客服小红。您的退货申请已经收到。"),
+            json!({"news": {"articles": [{
+                "title": "退换货说明",
+                "description": "七天无理由退换",
+                "url": "https://example.com/returns",
+                "picurl": "https://example.com/returns.png",
+                "type": "h5"
+            }]}}),
+            json!({"miniprogrampage": {
+                "title": "查看订单",
+                "appid": "wx1111111111111111",
+                "pagepath": "pages/orders/index",
+                "thumb_media_id": "MEDIA_ID_DEMO"
+            }}),
+        ] {
+            self.post(
+                "/v1/messages",
+                json!({"openid": openid, "channel": channel, "msg": msg, "kefuname": AGENT}),
+            )
+            .await?;
+        }
+        println!("   desk: answered with a text, a news card and a mini-program card");
+        self.post(
+            &format!("/v1/sessions/{openid}/evaluate"),
+            json!({"channel": channel}),
+        )
+        .await?;
+        println!("   desk: asked {openid} to rate the service");
+        Ok(())
+    }
+
+    /// The user rated: thank them and leave.
+    async fn close_session(&self, openid: &str, channel: i64) -> Result<(), String> {
+        self.post(
+            &format!("/v1/sessions/{openid}/quit"),
+            json!({"channel": channel, "msg": "感谢您的评价,再见!"}),
+        )
+        .await?;
+        println!("   desk: thanked {openid} and left the session");
+        Ok(())
+    }
+
+    fn first_time(&self, event_id: i64) -> bool {
+        match self.seen.lock() {
+            Ok(mut seen) if !seen.contains(&event_id) => {
+                seen.push(event_id);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `POST /webhook` of the built-in desk: verify, acknowledge at once, act in the background.
+async fn webhook_received(
+    State(desk): State<Arc<BuiltInDesk>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let expected = webhook::signature(
+        WEBHOOK_SECRET.as_bytes(),
+        &header("X-Kefu-Timestamp"),
+        &body,
+    );
+    if !bool::from(
+        expected
+            .as_bytes()
+            .ct_eq(header("X-Kefu-Signature").as_bytes()),
+    ) {
+        eprintln!("   desk: refused a webhook with a bad signature");
+        return StatusCode::UNAUTHORIZED;
+    }
+    let Ok(event) = serde_json::from_slice::<Value>(&body) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    let id = event["id"].as_i64().unwrap_or_default();
+    if !desk.first_time(id) {
+        return StatusCode::OK;
+    }
+    let kind = event["kind"].as_str().unwrap_or("other").to_owned();
+    let openid = event["openid"].as_str().unwrap_or_default().to_owned();
+    let channel = event["channel"].as_i64().unwrap_or(0);
+    println!(
+        "   desk ← webhook event #{id} {kind} from {openid}{}",
+        match (event["content"].as_str(), event["assessment"].as_i64()) {
+            (_, Some(stars)) if kind == "rating" => format!(" ({stars} stars)"),
+            (Some(text), _) if !text.is_empty() => format!(": \"{text}\""),
+            _ => String::new(),
+        }
+    );
+    tokio::spawn(async move {
+        let acted = match kind.as_str() {
+            "handoff_requested" => desk.take_session(&openid, channel).await,
+            "rating" => desk.close_session(&openid, channel).await,
+            _ => Ok(()),
+        };
+        if let Err(error) = acted {
+            eprintln!("   desk: {error}");
+        }
+    });
+    StatusCode::OK
+}
+
+async fn play() -> Result<(), String> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("cannot start the built-in desk: {e}"))?;
+    let desk_addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let setup = Loopback::start(
+        SandboxConfig::new(TOKEN, AES_KEY, BOT_APPID),
+        &[
+            ("KEFU_WEBHOOK_URL", format!("http://{desk_addr}/webhook")),
+            ("KEFU_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+            ("KEFU_WEBHOOK_INITIAL_BACKOFF_MS", "100".to_owned()),
+        ],
+    )
+    .await?;
+    let desk = Arc::new(BuiltInDesk {
+        relay: setup.desk.clone(),
+        jobs: Mutex::new(Vec::new()),
+        seen: Mutex::new(Vec::new()),
+    });
+    let app = Router::new()
+        .route("/webhook", post(webhook_received))
+        .with_state(Arc::clone(&desk));
+    let desk_server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     println!("kefu-connector demo");
-    println!("  sandbox (the platform): {}", sandbox.base_url());
-    println!("  relay (the desk API):   http://{}", relay.addr);
+    println!("  sandbox (the platform): {}", setup.sandbox.base_url());
+    println!("  relay (the desk API):   http://{}", setup.relay.addr);
+    println!("  built-in desk webhook:  http://{desk_addr}/webhook");
     println!(
         "  outbox:                 {}",
         setup.outbox_path().display()
     );
     println!();
 
-    let desk = &setup.desk;
-    let user = Desk::new(format!("http://{}", sandbox.addr()), "");
-    let mut ids = Vec::new();
-
-    step(1, "the user asks for a person");
-    let said = user
-        .post(
-            &format!("/sandbox/users/{USER}/say"),
-            &json!({"text": "我要转人工", "channel": 0, "appid": OA_APPID}),
-        )
+    let sandbox = &setup.sandbox;
+    println!("1. the user asks for a person");
+    let said = sandbox
+        .say(USER, Say::new("我要转人工"))
         .await
         .map_err(|e| e.to_string())?;
-    expect_status(&said.status, 200, &said.text)?;
+    let callback = serde_json::to_value(&said.callback).unwrap_or_default();
     println!(
-        "   {USER}: \"我要转人工\" → state {}",
-        user_state(&user).await?
+        "   {USER}: \"我要转人工\" → the platform's callback to the relay: HTTP {} in {} ms",
+        callback["status"], callback["elapsed_ms"]
     );
 
-    step(
-        2,
-        "the desk takes the session (kefustate → personserving, then waiterEnter)",
-    );
-    ids.extend(
-        session(
-            desk,
-            "enter",
-            json!({"channel": 0, "kefuname": "客服小红", "kefuavatar": "https://example.com/avatar.png"}),
-        )
-        .await?,
-    );
-
-    step(
-        3,
-        "the agent answers: a text, a news card and a mini-program card",
-    );
-    for msg in [
-        json!("您好,我是客服小红。请问有什么可以帮您?"),
-        json!({"news": {"articles": [{
-            "title": "退换货说明",
-            "description": "七天无理由退换",
-            "url": "https://example.com/returns",
-            "picurl": "https://example.com/returns.png",
-            "type": "h5"
-        }]}}),
-        json!({"miniprogrampage": {
-            "title": "查看订单",
-            "appid": "wx1111111111111111",
-            "pagepath": "pages/orders/index",
-            "thumb_media_id": "MEDIA_ID_DEMO"
-        }}),
-    ] {
-        let reply = desk
-            .post(
-                "/v1/messages",
-                &json!({"openid": USER, "channel": 0, "msg": msg, "kefuname": "客服小红"}),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        expect_status(&reply.status, 202, &reply.text)?;
-        ids.push(reply.body["id"].as_i64().unwrap_or_default());
+    println!("2. the desk hears it, takes the session, answers and asks for a rating");
+    while !sandbox.user(USER).evaluation_pending {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    println!("   stored as messages {:?}", &ids[ids.len() - 3..]);
 
-    step(4, "the agent asks for a rating (waiterQualityEvaluate)");
-    ids.extend(session(desk, "evaluate", json!({"channel": 0})).await?);
+    println!("3. the user rates the service: 5 stars");
+    sandbox.rate(USER, 5).await.map_err(|e| e.to_string())?;
 
-    step(
-        5,
-        "the agent leaves (waiterQuit, then kefustate → complete)",
-    );
-    ids.extend(session(desk, "quit", json!({"channel": 0})).await?);
+    println!("4. the desk hears the rating and leaves");
+    loop {
+        let session = setup
+            .desk
+            .get(&format!("/v1/sessions/{USER}"))
+            .await
+            .map_err(|e| e.to_string())?
+            .body;
+        let jobs = desk.jobs.lock().map(|j| j.clone()).unwrap_or_default();
+        if session["state"] == "complete" && all_delivered(&setup.desk, &jobs).await? {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
-    wait_until_delivered(desk, &ids, timeout).await?;
     println!();
-    println!("Every step was delivered. The sandbox received, decrypted, in order:");
+    println!("The sandbox received, decrypted, in order:");
     for message in sandbox.messages(Some(USER)) {
-        let value = serde_json::to_value(&message).unwrap_or(Value::Null);
+        let event = message.event.map(|e| e.to_string());
         println!(
             "  #{} {} {}",
-            value["seq"],
-            value["event"].as_str().unwrap_or("message"),
-            value["msg"]
+            message.seq,
+            event.as_deref().unwrap_or("message"),
+            message.msg.to_wire()
         );
-        println!("      {}", value["xml"].as_str().unwrap_or_default());
+        println!("      {}", message.xml);
     }
-    println!("Final state of {USER}: {}", user_state(&user).await?);
+    let session = setup
+        .desk
+        .get(&format!("/v1/sessions/{USER}"))
+        .await
+        .map_err(|e| e.to_string())?
+        .body;
+    println!(
+        "The relay's session of {USER}: state {}, agent {}",
+        session["state"], session["agent"]
+    );
+    println!(
+        "The platform's state of {USER}: {}",
+        sandbox.user(USER).status.as_str()
+    );
 
     setup.stop().await;
+    desk_server.abort();
     Ok(())
 }
 
-fn step(number: u32, what: &str) {
-    println!("{number}. {what}");
-}
-
-fn expect_status(status: &hyper::StatusCode, expected: u16, body: &str) -> Result<(), String> {
-    if status.as_u16() == expected {
-        Ok(())
-    } else {
-        Err(format!("expected HTTP {expected}, got {status}: {body}"))
-    }
-}
-
-async fn session(desk: &Desk, action: &str, body: Value) -> Result<Vec<i64>, String> {
-    let reply = desk
-        .post(&format!("/v1/sessions/{USER}/{action}"), &body)
-        .await
-        .map_err(|e| e.to_string())?;
-    expect_status(&reply.status, 202, &reply.text)?;
-    let ids: Vec<i64> = reply.body["ids"]
-        .as_array()
-        .map(|ids| ids.iter().filter_map(Value::as_i64).collect())
-        .unwrap_or_default();
-    println!("   stored as messages {ids:?}");
-    Ok(ids)
-}
-
-async fn user_state(user: &Desk) -> Result<String, String> {
-    let reply = user
-        .get(&format!("/sandbox/users/{USER}"))
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(reply.body["status"]
-        .as_str()
-        .unwrap_or("unknown")
-        .to_owned())
-}
-
-async fn wait_until_delivered(desk: &Desk, ids: &[i64], timeout: Duration) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + timeout;
+async fn all_delivered(relay: &Desk, ids: &[i64]) -> Result<bool, String> {
     for id in ids {
-        loop {
-            let reply = desk
-                .get(&format!("/v1/messages/{id}"))
-                .await
-                .map_err(|e| e.to_string())?;
-            match reply.body["status"].as_str() {
-                Some("delivered") => break,
-                Some("failed" | "ambiguous") => {
-                    return Err(format!("message {id} was not delivered: {}", reply.body));
-                }
-                _ if tokio::time::Instant::now() > deadline => {
-                    return Err(format!("message {id} still not delivered: {}", reply.body));
-                }
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        let status = relay
+            .get(&format!("/v1/messages/{id}"))
+            .await
+            .map_err(|e| e.to_string())?
+            .body;
+        match status["status"].as_str() {
+            Some("delivered") => {}
+            Some("failed" | "ambiguous") => {
+                return Err(format!("message {id} was not delivered: {status}"));
             }
+            _ => return Ok(false),
         }
     }
-    Ok(())
+    Ok(!ids.is_empty())
 }

@@ -8,6 +8,8 @@ use crate::serve::Relay;
 
 /// The desk's bearer key of a loopback relay.
 pub const API_KEY: &str = "loopback-desk-key-0123456789";
+/// The secret path segment of the loopback relay's Dialogue callback URL.
+pub const CALLBACK_SECRET: &str = "loopback-callback-secret-0123";
 /// The Official Account AppID a loopback relay sends by default.
 pub const OA_APPID: &str = "wx0000000000000000";
 
@@ -26,8 +28,9 @@ pub struct Loopback {
 
 impl Loopback {
     /// Starts the sandbox, then a relay whose account matches it (token, key, bot APPID, base
-    /// URL), listening on `127.0.0.1:0`. `overrides` are settings by environment-variable name,
-    /// applied last, e.g. `("KEFU_DELIVERY_MAX_ATTEMPTS", "10")`.
+    /// URL), listening on `127.0.0.1:0`, and points the sandbox's handoff callbacks at the relay.
+    /// `overrides` are settings by environment-variable name, applied last, e.g.
+    /// `("KEFU_DELIVERY_MAX_ATTEMPTS", "10")` or `("KEFU_WEBHOOK_URL", …)`.
     pub async fn start(
         sandbox: SandboxConfig,
         overrides: &[(&str, String)],
@@ -40,6 +43,7 @@ impl Loopback {
             ("KEFU_DIALOGUE_AES_KEY", sandbox.aes_key.clone()),
             ("KEFU_DIALOGUE_BOT_APPID", sandbox.appid.clone()),
             ("KEFU_DIALOGUE_APPID", OA_APPID.to_owned()),
+            ("KEFU_CALLBACKS_DIALOGUE_SECRET", CALLBACK_SECRET.to_owned()),
             (
                 "KEFU_OUTBOX_PATH",
                 dir.path().join("outbox.sqlite3").display().to_string(),
@@ -59,6 +63,18 @@ impl Loopback {
         })
         .map_err(|e| e.to_string())?;
         let relay = Relay::start(&config).await.map_err(|e| e.to_string())?;
+        let secret = config
+            .callbacks
+            .dialogue_secret
+            .as_ref()
+            .map(|s| s.expose().to_owned())
+            .unwrap_or_default();
+        sandbox
+            .set_callback_url(&format!(
+                "http://{}/v1/callbacks/dialogue/{secret}",
+                relay.addr
+            ))
+            .map_err(|e| e.to_string())?;
         let desk = Desk::new(format!("http://{}", relay.addr), API_KEY);
         Ok(Loopback {
             sandbox,

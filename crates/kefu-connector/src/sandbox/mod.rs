@@ -551,6 +551,15 @@ impl Sandbox {
         self.app.store.subscribe()
     }
 
+    /// Points the Dialogue handoff callbacks at `url` (`http://` only) from now on, replacing
+    /// `--callback-url`: for a relay that learns its own address only after the sandbox started.
+    pub fn set_callback_url(&self, url: &str) -> Result<(), SandboxError> {
+        let uri = parse_callback_url(url)
+            .map_err(|reason| SandboxError::config("--callback-url", reason))?;
+        self.app.callbacks.set(uri);
+        Ok(())
+    }
+
     /// A user's handoff state and what the sandbox knows of them, as
     /// `GET /sandbox/users/{openid}` shows it. Users never seen are `asking`.
     pub fn user(&self, openid: &str) -> UserSnapshot {

@@ -54,7 +54,9 @@ impl CallbackDelivery {
 
 /// One push target. Deliberately not `Debug`: the URL's path may be a secret.
 pub(crate) struct Target {
-    uri: Option<Uri>,
+    // Replaceable while running: a relay on port 0 learns its address only after the sandbox it
+    // delivers to has started.
+    uri: std::sync::RwLock<Option<Uri>>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -65,12 +67,30 @@ impl Target {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(HttpConnector::new());
-        Target { uri, client }
+        Target {
+            uri: std::sync::RwLock::new(uri),
+            client,
+        }
+    }
+
+    fn uri(&self) -> Option<Uri> {
+        self.uri
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Points the pushes at `uri` (an already validated `http://` URL).
+    pub(crate) fn set(&self, uri: Uri) {
+        *self
+            .uri
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(uri);
     }
 
     /// The URL without its path and query, safe to log.
     pub(crate) fn redacted(&self) -> Option<String> {
-        self.uri.as_ref().map(redact_url)
+        self.uri().as_ref().map(redact_url)
     }
 
     /// POSTs `body` to the URL, with `query` appended to the URL's own query (if any), and
@@ -81,11 +101,11 @@ impl Target {
         content_type: &'static str,
         body: Bytes,
     ) -> CallbackDelivery {
-        let Some(target) = &self.uri else {
+        let Some(target) = self.uri() else {
             return CallbackDelivery::NotConfigured;
         };
         let started = Instant::now();
-        let uri = match with_query(target, query) {
+        let uri = match with_query(&target, query) {
             Ok(uri) => uri,
             Err(error) => {
                 return CallbackDelivery::Failed {
