@@ -231,7 +231,10 @@ fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
-        if !inner.is_data() {
+        // serde_json reports some shape errors as syntax errors: a number, list or object where
+        // an enum such as `event` is expected gives "expected value". Only a body that is not
+        // JSON at all is 400; well-formed JSON of the wrong shape is 422 like any other.
+        if !inner.is_data() && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
             return syntax(inner);
         }
         if path != "." {
@@ -566,4 +569,59 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn dialogue() -> DialogueConfig {
+        let env = [
+            ("KEFU_DIALOGUE_TOKEN", "TOKEN0123456789"),
+            (
+                "KEFU_DIALOGUE_AES_KEY",
+                "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+            ),
+            ("KEFU_DIALOGUE_BOT_APPID", "Gg8HejYTkUsEIlG"),
+        ];
+        Config::load(None, |name| {
+            env.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        })
+        .unwrap()
+        .dialogue
+    }
+
+    /// Found by fuzz/fuzz_targets/desk_api.rs ("valid JSON is never 400"): serde_json reports
+    /// a non-string where an enum is expected as a syntax error, and the API answered 400 "the
+    /// body is not valid JSON" to well-formed JSON.
+    #[test]
+    fn well_formed_json_of_the_wrong_shape_is_422() {
+        for event in ["{}", "5", "[]", "{\n\t\t}"] {
+            let body = format!(r#"   {{"openid":"o1","channel":7,"msg":"hi","event":{event}}}  "#);
+            let error = message_job(body.as_bytes(), &dialogue()).unwrap_err();
+            assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert_eq!(error.field_name(), Some("event"), "{body}");
+            assert!(error.message().starts_with("event: "), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_json_is_400() {
+        for body in [
+            r#"{"openid":"o1","event":{"#,
+            r#"{"openid":"o1","event":{}"#,
+            r#"{"openid":"o1","channel":7,"msg":"hi"} x"#,
+            "",
+        ] {
+            let error = message_job(body.as_bytes(), &dialogue()).unwrap_err();
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{body}");
+            assert!(
+                error.message().starts_with("the body is not valid JSON"),
+                "{error:?}"
+            );
+        }
+    }
 }
