@@ -220,11 +220,24 @@ impl Outbox {
     /// Opens (or creates) the outbox at `path`, recovers from an interrupted run, and returns the
     /// jobs still to deliver, in order.
     pub fn open(path: &Path) -> Result<(Outbox, Vec<PendingJob>), StoreError> {
+        let in_use = |error: rusqlite::Error| match error.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                StoreError(format!(
+                    "{} is in use by another process; run one relay per outbox",
+                    path.display()
+                ))
+            }
+            _ => StoreError::from(error),
+        };
         let mut conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
+        conn.busy_timeout(std::time::Duration::from_secs(1))?;
+        // One process owns the outbox: an exclusive lock spares a file-lock round trip on every
+        // transaction and keeps a second relay from delivering the same jobs.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+            .and_then(|()| conn.pragma_update(None, "journal_mode", "WAL"))
+            .and_then(|()| conn.pragma_update(None, "synchronous", "FULL"))
+            .and_then(|()| conn.execute_batch(SCHEMA))
+            .map_err(in_use)?;
         let pending = recover(&mut conn)?;
         let last_seq: i64 =
             conn.query_row("SELECT IFNULL(MAX(seq), 0) FROM outbox", [], |row| {
@@ -722,6 +735,15 @@ mod tests {
                 .unwrap()
                 .contains("may have been delivered")
         );
+    }
+
+    #[test]
+    fn a_second_owner_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        let _first = Outbox::open(&path).unwrap();
+        let error = Outbox::open(&path).err().unwrap().to_string();
+        assert!(error.contains("in use by another process"), "{error}");
     }
 
     #[tokio::test]
