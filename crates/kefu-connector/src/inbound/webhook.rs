@@ -132,6 +132,9 @@ impl WebhookDispatcher {
         drop(queues);
         let inner = Arc::clone(&self.inner);
         if let Ok(mut tasks) = self.inner.tasks.lock() {
+            // A JoinSet keeps finished tasks until they are joined: reap them here, or memory
+            // grows with every conversation that ever emptied its queue.
+            while tasks.try_join_next().is_some() {}
             tasks.spawn(async move { inner.work_through(openid).await });
         }
     }
