@@ -6,22 +6,21 @@
 //! made durable in the outbox before it takes effect, and a job is marked `sending` before its
 //! request leaves, so a crash can never cause a silent resend.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kefu_client::{Client, RetryDecision, RetryPolicy, StopReason};
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::conversations::{Conversations, Deliver};
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Outcome, PendingJob};
 
 /// Hands stored jobs to per-user delivery tasks.
 #[derive(Clone)]
 pub struct Dispatcher {
-    inner: Arc<Inner>,
+    conversations: Arc<Conversations<PendingJob, Inner>>,
 }
 
 struct Inner {
@@ -30,9 +29,6 @@ struct Inner {
     policy: RetryPolicy,
     metrics: Arc<Metrics>,
     permits: Semaphore,
-    queues: Mutex<HashMap<String, VecDeque<PendingJob>>>,
-    tasks: Mutex<JoinSet<()>>,
-    stopping: watch::Sender<bool>,
 }
 
 impl Dispatcher {
@@ -46,15 +42,12 @@ impl Dispatcher {
         pending: Vec<PendingJob>,
     ) -> Dispatcher {
         let dispatcher = Dispatcher {
-            inner: Arc::new(Inner {
+            conversations: Conversations::new(Inner {
                 outbox,
                 client,
                 policy,
                 metrics,
                 permits: Semaphore::new(concurrency.max(1)),
-                queues: Mutex::new(HashMap::new()),
-                tasks: Mutex::new(JoinSet::new()),
-                stopping: watch::channel(false).0,
             }),
         };
         for job in pending {
@@ -65,84 +58,40 @@ impl Dispatcher {
 
     /// Queues a stored job behind the user's earlier jobs.
     pub fn enqueue(&self, job: PendingJob) {
-        self.inner.metrics.pending(1);
-        let openid = job.openid.clone();
-        let Ok(mut queues) = self.inner.queues.lock() else {
-            return;
-        };
-        if let Some(queue) = queues.get_mut(&openid) {
-            queue.push_back(job);
-            return;
-        }
-        queues.insert(openid.clone(), VecDeque::from([job]));
-        drop(queues);
-        let inner = Arc::clone(&self.inner);
-        if let Ok(mut tasks) = self.inner.tasks.lock() {
-            // A JoinSet keeps finished tasks until they are joined: reap them here, or memory
-            // grows with every conversation that ever emptied its queue.
-            while tasks.try_join_next().is_some() {}
-            tasks.spawn(async move { inner.work_through(openid).await });
-        }
+        self.conversations.enqueue(job.openid.clone(), job);
     }
 
     /// Stops starting new attempts and waits up to `grace` for those in flight. Jobs not
-    /// finished stay in the outbox for the next start.
+    /// finished stay in the outbox for the next start; one interrupted mid-send resumes as
+    /// ambiguous.
     pub async fn shutdown(&self, grace: Duration) {
-        let _ = self.inner.stopping.send(true);
-        let mut tasks = match self.inner.tasks.lock() {
-            Ok(mut tasks) => std::mem::take(&mut *tasks),
-            Err(_) => return,
-        };
-        let drained =
-            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
-        if drained.is_err() {
-            tracing::warn!(
-                "deliveries still in flight after {grace:?}; they resume as ambiguous on the next start"
-            );
-            tasks.abort_all();
-        }
+        self.conversations
+            .shutdown(grace, "deliveries to the platform")
+            .await;
+    }
+}
+
+impl Deliver<PendingJob> for Inner {
+    fn deliver(
+        &self,
+        job: &PendingJob,
+        stopping: watch::Receiver<bool>,
+    ) -> impl Future<Output = bool> + Send {
+        self.deliver_job(job, stopping)
+    }
+
+    fn pending(&self, delta: i64) {
+        self.metrics.pending(delta);
     }
 }
 
 impl Inner {
-    fn is_stopping(&self) -> bool {
-        *self.stopping.borrow()
-    }
-
-    /// Works through one user's queue until it is empty or the service stops.
-    async fn work_through(self: Arc<Self>, openid: String) {
-        loop {
-            let job = match self.queues.lock() {
-                Ok(queues) => queues.get(&openid).and_then(|q| q.front().cloned()),
-                Err(_) => None,
-            };
-            let Some(job) = job else {
-                return;
-            };
-            if !self.deliver(&job).await {
-                return;
-            }
-            self.metrics.pending(-1);
-            let Ok(mut queues) = self.queues.lock() else {
-                return;
-            };
-            if let Some(queue) = queues.get_mut(&openid) {
-                queue.pop_front();
-                if queue.is_empty() {
-                    queues.remove(&openid);
-                    return;
-                }
-            }
-        }
-    }
-
     /// Delivers one job to a final state. Returns `false` if the service is stopping or the
     /// outbox failed, leaving the job stored for the next start.
-    async fn deliver(&self, job: &PendingJob) -> bool {
+    async fn deliver_job(&self, job: &PendingJob, mut stopping: watch::Receiver<bool>) -> bool {
         let operation = job.operation;
         let started = Instant::now();
         let mut attempts = job.attempts;
-        let mut stopping = self.stopping.subscribe();
         let wait = Duration::from_millis(
             u64::try_from(job.not_before_ms.saturating_sub(now_ms())).unwrap_or_default(),
         );
@@ -161,7 +110,7 @@ impl Inner {
             let Ok(_permit) = permit else {
                 return false;
             };
-            if self.is_stopping() {
+            if *stopping.borrow() {
                 return false;
             }
             if let Err(error) = self.outbox.mark_sending(job.id).await {

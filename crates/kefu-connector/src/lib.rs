@@ -9,6 +9,7 @@ pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod config;
+mod conversations;
 pub mod crypt;
 pub mod delivery;
 pub mod demo;

@@ -16,8 +16,7 @@
 //! attempt time are stored, so a restart resumes where the last run stopped; an event whose
 //! outcome was not yet recorded is sent again, with the same id.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -30,10 +29,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use sha2::Sha256;
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
 
 use super::store::{self, PendingEvent, WebhookOutcome};
 use crate::config::WebhookConfig;
+use crate::conversations::{Conversations, Deliver};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 
@@ -61,7 +60,7 @@ pub struct WebhookError(String);
 /// Hands stored events to per-user delivery tasks.
 #[derive(Clone)]
 pub struct WebhookDispatcher {
-    inner: Arc<Inner>,
+    conversations: Arc<Conversations<PendingEvent, Inner>>,
 }
 
 struct Inner {
@@ -70,9 +69,6 @@ struct Inner {
     http: HttpClient,
     metrics: Arc<Metrics>,
     permits: Semaphore,
-    queues: Mutex<HashMap<String, VecDeque<PendingEvent>>>,
-    tasks: Mutex<JoinSet<()>>,
-    stopping: watch::Sender<bool>,
 }
 
 impl WebhookDispatcher {
@@ -100,15 +96,12 @@ impl WebhookDispatcher {
             .timer(TokioTimer::new())
             .build(https);
         let dispatcher = WebhookDispatcher {
-            inner: Arc::new(Inner {
+            conversations: Conversations::new(Inner {
                 store,
                 permits: Semaphore::new(config.concurrency.max(1)),
                 config,
                 http,
                 metrics,
-                queues: Mutex::new(HashMap::new()),
-                tasks: Mutex::new(JoinSet::new()),
-                stopping: watch::channel(false).0,
             }),
         };
         for event in pending {
@@ -119,42 +112,27 @@ impl WebhookDispatcher {
 
     /// Queues a stored event behind the user's earlier events.
     pub fn enqueue(&self, event: PendingEvent) {
-        self.inner.metrics.inbound_pending(1);
-        let openid = event.openid.clone();
-        let Ok(mut queues) = self.inner.queues.lock() else {
-            return;
-        };
-        if let Some(queue) = queues.get_mut(&openid) {
-            queue.push_back(event);
-            return;
-        }
-        queues.insert(openid.clone(), VecDeque::from([event]));
-        drop(queues);
-        let inner = Arc::clone(&self.inner);
-        if let Ok(mut tasks) = self.inner.tasks.lock() {
-            // A JoinSet keeps finished tasks until they are joined: reap them here, or memory
-            // grows with every conversation that ever emptied its queue.
-            while tasks.try_join_next().is_some() {}
-            tasks.spawn(async move { inner.work_through(openid).await });
-        }
+        self.conversations.enqueue(event.openid.clone(), event);
     }
 
     /// Stops starting new attempts and waits up to `grace` for those in flight. Events not
-    /// acknowledged stay stored for the next start.
+    /// acknowledged stay stored and are sent again on the next start.
     pub async fn shutdown(&self, grace: Duration) {
-        let _ = self.inner.stopping.send(true);
-        let mut tasks = match self.inner.tasks.lock() {
-            Ok(mut tasks) => std::mem::take(&mut *tasks),
-            Err(_) => return,
-        };
-        let drained =
-            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
-        if drained.is_err() {
-            tracing::warn!(
-                "webhook calls still in flight after {grace:?}; they are sent again on the next start"
-            );
-            tasks.abort_all();
-        }
+        self.conversations.shutdown(grace, "webhook calls").await;
+    }
+}
+
+impl Deliver<PendingEvent> for Inner {
+    fn deliver(
+        &self,
+        event: &PendingEvent,
+        stopping: watch::Receiver<bool>,
+    ) -> impl Future<Output = bool> + Send {
+        self.push(event.clone(), stopping)
+    }
+
+    fn pending(&self, delta: i64) {
+        self.metrics.inbound_pending(delta);
     }
 }
 
@@ -174,40 +152,9 @@ pub fn backoff(initial: Duration, max: Duration, attempt: u32, jitter: f64) -> D
 }
 
 impl Inner {
-    fn is_stopping(&self) -> bool {
-        *self.stopping.borrow()
-    }
-
-    async fn work_through(self: Arc<Self>, openid: String) {
-        loop {
-            let event = match self.queues.lock() {
-                Ok(queues) => queues.get(&openid).and_then(|q| q.front().cloned()),
-                Err(_) => None,
-            };
-            let Some(event) = event else {
-                return;
-            };
-            if !self.deliver(event).await {
-                return;
-            }
-            self.metrics.inbound_pending(-1);
-            let Ok(mut queues) = self.queues.lock() else {
-                return;
-            };
-            if let Some(queue) = queues.get_mut(&openid) {
-                queue.pop_front();
-                if queue.is_empty() {
-                    queues.remove(&openid);
-                    return;
-                }
-            }
-        }
-    }
-
     /// Pushes one event until it is acknowledged or its attempts run out. Returns `false` if
     /// the service is stopping or the store failed.
-    async fn deliver(&self, event: PendingEvent) -> bool {
-        let mut stopping = self.stopping.subscribe();
+    async fn push(&self, event: PendingEvent, mut stopping: watch::Receiver<bool>) -> bool {
         let mut attempts = event.attempts;
         let wait = Duration::from_millis(
             u64::try_from(event.not_before_ms.saturating_sub(now_ms())).unwrap_or_default(),
@@ -226,7 +173,7 @@ impl Inner {
             let Ok(permit) = permit else {
                 return false;
             };
-            if self.is_stopping() {
+            if *stopping.borrow() {
                 return false;
             }
             attempts = attempts.saturating_add(1);

@@ -1,0 +1,113 @@
+//! Per-user queues, each worked through by one task: in order per user, concurrently across
+//! users. The outbox's delivery to the platform and the inbound events' push to the desk's
+//! webhook both run on it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// What takes a queue's items to their final state.
+pub(crate) trait Deliver<J>: Send + Sync + 'static {
+    /// Delivers one item to a final state. Returns `false` if the service is stopping or the
+    /// store failed: the item, and the rest of the user's queue, stay stored for the next start.
+    /// `stopping` turns true when the service stops.
+    fn deliver(
+        &self,
+        item: &J,
+        stopping: watch::Receiver<bool>,
+    ) -> impl Future<Output = bool> + Send;
+
+    /// Called once per item enqueued (`+1`) and once per item finished (`-1`), for a gauge.
+    fn pending(&self, delta: i64);
+}
+
+/// The queues, their tasks, and the worker.
+pub(crate) struct Conversations<J, W> {
+    worker: W,
+    queues: Mutex<HashMap<String, VecDeque<J>>>,
+    tasks: Mutex<JoinSet<()>>,
+    stopping: watch::Sender<bool>,
+}
+
+impl<J, W> Conversations<J, W>
+where
+    J: Clone + Send + 'static,
+    W: Deliver<J>,
+{
+    /// Empty queues worked by `worker`.
+    pub(crate) fn new(worker: W) -> Arc<Conversations<J, W>> {
+        Arc::new(Conversations {
+            worker,
+            queues: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(JoinSet::new()),
+            stopping: watch::channel(false).0,
+        })
+    }
+
+    /// Queues `item` behind the user's earlier items, starting the user's task if it has none.
+    pub(crate) fn enqueue(self: &Arc<Self>, openid: String, item: J) {
+        self.worker.pending(1);
+        let Ok(mut queues) = self.queues.lock() else {
+            return;
+        };
+        if let Some(queue) = queues.get_mut(&openid) {
+            queue.push_back(item);
+            return;
+        }
+        queues.insert(openid.clone(), VecDeque::from([item]));
+        drop(queues);
+        let this = Arc::clone(self);
+        if let Ok(mut tasks) = self.tasks.lock() {
+            // A JoinSet keeps finished tasks until they are joined: reap them here, or memory
+            // grows with every conversation that ever emptied its queue.
+            while tasks.try_join_next().is_some() {}
+            tasks.spawn(async move { this.work_through(openid).await });
+        }
+    }
+
+    /// Stops starting new deliveries and waits up to `grace` for those in flight; `what` names
+    /// them in the warning if some are still running then.
+    pub(crate) async fn shutdown(&self, grace: Duration, what: &str) {
+        let _ = self.stopping.send(true);
+        let mut tasks = match self.tasks.lock() {
+            Ok(mut tasks) => std::mem::take(&mut *tasks),
+            Err(_) => return,
+        };
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!("{what} still in flight after {grace:?}");
+            tasks.abort_all();
+        }
+    }
+
+    /// Works through one user's queue until it is empty or the service stops.
+    async fn work_through(self: Arc<Self>, openid: String) {
+        loop {
+            let item = match self.queues.lock() {
+                Ok(queues) => queues.get(&openid).and_then(|q| q.front().cloned()),
+                Err(_) => None,
+            };
+            let Some(item) = item else {
+                return;
+            };
+            if !self.worker.deliver(&item, self.stopping.subscribe()).await {
+                return;
+            }
+            self.worker.pending(-1);
+            let Ok(mut queues) = self.queues.lock() else {
+                return;
+            };
+            if let Some(queue) = queues.get_mut(&openid) {
+                queue.pop_front();
+                if queue.is_empty() {
+                    queues.remove(&openid);
+                    return;
+                }
+            }
+        }
+    }
+}
