@@ -6,7 +6,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, SemaphorePermit, watch};
+
+use crate::outbox::now_ms;
 use tokio::task::JoinSet;
 
 /// What takes a queue's items to their final state.
@@ -110,4 +112,37 @@ where
             }
         }
     }
+}
+
+/// Sleeps for `wait`; `false` if the service started stopping first.
+pub(crate) async fn sleep_unless_stopping(
+    wait: Duration,
+    stopping: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(wait) => true,
+        _ = stopping.wait_for(|stop| *stop) => false,
+    }
+}
+
+/// Sleeps until `not_before_ms` (a retry time stored before a restart still holds); `false` if
+/// the service started stopping first.
+pub(crate) async fn wait_until(not_before_ms: i64, stopping: &mut watch::Receiver<bool>) -> bool {
+    let wait = u64::try_from(not_before_ms.saturating_sub(now_ms())).unwrap_or_default();
+    wait == 0 || sleep_unless_stopping(Duration::from_millis(wait), stopping).await
+}
+
+/// A place among the requests in flight, or `None` if the service is stopping.
+pub(crate) async fn permit<'a>(
+    permits: &'a Semaphore,
+    stopping: &mut watch::Receiver<bool>,
+) -> Option<SemaphorePermit<'a>> {
+    let permit = tokio::select! {
+        permit = permits.acquire() => permit.ok()?,
+        _ = stopping.wait_for(|stop| *stop) => return None,
+    };
+    if *stopping.borrow() {
+        return None;
+    }
+    Some(permit)
 }

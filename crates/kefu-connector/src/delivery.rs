@@ -7,14 +7,15 @@
 //! request leaves, so a crash can never cause a silent resend.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use kefu_client::{Client, RetryDecision, RetryPolicy, StopReason};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
-use crate::conversations::{Conversations, Deliver};
+use crate::conversations::{Conversations, Deliver, permit, sleep_unless_stopping, wait_until};
 use crate::metrics::Metrics;
+use crate::outbox::now_ms;
 use crate::outbox::{Outbox, Outcome, PendingJob};
 
 /// Hands stored jobs to per-user delivery tasks.
@@ -92,27 +93,13 @@ impl Inner {
         let operation = job.operation;
         let started = Instant::now();
         let mut attempts = job.attempts;
-        let wait = Duration::from_millis(
-            u64::try_from(job.not_before_ms.saturating_sub(now_ms())).unwrap_or_default(),
-        );
-        if !wait.is_zero() {
-            // A retry time stored before a restart still holds.
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                _ = stopping.wait_for(|stop| *stop) => return false,
-            }
+        if !wait_until(job.not_before_ms, &mut stopping).await {
+            return false;
         }
         loop {
-            let permit = tokio::select! {
-                permit = self.permits.acquire() => permit,
-                _ = stopping.wait_for(|stop| *stop) => return false,
-            };
-            let Ok(_permit) = permit else {
+            let Some(permit) = permit(&self.permits, &mut stopping).await else {
                 return false;
             };
-            if *stopping.borrow() {
-                return false;
-            }
             if let Err(error) = self.outbox.mark_sending(job.id).await {
                 tracing::error!(job = job.id, "cannot mark the job as sending: {error}");
                 return false;
@@ -167,11 +154,11 @@ impl Inner {
                     ) {
                         return false;
                     }
-                    drop(_permit);
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => continue,
-                        _ = stopping.wait_for(|stop| *stop) => return false,
+                    drop(permit);
+                    if sleep_unless_stopping(backoff, &mut stopping).await {
+                        continue;
                     }
+                    return false;
                 }
                 // An idempotent call that ran out of retries on an ambiguous failure may still
                 // have taken effect: say so rather than "failed".
@@ -214,11 +201,4 @@ impl Inner {
             }
         }
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
 }

@@ -366,7 +366,8 @@ CREATE INDEX IF NOT EXISTS outbox_unfinished ON outbox (state, seq)
     WHERE state IN ('queued', 'sending');
 ";
 
-fn now_ms() -> i64 {
+/// Now, in Unix milliseconds: the clock of every stored time.
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -14,8 +14,9 @@ use serde_json::json;
 
 use super::query::Query;
 use super::store::{self, Admission, NewDialogue, NewWechat};
-use super::{Inbound, millis, now_ms};
+use super::{Inbound, millis};
 use crate::api::ApiState;
+use crate::outbox::now_ms;
 
 /// How long a callback may wait for the store before it is answered 503: well within the
 /// platforms' 5 s deadline, so that they retry rather than time out.

@@ -57,7 +57,7 @@ pub mod webhook;
 pub mod wechat;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -109,13 +109,6 @@ struct Inner {
     stopping: watch::Sender<bool>,
     webhook: Option<WebhookDispatcher>,
     purger: Mutex<Option<JoinHandle<()>>>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
 }
 
 fn millis(duration: Duration) -> i64 {

@@ -17,7 +17,7 @@
 //! outcome was not yet recorded is sent again, with the same id.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac as _};
@@ -32,9 +32,10 @@ use tokio::sync::{Semaphore, watch};
 
 use super::store::{self, PendingEvent, WebhookOutcome};
 use crate::config::WebhookConfig;
-use crate::conversations::{Conversations, Deliver};
+use crate::conversations::{Conversations, Deliver, permit, sleep_unless_stopping, wait_until};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
+use crate::outbox::now_ms;
 
 /// The signature header's value for `body` sent at `timestamp`: `sha256=<hex>` of
 /// HMAC-SHA256(`secret`, `"<timestamp>.<body>"`).
@@ -136,13 +137,6 @@ impl Deliver<PendingEvent> for Inner {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
-}
-
 /// The delay before retry number `attempt` (1 for the first retry): doubling from `initial`,
 /// capped at `max`, then scaled by `jitter` in 0.5..=1.
 pub fn backoff(initial: Duration, max: Duration, attempt: u32, jitter: f64) -> Duration {
@@ -156,26 +150,13 @@ impl Inner {
     /// the service is stopping or the store failed.
     async fn push(&self, event: PendingEvent, mut stopping: watch::Receiver<bool>) -> bool {
         let mut attempts = event.attempts;
-        let wait = Duration::from_millis(
-            u64::try_from(event.not_before_ms.saturating_sub(now_ms())).unwrap_or_default(),
-        );
-        if !wait.is_zero() {
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                _ = stopping.wait_for(|stop| *stop) => return false,
-            }
+        if !wait_until(event.not_before_ms, &mut stopping).await {
+            return false;
         }
         loop {
-            let permit = tokio::select! {
-                permit = self.permits.acquire() => permit,
-                _ = stopping.wait_for(|stop| *stop) => return false,
-            };
-            let Ok(permit) = permit else {
+            let Some(permit) = permit(&self.permits, &mut stopping).await else {
                 return false;
             };
-            if *stopping.borrow() {
-                return false;
-            }
             attempts = attempts.saturating_add(1);
             let result = self.attempt(&event).await;
             drop(permit);
@@ -228,9 +209,8 @@ impl Inner {
             ) {
                 return false;
             }
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                _ = stopping.wait_for(|stop| *stop) => return false,
+            if !sleep_unless_stopping(delay, &mut stopping).await {
+                return false;
             }
         }
     }
