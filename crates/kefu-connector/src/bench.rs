@@ -90,8 +90,20 @@ pub struct RelayReport {
     pub end_to_end: (Duration, Duration),
 }
 
-/// Slots of the per-message tables; a soak run reuses them round-robin, so memory stays fixed.
-const RING: usize = 1 << 20;
+/// Slots of the per-message tables in a soak run, which reuses them round-robin: more than the
+/// messages ever in flight at once. A fixed-count run has one slot per message.
+const SOAK_SLOTS: usize = 1 << 17;
+
+/// A table of zeroed counters whose pages are all touched now, so that the process's memory
+/// during the run measures the relay and not this table filling up.
+fn counters(len: usize) -> Arc<Vec<AtomicU64>> {
+    let table: Vec<AtomicU64> = (0..len).map(|_| AtomicU64::new(0)).collect();
+    // The allocator hands out untouched zero pages for a zeroed table; storing makes them real.
+    for counter in &table {
+        counter.store(0, Ordering::Relaxed);
+    }
+    Arc::new(table)
+}
 
 /// Latencies in logarithmic buckets 1 % apart, from 1 µs to over an hour: fixed memory, 1 %
 /// precision.
@@ -252,8 +264,13 @@ async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
         .duration_secs
         .map(|secs| Instant::now() + Duration::from_secs(secs));
     let clock = Instant::now();
-    let posted_at: Arc<Vec<AtomicU64>> = Arc::new((0..RING).map(|_| AtomicU64::new(0)).collect());
-    let received: Arc<Vec<AtomicU64>> = Arc::new((0..RING).map(|_| AtomicU64::new(0)).collect());
+    let slots = if deadline.is_some() {
+        SOAK_SLOTS
+    } else {
+        args.messages.max(users)
+    };
+    let posted_at = counters(slots);
+    let received = counters(slots);
     let received_total = Arc::new(AtomicU64::new(0));
     let end_to_end = Arc::new(Histogram::new());
     let ack_latency = Arc::new(Histogram::new());
@@ -290,7 +307,7 @@ async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
                 };
                 received_total.fetch_add(1, Ordering::Relaxed);
                 if let (Some(count), Some(sent)) =
-                    (received.get(index % RING), posted_at.get(index % RING))
+                    (received.get(index % slots), posted_at.get(index % slots))
                 {
                     count.fetch_add(1, Ordering::Relaxed);
                     end_to_end.record(now.saturating_sub(sent.load(Ordering::Relaxed)));
@@ -355,7 +372,7 @@ async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
                     break;
                 }
                 let start = micros(clock);
-                if let (Some(slot), Some(count)) = (posted_at.get(index % RING), received.get(index % RING)) {
+                if let (Some(slot), Some(count)) = (posted_at.get(index % slots), received.get(index % slots)) {
                     slot.store(start, Ordering::Relaxed);
                     count.store(0, Ordering::Relaxed);
                 }
@@ -436,7 +453,7 @@ async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
             .iter()
             .filter(|(index, _)| {
                 received
-                    .get(index % RING)
+                    .get(index % slots)
                     .is_some_and(|c| c.load(Ordering::Relaxed) == 1)
             })
             .count();

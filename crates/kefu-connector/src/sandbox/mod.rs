@@ -547,7 +547,7 @@ impl Sandbox {
     /// Every message accepted from now on, as it is accepted: for tests and benchmarks that wait
     /// for deliveries or time them. A subscriber more than 65,536 messages behind misses some
     /// (`RecvError::Lagged`).
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<RecordedMessage> {
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<RecordedMessage>> {
         self.app.store.subscribe()
     }
 

@@ -1,7 +1,7 @@
 //! What the sandbox remembers: the messages it accepted, in order, and each user's handoff state.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use kefu_payload::{Channel, Event, KefuState, Msg, SendMsg};
 use serde::{Deserialize, Serialize};
@@ -138,7 +138,7 @@ impl Default for User {
 #[derive(Debug, Default)]
 struct Inner {
     last_seq: u64,
-    messages: VecDeque<RecordedMessage>,
+    messages: VecDeque<Arc<RecordedMessage>>,
     users: HashMap<String, User>,
 }
 
@@ -147,7 +147,8 @@ struct Inner {
 pub(crate) struct Store {
     max_messages: usize,
     inner: Mutex<Inner>,
-    accepted: broadcast::Sender<RecordedMessage>,
+    // One copy of each message, shared by the record and every subscriber.
+    accepted: broadcast::Sender<Arc<RecordedMessage>>,
 }
 
 /// How many accepted messages a slow subscriber may fall behind before it misses some.
@@ -189,7 +190,7 @@ impl Store {
             }
             _ => {}
         }
-        let message = RecordedMessage {
+        let message = Arc::new(RecordedMessage {
             seq,
             openid: send.openid().to_owned(),
             appid: send.appid().map(str::to_owned),
@@ -201,9 +202,9 @@ impl Store {
             ans_node_name: send.ans_node_name().map(str::to_owned),
             xml,
             received_at_ms,
-        };
+        });
         if self.accepted.receiver_count() > 0 {
-            let _ = self.accepted.send(message.clone());
+            let _ = self.accepted.send(Arc::clone(&message));
         }
         if self.max_messages == 0 {
             return seq;
@@ -216,7 +217,7 @@ impl Store {
     }
 
     /// Every message accepted from now on, as it is accepted.
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<RecordedMessage> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<RecordedMessage>> {
         self.accepted.subscribe()
     }
 
@@ -227,7 +228,7 @@ impl Store {
             .messages
             .iter()
             .filter(|m| openid.is_none_or(|o| m.openid == o))
-            .cloned()
+            .map(|m| RecordedMessage::clone(m))
             .collect()
     }
 
