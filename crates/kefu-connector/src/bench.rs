@@ -181,8 +181,11 @@ async fn bench(args: &BenchArgs) -> Result<RelayReport, String> {
         }
     );
     if !args.no_direct {
-        let ceiling = direct_ceiling(args).await?;
-        println!("direct client, no outbox   {ceiling:>9.0} msg/s  (the ceiling)");
+        let (ceiling, cpu) = direct_ceiling(args).await?;
+        println!(
+            "direct client, no outbox   {ceiling:>9.0} msg/s  (the ceiling)  cpu {:>6.1} µs/msg",
+            micros_f64(cpu)
+        );
         let report = relay_run(args).await?;
         println!(
             "relay / direct             {:>9.0} %",
@@ -207,7 +210,7 @@ fn sandbox_config(args: &BenchArgs) -> SandboxConfig {
 }
 
 /// The same traffic through `kefu-client` straight to the sandbox: no HTTP hop, no outbox.
-async fn direct_ceiling(args: &BenchArgs) -> Result<f64, String> {
+async fn direct_ceiling(args: &BenchArgs) -> Result<(f64, Duration), String> {
     let mut config = sandbox_config(args);
     config.system_error_rate = 0.0;
     config.drop_rate = 0.0;
@@ -219,6 +222,7 @@ async fn direct_ceiling(args: &BenchArgs) -> Result<f64, String> {
     let users = args.users.max(1);
     let total = args.messages.max(users);
     let started = Instant::now();
+    let cpu_before = cpu_time();
     let mut tasks = tokio::task::JoinSet::new();
     for user in 0..users {
         let client = client.clone();
@@ -242,8 +246,9 @@ async fn direct_ceiling(args: &BenchArgs) -> Result<f64, String> {
         done.map_err(|e| e.to_string())??;
     }
     let rate = total as f64 / started.elapsed().as_secs_f64();
+    let cpu = per_message(cpu_time().saturating_sub(cpu_before), total);
     sandbox.stop().await;
-    Ok(rate)
+    Ok((rate, cpu))
 }
 
 async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
@@ -264,6 +269,7 @@ async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
         .duration_secs
         .map(|secs| Instant::now() + Duration::from_secs(secs));
     let clock = Instant::now();
+    let cpu_before = cpu_time();
     let slots = if deadline.is_some() {
         SOAK_SLOTS
     } else {
@@ -409,9 +415,8 @@ async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
 
     // Wait for every acknowledged message to reach a final state: each one by its status, or in a
     // soak run (which keeps no per-message list), until nothing is pending.
-    if deadline.is_some() {
-        wait_until_idle(&desk).await?;
-    }
+    wait_until_idle(&desk).await?;
+    let cpu = per_message(cpu_time().saturating_sub(cpu_before), accepted);
     let mut delivered = 0;
     let mut failed = 0;
     let mut ambiguous = 0;
@@ -486,6 +491,10 @@ async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
         millis(report.end_to_end.1)
     );
     println!(
+        "cpu                        {:>9.1} µs/msg    (all threads, posting to the last delivery)",
+        micros_f64(cpu)
+    );
+    println!(
         "outcomes                   {} accepted: {} delivered, {} failed, {} ambiguous, {} lost, {} duplicated",
         report.accepted,
         report.delivered,
@@ -504,6 +513,31 @@ async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
 
 fn micros(clock: Instant) -> u64 {
     u64::try_from(clock.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+fn micros_f64(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
+}
+
+fn per_message(cpu: Duration, messages: usize) -> Duration {
+    cpu.checked_div(u32::try_from(messages.max(1)).unwrap_or(u32::MAX))
+        .unwrap_or_default()
+}
+
+/// User plus system CPU time of the whole process so far (zero where there is no procfs).
+fn cpu_time() -> Duration {
+    // utime and stime are the 14th and 15th fields of /proc/self/stat, in USER_HZ ticks (100 per
+    // second in the Linux ABI); the command name before them may hold spaces, so count from ')'.
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let after_name = stat.get(stat.rfind(')')? + 1..)?;
+            let mut fields = after_name.split_whitespace().skip(11);
+            let user: u64 = fields.next()?.parse().ok()?;
+            let system: u64 = fields.next()?.parse().ok()?;
+            Some(Duration::from_millis((user + system) * 10))
+        })
+        .unwrap_or_default()
 }
 
 fn millis(duration: Duration) -> f64 {
