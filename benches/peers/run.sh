@@ -11,13 +11,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-env="$here/.env"
-mkdir -p "$env"
-
-echo "== installing the peers into $env" >&2
-[ -x "$env/venv/bin/python" ] || python3 -m venv "$env/venv"
-"$env/venv/bin/pip" install --quiet --disable-pip-version-check "wechatpy==1.8.18" "cryptography==50.0.2"
-npm install --silent --no-audit --no-fund --prefix "$env/node" "wechat-crypto@0.0.2" >/dev/null
+source "$here/install.sh"
 
 echo "== ours: cargo bench -p wxbizmsgcrypt --bench crypto -- hot_path" >&2
 (cd "$root" && WXBIZMSGCRYPT_BENCH_JSON="$env/ours.json" \
