@@ -4,21 +4,42 @@ use crate::error::{Error, Stage};
 use crate::model::{KefuState, StateQuery};
 use crate::xml::{self, XmlWriter};
 
-/// Refuses an empty `appid` or `openid` as the platform does (1008).
-fn check_ids(appid: &str, openid: &str, stage: Stage) -> Result<(), Error> {
-    if appid.is_empty() {
-        return Err(Error::EmptyField {
-            field: "appid",
-            stage,
-        });
+/// The user a kefustate request is about: an Official Account or Mini Program AppID and an
+/// openid, neither empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Subject {
+    appid: String,
+    openid: String,
+}
+
+impl Subject {
+    /// Refuses an empty `appid` or `openid` as the platform does (1008).
+    fn new(appid: String, openid: String, stage: Stage) -> Result<Subject, Error> {
+        for (field, value) in [("appid", &appid), ("openid", &openid)] {
+            if value.is_empty() {
+                return Err(Error::EmptyField { field, stage });
+            }
+        }
+        Ok(Subject { appid, openid })
     }
-    if openid.is_empty() {
-        return Err(Error::EmptyField {
-            field: "openid",
-            stage,
-        });
+
+    /// A parsed subject: a missing id counts as empty.
+    fn parsed(appid: Option<String>, openid: Option<String>) -> Result<Subject, Error> {
+        Subject::new(
+            appid.unwrap_or_default(),
+            openid.unwrap_or_default(),
+            Stage::Parse,
+        )
     }
-    Ok(())
+
+    /// `<xml><appid>…</appid><openid>…</openid>`, then `tag` with `value`, escaped.
+    fn to_xml(&self, tag: &'static str, value: &str) -> Result<String, Error> {
+        let mut writer = XmlWriter::new();
+        writer.text("appid", &self.appid)?;
+        writer.text("openid", &self.openid)?;
+        writer.text(tag, value)?;
+        Ok(writer.finish())
+    }
 }
 
 /// A validated `kefustate/get` plaintext: read a user's handoff state (查看用户的客服接入状态).
@@ -37,8 +58,7 @@ fn check_ids(appid: &str, openid: &str, stage: Stage) -> Result<(), Error> {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KefuStateGet {
-    appid: String,
-    openid: String,
+    subject: Subject,
     query: StateQuery,
 }
 
@@ -51,23 +71,18 @@ impl KefuStateGet {
         openid: impl Into<String>,
         query: StateQuery,
     ) -> Result<KefuStateGet, Error> {
-        let request = KefuStateGet {
-            appid: appid.into(),
-            openid: openid.into(),
-            query,
-        };
-        check_ids(&request.appid, &request.openid, Stage::Build)?;
-        Ok(request)
+        let subject = Subject::new(appid.into(), openid.into(), Stage::Build)?;
+        Ok(KefuStateGet { subject, query })
     }
 
     /// The Official Account or Mini Program AppID.
     pub fn appid(&self) -> &str {
-        &self.appid
+        &self.subject.appid
     }
 
     /// The user's openid.
     pub fn openid(&self) -> &str {
-        &self.openid
+        &self.subject.openid
     }
 
     /// How much to answer.
@@ -80,11 +95,7 @@ impl KefuStateGet {
     /// Fails with [`Error::UnrepresentableChar`] (−40011) when an id holds a character XML 1.0
     /// cannot carry.
     pub fn to_xml(&self) -> Result<String, Error> {
-        let mut writer = XmlWriter::new();
-        writer.text("appid", &self.appid)?;
-        writer.text("openid", &self.openid)?;
-        writer.text("type", self.query.as_str())?;
-        Ok(writer.finish())
+        self.subject.to_xml("type", self.query.as_str())
     }
 
     /// Reads a plaintext; a missing or blank `type` means `simple`, the platform's default.
@@ -95,13 +106,8 @@ impl KefuStateGet {
             Some(text) if !text.is_empty() => text.parse()?,
             _ => StateQuery::default(),
         };
-        let request = KefuStateGet {
-            appid: appid.unwrap_or_default(),
-            openid: openid.unwrap_or_default(),
-            query,
-        };
-        check_ids(&request.appid, &request.openid, Stage::Parse)?;
-        Ok(request)
+        let subject = Subject::parsed(appid, openid)?;
+        Ok(KefuStateGet { subject, query })
     }
 }
 
@@ -127,8 +133,7 @@ impl KefuStateGet {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KefuStateChange {
-    appid: String,
-    openid: String,
+    subject: Subject,
     state: KefuState,
 }
 
@@ -141,23 +146,18 @@ impl KefuStateChange {
         openid: impl Into<String>,
         state: KefuState,
     ) -> Result<KefuStateChange, Error> {
-        let request = KefuStateChange {
-            appid: appid.into(),
-            openid: openid.into(),
-            state,
-        };
-        check_ids(&request.appid, &request.openid, Stage::Build)?;
-        Ok(request)
+        let subject = Subject::new(appid.into(), openid.into(), Stage::Build)?;
+        Ok(KefuStateChange { subject, state })
     }
 
     /// The Official Account or Mini Program AppID.
     pub fn appid(&self) -> &str {
-        &self.appid
+        &self.subject.appid
     }
 
     /// The user's openid.
     pub fn openid(&self) -> &str {
-        &self.openid
+        &self.subject.openid
     }
 
     /// The requested state.
@@ -170,11 +170,7 @@ impl KefuStateChange {
     /// Fails with [`Error::UnrepresentableChar`] (−40011) when an id holds a character XML 1.0
     /// cannot carry.
     pub fn to_xml(&self) -> Result<String, Error> {
-        let mut writer = XmlWriter::new();
-        writer.text("appid", &self.appid)?;
-        writer.text("openid", &self.openid)?;
-        writer.text("kefustate", self.state.as_str())?;
-        Ok(writer.finish())
+        self.subject.to_xml("kefustate", self.state.as_str())
     }
 
     /// Reads a plaintext; `kefustate` is required and may be a legacy `on`/`off`. A missing id
@@ -186,13 +182,8 @@ impl KefuStateChange {
                 element: "kefustate",
             })?
             .parse()?;
-        let request = KefuStateChange {
-            appid: appid.unwrap_or_default(),
-            openid: openid.unwrap_or_default(),
-            state,
-        };
-        check_ids(&request.appid, &request.openid, Stage::Parse)?;
-        Ok(request)
+        let subject = Subject::parsed(appid, openid)?;
+        Ok(KefuStateChange { subject, state })
     }
 }
 

@@ -316,15 +316,23 @@ impl XmlWriter {
     pub(crate) fn text(&mut self, tag: &'static str, value: &str) -> Result<(), Error> {
         check_representable(tag, value)?;
         self.open(tag);
-        for character in value.chars() {
-            match character {
-                '&' => self.out.push_str("&amp;"),
-                '<' => self.out.push_str("&lt;"),
-                '>' => self.out.push_str("&gt;"),
-                '\r' => self.out.push_str("&#13;"),
-                other => self.out.push(other),
-            }
+        // The characters to escape are ASCII, so the runs between them are copied whole.
+        let mut rest = value;
+        while let Some(at) = rest
+            .bytes()
+            .position(|byte| matches!(byte, b'&' | b'<' | b'>' | b'\r'))
+        {
+            let (run, special) = rest.split_at_checked(at).unwrap_or((rest, ""));
+            self.out.push_str(run);
+            self.out.push_str(match special.as_bytes().first() {
+                Some(b'&') => "&amp;",
+                Some(b'<') => "&lt;",
+                Some(b'>') => "&gt;",
+                _ => "&#13;",
+            });
+            rest = special.get(1..).unwrap_or_default();
         }
+        self.out.push_str(rest);
         self.close(tag);
         Ok(())
     }
