@@ -6,7 +6,7 @@
 //!
 //! * a rejected body carries status 400 or 422 and a message; a body that is valid JSON is never
 //!   400, and a 400 says that the body is not valid JSON;
-//! * an accepted body is JSON, and its job is a `sendmsg` for the body's `openid` whose payload
+//! * an accepted body is a JSON object, and its job is a `sendmsg` for the body's `openid` whose payload
 //!   `SendMsg::from_xml` reads back with the body's fields: `openid`, `channel`, `appid` (or the
 //!   default: the account's appid, the TOKEN on channel 7), `msg` (as `Msg::from_wire` of its
 //!   wire form), `event`, `kefuname`, `kefuavatar` and `ans_node_name` (empty meaning absent);
@@ -45,28 +45,8 @@ fn accounts() -> &'static [DialogueConfig; 2] {
     ACCOUNTS.get_or_init(|| [account("wxDEFAULT00000000"), account("")])
 }
 
-/// The request's fields in declaration order: serde also reads a struct from a JSON array.
-const FIELDS: [&str; 8] = [
-    "openid",
-    "channel",
-    "appid",
-    "msg",
-    "kefuname",
-    "kefuavatar",
-    "ans_node_name",
-    "event",
-];
-
 fn field<'a>(body: &'a Value, name: &str) -> Option<&'a Value> {
-    match body {
-        Value::Object(map) => map.get(name),
-        Value::Array(items) => FIELDS
-            .iter()
-            .position(|field| *field == name)
-            .and_then(|index| items.get(index)),
-        _ => None,
-    }
-    .filter(|value| !value.is_null())
+    body.get(name).filter(|value| !value.is_null())
 }
 
 fn text<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
@@ -105,6 +85,7 @@ fuzz_target!(|data: &[u8]| {
 
 fn accepted(data: &[u8], dialogue: &DialogueConfig, job: kefu_connector::outbox::NewJob) {
     let body: Value = must(serde_json::from_slice(data));
+    assert!(body.is_object(), "accepted a body that is not an object: {body}");
     assert!(matches!(job.operation, Operation::SendMsg), "{job:?}");
     let send = must(SendMsg::from_xml(&job.payload));
     assert_eq!(must(send.to_xml()), job.payload);

@@ -227,6 +227,18 @@ fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             format!("the body is not valid JSON: {error}"),
         )
     };
+    // serde would also read a struct from a JSON array, by position: a body that is well-formed
+    // JSON but not an object is refused by name instead.
+    let starts_object = body
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_none_or(|&byte| byte == b'{');
+    if !starts_object && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the body must be one JSON object, such as {\"openid\": …, \"channel\": 0, \"msg\": …}",
+        ));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -605,6 +617,20 @@ mod tests {
             assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
             assert_eq!(error.field_name(), Some("event"), "{body}");
             assert!(error.message().starts_with("event: "), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_422() {
+        for body in [r#"["o1", 7, null, "hi"]"#, " 5", r#""o1""#, "null"] {
+            let error = message_job(body.as_bytes(), &dialogue()).unwrap_err();
+            assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert!(
+                error
+                    .message()
+                    .starts_with("the body must be one JSON object"),
+                "{error:?}"
+            );
         }
     }
 
