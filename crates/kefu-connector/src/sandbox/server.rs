@@ -267,6 +267,8 @@ pub(crate) async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
+                    // As the platform's servers: answers go out without waiting for an ACK.
+                    let _ = stream.set_nodelay(true);
                     connections.spawn(connection(stream, Arc::clone(&app), shutdown.clone()));
                 }
                 Err(error) => {
