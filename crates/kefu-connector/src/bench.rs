@@ -413,8 +413,8 @@ async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
         soak.abort();
     }
 
-    // Wait for every acknowledged message to reach a final state: each one by its status, or in a
-    // soak run (which keeps no per-message list), until nothing is pending.
+    // Wait until nothing is pending, which ends the CPU measurement; then, unless this is a soak
+    // run (which keeps no per-message list), read each acknowledged message's final state.
     wait_until_idle(&desk).await?;
     let cpu = per_message(cpu_time().saturating_sub(cpu_before), accepted);
     let mut delivered = 0;
