@@ -18,6 +18,8 @@ async fn faulty_platform_loses_and_duplicates_nothing() {
         seed: 42,
         outbox: None,
         no_direct: true,
+        inbound: false,
+        webhook_delay_ms: 0,
     };
     let report = relay_report(&args).await.unwrap();
     assert_eq!(report.accepted, 600);

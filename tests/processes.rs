@@ -361,3 +361,27 @@ fn demo_plays_the_whole_handoff() {
         assert!(text.contains(expected), "missing {expected}: {text}");
     }
 }
+
+#[test]
+fn inbound_bench_acknowledges_every_callback_ahead_of_a_slow_desk() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kefu-connector"))
+        .args(["bench", "--inbound", "--users", "4", "--messages", "200"])
+        .args(["--webhook-delay-ms", "1000"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("callbacks/s acknowledged"), "{text}");
+    // Four users, each event held a second by the desk: the callbacks cannot have waited for it.
+    let answered: u64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("desk "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no desk line: {text}"));
+    assert!(answered < 200, "{text}");
+}

@@ -48,6 +48,8 @@ pub enum Command {
     /// Measure the relay under load on loopback: many users post to /v1/messages of an
     /// in-process relay (durable outbox) that delivers to an in-process sandbox; reports accepted
     /// and delivered messages/s, acknowledgement and end-to-end latency, peak memory, and the
-    /// direct-client ceiling. Exits 1 if any acknowledged message was lost or duplicated.
+    /// direct-client ceiling. Exits 1 if any acknowledged message was lost or duplicated. With
+    /// --inbound: sandbox users push handoff callbacks instead, and it reports how fast the relay
+    /// acknowledges them while the desk's webhook is slow.
     Bench(BenchArgs),
 }

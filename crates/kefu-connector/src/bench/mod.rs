@@ -4,7 +4,7 @@
 //! delivers to an in-process sandbox. The same messages sent straight through `kefu-client` to the
 //! sandbox, with no outbox, give the ceiling. The run also checks what it measures: every
 //! acknowledged message must end delivered, failed or ambiguous, and none may reach the sandbox
-//! twice.
+//! twice. `--inbound` measures the other direction: see `inbound.rs`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +21,8 @@ use tokio::time::Instant;
 use crate::desk::Desk;
 use crate::loopback::{Loopback, OA_APPID};
 use crate::sandbox::{Sandbox, SandboxConfig};
+
+mod inbound;
 
 const TOKEN: &str = "BENCHTOKEN0123456789abcdef";
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
@@ -63,6 +65,13 @@ pub struct BenchArgs {
     /// Skip the direct-client ceiling.
     #[arg(long)]
     pub no_direct: bool,
+    /// Measure the inbound side instead: sandbox users push handoff callbacks to the relay, which
+    /// must acknowledge each once stored, without waiting for the desk's webhook.
+    #[arg(long, conflicts_with = "duration_secs")]
+    pub inbound: bool,
+    /// With --inbound: how long the desk's webhook takes to answer each event, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub webhook_delay_ms: u64,
 }
 
 /// What one relay run measured.
@@ -153,9 +162,29 @@ impl Histogram {
 /// Runs `bench` and prints its report.
 pub fn run(args: BenchArgs) -> ExitCode {
     crate::runtime::block_on(async {
-        match bench(&args).await {
-            Ok(report) if report.lost == 0 && report.duplicated == 0 => ExitCode::SUCCESS,
-            Ok(_) => {
+        let users = args.users.max(1);
+        println!(
+            "kefu-connector bench: {users} users, {}, {}",
+            match (args.duration_secs, args.inbound) {
+                (Some(secs), _) => format!("{secs} s soak"),
+                (None, false) => format!("{} messages", args.messages),
+                (None, true) => format!("{} handoff callbacks", args.messages),
+            },
+            match args.rate {
+                Some(rate) => format!("open loop at {rate} msg/s"),
+                None => "closed loop".to_owned(),
+            }
+        );
+        let outcome = if args.inbound {
+            inbound::run(&args).await.map(|_| true)
+        } else {
+            bench(&args)
+                .await
+                .map(|report| report.lost == 0 && report.duplicated == 0)
+        };
+        match outcome {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => {
                 eprintln!("error: messages were lost or duplicated");
                 ExitCode::FAILURE
             }
@@ -168,18 +197,6 @@ pub fn run(args: BenchArgs) -> ExitCode {
 }
 
 async fn bench(args: &BenchArgs) -> Result<RelayReport, String> {
-    let users = args.users.max(1);
-    println!(
-        "kefu-connector bench: {users} users, {}, {}",
-        match args.duration_secs {
-            Some(secs) => format!("{secs} s soak"),
-            None => format!("{} messages", args.messages),
-        },
-        match args.rate {
-            Some(rate) => format!("open loop at {rate} msg/s"),
-            None => "closed loop".to_owned(),
-        }
-    );
     if !args.no_direct {
         let (ceiling, cpu) = direct_ceiling(args).await?;
         println!(
