@@ -334,10 +334,10 @@ async fn send_delivers_one_message_and_reports_failures() {
     assert_eq!(usage.status.code(), Some(2));
 }
 
-#[test]
-fn demo_plays_the_whole_handoff() {
+/// Runs the binary to the end, asserts that it succeeded, and returns what it printed.
+fn run_to_success(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_kefu-connector"))
-        .arg("demo")
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -345,7 +345,12 @@ fn demo_plays_the_whole_handoff() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8_lossy(&out.stdout);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn demo_plays_the_whole_handoff() {
+    let text = run_to_success(&["demo"]);
     for expected in [
         "HTTP 200",
         "webhook event #1 handoff_requested from oDEMO_user_0001",
@@ -364,17 +369,16 @@ fn demo_plays_the_whole_handoff() {
 
 #[test]
 fn inbound_bench_acknowledges_every_callback_ahead_of_a_slow_desk() {
-    let out = Command::new(env!("CARGO_BIN_EXE_kefu-connector"))
-        .args(["bench", "--inbound", "--users", "4", "--messages", "200"])
-        .args(["--webhook-delay-ms", "1000"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = run_to_success(&[
+        "bench",
+        "--inbound",
+        "--users",
+        "4",
+        "--messages",
+        "200",
+        "--webhook-delay-ms",
+        "1000",
+    ]);
     assert!(text.contains("callbacks/s acknowledged"), "{text}");
     // Four users, each event held a second by the desk: the callbacks cannot have waited for it.
     let answered: u64 = text

@@ -16,7 +16,10 @@ use axum::routing::post;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-use super::{BenchArgs, Histogram, cpu_time, memory_kib, micros, micros_f64, millis, per_message};
+use super::{
+    BenchArgs, Histogram, cpu_time, micros, micros_f64, millis, pacer, per_message,
+    print_peak_memory,
+};
 use crate::loopback::Loopback;
 use crate::sandbox::Say;
 
@@ -65,10 +68,7 @@ pub(super) async fn run(args: &BenchArgs) -> Result<InboundReport, String> {
     let users = args.users.max(1);
     let total = args.messages.max(users);
     let ack_latency = Arc::new(Histogram::new());
-    let per_user_interval = args
-        .rate
-        .filter(|rate| *rate > 0.0)
-        .map(|rate| Duration::from_secs_f64(users as f64 / rate));
+    let rate = args.rate;
     let clock = Instant::now();
     let cpu_before = cpu_time();
     let mut tasks = tokio::task::JoinSet::new();
@@ -78,14 +78,7 @@ pub(super) async fn run(args: &BenchArgs) -> Result<InboundReport, String> {
         let count = total / users + usize::from(user < total % users);
         tasks.spawn(async move {
             let openid = format!("oBENCH{user:05}");
-            let mut pacing = per_user_interval.map(|interval| {
-                let mut ticker = tokio::time::interval_at(
-                    Instant::now() + interval.mul_f64(user as f64 / users as f64),
-                    interval,
-                );
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-                ticker
-            });
+            let mut pacing = pacer(rate, user, users);
             for i in 0..count {
                 if let Some(ticker) = pacing.as_mut() {
                     ticker.tick().await;
@@ -133,10 +126,7 @@ pub(super) async fn run(args: &BenchArgs) -> Result<InboundReport, String> {
         "desk                       {} of {} events answered by the webhook ({} ms each) by then",
         report.delivered_to_desk, report.acknowledged, args.webhook_delay_ms
     );
-    println!(
-        "peak memory                {:>9.1} MiB  (this process: load generator, relay and sandbox)",
-        memory_kib("VmHWM:") as f64 / 1024.0
-    );
+    print_peak_memory();
     // The webhook backlog stays stored for a next start; only the pushes in flight finish.
     if let Ok(setup) = Arc::try_unwrap(setup) {
         setup.stop().await;

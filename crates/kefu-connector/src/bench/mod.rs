@@ -355,10 +355,7 @@ async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
     });
 
     let next_index = Arc::new(AtomicU64::new(0));
-    let per_user_interval = args
-        .rate
-        .filter(|rate| *rate > 0.0)
-        .map(|rate| Duration::from_secs_f64(users as f64 / rate));
+    let rate = args.rate;
     let mut tasks = tokio::task::JoinSet::new();
     for user in 0..users {
         let desk = desk.clone();
@@ -375,14 +372,7 @@ async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
         tasks.spawn(async move {
             let mut accepted = 0usize;
             let mut ids = Vec::new();
-            let mut pacing = per_user_interval.map(|interval| {
-                let mut ticker = tokio::time::interval_at(
-                    Instant::now() + interval.mul_f64(user as f64 / users as f64),
-                    interval,
-                );
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-                ticker
-            });
+            let mut pacing = pacer(rate, user, users);
             loop {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
@@ -520,12 +510,28 @@ async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
         report.lost,
         report.duplicated
     );
+    print_peak_memory();
+    setup.stop().await;
+    Ok(report)
+}
+
+/// The ticker of one user's posts in an open loop at `rate` messages per second across `users`,
+/// the users spread evenly over the interval; `None` in a closed loop.
+fn pacer(rate: Option<f64>, user: usize, users: usize) -> Option<tokio::time::Interval> {
+    let interval = Duration::from_secs_f64(users as f64 / rate.filter(|rate| *rate > 0.0)?);
+    let mut ticker = tokio::time::interval_at(
+        Instant::now() + interval.mul_f64(user as f64 / users as f64),
+        interval,
+    );
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    Some(ticker)
+}
+
+fn print_peak_memory() {
     println!(
         "peak memory                {:>9.1} MiB  (this process: load generator, relay and sandbox)",
         memory_kib("VmHWM:") as f64 / 1024.0
     );
-    setup.stop().await;
-    Ok(report)
 }
 
 fn micros(clock: Instant) -> u64 {
