@@ -85,7 +85,10 @@ fuzz_target!(|data: &[u8]| {
 
 fn accepted(data: &[u8], dialogue: &DialogueConfig, job: kefu_connector::outbox::NewJob) {
     let body: Value = must(serde_json::from_slice(data));
-    assert!(body.is_object(), "accepted a body that is not an object: {body}");
+    assert!(
+        body.is_object(),
+        "accepted a body that is not an object: {body}"
+    );
     assert!(matches!(job.operation, Operation::SendMsg), "{job:?}");
     let send = must(SendMsg::from_xml(&job.payload));
     assert_eq!(must(send.to_xml()), job.payload);

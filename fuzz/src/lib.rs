@@ -70,6 +70,21 @@ pub fn must<T, E: core::fmt::Debug>(result: Result<T, E>) -> T {
     }
 }
 
+/// Reads `text` with `parse`; what it reads, `write` must write back, and parse → write → parse
+/// must give the same value and the same text again. Returns what was read, or why not.
+pub fn stable<T: PartialEq + core::fmt::Debug>(
+    text: &str,
+    parse: impl Fn(&str) -> Result<T, kefu_payload::Error>,
+    write: impl Fn(&T) -> Result<String, kefu_payload::Error>,
+) -> Result<T, kefu_payload::Error> {
+    let value = parse(text)?;
+    let written = must(write(&value));
+    let again = must(parse(&written));
+    assert_eq!(again, value);
+    assert_eq!(must(write(&again)), written);
+    Ok(value)
+}
+
 /// What every crypto error must satisfy: an official code with a name, and a message.
 pub fn check_crypt_error(error: &wxbizmsgcrypt::Error) {
     let code = error.code();
