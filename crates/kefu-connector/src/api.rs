@@ -41,7 +41,7 @@ use crate::delivery::Dispatcher;
 use crate::inbound::Inbound;
 use crate::inbound::session::DeskAction;
 use crate::metrics::Metrics;
-use crate::outbox::{NewJob, Outbox, ResendError, TxWork};
+use crate::outbox::{NewJob, Outbox, PendingJob, ResendError, TxWork};
 
 /// What the API needs.
 #[derive(Clone)]
@@ -289,11 +289,7 @@ impl ApiState {
             .insert(jobs)
             .await
             .map_err(ApiError::unavailable)?;
-        let ids = pending.iter().map(|job| job.id).collect();
-        for job in pending {
-            self.dispatcher.enqueue(job);
-        }
-        Ok(ids)
+        Ok(self.dispatch(pending))
     }
 
     /// Stores jobs like [`ApiState::store`], and records a desk call on the user's session in
@@ -308,11 +304,16 @@ impl ApiState {
             .insert_with(jobs, session)
             .await
             .map_err(ApiError::unavailable)?;
+        Ok(self.dispatch(pending))
+    }
+
+    /// Hands stored jobs to delivery and returns their ids.
+    fn dispatch(&self, pending: Vec<PendingJob>) -> Vec<i64> {
         let ids = pending.iter().map(|job| job.id).collect();
         for job in pending {
             self.dispatcher.enqueue(job);
         }
-        Ok(ids)
+        ids
     }
 }
 
