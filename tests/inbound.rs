@@ -166,14 +166,7 @@ async fn start_relay(outbox: &Path, platform: &str, extra: &[(&str, String)]) ->
         ("KEFU_WECHAT_CORP_RECEIVE_ID", CORP_ID.into()),
     ];
     settings.extend(extra.iter().cloned());
-    let config = Config::load(None, |name| {
-        settings
-            .iter()
-            .rev()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.clone())
-    })
-    .unwrap();
+    let config = Config::from_settings(&settings).unwrap();
     let relay = Relay::start(&config).await.unwrap();
     let desk = Desk::new(format!("http://{}", relay.addr), API_KEY);
     (relay, desk)

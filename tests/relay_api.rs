@@ -28,12 +28,7 @@ async fn relay(dir: &tempfile::TempDir) -> (Relay, Desk) {
         ("KEFU_DELIVERY_INITIAL_BACKOFF_MS", "10".to_owned()),
         ("KEFU_OUTBOX_PATH", outbox.display().to_string()),
     ];
-    let config = Config::load(None, |name| {
-        env.iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.clone())
-    })
-    .unwrap();
+    let config = Config::from_settings(&env).unwrap();
     let relay = Relay::start(&config).await.unwrap();
     let desk = Desk::new(format!("http://{}", relay.addr), API_KEY);
     (relay, desk)

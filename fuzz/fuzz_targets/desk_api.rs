@@ -32,11 +32,7 @@ fn account(default_appid: &str) -> DialogueConfig {
         ("KEFU_DIALOGUE_BOT_APPID", BOT_APPID),
         ("KEFU_DIALOGUE_APPID", default_appid),
     ];
-    let config = must(Config::load(None, |name| {
-        env.iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| (*value).to_owned())
-    }));
+    let config = must(Config::from_settings(&env));
     config.dialogue
 }
 

@@ -598,13 +598,7 @@ mod tests {
             ),
             ("KEFU_DIALOGUE_BOT_APPID", "Gg8HejYTkUsEIlG"),
         ];
-        Config::load(None, |name| {
-            env.iter()
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| (*value).to_owned())
-        })
-        .unwrap()
-        .dialogue
+        Config::from_settings(&env).unwrap().dialogue
     }
 
     /// Found by fuzz/fuzz_targets/desk_api.rs ("valid JSON is never 400"): serde_json reports

@@ -529,6 +529,34 @@ struct Values(BTreeMap<&'static str, (String, Origin)>);
 type WechatValues = BTreeMap<String, BTreeMap<&'static str, (String, Origin)>>;
 
 impl Config {
+    /// Validates settings given by environment-variable name, with no file and no process
+    /// environment; a name given twice takes its last value. For a relay embedded in another
+    /// program (the demo, the bench) and for tests.
+    ///
+    /// ```
+    /// use kefu_connector::config::Config;
+    ///
+    /// let config = Config::from_settings(&[
+    ///     ("KEFU_SERVER_API_KEY", "0123456789abcdef-desk"),
+    ///     ("KEFU_DIALOGUE_TOKEN", "tokentokentoken"),
+    ///     ("KEFU_DIALOGUE_AES_KEY", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"),
+    ///     ("KEFU_DIALOGUE_BOT_APPID", "Gg8HejYTkUsEIlG"),
+    ///     ("KEFU_SERVER_LISTEN", "127.0.0.1:0"),
+    ///     ("KEFU_SERVER_LISTEN", "127.0.0.1:9000"),
+    /// ])?;
+    /// assert_eq!(config.listen.port(), 9000);
+    /// # Ok::<(), kefu_connector::config::ConfigError>(())
+    /// ```
+    pub fn from_settings<V: AsRef<str>>(settings: &[(&str, V)]) -> Result<Config, ConfigError> {
+        Config::load(None, |name| {
+            settings
+                .iter()
+                .rev()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.as_ref().to_owned())
+        })
+    }
+
     /// Loads the file (if any), applies environment overrides read through `env`, and validates.
     ///
     /// `env` is a parameter so that tests need not touch the process environment; `serve` passes

@@ -54,14 +54,7 @@ impl Loopback {
             .map_err(|e| format!("cannot start the sandbox: {e}"))?;
         settings.push(("KEFU_DIALOGUE_BASE_URL", sandbox.base_url()));
         settings.extend(overrides.iter().cloned());
-        let config = Config::load(None, |name| {
-            settings
-                .iter()
-                .rev()
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| value.clone())
-        })
-        .map_err(|e| e.to_string())?;
+        let config = Config::from_settings(&settings).map_err(|e| e.to_string())?;
         let relay = Relay::start(&config).await.map_err(|e| e.to_string())?;
         let secret = config
             .callbacks
