@@ -495,7 +495,9 @@ async fn control(app: &App, request: Request<Incoming>) -> Response<Body> {
                 return method_not_allowed("POST");
             }
             let openid = (*openid).to_owned();
-            user_route(app, &openid, route, request).await
+            user_route(app, &openid, route, request)
+                .await
+                .unwrap_or_else(|response| *response)
         }
         ["sandbox", "oa", "users", openid, action] if !openid.is_empty() => {
             let route = match *action {
@@ -507,7 +509,9 @@ async fn control(app: &App, request: Request<Incoming>) -> Response<Body> {
                 return method_not_allowed("POST");
             }
             let openid = (*openid).to_owned();
-            oa_route(app, &openid, route, request).await
+            oa_route(app, &openid, route, request)
+                .await
+                .unwrap_or_else(|response| *response)
         }
         _ => not_found(),
     }
@@ -586,40 +590,33 @@ impl RedeliverBody {
     }
 }
 
-/// One of the user's actions.
+/// One of the user's actions. `Err` is a response for a body that could not be read or parsed.
 async fn user_route(
     app: &App,
     openid: &str,
     route: UserRoute,
     request: Request<Incoming>,
-) -> Response<Body> {
-    let body = match read_body(request).await {
-        Ok(body) => body,
-        Err(response) => return *response,
-    };
+) -> Result<Response<Body>, Box<Response<Body>>> {
+    let body = read_body(request).await?;
     let result = match route {
-        UserRoute::Say => match parse::<Say>(
-            &body,
-            false,
-            r#"{"text": "…", "channel"?: 0, "appid"?: "wx…"}"#,
-        ) {
-            Ok(say) => app.say(openid, say).await,
-            Err(response) => return *response,
-        },
-        UserRoute::AskForPerson => {
-            match parse::<AskForPerson>(&body, true, r#"{"text"?: "转人工"} or nothing"#) {
-                Ok(ask) => app.ask_for_person(openid, ask).await,
-                Err(response) => return *response,
-            }
+        UserRoute::Say => {
+            let say = parse::<Say>(
+                &body,
+                false,
+                r#"{"text": "…", "channel"?: 0, "appid"?: "wx…"}"#,
+            )?;
+            app.say(openid, say).await
         }
-        UserRoute::Rate => match parse::<RateBody>(&body, false, r#"{"assessment": 1..=5}"#) {
-            Ok(rate) => app.rate(openid, rate.assessment).await,
-            Err(response) => return *response,
-        },
+        UserRoute::AskForPerson => {
+            let ask = parse::<AskForPerson>(&body, true, r#"{"text"?: "转人工"} or nothing"#)?;
+            app.ask_for_person(openid, ask).await
+        }
+        UserRoute::Rate => {
+            let rate = parse::<RateBody>(&body, false, r#"{"assessment": 1..=5}"#)?;
+            app.rate(openid, rate.assessment).await
+        }
         UserRoute::Enter | UserRoute::Leave => {
-            if let Err(response) = parse::<NoFields>(&body, true, "{} or nothing") {
-                return *response;
-            }
+            parse::<NoFields>(&body, true, "{} or nothing")?;
             let action = if route == UserRoute::Enter {
                 UserAction::Enter
             } else {
@@ -628,52 +625,45 @@ async fn user_route(
             app.act(openid, action, None, None).await
         }
         UserRoute::Redeliver => {
-            match parse::<RedeliverBody>(&body, true, r#"{"reencrypt"?: false} or nothing"#) {
-                Ok(redeliver) => app.redeliver(openid, redeliver.how()).await,
-                Err(response) => return *response,
-            }
+            let redeliver =
+                parse::<RedeliverBody>(&body, true, r#"{"reencrypt"?: false} or nothing"#)?;
+            app.redeliver(openid, redeliver.how()).await
         }
     };
-    match result {
-        Ok(outcome) => {
-            let status = delivery_status(&outcome.callback);
-            json_value(status, &outcome)
-        }
+    Ok(match result {
+        Ok(outcome) => json_value(delivery_status(&outcome.callback), &outcome),
         Err(error) => say_error(&error),
-    }
+    })
 }
 
-/// One of the Official Account routes.
+/// One of the Official Account routes. `Err` is a response for a body that could not be read or
+/// parsed.
 async fn oa_route(
     app: &App,
     openid: &str,
     route: OaRoute,
     request: Request<Incoming>,
-) -> Response<Body> {
-    let body = match read_body(request).await {
-        Ok(body) => body,
-        Err(response) => return *response,
-    };
+) -> Result<Response<Body>, Box<Response<Body>>> {
+    let body = read_body(request).await?;
     let result = match route {
-        OaRoute::Say => match parse::<OaSay>(
-            &body,
-            false,
-            r#"{"text": "…", "format"?: "xml"|"json", "mode"?: "safe"|"compatible"|"plain"}"#,
-        ) {
-            Ok(say) => app.oa_say(openid, say).await,
-            Err(response) => return *response,
-        },
+        OaRoute::Say => {
+            let say = parse::<OaSay>(
+                &body,
+                false,
+                r#"{"text": "…", "format"?: "xml"|"json", "mode"?: "safe"|"compatible"|"plain"}"#,
+            )?;
+            app.oa_say(openid, say).await
+        }
         OaRoute::Redeliver => {
-            match parse::<RedeliverBody>(&body, true, r#"{"reencrypt"?: false} or nothing"#) {
-                Ok(redeliver) => app.oa_redeliver(openid, redeliver.how()).await,
-                Err(response) => return *response,
-            }
+            let redeliver =
+                parse::<RedeliverBody>(&body, true, r#"{"reencrypt"?: false} or nothing"#)?;
+            app.oa_redeliver(openid, redeliver.how()).await
         }
     };
-    match result {
+    Ok(match result {
         Ok(outcome) => json_value(delivery_status(&outcome.callback), &outcome),
         Err(error) => say_error(&error),
-    }
+    })
 }
 
 /// 200 unless the push could not be delivered (502). The target's own status, even a 5xx, is
