@@ -272,12 +272,7 @@ async fn play() -> Result<(), String> {
 
     println!("4. the desk hears the rating and leaves");
     loop {
-        let session = setup
-            .desk
-            .get(&format!("/v1/sessions/{USER}"))
-            .await
-            .map_err(|e| e.to_string())?
-            .body;
+        let session = session_of(&setup.desk, USER).await?;
         let jobs = desk.jobs.lock().map(|j| j.clone()).unwrap_or_default();
         if session["state"] == "complete" && all_delivered(&setup.desk, &jobs).await? {
             break;
@@ -297,12 +292,7 @@ async fn play() -> Result<(), String> {
         );
         println!("      {}", message.xml);
     }
-    let session = setup
-        .desk
-        .get(&format!("/v1/sessions/{USER}"))
-        .await
-        .map_err(|e| e.to_string())?
-        .body;
+    let session = session_of(&setup.desk, USER).await?;
     println!(
         "The relay's session of {USER}: state {}, agent {}",
         session["state"], session["agent"]
@@ -315,6 +305,15 @@ async fn play() -> Result<(), String> {
     setup.stop().await;
     desk_server.abort();
     Ok(())
+}
+
+/// The relay's view of a user's session: `GET /v1/sessions/{openid}`.
+async fn session_of(desk: &Desk, openid: &str) -> Result<Value, String> {
+    let reply = desk
+        .get(&format!("/v1/sessions/{openid}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(reply.body)
 }
 
 async fn all_delivered(relay: &Desk, ids: &[i64]) -> Result<bool, String> {
