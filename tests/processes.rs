@@ -69,7 +69,7 @@ fn sandbox(error_rate: &str) -> (Proc, String) {
             TOKEN,
             "--aes-key",
             KEY,
-            "--appid",
+            "--bot-appid",
             BOT,
             "--system-error-rate",
             error_rate,

@@ -590,6 +590,71 @@ impl Config {
     }
 }
 
+/// The file `serve`, `send` and `crypt` read when no `--config` is given, in the working
+/// directory.
+pub const DEFAULT_CONFIG_FILE: &str = "kefu.toml";
+
+/// The config file a command reads: the `--config` given, else `./kefu.toml` if it exists.
+pub fn config_file(given: Option<&Path>) -> Option<PathBuf> {
+    match given {
+        Some(path) => Some(path.to_owned()),
+        None => {
+            let default = Path::new(".").join(DEFAULT_CONFIG_FILE);
+            default.is_file().then_some(default)
+        }
+    }
+}
+
+/// Where the settings were looked for, for the start-up log and for configuration errors.
+pub fn settings_origin(given: Option<&Path>, file: Option<&Path>) -> String {
+    match (given, file) {
+        (Some(path), _) => format!(
+            "settings were read from {} and the KEFU_* environment variables",
+            path.display()
+        ),
+        (None, Some(path)) => format!(
+            "no --config given: settings were read from {} and the KEFU_* environment variables",
+            path.display()
+        ),
+        (None, None) => format!(
+            "no --config given and ./{DEFAULT_CONFIG_FILE} does not exist: settings came from the KEFU_* environment variables only"
+        ),
+    }
+}
+
+/// The `[section]` settings of a config file, by key, with their text; unknown keys are refused
+/// as in [`Config::load`]. For `crypt`, which needs the `dialogue` credentials and nothing else.
+pub fn file_settings(path: &Path) -> Result<BTreeMap<&'static str, String>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+    let mut values = BTreeMap::new();
+    read_toml(&text, path, &mut values, &mut WechatValues::new())?;
+    Ok(values
+        .into_iter()
+        .map(|(key, (value, _))| (key, value))
+        .collect())
+}
+
+impl Config {
+    /// Loads the settings of a subcommand run from the command line: the `--config` file (else
+    /// `./kefu.toml` if it exists), overridden by the process environment; `serving` also
+    /// demands `server.api_key`. An error says where the settings were looked for.
+    pub fn load_cli(given: Option<&Path>, serving: bool) -> Result<Config, ConfigError> {
+        let file = config_file(given);
+        let loaded = Config::load(file.as_deref(), |name| std::env::var(name).ok());
+        let checked = loaded.and_then(|config| match serving {
+            true => config.api_key().map(|_| config.clone()),
+            false => Ok(config),
+        });
+        checked.map_err(|error| {
+            ConfigError(format!(
+                "{error}\n({})",
+                settings_origin(given, file.as_deref())
+            ))
+        })
+    }
+}
+
 /// Adds the accounts named in `callbacks.wechat_accounts`, applies the environment to every
 /// account and validates them.
 fn wechat_accounts(

@@ -33,7 +33,7 @@ pub struct SandboxArgs {
     pub aes_key: String,
     /// The bot APPID: the receive-id of every ciphertext, both ways.
     #[arg(long, env = "KEFU_DIALOGUE_BOT_APPID")]
-    pub appid: String,
+    pub bot_appid: String,
     /// Where to push the handoff callbacks of simulated users (http:// only), such as the
     /// connector's callback endpoint.
     #[arg(long, value_name = "URL")]
@@ -86,7 +86,7 @@ impl std::fmt::Debug for SandboxArgs {
             .field("listen", &self.listen)
             .field("token", &"<redacted>")
             .field("aes_key", &"<redacted>")
-            .field("appid", &self.appid)
+            .field("bot_appid", &self.bot_appid)
             .field("callback_url", &redacted(&self.callback_url))
             .field("latency_ms", &self.latency_ms)
             .field("system_error_rate", &self.system_error_rate)
@@ -131,7 +131,7 @@ impl SandboxArgs {
             listen: self.listen,
             token: self.token.clone(),
             aes_key: self.aes_key.clone(),
-            appid: self.appid.clone(),
+            appid: self.bot_appid.clone(),
             callback_url: self.callback_url.clone(),
             latency: Duration::from_millis(self.latency_ms),
             system_error_rate: self.system_error_rate,
@@ -217,7 +217,7 @@ mod tests {
         "T",
         "--aes-key",
         "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
-        "--appid",
+        "--bot-appid",
         "A",
     ];
 
