@@ -301,7 +301,15 @@ fn usage_errors_exit_2_with_a_message() {
 #[test]
 fn any_appid_needs_no_bot_appid() {
     let out = run(
-        &["crypt", "decrypt", "--token", "T", "--aes-key", KEY, "--any-appid"],
+        &[
+            "crypt",
+            "decrypt",
+            "--token",
+            "T",
+            "--aes-key",
+            KEY,
+            "--any-appid",
+        ],
         V2_BODY.as_bytes(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -318,7 +326,12 @@ fn credentials_come_from_the_serve_settings() {
         ("KEFU_DIALOGUE_AES_KEY", KEY),
         ("KEFU_DIALOGUE_BOT_APPID", "Gg8HejYTkUsEIlG"),
     ];
-    let from_env = run_with(&["crypt", "decrypt"], V2_BODY.as_bytes(), &env, Some(dir.path()));
+    let from_env = run_with(
+        &["crypt", "decrypt"],
+        V2_BODY.as_bytes(),
+        &env,
+        Some(dir.path()),
+    );
     assert!(from_env.status.success(), "{}", stderr(&from_env));
     assert_eq!(from_env.stdout, V2_MSG.as_bytes());
 
@@ -336,7 +349,11 @@ fn credentials_come_from_the_serve_settings() {
     assert_eq!(from_file.stdout, V2_MSG.as_bytes());
 
     // ./kefu.toml without --config, and the environment over the file.
-    std::fs::write(dir.path().join("kefu.toml"), file.replace("\"T\"", "\"wrong\"")).unwrap();
+    std::fs::write(
+        dir.path().join("kefu.toml"),
+        file.replace("\"T\"", "\"wrong\""),
+    )
+    .unwrap();
     let overridden = run_with(
         &["crypt", "decrypt"],
         V2_BODY.as_bytes(),
@@ -351,7 +368,16 @@ fn credentials_come_from_the_serve_settings() {
         Some(dir.path()),
     );
     let expected = run(
-        &["crypt", "sign", "--token", "wrong", "--timestamp", "1", "--nonce", "n"],
+        &[
+            "crypt",
+            "sign",
+            "--token",
+            "wrong",
+            "--timestamp",
+            "1",
+            "--nonce",
+            "n",
+        ],
         b"abc",
     );
     assert!(signed.status.success(), "{}", stderr(&signed));
@@ -383,7 +409,16 @@ fn a_missing_credential_is_named_with_exit_status_2() {
     assert!(!err.contains(KEY), "{err}");
 
     let old = run_with(
-        &["crypt", "encrypt", "--token", "T", "--aes-key", KEY, "--appid", "A"],
+        &[
+            "crypt",
+            "encrypt",
+            "--token",
+            "T",
+            "--aes-key",
+            KEY,
+            "--appid",
+            "A",
+        ],
         b"<xml/>",
         &[],
         Some(dir.path()),

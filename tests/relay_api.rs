@@ -235,7 +235,10 @@ async fn routing_and_body_limit_errors_have_the_api_error_shape() {
     }
 
     for (reply, expected) in [
-        (desk.get("/v2/messages").await.unwrap(), "no route /v2/messages"),
+        (
+            desk.get("/v2/messages").await.unwrap(),
+            "no route /v2/messages",
+        ),
         (
             desk.with_key("nope").get("/nothing/here").await.unwrap(),
             "no route /nothing/here",

@@ -1328,6 +1328,41 @@ mod tests {
         }
     }
 
+    /// The example at the top of the repository loads as it is, with nothing from the
+    /// environment: the quickstart never rots.
+    #[test]
+    fn the_example_config_loads_and_serves() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kefu.example.toml");
+        let config = Config::load(Some(&path), |_| None).unwrap();
+        assert!(config.api_key().is_ok());
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.dialogue.base_url, "http://127.0.0.1:9000/openapi");
+        assert_eq!(config.outbox_path, Path::new("kefu-outbox.sqlite3"));
+    }
+
+    /// No --config and no ./kefu.toml: the error says that only the environment was read.
+    #[test]
+    fn errors_say_where_settings_were_looked_for() {
+        let given = Path::new("/etc/kefu/kefu.toml");
+        assert!(settings_origin(Some(given), Some(given)).contains("/etc/kefu/kefu.toml"));
+        assert!(
+            settings_origin(None, Some(Path::new("./kefu.toml")))
+                .starts_with("no --config given: settings were read from ./kefu.toml")
+        );
+        assert_eq!(
+            settings_origin(None, None),
+            "no --config given and ./kefu.toml does not exist: settings came from the KEFU_* environment variables only"
+        );
+        let missing = Path::new("/nonexistent/kefu.toml");
+        let err = Config::load_cli(Some(missing), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cannot read config file /nonexistent/kefu.toml"),
+            "{err}"
+        );
+    }
+
     const OLD_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
 
     #[test]

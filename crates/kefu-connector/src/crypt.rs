@@ -168,7 +168,13 @@ fn setting(
 impl Account {
     /// The crypt of the account; without `receive_id`, one whose receive-id is never checked.
     fn crypt(&self, receive_id: bool) -> Result<MsgCrypt, CryptError> {
-        let token = setting(&self.file, &self.token, "dialogue.token", "--token", "the TOKEN")?;
+        let token = setting(
+            &self.file,
+            &self.token,
+            "dialogue.token",
+            "--token",
+            "the TOKEN",
+        )?;
         let aes_key = setting(
             &self.file,
             &self.aes_key,
