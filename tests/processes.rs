@@ -365,6 +365,53 @@ fn demo_plays_the_whole_handoff() {
     ] {
         assert!(text.contains(expected), "missing {expected}: {text}");
     }
+    // In a fixed order: what each piece is, the steps with the desk's lines under the step they
+    // belong to, and what to run next last.
+    let mut at = 0;
+    for line in [
+        "The sandbox plays WeChat's Dialogue platform and a user; the relay is `kefu-connector serve`,",
+        "the built-in desk stands in for your agent desk.",
+        "1. the user asks for a person",
+        "2. the desk hears it",
+        "desk ← webhook event #1 handoff_requested",
+        "desk: taking the session",
+        "desk: answered with a text",
+        "desk: asked oDEMO_user_0001 to rate",
+        "3. the user rates the service",
+        "4. the desk hears the rating and leaves",
+        "desk ← webhook event #2 rating",
+        "desk: thanked oDEMO_user_0001",
+        "The sandbox received, decrypted, in order:",
+        "The platform's state of oDEMO_user_0001: complete",
+        "Next, the same with separate processes and kefu.example.toml",
+        "kefu-connector serve --config kefu.example.toml",
+    ] {
+        let found = text[at..]
+            .find(line)
+            .unwrap_or_else(|| panic!("{line:?} after byte {at} of:\n{text}"));
+        at += found + line.len();
+    }
+    // The commands it suggests match kefu.example.toml.
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kefu.example.toml");
+    let settings: toml::Table = toml::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
+    for (section, key) in [
+        ("dialogue", "token"),
+        ("dialogue", "aes_key"),
+        ("dialogue", "bot_appid"),
+        ("server", "api_key"),
+        ("server", "listen"),
+    ] {
+        let value = settings[section][key].as_str().unwrap();
+        assert!(text.contains(value), "{section}.{key} = {value} in {text}");
+    }
+    let base_url = settings["dialogue"]["base_url"].as_str().unwrap();
+    let sandbox = base_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/openapi");
+    assert!(
+        text.contains(&format!("sandbox --listen {sandbox}")),
+        "{text}"
+    );
 }
 
 #[test]
