@@ -36,12 +36,13 @@ fn run_with(
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary starts");
-    child
+    // A usage error exits before reading stdin: the pipe may then be closed, which is no failure
+    // of the test; the exit status and stderr tell what happened.
+    let _ = child
         .stdin
         .take()
         .expect("stdin is piped")
-        .write_all(stdin)
-        .expect("stdin accepts the input");
+        .write_all(stdin);
     child.wait_with_output().expect("the binary finishes")
 }
 
@@ -424,4 +425,9 @@ fn a_missing_credential_is_named_with_exit_status_2() {
         Some(dir.path()),
     );
     assert_eq!(old.status.code(), Some(2), "{}", stderr(&old));
+    assert!(
+        stderr(&old).contains("--appid is now --bot-appid"),
+        "{}",
+        stderr(&old)
+    );
 }

@@ -123,6 +123,16 @@ pub struct Account {
     /// AppID; for WeCom, the CorpID.
     #[arg(long, visible_alias = "receive-id", env = "KEFU_DIALOGUE_BOT_APPID")]
     bot_appid: Option<String>,
+    /// The old name of --bot-appid, refused with a pointer to the new one.
+    #[arg(long, hide = true, value_parser = renamed_appid)]
+    appid: Option<String>,
+}
+
+/// `--appid` now means the Official Account or Mini Program AppID everywhere; the receive-id
+/// flag of `crypt` and `sandbox` is `--bot-appid`. Refusing the old name by name beats clap's
+/// guess at a similar flag.
+pub fn renamed_appid(_: &str) -> Result<String, String> {
+    Err("--appid is now --bot-appid (the bot APPID, the receive-id); --appid means the Official Account or Mini Program AppID, which this command does not take".into())
 }
 
 /// The TOKEN alone, for `sign`.

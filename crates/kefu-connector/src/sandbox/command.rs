@@ -34,6 +34,9 @@ pub struct SandboxArgs {
     /// The bot APPID: the receive-id of every ciphertext, both ways.
     #[arg(long, env = "KEFU_DIALOGUE_BOT_APPID")]
     pub bot_appid: String,
+    /// The old name of --bot-appid, refused with a pointer to the new one.
+    #[arg(long, hide = true, value_parser = crate::crypt::renamed_appid)]
+    pub appid: Option<String>,
     /// Where to push the handoff callbacks of simulated users (http:// only), such as the
     /// connector's callback endpoint.
     #[arg(long, value_name = "URL")]
@@ -225,6 +228,15 @@ mod tests {
         let mut argv = BASE.to_vec();
         argv.extend_from_slice(extra);
         Cli::try_parse_from(argv).map(|cli| cli.args)
+    }
+
+    /// The old receive-id flag is refused by name, pointing at --bot-appid, rather than with
+    /// clap's guess at a similar flag (--oa-appid, which is another account's).
+    #[test]
+    fn the_old_appid_flag_points_at_bot_appid() {
+        let error = parse(&["--appid", "A"]).unwrap_err().to_string();
+        assert!(error.contains("--appid is now --bot-appid"), "{error}");
+        assert!(!error.contains("--oa-appid"), "{error}");
     }
 
     #[test]
