@@ -38,11 +38,7 @@ fn run_with(
         .expect("the binary starts");
     // A usage error exits before reading stdin: the pipe may then be closed, which is no failure
     // of the test; the exit status and stderr tell what happened.
-    let _ = child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(stdin);
+    let _ = child.stdin.take().expect("stdin is piped").write_all(stdin);
     child.wait_with_output().expect("the binary finishes")
 }
 
