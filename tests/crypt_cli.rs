@@ -11,22 +11,34 @@ const V2_BODY: &str = r#"{"encrypt":"Q3stYC6hdFzMh9T8HCvyDPE2ieTdcQ/vBK1S4QECN+1
 const V2_MSG: &str = "<xml><appid><![CDATA[wx0000000000000000]]></appid><openid><![CDATA[oUSER]]></openid><msg><![CDATA[hello]]></msg><channel>0</channel></xml>";
 
 fn run(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kefu-connector"))
+    run_with(args, stdin, &[], None)
+}
+
+/// Runs the binary with `env` set over a clean `KEFU_DIALOGUE_*`, in `dir` if given.
+fn run_with(
+    args: &[&str],
+    stdin: &[u8],
+    env: &[(&str, &str)],
+    dir: Option<&std::path::Path>,
+) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kefu-connector"));
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let mut child = command
         .args(args)
-        .env_remove("KEFU_TOKEN")
-        .env_remove("KEFU_AES_KEY")
-        .env_remove("KEFU_APPID")
+        .env_remove("KEFU_DIALOGUE_TOKEN")
+        .env_remove("KEFU_DIALOGUE_AES_KEY")
+        .env_remove("KEFU_DIALOGUE_BOT_APPID")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(stdin)
-        .expect("stdin accepts the input");
+    // A usage error exits before reading stdin: the pipe may then be closed, which is no failure
+    // of the test; the exit status and stderr tell what happened.
+    let _ = child.stdin.take().expect("stdin is piped").write_all(stdin);
     child.wait_with_output().expect("the binary finishes")
 }
 
@@ -35,7 +47,7 @@ fn stderr(output: &Output) -> String {
 }
 
 fn account(token: &str, key: &str, appid: &str) -> Vec<String> {
-    ["--token", token, "--aes-key", key, "--appid", appid]
+    ["--token", token, "--aes-key", key, "--bot-appid", appid]
         .map(String::from)
         .to_vec()
 }
@@ -280,4 +292,138 @@ fn usage_errors_exit_2_with_a_message() {
 
     let out = run(&["crypt", "frobnicate"], b"");
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// `--any-appid` needs no receive-id at all.
+#[test]
+fn any_appid_needs_no_bot_appid() {
+    let out = run(
+        &[
+            "crypt",
+            "decrypt",
+            "--token",
+            "T",
+            "--aes-key",
+            KEY,
+            "--any-appid",
+        ],
+        V2_BODY.as_bytes(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, V2_MSG.as_bytes());
+}
+
+/// `crypt` reads the settings `serve` reads: the KEFU_DIALOGUE_* variables and the dialogue
+/// section of the config file (./kefu.toml by default), without demanding server.api_key.
+#[test]
+fn credentials_come_from_the_serve_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("KEFU_DIALOGUE_TOKEN", "T"),
+        ("KEFU_DIALOGUE_AES_KEY", KEY),
+        ("KEFU_DIALOGUE_BOT_APPID", "Gg8HejYTkUsEIlG"),
+    ];
+    let from_env = run_with(
+        &["crypt", "decrypt"],
+        V2_BODY.as_bytes(),
+        &env,
+        Some(dir.path()),
+    );
+    assert!(from_env.status.success(), "{}", stderr(&from_env));
+    assert_eq!(from_env.stdout, V2_MSG.as_bytes());
+
+    let file = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[dialogue]\ntoken = \"T\"\naes_key = \"{KEY}\"\nbot_appid = \"Gg8HejYTkUsEIlG\"\n"
+    );
+    std::fs::write(dir.path().join("other.toml"), &file).unwrap();
+    let from_file = run_with(
+        &["crypt", "decrypt", "--config", "other.toml"],
+        V2_BODY.as_bytes(),
+        &[],
+        Some(dir.path()),
+    );
+    assert!(from_file.status.success(), "{}", stderr(&from_file));
+    assert_eq!(from_file.stdout, V2_MSG.as_bytes());
+
+    // ./kefu.toml without --config, and the environment over the file.
+    std::fs::write(
+        dir.path().join("kefu.toml"),
+        file.replace("\"T\"", "\"wrong\""),
+    )
+    .unwrap();
+    let overridden = run_with(
+        &["crypt", "decrypt"],
+        V2_BODY.as_bytes(),
+        &[("KEFU_DIALOGUE_TOKEN", "T")],
+        Some(dir.path()),
+    );
+    assert!(overridden.status.success(), "{}", stderr(&overridden));
+    let signed = run_with(
+        &["crypt", "sign", "--timestamp", "1", "--nonce", "n"],
+        b"abc",
+        &[],
+        Some(dir.path()),
+    );
+    let expected = run(
+        &[
+            "crypt",
+            "sign",
+            "--token",
+            "wrong",
+            "--timestamp",
+            "1",
+            "--nonce",
+            "n",
+        ],
+        b"abc",
+    );
+    assert!(signed.status.success(), "{}", stderr(&signed));
+    assert_eq!(signed.stdout, expected.stdout);
+}
+
+/// A missing credential is a configuration error (exit status 2) that says where to put it and
+/// where it was looked for; the old receive-id flag is a usage error.
+#[test]
+fn a_missing_credential_is_named_with_exit_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with(
+        &["crypt", "encrypt", "--token", "T", "--aes-key", KEY],
+        b"<xml/>",
+        &[],
+        Some(dir.path()),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    for expected in [
+        "error: the bot APPID (the receive-id) is missing",
+        "--bot-appid",
+        "KEFU_DIALOGUE_BOT_APPID",
+        "dialogue.bot_appid",
+        "./kefu.toml does not exist",
+    ] {
+        assert!(err.contains(expected), "{expected} in {err}");
+    }
+    assert!(!err.contains(KEY), "{err}");
+
+    let old = run_with(
+        &[
+            "crypt",
+            "encrypt",
+            "--token",
+            "T",
+            "--aes-key",
+            KEY,
+            "--appid",
+            "A",
+        ],
+        b"<xml/>",
+        &[],
+        Some(dir.path()),
+    );
+    assert_eq!(old.status.code(), Some(2), "{}", stderr(&old));
+    assert!(
+        stderr(&old).contains("--appid is now --bot-appid"),
+        "{}",
+        stderr(&old)
+    );
 }

@@ -1089,3 +1089,42 @@ async fn stopping_answers_long_polls_at_once() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body, json!({"events": [], "next": 0}));
 }
+
+/// A desk whose cursor is past the newest event (the relay's store was replaced, or the cursor
+/// came from another relay) is told so at once, with the newest id, instead of waiting and then
+/// silently missing every event stored under the ids in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_beyond_the_newest_event_is_409_with_the_newest_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, desk) = start_relay(&dir.path().join("o.sqlite3"), &dead_platform(), &[]).await;
+    let beyond = desk.get("/v1/events?after=5&wait=30").await.unwrap();
+    assert_eq!(beyond.status, 409, "{}", beyond.text);
+    assert_eq!(beyond.body["error"]["newest"], 0, "{}", beyond.text);
+    assert_eq!(beyond.body["error"]["field"], "after");
+    assert!(
+        beyond.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("after=5 is beyond the newest event id 0"),
+        "{}",
+        beyond.text
+    );
+
+    let ask = handoff("oUSER", KefuState::NeedPerson, "我要转人工", 1_700_000_000);
+    assert_eq!(
+        post_dialogue(&desk, SECRET, encrypted(&ask, KEY, BOT))
+            .await
+            .text,
+        OK
+    );
+    let beyond = desk.get("/v1/events?after=2").await.unwrap();
+    assert_eq!(beyond.status, 409, "{}", beyond.text);
+    assert_eq!(beyond.body["error"]["newest"], 1);
+    // At the newest id a cursor is simply up to date; below it, the events follow.
+    assert_eq!(
+        events(&desk, "after=1").await,
+        json!({"events": [], "next": 1})
+    );
+    assert_eq!(events(&desk, "after=0").await["events"][0]["id"], 1);
+    relay.stop().await;
+}

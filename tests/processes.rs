@@ -69,7 +69,7 @@ fn sandbox(error_rate: &str) -> (Proc, String) {
             TOKEN,
             "--aes-key",
             KEY,
-            "--appid",
+            "--bot-appid",
             BOT,
             "--system-error-rate",
             error_rate,
@@ -365,6 +365,53 @@ fn demo_plays_the_whole_handoff() {
     ] {
         assert!(text.contains(expected), "missing {expected}: {text}");
     }
+    // In a fixed order: what each piece is, the steps with the desk's lines under the step they
+    // belong to, and what to run next last.
+    let mut at = 0;
+    for line in [
+        "The sandbox plays WeChat's Dialogue platform and a user; the relay is `kefu-connector serve`,",
+        "the built-in desk stands in for your agent desk.",
+        "1. the user asks for a person",
+        "2. the desk hears it",
+        "desk ← webhook event #1 handoff_requested",
+        "desk: taking the session",
+        "desk: answered with a text",
+        "desk: asked oDEMO_user_0001 to rate",
+        "3. the user rates the service",
+        "4. the desk hears the rating and leaves",
+        "desk ← webhook event #2 rating",
+        "desk: thanked oDEMO_user_0001",
+        "The sandbox received, decrypted, in order:",
+        "The platform's state of oDEMO_user_0001: complete",
+        "Next, the same with separate processes and kefu.example.toml",
+        "kefu-connector serve --config kefu.example.toml",
+    ] {
+        let found = text[at..]
+            .find(line)
+            .unwrap_or_else(|| panic!("{line:?} after byte {at} of:\n{text}"));
+        at += found + line.len();
+    }
+    // The commands it suggests match kefu.example.toml.
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kefu.example.toml");
+    let settings: toml::Table = toml::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
+    for (section, key) in [
+        ("dialogue", "token"),
+        ("dialogue", "aes_key"),
+        ("dialogue", "bot_appid"),
+        ("server", "api_key"),
+        ("server", "listen"),
+    ] {
+        let value = settings[section][key].as_str().unwrap();
+        assert!(text.contains(value), "{section}.{key} = {value} in {text}");
+    }
+    let base_url = settings["dialogue"]["base_url"].as_str().unwrap();
+    let sandbox = base_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/openapi");
+    assert!(
+        text.contains(&format!("sandbox --listen {sandbox}")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -388,4 +435,175 @@ fn inbound_bench_acknowledges_every_callback_ahead_of_a_slow_desk() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no desk line: {text}"));
     assert!(answered < 200, "{text}");
+}
+
+/// Runs the binary with no KEFU_* variables, in `dir`, to the end.
+fn run_clean(args: &[&str], env: &[(&str, String)], dir: &std::path::Path) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kefu-connector"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("KEFU_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The first run without a config: `serve` says which file it looked for, once, in plain text,
+/// with exit status 2.
+#[test]
+fn serve_without_a_config_says_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_clean(&["serve"], &[], dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is required"), "{err}");
+    assert!(
+        err.contains("no --config given and ./kefu.toml does not exist"),
+        "{err}"
+    );
+    assert_eq!(err.matches("error").count(), 1, "printed once: {err}");
+    let out = run_clean(
+        &["send", "--openid", "o1", "--channel", "7", "--text", "x"],
+        &[],
+        dir.path(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "a configuration error: {err}");
+    assert!(err.contains("./kefu.toml does not exist"), "{err}");
+
+    // ./kefu.toml is read without --config.
+    std::fs::write(
+        dir.path().join("kefu.toml"),
+        "[server]\nlisten = \"nowhere\"\n",
+    )
+    .unwrap();
+    let out = run_clean(&["serve"], &[], dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("server.listen (from the config file)"),
+        "{err}"
+    );
+    assert!(err.contains("settings were read from ./kefu.toml"), "{err}");
+}
+
+/// A missing outbox directory names itself and the setting, once, with exit status 2, and the
+/// log lines before it carry no colour codes when stderr is not a terminal.
+#[test]
+fn a_missing_outbox_directory_is_named_once_without_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("var/lib/kefu");
+    let mut env = serve_env("http://127.0.0.1:9", &missing.join("outbox.sqlite3"));
+    env.push(("RUST_LOG", "info".to_owned()));
+    let out = run_clean(&["serve"], &env, dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let missing = missing.display().to_string();
+    assert!(
+        err.contains(&format!(
+            "the directory {missing} of outbox.path does not exist; create it (mkdir -p {missing}) or set outbox.path"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("outbox.path does not exist").count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains("settings came from the KEFU_* environment variables only"),
+        "{err}"
+    );
+    assert!(!err.contains('\u{1b}'), "colour codes in a pipe: {err:?}");
+    for secret in [TOKEN, KEY, API_KEY] {
+        assert!(!err.contains(secret), "{err}");
+    }
+}
+
+/// The quickstart as the README gives it: the sandbox with kefu.example.toml's credentials, and
+/// `serve --config kefu.example.toml`, deliver a message (addresses moved to free ports).
+#[tokio::test]
+async fn the_example_config_serves_against_the_sandbox() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kefu.example.toml");
+    let settings: toml::Table =
+        toml::from_str(&std::fs::read_to_string(&example).unwrap()).unwrap();
+    let dialogue = &settings["dialogue"];
+    let (platform, base_url) = spawn(
+        &[
+            "sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            dialogue["token"].as_str().unwrap(),
+            "--aes-key",
+            dialogue["aes_key"].as_str().unwrap(),
+            "--bot-appid",
+            dialogue["bot_appid"].as_str().unwrap(),
+        ],
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&example, dir.path().join("kefu.example.toml")).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kefu-connector"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("KEFU_") {
+            command.env_remove(name);
+        }
+    }
+    let child = command
+        .args(["serve", "--config", "kefu.example.toml"])
+        .env("KEFU_SERVER_LISTEN", "127.0.0.1:0")
+        .env("KEFU_DIALOGUE_BASE_URL", &base_url)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut relay = Proc(child);
+    let stdout = relay.0.stdout.take().unwrap();
+    let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
+    let url = &line[line.find("http://").unwrap()..];
+    let desk = Desk::new(url, settings["server"]["api_key"].as_str().unwrap());
+    let reply = desk
+        .post(
+            "/v1/messages",
+            &json!({"openid": "oQUICKSTART", "channel": 0, "msg": "hello"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let id = reply.body["id"].as_i64().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while desk.get(&format!("/v1/messages/{id}")).await.unwrap().body["status"] != "delivered" {
+        assert!(tokio::time::Instant::now() < deadline, "not delivered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(dir.path().join("kefu-outbox.sqlite3").is_file());
+    drop(relay);
+    drop(platform);
+}
+
+/// `--help` ends with the exit statuses, and lists every subcommand.
+#[test]
+fn help_documents_the_exit_statuses() {
+    let text = run_to_success(&["--help"]);
+    for expected in [
+        "Exit status (every subcommand):",
+        "0  success",
+        "1  failure at run time",
+        "2  usage or configuration error",
+        "./kefu.toml",
+    ] {
+        assert!(text.contains(expected), "{expected} in {text}");
+    }
+    for sub in ["crypt", "serve", "send", "sandbox", "demo", "bench"] {
+        assert!(text.contains(&format!("\n  {sub} ")), "{sub} in {text}");
+    }
 }

@@ -209,3 +209,62 @@ async fn accepted_message_fails_after_retries_when_the_platform_is_unreachable()
     assert_eq!(again.status, 202, "{}", again.text);
     relay.stop().await;
 }
+
+/// 404, 405 and 413 answer in the same JSON shape as every other error, and 413 names the
+/// setting to raise; the callbacks keep the answers WeChat reads.
+#[tokio::test]
+async fn routing_and_body_limit_errors_have_the_api_error_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, desk) = relay(&dir).await;
+    let message = |reply: &kefu_connector::desk::DeskReply| {
+        reply.body["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{} {}", reply.status, reply.text))
+            .to_owned()
+    };
+
+    for path in ["/v1/messages", "/v1/sessions/o1/enter"] {
+        let too_big = json!({"openid": "o1", "channel": 7, "msg": "x".repeat(4096)});
+        let reply = desk.post(path, &too_big).await.unwrap();
+        assert_eq!(reply.status, 413, "{path}: {}", reply.text);
+        assert!(
+            message(&reply).contains("server.max_body_bytes (2048 bytes)"),
+            "{path}: {}",
+            reply.text
+        );
+    }
+
+    for (reply, expected) in [
+        (
+            desk.get("/v2/messages").await.unwrap(),
+            "no route /v2/messages",
+        ),
+        (
+            desk.with_key("nope").get("/nothing/here").await.unwrap(),
+            "no route /nothing/here",
+        ),
+    ] {
+        assert_eq!(reply.status, 404, "{}", reply.text);
+        assert!(message(&reply).contains(expected), "{}", reply.text);
+    }
+
+    let reply = desk.get("/v1/messages").await.unwrap();
+    assert_eq!(reply.status, 405, "{}", reply.text);
+    assert!(
+        message(&reply).contains("GET is not allowed on /v1/messages"),
+        "{}",
+        reply.text
+    );
+
+    // A callback's oversized body is still refused, but not in the desk API's shape.
+    let reply = desk
+        .post_raw(
+            "/v1/callbacks/dialogue/0123456789abcdef-callback",
+            "x".repeat(4096),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 413, "{}", reply.text);
+    assert!(reply.body.get("error").is_none(), "{}", reply.text);
+    relay.stop().await;
+}

@@ -1328,7 +1328,7 @@ fn the_binary_prints_its_address_answers_and_stops_on_sigterm() {
             TOKEN,
             "--aes-key",
             KEY,
-            "--appid",
+            "--bot-appid",
             APPID,
             "--seed",
             "5",
@@ -1455,7 +1455,7 @@ fn a_sigterm_right_after_the_startup_line_stops_it_cleanly() {
                 TOKEN,
                 "--aes-key",
                 KEY,
-                "--appid",
+                "--bot-appid",
                 APPID,
             ])
             .stdout(Stdio::piped())
@@ -1499,7 +1499,7 @@ fn invalid_rates_are_usage_errors() {
             TOKEN,
             "--aes-key",
             KEY,
-            "--appid",
+            "--bot-appid",
             APPID,
             "--drop-rate",
             "2",
@@ -1522,7 +1522,7 @@ fn invalid_rates_are_usage_errors() {
             TOKEN,
             "--aes-key",
             "abcdefghijklmnopqrstuvwxyz0123456789ABCDE",
-            "--appid",
+            "--bot-appid",
             APPID,
         ])
         .output()

@@ -14,7 +14,7 @@ OURS, ENV = sys.argv[1], sys.argv[2]
 with open(os.path.join(HERE, "common.json")) as f:
     C = json.load(f)
 TOKEN, KEY, RID, TS = C["token"], C["encoding_aes_key"], C["receive_id"], C["timestamp"]
-KEYS = ["--token", TOKEN, "--aes-key", KEY, "--appid", RID]
+KEYS = ["--token", TOKEN, "--aes-key", KEY, "--bot-appid", RID]
 
 # 16 random bytes, a 4-byte length, the message and the receive-id, padded to 32 bytes: lengths 0
 # to 31 give every pad length 1..=32. Then text that is not ASCII, and XML specials.

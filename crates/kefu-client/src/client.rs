@@ -730,12 +730,38 @@ fn payload_xml(
 }
 
 /// Replaces every occurrence of the TOKEN.
+/// Replaces the TOKEN where it stands as a whole word, such as the last segment of an echoed
+/// URL path (`/sendmsg/<TOKEN>`), with `{TOKEN}`.
+///
+/// Only whole words: a short TOKEN such as `T` is also a substring of ordinary words, and
+/// replacing every substring mangled the platform's messages (`{TOKEN}OKEN is not valid`).
 fn redact(text: &str, token: &str) -> String {
-    if !token.is_empty() && text.contains(token) {
-        text.replace(token, REDACTED)
-    } else {
-        text.to_owned()
+    if token.is_empty() {
+        return text.to_owned();
     }
+    // ASCII only: the TOKEN is ASCII, and the platform's Chinese messages put no space around it.
+    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(token) {
+        let before = rest[..at]
+            .chars()
+            .next_back()
+            .or_else(|| out.chars().next_back());
+        let after = rest[at + token.len()..].chars().next();
+        out.push_str(&rest[..at]);
+        if is_word(before) || is_word(after) {
+            // Part of a longer word: keep its first character and look again after it.
+            let first = token.chars().next().map_or(1, char::len_utf8);
+            out.push_str(&rest[at..at + first]);
+            rest = &rest[at + first..];
+        } else {
+            out.push_str(REDACTED);
+            rest = &rest[at + token.len()..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Splits a pooled-client error between not sent (connect phase) and ambiguous.
@@ -915,5 +941,25 @@ mod tests {
     fn redaction() {
         assert_eq!(redact("a TOK b TOK", "TOK"), "a {TOKEN} b {TOKEN}");
         assert_eq!(redact("nothing", "TOK"), "nothing");
+        assert_eq!(
+            redact("POST /openapi/sendmsg/TOK?x=1 failed", "TOK"),
+            "POST /openapi/sendmsg/{TOKEN}?x=1 failed"
+        );
+    }
+
+    /// A short TOKEN is a substring of ordinary words: only the whole word is the TOKEN.
+    #[test]
+    fn redaction_leaves_words_that_contain_a_short_token() {
+        assert_eq!(
+            redact("TOKEN is not valid: /sendmsg/T", "T"),
+            "TOKEN is not valid: /sendmsg/{TOKEN}"
+        );
+        assert_eq!(
+            redact("OK, path /kefustate/get/OK was OKAY", "OK"),
+            "{TOKEN}, path /kefustate/get/{TOKEN} was OKAY"
+        );
+        assert_eq!(redact("TT T", "T"), "TT {TOKEN}");
+        assert_eq!(redact("令牌T错误", "T"), "令牌{TOKEN}错误");
+        assert_eq!(redact("", "T"), "");
     }
 }

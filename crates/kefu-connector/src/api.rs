@@ -19,6 +19,8 @@
 //! in constant time.
 //! A request is validated completely before anything is stored: malformed JSON is 400, a body of
 //! the wrong shape or a message the platform would refuse is 422, and either names the field.
+//! Every error outside the callbacks, 404, 405 and 413 included, answers
+//! `{"error": {"message", …}}`; 413 names `server.max_body_bytes`.
 
 use std::sync::Arc;
 
@@ -76,7 +78,10 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .merge(crate::inbound::http::callback_routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(max_body_bytes, too_large))
         .layer(middleware::from_fn_with_state(state.clone(), count_request))
         .with_state(state)
 }
@@ -188,6 +193,46 @@ async fn authenticate(
         );
         response
     }
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route {}: the desk API is under /v1/messages, /v1/sessions and /v1/events",
+            request.uri().path()
+        ),
+    )
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+/// Answers the body limit's 413 in the API's error shape, naming the setting.
+///
+/// The limit is enforced where a handler reads its body, and the extractor's own answer is plain
+/// text; callbacks keep it, because WeChat reads their answers in its own shapes.
+async fn too_large(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let callback = request.uri().path().starts_with("/v1/callbacks/");
+    let response = next.run(request).await;
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || callback {
+        return response;
+    }
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the body is larger than server.max_body_bytes ({limit} bytes); send less, or raise server.max_body_bytes"
+        ),
+    )
+    .into_response()
 }
 
 async fn count_request(

@@ -15,12 +15,29 @@ use crate::serve::ServeArgs;
 /// check, constant-time signature comparison) and speaks the platform's third-party customer
 /// service API.
 #[derive(Debug, Parser)]
-#[command(name = "kefu-connector", version, propagate_version = true)]
+#[command(
+    name = "kefu-connector",
+    version,
+    propagate_version = true,
+    after_help = EXIT_STATUS
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The exit statuses of every subcommand, shown at the end of `--help`.
+pub const EXIT_STATUS: &str = "\
+Exit status (every subcommand):
+  0  success
+  1  failure at run time: the platform refused or could not be reached, a port is in use, a
+     payload did not decrypt, the demo or the bench found a fault
+  2  usage or configuration error: a wrong or missing flag, an invalid or missing setting, a
+     missing directory; the message on stderr names it
+
+Configuration: serve, send and crypt read --config, else ./kefu.toml if it exists; KEFU_*
+environment variables override the file. Start with kefu.example.toml (see `serve --help`).";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

@@ -590,6 +590,71 @@ impl Config {
     }
 }
 
+/// The file `serve`, `send` and `crypt` read when no `--config` is given, in the working
+/// directory.
+pub const DEFAULT_CONFIG_FILE: &str = "kefu.toml";
+
+/// The config file a command reads: the `--config` given, else `./kefu.toml` if it exists.
+pub fn config_file(given: Option<&Path>) -> Option<PathBuf> {
+    match given {
+        Some(path) => Some(path.to_owned()),
+        None => {
+            let default = Path::new(".").join(DEFAULT_CONFIG_FILE);
+            default.is_file().then_some(default)
+        }
+    }
+}
+
+/// Where the settings were looked for, for the start-up log and for configuration errors.
+pub fn settings_origin(given: Option<&Path>, file: Option<&Path>) -> String {
+    match (given, file) {
+        (Some(path), _) => format!(
+            "settings were read from {} and the KEFU_* environment variables",
+            path.display()
+        ),
+        (None, Some(path)) => format!(
+            "no --config given: settings were read from {} and the KEFU_* environment variables",
+            path.display()
+        ),
+        (None, None) => format!(
+            "no --config given and ./{DEFAULT_CONFIG_FILE} does not exist: settings came from the KEFU_* environment variables only"
+        ),
+    }
+}
+
+/// The `[section]` settings of a config file, by key, with their text; unknown keys are refused
+/// as in [`Config::load`]. For `crypt`, which needs the `dialogue` credentials and nothing else.
+pub fn file_settings(path: &Path) -> Result<BTreeMap<&'static str, String>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+    let mut values = BTreeMap::new();
+    read_toml(&text, path, &mut values, &mut WechatValues::new())?;
+    Ok(values
+        .into_iter()
+        .map(|(key, (value, _))| (key, value))
+        .collect())
+}
+
+impl Config {
+    /// Loads the settings of a subcommand run from the command line: the `--config` file (else
+    /// `./kefu.toml` if it exists), overridden by the process environment; `serving` also
+    /// demands `server.api_key`. An error says where the settings were looked for.
+    pub fn load_cli(given: Option<&Path>, serving: bool) -> Result<Config, ConfigError> {
+        let file = config_file(given);
+        let loaded = Config::load(file.as_deref(), |name| std::env::var(name).ok());
+        let checked = loaded.and_then(|config| match serving {
+            true => config.api_key().map(|_| config.clone()),
+            false => Ok(config),
+        });
+        checked.map_err(|error| {
+            ConfigError(format!(
+                "{error}\n({})",
+                settings_origin(given, file.as_deref())
+            ))
+        })
+    }
+}
+
 /// Adds the accounts named in `callbacks.wechat_accounts`, applies the environment to every
 /// account and validates them.
 fn wechat_accounts(
@@ -1261,6 +1326,41 @@ mod tests {
             assert!(help.contains(&format!("wechat.<name>.{key}")), "{key}");
             assert!(help.contains(&format!("KEFU_WECHAT_<NAME>_{}", key.to_ascii_uppercase())));
         }
+    }
+
+    /// The example at the top of the repository loads as it is, with nothing from the
+    /// environment: the quickstart never rots.
+    #[test]
+    fn the_example_config_loads_and_serves() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kefu.example.toml");
+        let config = Config::load(Some(&path), |_| None).unwrap();
+        assert!(config.api_key().is_ok());
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.dialogue.base_url, "http://127.0.0.1:9000/openapi");
+        assert_eq!(config.outbox_path, Path::new("kefu-outbox.sqlite3"));
+    }
+
+    /// No --config and no ./kefu.toml: the error says that only the environment was read.
+    #[test]
+    fn errors_say_where_settings_were_looked_for() {
+        let given = Path::new("/etc/kefu/kefu.toml");
+        assert!(settings_origin(Some(given), Some(given)).contains("/etc/kefu/kefu.toml"));
+        assert!(
+            settings_origin(None, Some(Path::new("./kefu.toml")))
+                .starts_with("no --config given: settings were read from ./kefu.toml")
+        );
+        assert_eq!(
+            settings_origin(None, None),
+            "no --config given and ./kefu.toml does not exist: settings came from the KEFU_* environment variables only"
+        );
+        let missing = Path::new("/nonexistent/kefu.toml");
+        let err = Config::load_cli(Some(missing), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cannot read config file /nonexistent/kefu.toml"),
+            "{err}"
+        );
     }
 
     const OLD_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";

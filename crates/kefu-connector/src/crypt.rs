@@ -2,9 +2,14 @@
 //!
 //! Scripts call these subcommands, so their interface is fixed: JSON or raw bytes on stdout, one
 //! `error <code> (<name>): <reason>` line on stderr and exit status 1 on failure, exit status 2 on a
-//! usage error.
+//! usage or configuration error (`error: <reason>`).
+//!
+//! The credentials come from the same places as `serve`'s: the flags, else the
+//! `KEFU_DIALOGUE_*` variables, else the `dialogue` section of the `--config` file (by default
+//! `./kefu.toml` if it exists). Only that section is read: `crypt` needs no server settings.
 
 use std::io::{self, Read as _, Write as _};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,7 +24,7 @@ pub enum CryptArgs {
     ///
     /// Prints one JSON object: {"encrypt", "msg_signature", "timestamp", "nonce"}.
     ///
-    /// Example: printf '<xml>…</xml>' | kefu-connector crypt encrypt --token T --aes-key K --appid A
+    /// Example: printf '<xml>…</xml>' | kefu-connector crypt encrypt --token T --aes-key K --bot-appid A
     Encrypt {
         /// Account credentials.
         #[command(flatten)]
@@ -50,16 +55,17 @@ pub enum CryptArgs {
         /// The nonce from the query string (with --signature).
         #[arg(long, requires = "signature")]
         nonce: Option<String>,
-        /// Accept any trailing receive-id instead of --appid, and report the one found on stderr.
+        /// Accept any trailing receive-id instead of --bot-appid (which may then be left out), and
+        /// report the one found on stderr.
         #[arg(long)]
         any_appid: bool,
     },
     /// Print the msg_signature of the ciphertext read from stdin: SHA1 over the sorted token,
     /// timestamp, nonce and ciphertext.
     Sign {
-        /// The account's Token.
-        #[arg(long, env = "KEFU_TOKEN", hide_env_values = true)]
-        token: String,
+        /// The TOKEN.
+        #[command(flatten)]
+        token: TokenOnly,
         /// The timestamp to sign.
         #[arg(long)]
         timestamp: String,
@@ -91,28 +97,128 @@ pub enum CryptArgs {
     },
 }
 
-/// The three credentials of an account, from the flags or the environment.
+/// The config file `crypt` reads credentials from.
+#[derive(Debug, Args)]
+pub struct ConfigFile {
+    /// The TOML configuration file `serve` reads [default: ./kefu.toml if it exists]; only its
+    /// dialogue section is used.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+/// The three credentials of an account, from the flags, the environment or the config file.
 #[derive(Debug, Args)]
 pub struct Account {
-    /// The Token from the console.
-    #[arg(long, env = "KEFU_TOKEN", hide_env_values = true)]
-    token: String,
-    /// The 43-character EncodingAESKey from the console.
-    #[arg(long, env = "KEFU_AES_KEY", hide_env_values = true)]
-    aes_key: String,
-    /// The receive-id: the bot APPID for the Dialogue platform, the AppID for an Official Account
-    /// or Mini Program, the CorpID for WeCom.
-    #[arg(long, env = "KEFU_APPID")]
-    appid: String,
+    /// The config file.
+    #[command(flatten)]
+    file: ConfigFile,
+    /// The TOKEN [default: dialogue.token].
+    #[arg(long, env = "KEFU_DIALOGUE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The 43-character EncodingAESKey [default: dialogue.aes_key].
+    #[arg(long, env = "KEFU_DIALOGUE_AES_KEY", hide_env_values = true)]
+    aes_key: Option<String>,
+    /// The receive-id that trails every plaintext: the bot APPID for the Dialogue platform
+    /// [default: dialogue.bot_appid]; for an Official Account's or Mini Program's payloads, its
+    /// AppID; for WeCom, the CorpID.
+    #[arg(long, visible_alias = "receive-id", env = "KEFU_DIALOGUE_BOT_APPID")]
+    bot_appid: Option<String>,
+    /// The old name of --bot-appid, refused with a pointer to the new one.
+    #[arg(long, hide = true, value_parser = renamed_appid)]
+    appid: Option<String>,
+}
+
+/// `--appid` now means the Official Account or Mini Program AppID everywhere; the receive-id
+/// flag of `crypt` and `sandbox` is `--bot-appid`. Refusing the old name by name beats clap's
+/// guess at a similar flag.
+pub fn renamed_appid(_: &str) -> Result<String, String> {
+    Err("--appid is now --bot-appid (the bot APPID, the receive-id); --appid means the Official Account or Mini Program AppID, which this command does not take".into())
+}
+
+/// The TOKEN alone, for `sign`.
+#[derive(Debug, Args)]
+pub struct TokenOnly {
+    /// The config file.
+    #[command(flatten)]
+    file: ConfigFile,
+    /// The TOKEN [default: dialogue.token].
+    #[arg(long, env = "KEFU_DIALOGUE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+/// One setting, from its flag or variable (clap has read both) or else the config file.
+fn setting(
+    file: &ConfigFile,
+    given: &Option<String>,
+    key: &'static str,
+    flag: &str,
+    what: &str,
+) -> Result<String, CryptError> {
+    if let Some(value) = given {
+        return Ok(value.clone());
+    }
+    let path = crate::config::config_file(file.config.as_deref());
+    if let Some(path) = &path {
+        let settings = crate::config::file_settings(path)
+            .map_err(|error| CryptError::Usage(error.to_string()))?;
+        if let Some(value) = settings.get(key) {
+            return Ok(value.clone());
+        }
+    }
+    let env = crate::config::SETTINGS
+        .iter()
+        .find(|s| s.key == key)
+        .map_or("", |s| s.env);
+    Err(CryptError::Usage(format!(
+        "{what} is missing: give {flag}, set {env}, or set {key} in the config file\n({})",
+        crate::config::settings_origin(file.config.as_deref(), path.as_deref())
+    )))
 }
 
 impl Account {
-    fn crypt(&self) -> Result<MsgCrypt, Failure> {
-        Ok(MsgCrypt::new(
-            self.token.as_str(),
+    /// The crypt of the account; without `receive_id`, one whose receive-id is never checked.
+    fn crypt(&self, receive_id: bool) -> Result<MsgCrypt, CryptError> {
+        let token = setting(
+            &self.file,
+            &self.token,
+            "dialogue.token",
+            "--token",
+            "the TOKEN",
+        )?;
+        let aes_key = setting(
+            &self.file,
             &self.aes_key,
-            self.appid.as_bytes(),
-        )?)
+            "dialogue.aes_key",
+            "--aes-key",
+            "the EncodingAESKey",
+        )?;
+        let bot_appid = if receive_id {
+            setting(
+                &self.file,
+                &self.bot_appid,
+                "dialogue.bot_appid",
+                "--bot-appid",
+                "the bot APPID (the receive-id)",
+            )?
+        } else {
+            self.bot_appid.clone().unwrap_or_default()
+        };
+        Ok(MsgCrypt::new(token.as_str(), &aes_key, bot_appid.as_bytes()).map_err(Failure::from)?)
+    }
+}
+
+/// Why a `crypt` subcommand failed.
+#[derive(Debug)]
+enum CryptError {
+    /// A missing or unreadable setting: exit status 2.
+    Usage(String),
+    /// The payload or the key: exit status 1, with the WXBizMsgCrypt code.
+    Crypt(Failure),
+}
+
+impl<E: Into<Failure>> From<E> for CryptError {
+    fn from(error: E) -> CryptError {
+        CryptError::Crypt(error.into())
     }
 }
 
@@ -159,7 +265,11 @@ pub fn run(args: CryptArgs) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Err(failure) => {
+        Err(CryptError::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(CryptError::Crypt(failure)) => {
             eprintln!(
                 "error {} ({}): {}",
                 failure.code.code(),
@@ -171,14 +281,14 @@ pub fn run(args: CryptArgs) -> ExitCode {
     }
 }
 
-fn execute(args: CryptArgs, stdin: &[u8]) -> Result<Vec<u8>, Failure> {
+fn execute(args: CryptArgs, stdin: &[u8]) -> Result<Vec<u8>, CryptError> {
     match args {
         CryptArgs::Encrypt {
             account,
             timestamp,
             nonce,
         } => {
-            let crypt = account.crypt()?;
+            let crypt = account.crypt(true)?;
             let timestamp = timestamp.unwrap_or_else(unix_now);
             let nonce = nonce.unwrap_or_else(random_nonce);
             let sealed = crypt.encrypt_and_sign(stdin, &timestamp, &nonce)?;
@@ -197,7 +307,7 @@ fn execute(args: CryptArgs, stdin: &[u8]) -> Result<Vec<u8>, Failure> {
             nonce,
             any_appid,
         } => {
-            let crypt = account.crypt()?;
+            let crypt = account.crypt(!any_appid)?;
             let input = utf8(stdin)?;
             let extracted = match envelope::extract(input) {
                 // Neither an envelope nor clean base64: let the strict decoder name the bad byte
@@ -241,6 +351,13 @@ fn execute(args: CryptArgs, stdin: &[u8]) -> Result<Vec<u8>, Failure> {
             timestamp,
             nonce,
         } => {
+            let token = setting(
+                &token.file,
+                &token.token,
+                "dialogue.token",
+                "--token",
+                "the TOKEN",
+            )?;
             let encrypt = utf8(stdin)?.trim_ascii();
             Ok(format!("{}\n", sign_message(&token, &timestamp, &nonce, encrypt)).into_bytes())
         }
@@ -251,7 +368,7 @@ fn execute(args: CryptArgs, stdin: &[u8]) -> Result<Vec<u8>, Failure> {
             nonce,
             echostr,
         } => {
-            let crypt = account.crypt()?;
+            let crypt = account.crypt(true)?;
             let echostr = query_value(&echostr);
             let plain = crypt.verify_url(&signature, &timestamp, &nonce, &echostr)?;
             Ok(plain.into_message())

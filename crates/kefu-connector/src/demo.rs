@@ -11,7 +11,8 @@
 //! 3. the user rates the service; the `rating` event reaches the desk, which thanks the user and
 //!    leaves (`quit`).
 //!
-//! Finally it prints what the sandbox received, decrypted, and the relay's view of the session.
+//! Finally it prints what the sandbox received, decrypted, the relay's view of the session, and
+//! what to run next. The desk acts in the demo's own task, so the output comes in a fixed order.
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq as _;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
 use crate::desk::Desk;
 use crate::inbound::webhook;
@@ -67,17 +69,16 @@ pub fn run(args: DemoArgs) -> ExitCode {
     })
 }
 
-/// The built-in desk: it hears the relay's webhooks and answers through the relay's API.
+/// The built-in desk: it answers through the relay's API. It acts in the demo's own task, one
+/// step after another, so that what it prints comes in a fixed order.
 struct BuiltInDesk {
     relay: Desk,
     /// Ids of the relay jobs the desk created, to wait for their delivery.
-    jobs: Mutex<Vec<i64>>,
-    /// Event ids already handled: delivery is at least once.
-    seen: Mutex<Vec<i64>>,
+    jobs: Vec<i64>,
 }
 
 impl BuiltInDesk {
-    async fn post(&self, path: &str, body: Value) -> Result<(), String> {
+    async fn post(&mut self, path: &str, body: Value) -> Result<(), String> {
         let reply = self
             .relay
             .post(path, &body)
@@ -91,14 +92,12 @@ impl BuiltInDesk {
             .map(|ids| ids.iter().filter_map(Value::as_i64).collect())
             .or_else(|| reply.body["id"].as_i64().map(|id| vec![id]))
             .unwrap_or_default();
-        if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.extend(ids);
-        }
+        self.jobs.extend(ids);
         Ok(())
     }
 
     /// A user asked for a person: take the session, answer, and ask for a rating.
-    async fn take_session(&self, openid: &str, channel: i64) -> Result<(), String> {
+    async fn take_session(&mut self, openid: &str, channel: i64) -> Result<(), String> {
         println!("   desk: taking the session of {openid}");
         self.post(
             &format!("/v1/sessions/{openid}/enter"),
@@ -138,7 +137,7 @@ impl BuiltInDesk {
     }
 
     /// The user rated: thank them and leave.
-    async fn close_session(&self, openid: &str, channel: i64) -> Result<(), String> {
+    async fn close_session(&mut self, openid: &str, channel: i64) -> Result<(), String> {
         self.post(
             &format!("/v1/sessions/{openid}/quit"),
             json!({"channel": channel, "msg": "感谢您的评价,再见!"}),
@@ -147,21 +146,22 @@ impl BuiltInDesk {
         println!("   desk: thanked {openid} and left the session");
         Ok(())
     }
-
-    fn first_time(&self, event_id: i64) -> bool {
-        match self.seen.lock() {
-            Ok(mut seen) if !seen.contains(&event_id) => {
-                seen.push(event_id);
-                true
-            }
-            _ => false,
-        }
-    }
 }
 
-/// `POST /webhook` of the built-in desk: verify, acknowledge at once, act in the background.
+/// What the desk's webhook hands to the demo's task: a verified event, or why one was refused.
+type Heard = Result<Value, String>;
+
+/// The webhook side of the built-in desk.
+struct Webhook {
+    heard: mpsc::UnboundedSender<Heard>,
+    /// Event ids already handed on: delivery is at least once.
+    seen: Mutex<Vec<i64>>,
+}
+
+/// `POST /webhook` of the built-in desk: verify, acknowledge at once, and hand the event to the
+/// demo's task, which prints and acts on it in order.
 async fn webhook_received(
-    State(desk): State<Arc<BuiltInDesk>>,
+    State(webhook): State<Arc<Webhook>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
@@ -182,38 +182,47 @@ async fn webhook_received(
             .as_bytes()
             .ct_eq(header("X-Kefu-Signature").as_bytes()),
     ) {
-        eprintln!("   desk: refused a webhook with a bad signature");
+        let _ = webhook
+            .heard
+            .send(Err("the desk refused a webhook with a bad signature".into()));
         return StatusCode::UNAUTHORIZED;
     }
     let Ok(event) = serde_json::from_slice::<Value>(&body) else {
         return StatusCode::BAD_REQUEST;
     };
     let id = event["id"].as_i64().unwrap_or_default();
-    if !desk.first_time(id) {
-        return StatusCode::OK;
+    let first_time = match webhook.seen.lock() {
+        Ok(mut seen) if !seen.contains(&id) => {
+            seen.push(id);
+            true
+        }
+        _ => false,
+    };
+    if first_time {
+        let _ = webhook.heard.send(Ok(event));
     }
-    let kind = event["kind"].as_str().unwrap_or("other").to_owned();
-    let openid = event["openid"].as_str().unwrap_or_default().to_owned();
-    let channel = event["channel"].as_i64().unwrap_or(0);
-    println!(
-        "   desk ← webhook event #{id} {kind} from {openid}{}",
-        match (event["content"].as_str(), event["assessment"].as_i64()) {
-            (_, Some(stars)) if kind == "rating" => format!(" ({stars} stars)"),
-            (Some(text), _) if !text.is_empty() => format!(": \"{text}\""),
-            _ => String::new(),
-        }
-    );
-    tokio::spawn(async move {
-        let acted = match kind.as_str() {
-            "handoff_requested" => desk.take_session(&openid, channel).await,
-            "rating" => desk.close_session(&openid, channel).await,
-            _ => Ok(()),
-        };
-        if let Err(error) = acted {
-            eprintln!("   desk: {error}");
-        }
-    });
     StatusCode::OK
+}
+
+/// Waits for the next webhook event of `kind`, printing every event heard on the way.
+async fn hear(heard: &mut mpsc::UnboundedReceiver<Heard>, kind: &str) -> Result<Value, String> {
+    loop {
+        let event = heard.recv().await.ok_or("the built-in desk stopped")??;
+        let id = event["id"].as_i64().unwrap_or_default();
+        let this = event["kind"].as_str().unwrap_or("other");
+        let openid = event["openid"].as_str().unwrap_or_default();
+        println!(
+            "   desk ← webhook event #{id} {this} from {openid}{}",
+            match (event["content"].as_str(), event["assessment"].as_i64()) {
+                (_, Some(stars)) if this == "rating" => format!(" ({stars} stars)"),
+                (Some(text), _) if !text.is_empty() => format!(": \"{text}\""),
+                _ => String::new(),
+            }
+        );
+        if this == kind {
+            return Ok(event);
+        }
+    }
 }
 
 async fn play() -> Result<(), String> {
@@ -230,17 +239,26 @@ async fn play() -> Result<(), String> {
         ],
     )
     .await?;
-    let desk = Arc::new(BuiltInDesk {
-        relay: setup.desk.clone(),
-        jobs: Mutex::new(Vec::new()),
-        seen: Mutex::new(Vec::new()),
-    });
+    let (heard_tx, mut heard) = mpsc::unbounded_channel();
     let app = Router::new()
         .route("/webhook", post(webhook_received))
-        .with_state(Arc::clone(&desk));
+        .with_state(Arc::new(Webhook {
+            heard: heard_tx,
+            seen: Mutex::new(Vec::new()),
+        }));
     let desk_server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut desk = BuiltInDesk {
+        relay: setup.desk.clone(),
+        jobs: Vec::new(),
+    };
 
     println!("kefu-connector demo");
+    println!(
+        "The sandbox plays WeChat's Dialogue platform and a user; the relay is `kefu-connector serve`,"
+    );
+    println!(
+        "which stores and forwards both ways; the built-in desk stands in for your agent desk."
+    );
     println!("  sandbox (the platform): {}", setup.sandbox.base_url());
     println!("  relay (the desk API):   http://{}", setup.relay.addr);
     println!("  built-in desk webhook:  http://{desk_addr}/webhook");
@@ -263,6 +281,12 @@ async fn play() -> Result<(), String> {
     );
 
     println!("2. the desk hears it, takes the session, answers and asks for a rating");
+    let asked = hear(&mut heard, "handoff_requested").await?;
+    desk.take_session(
+        asked["openid"].as_str().unwrap_or(USER),
+        asked["channel"].as_i64().unwrap_or(0),
+    )
+    .await?;
     while !sandbox.user(USER).evaluation_pending {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -271,10 +295,15 @@ async fn play() -> Result<(), String> {
     sandbox.rate(USER, 5).await.map_err(|e| e.to_string())?;
 
     println!("4. the desk hears the rating and leaves");
+    let rated = hear(&mut heard, "rating").await?;
+    desk.close_session(
+        rated["openid"].as_str().unwrap_or(USER),
+        rated["channel"].as_i64().unwrap_or(0),
+    )
+    .await?;
     loop {
         let session = session_of(&setup.desk, USER).await?;
-        let jobs = desk.jobs.lock().map(|j| j.clone()).unwrap_or_default();
-        if session["state"] == "complete" && all_delivered(&setup.desk, &jobs).await? {
+        if session["state"] == "complete" && all_delivered(&setup.desk, &desk.jobs).await? {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -304,8 +333,22 @@ async fn play() -> Result<(), String> {
 
     setup.stop().await;
     desk_server.abort();
+    println!();
+    print!("{NEXT}");
     Ok(())
 }
+
+/// What to run next: the same pieces as separate processes, with kefu.example.toml.
+const NEXT: &str = "\
+Next, the same with separate processes and kefu.example.toml (from the repository's top level):
+  kefu-connector sandbox --listen 127.0.0.1:9000 --token DEMOTOKEN0123456789 \\
+      --aes-key abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG --bot-appid DEMOBOTAPPID0001
+  kefu-connector serve --config kefu.example.toml
+  curl -H 'Authorization: Bearer demo-desk-key-0123456789' -H 'Content-Type: application/json' \\
+      -d '{\"openid\":\"oUSER\",\"channel\":0,\"msg\":\"hello\"}' http://127.0.0.1:8080/v1/messages
+  curl http://127.0.0.1:9000/sandbox/messages
+Then `kefu-connector serve --help` for every setting, and `kefu-connector crypt --help` to decrypt by hand.
+";
 
 /// The relay's view of a user's session: `GET /v1/sessions/{openid}`.
 async fn session_of(desk: &Desk, openid: &str) -> Result<Value, String> {

@@ -14,8 +14,8 @@ use crate::config::Config;
 /// Arguments of `send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// The TOML configuration file (the same one `serve` reads; only the `dialogue` settings
-    /// matter here). Environment variables override it.
+    /// The TOML configuration file (the same one `serve` reads, [default: ./kefu.toml if it
+    /// exists]; only the `dialogue` settings matter here). Environment variables override it.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// The user's openid (the callback's `userid`).
@@ -51,9 +51,17 @@ fn parse_channel(text: &str) -> Result<Channel, String> {
         .ok_or_else(|| format!("{text:?} is not a channel; use 0, 1, 2, 3, 4, 5, 6, 7 or 9"))
 }
 
-/// Runs `send`: exit status 0 when the platform accepted the message, 1 otherwise.
+/// Runs `send`: exit status 0 when the platform accepted the message, 2 on a configuration
+/// error, 1 otherwise.
 pub fn run(args: SendArgs) -> ExitCode {
-    match send(args) {
+    let config = match Config::load_cli(args.config.as_deref(), false) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match send(args, &config) {
         Ok(summary) => {
             println!("{summary}");
             ExitCode::SUCCESS
@@ -65,9 +73,7 @@ pub fn run(args: SendArgs) -> ExitCode {
     }
 }
 
-fn send(args: SendArgs) -> Result<String, String> {
-    let config = Config::load(args.config.as_deref(), |name| std::env::var(name).ok())
-        .map_err(|e| e.to_string())?;
+fn send(args: SendArgs, config: &Config) -> Result<String, String> {
     let msg = match (&args.text, &args.json) {
         (Some(text), _) => Msg::text(text.clone()),
         (None, Some(path)) => {
@@ -102,8 +108,8 @@ fn send(args: SendArgs) -> Result<String, String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async {
-        let client = crate::serve::platform_client(&config).map_err(|e| e.to_string())?;
-        let policy = crate::serve::retry_policy(&config);
+        let client = crate::serve::platform_client(config).map_err(|e| e.to_string())?;
+        let policy = crate::serve::retry_policy(config);
         match policy
             .retry(Operation::SendMsg, || {
                 client.call_xml(Operation::SendMsg, &xml)

@@ -1,5 +1,6 @@
 //! `kefu-connector serve`: the relay between the agent desk and the platform.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,8 +29,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug, Args)]
 #[command(after_long_help = crate::config::settings_help())]
 pub struct ServeArgs {
-    /// The TOML configuration file. Every setting can also come from its environment variable,
-    /// which wins over the file.
+    /// The TOML configuration file [default: ./kefu.toml if it exists]. Every setting can also
+    /// come from its environment variable, which wins over the file.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
 }
@@ -49,6 +50,14 @@ pub enum ServeError {
     /// The platform client could not be built.
     #[error("cannot build the platform client: {0}")]
     Client(#[from] kefu_client::Error),
+    /// The directory of `outbox.path` does not exist.
+    #[error(
+        "the directory {dir} of outbox.path does not exist; create it (mkdir -p {dir}) or set outbox.path (KEFU_OUTBOX_PATH) to a file in an existing directory"
+    )]
+    OutboxDirectory {
+        /// The missing directory, as configured.
+        dir: String,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}; is another process using it?")]
     Bind {
@@ -57,6 +66,16 @@ pub enum ServeError {
         /// The cause.
         source: std::io::Error,
     },
+}
+
+impl ServeError {
+    /// Whether the configuration is at fault (exit status 2) rather than the machine.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            ServeError::Config(_) | ServeError::OutboxDirectory { .. }
+        )
+    }
 }
 
 /// A running relay, started in-process (the demo and the tests use this).
@@ -71,6 +90,17 @@ impl Relay {
     /// Opens the outbox, resumes pending work, and starts serving the desk API.
     pub async fn start(config: &Config) -> Result<Relay, ServeError> {
         let api_key = config.api_key()?.clone();
+        // SQLite's own error for this is "unable to open database file", which names neither
+        // the directory nor the setting.
+        if let Some(dir) = config
+            .outbox_path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty() && !dir.is_dir())
+        {
+            return Err(ServeError::OutboxDirectory {
+                dir: dir.display().to_string(),
+            });
+        }
         let (outbox, pending) = Outbox::open(&config.outbox_path)?;
         if !pending.is_empty() {
             tracing::info!(jobs = pending.len(), "resuming stored jobs");
@@ -171,8 +201,10 @@ pub fn retry_policy(config: &Config) -> RetryPolicy {
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal, never into a file or a journal.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -182,7 +214,7 @@ pub fn init_logging(format: LogFormat) {
 
 /// Runs `serve` until SIGTERM or SIGINT.
 pub fn run(args: ServeArgs) -> ExitCode {
-    let config = match Config::load(args.config.as_deref(), |name| std::env::var(name).ok()) {
+    let config = match Config::load_cli(args.config.as_deref(), true) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("error: {error}");
@@ -190,6 +222,11 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
     };
     init_logging(config.log_format);
+    let file = crate::config::config_file(args.config.as_deref());
+    tracing::info!(
+        "{}",
+        crate::config::settings_origin(args.config.as_deref(), file.as_deref())
+    );
     block_on(async {
         let stopped = match stop_signals() {
             Ok(stopped) => stopped,
@@ -201,9 +238,13 @@ pub fn run(args: ServeArgs) -> ExitCode {
         let relay = match Relay::start(&config).await {
             Ok(relay) => relay,
             Err(error) => {
-                tracing::error!("{error}");
+                // Once, on stderr, where the log lines go too: not also as a log line.
                 eprintln!("error: {error}");
-                return ExitCode::FAILURE;
+                return if error.is_config() {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::FAILURE
+                };
             }
         };
         announce(&format!(

@@ -305,15 +305,25 @@ async fn events(State(state): State<Arc<ApiState>>, RawQuery(query): RawQuery) -
     let mut latest = inbound.inner.latest.subscribe();
     let mut stopping = inbound.inner.stopping.subscribe();
     loop {
-        let page = match inbound
+        let (page, newest) = match inbound
             .inner
             .store
-            .run(Box::new(move |tx, _| store::events_after(tx, after, limit)))
+            .run(Box::new(move |tx, _| {
+                Ok((
+                    store::events_after(tx, after, limit)?,
+                    store::latest_event_id(tx)?,
+                ))
+            }))
             .await
         {
-            Ok(page) => page,
+            Ok(found) => found,
             Err(error) => return store_unavailable(error),
         };
+        if after > newest {
+            // A cursor from the future: the desk's store or ours was reset. Waiting would miss
+            // every event stored under the ids in between.
+            return after_beyond_newest(after, newest);
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if !page.is_empty() || remaining.is_zero() || *stopping.borrow() {
             let next = page.last().map_or(after, |(id, _)| *id);
@@ -338,6 +348,21 @@ async fn events(State(state): State<Arc<ApiState>>, RawQuery(query): RawQuery) -
             _ = stopping.wait_for(|stop| *stop) => {}
         }
     }
+}
+
+/// `409 {"error":{"message","field":"after","newest"}}`: the cursor is past the newest event.
+fn after_beyond_newest(after: i64, newest: i64) -> Response {
+    (
+        StatusCode::CONFLICT,
+        axum::Json(json!({ "error": {
+            "message": format!(
+                "after={after} is beyond the newest event id {newest}: was the relay's store replaced, or the desk's cursor kept from another relay? Read again from after={newest} (new events only) or after=0 (everything still kept)"
+            ),
+            "field": "after",
+            "newest": newest,
+        }})),
+    )
+        .into_response()
 }
 
 async fn get_session(State(state): State<Arc<ApiState>>, Path(openid): Path<String>) -> Response {

@@ -33,7 +33,10 @@ pub struct SandboxArgs {
     pub aes_key: String,
     /// The bot APPID: the receive-id of every ciphertext, both ways.
     #[arg(long, env = "KEFU_DIALOGUE_BOT_APPID")]
-    pub appid: String,
+    pub bot_appid: String,
+    /// The old name of --bot-appid, refused with a pointer to the new one.
+    #[arg(long, hide = true, value_parser = crate::crypt::renamed_appid)]
+    pub appid: Option<String>,
     /// Where to push the handoff callbacks of simulated users (http:// only), such as the
     /// connector's callback endpoint.
     #[arg(long, value_name = "URL")]
@@ -86,7 +89,7 @@ impl std::fmt::Debug for SandboxArgs {
             .field("listen", &self.listen)
             .field("token", &"<redacted>")
             .field("aes_key", &"<redacted>")
-            .field("appid", &self.appid)
+            .field("bot_appid", &self.bot_appid)
             .field("callback_url", &redacted(&self.callback_url))
             .field("latency_ms", &self.latency_ms)
             .field("system_error_rate", &self.system_error_rate)
@@ -131,7 +134,7 @@ impl SandboxArgs {
             listen: self.listen,
             token: self.token.clone(),
             aes_key: self.aes_key.clone(),
-            appid: self.appid.clone(),
+            appid: self.bot_appid.clone(),
             callback_url: self.callback_url.clone(),
             latency: Duration::from_millis(self.latency_ms),
             system_error_rate: self.system_error_rate,
@@ -217,7 +220,7 @@ mod tests {
         "T",
         "--aes-key",
         "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
-        "--appid",
+        "--bot-appid",
         "A",
     ];
 
@@ -225,6 +228,15 @@ mod tests {
         let mut argv = BASE.to_vec();
         argv.extend_from_slice(extra);
         Cli::try_parse_from(argv).map(|cli| cli.args)
+    }
+
+    /// The old receive-id flag is refused by name, pointing at --bot-appid, rather than with
+    /// clap's guess at a similar flag (--oa-appid, which is another account's).
+    #[test]
+    fn the_old_appid_flag_points_at_bot_appid() {
+        let error = parse(&["--appid", "A"]).unwrap_err().to_string();
+        assert!(error.contains("--appid is now --bot-appid"), "{error}");
+        assert!(!error.contains("--oa-appid"), "{error}");
     }
 
     #[test]

@@ -373,7 +373,7 @@ fn check_token(token: &str) -> Result<(), SandboxError> {
 fn crypt(config: &SandboxConfig) -> Result<MsgCrypt, SandboxError> {
     if config.appid.is_empty() {
         return Err(SandboxError::config(
-            "--appid",
+            "--bot-appid",
             "the bot APPID (the receive-id) must not be empty",
         ));
     }
@@ -709,7 +709,7 @@ mod tests {
 
         let mut c = config();
         c.appid = String::new();
-        assert!(refused(c).await.to_string().contains("--appid"));
+        assert!(refused(c).await.to_string().contains("--bot-appid"));
 
         let mut c = config();
         c.drop_rate = 1.5;
