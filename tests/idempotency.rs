@@ -177,6 +177,33 @@ async fn a_desk_that_hangs_up_and_retries_gets_the_first_answer_and_one_delivery
     setup.stop().await;
 }
 
+/// Found writing the test above: the server drops a handler whose desk hung up, and the job it
+/// had just stored was never handed to delivery (it stayed `queued` until the next start).
+#[tokio::test]
+async fn a_message_whose_desk_hung_up_is_delivered_all_the_same() {
+    let setup = Loopback::start(
+        SandboxConfig::new(
+            "IDEMTOKEN0123456789",
+            "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR",
+            "Gg8HejYTkUsEIlG",
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    let body = json!({"openid": "oGONE", "channel": 0, "msg": "还在吗"}).to_string();
+    let mut stream = TcpStream::connect(setup.relay.addr).await.unwrap();
+    stream
+        .write_all(request("/v1/messages", None, &body).as_bytes())
+        .await
+        .unwrap();
+    drop(stream);
+    let status = wait_for(&setup.desk, 1, is_final).await;
+    assert_eq!(status["status"], "delivered", "{status}");
+    assert_eq!(setup.sandbox.messages(Some("oGONE")).len(), 1);
+    setup.stop().await;
+}
+
 /// A relay whose platform is a dead port: nothing is delivered, and every message ends failed.
 async fn dead_platform_relay(dir: &tempfile::TempDir, overrides: &[(&str, &str)]) -> (Relay, Desk) {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
