@@ -501,7 +501,7 @@ fn answer(stored: Stored, make: fn(&[i64]) -> Saved) -> Response {
 fn idempotent(claim: Claim, make: fn(&[i64]) -> Saved) -> Idempotent {
     Idempotent {
         claim,
-        answer: Box::new(make),
+        answer: make,
     }
 }
 

@@ -203,7 +203,7 @@ pub struct Idempotent {
     /// The key to claim.
     pub claim: Claim,
     /// The answer to save with the key, given the ids of the jobs the work stored or queued.
-    pub answer: Box<dyn FnOnce(&[i64]) -> Saved + Send>,
+    pub answer: fn(&[i64]) -> Saved,
 }
 
 enum Command {
@@ -932,10 +932,10 @@ mod tests {
                 request_hash: hash.into(),
                 retention_ms: 60_000,
             },
-            answer: Box::new(|ids: &[i64]| Saved {
+            answer: |ids| Saved {
                 status: 202,
                 body: format!("{ids:?}").into_bytes(),
-            }),
+            },
         }
     }
 

@@ -195,9 +195,7 @@ impl Inbound {
                     Err(error) => tracing::error!("cannot purge inbound keys: {error}"),
                 }
                 // The desk API's Idempotency-Keys live in the same store and expire the same way.
-                let purged = store
-                    .run(Box::new(|tx, now| crate::idempotency::purge(tx, now)))
-                    .await;
+                let purged = store.run(Box::new(crate::idempotency::purge)).await;
                 match purged {
                     Ok(0) => {}
                     Ok(keys) => tracing::debug!(keys, "purged expired idempotency keys"),
