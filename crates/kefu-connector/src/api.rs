@@ -308,16 +308,23 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 impl ApiState {
-    /// The claim of a request's key: the request is its method (always `POST` here), route
-    /// template, path parameters and body.
-    fn claim(&self, key: String, route: &str, params: &[&str], body: &[u8]) -> Claim {
-        Claim {
+    /// The claim of a request's key, with the answer to save with it if the work is done. The
+    /// request is its method (always `POST` here), route template, path parameters and body.
+    fn idempotent(
+        &self,
+        key: String,
+        (route, params): (&str, &[&str]),
+        body: &[u8],
+        answer: fn(&[i64]) -> Saved,
+    ) -> Idempotent {
+        let claim = Claim {
             scope: idempotency::DESK_SCOPE.to_owned(),
             key,
             route: route.to_owned(),
             request_hash: idempotency::request_hash("POST", route, params, body),
             retention_ms: i64::try_from(self.idempotency_retention.as_millis()).unwrap_or(i64::MAX),
-        }
+        };
+        Idempotent { claim, answer }
     }
 
     /// Stores jobs, and runs `session` (a desk call on the user's session) in the same
@@ -497,14 +504,6 @@ fn answer(stored: Stored, make: fn(&[i64]) -> Saved) -> Response {
     response
 }
 
-/// A key's claim with the answer to save with it.
-fn idempotent(claim: Claim, make: fn(&[i64]) -> Saved) -> Idempotent {
-    Idempotent {
-        claim,
-        answer: make,
-    }
-}
-
 async fn post_message(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -512,10 +511,7 @@ async fn post_message(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let job = message_job(&body, &state.dialogue)?;
-    let key = key.map(|key| {
-        let claim = state.claim(key, "/v1/messages", &[], &body);
-        idempotent(claim, message_accepted)
-    });
+    let key = key.map(|key| state.idempotent(key, ("/v1/messages", &[]), &body, message_accepted));
     let stored = state.store(vec![job], None, key).await?;
     Ok(answer(stored, message_accepted))
 }
@@ -551,11 +547,10 @@ async fn resend_message(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let id = parse_id(&id)?;
-    let key = key.map(|key| {
-        // The parsed id, so that `/v1/messages/07/resend` is the same request as `/7/resend`.
-        let claim = state.claim(key, "/v1/messages/{id}/resend", &[&id.to_string()], &body);
-        idempotent(claim, message_accepted)
-    });
+    // The parsed id, so that `/v1/messages/07/resend` is the same request as `/7/resend`.
+    let id_text = id.to_string();
+    let route = ("/v1/messages/{id}/resend", &[id_text.as_str()][..]);
+    let key = key.map(|key| state.idempotent(key, route, &body, message_accepted));
     let queued = {
         let state = Arc::clone(&state);
         // As in ApiState::store: a job queued again is handed to delivery even if the desk
@@ -679,15 +674,11 @@ async fn session_action(
         ],
         _ => vec![message],
     };
-    let key = key.map(|key| {
-        let claim = state.claim(
-            key,
-            "/v1/sessions/{openid}/{action}",
-            &[&openid, &action],
-            &body,
-        );
-        idempotent(claim, session_accepted)
-    });
+    let route = (
+        "/v1/sessions/{openid}/{action}",
+        &[openid.as_str(), &action][..],
+    );
+    let key = key.map(|key| state.idempotent(key, route, &body, session_accepted));
     // The session's new state is stored with the jobs that bring it about.
     let stored = state.store(jobs, desk_call, key).await?;
     Ok(answer(stored, session_accepted))
