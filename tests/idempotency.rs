@@ -369,19 +369,31 @@ async fn session_actions_and_resends_with_a_key_happen_once() {
     relay.stop().await;
 }
 
+/// Keys expire `server.idempotency_retention_secs` after they were saved, with the retention in
+/// force then: a key saved under the default day outlives a restart with a shorter retention.
 #[tokio::test]
 async fn an_expired_key_is_new_again() {
     let dir = tempfile::tempdir().unwrap();
+    let body = json!({"openid": "o1", "channel": 0, "msg": "hi"}).to_string();
+    let (relay, _) = dead_platform_relay(&dir, &[]).await;
+    let day = post(relay.addr, "/v1/messages", Some("a-day"), &body).await;
+    assert_eq!(day.text(), "{\"id\":1,\"status\":\"queued\"}");
+    assert!(
+        post(relay.addr, "/v1/messages", Some("a-day"), &body)
+            .await
+            .replayed()
+    );
+    relay.stop().await;
+
     let (relay, desk) =
         dead_platform_relay(&dir, &[("KEFU_SERVER_IDEMPOTENCY_RETENTION_SECS", "1")]).await;
     let addr = relay.addr;
-    let body = json!({"openid": "o1", "channel": 0, "msg": "hi"}).to_string();
-    let first = post(addr, "/v1/messages", Some("short-lived"), &body).await;
-    assert_eq!(first.text(), "{\"id\":1,\"status\":\"queued\"}");
+    let first = post(addr, "/v1/messages", Some("a-second"), &body).await;
+    assert_eq!(first.text(), "{\"id\":2,\"status\":\"queued\"}");
     // Within the second it is a repeat; after it, new work. Bounded, not timed.
     let deadline = tokio::time::Instant::now() + BOUND;
     let fresh = loop {
-        let answer = post(addr, "/v1/messages", Some("short-lived"), &body).await;
+        let answer = post(addr, "/v1/messages", Some("a-second"), &body).await;
         assert_eq!(answer.status, 202, "{}", answer.text());
         if !answer.replayed() {
             break answer;
@@ -393,7 +405,11 @@ async fn an_expired_key_is_new_again() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(fresh.text(), "{\"id\":2,\"status\":\"queued\"}");
-    assert_eq!(desk.get("/v1/messages/2").await.unwrap().status, 200);
+    assert_eq!(fresh.text(), "{\"id\":3,\"status\":\"queued\"}");
+    assert_eq!(desk.get("/v1/messages/3").await.unwrap().status, 200);
+    // The key saved for a day is still answered.
+    let still = post(addr, "/v1/messages", Some("a-day"), &body).await;
+    assert!(still.replayed());
+    assert_eq!(still.body, day.body);
     relay.stop().await;
 }
