@@ -62,10 +62,10 @@ fn request(path: &str, key: Option<&str>, body: &str) -> String {
 
 /// Sends a request and hangs up at once, without reading a byte of the answer: what a desk
 /// whose request timed out leaves behind.
-async fn send_and_hang_up(addr: SocketAddr, path: &str, key: &str, body: &str) {
+async fn send_and_hang_up(addr: SocketAddr, path: &str, key: Option<&str>, body: &str) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(request(path, Some(key), body).as_bytes())
+        .write_all(request(path, key, body).as_bytes())
         .await
         .unwrap();
     stream.flush().await.unwrap();
@@ -152,7 +152,7 @@ async fn a_desk_that_hangs_up_and_retries_gets_the_first_answer_and_one_delivery
     let body = json!({"openid": "oRETRY", "channel": 0, "msg": "只发一次"}).to_string();
     let key = "0f8e2b1c-retry-after-timeout";
 
-    send_and_hang_up(addr, "/v1/messages", key, &body).await;
+    send_and_hang_up(addr, "/v1/messages", Some(key), &body).await;
     // The desk does not know whether that was stored; the relay did store it.
     let first = wait_for(&setup.desk, 1, is_final).await;
     assert_eq!(first["status"], "delivered", "{first}");
@@ -191,16 +191,17 @@ async fn a_message_whose_desk_hung_up_is_delivered_all_the_same() {
     )
     .await
     .unwrap();
+    let addr = setup.relay.addr;
     let body = json!({"openid": "oGONE", "channel": 0, "msg": "还在吗"}).to_string();
-    let mut stream = TcpStream::connect(setup.relay.addr).await.unwrap();
-    stream
-        .write_all(request("/v1/messages", None, &body).as_bytes())
-        .await
-        .unwrap();
-    drop(stream);
+    send_and_hang_up(addr, "/v1/messages", None, &body).await;
     let status = wait_for(&setup.desk, 1, is_final).await;
     assert_eq!(status["status"], "delivered", "{status}");
-    assert_eq!(setup.sandbox.messages(Some("oGONE")).len(), 1);
+    // A session action goes the same way.
+    let evaluate = json!({"channel": 0}).to_string();
+    send_and_hang_up(addr, "/v1/sessions/oGONE/evaluate", None, &evaluate).await;
+    let status = wait_for(&setup.desk, 2, is_final).await;
+    assert_eq!(status["status"], "delivered", "{status}");
+    assert_eq!(setup.sandbox.messages(Some("oGONE")).len(), 2);
     setup.stop().await;
 }
 
