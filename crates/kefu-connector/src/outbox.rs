@@ -199,6 +199,7 @@ type Work = Box<dyn FnOnce(&rusqlite::Transaction<'_>, i64) -> Option<DeferredAn
 
 /// A request's `Idempotency-Key`, claimed in the transaction that does the request's work, with
 /// the answer to save if the work is done (see [`crate::idempotency`]).
+#[derive(Debug, Clone)]
 pub struct Idempotent {
     /// The key to claim.
     pub claim: Claim,
