@@ -21,12 +21,18 @@
 //! the wrong shape or a message the platform would refuse is 422, and either names the field.
 //! Every error outside the callbacks, 404, 405 and 413 included, answers
 //! `{"error": {"message", …}}`; 413 names `server.max_body_bytes`.
+//!
+//! Every `POST` that creates work accepts an `Idempotency-Key` header (see
+//! [`crate::idempotency`]): repeated with the same key and request, it answers the first `202`
+//! again, byte for byte, with `Idempotent-Replayed: true`, and creates nothing; with the same key
+//! on another request it is 422.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -40,10 +46,11 @@ use subtle::ConstantTimeEq as _;
 
 use crate::config::{DialogueConfig, Secret};
 use crate::delivery::Dispatcher;
+use crate::idempotency::{self, Claim, Claimed, Earlier, Saved};
 use crate::inbound::Inbound;
 use crate::inbound::session::DeskAction;
 use crate::metrics::Metrics;
-use crate::outbox::{NewJob, Outbox, PendingJob, ResendError, TxWork};
+use crate::outbox::{Idempotent, NewJob, Outbox, PendingJob, ResendError, TxWork};
 
 /// What the API needs.
 #[derive(Clone)]
@@ -60,6 +67,8 @@ pub struct ApiState {
     pub dialogue: DialogueConfig,
     /// The inbound side: callbacks, events and sessions.
     pub inbound: Inbound,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_retention: Duration,
 }
 
 /// The API router, with authentication, the body limit and request metrics.
@@ -327,29 +336,68 @@ struct MessageRequest {
     event: Option<Event>,
 }
 
+/// What a request that creates work got: the work done now, or the answer of the same request
+/// done earlier with its `Idempotency-Key`.
+enum Stored {
+    /// The ids of the jobs stored or queued now.
+    Now(Vec<i64>),
+    /// The saved answer, to give again.
+    Earlier(Saved),
+}
+
+/// A request's `Idempotency-Key`, checked before anything else: a malformed one is 400.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    idempotency::key_of(headers).map_err(|error| {
+        ApiError::new(StatusCode::BAD_REQUEST, error.to_string()).field("Idempotency-Key")
+    })
+}
+
 impl ApiState {
-    async fn store(&self, jobs: Vec<NewJob>) -> Result<Vec<i64>, ApiError> {
-        let pending = self
-            .outbox
-            .insert(jobs)
-            .await
-            .map_err(ApiError::unavailable)?;
-        Ok(self.dispatch(pending))
+    /// The claim of a request's key, with the answer to save with it if the work is done. The
+    /// request is its method (always `POST` here), route template, path parameters and body.
+    fn idempotent(
+        &self,
+        key: String,
+        (route, params): (&str, &[&str]),
+        body: &[u8],
+        answer: fn(&[i64]) -> Saved,
+    ) -> Idempotent {
+        let claim = Claim {
+            scope: idempotency::DESK_SCOPE.to_owned(),
+            key,
+            route: route.to_owned(),
+            request_hash: idempotency::request_hash("POST", route, params, body),
+            retention_ms: i64::try_from(self.idempotency_retention.as_millis()).unwrap_or(i64::MAX),
+        };
+        Idempotent { claim, answer }
     }
 
-    /// Stores jobs like [`ApiState::store`], and records a desk call on the user's session in
-    /// the same transaction.
-    async fn store_with_session(
-        &self,
+    /// Stores jobs, and runs `session` (a desk call on the user's session) in the same
+    /// transaction, unless `key` was used before; hands what was stored to delivery.
+    async fn store(
+        self: &Arc<Self>,
         jobs: Vec<NewJob>,
-        session: TxWork<()>,
-    ) -> Result<Vec<i64>, ApiError> {
-        let pending = self
-            .outbox
-            .insert_with(jobs, session)
-            .await
+        session: Option<TxWork<()>>,
+        key: Option<Idempotent>,
+    ) -> Result<Stored, ApiError> {
+        let state = Arc::clone(self);
+        // A desk that gives up on its request closes the connection, and the server then drops
+        // this handler: the store goes on regardless, so the handing to delivery must too, or a
+        // retry would be told about a job that nobody delivers. Hence its own task.
+        let stored = tokio::spawn(async move {
+            let outbox = &state.outbox;
+            let claimed = match (key, session) {
+                (Some(key), session) => outbox.insert_once(key, jobs, session).await,
+                (None, Some(session)) => outbox.insert_with(jobs, session).await.map(Claimed::Done),
+                (None, None) => outbox.insert(jobs).await.map(Claimed::Done),
+            }
             .map_err(ApiError::unavailable)?;
-        Ok(self.dispatch(pending))
+            match claimed {
+                Claimed::Done(pending) => Ok(Stored::Now(state.dispatch(pending))),
+                Claimed::Earlier(earlier) => replay(earlier),
+            }
+        });
+        stored.await.map_err(ApiError::unavailable)?
     }
 
     /// Hands stored jobs to delivery and returns their ids.
@@ -446,18 +494,71 @@ pub fn message_job(body: &[u8], dialogue: &DialogueConfig) -> Result<NewJob, Api
     })
 }
 
+/// The earlier answer to give again, or 422 if the key was used for another request.
+fn replay(earlier: Earlier) -> Result<Stored, ApiError> {
+    match earlier {
+        Earlier::Same(saved) => Ok(Stored::Earlier(saved)),
+        Earlier::Other { route } => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "Idempotency-Key: this key was used for another request (POST {route}, or another path or body); send a new key with a new request, and the same key only with the same request"
+            ),
+        )
+        .field("Idempotency-Key")),
+    }
+}
+
+/// The `202` of work queued, as saved with a key: one serialization, so that an answer given
+/// again is the same bytes as the first.
+fn accepted(body: &serde_json::Value) -> Saved {
+    Saved {
+        status: StatusCode::ACCEPTED.as_u16(),
+        body: body.to_string().into_bytes(),
+    }
+}
+
+fn message_accepted(ids: &[i64]) -> Saved {
+    let id = ids.first().copied().unwrap_or_default();
+    accepted(&json!({ "id": id, "status": "queued" }))
+}
+
+fn session_accepted(ids: &[i64]) -> Saved {
+    accepted(&json!({ "ids": ids, "status": "queued" }))
+}
+
+/// The answer of a request that created work: `make` builds it from the ids of what was
+/// stored now; an answer given again is marked `Idempotent-Replayed: true`.
+fn answer(stored: Stored, make: fn(&[i64]) -> Saved) -> Response {
+    let (saved, replayed) = match stored {
+        Stored::Now(ids) => (make(&ids), false),
+        Stored::Earlier(saved) => (saved, true),
+    };
+    let status = StatusCode::from_u16(saved.status).unwrap_or(StatusCode::ACCEPTED);
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        saved.body,
+    )
+        .into_response();
+    if replayed {
+        response.headers_mut().insert(
+            idempotency::REPLAYED_HEADER,
+            HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
+
 async fn post_message(
     State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
     let job = message_job(&body, &state.dialogue)?;
-    let ids = state.store(vec![job]).await?;
-    let id = ids.first().copied().unwrap_or_default();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "id": id, "status": "queued" })),
-    )
-        .into_response())
+    let key = key.map(|key| state.idempotent(key, ("/v1/messages", &[]), &body, message_accepted));
+    let stored = state.store(vec![job], None, key).await?;
+    Ok(answer(stored, message_accepted))
 }
 
 fn parse_id(id: &str) -> Result<i64, ApiError> {
@@ -486,22 +587,39 @@ async fn get_message(
 async fn resend_message(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
     let id = parse_id(&id)?;
-    match state
-        .outbox
-        .resend(id)
+    // The parsed id, so that `/v1/messages/07/resend` is the same request as `/7/resend`.
+    let id_text = id.to_string();
+    let route = ("/v1/messages/{id}/resend", &[id_text.as_str()][..]);
+    let key = key.map(|key| state.idempotent(key, route, &body, message_accepted));
+    let queued = {
+        let state = Arc::clone(&state);
+        // As in ApiState::store: a job queued again is handed to delivery even if the desk
+        // has hung up.
+        tokio::spawn(async move {
+            let claimed = match key {
+                Some(key) => state.outbox.resend_once(id, key).await,
+                None => state.outbox.resend(id).await.map(Claimed::Done),
+            }
+            .map_err(ApiError::unavailable)?;
+            match claimed {
+                Claimed::Done(Ok(job)) => {
+                    state.dispatcher.enqueue(job);
+                    Ok(Ok(Stored::Now(vec![id])))
+                }
+                Claimed::Done(Err(refused)) => Ok(Err(refused)),
+                Claimed::Earlier(earlier) => replay(earlier).map(Ok),
+            }
+        })
         .await
-        .map_err(ApiError::unavailable)?
-    {
-        Ok(job) => {
-            state.dispatcher.enqueue(job);
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(json!({ "id": id, "status": "queued" })),
-            )
-                .into_response())
-        }
+        .map_err(ApiError::unavailable)??
+    };
+    match queued {
+        Ok(stored) => Ok(answer(stored, message_accepted)),
         Err(ResendError::NotFound) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no message has id {id}"),
@@ -533,8 +651,10 @@ struct SessionRequest {
 async fn session_action(
     State(state): State<Arc<ApiState>>,
     Path((openid, action)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
     let (event, default_text) = match action.as_str() {
         "enter" => (Event::WaiterEnter, "客服已接入,请问有什么可以帮您?"),
         "switch" => (Event::WaiterSwitch, "正在为您转接其他客服"),
@@ -599,16 +719,14 @@ async fn session_action(
         ],
         _ => vec![message],
     };
+    let route = (
+        "/v1/sessions/{openid}/{action}",
+        &[openid.as_str(), &action][..],
+    );
+    let key = key.map(|key| state.idempotent(key, route, &body, session_accepted));
     // The session's new state is stored with the jobs that bring it about.
-    let ids = match desk_call {
-        Some(session) => state.store_with_session(jobs, session).await?,
-        None => state.store(jobs).await?,
-    };
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "ids": ids, "status": "queued" })),
-    )
-        .into_response())
+    let stored = state.store(jobs, desk_call, key).await?;
+    Ok(answer(stored, session_accepted))
 }
 
 async fn healthz(State(state): State<Arc<ApiState>>) -> Response {

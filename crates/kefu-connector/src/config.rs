@@ -85,6 +85,13 @@ pub const SETTINGS: &[Setting] = &[
         "largest request body accepted, in bytes",
     ),
     setting(
+        "server.idempotency_retention_secs",
+        "KEFU_SERVER_IDEMPOTENCY_RETENTION_SECS",
+        Some("86400"),
+        false,
+        "how long an Idempotency-Key is remembered, in seconds (1 to 31536000); within it, a POST repeated with the same key and request gets the first answer again and creates nothing",
+    ),
+    setting(
         "dialogue.token",
         "KEFU_DIALOGUE_TOKEN",
         None,
@@ -284,6 +291,8 @@ pub struct Config {
     api_key: Option<Secret>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// How long an `Idempotency-Key` is remembered (see [`crate::idempotency`]).
+    pub idempotency_retention: Duration,
     /// The platform account.
     pub dialogue: DialogueConfig,
     /// The outbox file.
@@ -1027,6 +1036,11 @@ impl Values {
             listen,
             api_key,
             max_body_bytes: self.number("server.max_body_bytes", 1024, 16 << 20)?,
+            idempotency_retention: Duration::from_secs(self.number(
+                "server.idempotency_retention_secs",
+                1,
+                31_536_000,
+            )?),
             dialogue: DialogueConfig {
                 token: Secret::new(token),
                 aes_key,
@@ -1280,6 +1294,25 @@ mod tests {
             err.starts_with("server.listen (from the config file): expected an IP address"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn idempotency_retention_defaults_to_a_day_and_is_bounded() {
+        let config = Config::load(None, env_of(&minimal())).unwrap();
+        assert_eq!(config.idempotency_retention, Duration::from_secs(86_400));
+        let config = load_with("[server]\nidempotency_retention_secs = 1\n", &minimal()).unwrap();
+        assert_eq!(config.idempotency_retention, Duration::from_secs(1));
+        for bad in ["0", "31536001", "1d", ""] {
+            let mut env = minimal();
+            env.push(("KEFU_SERVER_IDEMPOTENCY_RETENTION_SECS", bad));
+            let err = Config::load(None, env_of(&env)).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "server.idempotency_retention_secs (from KEFU_SERVER_IDEMPOTENCY_RETENTION_SECS): expected a whole number from 1 to 31536000, got {bad:?}"
+                )
+            );
+        }
     }
 
     #[test]

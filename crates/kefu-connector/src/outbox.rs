@@ -18,6 +18,8 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::idempotency::{self, Claim, Claimed, Saved};
+
 /// The platform call a job makes; stored by its endpoint name.
 pub use kefu_client::Operation;
 
@@ -195,14 +197,33 @@ pub type TxWork<T> =
 /// A [`TxWork`] with its answer, type-erased for the command queue.
 type Work = Box<dyn FnOnce(&rusqlite::Transaction<'_>, i64) -> Option<DeferredAnswer> + Send>;
 
+/// A request's `Idempotency-Key`, claimed in the transaction that does the request's work, with
+/// the answer to save if the work is done (see [`crate::idempotency`]).
+#[derive(Debug, Clone)]
+pub struct Idempotent {
+    /// The key to claim.
+    pub claim: Claim,
+    /// The answer to save with the key, given the ids of the jobs the work stored or queued.
+    pub answer: fn(&[i64]) -> Saved,
+}
+
 enum Command {
-    Insert(Vec<NewJob>, Option<TxWork<()>>, Reply<Vec<PendingJob>>),
+    Insert(
+        Vec<NewJob>,
+        Option<TxWork<()>>,
+        Option<Idempotent>,
+        Reply<Claimed<Vec<PendingJob>>>,
+    ),
     Run(Work),
     Ping(Reply<()>),
     MarkSending(i64, Reply<()>),
     Record(i64, Outcome),
     Get(i64, Reply<Option<JobStatus>>),
-    Resend(i64, Reply<Result<PendingJob, ResendError>>),
+    Resend(
+        i64,
+        Option<Idempotent>,
+        Reply<Claimed<Result<PendingJob, ResendError>>>,
+    ),
     Depth(Reply<Vec<(JobState, u64)>>),
 }
 
@@ -237,6 +258,7 @@ impl Outbox {
             .and_then(|()| conn.pragma_update(None, "journal_mode", "WAL"))
             .and_then(|()| conn.pragma_update(None, "synchronous", "FULL"))
             .and_then(|()| conn.execute_batch(SCHEMA))
+            .and_then(|()| conn.execute_batch(idempotency::SCHEMA))
             .map_err(in_use)?;
         let pending = recover(&mut conn)?;
         let last_seq: i64 =
@@ -264,7 +286,9 @@ impl Outbox {
     /// Stores jobs durably, in order, and returns them with their ids. When this returns, the
     /// jobs survive a crash.
     pub async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<PendingJob>, StoreError> {
-        self.call(|reply| Command::Insert(jobs, None, reply)).await
+        self.call(|reply| Command::Insert(jobs, None, None, reply))
+            .await
+            .and_then(without_key)
     }
 
     /// Stores jobs like [`Outbox::insert`] and runs `then` in the same transaction, so that both
@@ -275,7 +299,22 @@ impl Outbox {
         jobs: Vec<NewJob>,
         then: TxWork<()>,
     ) -> Result<Vec<PendingJob>, StoreError> {
-        self.call(|reply| Command::Insert(jobs, Some(then), reply))
+        self.call(|reply| Command::Insert(jobs, Some(then), None, reply))
+            .await
+            .and_then(without_key)
+    }
+
+    /// Stores jobs like [`Outbox::insert_with`] (`then` may be `None`) unless `key` is already
+    /// in use: then nothing is stored, and the earlier use is returned. The key is looked up,
+    /// and saved with the work's answer, in the transaction that stores the jobs: two requests
+    /// with one key cannot both store theirs, and the key is durable exactly when the jobs are.
+    pub async fn insert_once(
+        &self,
+        key: Idempotent,
+        jobs: Vec<NewJob>,
+        then: Option<TxWork<()>>,
+    ) -> Result<Claimed<Vec<PendingJob>>, StoreError> {
+        self.call(|reply| Command::Insert(jobs, then, Some(key), reply))
             .await
     }
 
@@ -333,7 +372,21 @@ impl Outbox {
 
     /// Puts a failed or ambiguous job back in the queue, at the end of its user's conversation.
     pub async fn resend(&self, id: i64) -> Result<Result<PendingJob, ResendError>, StoreError> {
-        self.call(|reply| Command::Resend(id, reply)).await
+        self.call(|reply| Command::Resend(id, None, reply))
+            .await
+            .and_then(without_key)
+    }
+
+    /// Resends like [`Outbox::resend`] unless `key` is already in use (see
+    /// [`Outbox::insert_once`]). Only a resend that queued the job saves the key: a refused one
+    /// leaves it free.
+    pub async fn resend_once(
+        &self,
+        id: i64,
+        key: Idempotent,
+    ) -> Result<Claimed<Result<PendingJob, ResendError>>, StoreError> {
+        self.call(|reply| Command::Resend(id, Some(key), reply))
+            .await
     }
 
     /// Checks that the store thread answers and the database is readable.
@@ -447,22 +500,32 @@ fn execute_group(conn: &mut Connection, last_seq: &mut i64, group: &mut Vec<Comm
         let now = now_ms();
         for command in group.drain(..) {
             match command {
-                Command::Insert(jobs, then, reply) => {
-                    let stored = match then {
-                        None => insert(&tx, jobs, now, last_seq),
-                        Some(then) => {
-                            let before = *last_seq;
-                            let stored = in_savepoint(&tx, |tx| {
+                Command::Insert(jobs, None, None, reply) => {
+                    let stored = insert(&tx, jobs, now, last_seq).map(Claimed::Done);
+                    answers.push(deferred(reply, stored));
+                }
+                Command::Insert(jobs, then, key, reply) => {
+                    let before = *last_seq;
+                    let stored = in_savepoint(&tx, |tx| {
+                        once(
+                            tx,
+                            now,
+                            key,
+                            |stored: &Vec<PendingJob>| {
+                                Some(stored.iter().map(|job| job.id).collect())
+                            },
+                            |tx| {
                                 let stored = insert(tx, jobs, now, last_seq)?;
-                                then(tx, now)?;
+                                if let Some(then) = then {
+                                    then(tx, now)?;
+                                }
                                 Ok(stored)
-                            });
-                            if stored.is_err() {
-                                *last_seq = before;
-                            }
-                            stored
-                        }
-                    };
+                            },
+                        )
+                    });
+                    if stored.is_err() {
+                        *last_seq = before;
+                    }
                     answers.push(deferred(reply, stored));
                 }
                 Command::Run(work) => {
@@ -489,8 +552,26 @@ fn execute_group(conn: &mut Connection, last_seq: &mut i64, group: &mut Vec<Comm
                 Command::Get(id, reply) => {
                     let _ = reply.send(get(&tx, id));
                 }
-                Command::Resend(id, reply) => {
-                    let done = resend(&tx, id, now, last_seq);
+                Command::Resend(id, None, reply) => {
+                    let done = resend(&tx, id, now, last_seq).map(Claimed::Done);
+                    answers.push(deferred(reply, done));
+                }
+                Command::Resend(id, key, reply) => {
+                    let before = *last_seq;
+                    let done = in_savepoint(&tx, |tx| {
+                        once(
+                            tx,
+                            now,
+                            key,
+                            |queued: &Result<PendingJob, ResendError>| {
+                                queued.as_ref().ok().map(|job| vec![job.id])
+                            },
+                            |tx| resend(tx, id, now, last_seq),
+                        )
+                    });
+                    if done.is_err() {
+                        *last_seq = before;
+                    }
                     answers.push(deferred(reply, done));
                 }
                 Command::Ping(reply) => {
@@ -513,6 +594,39 @@ fn execute_group(conn: &mut Connection, last_seq: &mut i64, group: &mut Vec<Comm
     }
     for answer in answers {
         answer(failure.as_ref());
+    }
+}
+
+/// Does `work` unless `key` is in use, and saves the key with the answer for the ids `done`
+/// finds in the work's result (`None`: the work was refused, and the key stays free). The caller
+/// runs this under a savepoint, so that a failure undoes the work and the key together.
+fn once<T>(
+    tx: &rusqlite::Transaction<'_>,
+    now: i64,
+    key: Option<Idempotent>,
+    done: impl FnOnce(&T) -> Option<Vec<i64>>,
+    work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+) -> Result<Claimed<T>, StoreError> {
+    if let Some(key) = &key {
+        if let Some(earlier) = idempotency::earlier(tx, &key.claim, now)? {
+            return Ok(Claimed::Earlier(earlier));
+        }
+    }
+    let result = work(tx)?;
+    if let (Some(key), Some(ids)) = (key, done(&result)) {
+        let saved = (key.answer)(&ids);
+        idempotency::save(tx, &key.claim, now, &saved)?;
+    }
+    Ok(Claimed::Done(result))
+}
+
+/// The result of a command sent without a key, which cannot have found one in use.
+fn without_key<T>(claimed: Claimed<T>) -> Result<T, StoreError> {
+    match claimed {
+        Claimed::Done(value) => Ok(value),
+        Claimed::Earlier(_) => Err(StoreError::new(
+            "a request without an Idempotency-Key found an earlier use of one",
+        )),
     }
 }
 
@@ -808,5 +922,160 @@ mod tests {
         assert_eq!(status.status, JobState::Queued);
         assert_eq!(status.error_code, None);
         assert_eq!(outbox.get(12345).await.unwrap(), None);
+    }
+
+    fn keyed(key: &str, hash: &str) -> Idempotent {
+        Idempotent {
+            claim: Claim {
+                scope: idempotency::DESK_SCOPE.into(),
+                key: key.into(),
+                route: "/v1/messages".into(),
+                request_hash: hash.into(),
+                retention_ms: 60_000,
+            },
+            answer: |ids| Saved {
+                status: 202,
+                body: format!("{ids:?}").into_bytes(),
+            },
+        }
+    }
+
+    fn saved(body: &str) -> Claimed<Vec<i64>> {
+        Claimed::Earlier(idempotency::Earlier::Same(Saved {
+            status: 202,
+            body: body.as_bytes().to_vec(),
+        }))
+    }
+
+    fn ids(claimed: Claimed<Vec<PendingJob>>) -> Claimed<Vec<i64>> {
+        match claimed {
+            Claimed::Done(jobs) => Claimed::Done(jobs.iter().map(|job| job.id).collect()),
+            Claimed::Earlier(earlier) => Claimed::Earlier(earlier),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_stores_once_across_a_reopen_and_refuses_another_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.sqlite3");
+        {
+            let (outbox, _) = Outbox::open(&path).unwrap();
+            let first = outbox
+                .insert_once(keyed("k", "h1"), vec![job("u", "x"), job("u", "y")], None)
+                .await
+                .unwrap();
+            assert_eq!(ids(first), Claimed::Done(vec![1, 2]));
+            let again = outbox
+                .insert_once(keyed("k", "h1"), vec![job("u", "x"), job("u", "y")], None)
+                .await
+                .unwrap();
+            assert_eq!(ids(again), saved("[1, 2]"));
+        }
+        let (outbox, pending) = Outbox::open(&path).unwrap();
+        assert_eq!(pending.len(), 2);
+        let after_restart = outbox
+            .insert_once(keyed("k", "h1"), vec![job("u", "x")], None)
+            .await
+            .unwrap();
+        assert_eq!(ids(after_restart), saved("[1, 2]"));
+        let other = outbox
+            .insert_once(keyed("k", "h2"), vec![job("u", "z")], None)
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(other),
+            Claimed::Earlier(idempotency::Earlier::Other {
+                route: "/v1/messages".into()
+            })
+        );
+        assert_eq!(outbox.depth().await.unwrap(), vec![(JobState::Queued, 2)]);
+    }
+
+    #[tokio::test]
+    async fn racing_requests_with_one_key_store_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, _) = Outbox::open(&dir.path().join("o.sqlite3")).unwrap();
+        // Sent together, they share group transactions: the lookup must see the claim made
+        // earlier in the same uncommitted transaction.
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let outbox = outbox.clone();
+                tokio::spawn(async move {
+                    outbox
+                        .insert_once(keyed("race", "h"), vec![job("u", "x")], None)
+                        .await
+                })
+            })
+            .collect();
+        let mut done = 0;
+        for task in tasks {
+            match ids(task.await.unwrap().unwrap()) {
+                Claimed::Done(ids) => {
+                    assert_eq!(ids, vec![1]);
+                    done += 1;
+                }
+                earlier => assert_eq!(earlier, saved("[1]")),
+            }
+        }
+        assert_eq!(done, 1);
+        assert_eq!(outbox.depth().await.unwrap(), vec![(JobState::Queued, 1)]);
+    }
+
+    #[tokio::test]
+    async fn failed_work_leaves_the_key_free_and_nothing_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, _) = Outbox::open(&dir.path().join("o.sqlite3")).unwrap();
+        let failed = outbox
+            .insert_once(
+                keyed("k", "h"),
+                vec![job("u", "x")],
+                Some(Box::new(|_, _| {
+                    Err(StoreError::new("session write failed"))
+                })),
+            )
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(outbox.depth().await.unwrap(), vec![]);
+        let retried = outbox
+            .insert_once(
+                keyed("k", "h"),
+                vec![job("u", "x")],
+                Some(Box::new(|_, _| Ok(()))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(ids(retried), Claimed::Done(vec![1]));
+    }
+
+    #[tokio::test]
+    async fn a_keyed_resend_queues_once_and_a_refused_one_keeps_the_key_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, _) = Outbox::open(&dir.path().join("o.sqlite3")).unwrap();
+        let id = outbox.insert(vec![job("u", "x")]).await.unwrap()[0].id;
+        // Queued, so not resendable: refused, and the key is not spent.
+        assert_eq!(
+            outbox.resend_once(id, keyed("r", "h")).await.unwrap(),
+            Claimed::Done(Err(ResendError::NotResendable(JobState::Queued)))
+        );
+        outbox.mark_sending(id).await.unwrap();
+        outbox
+            .record(
+                id,
+                Outcome::Ambiguous {
+                    message: "timed out".into(),
+                },
+            )
+            .unwrap();
+        match outbox.resend_once(id, keyed("r", "h")).await.unwrap() {
+            Claimed::Done(Ok(job)) => assert_eq!(job.id, id),
+            other => panic!("not queued: {other:?}"),
+        }
+        // Without the key, the second resend would be a 409: with it, the first answer.
+        match outbox.resend_once(id, keyed("r", "h")).await.unwrap() {
+            Claimed::Earlier(idempotency::Earlier::Same(saved)) => {
+                assert_eq!(saved.body, format!("[{id}]").into_bytes());
+            }
+            other => panic!("not replayed: {other:?}"),
+        }
     }
 }

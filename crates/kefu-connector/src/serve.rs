@@ -125,6 +125,7 @@ impl Relay {
             api_key,
             dialogue: dialogue.clone(),
             inbound: inbound.clone(),
+            idempotency_retention: config.idempotency_retention,
         };
         let app = api::router(state, config.max_body_bytes);
         let listener = match TcpListener::bind(config.listen).await {

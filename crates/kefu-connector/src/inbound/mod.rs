@@ -194,6 +194,13 @@ impl Inbound {
                     Ok(_) => {}
                     Err(error) => tracing::error!("cannot purge inbound keys: {error}"),
                 }
+                // The desk API's Idempotency-Keys live in the same store and expire the same way.
+                let purged = store.run(Box::new(crate::idempotency::purge)).await;
+                match purged {
+                    Ok(0) => {}
+                    Ok(keys) => tracing::debug!(keys, "purged expired idempotency keys"),
+                    Err(error) => tracing::error!("cannot purge idempotency keys: {error}"),
+                }
             }
         });
         if let Ok(mut slot) = inbound.inner.purger.lock() {

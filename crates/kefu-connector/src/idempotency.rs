@@ -1,0 +1,368 @@
+//! `Idempotency-Key`: a desk that retries a `POST` after a timeout gets the first answer again
+//! instead of a second message.
+//!
+//! A desk whose request timed out cannot know whether the work was stored. With a key, it sends
+//! the same request again: the relay answers what it answered the first time, byte for byte, with
+//! `Idempotent-Replayed: true`, and creates nothing. The key is claimed in the store transaction
+//! that stores the work, so two copies racing each other cannot both create it, and a key is never
+//! saved without its work (or the other way round).
+//!
+//! - A key is 1 to 255 printable ASCII characters; anything else is 400, naming the header.
+//! - The relay has one desk key, so keys share one scope ([`DESK_SCOPE`]). A request is "the
+//!   same" when its method, route, path parameters and body (byte for byte) are: the SHA-256 of
+//!   those is stored with the key. The same key on another request, also on another route, is
+//!   422: a desk that reuses a key has a bug, and doing both requests would hide it.
+//! - Only work that was done is remembered (`202`): a request refused by validation (400, 422) or
+//!   by the state of a message (404, 409) stores nothing and leaves the key free, as Stripe does,
+//!   so the desk can correct the request and send it with the same key.
+//! - Keys are kept for `server.idempotency_retention_secs` (default 24 h); after that the key is
+//!   new again, and the periodic purge removes it.
+
+use axum::http::HeaderMap;
+use rusqlite::{OptionalExtension as _, Transaction, params};
+use sha2::{Digest as _, Sha256};
+
+use crate::outbox::StoreError;
+
+/// The request header that carries the key.
+pub const HEADER: &str = "idempotency-key";
+/// The response header that marks an answer given again for a repeated request.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+/// The longest key accepted, in bytes.
+pub const MAX_KEY_LEN: usize = 255;
+/// The scope of every key: the relay has one desk key, so one desk. A relay with several desk
+/// keys would scope by key, so that two desks' keys cannot collide.
+pub const DESK_SCOPE: &str = "desk";
+
+/// The table of claimed keys, in the outbox's database.
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    route TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    response_body BLOB NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_expiry ON idempotency_keys (expires_ms);
+";
+
+/// Why an `Idempotency-Key` header is refused: the message says what a valid key is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct KeyError(String);
+
+/// The key of a request, or `None` when the request has none; validated before anything else.
+pub fn key_of(headers: &HeaderMap) -> Result<Option<String>, KeyError> {
+    let mut values = headers.get_all(HEADER).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(KeyError(
+            "Idempotency-Key: send the header once per request".into(),
+        ));
+    }
+    let bytes = value.as_bytes();
+    let printable = bytes.iter().all(|byte| (b' '..=b'~').contains(byte));
+    if bytes.is_empty() || bytes.len() > MAX_KEY_LEN || !printable {
+        return Err(KeyError(format!(
+            "Idempotency-Key: expected 1 to {MAX_KEY_LEN} printable ASCII characters, such as a UUID, got {} bytes{}",
+            bytes.len(),
+            if printable {
+                ""
+            } else {
+                " with other characters"
+            }
+        )));
+    }
+    // Only printable ASCII passed: the bytes are UTF-8.
+    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// The SHA-256, in hex, of what makes two requests the same: the method, the route template,
+/// the path parameters and the body. Every part is length-prefixed, so that moving bytes
+/// between parts changes the hash.
+pub fn request_hash(method: &str, route: &str, params: &[&str], body: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    let parts = [method.as_bytes(), route.as_bytes()]
+        .into_iter()
+        .chain(params.iter().map(|param| param.as_bytes()))
+        .chain([body]);
+    for part in parts {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    hex::encode(hash.finalize())
+}
+
+/// A key to claim in the transaction that does a request's work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The key's scope, [`DESK_SCOPE`].
+    pub scope: String,
+    /// The desk's key.
+    pub key: String,
+    /// The route template, for the message when the key is reused on another request.
+    pub route: String,
+    /// See [`request_hash`].
+    pub request_hash: String,
+    /// How long the key is kept, in milliseconds.
+    pub retention_ms: i64,
+}
+
+/// An answer saved with its key, given again, byte for byte, to a repeated request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// What a claimed key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Earlier {
+    /// The same request was done before: its answer.
+    Same(Saved),
+    /// The key was used for another request, on this route template.
+    Other {
+        /// The route template of the request that used the key first.
+        route: String,
+    },
+}
+
+/// What a request with a key got from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed<T> {
+    /// The key was new (or had expired): the work was done and the answer saved with the key.
+    Done(T),
+    /// The key was already used; nothing was done.
+    Earlier(Earlier),
+}
+
+/// The live (unexpired) use of `claim`'s key, if there is one. Runs in the write transaction
+/// that would do the work, so no other request can claim the key in between.
+pub fn earlier(
+    tx: &Transaction<'_>,
+    claim: &Claim,
+    now: i64,
+) -> Result<Option<Earlier>, StoreError> {
+    let row = tx
+        .prepare_cached(
+            "SELECT route, request_hash, status, response_body FROM idempotency_keys
+             WHERE scope = ?1 AND key = ?2 AND expires_ms > ?3",
+        )?
+        .query_row(params![claim.scope, claim.key, now], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, u16>(2)?,
+                row.get::<_, Vec<u8>>(3)?,
+            ))
+        })
+        .optional()?;
+    Ok(row.map(|(route, hash, status, body)| {
+        if hash == claim.request_hash {
+            Earlier::Same(Saved { status, body })
+        } else {
+            Earlier::Other { route }
+        }
+    }))
+}
+
+/// Saves `claim`'s key with the answer of the work done with it, replacing an expired use.
+pub fn save(
+    tx: &Transaction<'_>,
+    claim: &Claim,
+    now: i64,
+    saved: &Saved,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO idempotency_keys
+             (scope, key, route, request_hash, status, response_body, created_ms, expires_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        claim.scope,
+        claim.key,
+        claim.route,
+        claim.request_hash,
+        saved.status,
+        saved.body,
+        now,
+        now.saturating_add(claim.retention_ms)
+    ])?;
+    Ok(())
+}
+
+/// Removes the keys expired at `now`; returns how many.
+pub fn purge(tx: &Transaction<'_>, now: i64) -> Result<usize, StoreError> {
+    Ok(tx
+        .prepare_cached("DELETE FROM idempotency_keys WHERE expires_ms <= ?1")?
+        .execute(params![now])?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn db() -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn
+    }
+
+    fn claim(key: &str, hash: &str) -> Claim {
+        Claim {
+            scope: DESK_SCOPE.into(),
+            key: key.into(),
+            route: "/v1/messages".into(),
+            request_hash: hash.into(),
+            retention_ms: 1_000,
+        }
+    }
+
+    fn headers(values: &[&[u8]]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(HEADER, HeaderValue::from_bytes(value).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn keys_are_bounded_printable_ascii_and_sent_once() {
+        assert_eq!(key_of(&headers(&[])), Ok(None));
+        assert_eq!(
+            key_of(&headers(&[b"0f8e-4a1c ~!"])),
+            Ok(Some("0f8e-4a1c ~!".into()))
+        );
+        let longest = "k".repeat(MAX_KEY_LEN);
+        assert_eq!(
+            key_of(&headers(&[longest.as_bytes()])),
+            Ok(Some(longest.clone()))
+        );
+        let too_long = "k".repeat(MAX_KEY_LEN + 1);
+        for bad in [&b""[..], too_long.as_bytes(), "clé".as_bytes(), b"tab\tkey"] {
+            let error = key_of(&headers(&[bad])).unwrap_err().to_string();
+            assert!(
+                error.starts_with("Idempotency-Key: expected 1 to 255"),
+                "{error}"
+            );
+        }
+        let twice = key_of(&headers(&[b"a", b"a"])).unwrap_err().to_string();
+        assert!(twice.contains("once"), "{twice}");
+    }
+
+    #[test]
+    fn the_hash_covers_method_route_params_and_body_without_ambiguity() {
+        let base = request_hash(
+            "POST",
+            "/v1/sessions/{openid}/{action}",
+            &["o1", "quit"],
+            b"{}",
+        );
+        assert_eq!(
+            base,
+            request_hash(
+                "POST",
+                "/v1/sessions/{openid}/{action}",
+                &["o1", "quit"],
+                b"{}"
+            )
+        );
+        for other in [
+            request_hash(
+                "PUT",
+                "/v1/sessions/{openid}/{action}",
+                &["o1", "quit"],
+                b"{}",
+            ),
+            request_hash("POST", "/v1/messages", &["o1", "quit"], b"{}"),
+            request_hash(
+                "POST",
+                "/v1/sessions/{openid}/{action}",
+                &["o2", "quit"],
+                b"{}",
+            ),
+            request_hash(
+                "POST",
+                "/v1/sessions/{openid}/{action}",
+                &["o1q", "uit"],
+                b"{}",
+            ),
+            request_hash(
+                "POST",
+                "/v1/sessions/{openid}/{action}",
+                &["o1", "quit"],
+                b"{ }",
+            ),
+        ] {
+            assert_ne!(base, other);
+        }
+        assert_eq!(base.len(), 64);
+    }
+
+    #[test]
+    fn a_saved_key_answers_the_same_request_and_names_the_route_to_another() {
+        let mut conn = db();
+        let tx = conn.transaction().unwrap();
+        let first = claim("k1", "aaaa");
+        assert_eq!(earlier(&tx, &first, 100).unwrap(), None);
+        let saved = Saved {
+            status: 202,
+            body: br#"{"id":7,"status":"queued"}"#.to_vec(),
+        };
+        save(&tx, &first, 100, &saved).unwrap();
+        assert_eq!(
+            earlier(&tx, &first, 100).unwrap(),
+            Some(Earlier::Same(saved.clone()))
+        );
+        assert_eq!(
+            earlier(&tx, &claim("k1", "bbbb"), 100).unwrap(),
+            Some(Earlier::Other {
+                route: "/v1/messages".into()
+            })
+        );
+        // Another key, or the same key in another scope, is new.
+        assert_eq!(earlier(&tx, &claim("k2", "aaaa"), 100).unwrap(), None);
+        let elsewhere = Claim {
+            scope: "other-desk".into(),
+            ..first.clone()
+        };
+        assert_eq!(earlier(&tx, &elsewhere, 100).unwrap(), None);
+    }
+
+    #[test]
+    fn an_expired_key_is_new_can_be_claimed_again_and_is_purged() {
+        let mut conn = db();
+        let tx = conn.transaction().unwrap();
+        let first = claim("k1", "aaaa");
+        let saved = Saved {
+            status: 202,
+            body: b"first".to_vec(),
+        };
+        save(&tx, &first, 100, &saved).unwrap();
+        // Kept for retention_ms (1 s): live just before, gone at the expiry.
+        assert!(earlier(&tx, &first, 1_099).unwrap().is_some());
+        assert_eq!(earlier(&tx, &first, 1_100).unwrap(), None);
+        assert_eq!(earlier(&tx, &claim("k1", "bbbb"), 1_100).unwrap(), None);
+        let again = Saved {
+            status: 202,
+            body: b"second".to_vec(),
+        };
+        save(&tx, &claim("k1", "bbbb"), 1_100, &again).unwrap();
+        assert_eq!(
+            earlier(&tx, &claim("k1", "bbbb"), 1_200).unwrap(),
+            Some(Earlier::Same(again))
+        );
+        assert_eq!(purge(&tx, 2_099).unwrap(), 0);
+        assert_eq!(purge(&tx, 2_100).unwrap(), 1);
+        assert_eq!(earlier(&tx, &claim("k1", "bbbb"), 1_200).unwrap(), None);
+    }
+}
