@@ -241,25 +241,16 @@ impl Outbox {
     /// Opens (or creates) the outbox at `path`, recovers from an interrupted run, and returns the
     /// jobs still to deliver, in order.
     pub fn open(path: &Path) -> Result<(Outbox, Vec<PendingJob>), StoreError> {
-        let in_use = |error: rusqlite::Error| match error.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-                StoreError(format!(
-                    "{} is in use by another process; run one relay per outbox",
-                    path.display()
-                ))
-            }
-            _ => StoreError::from(error),
-        };
+        let lock = lock_owner(path)?;
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(1))?;
-        // One process owns the outbox: an exclusive lock spares a file-lock round trip on every
-        // transaction and keeps a second relay from delivering the same jobs.
-        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
-            .and_then(|()| conn.pragma_update(None, "journal_mode", "WAL"))
+        // No exclusive locking mode: other processes may read the file while the relay runs
+        // (`sqlite3 … "VACUUM INTO 'backup.sqlite3'"`, inspection); the lock file above keeps a
+        // second relay out.
+        conn.pragma_update(None, "journal_mode", "WAL")
             .and_then(|()| conn.pragma_update(None, "synchronous", "FULL"))
             .and_then(|()| conn.execute_batch(SCHEMA))
-            .and_then(|()| conn.execute_batch(idempotency::SCHEMA))
-            .map_err(in_use)?;
+            .and_then(|()| conn.execute_batch(idempotency::SCHEMA))?;
         let pending = recover(&mut conn)?;
         let last_seq: i64 =
             conn.query_row("SELECT IFNULL(MAX(seq), 0) FROM outbox", [], |row| {
@@ -268,7 +259,11 @@ impl Outbox {
         let (commands, receiver) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("kefu-outbox".into())
-            .spawn(move || run_store(conn, last_seq, receiver))
+            .spawn(move || {
+                run_store(conn, last_seq, receiver);
+                // Held until the connection is closed.
+                drop(lock);
+            })
             .map_err(|e| StoreError(format!("cannot start the store thread: {e}")))?;
         Ok((Outbox { commands }, pending))
     }
@@ -468,6 +463,48 @@ fn recover(conn: &mut Connection) -> Result<Vec<PendingJob>, StoreError> {
     };
     tx.commit()?;
     Ok(pending)
+}
+
+/// Takes the outbox's lock file (`<path>.lock`, held for the life of the store thread), so
+/// that a second relay on the same outbox is refused: it would recover, and so poison, the jobs
+/// the first one is sending.
+fn lock_owner(path: &Path) -> Result<std::fs::File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = std::path::PathBuf::from(lock_path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| {
+            StoreError(format!(
+                "cannot open the lock file {}: {e}",
+                lock_path.display()
+            ))
+        })?;
+    // A relay restarted in-process may still be closing its store thread: wait for it as
+    // SQLite's busy timeout would.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    let mut locked = fs4::FileExt::try_lock(&file);
+    while matches!(locked, Err(fs4::TryLockError::WouldBlock))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        locked = fs4::FileExt::try_lock(&file);
+    }
+    match locked {
+        Ok(()) => Ok(file),
+        Err(fs4::TryLockError::WouldBlock) => Err(StoreError(format!(
+            "{} is in use by another process (it holds {}); run one relay per outbox",
+            path.display(),
+            lock_path.display()
+        ))),
+        Err(fs4::TryLockError::Error(e)) => Err(StoreError(format!(
+            "cannot lock {}: {e}",
+            lock_path.display()
+        ))),
+    }
 }
 
 fn run_store(
@@ -859,6 +896,30 @@ mod tests {
         let _first = Outbox::open(&path).unwrap();
         let error = Outbox::open(&path).err().unwrap().to_string();
         assert!(error.contains("in use by another process"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn another_process_can_back_it_up_while_it_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        let (outbox, _) = Outbox::open(&path).unwrap();
+        outbox
+            .insert(vec![job("o1", "1"), job("o2", "2")])
+            .await
+            .unwrap();
+        // What `sqlite3 outbox.sqlite3 "VACUUM INTO 'backup.sqlite3'"` does.
+        let backup = dir.path().join("backup.sqlite3");
+        Connection::open(&path)
+            .unwrap()
+            .execute("VACUUM INTO ?1", [backup.to_str().unwrap()])
+            .unwrap();
+        // The relay keeps writing while a reader is open.
+        outbox.insert(vec![job("o3", "3")]).await.unwrap();
+        let copied: i64 = Connection::open(&backup)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(copied, 2);
     }
 
     #[tokio::test]
