@@ -286,11 +286,8 @@ impl Account {
         };
         let message = message.map_err(WechatRejection::Message)?;
         Ok(Received {
-            replay_key: format!(
-                "{}:{timestamp}:{nonce}:{}",
-                self.name,
-                signature.to_ascii_lowercase()
-            ),
+            // A signature has one spelling (lower-case hex), so the text is the key.
+            replay_key: format!("{}:{timestamp}:{nonce}:{signature}", self.name),
             timestamp,
             body_sha256: hex::encode(Sha256::digest(body)),
             dedup_key: format!("wechat:{}:{}", self.name, message.dedup_key()),
