@@ -165,16 +165,7 @@ async fn authenticate(
     request: Request,
     next: Next,
 ) -> Response {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if bool::from(
-        presented
-            .as_bytes()
-            .ct_eq(state.api_key.expose().as_bytes()),
-    ) {
+    if presents_key(&headers, &state.api_key) {
         next.run(request).await
     } else {
         let mut response = ApiError::new(
@@ -188,6 +179,20 @@ async fn authenticate(
         );
         response
     }
+}
+
+/// Whether the request's `Authorization` header carries the key. RFC 9110 §11.1 makes the scheme
+/// name case-insensitive (`bearer`, `BEARER`), and one or more spaces may follow it; the key itself
+/// is compared exactly, in constant time.
+fn presents_key(headers: &HeaderMap, key: &Secret) -> bool {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+        .map(|(_, credentials)| credentials.trim_start_matches(' '))
+        .unwrap_or_default();
+    bool::from(presented.as_bytes().ct_eq(key.expose().as_bytes()))
 }
 
 async fn count_request(
@@ -627,6 +632,36 @@ mod tests {
                 "{error:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_the_key_is_exact() {
+        let key = Secret::new("0123456789abcdef-desk");
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+            presents_key(&headers, &key)
+        };
+        for accepted in [
+            "Bearer 0123456789abcdef-desk",
+            "bearer 0123456789abcdef-desk",
+            "BEARER 0123456789abcdef-desk",
+            "bEaReR  0123456789abcdef-desk",
+        ] {
+            assert!(with(accepted), "{accepted}");
+        }
+        for refused in [
+            "Bearer 0123456789ABCDEF-desk",
+            "Bearer 0123456789abcdef-desk ",
+            "Basic 0123456789abcdef-desk",
+            "Bearer0123456789abcdef-desk",
+            "Bearer",
+            "0123456789abcdef-desk",
+            "",
+        ] {
+            assert!(!with(refused), "{refused}");
+        }
+        assert!(!presents_key(&HeaderMap::new(), &key));
     }
 
     #[test]
