@@ -15,6 +15,7 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac as _};
 use kefu_connector::config::Config;
 use kefu_connector::desk::{Desk, DeskReply};
+use kefu_connector::inbound::wechat::{UNAUTHENTICATED_ANSWER, UNREADABLE_ANSWER};
 use kefu_connector::sandbox::{
     AskForPerson, CallbackDelivery, OaAccount, OaFormat, OaMode, OaSay, Redelivery, Sandbox,
     SandboxConfig,
@@ -155,7 +156,9 @@ async fn start_relay(outbox: &Path, platform: &str, extra: &[(&str, String)]) ->
         ("KEFU_WEBHOOK_SECRET", HOOK_SECRET.into()),
         ("KEFU_WEBHOOK_INITIAL_BACKOFF_MS", "20".into()),
         ("KEFU_WEBHOOK_MAX_BACKOFF_MS", "200".into()),
-        ("KEFU_CALLBACKS_WECHAT_ACCOUNTS", "oa,corp".into()),
+        ("KEFU_CALLBACKS_WECHAT_ACCOUNTS", "oa,corp,open".into()),
+        // An Official Account in plaintext mode (明文模式): no key, the plain signature only.
+        ("KEFU_WECHAT_OPEN_TOKEN", OA_TOKEN.into()),
         ("KEFU_WECHAT_OA_TOKEN", OA_TOKEN.into()),
         ("KEFU_WECHAT_OA_AES_KEY", OA_KEY.into()),
         ("KEFU_WECHAT_OA_PREVIOUS_AES_KEY", OA_OLD_KEY.into()),
@@ -506,7 +509,7 @@ async fn wechat_url_verification() {
         .unwrap();
     assert_eq!(
         (reply.status.as_u16(), reply.text.as_str()),
-        (403, "signature mismatch")
+        (403, UNAUTHENTICATED_ANSWER)
     );
 
     // WeCom: the echostr is encrypted and signed; a '+' in it arrives as %2B, decoded once.
@@ -534,7 +537,7 @@ async fn wechat_url_verification() {
         .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.text, plain);
-    // A receive-id mismatch is 403 (protocols.md §3.10 item 10).
+    // A receive-id mismatch is answered like any other decryption failure.
     let stranger = MsgCrypt::new(CORP_TOKEN, KEY, "wwSomeOtherCorp").unwrap();
     let echostr = stranger.encrypt(b"123").unwrap();
     let reply = desk
@@ -547,10 +550,17 @@ async fn wechat_url_verification() {
         .unwrap();
     assert_eq!(
         (reply.status.as_u16(), reply.text.as_str()),
-        (403, "receive-id mismatch")
+        (400, UNREADABLE_ANSWER)
     );
-    let reply = desk.get("/v1/callbacks/wechat/nobody?x=1").await.unwrap();
-    assert_eq!(reply.status, 404);
+    // An unknown account is answered like a known one with a bad signature.
+    let reply = desk
+        .get("/v1/callbacks/wechat/nobody?signature=0000000000000000000000000000000000000000&echostr=1&timestamp=1&nonce=2")
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.status.as_u16(), reply.text.as_str()),
+        (403, UNAUTHENTICATED_ANSWER)
+    );
     relay.stop().await;
 }
 
@@ -616,11 +626,11 @@ async fn wechat_pushes_in_every_mode_with_replay_and_redelivery_checks() {
     .await;
     assert_eq!(reply.text, "success");
 
-    // Plaintext mode: the plain signature.
+    // Plaintext mode: the plain signature, to the account in plain mode.
     let plain = wxbizmsgcrypt::sign_plain(OA_TOKEN, now.to_string(), "n4");
     let reply = post_wechat(
         &desk,
-        "oa",
+        "open",
         &format!(
             "signature={}&timestamp={now}&nonce=n4&openid=oOA",
             plain.as_str()
@@ -632,7 +642,7 @@ async fn wechat_pushes_in_every_mode_with_replay_and_redelivery_checks() {
     // The plain signature covers no body: replayed with another message, it is refused.
     let reply = post_wechat(
         &desk,
-        "oa",
+        "open",
         &format!(
             "signature={}&timestamp={now}&nonce=n4&openid=oOA",
             plain.as_str()
@@ -712,14 +722,15 @@ async fn wechat_pushes_in_every_mode_with_replay_and_redelivery_checks() {
     let reply = post_wechat(&desk, "oa", &forged.query, body.clone()).await;
     assert_eq!(
         (reply.status.as_u16(), reply.text.as_str()),
-        (403, "signature mismatch")
+        (403, UNAUTHENTICATED_ANSWER)
     );
     let stale = safe_query(OA_TOKEN, now - 3600, "n11", &encrypt);
     let reply = post_wechat(&desk, "oa", &stale.query, body.clone()).await;
     assert_eq!(
         (reply.status.as_u16(), reply.text.as_str()),
-        (403, "timestamp out of range")
+        (403, UNAUTHENTICATED_ANSWER)
     );
+    // An unknown account: the same answer, so names cannot be enumerated.
     let reply = post_wechat(
         &desk,
         "nobody",
@@ -727,7 +738,10 @@ async fn wechat_pushes_in_every_mode_with_replay_and_redelivery_checks() {
         body,
     )
     .await;
-    assert_eq!(reply.status, 404);
+    assert_eq!(
+        (reply.status.as_u16(), reply.text.as_str()),
+        (403, UNAUTHENTICATED_ANSWER)
+    );
 
     let page = events(&desk, "").await;
     let got: Vec<(String, String, String)> = page["events"]
@@ -746,7 +760,7 @@ async fn wechat_pushes_in_every_mode_with_replay_and_redelivery_checks() {
         ("oa", "message", "safe xml"),
         ("oa", "message", "safe json"),
         ("oa", "message", "compatible"),
-        ("oa", "message", "plaintext"),
+        ("open", "message", "plaintext"),
         ("oa", "message", "previous key"),
         ("oa", "agent_enter", ""),
         ("corp", "message", "wecom"),
@@ -772,6 +786,95 @@ async fn wechat_pushes_in_every_mode_with_replay_and_redelivery_checks() {
         r#"kefu_callbacks_total{source="wechat",outcome="rejected",reason="replay"} 1"#,
         r#"kefu_callbacks_total{source="wechat",outcome="rejected",reason="signature"} 1"#,
         r#"kefu_callbacks_total{source="wechat",outcome="rejected",reason="timestamp"} 1"#,
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+    relay.stop().await;
+}
+
+/// Regression (issue 9): a safe-mode push's query carries a plain `signature`, which covers
+/// only the Token, timestamp and nonce. With `encrypt_type` and `msg_signature` dropped, it
+/// carried any plaintext message, from any `FromUserName`, to the desk as genuine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_url_cannot_carry_a_forged_plaintext_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = [
+        (
+            "KEFU_CALLBACKS_WECHAT_ACCOUNTS",
+            "oa,corp,open,compat,mixed".to_owned(),
+        ),
+        ("KEFU_WECHAT_COMPAT_MODE", "compatible".into()),
+        ("KEFU_WECHAT_COMPAT_TOKEN", OA_TOKEN.into()),
+        ("KEFU_WECHAT_COMPAT_AES_KEY", OA_KEY.into()),
+        ("KEFU_WECHAT_COMPAT_RECEIVE_ID", OA_APPID.into()),
+        // Plain mode with a key: encrypted pushes are taken too, during a switch of modes.
+        ("KEFU_WECHAT_MIXED_MODE", "plain".into()),
+        ("KEFU_WECHAT_MIXED_TOKEN", OA_TOKEN.into()),
+        ("KEFU_WECHAT_MIXED_AES_KEY", OA_KEY.into()),
+        ("KEFU_WECHAT_MIXED_RECEIVE_ID", OA_APPID.into()),
+    ];
+    let (relay, desk) = start_relay(&dir.path().join("o.sqlite3"), &dead_platform(), &extra).await;
+    let now = now_secs();
+    let oa = MsgCrypt::new(OA_TOKEN, OA_KEY, OA_APPID).unwrap();
+    let forged = oa_text(666, "forged", now).replace("oOA", "oVICTIM");
+    for (account, nonce, refusal) in [
+        ("oa", "s1", (403, UNAUTHENTICATED_ANSWER)),
+        ("compat", "s2", (403, UNAUTHENTICATED_ANSWER)),
+        ("mixed", "s3", (403, "replayed request")),
+    ] {
+        // A real push, as WeChat sends it, is accepted.
+        let encrypt = oa.encrypt(oa_text(1, account, now).as_bytes()).unwrap();
+        let query = safe_query(OA_TOKEN, now, nonce, &encrypt).query;
+        let body = format!(
+            "<xml><ToUserName>gh_oa</ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+        );
+        let reply = post_wechat(&desk, account, &query, body).await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.text.as_str()),
+            (200, "success"),
+            "{account}"
+        );
+        // Its URL, seen in a proxy's log, stripped of encrypt_type and msg_signature.
+        let stripped: Vec<&str> = query
+            .split('&')
+            .filter(|pair| {
+                !pair.starts_with("encrypt_type=") && !pair.starts_with("msg_signature=")
+            })
+            .collect();
+        for query in [
+            stripped.join("&"),
+            format!("{}&encrypt_type=raw", stripped.join("&")),
+        ] {
+            let reply = post_wechat(&desk, account, &query, forged.clone()).await;
+            assert_eq!(
+                (reply.status.as_u16(), reply.text.as_str()),
+                refusal,
+                "{account}: {query}"
+            );
+        }
+    }
+    let page = events(&desk, "").await;
+    let got: Vec<(&str, &str)> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["account"].as_str().unwrap(),
+                e["openid"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("oa", "oOA"), ("compat", "oOA"), ("mixed", "oOA")],
+        "nothing forged is stored: {page}"
+    );
+    assert_eq!(desk.get("/v1/sessions/oVICTIM").await.unwrap().status, 404);
+    let text = metrics(&desk).await;
+    for line in [
+        r#"kefu_callbacks_total{source="wechat",outcome="rejected",reason="unencrypted"} 4"#,
+        r#"kefu_callbacks_total{source="wechat",outcome="rejected",reason="replay"} 2"#,
     ] {
         assert!(text.contains(line), "{line} in\n{text}");
     }
@@ -1018,13 +1121,25 @@ async fn callbacks_from_the_sandbox_are_accepted_and_redeliveries_dropped() {
         assert_eq!(delivered(&again.callback), (200, OK.to_owned()), "{how:?}");
     }
     let mut expected = vec![("dialogue", "handoff_requested")];
+    // The account is in safe mode (it has a key): the sandbox's plaintext pushes are refused.
+    for format in [OaFormat::Xml, OaFormat::Json] {
+        let say = OaSay {
+            format: Some(format),
+            mode: Some(OaMode::Plain),
+            ..OaSay::new("plaintext to a safe-mode account")
+        };
+        let pushed = sandbox.oa_say("oOAUSER", say).await.unwrap();
+        assert_eq!(
+            delivered(&pushed.callback),
+            (403, UNAUTHENTICATED_ANSWER.to_owned()),
+            "{format:?}"
+        );
+    }
     for (format, mode) in [
         (OaFormat::Xml, OaMode::Safe),
         (OaFormat::Json, OaMode::Safe),
         (OaFormat::Xml, OaMode::Compatible),
         (OaFormat::Json, OaMode::Compatible),
-        (OaFormat::Xml, OaMode::Plain),
-        (OaFormat::Json, OaMode::Plain),
     ] {
         let say = OaSay {
             format: Some(format),
@@ -1067,7 +1182,7 @@ async fn callbacks_from_the_sandbox_are_accepted_and_redeliveries_dropped() {
         .collect();
     assert_eq!(got, expected, "{page}");
     assert_eq!(page["events"][1]["content"], "Xml Safe");
-    assert_eq!(page["events"][6]["content"], "Json Plain");
+    assert_eq!(page["events"][4]["content"], "Json Compatible");
     sandbox.stop().await;
     relay.stop().await;
 }

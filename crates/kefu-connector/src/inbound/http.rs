@@ -229,6 +229,7 @@ async fn wechat_callback(
         account: name.clone(),
         message: received.message,
         replay_key: received.replay_key,
+        plain_replay_key: received.plain_replay_key,
         replay_expires_ms,
         body_sha256: received.body_sha256,
         dedup_key: received.dedup_key,

@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `POST /v1/callbacks/dialogue/{secret}` | the secret path segment (`callbacks.dialogue_secret`) | `200 {"errcode":0,"errmsg":"ok"}` once stored (or recognised as a redelivery); any refusal `400 {"errcode":400,"errmsg":"invalid callback"}`, always the same |
 //! | `GET /v1/callbacks/wechat/{name}` | `signature` (OA/MP) or `msg_signature` (WeCom) | URL verification: `echostr` (OA/MP) or its decrypted text (WeCom), exactly, as `text/plain` |
-//! | `POST /v1/callbacks/wechat/{name}` | `signature` (plaintext mode) or `msg_signature` (safe and compatible modes, WeCom) | `200 success` once stored (or recognised as a redelivery); 400, 403 or 404 with a short reason |
+//! | `POST /v1/callbacks/wechat/{name}` | `signature` (an account in `plain` mode) or `msg_signature` (safe and compatible modes, WeCom) | `200 success` once stored (or recognised as a redelivery); any refusal before authentication (unknown account included) one `403`, any unusable authenticated push one `400`, a replay `403 replayed request` |
 //! | `GET /v1/events?after=<id>&wait=<s>&limit=<n>` | bearer | `{"events": [...], "next": <id>}`: events with an id above `after`, oldest first; waits up to `wait` seconds (capped by `events.max_wait_secs`) for one if there is none |
 //! | `GET /v1/sessions/{openid}` | bearer | the user's [`Session`](session::Session), or 404 |
 //! | `GET /v1/sessions?state=needperson&limit=<n>` | bearer | `{"sessions": [...]}`, longest in their state first |
