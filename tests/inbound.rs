@@ -413,19 +413,14 @@ async fn refused_dialogue_callbacks_get_one_uniform_answer_and_store_nothing() {
         "no session either"
     );
     let text = metrics(&desk).await;
-    for reason in ["secret", "body", "base64", "receive_id", "xml"] {
-        assert!(
-            text.contains(&format!(
-                r#"kefu_callbacks_total{{source="dialogue",outcome="rejected",reason="{reason}"}}"#
-            )),
-            "{reason} in\n{text}"
-        );
+    for line in [
+        r#"kefu_callbacks_total{source="dialogue",outcome="rejected",reason="secret"} 1"#,
+        r#"kefu_callbacks_total{source="dialogue",outcome="rejected",reason="body"} 2"#,
+        // Base64, padding, receive-id and the plaintext inside: one label.
+        r#"kefu_callbacks_total{source="dialogue",outcome="rejected",reason="decrypt"} 7"#,
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
     }
-    assert!(
-        text.contains(r#"outcome="rejected",reason="aes"}"#)
-            || text.contains(r#"outcome="rejected",reason="buffer"}"#),
-        "the wrong key fails the padding or the framing:\n{text}"
-    );
     assert!(!text.contains("outcome=\"stored\""), "{text}");
     // And a valid one is still accepted afterwards.
     let reply = post_dialogue(&desk, SECRET, encrypted(&valid, KEY, BOT)).await;
@@ -450,6 +445,196 @@ async fn log_mode_accepts_another_receive_id_and_counts_it() {
         r#"kefu_dialogue_receive_id_total{observed="wx0000000000000000",bot_appid="false"} 1"#
     ));
     relay.stop().await;
+}
+
+/// One HTTP/1.1 GET over a fresh connection with exactly the headers given (the desk client
+/// always sends its key): the status and the body.
+async fn raw_get(addr: std::net::SocketAddr, path: &str, headers: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_default();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Regression (issue 9): `/metrics` was public, and counted a Dialogue callback with bad
+/// padding (`aes`) apart from one with good padding and another receive-id (`receive_id`):
+/// anyone with the callback URL could run a CBC padding oracle against the EncodingAESKey.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_need_the_key_or_their_own_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, desk) = start_relay(
+        &dir.path().join("o.sqlite3"),
+        &dead_platform(),
+        &[("KEFU_METRICS_LISTEN", "127.0.0.1:0".into())],
+    )
+    .await;
+    let addr = relay.addr;
+    let (status, _) = raw_get(addr, "/metrics", "").await;
+    assert_eq!(status, 401, "no key");
+    let (status, _) = raw_get(
+        addr,
+        "/metrics",
+        "Authorization: Bearer wrong-key-0123456789\r\n",
+    )
+    .await;
+    assert_eq!(status, 401, "a wrong key");
+    // RFC 9110: the scheme is case-insensitive.
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let (status, body) = raw_get(
+            addr,
+            "/metrics",
+            &format!("Authorization: {scheme} {API_KEY}\r\n"),
+        )
+        .await;
+        assert_eq!(status, 200, "{scheme}");
+        assert!(body.contains("kefu_callbacks_total"), "{body}");
+        let (status, _) = raw_get(
+            addr,
+            "/v1/events",
+            &format!("Authorization: {scheme} {API_KEY}\r\n"),
+        )
+        .await;
+        assert_eq!(status, 200, "{scheme}");
+    }
+    // metrics.listen: the same text without a key, and nothing else.
+    let metrics_addr = relay.metrics_addr.expect("metrics.listen was set");
+    assert_ne!(metrics_addr, addr);
+    let (status, body) = raw_get(metrics_addr, "/metrics", "").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("kefu_callbacks_total"), "{body}");
+    assert_eq!(raw_get(metrics_addr, "/v1/events", "").await.0, 404);
+    assert_eq!(raw_get(metrics_addr, "/healthz", "").await.0, 404);
+    drop(desk);
+    relay.stop().await;
+    // It stops with the relay.
+    assert!(tokio::net::TcpStream::connect(metrics_addr).await.is_err());
+}
+
+/// Regression (issue 9): a Dialogue callback with bad padding, one with bad base64, one with
+/// good padding and another receive-id, and one with an unreadable plaintext are answered alike
+/// AND leave identical metrics, on relays that saw nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialogue_decryption_failures_are_indistinguishable_in_answers_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let valid = handoff("oUSER", KefuState::NeedPerson, "hi", 1_700_000_000);
+    let bodies = [
+        (
+            "wrong key: padding or framing",
+            encrypted(&valid, OTHER_KEY, BOT),
+        ),
+        ("receive-id", encrypted(&valid, KEY, "wxSomeoneElse")),
+        ("base64", r#"{"encrypted":"not base64!"}"#.to_owned()),
+        ("length", r#"{"encrypted":"QUJD"}"#.to_owned()),
+        (
+            "plaintext",
+            encrypted_plaintext("<xml><appid>a</appid></xml>", KEY, BOT),
+        ),
+    ];
+    let mut seen: Vec<(&str, u16, String, String)> = Vec::new();
+    for (index, (what, body)) in bodies.into_iter().enumerate() {
+        let (relay, desk) = start_relay(
+            &dir.path().join(format!("o{index}.sqlite3")),
+            &dead_platform(),
+            &[("KEFU_METRICS_LISTEN", "127.0.0.1:0".into())],
+        )
+        .await;
+        let reply = post_dialogue(&desk, SECRET, body).await;
+        let (_, text) = raw_get(relay.metrics_addr.unwrap(), "/metrics", "").await;
+        assert!(
+            text.contains(
+                r#"kefu_callbacks_total{source="dialogue",outcome="rejected",reason="decrypt"} 1"#
+            ),
+            "{what}:\n{text}"
+        );
+        seen.push((what, reply.status.as_u16(), reply.text, text));
+        relay.stop().await;
+    }
+    let (first, rest) = seen.split_first().unwrap();
+    assert_eq!((first.1, first.2.as_str()), (400, REFUSED));
+    for other in rest {
+        assert_eq!(
+            (other.1, &other.2, &other.3),
+            (first.1, &first.2, &first.3),
+            "{} vs {}",
+            other.0,
+            first.0
+        );
+    }
+}
+
+/// The same for a WeChat account: once the signature verifies, a wrong key, another receive-id
+/// and an unreadable message are one answer and one metric line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wechat_decryption_failures_are_indistinguishable_in_answers_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_secs();
+    let cases = [
+        ("wrong key", KEY, OA_APPID, oa_text(1, "x", now)),
+        ("receive-id", OA_KEY, "wxSomeoneElse", oa_text(1, "x", now)),
+        (
+            "plaintext",
+            OA_KEY,
+            OA_APPID,
+            "<xml><MsgType>text</MsgType></xml>".to_owned(),
+        ),
+    ];
+    let mut seen: Vec<(&str, u16, String, String)> = Vec::new();
+    for (index, (what, key, receive_id, plaintext)) in cases.into_iter().enumerate() {
+        let (relay, desk) = start_relay(
+            &dir.path().join(format!("o{index}.sqlite3")),
+            &dead_platform(),
+            &[("KEFU_METRICS_LISTEN", "127.0.0.1:0".into())],
+        )
+        .await;
+        let encrypt = MsgCrypt::new(OA_TOKEN, key, receive_id)
+            .unwrap()
+            .encrypt(plaintext.as_bytes())
+            .unwrap();
+        let body = format!("<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
+        let reply = post_wechat(
+            &desk,
+            "oa",
+            &safe_query(OA_TOKEN, now, "n1", &encrypt).query,
+            body,
+        )
+        .await;
+        let (_, text) = raw_get(relay.metrics_addr.unwrap(), "/metrics", "").await;
+        assert!(
+            text.contains(
+                r#"kefu_callbacks_total{source="wechat",outcome="rejected",reason="decrypt"} 1"#
+            ),
+            "{what}:\n{text}"
+        );
+        seen.push((what, reply.status.as_u16(), reply.text, text));
+        relay.stop().await;
+    }
+    let (first, rest) = seen.split_first().unwrap();
+    assert_eq!((first.1, first.2.as_str()), (400, UNREADABLE_ANSWER));
+    for other in rest {
+        assert_eq!(
+            (other.1, &other.2, &other.3),
+            (first.1, &first.2, &first.3),
+            "{} vs {}",
+            other.0,
+            first.0
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,8 +15,10 @@
 //! | `GET /healthz` | liveness and store health |
 //! | `GET /metrics` | Prometheus text |
 //!
-//! Every `/v1` route but the callbacks demands `Authorization: Bearer <server.api_key>`, compared
-//! in constant time.
+//! Every `/v1` route but the callbacks, and `/metrics`, demands `Authorization: Bearer
+//! <server.api_key>` (the scheme in any case), compared in constant time. `/metrics` counts the
+//! callbacks' refusals, so it is not public: a Prometheus without the key scrapes it on its own
+//! listener, `metrics.listen` (see [`metrics_router`]).
 //! A request is validated completely before anything is stored: malformed JSON is 400, a body of
 //! the wrong shape or a message the platform would refuse is 422, and either names the field.
 
@@ -70,15 +72,27 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/v1/messages/{id}/resend", post(resend_message))
         .route("/v1/sessions/{openid}/{action}", post(session_action))
         .merge(crate::inbound::http::desk_routes())
+        .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .merge(authenticated)
         .merge(crate::inbound::http::callback_routes())
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), count_request))
         .with_state(state)
+}
+
+/// `GET /metrics` alone, without the bearer key: for the `metrics.listen` listener, which the
+/// operator keeps where only the scraper reaches it.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = Arc::clone(&metrics);
+            async move { metrics_text(&metrics) }
+        }),
+    )
 }
 
 /// An error answer: `{"error": {"message", "field"?, "platform_code"?}}`.
@@ -582,9 +596,13 @@ async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    metrics_text(&state.metrics)
+}
+
+fn metrics_text(metrics: &Metrics) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        metrics.render(),
     )
         .into_response()
 }

@@ -267,6 +267,13 @@ pub const SETTINGS: &[Setting] = &[
         "the longest long poll of GET /v1/events?wait=…, in seconds",
     ),
     setting(
+        "metrics.listen",
+        "KEFU_METRICS_LISTEN",
+        Some(""),
+        false,
+        "an address such as 127.0.0.1:9090 to also serve GET /metrics on without the bearer key, for a Prometheus that has none; keep it on loopback or a private network (on server.listen, /metrics always needs the key); unset, no such listener",
+    ),
+    setting(
         "log.format",
         "KEFU_LOG_FORMAT",
         Some("text"),
@@ -298,6 +305,8 @@ pub struct Config {
     pub events: EventsConfig,
     /// The named WeChat accounts (`[wechat.<name>]`) whose standard callbacks are received.
     pub wechat: Vec<WechatAccount>,
+    /// Where `GET /metrics` is also served without the bearer key, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// Log output format.
     pub log_format: LogFormat,
 }
@@ -1022,6 +1031,19 @@ impl Values {
             }
         };
 
+        let (metrics_text, origin) = self.raw("metrics.listen")?;
+        let metrics_listen = match metrics_text.trim() {
+            "" => None,
+            text => Some(text.parse().map_err(|_| {
+                Values::invalid(
+                    "metrics.listen",
+                    origin,
+                    "an IP address and port such as 127.0.0.1:9090, or nothing",
+                    &format!("{metrics_text:?}"),
+                )
+            })?),
+        };
+
         let callbacks = self.callbacks()?;
         let webhook = self.webhook()?;
         let events = EventsConfig {
@@ -1057,6 +1079,7 @@ impl Values {
             webhook,
             events,
             wechat: Vec::new(),
+            metrics_listen,
             log_format,
         })
     }
@@ -1353,6 +1376,24 @@ mod tests {
         assert!(config.webhook.is_none());
         assert!(config.wechat.is_empty());
         assert_eq!(config.events.max_wait, Duration::from_secs(30));
+        assert_eq!(config.metrics_listen, None, "no unauthenticated listener");
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address() {
+        let mut env = minimal();
+        env.push(("KEFU_METRICS_LISTEN", "127.0.0.1:9090"));
+        let config = Config::load(None, env_of(&env)).unwrap();
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9090".parse().unwrap())
+        );
+        env.push(("KEFU_METRICS_LISTEN", "localhost"));
+        let err = Config::load(None, env_of(&env)).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "metrics.listen (from KEFU_METRICS_LISTEN): expected an IP address and port such as 127.0.0.1:9090, or nothing, got \"localhost\""
+        );
     }
 
     #[test]

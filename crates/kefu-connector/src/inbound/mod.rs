@@ -207,6 +207,13 @@ impl Inbound {
         let _ = self.inner.stopping.send(true);
     }
 
+    /// Resolves once the service has begun to stop (see [`Inbound::begin_shutdown`]): what
+    /// listeners other than the desk API's wait on to stop with it.
+    pub async fn stopping(&self) {
+        let mut stopping = self.inner.stopping.subscribe();
+        let _ = stopping.wait_for(|stop| *stop).await;
+    }
+
     /// Stops the purge and waits up to `grace` for webhook calls in flight. Unacknowledged
     /// events stay stored for the next start.
     pub async fn shutdown(&self, grace: Duration) {
