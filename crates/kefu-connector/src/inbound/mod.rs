@@ -49,6 +49,7 @@
 pub mod dialogue;
 pub mod event;
 pub mod http;
+pub mod log_limit;
 pub mod message;
 pub mod query;
 pub mod session;
@@ -109,6 +110,16 @@ struct Inner {
     stopping: watch::Sender<bool>,
     webhook: Option<WebhookDispatcher>,
     purger: Mutex<Option<JoinHandle<()>>>,
+    /// Per route, the sampling of the WARN lines of refused callbacks.
+    refusal_logs: RefusalLogs,
+}
+
+/// The [`log_limit::LogLimit`] of each callback route.
+#[derive(Default)]
+struct RefusalLogs {
+    dialogue: log_limit::LogLimit,
+    wechat_verify: log_limit::LogLimit,
+    wechat_push: log_limit::LogLimit,
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -175,6 +186,7 @@ impl Inbound {
                 stopping: watch::channel(false).0,
                 webhook,
                 purger: Mutex::new(None),
+                refusal_logs: RefusalLogs::default(),
             }),
         };
         let retention = millis(config.events.retention);
