@@ -1066,6 +1066,74 @@ async fn a_push_url_cannot_carry_a_forged_plaintext_message() {
     relay.stop().await;
 }
 
+/// Regression (issue 9): a 60,000-character `openid` was accepted. Every identifier is bounded
+/// by what the platform can hold, with a 422 naming it, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identifiers_longer_than_the_platform_holds_are_422_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, desk) = start_relay(&dir.path().join("o.sqlite3"), &dead_platform(), &[]).await;
+    let long = "o".repeat(60_000);
+    let cases = [
+        (json!({"openid": long, "channel": 7, "msg": "hi"}), "openid"),
+        (
+            json!({"openid": "oU", "channel": 0, "appid": "w".repeat(129), "msg": "hi"}),
+            "appid",
+        ),
+        (
+            json!({"openid": "oU", "channel": 7, "msg": "hi", "kefuname": "客".repeat(86)}),
+            "kefuname",
+        ),
+        (
+            json!({"openid": "oU", "channel": 7, "msg": "hi", "kefuavatar": "h".repeat(2049)}),
+            "kefuavatar",
+        ),
+        (
+            json!({"openid": "oU", "channel": 7, "msg": "hi", "ans_node_name": "n".repeat(257)}),
+            "ans_node_name",
+        ),
+    ];
+    for (body, field) in cases {
+        let reply = desk.post("/v1/messages", &body).await.unwrap();
+        assert_eq!(reply.status, 422, "{field}: {}", reply.text);
+        assert_eq!(reply.body["error"]["field"], field, "{}", reply.text);
+        assert!(
+            reply.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{field} is ")),
+            "{}",
+            reply.text
+        );
+    }
+    let path_openid = "o".repeat(129);
+    let reply = desk
+        .post(
+            &format!("/v1/sessions/{path_openid}/enter"),
+            &json!({"channel": 7, "kefuname": "A"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 422, "{}", reply.text);
+    assert_eq!(reply.body["error"]["field"], "openid");
+    let reply = desk
+        .get(&format!("/v1/sessions/{path_openid}"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 422, "{}", reply.text);
+    assert_eq!(reply.body["error"]["field"], "openid");
+    // At the bound, accepted.
+    let reply = desk
+        .post(
+            "/v1/messages",
+            &json!({"openid": "o".repeat(128), "channel": 7, "msg": "hi"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    assert_eq!(reply.body["id"], 1, "only this one was stored");
+    relay.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Conversation state.
 
