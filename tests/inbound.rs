@@ -1437,6 +1437,49 @@ async fn callbacks_from_the_sandbox_are_accepted_and_redeliveries_dropped() {
     assert_eq!(page["events"][1]["content"], "Xml Safe");
     assert_eq!(page["events"][4]["content"], "Json Compatible");
     sandbox.stop().await;
+
+    // The same pushes in plaintext mode, to the account in plain mode, are accepted.
+    let mut config = SandboxConfig::new(TOKEN, KEY, BOT);
+    let mut open = OaAccount::new(OA_TOKEN, OA_KEY, OA_APPID);
+    open.callback_url = Some(format!("{base}/v1/callbacks/wechat/open"));
+    open.mode = OaMode::Plain;
+    config.oa = Some(open);
+    let sandbox = Sandbox::start(config).await.unwrap();
+    for format in [OaFormat::Xml, OaFormat::Json] {
+        let say = OaSay {
+            format: Some(format),
+            ..OaSay::new(format!("{format:?} Plain"))
+        };
+        let pushed = sandbox.oa_say("oOAUSER", say).await.unwrap();
+        assert_eq!(
+            delivered(&pushed.callback),
+            (200, "success".to_owned()),
+            "{format:?}"
+        );
+        let again = sandbox
+            .oa_redeliver("oOAUSER", Redelivery::Reencrypt)
+            .await
+            .unwrap();
+        assert_eq!(delivered(&again.callback), (200, "success".to_owned()));
+    }
+    let page = events(&desk, "after=5").await;
+    let got: Vec<(&str, &str)> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["account"].as_str().unwrap(),
+                e["content"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("open", "Xml Plain"), ("open", "Json Plain")],
+        "{page}"
+    );
+    sandbox.stop().await;
     relay.stop().await;
 }
 
