@@ -19,8 +19,9 @@ pub const KEFUAVATAR: usize = 2048;
 /// `ans_node_name`: a category or skill name.
 pub const ANS_NODE_NAME: usize = 256;
 
-/// Refuses `value` when it is longer than `max` bytes.
-pub(crate) fn check(field: &'static str, value: &str, max: usize) -> Result<(), crate::Error> {
+/// Refuses `value` when it is longer than `max` bytes, with [`Error::TooLong`](crate::Error::TooLong)
+/// naming `field`: for identifiers that reach no builder, such as an openid looked up.
+pub fn check(field: &'static str, value: &str, max: usize) -> Result<(), crate::Error> {
     if value.len() > max {
         return Err(crate::Error::TooLong {
             field,

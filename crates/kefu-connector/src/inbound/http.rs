@@ -380,14 +380,11 @@ async fn events(State(state): State<Arc<ApiState>>, RawQuery(query): RawQuery) -
 }
 
 async fn get_session(State(state): State<Arc<ApiState>>, Path(openid): Path<String>) -> Response {
-    let max = kefu_payload::limits::OPENID;
-    if openid.len() > max {
+    use kefu_payload::limits;
+    if let Err(error) = limits::check("openid", &openid, limits::OPENID) {
         return desk_error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!(
-                "openid is {} bytes long, more than the {max} the platform holds; check that it is the right value",
-                openid.len()
-            ),
+            error.to_string(),
             Some("openid"),
         );
     }
