@@ -1013,11 +1013,25 @@ async fn a_push_url_cannot_carry_a_forged_plaintext_message() {
         let body = format!(
             "<xml><ToUserName>gh_oa</ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
         );
-        let reply = post_wechat(&desk, account, &query, body).await;
+        let reply = post_wechat(&desk, account, &query, body.clone()).await;
         assert_eq!(
             (reply.status.as_u16(), reply.text.as_str()),
             (200, "success"),
             "{account}"
+        );
+        // The same push with its msg_signature in upper case: not the platform's spelling.
+        let upper: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.strip_prefix("msg_signature=") {
+                Some(signature) => format!("msg_signature={}", signature.to_ascii_uppercase()),
+                None => pair.to_owned(),
+            })
+            .collect();
+        let reply = post_wechat(&desk, account, &upper.join("&"), body.clone()).await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.text.as_str()),
+            (403, UNAUTHENTICATED_ANSWER),
+            "{account}: upper-case hex"
         );
         // Its URL, seen in a proxy's log, stripped of encrypt_type and msg_signature.
         let stripped: Vec<&str> = query
@@ -1059,6 +1073,7 @@ async fn a_push_url_cannot_carry_a_forged_plaintext_message() {
     let text = metrics(&desk).await;
     for line in [
         r#"kefu_callbacks_total{source="wechat",outcome="rejected",reason="unencrypted"} 4"#,
+        r#"kefu_callbacks_total{source="wechat",outcome="rejected",reason="signature"} 3"#,
         r#"kefu_callbacks_total{source="wechat",outcome="rejected",reason="replay"} 2"#,
     ] {
         assert!(text.contains(line), "{line} in\n{text}");
