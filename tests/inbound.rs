@@ -15,6 +15,7 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac as _};
 use kefu_connector::config::Config;
 use kefu_connector::desk::{Desk, DeskReply};
+use kefu_connector::inbound::wechat::{UNAUTHENTICATED_ANSWER, UNREADABLE_ANSWER};
 use kefu_connector::sandbox::{
     AskForPerson, CallbackDelivery, OaAccount, OaFormat, OaMode, OaSay, Redelivery, Sandbox,
     SandboxConfig,
@@ -155,7 +156,9 @@ async fn start_relay(outbox: &Path, platform: &str, extra: &[(&str, String)]) ->
         ("KEFU_WEBHOOK_SECRET", HOOK_SECRET.into()),
         ("KEFU_WEBHOOK_INITIAL_BACKOFF_MS", "20".into()),
         ("KEFU_WEBHOOK_MAX_BACKOFF_MS", "200".into()),
-        ("KEFU_CALLBACKS_WECHAT_ACCOUNTS", "oa,corp".into()),
+        ("KEFU_CALLBACKS_WECHAT_ACCOUNTS", "oa,corp,open".into()),
+        // An Official Account in plaintext mode (明文模式): no key, the plain signature only.
+        ("KEFU_WECHAT_OPEN_TOKEN", OA_TOKEN.into()),
         ("KEFU_WECHAT_OA_TOKEN", OA_TOKEN.into()),
         ("KEFU_WECHAT_OA_AES_KEY", OA_KEY.into()),
         ("KEFU_WECHAT_OA_PREVIOUS_AES_KEY", OA_OLD_KEY.into()),
@@ -410,19 +413,14 @@ async fn refused_dialogue_callbacks_get_one_uniform_answer_and_store_nothing() {
         "no session either"
     );
     let text = metrics(&desk).await;
-    for reason in ["secret", "body", "base64", "receive_id", "xml"] {
-        assert!(
-            text.contains(&format!(
-                r#"kefu_callbacks_total{{source="dialogue",outcome="rejected",reason="{reason}"}}"#
-            )),
-            "{reason} in\n{text}"
-        );
+    for line in [
+        r#"kefu_callbacks_total{source="dialogue",outcome="rejected",reason="secret"} 1"#,
+        r#"kefu_callbacks_total{source="dialogue",outcome="rejected",reason="body"} 2"#,
+        // Base64, padding, receive-id and the plaintext inside: one label.
+        r#"kefu_callbacks_total{source="dialogue",outcome="rejected",reason="decrypt"} 7"#,
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
     }
-    assert!(
-        text.contains(r#"outcome="rejected",reason="aes"}"#)
-            || text.contains(r#"outcome="rejected",reason="buffer"}"#),
-        "the wrong key fails the padding or the framing:\n{text}"
-    );
     assert!(!text.contains("outcome=\"stored\""), "{text}");
     // And a valid one is still accepted afterwards.
     let reply = post_dialogue(&desk, SECRET, encrypted(&valid, KEY, BOT)).await;
@@ -447,6 +445,196 @@ async fn log_mode_accepts_another_receive_id_and_counts_it() {
         r#"kefu_dialogue_receive_id_total{observed="wx0000000000000000",bot_appid="false"} 1"#
     ));
     relay.stop().await;
+}
+
+/// One HTTP/1.1 GET over a fresh connection with exactly the headers given (the desk client
+/// always sends its key): the status and the body.
+async fn raw_get(addr: std::net::SocketAddr, path: &str, headers: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_default();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Regression (issue 9): `/metrics` was public, and counted a Dialogue callback with bad
+/// padding (`aes`) apart from one with good padding and another receive-id (`receive_id`):
+/// anyone with the callback URL could run a CBC padding oracle against the EncodingAESKey.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_need_the_key_or_their_own_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, desk) = start_relay(
+        &dir.path().join("o.sqlite3"),
+        &dead_platform(),
+        &[("KEFU_METRICS_LISTEN", "127.0.0.1:0".into())],
+    )
+    .await;
+    let addr = relay.addr;
+    let (status, _) = raw_get(addr, "/metrics", "").await;
+    assert_eq!(status, 401, "no key");
+    let (status, _) = raw_get(
+        addr,
+        "/metrics",
+        "Authorization: Bearer wrong-key-0123456789\r\n",
+    )
+    .await;
+    assert_eq!(status, 401, "a wrong key");
+    // RFC 9110: the scheme is case-insensitive.
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let (status, body) = raw_get(
+            addr,
+            "/metrics",
+            &format!("Authorization: {scheme} {API_KEY}\r\n"),
+        )
+        .await;
+        assert_eq!(status, 200, "{scheme}");
+        assert!(body.contains("kefu_callbacks_total"), "{body}");
+        let (status, _) = raw_get(
+            addr,
+            "/v1/events",
+            &format!("Authorization: {scheme} {API_KEY}\r\n"),
+        )
+        .await;
+        assert_eq!(status, 200, "{scheme}");
+    }
+    // metrics.listen: the same text without a key, and nothing else.
+    let metrics_addr = relay.metrics_addr.expect("metrics.listen was set");
+    assert_ne!(metrics_addr, addr);
+    let (status, body) = raw_get(metrics_addr, "/metrics", "").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("kefu_callbacks_total"), "{body}");
+    assert_eq!(raw_get(metrics_addr, "/v1/events", "").await.0, 404);
+    assert_eq!(raw_get(metrics_addr, "/healthz", "").await.0, 404);
+    drop(desk);
+    relay.stop().await;
+    // It stops with the relay.
+    assert!(tokio::net::TcpStream::connect(metrics_addr).await.is_err());
+}
+
+/// Regression (issue 9): a Dialogue callback with bad padding, one with bad base64, one with
+/// good padding and another receive-id, and one with an unreadable plaintext are answered alike
+/// AND leave identical metrics, on relays that saw nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialogue_decryption_failures_are_indistinguishable_in_answers_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let valid = handoff("oUSER", KefuState::NeedPerson, "hi", 1_700_000_000);
+    let bodies = [
+        (
+            "wrong key: padding or framing",
+            encrypted(&valid, OTHER_KEY, BOT),
+        ),
+        ("receive-id", encrypted(&valid, KEY, "wxSomeoneElse")),
+        ("base64", r#"{"encrypted":"not base64!"}"#.to_owned()),
+        ("length", r#"{"encrypted":"QUJD"}"#.to_owned()),
+        (
+            "plaintext",
+            encrypted_plaintext("<xml><appid>a</appid></xml>", KEY, BOT),
+        ),
+    ];
+    let mut seen: Vec<(&str, u16, String, String)> = Vec::new();
+    for (index, (what, body)) in bodies.into_iter().enumerate() {
+        let (relay, desk) = start_relay(
+            &dir.path().join(format!("o{index}.sqlite3")),
+            &dead_platform(),
+            &[("KEFU_METRICS_LISTEN", "127.0.0.1:0".into())],
+        )
+        .await;
+        let reply = post_dialogue(&desk, SECRET, body).await;
+        let (_, text) = raw_get(relay.metrics_addr.unwrap(), "/metrics", "").await;
+        assert!(
+            text.contains(
+                r#"kefu_callbacks_total{source="dialogue",outcome="rejected",reason="decrypt"} 1"#
+            ),
+            "{what}:\n{text}"
+        );
+        seen.push((what, reply.status.as_u16(), reply.text, text));
+        relay.stop().await;
+    }
+    let (first, rest) = seen.split_first().unwrap();
+    assert_eq!((first.1, first.2.as_str()), (400, REFUSED));
+    for other in rest {
+        assert_eq!(
+            (other.1, &other.2, &other.3),
+            (first.1, &first.2, &first.3),
+            "{} vs {}",
+            other.0,
+            first.0
+        );
+    }
+}
+
+/// The same for a WeChat account: once the signature verifies, a wrong key, another receive-id
+/// and an unreadable message are one answer and one metric line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wechat_decryption_failures_are_indistinguishable_in_answers_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_secs();
+    let cases = [
+        ("wrong key", KEY, OA_APPID, oa_text(1, "x", now)),
+        ("receive-id", OA_KEY, "wxSomeoneElse", oa_text(1, "x", now)),
+        (
+            "plaintext",
+            OA_KEY,
+            OA_APPID,
+            "<xml><MsgType>text</MsgType></xml>".to_owned(),
+        ),
+    ];
+    let mut seen: Vec<(&str, u16, String, String)> = Vec::new();
+    for (index, (what, key, receive_id, plaintext)) in cases.into_iter().enumerate() {
+        let (relay, desk) = start_relay(
+            &dir.path().join(format!("o{index}.sqlite3")),
+            &dead_platform(),
+            &[("KEFU_METRICS_LISTEN", "127.0.0.1:0".into())],
+        )
+        .await;
+        let encrypt = MsgCrypt::new(OA_TOKEN, key, receive_id)
+            .unwrap()
+            .encrypt(plaintext.as_bytes())
+            .unwrap();
+        let body = format!("<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
+        let reply = post_wechat(
+            &desk,
+            "oa",
+            &safe_query(OA_TOKEN, now, "n1", &encrypt).query,
+            body,
+        )
+        .await;
+        let (_, text) = raw_get(relay.metrics_addr.unwrap(), "/metrics", "").await;
+        assert!(
+            text.contains(
+                r#"kefu_callbacks_total{source="wechat",outcome="rejected",reason="decrypt"} 1"#
+            ),
+            "{what}:\n{text}"
+        );
+        seen.push((what, reply.status.as_u16(), reply.text, text));
+        relay.stop().await;
+    }
+    let (first, rest) = seen.split_first().unwrap();
+    assert_eq!((first.1, first.2.as_str()), (400, UNREADABLE_ANSWER));
+    for other in rest {
+        assert_eq!(
+            (other.1, &other.2, &other.3),
+            (first.1, &first.2, &first.3),
+            "{} vs {}",
+            other.0,
+            first.0
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -506,7 +694,7 @@ async fn wechat_url_verification() {
         .unwrap();
     assert_eq!(
         (reply.status.as_u16(), reply.text.as_str()),
-        (403, "signature mismatch")
+        (403, UNAUTHENTICATED_ANSWER)
     );
 
     // WeCom: the echostr is encrypted and signed; a '+' in it arrives as %2B, decoded once.
@@ -534,7 +722,7 @@ async fn wechat_url_verification() {
         .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.text, plain);
-    // A receive-id mismatch is 403 (protocols.md §3.10 item 10).
+    // A receive-id mismatch is answered like any other decryption failure.
     let stranger = MsgCrypt::new(CORP_TOKEN, KEY, "wwSomeOtherCorp").unwrap();
     let echostr = stranger.encrypt(b"123").unwrap();
     let reply = desk
@@ -547,10 +735,17 @@ async fn wechat_url_verification() {
         .unwrap();
     assert_eq!(
         (reply.status.as_u16(), reply.text.as_str()),
-        (403, "receive-id mismatch")
+        (400, UNREADABLE_ANSWER)
     );
-    let reply = desk.get("/v1/callbacks/wechat/nobody?x=1").await.unwrap();
-    assert_eq!(reply.status, 404);
+    // An unknown account is answered like a known one with a bad signature.
+    let reply = desk
+        .get("/v1/callbacks/wechat/nobody?signature=0000000000000000000000000000000000000000&echostr=1&timestamp=1&nonce=2")
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.status.as_u16(), reply.text.as_str()),
+        (403, UNAUTHENTICATED_ANSWER)
+    );
     relay.stop().await;
 }
 
@@ -616,11 +811,11 @@ async fn wechat_pushes_in_every_mode_with_replay_and_redelivery_checks() {
     .await;
     assert_eq!(reply.text, "success");
 
-    // Plaintext mode: the plain signature.
+    // Plaintext mode: the plain signature, to the account in plain mode.
     let plain = wxbizmsgcrypt::sign_plain(OA_TOKEN, now.to_string(), "n4");
     let reply = post_wechat(
         &desk,
-        "oa",
+        "open",
         &format!(
             "signature={}&timestamp={now}&nonce=n4&openid=oOA",
             plain.as_str()
@@ -632,7 +827,7 @@ async fn wechat_pushes_in_every_mode_with_replay_and_redelivery_checks() {
     // The plain signature covers no body: replayed with another message, it is refused.
     let reply = post_wechat(
         &desk,
-        "oa",
+        "open",
         &format!(
             "signature={}&timestamp={now}&nonce=n4&openid=oOA",
             plain.as_str()
@@ -712,14 +907,15 @@ async fn wechat_pushes_in_every_mode_with_replay_and_redelivery_checks() {
     let reply = post_wechat(&desk, "oa", &forged.query, body.clone()).await;
     assert_eq!(
         (reply.status.as_u16(), reply.text.as_str()),
-        (403, "signature mismatch")
+        (403, UNAUTHENTICATED_ANSWER)
     );
     let stale = safe_query(OA_TOKEN, now - 3600, "n11", &encrypt);
     let reply = post_wechat(&desk, "oa", &stale.query, body.clone()).await;
     assert_eq!(
         (reply.status.as_u16(), reply.text.as_str()),
-        (403, "timestamp out of range")
+        (403, UNAUTHENTICATED_ANSWER)
     );
+    // An unknown account: the same answer, so names cannot be enumerated.
     let reply = post_wechat(
         &desk,
         "nobody",
@@ -727,7 +923,10 @@ async fn wechat_pushes_in_every_mode_with_replay_and_redelivery_checks() {
         body,
     )
     .await;
-    assert_eq!(reply.status, 404);
+    assert_eq!(
+        (reply.status.as_u16(), reply.text.as_str()),
+        (403, UNAUTHENTICATED_ANSWER)
+    );
 
     let page = events(&desk, "").await;
     let got: Vec<(String, String, String)> = page["events"]
@@ -746,7 +945,7 @@ async fn wechat_pushes_in_every_mode_with_replay_and_redelivery_checks() {
         ("oa", "message", "safe xml"),
         ("oa", "message", "safe json"),
         ("oa", "message", "compatible"),
-        ("oa", "message", "plaintext"),
+        ("open", "message", "plaintext"),
         ("oa", "message", "previous key"),
         ("oa", "agent_enter", ""),
         ("corp", "message", "wecom"),
@@ -775,6 +974,178 @@ async fn wechat_pushes_in_every_mode_with_replay_and_redelivery_checks() {
     ] {
         assert!(text.contains(line), "{line} in\n{text}");
     }
+    relay.stop().await;
+}
+
+/// Regression (issue 9): a safe-mode push's query carries a plain `signature`, which covers
+/// only the Token, timestamp and nonce. With `encrypt_type` and `msg_signature` dropped, it
+/// carried any plaintext message, from any `FromUserName`, to the desk as genuine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_url_cannot_carry_a_forged_plaintext_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = [
+        (
+            "KEFU_CALLBACKS_WECHAT_ACCOUNTS",
+            "oa,corp,open,compat,mixed".to_owned(),
+        ),
+        ("KEFU_WECHAT_COMPAT_MODE", "compatible".into()),
+        ("KEFU_WECHAT_COMPAT_TOKEN", OA_TOKEN.into()),
+        ("KEFU_WECHAT_COMPAT_AES_KEY", OA_KEY.into()),
+        ("KEFU_WECHAT_COMPAT_RECEIVE_ID", OA_APPID.into()),
+        // Plain mode with a key: encrypted pushes are taken too, during a switch of modes.
+        ("KEFU_WECHAT_MIXED_MODE", "plain".into()),
+        ("KEFU_WECHAT_MIXED_TOKEN", OA_TOKEN.into()),
+        ("KEFU_WECHAT_MIXED_AES_KEY", OA_KEY.into()),
+        ("KEFU_WECHAT_MIXED_RECEIVE_ID", OA_APPID.into()),
+    ];
+    let (relay, desk) = start_relay(&dir.path().join("o.sqlite3"), &dead_platform(), &extra).await;
+    let now = now_secs();
+    let oa = MsgCrypt::new(OA_TOKEN, OA_KEY, OA_APPID).unwrap();
+    let forged = oa_text(666, "forged", now).replace("oOA", "oVICTIM");
+    for (account, nonce, refusal) in [
+        ("oa", "s1", (403, UNAUTHENTICATED_ANSWER)),
+        ("compat", "s2", (403, UNAUTHENTICATED_ANSWER)),
+        ("mixed", "s3", (403, "replayed request")),
+    ] {
+        // A real push, as WeChat sends it, is accepted.
+        let encrypt = oa.encrypt(oa_text(1, account, now).as_bytes()).unwrap();
+        let query = safe_query(OA_TOKEN, now, nonce, &encrypt).query;
+        let body = format!(
+            "<xml><ToUserName>gh_oa</ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+        );
+        let reply = post_wechat(&desk, account, &query, body.clone()).await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.text.as_str()),
+            (200, "success"),
+            "{account}"
+        );
+        // The same push with its msg_signature in upper case: not the platform's spelling.
+        let upper: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.strip_prefix("msg_signature=") {
+                Some(signature) => format!("msg_signature={}", signature.to_ascii_uppercase()),
+                None => pair.to_owned(),
+            })
+            .collect();
+        let reply = post_wechat(&desk, account, &upper.join("&"), body.clone()).await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.text.as_str()),
+            (403, UNAUTHENTICATED_ANSWER),
+            "{account}: upper-case hex"
+        );
+        // Its URL, seen in a proxy's log, stripped of encrypt_type and msg_signature.
+        let stripped: Vec<&str> = query
+            .split('&')
+            .filter(|pair| {
+                !pair.starts_with("encrypt_type=") && !pair.starts_with("msg_signature=")
+            })
+            .collect();
+        for query in [
+            stripped.join("&"),
+            format!("{}&encrypt_type=raw", stripped.join("&")),
+        ] {
+            let reply = post_wechat(&desk, account, &query, forged.clone()).await;
+            assert_eq!(
+                (reply.status.as_u16(), reply.text.as_str()),
+                refusal,
+                "{account}: {query}"
+            );
+        }
+    }
+    let page = events(&desk, "").await;
+    let got: Vec<(&str, &str)> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["account"].as_str().unwrap(),
+                e["openid"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("oa", "oOA"), ("compat", "oOA"), ("mixed", "oOA")],
+        "nothing forged is stored: {page}"
+    );
+    assert_eq!(desk.get("/v1/sessions/oVICTIM").await.unwrap().status, 404);
+    let text = metrics(&desk).await;
+    for line in [
+        r#"kefu_callbacks_total{source="wechat",outcome="rejected",reason="unencrypted"} 4"#,
+        r#"kefu_callbacks_total{source="wechat",outcome="rejected",reason="signature"} 3"#,
+        r#"kefu_callbacks_total{source="wechat",outcome="rejected",reason="replay"} 2"#,
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+    relay.stop().await;
+}
+
+/// Regression (issue 9): a 60,000-character `openid` was accepted. Every identifier is bounded
+/// by what the platform can hold, with a 422 naming it, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identifiers_longer_than_the_platform_holds_are_422_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, desk) = start_relay(&dir.path().join("o.sqlite3"), &dead_platform(), &[]).await;
+    let long = "o".repeat(60_000);
+    let cases = [
+        (json!({"openid": long, "channel": 7, "msg": "hi"}), "openid"),
+        (
+            json!({"openid": "oU", "channel": 0, "appid": "w".repeat(129), "msg": "hi"}),
+            "appid",
+        ),
+        (
+            json!({"openid": "oU", "channel": 7, "msg": "hi", "kefuname": "客".repeat(86)}),
+            "kefuname",
+        ),
+        (
+            json!({"openid": "oU", "channel": 7, "msg": "hi", "kefuavatar": "h".repeat(2049)}),
+            "kefuavatar",
+        ),
+        (
+            json!({"openid": "oU", "channel": 7, "msg": "hi", "ans_node_name": "n".repeat(257)}),
+            "ans_node_name",
+        ),
+    ];
+    for (body, field) in cases {
+        let reply = desk.post("/v1/messages", &body).await.unwrap();
+        assert_eq!(reply.status, 422, "{field}: {}", reply.text);
+        assert_eq!(reply.body["error"]["field"], field, "{}", reply.text);
+        assert!(
+            reply.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{field} is ")),
+            "{}",
+            reply.text
+        );
+    }
+    let path_openid = "o".repeat(129);
+    let reply = desk
+        .post(
+            &format!("/v1/sessions/{path_openid}/enter"),
+            &json!({"channel": 7, "kefuname": "A"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 422, "{}", reply.text);
+    assert_eq!(reply.body["error"]["field"], "openid");
+    let reply = desk
+        .get(&format!("/v1/sessions/{path_openid}"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 422, "{}", reply.text);
+    assert_eq!(reply.body["error"]["field"], "openid");
+    // At the bound, accepted.
+    let reply = desk
+        .post(
+            "/v1/messages",
+            &json!({"openid": "o".repeat(128), "channel": 7, "msg": "hi"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    assert_eq!(reply.body["id"], 1, "only this one was stored");
     relay.stop().await;
 }
 
@@ -1018,13 +1389,25 @@ async fn callbacks_from_the_sandbox_are_accepted_and_redeliveries_dropped() {
         assert_eq!(delivered(&again.callback), (200, OK.to_owned()), "{how:?}");
     }
     let mut expected = vec![("dialogue", "handoff_requested")];
+    // The account is in safe mode (it has a key): the sandbox's plaintext pushes are refused.
+    for format in [OaFormat::Xml, OaFormat::Json] {
+        let say = OaSay {
+            format: Some(format),
+            mode: Some(OaMode::Plain),
+            ..OaSay::new("plaintext to a safe-mode account")
+        };
+        let pushed = sandbox.oa_say("oOAUSER", say).await.unwrap();
+        assert_eq!(
+            delivered(&pushed.callback),
+            (403, UNAUTHENTICATED_ANSWER.to_owned()),
+            "{format:?}"
+        );
+    }
     for (format, mode) in [
         (OaFormat::Xml, OaMode::Safe),
         (OaFormat::Json, OaMode::Safe),
         (OaFormat::Xml, OaMode::Compatible),
         (OaFormat::Json, OaMode::Compatible),
-        (OaFormat::Xml, OaMode::Plain),
-        (OaFormat::Json, OaMode::Plain),
     ] {
         let say = OaSay {
             format: Some(format),
@@ -1067,7 +1450,50 @@ async fn callbacks_from_the_sandbox_are_accepted_and_redeliveries_dropped() {
         .collect();
     assert_eq!(got, expected, "{page}");
     assert_eq!(page["events"][1]["content"], "Xml Safe");
-    assert_eq!(page["events"][6]["content"], "Json Plain");
+    assert_eq!(page["events"][4]["content"], "Json Compatible");
+    sandbox.stop().await;
+
+    // The same pushes in plaintext mode, to the account in plain mode, are accepted.
+    let mut config = SandboxConfig::new(TOKEN, KEY, BOT);
+    let mut open = OaAccount::new(OA_TOKEN, OA_KEY, OA_APPID);
+    open.callback_url = Some(format!("{base}/v1/callbacks/wechat/open"));
+    open.mode = OaMode::Plain;
+    config.oa = Some(open);
+    let sandbox = Sandbox::start(config).await.unwrap();
+    for format in [OaFormat::Xml, OaFormat::Json] {
+        let say = OaSay {
+            format: Some(format),
+            ..OaSay::new(format!("{format:?} Plain"))
+        };
+        let pushed = sandbox.oa_say("oOAUSER", say).await.unwrap();
+        assert_eq!(
+            delivered(&pushed.callback),
+            (200, "success".to_owned()),
+            "{format:?}"
+        );
+        let again = sandbox
+            .oa_redeliver("oOAUSER", Redelivery::Reencrypt)
+            .await
+            .unwrap();
+        assert_eq!(delivered(&again.callback), (200, "success".to_owned()));
+    }
+    let page = events(&desk, "after=5").await;
+    let got: Vec<(&str, &str)> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["account"].as_str().unwrap(),
+                e["content"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("open", "Xml Plain"), ("open", "Json Plain")],
+        "{page}"
+    );
     sandbox.stop().await;
     relay.stop().await;
 }

@@ -61,10 +61,14 @@ async fn requests_without_the_right_key_are_401() {
             .status,
         401
     );
-    // Health and metrics stay open for probes.
+    // Health stays open for probes; the metrics, which count the callbacks' refusals, do not.
     assert_eq!(
         desk.with_key("nope").get("/healthz").await.unwrap().status,
         200
+    );
+    assert_eq!(
+        desk.with_key("nope").get("/metrics").await.unwrap().status,
+        401
     );
     relay.stop().await;
 }

@@ -5,7 +5,7 @@
 //!
 //! * as structured input (`arbitrary`): the builder accepts a message exactly when the
 //!   platform's rules hold (otherwise the same error, in the same order: openid, msg, appid,
-//!   channel); `to_xml` fails exactly when a field holds a character XML 1.0 cannot carry (the
+//!   channel, then the length bounds of `kefu_payload::limits`); `to_xml` fails exactly when a field holds a character XML 1.0 cannot carry (the
 //!   first one, in field order); and `from_xml` reads back every field equal, the `msg` as
 //!   `Msg::from_wire` of what was written (text that is itself rich JSON reads as rich, as on the
 //!   platform). Rich content round-trips through its wire JSON unchanged.
@@ -16,7 +16,9 @@
 
 use arbitrary::Unstructured;
 use kefu_fuzz::{expected_unrepresentable, must, optional_string, stable, string};
-use kefu_payload::{Channel, Error, Event, KefuStateChange, KefuStateGet, Msg, SendMsg, Stage};
+use kefu_payload::{
+    Channel, Error, Event, KefuStateChange, KefuStateGet, Msg, SendMsg, Stage, limits,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -101,7 +103,18 @@ fn as_values(u: &mut Unstructured<'_>) {
     } else if !channel.is_open() {
         Some(Error::ChannelNotOpen { channel, stage })
     } else {
-        None
+        [
+            ("openid", Some(openid.as_str()), limits::OPENID),
+            ("appid", non_empty(&appid), limits::APPID),
+            ("kefuname", non_empty(&kefuname), limits::KEFUNAME),
+            ("kefuavatar", non_empty(&kefuavatar), limits::KEFUAVATAR),
+            ("ans_node_name", non_empty(&ans_node_name), limits::ANS_NODE_NAME),
+        ]
+        .into_iter()
+        .find_map(|(field, value, max)| {
+            let len = value.unwrap_or_default().len();
+            (len > max).then_some(Error::TooLong { field, len, max })
+        })
     };
     let send = match (builder.build(), rule) {
         (Ok(send), None) => send,

@@ -15,8 +15,10 @@
 //! | `GET /healthz` | liveness and store health |
 //! | `GET /metrics` | Prometheus text |
 //!
-//! Every `/v1` route but the callbacks demands `Authorization: Bearer <server.api_key>`, compared
-//! in constant time.
+//! Every `/v1` route but the callbacks, and `/metrics`, demands `Authorization: Bearer
+//! <server.api_key>` (the scheme in any case), compared in constant time. `/metrics` counts the
+//! callbacks' refusals, so it is not public: a Prometheus without the key scrapes it on its own
+//! listener, `metrics.listen` (see [`metrics_router`]).
 //! A request is validated completely before anything is stored: malformed JSON is 400, a body of
 //! the wrong shape or a message the platform would refuse is 422, and either names the field.
 //! Every error outside the callbacks, 404, 405 and 413 included, answers
@@ -81,18 +83,30 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/v1/messages/{id}/resend", post(resend_message))
         .route("/v1/sessions/{openid}/{action}", post(session_action))
         .merge(crate::inbound::http::desk_routes())
+        .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .merge(authenticated)
         .merge(crate::inbound::http::callback_routes())
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(max_body_bytes, too_large))
         .layer(middleware::from_fn_with_state(state.clone(), count_request))
         .with_state(state)
+}
+
+/// `GET /metrics` alone, without the bearer key: for the `metrics.listen` listener, which the
+/// operator keeps where only the scraper reaches it.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = Arc::clone(&metrics);
+            async move { metrics_text(&metrics) }
+        }),
+    )
 }
 
 /// An error answer: `{"error": {"message", "field"?, "platform_code"?}}`.
@@ -179,16 +193,7 @@ async fn authenticate(
     request: Request,
     next: Next,
 ) -> Response {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if bool::from(
-        presented
-            .as_bytes()
-            .ct_eq(state.api_key.expose().as_bytes()),
-    ) {
+    if presents_key(&headers, &state.api_key) {
         next.run(request).await
     } else {
         let mut response = ApiError::new(
@@ -242,6 +247,20 @@ async fn too_large(State(limit): State<usize>, request: Request, next: Next) -> 
         ),
     )
     .into_response()
+}
+
+/// Whether the request's `Authorization` header carries the key. RFC 9110 §11.1 makes the scheme
+/// name case-insensitive (`bearer`, `BEARER`), and one or more spaces may follow it; the key itself
+/// is compared exactly, in constant time.
+fn presents_key(headers: &HeaderMap, key: &Secret) -> bool {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+        .map(|(_, credentials)| credentials.trim_start_matches(' '))
+        .unwrap_or_default();
+    bool::from(presented.as_bytes().ct_eq(key.expose().as_bytes()))
 }
 
 async fn count_request(
@@ -740,9 +759,13 @@ async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    metrics_text(&state.metrics)
+}
+
+fn metrics_text(metrics: &Metrics) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        metrics.render(),
     )
         .into_response()
 }
@@ -790,6 +813,36 @@ mod tests {
                 "{error:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_the_key_is_exact() {
+        let key = Secret::new("0123456789abcdef-desk");
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+            presents_key(&headers, &key)
+        };
+        for accepted in [
+            "Bearer 0123456789abcdef-desk",
+            "bearer 0123456789abcdef-desk",
+            "BEARER 0123456789abcdef-desk",
+            "bEaReR  0123456789abcdef-desk",
+        ] {
+            assert!(with(accepted), "{accepted}");
+        }
+        for refused in [
+            "Bearer 0123456789ABCDEF-desk",
+            "Bearer 0123456789abcdef-desk ",
+            "Basic 0123456789abcdef-desk",
+            "Bearer0123456789abcdef-desk",
+            "Bearer",
+            "0123456789abcdef-desk",
+            "",
+        ] {
+            assert!(!with(refused), "{refused}");
+        }
+        assert!(!presents_key(&HeaderMap::new(), &key));
     }
 
     #[test]

@@ -274,6 +274,13 @@ pub const SETTINGS: &[Setting] = &[
         "the longest long poll of GET /v1/events?wait=…, in seconds",
     ),
     setting(
+        "metrics.listen",
+        "KEFU_METRICS_LISTEN",
+        Some(""),
+        false,
+        "an address such as 127.0.0.1:9090 to also serve GET /metrics on without the bearer key, for a Prometheus that has none; keep it on loopback or a private network (on server.listen, /metrics always needs the key); unset, no such listener",
+    ),
+    setting(
         "log.format",
         "KEFU_LOG_FORMAT",
         Some("text"),
@@ -307,6 +314,8 @@ pub struct Config {
     pub events: EventsConfig,
     /// The named WeChat accounts (`[wechat.<name>]`) whose standard callbacks are received.
     pub wechat: Vec<WechatAccount>,
+    /// Where `GET /metrics` is also served without the bearer key, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// Log output format.
     pub log_format: LogFormat,
 }
@@ -385,6 +394,39 @@ impl AccountKind {
     }
 }
 
+/// How an Official Account or Mini Program protects its message pushes (消息加解密方式), as set
+/// on its platform console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WechatMode {
+    /// 明文模式: the body is the message and only the plain `signature` (which covers no body)
+    /// authenticates it. Encrypted pushes are still accepted when an `aes_key` is set, so that
+    /// the console can be switched to safe mode before the configuration is.
+    Plain,
+    /// 兼容模式: plaintext fields and `Encrypt` side by side. Only the encrypted part is read, and
+    /// only a push with `encrypt_type=aes` and a valid `msg_signature` is accepted.
+    Compatible,
+    /// 安全模式: only `Encrypt`; only a push with `encrypt_type=aes` and a valid `msg_signature`
+    /// is accepted. WeCom accounts are always in this mode.
+    Safe,
+}
+
+impl WechatMode {
+    /// The configuration spelling: `plain`, `compatible` or `safe`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WechatMode::Plain => "plain",
+            WechatMode::Compatible => "compatible",
+            WechatMode::Safe => "safe",
+        }
+    }
+
+    /// Whether a push must be encrypted and carry a valid `msg_signature`: a plaintext push's
+    /// `signature` covers no body, so anyone who has seen one push URL could forge messages.
+    pub fn requires_encryption(self) -> bool {
+        self != WechatMode::Plain
+    }
+}
+
 /// One named WeChat account, `[wechat.<name>]`.
 #[derive(Debug, Clone)]
 pub struct WechatAccount {
@@ -392,6 +434,9 @@ pub struct WechatAccount {
     pub name: String,
     /// The kind of account.
     pub kind: AccountKind,
+    /// How its pushes are protected: `safe` by default with an `aes_key`, else `plain`; always
+    /// `safe` for WeCom.
+    pub mode: WechatMode,
     /// The Token of the callback configuration.
     pub token: Secret,
     /// The current EncodingAESKey, if the account encrypts (safe or compatible mode, WeCom).
@@ -409,6 +454,11 @@ pub const WECHAT_KEYS: &[(&str, bool, &str)] = &[
         "kind",
         false,
         "`oa` (Official Account, the default), `mp` (Mini Program) or `wecom`",
+    ),
+    (
+        "mode",
+        false,
+        "`plain`, `compatible` or `safe` (消息加解密方式, as on the account's console): in safe and compatible mode a push without encrypt_type=aes and a valid msg_signature is refused; default `safe` with an aes_key, else `plain`; wecom is always safe",
     ),
     ("token", true, "the Token of the callback configuration"),
     (
@@ -772,6 +822,39 @@ fn wechat_account(
             wechat_env(&name, "aes_key")
         )));
     }
+    let mode = match get("mode") {
+        None | Some(("", _)) if kind == AccountKind::WeCom || current.is_some() => WechatMode::Safe,
+        None | Some(("", _)) => WechatMode::Plain,
+        Some(("safe", _)) => WechatMode::Safe,
+        Some((other @ ("compatible" | "plain"), origin)) if kind == AccountKind::WeCom => {
+            return Err(Values::invalid(
+                &key_of("mode"),
+                origin,
+                "`safe` or nothing (WeCom callbacks are always encrypted)",
+                &format!("{other:?}"),
+            ));
+        }
+        Some(("compatible", _)) => WechatMode::Compatible,
+        Some(("plain", _)) => WechatMode::Plain,
+        Some((other, origin)) => {
+            return Err(Values::invalid(
+                &key_of("mode"),
+                origin,
+                "`plain`, `compatible` or `safe`",
+                &format!("{other:?}"),
+            ));
+        }
+    };
+    if mode.requires_encryption() && current.is_none() {
+        let origin = get("mode").map_or(&Origin::Default, |(_, origin)| origin);
+        return Err(ConfigError(format!(
+            "{} ({origin}) is {} but {} is not set: set the account's 43-character EncodingAESKey in the [wechat.{name}] table or in {}, or set the mode to `plain` if the account's console says 明文模式",
+            key_of("mode"),
+            mode.as_str(),
+            key_of("aes_key"),
+            wechat_env(&name, "aes_key")
+        )));
+    }
     let receive_id = match get("receive_id") {
         Some((id, origin)) if id.is_empty() && kind != AccountKind::WeCom && current.is_some() => {
             return Err(Values::invalid(
@@ -794,6 +877,7 @@ fn wechat_account(
     Ok(WechatAccount {
         name,
         kind,
+        mode,
         token,
         aes_key: current,
         previous_aes_key: previous,
@@ -1021,6 +1105,19 @@ impl Values {
             }
         };
 
+        let (metrics_text, origin) = self.raw("metrics.listen")?;
+        let metrics_listen = match metrics_text.trim() {
+            "" => None,
+            text => Some(text.parse().map_err(|_| {
+                Values::invalid(
+                    "metrics.listen",
+                    origin,
+                    "an IP address and port such as 127.0.0.1:9090, or nothing",
+                    &format!("{metrics_text:?}"),
+                )
+            })?),
+        };
+
         let callbacks = self.callbacks()?;
         let webhook = self.webhook()?;
         let events = EventsConfig {
@@ -1061,6 +1158,7 @@ impl Values {
             webhook,
             events,
             wechat: Vec::new(),
+            metrics_listen,
             log_format,
         })
     }
@@ -1411,6 +1509,24 @@ mod tests {
         assert!(config.webhook.is_none());
         assert!(config.wechat.is_empty());
         assert_eq!(config.events.max_wait, Duration::from_secs(30));
+        assert_eq!(config.metrics_listen, None, "no unauthenticated listener");
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address() {
+        let mut env = minimal();
+        env.push(("KEFU_METRICS_LISTEN", "127.0.0.1:9090"));
+        let config = Config::load(None, env_of(&env)).unwrap();
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9090".parse().unwrap())
+        );
+        env.push(("KEFU_METRICS_LISTEN", "localhost"));
+        let err = Config::load(None, env_of(&env)).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "metrics.listen (from KEFU_METRICS_LISTEN): expected an IP address and port such as 127.0.0.1:9090, or nothing, got \"localhost\""
+        );
     }
 
     #[test]
@@ -1505,6 +1621,76 @@ mod tests {
             err.starts_with("wechat.a.token (from KEFU_WECHAT_A_TOKEN): expected"),
             "{err}"
         );
+    }
+
+    /// Regression: a safe-mode account accepted plaintext pushes, authenticated only by the
+    /// plain `signature`, which covers no body. The mode is now declared (or defaulted from the
+    /// key), and a mode that needs a key without one is a precise error.
+    #[test]
+    fn wechat_modes_default_from_the_key_and_are_checked() {
+        let mut env = minimal();
+        env.push((
+            "KEFU_CALLBACKS_WECHAT_ACCOUNTS",
+            "keyed,bare,compat,corp,open",
+        ));
+        env.extend([
+            ("KEFU_WECHAT_BARE_TOKEN", "t"),
+            ("KEFU_WECHAT_KEYED_TOKEN", "t"),
+            ("KEFU_WECHAT_KEYED_AES_KEY", KEY),
+            ("KEFU_WECHAT_KEYED_RECEIVE_ID", "wx1"),
+            ("KEFU_WECHAT_COMPAT_TOKEN", "t"),
+            ("KEFU_WECHAT_COMPAT_AES_KEY", KEY),
+            ("KEFU_WECHAT_COMPAT_RECEIVE_ID", "wx1"),
+            ("KEFU_WECHAT_CORP_TOKEN", "t"),
+            ("KEFU_WECHAT_CORP_AES_KEY", KEY),
+            ("KEFU_WECHAT_CORP_RECEIVE_ID", "ww1"),
+            ("KEFU_WECHAT_OPEN_TOKEN", "t"),
+            ("KEFU_WECHAT_OPEN_AES_KEY", KEY),
+            ("KEFU_WECHAT_OPEN_RECEIVE_ID", "wx1"),
+        ]);
+        env.push(("KEFU_WECHAT_COMPAT_MODE", "compatible"));
+        env.push(("KEFU_WECHAT_CORP_KIND", "wecom"));
+        env.push(("KEFU_WECHAT_OPEN_MODE", "plain"));
+        let config = Config::load(None, env_of(&env)).unwrap();
+        let modes: Vec<(&str, WechatMode)> = config
+            .wechat
+            .iter()
+            .map(|a| (a.name.as_str(), a.mode))
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                ("bare", WechatMode::Plain),
+                ("compat", WechatMode::Compatible),
+                ("corp", WechatMode::Safe),
+                ("keyed", WechatMode::Safe),
+                ("open", WechatMode::Plain),
+            ]
+        );
+        let cases = [
+            (
+                "[wechat.a]\ntoken = \"t\"\nmode = \"safe\"\n",
+                "wechat.a.mode (from the config file) is safe but wechat.a.aes_key is not set: set the account's 43-character EncodingAESKey in the [wechat.a] table or in KEFU_WECHAT_A_AES_KEY",
+            ),
+            (
+                "[wechat.a]\ntoken = \"t\"\nmode = \"compatible\"\n",
+                "wechat.a.mode (from the config file) is compatible but wechat.a.aes_key is not set",
+            ),
+            (
+                "[wechat.a]\ntoken = \"t\"\nmode = \"Safe\"\n",
+                "wechat.a.mode (from the config file): expected `plain`, `compatible` or `safe`, got \"Safe\"",
+            ),
+            (
+                &*format!(
+                    "[wechat.a]\ntoken = \"t\"\nkind = \"wecom\"\naes_key = \"{KEY}\"\nreceive_id = \"\"\nmode = \"plain\"\n"
+                ),
+                "wechat.a.mode (from the config file): expected `safe` or nothing (WeCom callbacks are always encrypted), got \"plain\"",
+            ),
+        ];
+        for (file, expected) in cases {
+            let err = load_with(file, &minimal()).unwrap_err().to_string();
+            assert!(err.contains(expected), "{file}: {err}");
+        }
     }
 
     #[test]

@@ -82,6 +82,8 @@ impl ServeError {
 pub struct Relay {
     /// The address the desk API listens on.
     pub addr: SocketAddr,
+    /// The address `GET /metrics` is served on without the bearer key (`metrics.listen`).
+    pub metrics_addr: Option<SocketAddr>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
@@ -118,6 +120,7 @@ impl Relay {
             pending,
         );
         let inbound = Inbound::start(outbox.clone(), config, Arc::clone(&metrics)).await?;
+        let metrics_app = api::metrics_router(Arc::clone(&metrics));
         let state = ApiState {
             outbox,
             dispatcher: dispatcher.clone(),
@@ -142,6 +145,16 @@ impl Relay {
             addr: config.listen,
             source,
         })?;
+        let (metrics_addr, metrics_task) = match config.metrics_listen {
+            Some(at) => match serve_metrics(at, metrics_app, inbound.clone()).await {
+                Ok((addr, task)) => (Some(addr), Some(task)),
+                Err(error) => {
+                    inbound.shutdown(Duration::ZERO).await;
+                    return Err(error);
+                }
+            },
+            None => (None, None),
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let stopping = inbound.clone();
@@ -159,13 +172,21 @@ impl Relay {
             if let Err(error) = served {
                 tracing::error!("the desk API stopped: {error}");
             }
+            if let Some(metrics_task) = metrics_task {
+                let _ = metrics_task.await;
+            }
             tokio::join!(
                 dispatcher.shutdown(SHUTDOWN_GRACE),
                 inbound.shutdown(SHUTDOWN_GRACE)
             );
         });
         tracing::info!(%addr, "desk API listening");
-        Ok(Relay { addr, stop, task })
+        Ok(Relay {
+            addr,
+            metrics_addr,
+            stop,
+            task,
+        })
     }
 
     /// Stops accepting requests, lets requests in flight finish, and waits for the deliveries
@@ -174,6 +195,30 @@ impl Relay {
         let _ = self.stop.send(());
         let _ = self.task.await;
     }
+}
+
+/// Serves `GET /metrics` without the bearer key at `at` until `inbound` begins to stop.
+async fn serve_metrics(
+    at: SocketAddr,
+    app: axum::Router,
+    inbound: Inbound,
+) -> Result<(SocketAddr, JoinHandle<()>), ServeError> {
+    let bind = |source| ServeError::Bind { addr: at, source };
+    let listener = TcpListener::bind(at).await.map_err(bind)?;
+    let addr = listener.local_addr().map_err(bind)?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "metrics.listen is not a loopback address: GET /metrics is served there without the bearer key; make sure only the scraper can reach it");
+    }
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { inbound.stopping().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!("the metrics listener stopped: {error}");
+        }
+    });
+    tracing::info!(%addr, "GET /metrics listening without the bearer key (metrics.listen)");
+    Ok((addr, task))
 }
 
 /// The platform client the configuration describes.

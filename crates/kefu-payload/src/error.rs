@@ -152,13 +152,23 @@ pub enum Error {
         /// Whether this was found while building or while parsing.
         stage: Stage,
     },
+    /// An identifier or name is longer than the platform holds (see
+    /// [`limits`](crate::limits)), so it cannot be the right value (−40011, build only).
+    TooLong {
+        /// The field, such as `openid`.
+        field: &'static str,
+        /// Its length, in bytes of UTF-8.
+        len: usize,
+        /// The most accepted, in bytes.
+        max: usize,
+    },
 }
 
 impl Error {
     /// The official code group of this failure.
     pub fn error_code(&self) -> ErrorCode {
         match self {
-            Error::UnrepresentableChar { .. } => ErrorCode::GenReturnXml,
+            Error::UnrepresentableChar { .. } | Error::TooLong { .. } => ErrorCode::GenReturnXml,
             Error::EmptyField { stage, .. }
             | Error::AppidRequired { stage, .. }
             | Error::ChannelNotOpen { stage, .. } => match stage {
@@ -206,6 +216,7 @@ impl Error {
             Error::UnexpectedChild { element, .. } => Some(element),
             Error::InvalidValue { field, .. }
             | Error::UnrepresentableChar { field, .. }
+            | Error::TooLong { field, .. }
             | Error::EmptyField { field, .. } => Some(field),
             Error::AppidRequired { .. } => Some("appid"),
             Error::ChannelNotOpen { .. } => Some("channel"),
@@ -318,6 +329,10 @@ impl fmt::Display for Error {
                 "channel {} ({}) is not open on the platform (it answers 2928312 \"unsupport, to do.\")",
                 channel.code(),
                 channel.description()
+            ),
+            Error::TooLong { field, len, max } => write!(
+                f,
+                "{field} is {len} bytes long, more than the {max} the platform holds; check that it is the right value"
             ),
         }
     }
@@ -483,6 +498,14 @@ mod tests {
                     stage: Stage::Parse,
                 },
                 "channel 3 (WeCom group-chat robot) is not open on the platform (it answers 2928312 \"unsupport, to do.\")",
+            ),
+            (
+                Error::TooLong {
+                    field: "openid",
+                    len: 60_000,
+                    max: 128,
+                },
+                "openid is 60000 bytes long, more than the 128 the platform holds; check that it is the right value",
             ),
         ];
         for (error, message) in cases {

@@ -1,6 +1,7 @@
 //! The `kefustate/get` and `kefustate/change` plaintexts (protocols.md §4.6).
 
 use crate::error::{Error, Stage};
+use crate::limits;
 use crate::model::{KefuState, StateQuery};
 use crate::xml::{self, XmlWriter};
 
@@ -13,12 +14,17 @@ struct Subject {
 }
 
 impl Subject {
-    /// Refuses an empty `appid` or `openid` as the platform does (1008).
+    /// Refuses an empty `appid` or `openid` as the platform does (1008), and, when building,
+    /// one longer than its bound in [`limits`].
     fn new(appid: String, openid: String, stage: Stage) -> Result<Subject, Error> {
         for (field, value) in [("appid", &appid), ("openid", &openid)] {
             if value.is_empty() {
                 return Err(Error::EmptyField { field, stage });
             }
+        }
+        if stage == Stage::Build {
+            limits::check("appid", &appid, limits::APPID)?;
+            limits::check("openid", &openid, limits::OPENID)?;
         }
         Ok(Subject { appid, openid })
     }
@@ -220,6 +226,26 @@ mod tests {
                 .unwrap_err();
         assert!(matches!(err, Error::InvalidValue { field: "type", .. }));
         assert!(err.is_parse());
+    }
+
+    #[test]
+    fn ids_longer_than_the_platform_holds_are_refused_when_building() {
+        let long = "o".repeat(limits::OPENID + 1);
+        assert_eq!(
+            KefuStateChange::new("wx1", long.as_str(), KefuState::Complete).unwrap_err(),
+            Error::TooLong {
+                field: "openid",
+                len: limits::OPENID + 1,
+                max: limits::OPENID
+            }
+        );
+        assert_eq!(
+            KefuStateGet::new(long.as_str(), "o", StateQuery::All)
+                .unwrap_err()
+                .field(),
+            Some("appid")
+        );
+        assert!(KefuStateGet::new("wx1", "o".repeat(limits::OPENID), StateQuery::All).is_ok());
     }
 
     #[test]

@@ -64,6 +64,7 @@ mod callback;
 pub mod envelope;
 mod error;
 mod kefustate;
+pub mod limits;
 mod model;
 mod msg;
 mod sendmsg;

@@ -1,6 +1,7 @@
 //! The `sendmsg` plaintext: a message from an agent to the user (protocols.md §4.4).
 
 use crate::error::{Error, Stage};
+use crate::limits;
 use crate::model::{CHANNEL_EXPECTED, Channel, Event};
 use crate::msg::Msg;
 use crate::xml::{self, XmlWriter};
@@ -235,6 +236,21 @@ impl SendMsg {
                 stage,
             });
         }
+        if stage == Stage::Build {
+            for (field, value, max) in [
+                ("openid", Some(self.openid.as_str()), limits::OPENID),
+                ("appid", self.appid.as_deref(), limits::APPID),
+                ("kefuname", self.kefuname.as_deref(), limits::KEFUNAME),
+                ("kefuavatar", self.kefuavatar.as_deref(), limits::KEFUAVATAR),
+                (
+                    "ans_node_name",
+                    self.ans_node_name.as_deref(),
+                    limits::ANS_NODE_NAME,
+                ),
+            ] {
+                limits::check(field, value.unwrap_or_default(), max)?;
+            }
+        }
         Ok(())
     }
 }
@@ -275,7 +291,8 @@ impl SendMsgBuilder {
 
     /// Checks the platform's rules, in this order: `openid` not empty (1008), `msg` not empty
     /// (1008), `appid` present on channels 0, 5, 6 (1008), channel open (2928312). Failures are
-    /// validation errors with [`Stage::Build`].
+    /// validation errors with [`Stage::Build`]. Then no identifier or name may be longer than
+    /// its bound in [`limits`] ([`Error::TooLong`]).
     pub fn build(self) -> Result<SendMsg, Error> {
         self.message.validate(Stage::Build)?;
         Ok(self.message)
@@ -386,6 +403,59 @@ mod tests {
             "<xml><openid>oUSER</openid><msg>{\"image\":{\"media_id\":\"M\"}}</msg><channel>1</channel></xml>"
         );
         assert_eq!(SendMsg::from_xml(&xml).unwrap().msg(), &image);
+    }
+
+    /// Regression: a 60,000-character `openid` was accepted, stored and sent.
+    #[test]
+    fn identifiers_longer_than_the_platform_holds_are_refused() {
+        let long = |n: usize| "o".repeat(n);
+        let at_bound = SendMsg::builder(long(limits::OPENID), Channel::WebH5, "hi")
+            .appid(long(limits::APPID))
+            .kefuname("客".repeat(limits::KEFUNAME / 3))
+            .kefuavatar(long(limits::KEFUAVATAR))
+            .ans_node_name(long(limits::ANS_NODE_NAME))
+            .build();
+        assert!(at_bound.is_ok(), "{at_bound:?}");
+        let base = || SendMsg::builder("oUSER", Channel::WebH5, "hi").appid("TOKEN");
+        let cases = [
+            (
+                SendMsg::builder(long(60_000), Channel::WebH5, "hi").appid("T"),
+                "openid",
+                60_000,
+                limits::OPENID,
+            ),
+            (base().appid(long(129)), "appid", 129, limits::APPID),
+            (
+                base().kefuname("客".repeat(86)),
+                "kefuname",
+                258,
+                limits::KEFUNAME,
+            ),
+            (
+                base().kefuavatar(long(2049)),
+                "kefuavatar",
+                2049,
+                limits::KEFUAVATAR,
+            ),
+            (
+                base().ans_node_name(long(257)),
+                "ans_node_name",
+                257,
+                limits::ANS_NODE_NAME,
+            ),
+        ];
+        for (builder, field, len, max) in cases {
+            let error = builder.build().unwrap_err();
+            assert_eq!(error, Error::TooLong { field, len, max });
+            assert_eq!(error.field(), Some(field));
+            assert_eq!(error.code(), -40011);
+        }
+        // Parsing is not bounded: what the platform sent is read as it is.
+        let xml = format!(
+            "<xml><appid>a</appid><openid>{}</openid><msg>hi</msg><channel>0</channel></xml>",
+            long(1000)
+        );
+        assert!(SendMsg::from_xml(&xml).is_ok());
     }
 
     #[test]

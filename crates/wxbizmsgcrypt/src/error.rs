@@ -152,7 +152,7 @@ pub enum Error {
         /// The offending character.
         character: char,
     },
-    /// The signature is not 40 hexadecimal digits (−40001).
+    /// The signature is not 40 lower-case hexadecimal digits (−40001).
     SignatureFormat {
         /// Which signature was checked.
         kind: SignatureKind,
@@ -301,7 +301,7 @@ impl fmt::Display for Error {
             ),
             Error::SignatureFormat { kind, len } => write!(
                 f,
-                "signature must be 40 hexadecimal digits, got {len} bytes; expected {}",
+                "signature must be exactly 40 lower-case hexadecimal digits, got {len} bytes of another form; expected {}",
                 kind.inputs()
             ),
             Error::SignatureMismatch { kind } => write!(

@@ -282,13 +282,18 @@ pub fn sign_plain(
     ]))
 }
 
-/// Checks a `msg_signature` in constant time, accepting either hex case.
+/// Checks a `msg_signature` in constant time. It must be exactly the 40 lower-case hex digits the
+/// platform sends: Tencent's samples and SDKs compare the text exactly, so upper case is refused
+/// (−40001) rather than being a second spelling an attacker could use.
 ///
 /// ```
 /// use wxbizmsgcrypt::verify_message;
 /// let ok = verify_message("RMNlACHlV5ThzfRlVS4D4", "timestamp", "nonce", "encrypt",
-///     "8EDAC0945683C119EE71C9F6256D76C48AA08A96");
+///     "8edac0945683c119ee71c9f6256d76c48aa08a96");
 /// assert!(ok.is_ok());
+/// let upper = verify_message("RMNlACHlV5ThzfRlVS4D4", "timestamp", "nonce", "encrypt",
+///     "8EDAC0945683C119EE71C9F6256D76C48AA08A96");
+/// assert_eq!(upper.unwrap_err().code(), -40001);
 /// let bad = verify_message("RMNlACHlV5ThzfRlVS4D4", "timestamp", "nonce", "encrypt2",
 ///     "8edac0945683c119ee71c9f6256d76c48aa08a96");
 /// assert_eq!(bad.unwrap_err().code(), -40001);
@@ -309,7 +314,8 @@ pub fn verify_message(
     compare(SignatureKind::Message, &expected, signature)
 }
 
-/// Checks a plain `signature` (three inputs) in constant time, accepting either hex case.
+/// Checks a plain `signature` (three inputs) in constant time; like [`verify_message`], only the
+/// 40 lower-case hex digits are accepted.
 pub fn verify_plain(
     token: impl AsRef<[u8]>,
     timestamp: impl AsRef<[u8]>,
@@ -324,7 +330,7 @@ fn compare(kind: SignatureKind, expected: &[u8; 20], received: &str) -> Result<(
     check(kind, expected, &parse(kind, received)?)
 }
 
-/// Decodes a received signature: 40 hexadecimal digits, either case.
+/// Decodes a received signature: exactly 40 lower-case hexadecimal digits.
 ///
 /// Decoding branches only on the public, attacker-supplied text.
 pub(crate) fn parse(kind: SignatureKind, received: &str) -> Result<[u8; 20], Error> {
@@ -375,7 +381,8 @@ pub(crate) fn message_digest(
 /// Marks a byte that is not a hexadecimal digit in [`HEX_VALUE`].
 const INVALID_DIGIT: u8 = 0x80;
 
-/// The value of each hexadecimal digit, either case; [`INVALID_DIGIT`] for any other byte.
+/// The value of each lower-case hexadecimal digit; [`INVALID_DIGIT`] for any other byte, upper-case
+/// `A`-`F` included, so that a signature has one spelling only.
 const HEX_VALUE: [u8; 256] = {
     let mut table = [INVALID_DIGIT; 256];
     let mut i = 0;
@@ -386,7 +393,6 @@ const HEX_VALUE: [u8; 256] = {
     let mut i = 0;
     while i < 6 {
         table[b'a' as usize + i] = 10 + i as u8;
-        table[b'A' as usize + i] = 10 + i as u8;
         i += 1;
     }
     table
@@ -689,7 +695,7 @@ mod tests {
                     continue;
                 };
                 let result = verify_plain("t", "1", "2", &text);
-                if byte.is_ascii_hexdigit() {
+                if byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte) {
                     assert!(!matches!(result, Err(Error::SignatureFormat { .. })));
                 } else {
                     assert!(
@@ -699,6 +705,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Regression: upper-case hex used to verify. The platform and every SDK compare the
+    /// lower-case text exactly, so any other spelling is a forgery attempt, refused as −40001.
+    #[test]
+    fn only_lower_case_hex_verifies() {
+        let good = sign_plain("t", "1", "2");
+        assert!(verify_plain("t", "1", "2", good.as_str()).is_ok());
+        let upper = good.as_str().to_ascii_uppercase();
+        assert_ne!(upper, good.as_str(), "the digest has a letter digit");
+        let error = verify_plain("t", "1", "2", &upper).unwrap_err();
+        assert_eq!(error.code(), -40001);
+        let message = sign_message("t", "1", "2", "x");
+        let mut mixed = message.as_str().to_owned();
+        let at = mixed.find(|c: char| c.is_ascii_lowercase()).unwrap();
+        mixed.replace_range(at..=at, &mixed[at..=at].to_ascii_uppercase());
+        assert_eq!(
+            verify_message("t", "1", "2", "x", &mixed)
+                .unwrap_err()
+                .code(),
+            -40001
+        );
     }
 
     #[test]

@@ -417,17 +417,17 @@ fn signature_failures_are_40001() {
         }
     );
     assert!(err.is_signature());
-    // Upper-case hex is the same signature.
-    assert!(
-        crypt
-            .verify_signature(
-                "5D197AAFFBA7E9B25A30732F161A50DEE96BD5FA",
-                "1409735669",
-                "1320562132",
-                V1_ENCRYPT
-            )
-            .is_ok()
-    );
+    // Upper-case hex is not the platform's spelling: refused, −40001.
+    let upper = crypt
+        .verify_signature(
+            "5D197AAFFBA7E9B25A30732F161A50DEE96BD5FA",
+            "1409735669",
+            "1320562132",
+            V1_ENCRYPT,
+        )
+        .unwrap_err();
+    assert!(upper.is_signature());
+    assert_eq!(upper.code(), -40001);
     // The signature covers the exact text: surrounding whitespace changes it.
     assert!(
         crypt

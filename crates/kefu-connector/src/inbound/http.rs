@@ -71,6 +71,32 @@ fn store_unavailable(error: impl std::fmt::Display) -> Response {
     )
 }
 
+/// Whether this refusal's WARN line is logged (see [`super::log_limit`]), and how many were
+/// left out before it.
+fn sampled(limit: &super::log_limit::LogLimit) -> Option<u64> {
+    limit.admit(Instant::now())
+}
+
+fn left_out_note(left_out: u64) -> String {
+    if left_out == 0 {
+        String::new()
+    } else {
+        format!(
+            " ({left_out} more refusals on this route were not logged, at most {} a second are)",
+            super::log_limit::LINES_PER_WINDOW
+        )
+    }
+}
+
+/// The account name from the URL as it may be logged: anyone can put anything there, so it is
+/// cut short.
+fn log_name(name: &str) -> &str {
+    match name.char_indices().nth(32) {
+        Some((end, _)) => &name[..end],
+        None => name,
+    }
+}
+
 /// Stores through `admit` within [`STORE_DEADLINE`].
 async fn admit(inbound: &Inbound, admit: store::TxAdmit) -> Result<Admission, String> {
     match tokio::time::timeout(STORE_DEADLINE, inbound.inner.store.run(admit)).await {
@@ -94,11 +120,15 @@ async fn dialogue_callback(
         Ok(accepted) => accepted,
         Err(rejection) => {
             metrics.callback("dialogue", "rejected", rejection.reason());
-            tracing::warn!(
-                reason = rejection.reason(),
-                body_bytes = body.len(),
-                "Dialogue callback refused: {rejection}"
-            );
+            if let Some(left_out) = sampled(&inbound.inner.refusal_logs.dialogue) {
+                tracing::warn!(
+                    reason = rejection.reason(),
+                    body_bytes = body.len(),
+                    left_out,
+                    "Dialogue callback refused: {rejection}{}",
+                    left_out_note(left_out)
+                );
+            }
             return json_answer(StatusCode::BAD_REQUEST, DIALOGUE_REFUSED);
         }
     };
@@ -175,11 +205,15 @@ async fn wechat_verify(
                 .inner
                 .metrics
                 .callback("wechat", "rejected", rejection.reason());
-            tracing::warn!(
-                account = name.as_str(),
-                reason = rejection.reason(),
-                "WeChat URL verification refused: {rejection}"
-            );
+            if let Some(left_out) = sampled(&inbound.inner.refusal_logs.wechat_verify) {
+                tracing::warn!(
+                    account = log_name(&name),
+                    reason = rejection.reason(),
+                    left_out,
+                    "WeChat URL verification refused: {rejection}{}",
+                    left_out_note(left_out)
+                );
+            }
             text_answer(
                 StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST),
                 rejection.answer(),
@@ -206,11 +240,15 @@ async fn wechat_callback(
         .and_then(|account| account.receive(&query, &body, now / 1000, window.as_secs()));
     let refuse = |rejection: super::wechat::WechatRejection| {
         metrics.callback("wechat", "rejected", rejection.reason());
-        tracing::warn!(
-            account = name.as_str(),
-            reason = rejection.reason(),
-            "WeChat callback refused: {rejection}"
-        );
+        if let Some(left_out) = sampled(&inbound.inner.refusal_logs.wechat_push) {
+            tracing::warn!(
+                account = log_name(&name),
+                reason = rejection.reason(),
+                left_out,
+                "WeChat callback refused: {rejection}{}",
+                left_out_note(left_out)
+            );
+        }
         text_answer(
             StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST),
             rejection.answer(),
@@ -229,6 +267,7 @@ async fn wechat_callback(
         account: name.clone(),
         message: received.message,
         replay_key: received.replay_key,
+        plain_replay_key: received.plain_replay_key,
         replay_expires_ms,
         body_sha256: received.body_sha256,
         dedup_key: received.dedup_key,
@@ -366,6 +405,14 @@ fn after_beyond_newest(after: i64, newest: i64) -> Response {
 }
 
 async fn get_session(State(state): State<Arc<ApiState>>, Path(openid): Path<String>) -> Response {
+    use kefu_payload::limits;
+    if let Err(error) = limits::check("openid", &openid, limits::OPENID) {
+        return desk_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            error.to_string(),
+            Some("openid"),
+        );
+    }
     let lookup = openid.clone();
     match state
         .inbound

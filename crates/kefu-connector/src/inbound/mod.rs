@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `POST /v1/callbacks/dialogue/{secret}` | the secret path segment (`callbacks.dialogue_secret`) | `200 {"errcode":0,"errmsg":"ok"}` once stored (or recognised as a redelivery); any refusal `400 {"errcode":400,"errmsg":"invalid callback"}`, always the same |
 //! | `GET /v1/callbacks/wechat/{name}` | `signature` (OA/MP) or `msg_signature` (WeCom) | URL verification: `echostr` (OA/MP) or its decrypted text (WeCom), exactly, as `text/plain` |
-//! | `POST /v1/callbacks/wechat/{name}` | `signature` (plaintext mode) or `msg_signature` (safe and compatible modes, WeCom) | `200 success` once stored (or recognised as a redelivery); 400, 403 or 404 with a short reason |
+//! | `POST /v1/callbacks/wechat/{name}` | `signature` (an account in `plain` mode) or `msg_signature` (safe and compatible modes, WeCom) | `200 success` once stored (or recognised as a redelivery); any refusal before authentication (unknown account included) one `403`, any unusable authenticated push one `400`, a replay `403 replayed request` |
 //! | `GET /v1/events?after=<id>&wait=<s>&limit=<n>` | bearer | `{"events": [...], "next": <id>}`: events with an id above `after`, oldest first; waits up to `wait` seconds (capped by `events.max_wait_secs`) for one if there is none; an `after` beyond the newest id is `409 {"error": {"message", "field": "after", "newest": <id>}}` (the store was reset) |
 //! | `GET /v1/sessions/{openid}` | bearer | the user's [`Session`](session::Session), or 404 |
 //! | `GET /v1/sessions?state=needperson&limit=<n>` | bearer | `{"sessions": [...]}`, longest in their state first |
@@ -49,6 +49,7 @@
 pub mod dialogue;
 pub mod event;
 pub mod http;
+pub mod log_limit;
 pub mod message;
 pub mod query;
 pub mod session;
@@ -109,6 +110,16 @@ struct Inner {
     stopping: watch::Sender<bool>,
     webhook: Option<WebhookDispatcher>,
     purger: Mutex<Option<JoinHandle<()>>>,
+    /// Per route, the sampling of the WARN lines of refused callbacks.
+    refusal_logs: RefusalLogs,
+}
+
+/// The [`log_limit::LogLimit`] of each callback route.
+#[derive(Default)]
+struct RefusalLogs {
+    dialogue: log_limit::LogLimit,
+    wechat_verify: log_limit::LogLimit,
+    wechat_push: log_limit::LogLimit,
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -175,6 +186,7 @@ impl Inbound {
                 stopping: watch::channel(false).0,
                 webhook,
                 purger: Mutex::new(None),
+                refusal_logs: RefusalLogs::default(),
             }),
         };
         let retention = millis(config.events.retention);
@@ -212,6 +224,13 @@ impl Inbound {
     /// Makes long polls return now; called as soon as the service starts stopping.
     pub fn begin_shutdown(&self) {
         let _ = self.inner.stopping.send(true);
+    }
+
+    /// Resolves once the service has begun to stop (see [`Inbound::begin_shutdown`]): what
+    /// listeners other than the desk API's wait on to stop with it.
+    pub async fn stopping(&self) {
+        let mut stopping = self.inner.stopping.subscribe();
+        let _ = stopping.wait_for(|stop| *stop).await;
     }
 
     /// Stops the purge and waits up to `grace` for webhook calls in flight. Unacknowledged

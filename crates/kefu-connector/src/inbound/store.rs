@@ -115,8 +115,12 @@ pub struct NewWechat {
     pub account: String,
     /// The parsed message.
     pub message: StandardMessage,
-    /// The replay key: account, timestamp, nonce and signature.
+    /// The replay key: account, timestamp, nonce and the signature that authenticated it.
     pub replay_key: String,
+    /// The replay key of the plain `signature` an encrypted push also carries: remembered, not
+    /// checked, so that the same URL cannot carry a plaintext body (an encrypted retry has the
+    /// same plain signature with a new ciphertext, and must stay a redelivery).
+    pub plain_replay_key: Option<String>,
     /// When the replay key expires, in Unix milliseconds.
     pub replay_expires_ms: i64,
     /// The SHA-256 (hex) of the request body, which a plain `signature` does not cover.
@@ -314,6 +318,14 @@ pub fn admit_wechat(
         new.body_sha256,
         new.replay_expires_ms
     ])?;
+    if let Some(plain) = &new.plain_replay_key {
+        // The first body stays: a later one under the same plain signature is the replay.
+        tx.prepare_cached(
+            "INSERT INTO inbound_replay (key, body_sha256, expires_at_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key) DO UPDATE SET expires_at_ms = max(expires_at_ms, excluded.expires_at_ms)",
+        )?
+        .execute(params![plain, new.body_sha256, new.replay_expires_ms])?;
+    }
     if is_duplicate(tx, &new.dedup_key, now)? {
         return Ok(Admission::Duplicate);
     }
@@ -633,7 +645,8 @@ mod tests {
                 msg_id: Some("1".into()),
                 ..StandardMessage::default()
             },
-            replay_key: replay.into(),
+            replay_key: replay.split(',').next().unwrap_or_default().to_owned(),
+            plain_replay_key: replay.split(',').nth(1).map(str::to_owned),
             replay_expires_ms: 10_000,
             body_sha256: body.into(),
             dedup_key: dedup.into(),
@@ -666,6 +679,20 @@ mod tests {
             admit(new("r2", "b3", "d1"), 2_000).await,
             Admission::Duplicate
         );
+        // An encrypted push's plain signature is remembered: reused on another body, it is a
+        // replay. An encrypted retry under it, with a new ciphertext, is still a redelivery.
+        assert!(matches!(
+            admit(new("r3,p3", "b4", "d4"), 2_000).await,
+            Admission::Stored(_)
+        ));
+        assert_eq!(
+            admit(new("p3", "b5", "d5"), 2_000).await,
+            Admission::Replayed
+        );
+        assert_eq!(
+            admit(new("r4,p3", "b6", "d4"), 2_000).await,
+            Admission::Duplicate
+        );
         // After expiry the keys no longer count, and a purge removes them.
         assert!(matches!(
             admit(new("r1", "b2", "d1"), 30_000).await,
@@ -678,8 +705,8 @@ mod tests {
         assert_eq!(
             purged,
             Purged {
-                dedup_keys: 1,
-                replay_keys: 2,
+                dedup_keys: 2,
+                replay_keys: 5,
                 events: 0
             }
         );
@@ -688,14 +715,14 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            purged.events, 2,
+            purged.events, 3,
             "webhook state `none`: nothing waits for them"
         );
         let latest = outbox
             .run(Box::new(|tx, _| latest_event_id(tx)))
             .await
             .unwrap();
-        assert_eq!(latest, 2, "ids are never reused");
+        assert_eq!(latest, 3, "ids are never reused");
     }
 
     #[tokio::test]

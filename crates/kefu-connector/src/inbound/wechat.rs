@@ -2,15 +2,25 @@
 //! verification (`GET`) and message pushes (`POST`) at `/v1/callbacks/wechat/{name}`.
 //!
 //! * Plaintext mode (no `encrypt_type`, or `raw`): the plain `signature` over the Token,
-//!   `timestamp` and `nonce` is checked, and the body is the message.
+//!   `timestamp` and `nonce` is checked, and the body is the message. Only an account in `plain`
+//!   mode takes these: the plain `signature` covers no body, and a safe-mode push's URL carries
+//!   one, so anyone who saw such a URL (proxies and access logs keep them) could otherwise post
+//!   any message under it.
 //! * Safe mode (`encrypt_type=aes`) and compatible mode (plaintext fields next to `Encrypt`):
 //!   `msg_signature` over the Token, `timestamp`, `nonce` and `Encrypt` is checked, then
 //!   `Encrypt` is decrypted (with the current key, then the previous one) and its receive-id
-//!   checked; the decrypted message is authoritative. WeCom accounts are always in this mode.
+//!   checked; only the decrypted message is read. WeCom accounts are always in this mode.
 //!
 //! Before anything is stored, a `timestamp` further than `callbacks.replay_window_secs` from
 //! now is refused, and so is a (timestamp, nonce, signature) already accepted with another
-//! body (a plain `signature` covers no body). The same request again is a redelivery.
+//! body (a plain `signature` covers no body). The plain `signature` of an accepted encrypted
+//! push is remembered too, so that it cannot be replayed as a plaintext push. The same request
+//! again is a redelivery.
+//!
+//! The answers leak nothing: every refusal before the request is authenticated (unknown account,
+//! query, mode, timestamp, signature, envelope) is the same 403, so account names cannot be
+//! enumerated; every failure after it (decryption, receive-id, the message inside) is the same
+//! 400, so the answers are no padding oracle. The precise reason goes to the log.
 
 use std::collections::HashMap;
 
@@ -20,7 +30,13 @@ use wxbizmsgcrypt::{AesKey, MsgCrypt};
 
 use super::message::{MessageError, StandardMessage};
 use super::query::Query;
-use crate::config::{AccountKind, Secret, WechatAccount};
+use crate::config::{AccountKind, Secret, WechatAccount, WechatMode};
+
+/// The one answer to every refusal before a callback is authenticated.
+pub const UNAUTHENTICATED_ANSWER: &str = "refused: check the account name in the URL, the Token and this server's clock (the reason is in the relay's log)";
+
+/// The one answer to every authenticated callback whose content cannot be used.
+pub const UNREADABLE_ANSWER: &str = "bad request";
 
 /// Why a WeChat callback was refused. The `Display` text names the failed check and never holds
 /// the Token, a key or the message content.
@@ -35,6 +51,12 @@ pub enum WechatRejection {
     /// `encrypt_type` is neither `aes` nor `raw`.
     #[error("encrypt_type must be aes or raw")]
     EncryptType,
+    /// A plaintext push to an account in safe or compatible mode.
+    #[error(
+        "a push without encrypt_type=aes and msg_signature, but the account is in {} mode: a plain signature covers no body; if the account's console says 明文模式, set its mode to plain",
+        .0.as_str()
+    )]
+    Unencrypted(WechatMode),
     /// The timestamp is not a number or is outside the window.
     #[error("timestamp {timestamp:?} is not within {window_secs} s of now")]
     Timestamp {
@@ -55,58 +77,68 @@ pub enum WechatRejection {
     /// The push is encrypted but the account has no `aes_key`.
     #[error("the push is encrypted but the account has no aes_key")]
     NoKey,
-    /// Decryption failed with every key.
+    /// Decryption failed with every key (base64, padding, length, receive-id), or what it gave
+    /// is not a message. The text is for the log only.
     #[error("decryption failed: {0}")]
-    Decrypt(wxbizmsgcrypt::Error),
+    Decrypt(String),
     /// The plaintext is not a message.
     #[error("the message cannot be read: {0}")]
     Message(MessageError),
 }
 
 impl WechatRejection {
-    /// The HTTP status: 404 for an unknown account, 403 for a failed signature, time window,
-    /// replay or receive-id check (§3.10 item 10), 400 for anything malformed.
+    /// Whether the refusal came before the request was authenticated by a signature.
+    fn before_authentication(&self) -> bool {
+        matches!(
+            self,
+            WechatRejection::UnknownAccount
+                | WechatRejection::MissingParam(_)
+                | WechatRejection::EncryptType
+                | WechatRejection::Unencrypted(_)
+                | WechatRejection::Timestamp { .. }
+                | WechatRejection::Signature(_)
+                | WechatRejection::Body(_)
+        )
+    }
+
+    /// The HTTP status: 403 for every refusal before the request is authenticated (an unknown
+    /// account included, so that names cannot be enumerated) and for a replay, 400 for every
+    /// authenticated request whose content cannot be used (every decryption failure alike, so
+    /// that the answer is no padding oracle).
     pub fn status(&self) -> u16 {
-        match self {
-            WechatRejection::UnknownAccount => 404,
-            WechatRejection::Signature(_)
-            | WechatRejection::Timestamp { .. }
-            | WechatRejection::Replayed => 403,
-            WechatRejection::Decrypt(error) if error.is_receive_id() => 403,
-            _ => 400,
+        if self.before_authentication() || *self == WechatRejection::Replayed {
+            403
+        } else {
+            400
         }
     }
 
-    /// The metric label of the failed check.
+    /// The metric label of the failed check. Every decryption failure is `decrypt`.
     pub fn reason(&self) -> &'static str {
         match self {
             WechatRejection::UnknownAccount => "unknown_account",
             WechatRejection::MissingParam(_) => "query",
             WechatRejection::EncryptType => "encrypt_type",
+            WechatRejection::Unencrypted(_) => "unencrypted",
             WechatRejection::Timestamp { .. } => "timestamp",
             WechatRejection::Signature(_) => "signature",
             WechatRejection::Replayed => "replay",
             WechatRejection::Body(_) => "body",
             WechatRejection::NoKey => "no_key",
-            WechatRejection::Decrypt(error) if error.is_receive_id() => "receive_id",
             WechatRejection::Decrypt(_) => "decrypt",
             WechatRejection::Message(_) => "message",
         }
     }
 
-    /// The short answer body.
+    /// The short answer body: one text for all refusals before authentication, one for all
+    /// unusable content after it.
     pub fn answer(&self) -> &'static str {
-        match self {
-            WechatRejection::UnknownAccount => "unknown account",
-            WechatRejection::MissingParam(_) | WechatRejection::EncryptType => "bad query",
-            WechatRejection::Timestamp { .. } => "timestamp out of range",
-            WechatRejection::Signature(_) => "signature mismatch",
-            WechatRejection::Replayed => "replayed request",
-            WechatRejection::Decrypt(error) if error.is_receive_id() => "receive-id mismatch",
-            WechatRejection::Body(_)
-            | WechatRejection::NoKey
-            | WechatRejection::Decrypt(_)
-            | WechatRejection::Message(_) => "bad request",
+        if self.before_authentication() {
+            UNAUTHENTICATED_ANSWER
+        } else if *self == WechatRejection::Replayed {
+            "replayed request"
+        } else {
+            UNREADABLE_ANSWER
         }
     }
 }
@@ -116,8 +148,10 @@ impl WechatRejection {
 pub struct Received {
     /// The message.
     pub message: StandardMessage,
-    /// Account, timestamp, nonce and signature.
+    /// Account, timestamp, nonce and the signature that authenticated the push.
     pub replay_key: String,
+    /// The same for the valid plain `signature` an encrypted push also carries, if any.
+    pub plain_replay_key: Option<String>,
     /// The SHA-256 (hex) of the body.
     pub body_sha256: String,
     /// The timestamp, in Unix seconds.
@@ -130,6 +164,7 @@ pub struct Received {
 pub struct Account {
     name: String,
     kind: AccountKind,
+    mode: WechatMode,
     token: Secret,
     /// Newest first.
     crypts: Vec<MsgCrypt>,
@@ -152,6 +187,7 @@ impl Account {
         Ok(Account {
             name: config.name.clone(),
             kind: config.kind,
+            mode: config.mode,
             token: config.token.clone(),
             crypts,
         })
@@ -163,7 +199,8 @@ impl Account {
     }
 
     /// Decrypts with each key, newest first. When all fail, a receive-id mismatch is reported
-    /// in preference (the key was right but the id was not), else the newest key's failure.
+    /// in preference (the key was right but the id was not), else the newest key's failure; the
+    /// report is for the log, the answer is the same whatever failed.
     fn decrypt(&self, encrypt: &str) -> Result<Vec<u8>, WechatRejection> {
         let mut failures = Vec::new();
         for crypt in &self.crypts {
@@ -180,7 +217,7 @@ impl Account {
             None if failures.is_empty() => return Err(WechatRejection::NoKey),
             None => failures.swap_remove(0),
         };
-        Err(WechatRejection::Decrypt(reported))
+        Err(WechatRejection::Decrypt(reported.to_string()))
     }
 
     /// URL verification: the body to answer with, exactly.
@@ -251,9 +288,14 @@ impl Account {
             Some("aes") => true,
             Some("raw") => false,
             Some(_) => return Err(WechatRejection::EncryptType),
-            None => self.kind == AccountKind::WeCom || query.get("msg_signature").is_some(),
+            // WeCom sends no encrypt_type; its pushes are always encrypted.
+            None => self.kind == AccountKind::WeCom,
         };
-        let (signature, message) = if encrypted {
+        if !encrypted && self.mode.requires_encryption() {
+            return Err(WechatRejection::Unencrypted(self.mode));
+        }
+        let replay_key = |signature: &str| format!("{}:{timestamp}:{nonce}:{signature}", self.name);
+        let (replay_key, plain_replay_key, message) = if encrypted {
             let signature = query
                 .get("msg_signature")
                 .ok_or(WechatRejection::MissingParam("msg_signature"))?;
@@ -272,25 +314,34 @@ impl Account {
             )
             .map_err(WechatRejection::Signature)?;
             let plaintext = self.decrypt(&encrypt)?;
-            let plaintext = String::from_utf8(plaintext).map_err(|_| {
-                WechatRejection::Message(MessageError::Json("the plaintext is not UTF-8".into()))
+            // Every failure from here on is reported as a decryption failure: whether the
+            // padding was right shows in what the plaintext turned out to be.
+            let plaintext = String::from_utf8(plaintext)
+                .map_err(|_| WechatRejection::Decrypt("the plaintext is not UTF-8".into()))?;
+            let message = StandardMessage::parse(&plaintext).map_err(|e| {
+                WechatRejection::Decrypt(format!("the decrypted message cannot be read: {e}"))
             })?;
-            (signature, StandardMessage::parse(&plaintext))
+            // The same URL's plain signature, were it reused on a plaintext body, must find
+            // this push in the replay cache (an account in plain mode may also take encrypted
+            // pushes). Only a valid one is kept, so that it cannot be used to fill the cache.
+            let plain = query.get("signature").filter(|plain| {
+                wxbizmsgcrypt::verify_plain(self.token.expose(), timestamp_text, nonce, plain)
+                    .is_ok()
+            });
+            (replay_key(signature), plain.map(replay_key), Ok(message))
         } else {
             let signature = query
                 .get("signature")
                 .ok_or(WechatRejection::MissingParam("signature"))?;
             wxbizmsgcrypt::verify_plain(self.token.expose(), timestamp_text, nonce, signature)
                 .map_err(WechatRejection::Signature)?;
-            (signature, StandardMessage::parse(text))
+            (replay_key(signature), None, StandardMessage::parse(text))
         };
         let message = message.map_err(WechatRejection::Message)?;
         Ok(Received {
-            replay_key: format!(
-                "{}:{timestamp}:{nonce}:{}",
-                self.name,
-                signature.to_ascii_lowercase()
-            ),
+            // A signature has one spelling (lower-case hex), so the text is the key.
+            replay_key,
+            plain_replay_key,
             timestamp,
             body_sha256: hex::encode(Sha256::digest(body)),
             dedup_key: format!("wechat:{}:{}", self.name, message.dedup_key()),
@@ -330,9 +381,14 @@ mod tests {
     const MSG: &str = "<xml><ToUserName>gh_1</ToUserName><FromUserName>oU</FromUserName><CreateTime>1700000000</CreateTime><MsgType>text</MsgType><Content>hi</Content><MsgId>42</MsgId></xml>";
 
     fn account(kind: AccountKind, receive_id: &str) -> Account {
+        account_in(kind, WechatMode::Safe, receive_id)
+    }
+
+    fn account_in(kind: AccountKind, mode: WechatMode, receive_id: &str) -> Account {
         Account::new(&WechatAccount {
             name: "main".into(),
             kind,
+            mode,
             token: Secret::new("TOKEN"),
             aes_key: Some(Secret::new(KEY)),
             previous_aes_key: Some(Secret::new(OLD_KEY)),
@@ -361,7 +417,11 @@ mod tests {
         let bad = Query::parse(
             "signature=0000000000000000000000000000000000000000&timestamp=1&nonce=2&echostr=x",
         );
-        assert_eq!(account.verify_url(&bad).unwrap_err().status(), 403);
+        let error = account.verify_url(&bad).unwrap_err();
+        assert_eq!(
+            (error.status(), error.answer()),
+            (403, UNAUTHENTICATED_ANSWER)
+        );
     }
 
     #[test]
@@ -381,21 +441,28 @@ mod tests {
             let received = account.receive(&query, body.as_bytes(), NOW, 300).unwrap();
             assert_eq!(received.message.content.as_deref(), Some("hi"));
             assert_eq!(received.dedup_key, "wechat:main:msgid:42");
+            assert_eq!(
+                received.plain_replay_key, None,
+                "no plain signature in the query"
+            );
             assert!(received.replay_key.starts_with("main:1700000000:n1:"));
         }
         let crypt = MsgCrypt::new("TOKEN", KEY, "wx-other").unwrap();
         let encrypt = crypt.encrypt(MSG.as_bytes()).unwrap();
         let body = format!(r#"{{"Encrypt":"{encrypt}"}}"#);
-        let query = signed_query(&encrypt, "1700000000", "");
+        let query = signed_query(&encrypt, "1700000000", "&encrypt_type=aes");
         let error = account
             .receive(&query, body.as_bytes(), NOW, 300)
             .unwrap_err();
-        assert_eq!((error.status(), error.reason()), (403, "receive_id"));
+        assert_eq!(
+            (error.status(), error.reason(), error.answer()),
+            (400, "decrypt", UNREADABLE_ANSWER)
+        );
         let error = account
             .receive(&query, body.as_bytes(), NOW + 301, 300)
             .unwrap_err();
         assert_eq!((error.status(), error.reason()), (403, "timestamp"));
-        let tampered = signed_query("x", "1700000000", "");
+        let tampered = signed_query("x", "1700000000", "&encrypt_type=aes");
         let error = account
             .receive(&tampered, body.as_bytes(), NOW, 300)
             .unwrap_err();
@@ -403,12 +470,12 @@ mod tests {
         let error = account
             .receive(&Query::parse("timestamp=1700000000"), b"", NOW, 300)
             .unwrap_err();
-        assert_eq!((error.status(), error.reason()), (400, "query"));
+        assert_eq!((error.status(), error.reason()), (403, "query"));
     }
 
     #[test]
     fn plaintext_mode_checks_the_plain_signature() {
-        let account = account(AccountKind::MiniProgram, "wx1");
+        let account = account_in(AccountKind::MiniProgram, WechatMode::Plain, "wx1");
         let signature = wxbizmsgcrypt::sign_plain("TOKEN", "1700000000", "n1");
         let query = Query::parse(&format!(
             "signature={}&timestamp=1700000000&nonce=n1",
@@ -445,10 +512,160 @@ mod tests {
         assert!(account.verify_url(&query).unwrap().starts_with(b"echo"));
         let other = account_with_id("ww-other");
         let error = other.verify_url(&query).unwrap_err();
-        assert_eq!((error.status(), error.reason()), (403, "receive_id"));
+        assert_eq!(
+            (error.status(), error.reason(), error.answer()),
+            (400, "decrypt", UNREADABLE_ANSWER)
+        );
     }
 
     fn account_with_id(receive_id: &str) -> Account {
         account(AccountKind::WeCom, receive_id)
+    }
+
+    fn safe_push(crypt: &MsgCrypt, plaintext: &str, nonce: &str) -> (Query, String) {
+        let encrypt = crypt.encrypt(plaintext.as_bytes()).unwrap();
+        let msg_signature = wxbizmsgcrypt::sign_message("TOKEN", "1700000000", nonce, &encrypt);
+        let signature = wxbizmsgcrypt::sign_plain("TOKEN", "1700000000", nonce);
+        let query = Query::parse(&format!(
+            "signature={}&timestamp=1700000000&nonce={nonce}&openid=oU&encrypt_type=aes&msg_signature={}",
+            signature.as_str(),
+            msg_signature.as_str()
+        ));
+        (
+            query,
+            format!("<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"),
+        )
+    }
+
+    /// Regression: a safe-mode push's query with `encrypt_type` and `msg_signature` dropped
+    /// still carries a valid plain `signature`, and was accepted with any plaintext body.
+    #[test]
+    fn safe_and_compatible_accounts_refuse_a_plaintext_push_under_a_real_signature() {
+        let crypt = MsgCrypt::new("TOKEN", KEY, "wx1").unwrap();
+        let forged = MSG.replace("oU", "oVICTIM");
+        for mode in [WechatMode::Safe, WechatMode::Compatible] {
+            let account = account_in(AccountKind::OfficialAccount, mode, "wx1");
+            let (query, body) = safe_push(&crypt, MSG, "n1");
+            let received = account.receive(&query, body.as_bytes(), NOW, 300).unwrap();
+            assert_eq!(received.message.from_user_name, "oU");
+            let signature = query.get("signature").unwrap();
+            for stripped in [
+                format!("signature={signature}&timestamp=1700000000&nonce=n1&openid=oU"),
+                format!("signature={signature}&timestamp=1700000000&nonce=n1&encrypt_type=raw"),
+            ] {
+                let error = account
+                    .receive(&Query::parse(&stripped), forged.as_bytes(), NOW, 300)
+                    .unwrap_err();
+                assert_eq!(error, WechatRejection::Unencrypted(mode), "{stripped}");
+                assert_eq!(
+                    (error.status(), error.answer()),
+                    (403, UNAUTHENTICATED_ANSWER)
+                );
+            }
+        }
+    }
+
+    /// Compatible mode: the plaintext fields next to `Encrypt` are ignored, only the encrypted
+    /// message is read.
+    #[test]
+    fn compatible_mode_reads_only_the_encrypted_part() {
+        let account = account_in(AccountKind::OfficialAccount, WechatMode::Compatible, "wx1");
+        let crypt = MsgCrypt::new("TOKEN", KEY, "wx1").unwrap();
+        let (query, envelope) = safe_push(&crypt, MSG, "n1");
+        let body = envelope.replace(
+            "<Encrypt>",
+            "<FromUserName>oVICTIM</FromUserName><Content>forged</Content><Encrypt>",
+        );
+        let received = account.receive(&query, body.as_bytes(), NOW, 300).unwrap();
+        assert_eq!(received.message.from_user_name, "oU");
+        assert_eq!(received.message.content.as_deref(), Some("hi"));
+    }
+
+    /// An accepted encrypted push's plain signature is a replay key too, so that it cannot be
+    /// reused on a plaintext body by an account that takes both.
+    #[test]
+    fn an_encrypted_push_also_keys_its_plain_signature() {
+        let account = account_in(AccountKind::OfficialAccount, WechatMode::Plain, "wx1");
+        let crypt = MsgCrypt::new("TOKEN", KEY, "wx1").unwrap();
+        let (query, body) = safe_push(&crypt, MSG, "n1");
+        let received = account.receive(&query, body.as_bytes(), NOW, 300).unwrap();
+        let signature = query.get("signature").unwrap();
+        let plain_query = Query::parse(&format!(
+            "signature={signature}&timestamp=1700000000&nonce=n1"
+        ));
+        let forged = account
+            .receive(&plain_query, MSG.replace("oU", "oV").as_bytes(), NOW, 300)
+            .unwrap();
+        assert_eq!(received.plain_replay_key, Some(forged.replay_key));
+        // An invalid plain signature next to a valid msg_signature is not kept.
+        let (query, body) = safe_push(&crypt, MSG, "n2");
+        let mangled = Query::parse(&format!(
+            "signature={}&timestamp=1700000000&nonce=n2&encrypt_type=aes&msg_signature={}",
+            "0".repeat(40),
+            query.get("msg_signature").unwrap()
+        ));
+        let received = account
+            .receive(&mangled, body.as_bytes(), NOW, 300)
+            .unwrap();
+        assert_eq!(received.plain_replay_key, None);
+    }
+
+    /// Regression: a padding failure was 400 "bad request" and a receive-id failure 403
+    /// "receive-id mismatch", with different metric labels: an oracle. Now every failure after
+    /// the signature is the same answer and label.
+    #[test]
+    fn every_decryption_failure_is_answered_alike() {
+        let account = account(AccountKind::OfficialAccount, "wx1");
+        let right = MsgCrypt::new("TOKEN", KEY, "wx1").unwrap();
+        let other_id = MsgCrypt::new("TOKEN", KEY, "wx-other").unwrap();
+        let other_key = MsgCrypt::new(
+            "TOKEN",
+            "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
+            "wx1",
+        )
+        .unwrap();
+        let mut answers = Vec::new();
+        for (crypt, plaintext, nonce) in [
+            (&other_id, MSG, "a"),
+            (&other_key, MSG, "b"),
+            (&right, "not a message", "c"),
+            (&right, "<xml><MsgType>text</MsgType></xml>", "d"),
+        ] {
+            let (query, body) = safe_push(crypt, plaintext, nonce);
+            let error = account
+                .receive(&query, body.as_bytes(), NOW, 300)
+                .unwrap_err();
+            answers.push((error.status(), error.reason(), error.answer()));
+        }
+        let bad_base64 = "<xml><Encrypt>@@@@</Encrypt></xml>";
+        let signature = wxbizmsgcrypt::sign_message("TOKEN", "1700000000", "e", "@@@@");
+        let query = Query::parse(&format!(
+            "timestamp=1700000000&nonce=e&encrypt_type=aes&msg_signature={}",
+            signature.as_str()
+        ));
+        let error = account
+            .receive(&query, bad_base64.as_bytes(), NOW, 300)
+            .unwrap_err();
+        answers.push((error.status(), error.reason(), error.answer()));
+        for answer in &answers {
+            assert_eq!(*answer, (400, "decrypt", UNREADABLE_ANSWER), "{answers:?}");
+        }
+    }
+
+    /// Regression: an unknown account was 404 "unknown account", a known one 403: names could
+    /// be enumerated without a key.
+    #[test]
+    fn an_unknown_account_is_answered_like_a_bad_signature() {
+        let unknown = WechatRejection::UnknownAccount;
+        let signature = WechatRejection::Signature(
+            wxbizmsgcrypt::verify_plain("a", "b", "c", "d").unwrap_err(),
+        );
+        let query = WechatRejection::MissingParam("nonce");
+        for rejection in [&unknown, &signature, &query] {
+            assert_eq!(
+                (rejection.status(), rejection.answer()),
+                (403, UNAUTHENTICATED_ANSWER)
+            );
+        }
     }
 }

@@ -77,7 +77,8 @@ pub struct SandboxArgs {
     /// The data format of the Official Account's pushes [default: xml].
     #[arg(long, value_enum, value_name = "FORMAT", requires = "oa_token")]
     pub oa_format: Option<OaFormat>,
-    /// The encryption mode of the Official Account's pushes [default: safe].
+    /// The encryption mode of the Official Account's pushes [default: safe]. A relay refuses
+    /// plain pushes to an account unless its `wechat.<name>.mode` is `plain`.
     #[arg(long, value_enum, value_name = "MODE", requires = "oa_token")]
     pub oa_mode: Option<OaMode>,
 }
