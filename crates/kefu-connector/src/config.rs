@@ -85,6 +85,34 @@ pub const SETTINGS: &[Setting] = &[
         "largest request body accepted, in bytes",
     ),
     setting(
+        "server.header_read_timeout_ms",
+        "KEFU_SERVER_HEADER_READ_TIMEOUT_MS",
+        Some("10000"),
+        false,
+        "how long a client may take from the first byte of a request to the end of its headers, in milliseconds; then the connection is closed",
+    ),
+    setting(
+        "server.body_read_timeout_ms",
+        "KEFU_SERVER_BODY_READ_TIMEOUT_MS",
+        Some("30000"),
+        false,
+        "how long a client may take to send a request body after its headers, in milliseconds; then it is answered 408 and the connection closed",
+    ),
+    setting(
+        "server.idle_timeout_ms",
+        "KEFU_SERVER_IDLE_TIMEOUT_MS",
+        Some("60000"),
+        false,
+        "how long a connection may wait for its next (or first) request with nothing sent, in milliseconds; then it is closed",
+    ),
+    setting(
+        "server.max_connections",
+        "KEFU_SERVER_MAX_CONNECTIONS",
+        Some("1024"),
+        false,
+        "connections served at once; more are answered 503 and closed (keep it below the process's file-descriptor limit, `ulimit -n`)",
+    ),
+    setting(
         "dialogue.token",
         "KEFU_DIALOGUE_TOKEN",
         None,
@@ -284,6 +312,8 @@ pub struct Config {
     api_key: Option<Secret>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// The desk API's timeouts for slow clients and its connection limit.
+    pub server_limits: crate::http_server::ServerLimits,
     /// The platform account.
     pub dialogue: DialogueConfig,
     /// The outbox file.
@@ -962,6 +992,12 @@ impl Values {
             listen,
             api_key,
             max_body_bytes: self.number("server.max_body_bytes", 1024, 16 << 20)?,
+            server_limits: crate::http_server::ServerLimits {
+                header_read_timeout: self.millis("server.header_read_timeout_ms", 1, 600_000)?,
+                body_read_timeout: self.millis("server.body_read_timeout_ms", 1, 3_600_000)?,
+                idle_timeout: self.millis("server.idle_timeout_ms", 1, 3_600_000)?,
+                max_connections: self.number("server.max_connections", 1, 1_000_000)?,
+            },
             dialogue: DialogueConfig {
                 token: Secret::new(token),
                 aes_key,

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt as _;
 use clap::Args;
 use kefu_client::{Client, RetryPolicy};
 use tokio::net::TcpListener;
@@ -16,12 +15,14 @@ use tokio::task::JoinHandle;
 use crate::api::{self, ApiState};
 use crate::config::{Config, LogFormat};
 use crate::delivery::Dispatcher;
+use crate::http_server;
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::runtime::{announce, block_on, stop_signals};
 
-/// How long a stopping service waits for requests already on their way to the platform.
+/// How long a stopping service waits for the desk API's requests in flight, then for requests
+/// already on their way to the platform.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Arguments of `serve`.
@@ -112,22 +113,28 @@ impl Relay {
             source,
         })?;
         let (stop, stopped) = oneshot::channel::<()>();
+        let limits = config.server_limits;
         let task = tokio::spawn(async move {
             let stopping = inbound.clone();
-            // Answers are small and written at once: send them without waiting for an ACK.
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                    // Long polls answer now rather than hold the graceful stop up.
-                    stopping.begin_shutdown();
-                })
-                .await;
-            if let Err(error) = served {
-                tracing::error!("the desk API stopped: {error}");
-            }
+            let shutdown = async move {
+                let _ = stopped.await;
+                // Long polls answer now rather than hold the graceful stop up.
+                stopping.begin_shutdown();
+            };
+            let service = |_closer| {
+                let app = app.clone();
+                move |request: axum::http::Request<http_server::RequestBody>| {
+                    // The router is always ready: no `poll_ready` is needed before `call`.
+                    let answer = tower_service::Service::call(&mut app.clone(), request);
+                    async move {
+                        match answer.await {
+                            Ok(response) => response,
+                            Err(never) => match never {},
+                        }
+                    }
+                }
+            };
+            http_server::serve(listener, limits, service, shutdown, SHUTDOWN_GRACE).await;
             tokio::join!(
                 dispatcher.shutdown(SHUTDOWN_GRACE),
                 inbound.shutdown(SHUTDOWN_GRACE)
