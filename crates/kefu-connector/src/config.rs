@@ -1254,6 +1254,52 @@ mod tests {
     }
 
     #[test]
+    fn server_limits_have_defaults_and_named_bounds() {
+        let config = Config::load(None, env_of(&minimal())).unwrap();
+        assert_eq!(
+            config.server_limits,
+            crate::http_server::ServerLimits::default()
+        );
+        let config = load_with(
+            "[server]\nheader_read_timeout_ms = 300\nbody_read_timeout_ms = 400\nidle_timeout_ms = 500\nmax_connections = 8\n",
+            &minimal(),
+        )
+        .unwrap();
+        let limits = config.server_limits;
+        assert_eq!(limits.header_read_timeout, Duration::from_millis(300));
+        assert_eq!(limits.body_read_timeout, Duration::from_millis(400));
+        assert_eq!(limits.idle_timeout, Duration::from_millis(500));
+        assert_eq!(limits.max_connections, 8);
+        for (variable, value, expected) in [
+            (
+                "KEFU_SERVER_MAX_CONNECTIONS",
+                "0",
+                "server.max_connections (from KEFU_SERVER_MAX_CONNECTIONS): expected a whole number from 1 to 1000000, got \"0\"",
+            ),
+            (
+                "KEFU_SERVER_HEADER_READ_TIMEOUT_MS",
+                "0",
+                "server.header_read_timeout_ms (from KEFU_SERVER_HEADER_READ_TIMEOUT_MS): expected a whole number from 1 to 600000, got \"0\"",
+            ),
+            (
+                "KEFU_SERVER_BODY_READ_TIMEOUT_MS",
+                "30s",
+                "server.body_read_timeout_ms (from KEFU_SERVER_BODY_READ_TIMEOUT_MS): expected a whole number from 1 to 3600000, got \"30s\"",
+            ),
+            (
+                "KEFU_SERVER_IDLE_TIMEOUT_MS",
+                "-1",
+                "server.idle_timeout_ms (from KEFU_SERVER_IDLE_TIMEOUT_MS): expected a whole number from 1 to 3600000, got \"-1\"",
+            ),
+        ] {
+            let mut env = minimal();
+            env.push((variable, value));
+            let err = Config::load(None, env_of(&env)).unwrap_err().to_string();
+            assert_eq!(err, expected);
+        }
+    }
+
+    #[test]
     fn unknown_settings_are_refused() {
         let err = load_with("[dialogue]\ntokn = \"x\"\n", &minimal())
             .unwrap_err()
