@@ -147,6 +147,7 @@ pub async fn serve<M, S, F, B>(
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    warn_if_descriptors_run_out(limits.max_connections);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let rejecting = Arc::new(Semaphore::new(REJECTING_AT_ONCE));
     let over_limit = Bytes::from(over_limit_response(limits.max_connections));
@@ -202,6 +203,46 @@ pub async fn serve<M, S, F, B>(
         connections.abort_all();
         while connections.join_next().await.is_some() {}
     }
+}
+
+/// Descriptors the process needs besides its connections: the listener, the outbox's files,
+/// outgoing connections to the platform and the desk, logs.
+const OTHER_DESCRIPTORS: u64 = 256;
+
+/// Says at start when the connection limit cannot be reached: accept would fail with "too many
+/// open files" first, and the outbox and outgoing calls with it.
+fn warn_if_descriptors_run_out(max_connections: usize) {
+    let Some(limit) = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| open_files_limit(&limits))
+    else {
+        return;
+    };
+    let needed = descriptors_needed(max_connections);
+    if needed > limit {
+        tracing::warn!(
+            max_connections,
+            open_files_limit = limit,
+            "server.max_connections needs about {needed} file descriptors but the process may open only {limit}; raise the limit (ulimit -n, LimitNOFILE= in systemd) or lower server.max_connections"
+        );
+    }
+}
+
+fn descriptors_needed(max_connections: usize) -> u64 {
+    u64::try_from(max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_add(u64::try_from(REJECTING_AT_ONCE).unwrap_or(u64::MAX))
+        .saturating_add(OTHER_DESCRIPTORS)
+}
+
+/// The soft "Max open files" limit of a `/proc/<pid>/limits` text; `None` when unlimited or
+/// absent.
+fn open_files_limit(limits: &str) -> Option<u64> {
+    limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|soft| soft.parse().ok())
 }
 
 /// The whole `503` answer to a connection over the limit.
@@ -573,6 +614,25 @@ mod tests {
         assert_eq!(limits.idle_timeout, Duration::from_millis(5));
         assert_eq!(limits.body_read_timeout, Duration::from_millis(6));
         assert_eq!(limits.max_connections, 1);
+    }
+
+    #[test]
+    fn the_open_files_limit_is_read_from_proc_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             63459                63459                processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(open_files_limit(limits), Some(1024));
+        assert_eq!(
+            open_files_limit(
+                "Max open files            unlimited            unlimited            files\n"
+            ),
+            None
+        );
+        assert_eq!(open_files_limit(""), None);
+        // The default limit of 1024 connections does not fit in the common soft limit of 1024.
+        assert!(descriptors_needed(1024) > 1024);
+        assert!(descriptors_needed(1024) <= 65_536);
+        assert_eq!(descriptors_needed(usize::MAX), u64::MAX);
     }
 
     #[test]
