@@ -133,10 +133,12 @@ const CLOSE_GRACE: Duration = Duration::from_millis(500);
 /// finish their requests (up to `grace`) and closes them.
 ///
 /// `service` is called once per connection with that connection's [`Closer`], and returns the
-/// function that answers its requests.
+/// function that answers its requests. `setting` names the setting that raises the connection
+/// limit, for the messages that tell how.
 pub async fn serve<M, S, F, B>(
     listener: TcpListener,
     limits: ServerLimits,
+    setting: Option<&str>,
     mut service: M,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
@@ -147,10 +149,10 @@ pub async fn serve<M, S, F, B>(
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    warn_if_descriptors_run_out(limits.max_connections);
+    warn_if_descriptors_run_out(limits.max_connections, setting);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let rejecting = Arc::new(Semaphore::new(REJECTING_AT_ONCE));
-    let over_limit = Bytes::from(over_limit_response(limits.max_connections));
+    let over_limit = Bytes::from(over_limit_response(limits.max_connections, setting));
     let (stopping, stop_seen) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -211,7 +213,7 @@ const OTHER_DESCRIPTORS: u64 = 256;
 
 /// Says at start when the connection limit cannot be reached: accept would fail with "too many
 /// open files" first, and the outbox and outgoing calls with it.
-fn warn_if_descriptors_run_out(max_connections: usize) {
+fn warn_if_descriptors_run_out(max_connections: usize, setting: Option<&str>) {
     let Some(limit) = std::fs::read_to_string("/proc/self/limits")
         .ok()
         .and_then(|limits| open_files_limit(&limits))
@@ -220,10 +222,11 @@ fn warn_if_descriptors_run_out(max_connections: usize) {
     };
     let needed = descriptors_needed(max_connections);
     if needed > limit {
+        let lower = setting.map_or(String::new(), |setting| format!(" or lower {setting}"));
         tracing::warn!(
             max_connections,
             open_files_limit = limit,
-            "server.max_connections needs about {needed} file descriptors but the process may open only {limit}; raise the limit (ulimit -n, LimitNOFILE= in systemd) or lower server.max_connections"
+            "serving {max_connections} connections needs about {needed} file descriptors but the process may open only {limit}; raise the limit (ulimit -n, LimitNOFILE= in systemd){lower}"
         );
     }
 }
@@ -246,11 +249,12 @@ fn open_files_limit(limits: &str) -> Option<u64> {
 }
 
 /// The whole `503` answer to a connection over the limit.
-fn over_limit_response(max_connections: usize) -> String {
+fn over_limit_response(max_connections: usize, setting: Option<&str>) -> String {
+    let raise = setting.map_or(String::new(), |setting| format!(", or raise {setting}"));
     let body = serde_json::json!({
         "error": {
             "message": format!(
-                "the server is serving {max_connections} connections, its limit; retry shortly, reuse a keep-alive connection, or raise server.max_connections"
+                "the server is serving {max_connections} connections, its limit; retry shortly or reuse a keep-alive connection{raise}"
             )
         }
     })
@@ -370,7 +374,7 @@ where
     let timed_out = Arc::new(AtomicBool::new(false));
     let request = request.map(|body| DeadlineBody {
         inner: body,
-        deadline: Instant::now() + limits.body_read_timeout,
+        deadline: after(Instant::now(), limits.body_read_timeout),
         sleep: None,
         timed_out: Arc::clone(&timed_out),
     });
@@ -434,11 +438,11 @@ impl Activity {
         }
         Some(match self.head_started {
             Some(started) => (
-                started + limits.header_read_timeout,
+                after(started, limits.header_read_timeout),
                 "the request head did not arrive within server.header_read_timeout_ms",
             ),
             None => (
-                self.idle_since + limits.idle_timeout,
+                after(self.idle_since, limits.idle_timeout),
                 "no request within server.idle_timeout_ms",
             ),
         })
@@ -447,7 +451,7 @@ impl Activity {
     /// When to look again. Never later than one header read timeout from now: a request head
     /// that starts while the loop sleeps towards the idle deadline can have an earlier one.
     fn next_check(&self, limits: ServerLimits, now: Instant) -> Instant {
-        let latest = now + limits.header_read_timeout;
+        let latest = after(now, limits.header_read_timeout);
         match self.deadline(limits) {
             Some((deadline, _)) => deadline.min(latest),
             None => latest,
@@ -459,6 +463,13 @@ impl Activity {
             .filter(|(deadline, _)| *deadline <= now)
             .map(|(_, reason)| reason)
     }
+}
+
+/// `wait` after `start`; a wait too long for the clock is as good as forever (a year).
+fn after(start: Instant, wait: Duration) -> Instant {
+    start
+        .checked_add(wait)
+        .unwrap_or_else(|| start + Duration::from_secs(365 * 24 * 3600))
 }
 
 fn lock(activity: &Mutex<Activity>) -> std::sync::MutexGuard<'_, Activity> {
@@ -614,6 +625,13 @@ mod tests {
         assert_eq!(limits.idle_timeout, Duration::from_millis(5));
         assert_eq!(limits.body_read_timeout, Duration::from_millis(6));
         assert_eq!(limits.max_connections, 1);
+        // Built by hand, limits may be absurd: deadlines saturate rather than panic.
+        let forever = ServerLimits::default()
+            .idle_timeout(Duration::MAX)
+            .header_read_timeout(Duration::MAX);
+        let activity = Activity::new();
+        assert!(activity.deadline(forever).is_some());
+        assert!(activity.next_check(forever, Instant::now()) > Instant::now());
     }
 
     #[test]
@@ -637,7 +655,8 @@ mod tests {
 
     #[test]
     fn the_over_limit_answer_is_a_whole_http_response_with_a_json_error() {
-        let text = over_limit_response(8);
+        assert!(!over_limit_response(8, None).contains("raise"));
+        let text = over_limit_response(8, Some("server.max_connections"));
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
         assert!(head.contains("connection: close"), "{head}");

@@ -134,7 +134,15 @@ impl Relay {
                     }
                 }
             };
-            http_server::serve(listener, limits, service, shutdown, SHUTDOWN_GRACE).await;
+            http_server::serve(
+                listener,
+                limits,
+                Some("server.max_connections"),
+                service,
+                shutdown,
+                SHUTDOWN_GRACE,
+            )
+            .await;
             tokio::join!(
                 dispatcher.shutdown(SHUTDOWN_GRACE),
                 inbound.shutdown(SHUTDOWN_GRACE)

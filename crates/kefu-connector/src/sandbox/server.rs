@@ -266,7 +266,7 @@ pub(crate) async fn serve(
         let app = Arc::clone(&app);
         move |request| handle(Arc::clone(&app), request, closer.clone())
     };
-    http_server::serve(listener, limits, service, stopping, SHUTDOWN_GRACE).await;
+    http_server::serve(listener, limits, None, service, stopping, SHUTDOWN_GRACE).await;
 }
 
 /// Routes one request and logs it.
