@@ -92,6 +92,34 @@ pub const SETTINGS: &[Setting] = &[
         "how long an Idempotency-Key is remembered, in seconds (1 to 31536000); within it, a POST repeated with the same key and request gets the first answer again and creates nothing",
     ),
     setting(
+        "server.header_read_timeout_ms",
+        "KEFU_SERVER_HEADER_READ_TIMEOUT_MS",
+        Some("10000"),
+        false,
+        "how long a client may take from the first byte of a request to the end of its headers, in milliseconds; then the connection is closed",
+    ),
+    setting(
+        "server.body_read_timeout_ms",
+        "KEFU_SERVER_BODY_READ_TIMEOUT_MS",
+        Some("30000"),
+        false,
+        "how long a client may take to send a request body after its headers, in milliseconds; then it is answered 408 and the connection closed",
+    ),
+    setting(
+        "server.idle_timeout_ms",
+        "KEFU_SERVER_IDLE_TIMEOUT_MS",
+        Some("60000"),
+        false,
+        "how long a connection may wait for its next (or first) request with nothing sent, in milliseconds; then it is closed",
+    ),
+    setting(
+        "server.max_connections",
+        "KEFU_SERVER_MAX_CONNECTIONS",
+        Some("1024"),
+        false,
+        "connections served at once; more are answered 503 and closed (keep it below the process's file-descriptor limit, `ulimit -n`)",
+    ),
+    setting(
         "dialogue.token",
         "KEFU_DIALOGUE_TOKEN",
         None,
@@ -300,6 +328,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long an `Idempotency-Key` is remembered (see [`crate::idempotency`]).
     pub idempotency_retention: Duration,
+    /// The desk API's timeouts for slow clients and its connection limit.
+    pub server_limits: crate::http_server::ServerLimits,
     /// The platform account.
     pub dialogue: DialogueConfig,
     /// The outbox file.
@@ -1138,6 +1168,12 @@ impl Values {
                 1,
                 31_536_000,
             )?),
+            server_limits: crate::http_server::ServerLimits {
+                header_read_timeout: self.millis("server.header_read_timeout_ms", 1, 600_000)?,
+                body_read_timeout: self.millis("server.body_read_timeout_ms", 1, 3_600_000)?,
+                idle_timeout: self.millis("server.idle_timeout_ms", 1, 3_600_000)?,
+                max_connections: self.number("server.max_connections", 1, 1_000_000)?,
+            },
             dialogue: DialogueConfig {
                 token: Secret::new(token),
                 aes_key,
@@ -1410,6 +1446,52 @@ mod tests {
                     "server.idempotency_retention_secs (from KEFU_SERVER_IDEMPOTENCY_RETENTION_SECS): expected a whole number from 1 to 31536000, got {bad:?}"
                 )
             );
+        }
+    }
+
+    #[test]
+    fn server_limits_have_defaults_and_named_bounds() {
+        let config = Config::load(None, env_of(&minimal())).unwrap();
+        assert_eq!(
+            config.server_limits,
+            crate::http_server::ServerLimits::default()
+        );
+        let config = load_with(
+            "[server]\nheader_read_timeout_ms = 300\nbody_read_timeout_ms = 400\nidle_timeout_ms = 500\nmax_connections = 8\n",
+            &minimal(),
+        )
+        .unwrap();
+        let limits = config.server_limits;
+        assert_eq!(limits.header_read_timeout, Duration::from_millis(300));
+        assert_eq!(limits.body_read_timeout, Duration::from_millis(400));
+        assert_eq!(limits.idle_timeout, Duration::from_millis(500));
+        assert_eq!(limits.max_connections, 8);
+        for (variable, value, expected) in [
+            (
+                "KEFU_SERVER_MAX_CONNECTIONS",
+                "0",
+                "server.max_connections (from KEFU_SERVER_MAX_CONNECTIONS): expected a whole number from 1 to 1000000, got \"0\"",
+            ),
+            (
+                "KEFU_SERVER_HEADER_READ_TIMEOUT_MS",
+                "0",
+                "server.header_read_timeout_ms (from KEFU_SERVER_HEADER_READ_TIMEOUT_MS): expected a whole number from 1 to 600000, got \"0\"",
+            ),
+            (
+                "KEFU_SERVER_BODY_READ_TIMEOUT_MS",
+                "30s",
+                "server.body_read_timeout_ms (from KEFU_SERVER_BODY_READ_TIMEOUT_MS): expected a whole number from 1 to 3600000, got \"30s\"",
+            ),
+            (
+                "KEFU_SERVER_IDLE_TIMEOUT_MS",
+                "-1",
+                "server.idle_timeout_ms (from KEFU_SERVER_IDLE_TIMEOUT_MS): expected a whole number from 1 to 3600000, got \"-1\"",
+            ),
+        ] {
+            let mut env = minimal();
+            env.push((variable, value));
+            let err = Config::load(None, env_of(&env)).unwrap_err().to_string();
+            assert_eq!(err, expected);
         }
     }
 

@@ -14,6 +14,7 @@ pub mod crypt;
 pub mod delivery;
 pub mod demo;
 pub mod desk;
+pub mod http_server;
 pub mod idempotency;
 pub mod inbound;
 pub mod loopback;

@@ -5,6 +5,14 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use kefu_connector::cli::{Cli, Command};
 
+/// jemalloc rather than glibc's malloc: after thousands of connections come and go, glibc keeps
+/// the memory they freed (5,000 slow connections, three times over: 19 MB at rest, 144 MB after
+/// they had gone, for good), while jemalloc's background thread returns it within about 20 s
+/// (25 MB).
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Crypt(args) => kefu_connector::crypt::run(args),

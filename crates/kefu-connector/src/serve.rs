@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt as _;
 use clap::Args;
 use kefu_client::{Client, RetryPolicy};
 use tokio::net::TcpListener;
@@ -17,12 +16,14 @@ use tokio::task::JoinHandle;
 use crate::api::{self, ApiState};
 use crate::config::{Config, LogFormat};
 use crate::delivery::Dispatcher;
+use crate::http_server::{self, ServerLimits};
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::runtime::{announce, block_on, stop_signals};
 
-/// How long a stopping service waits for requests already on their way to the platform.
+/// How long a stopping service waits for the desk API's requests in flight, then for requests
+/// already on their way to the platform.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Arguments of `serve`.
@@ -146,32 +147,27 @@ impl Relay {
             source,
         })?;
         let (metrics_addr, metrics_task) = match config.metrics_listen {
-            Some(at) => match serve_metrics(at, metrics_app, inbound.clone()).await {
-                Ok((addr, task)) => (Some(addr), Some(task)),
-                Err(error) => {
-                    inbound.shutdown(Duration::ZERO).await;
-                    return Err(error);
+            Some(at) => {
+                match serve_metrics(at, config.server_limits, metrics_app, inbound.clone()).await {
+                    Ok((addr, task)) => (Some(addr), Some(task)),
+                    Err(error) => {
+                        inbound.shutdown(Duration::ZERO).await;
+                        return Err(error);
+                    }
                 }
-            },
+            }
             None => (None, None),
         };
         let (stop, stopped) = oneshot::channel::<()>();
+        let limits = config.server_limits;
         let task = tokio::spawn(async move {
             let stopping = inbound.clone();
-            // Answers are small and written at once: send them without waiting for an ACK.
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                    // Long polls answer now rather than hold the graceful stop up.
-                    stopping.begin_shutdown();
-                })
-                .await;
-            if let Err(error) = served {
-                tracing::error!("the desk API stopped: {error}");
-            }
+            let shutdown = async move {
+                let _ = stopped.await;
+                // Long polls answer now rather than hold the graceful stop up.
+                stopping.begin_shutdown();
+            };
+            serve_router(listener, limits, app, shutdown).await;
             if let Some(metrics_task) = metrics_task {
                 let _ = metrics_task.await;
             }
@@ -197,9 +193,42 @@ impl Relay {
     }
 }
 
+/// Serves `app` on `listener` with the slow-client timeouts and the connection limit, until
+/// `shutdown`, then lets requests in flight finish within [`SHUTDOWN_GRACE`].
+async fn serve_router(
+    listener: TcpListener,
+    limits: ServerLimits,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()>,
+) {
+    let service = |_closer| {
+        let app = app.clone();
+        move |request: axum::http::Request<http_server::RequestBody>| {
+            // The router is always ready: no `poll_ready` is needed before `call`.
+            let answer = tower_service::Service::call(&mut app.clone(), request);
+            async move {
+                match answer.await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            }
+        }
+    };
+    http_server::serve(
+        listener,
+        limits,
+        Some("server.max_connections"),
+        service,
+        shutdown,
+        SHUTDOWN_GRACE,
+    )
+    .await;
+}
+
 /// Serves `GET /metrics` without the bearer key at `at` until `inbound` begins to stop.
 async fn serve_metrics(
     at: SocketAddr,
+    limits: ServerLimits,
     app: axum::Router,
     inbound: Inbound,
 ) -> Result<(SocketAddr, JoinHandle<()>), ServeError> {
@@ -209,14 +238,9 @@ async fn serve_metrics(
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "metrics.listen is not a loopback address: GET /metrics is served there without the bearer key; make sure only the scraper can reach it");
     }
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { inbound.stopping().await })
-            .await;
-        if let Err(error) = served {
-            tracing::error!("the metrics listener stopped: {error}");
-        }
-    });
+    let task = tokio::spawn(serve_router(listener, limits, app, async move {
+        inbound.stopping().await
+    }));
     tracing::info!(%addr, "GET /metrics listening without the bearer key (metrics.listen)");
     Ok((addr, task))
 }

@@ -143,6 +143,7 @@ impl SandboxArgs {
             seed: self.seed,
             max_messages: self.max_messages,
             oa: self.oa_account(),
+            limits: crate::http_server::ServerLimits::default(),
         }
     }
 

@@ -264,6 +264,8 @@ pub struct SandboxConfig {
     pub max_messages: usize,
     /// The Official Account whose message pushes the sandbox emulates, if any.
     pub oa: Option<OaAccount>,
+    /// Timeouts for slow clients and the connection limit, as `serve`'s defaults unless changed.
+    pub limits: crate::http_server::ServerLimits,
 }
 
 impl SandboxConfig {
@@ -285,6 +287,7 @@ impl SandboxConfig {
             seed: None,
             max_messages: DEFAULT_MAX_MESSAGES,
             oa: None,
+            limits: crate::http_server::ServerLimits::default(),
         }
     }
 }
@@ -306,6 +309,7 @@ impl fmt::Debug for SandboxConfig {
             .field("seed", &self.seed)
             .field("max_messages", &self.max_messages)
             .field("oa", &self.oa)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -491,7 +495,12 @@ impl Sandbox {
             shutdown: stopping.clone(),
             oa,
         });
-        let task = tokio::spawn(server::serve(listener, Arc::clone(&app), stopping));
+        let task = tokio::spawn(server::serve(
+            listener,
+            Arc::clone(&app),
+            config.limits,
+            stopping,
+        ));
         tracing::info!(
             %addr,
             seed,

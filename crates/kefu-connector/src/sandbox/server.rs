@@ -1,25 +1,20 @@
-//! The HTTP side: connections served with hyper directly (so that a handler can decide to close
-//! its connection without answering), routing, the `/sandbox` control routes, and request logs.
+//! The HTTP side: connections served by the accept loop `serve` shares (with its timeouts and
+//! connection limit, and a closer by which a handler can drop its connection without
+//! answering), routing, the `/sandbox` control routes, and request logs.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use kefu_payload::envelope::DialogueCallback;
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
-use tokio::task::JoinSet;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use wxbizmsgcrypt::MsgCrypt;
 
 use super::faults::{Fault, Faults};
@@ -30,6 +25,7 @@ use super::state::{Pushed, Store};
 use super::user::{
     AskForPerson, HANDOFF_KEYWORD, Redelivery, Say, SayError, SayOutcome, UserAction,
 };
+use crate::http_server::{self, Closer, RequestBody, ServerLimits};
 
 /// The largest `/openapi` request body read.
 pub(crate) const MAX_PLATFORM_BODY: usize = 1024 * 1024;
@@ -37,8 +33,6 @@ pub(crate) const MAX_PLATFORM_BODY: usize = 1024 * 1024;
 const MAX_CONTROL_BODY: usize = 64 * 1024;
 /// How long a stopping sandbox waits for requests in flight before cutting them off.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// How long a client may take to send its request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Body = Full<Bytes>;
 
@@ -255,101 +249,34 @@ pub(crate) fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Accepts connections until `shutdown` turns true, then lets the open ones finish their
-/// requests (up to a grace period) and closes them.
+/// Serves connections (see [`crate::http_server`]) until `shutdown` turns true, then lets the
+/// open ones finish their requests (up to a grace period) and closes them.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Arc<App>,
+    limits: ServerLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    // As the platform's servers: answers go out without waiting for an ACK.
-                    let _ = stream.set_nodelay(true);
-                    connections.spawn(connection(stream, Arc::clone(&app), shutdown.clone()));
-                }
-                Err(error) => {
-                    // Out of file descriptors and the like: wait a little rather than spin.
-                    tracing::warn!("accepting a connection failed: {error}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = shutdown.changed() => break,
-        }
-    }
-    drop(listener);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            connections = connections.len(),
-            "requests still in flight after {} s; closing their connections",
-            SHUTDOWN_GRACE.as_secs()
-        );
-        connections.abort_all();
-        while connections.join_next().await.is_some() {}
-    }
-}
-
-/// Serves one connection. A handler that decides to drop the request notifies `drop_signal`;
-/// the connection is then dropped on the spot, closing the socket with no response written.
-async fn connection(stream: TcpStream, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
-    let drop_signal = Arc::new(Notify::new());
-    let service = {
-        let app = Arc::clone(&app);
-        let drop_signal = Arc::clone(&drop_signal);
-        service_fn(move |request| {
-            let app = Arc::clone(&app);
-            let drop_signal = Arc::clone(&drop_signal);
-            async move { Ok::<_, Infallible>(handle(app, request, drop_signal).await) }
-        })
+    let stopping = async move {
+        let _ = shutdown.wait_for(|stopping| *stopping).await;
     };
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let mut closing = *shutdown.borrow();
-    if closing {
-        conn.as_mut().graceful_shutdown();
-    }
-    loop {
-        tokio::select! {
-            served = conn.as_mut() => {
-                if let Err(error) = served {
-                    tracing::debug!("connection ended: {error}");
-                }
-                break;
-            }
-            () = drop_signal.notified() => break,
-            _ = shutdown.changed(), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-        }
-    }
+    // A handler that decides to drop the request closes its connection with the connection's
+    // closer: the socket goes with no response written.
+    let service = |closer: Closer| {
+        let app = Arc::clone(&app);
+        move |request| handle(Arc::clone(&app), request, closer.clone())
+    };
+    http_server::serve(listener, limits, None, service, stopping, SHUTDOWN_GRACE).await;
 }
 
 /// Routes one request and logs it.
-async fn handle(
-    app: Arc<App>,
-    request: Request<Incoming>,
-    drop_signal: Arc<Notify>,
-) -> Response<Body> {
+async fn handle(app: Arc<App>, request: Request<RequestBody>, closer: Closer) -> Response<Body> {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     if let Some((endpoint, segment)) = Endpoint::route(&path) {
         let segment = segment.to_owned();
-        return openapi(&app, endpoint, &segment, request, drop_signal, started).await;
+        return openapi(&app, endpoint, &segment, request, closer, started).await;
     }
     let response = control(&app, request).await;
     tracing::info!(
@@ -371,8 +298,8 @@ async fn openapi(
     app: &App,
     endpoint: Endpoint,
     segment: &str,
-    request: Request<Incoming>,
-    drop_signal: Arc<Notify>,
+    request: Request<RequestBody>,
+    closer: Closer,
     started: Instant,
 ) -> Response<Body> {
     let path = format!("/openapi/{}/{{TOKEN}}", endpoint.name());
@@ -438,7 +365,7 @@ async fn openapi(
                 elapsed_ms = elapsed_ms(started),
                 "platform request dropped: closing the connection without an answer"
             );
-            drop_signal.notify_one();
+            closer.close_now();
             return std::future::pending().await;
         }
         Some(Fault::SystemError) => app.platform.system_error(),
@@ -460,7 +387,7 @@ async fn openapi(
 }
 
 /// The `/sandbox` control routes.
-async fn control(app: &App, request: Request<Incoming>) -> Response<Body> {
+async fn control(app: &App, request: Request<RequestBody>) -> Response<Body> {
     let path = request.uri().path().to_owned();
     let Some(segments) = decode_segments(&path) else {
         return error_response(
@@ -595,7 +522,7 @@ async fn user_route(
     app: &App,
     openid: &str,
     route: UserRoute,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Result<Response<Body>, Box<Response<Body>>> {
     let body = read_body(request).await?;
     let result = match route {
@@ -642,7 +569,7 @@ async fn oa_route(
     app: &App,
     openid: &str,
     route: OaRoute,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Result<Response<Body>, Box<Response<Body>>> {
     let body = read_body(request).await?;
     let result = match route {
@@ -686,7 +613,7 @@ fn say_error(error: &SayError) -> Response<Body> {
 }
 
 /// Reads a control request body (at most 64 KiB).
-async fn read_body(request: Request<Incoming>) -> Result<Bytes, Box<Response<Body>>> {
+async fn read_body(request: Request<RequestBody>) -> Result<Bytes, Box<Response<Body>>> {
     match Limited::new(request.into_body(), MAX_CONTROL_BODY)
         .collect()
         .await

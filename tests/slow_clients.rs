@@ -1,0 +1,302 @@
+//! Slow and idle clients over real loopback sockets: the relay (and the sandbox, which shares
+//! its accept loop) closes connections that idle, send half a request head or half a body, and
+//! answers connections over its limit instead of holding them.
+//!
+//! Timeouts here are short (a few hundred milliseconds); every wait is bounded by a much longer
+//! one, which only a server that never closes reaches. Nothing asserts on how fast anything is.
+
+use std::time::Duration;
+
+use kefu_connector::config::Config;
+use kefu_connector::http_server::ServerLimits;
+use kefu_connector::sandbox::{Sandbox, SandboxConfig};
+use kefu_connector::serve::Relay;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+const API_KEY: &str = "desk-key-0123456789";
+/// Far longer than any configured timeout here: reaching it means the server held on.
+const BOUND: Duration = Duration::from_secs(10);
+
+async fn relay(dir: &tempfile::TempDir, settings: &[(&str, &str)]) -> Relay {
+    // A port that refuses connections: nothing is ever delivered.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/openapi", dead.local_addr().unwrap());
+    drop(dead);
+    let outbox = dir.path().join("outbox.sqlite3").display().to_string();
+    let mut env = vec![
+        ("KEFU_SERVER_LISTEN", "127.0.0.1:0".to_owned()),
+        ("KEFU_SERVER_API_KEY", API_KEY.to_owned()),
+        ("KEFU_DIALOGUE_TOKEN", "TOKEN0123456789".to_owned()),
+        (
+            "KEFU_DIALOGUE_AES_KEY",
+            "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG".to_owned(),
+        ),
+        ("KEFU_DIALOGUE_BOT_APPID", "Gg8HejYTkUsEIlG".to_owned()),
+        ("KEFU_DIALOGUE_BASE_URL", dead_url),
+        ("KEFU_OUTBOX_PATH", outbox),
+    ];
+    env.extend(settings.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let config = Config::from_settings(&env).unwrap();
+    Relay::start(&config).await.unwrap()
+}
+
+/// Reads until the server closes the connection (a reset counts as closing), and returns what
+/// it sent. Panics if it does not close within [`BOUND`].
+async fn read_until_closed(stream: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(BOUND, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the server kept the connection open for {BOUND:?}; it sent {:?}",
+        String::from_utf8_lossy(&received)
+    );
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+/// Sends one keep-alive request and reads its whole answer (the connection stays open).
+async fn request(stream: &mut TcpStream, head: &str) -> String {
+    stream.write_all(head.as_bytes()).await.unwrap();
+    read_answer(stream).await
+}
+
+/// Reads one whole answer (its head and `content-length` bytes of body), or whatever arrives
+/// before the server closes the connection.
+async fn read_answer(stream: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(BOUND, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+            let text = String::from_utf8_lossy(&received);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    break;
+                }
+            }
+        }
+    })
+    .await
+    .expect("an answer or a close within the bound");
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+const HEALTHZ: &str = "GET /healthz HTTP/1.1\r\nhost: relay\r\n\r\n";
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_before_and_between_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay(
+        &dir,
+        &[
+            // Long enough that the second request below, sent at once, always comes in time.
+            ("KEFU_SERVER_IDLE_TIMEOUT_MS", "1000"),
+            ("KEFU_SERVER_HEADER_READ_TIMEOUT_MS", "60000"),
+        ],
+    )
+    .await;
+    // Opened and never used.
+    let mut silent = TcpStream::connect(relay.addr).await.unwrap();
+    assert_eq!(read_until_closed(&mut silent).await, "");
+    // Used once, then left open.
+    let mut used = TcpStream::connect(relay.addr).await.unwrap();
+    let answer = request(&mut used, HEALTHZ).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = request(&mut used, HEALTHZ).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "keep-alive still works: {answer}"
+    );
+    assert_eq!(read_until_closed(&mut used).await, "");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_partial_request_line_or_partial_headers_are_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay(
+        &dir,
+        &[
+            ("KEFU_SERVER_HEADER_READ_TIMEOUT_MS", "300"),
+            ("KEFU_SERVER_IDLE_TIMEOUT_MS", "60000"),
+        ],
+    )
+    .await;
+    for partial in [
+        "GET /heal",
+        "GET /healthz HTTP/1.1\r\nhost: relay\r\nx-slow: ",
+    ] {
+        let mut stream = TcpStream::connect(relay.addr).await.unwrap();
+        stream.write_all(partial.as_bytes()).await.unwrap();
+        let answer = read_until_closed(&mut stream).await;
+        assert!(!answer.contains(" 200 "), "{partial:?}: {answer}");
+    }
+    // After a whole request, the next head is timed from its own first byte.
+    let mut stream = TcpStream::connect(relay.addr).await.unwrap();
+    let answer = request(&mut stream, HEALTHZ).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    stream.write_all(b"GET /hea").await.unwrap();
+    read_until_closed(&mut stream).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_partial_body_is_answered_408_and_the_connection_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay(&dir, &[("KEFU_SERVER_BODY_READ_TIMEOUT_MS", "300")]).await;
+    let mut stream = TcpStream::connect(relay.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/messages HTTP/1.1\r\nhost: relay\r\nauthorization: Bearer {API_KEY}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"openid\": "
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("300 ms"), "{message}");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_being_answered_is_not_cut_by_the_idle_or_header_timeouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay(
+        &dir,
+        &[
+            ("KEFU_SERVER_IDLE_TIMEOUT_MS", "300"),
+            ("KEFU_SERVER_HEADER_READ_TIMEOUT_MS", "300"),
+        ],
+    )
+    .await;
+    let mut stream = TcpStream::connect(relay.addr).await.unwrap();
+    // A long poll that finds nothing waits its full two seconds, several idle timeouts.
+    let poll = format!(
+        "GET /v1/events?wait=2 HTTP/1.1\r\nhost: relay\r\nauthorization: Bearer {API_KEY}\r\n\r\n"
+    );
+    let answer = request(&mut stream, &poll).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_are_answered_503_until_one_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay(&dir, &[("KEFU_SERVER_MAX_CONNECTIONS", "8")]).await;
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let mut stream = TcpStream::connect(relay.addr).await.unwrap();
+        // Served: the connection holds one of the eight places.
+        let answer = request(&mut stream, HEALTHZ).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        held.push(stream);
+    }
+    for sends_a_request in [false, true] {
+        let mut ninth = TcpStream::connect(relay.addr).await.unwrap();
+        if sends_a_request {
+            ninth.write_all(HEALTHZ.as_bytes()).await.unwrap();
+        }
+        let answer = read_until_closed(&mut ninth).await;
+        assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+        let body: serde_json::Value =
+            serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("server.max_connections"),
+            "{body}"
+        );
+    }
+    drop(held);
+    // The server notices the eight closing in its own time; a new connection is then served.
+    let mut served = false;
+    for _ in 0..200 {
+        let mut stream = TcpStream::connect(relay.addr).await.unwrap();
+        stream.write_all(HEALTHZ.as_bytes()).await.unwrap();
+        let answer = read_answer(&mut stream).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            served = true;
+            break;
+        }
+        assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served, "a connection was served once the eight had closed");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn the_sandbox_closes_slow_clients_too() {
+    let mut config = SandboxConfig::new(
+        "TOKEN0123456789",
+        "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+        "Gg8HejYTkUsEIlG",
+    );
+    config.limits = ServerLimits::default()
+        .idle_timeout(Duration::from_millis(300))
+        .header_read_timeout(Duration::from_millis(300))
+        .body_read_timeout(Duration::from_millis(300))
+        .max_connections(1);
+    let sandbox = Sandbox::start(config).await.unwrap();
+    let addr = sandbox.addr();
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    // The only place is taken: the next connection is answered 503.
+    let mut over = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        read_until_closed(&mut over)
+            .await
+            .starts_with("HTTP/1.1 503 ")
+    );
+    assert_eq!(read_until_closed(&mut idle).await, "");
+
+    let partial_body =
+        b"POST /sandbox/users/o1/say HTTP/1.1\r\nhost: sandbox\r\ncontent-length: 50\r\n\r\n{\"te";
+    let answer = when_free(addr, partial_body).await;
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert_eq!(when_free(addr, b"GET /sandbox/mess").await, "");
+    sandbox.stop().await;
+}
+
+/// Sends `bytes` on a new connection and reads until the close, once the sandbox's single
+/// place is free again (the previous connection's close reaches it in its own time).
+async fn when_free(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    for _ in 0..200 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        let answer = read_until_closed(&mut stream).await;
+        if !answer.starts_with("HTTP/1.1 503 ") {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the sandbox never freed its connection");
+}
