@@ -214,10 +214,7 @@ const OTHER_DESCRIPTORS: u64 = 256;
 /// Says at start when the connection limit cannot be reached: accept would fail with "too many
 /// open files" first, and the outbox and outgoing calls with it.
 fn warn_if_descriptors_run_out(max_connections: usize, setting: Option<&str>) {
-    let Some(limit) = std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|limits| open_files_limit(&limits))
-    else {
+    let Some(limit) = open_files_limit() else {
         return;
     };
     let needed = descriptors_needed(max_connections);
@@ -238,14 +235,19 @@ fn descriptors_needed(max_connections: usize) -> u64 {
         .saturating_add(OTHER_DESCRIPTORS)
 }
 
-/// The soft "Max open files" limit of a `/proc/<pid>/limits` text; `None` when unlimited or
-/// absent.
-fn open_files_limit(limits: &str) -> Option<u64> {
-    limits
-        .lines()
-        .find_map(|line| line.strip_prefix("Max open files"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|soft| soft.parse().ok())
+/// The process's soft limit of open files; `None` when unlimited or unknown.
+fn open_files_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        rlimit::Resource::NOFILE
+            .get_soft()
+            .ok()
+            .filter(|&soft| soft != rlimit::INFINITY)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 /// The whole `503` answer to a connection over the limit.
@@ -635,18 +637,7 @@ mod tests {
     }
 
     #[test]
-    fn the_open_files_limit_is_read_from_proc_limits() {
-        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
-                      Max processes             63459                63459                processes \n\
-                      Max open files            1024                 524288               files     \n";
-        assert_eq!(open_files_limit(limits), Some(1024));
-        assert_eq!(
-            open_files_limit(
-                "Max open files            unlimited            unlimited            files\n"
-            ),
-            None
-        );
-        assert_eq!(open_files_limit(""), None);
+    fn the_default_limit_needs_more_than_the_common_soft_limit() {
         // The default limit of 1024 connections does not fit in the common soft limit of 1024.
         assert!(descriptors_needed(1024) > 1024);
         assert!(descriptors_needed(1024) <= 65_536);

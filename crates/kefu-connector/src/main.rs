@@ -14,6 +14,11 @@ use kefu_connector::cli::{Cli, Command};
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
+    // Many systems set a soft limit of 1,024 open files under a far higher hard limit; like Go's
+    // runtime, take the hard limit, so that server.max_connections' default fits. Where that
+    // fails, serve says so at start, naming both numbers.
+    #[cfg(unix)]
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     match Cli::parse().command {
         Command::Crypt(args) => kefu_connector::crypt::run(args),
         Command::Serve(args) => kefu_connector::serve::run(args),
