@@ -531,7 +531,6 @@ async fn metrics_need_the_key_or_their_own_listener() {
 /// AND leave identical metrics, on relays that saw nothing else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dialogue_decryption_failures_are_indistinguishable_in_answers_and_metrics() {
-    let dir = tempfile::tempdir().unwrap();
     let valid = handoff("oUSER", KefuState::NeedPerson, "hi", 1_700_000_000);
     let bodies = [
         (
@@ -546,27 +545,48 @@ async fn dialogue_decryption_failures_are_indistinguishable_in_answers_and_metri
             encrypted_plaintext("<xml><appid>a</appid></xml>", KEY, BOT),
         ),
     ];
+    let bodies = &bodies;
+    assert_refusals_alike(
+        "dialogue",
+        bodies.len(),
+        (400, REFUSED),
+        async |index, desk| {
+            let (what, body) = &bodies[index];
+            (*what, post_dialogue(desk, SECRET, body.clone()).await)
+        },
+    )
+    .await;
+}
+
+/// Feeds each of `cases` refused callbacks to a relay of its own that saw nothing else, and
+/// checks that every one was counted as `decrypt` and got the same answer (`expected`) and the
+/// same `/metrics`, byte for byte: neither may tell an attacker which check failed.
+async fn assert_refusals_alike(
+    source: &str,
+    cases: usize,
+    expected: (u16, &str),
+    mut post: impl AsyncFnMut(usize, &Desk) -> (&'static str, DeskReply),
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let counted = format!(
+        r#"kefu_callbacks_total{{source="{source}",outcome="rejected",reason="decrypt"}} 1"#
+    );
     let mut seen: Vec<(&str, u16, String, String)> = Vec::new();
-    for (index, (what, body)) in bodies.into_iter().enumerate() {
+    for index in 0..cases {
         let (relay, desk) = start_relay(
             &dir.path().join(format!("o{index}.sqlite3")),
             &dead_platform(),
             &[("KEFU_METRICS_LISTEN", "127.0.0.1:0".into())],
         )
         .await;
-        let reply = post_dialogue(&desk, SECRET, body).await;
+        let (what, reply) = post(index, &desk).await;
         let (_, text) = raw_get(relay.metrics_addr.unwrap(), "/metrics", "").await;
-        assert!(
-            text.contains(
-                r#"kefu_callbacks_total{source="dialogue",outcome="rejected",reason="decrypt"} 1"#
-            ),
-            "{what}:\n{text}"
-        );
+        assert!(text.contains(&counted), "{what}:\n{text}");
         seen.push((what, reply.status.as_u16(), reply.text, text));
         relay.stop().await;
     }
     let (first, rest) = seen.split_first().unwrap();
-    assert_eq!((first.1, first.2.as_str()), (400, REFUSED));
+    assert_eq!((first.1, first.2.as_str()), expected);
     for other in rest {
         assert_eq!(
             (other.1, &other.2, &other.3),
@@ -582,7 +602,6 @@ async fn dialogue_decryption_failures_are_indistinguishable_in_answers_and_metri
 /// and an unreadable message are one answer and one metric line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wechat_decryption_failures_are_indistinguishable_in_answers_and_metrics() {
-    let dir = tempfile::tempdir().unwrap();
     let now = now_secs();
     let cases = [
         ("wrong key", KEY, OA_APPID, oa_text(1, "x", now)),
@@ -594,47 +613,23 @@ async fn wechat_decryption_failures_are_indistinguishable_in_answers_and_metrics
             "<xml><MsgType>text</MsgType></xml>".to_owned(),
         ),
     ];
-    let mut seen: Vec<(&str, u16, String, String)> = Vec::new();
-    for (index, (what, key, receive_id, plaintext)) in cases.into_iter().enumerate() {
-        let (relay, desk) = start_relay(
-            &dir.path().join(format!("o{index}.sqlite3")),
-            &dead_platform(),
-            &[("KEFU_METRICS_LISTEN", "127.0.0.1:0".into())],
-        )
-        .await;
-        let encrypt = MsgCrypt::new(OA_TOKEN, key, receive_id)
-            .unwrap()
-            .encrypt(plaintext.as_bytes())
-            .unwrap();
-        let body = format!("<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
-        let reply = post_wechat(
-            &desk,
-            "oa",
-            &safe_query(OA_TOKEN, now, "n1", &encrypt).query,
-            body,
-        )
-        .await;
-        let (_, text) = raw_get(relay.metrics_addr.unwrap(), "/metrics", "").await;
-        assert!(
-            text.contains(
-                r#"kefu_callbacks_total{source="wechat",outcome="rejected",reason="decrypt"} 1"#
-            ),
-            "{what}:\n{text}"
-        );
-        seen.push((what, reply.status.as_u16(), reply.text, text));
-        relay.stop().await;
-    }
-    let (first, rest) = seen.split_first().unwrap();
-    assert_eq!((first.1, first.2.as_str()), (400, UNREADABLE_ANSWER));
-    for other in rest {
-        assert_eq!(
-            (other.1, &other.2, &other.3),
-            (first.1, &first.2, &first.3),
-            "{} vs {}",
-            other.0,
-            first.0
-        );
-    }
+    let cases = &cases;
+    assert_refusals_alike(
+        "wechat",
+        cases.len(),
+        (400, UNREADABLE_ANSWER),
+        async |index, desk| {
+            let (what, key, receive_id, plaintext) = &cases[index];
+            let encrypt = MsgCrypt::new(OA_TOKEN, key, *receive_id)
+                .unwrap()
+                .encrypt(plaintext.as_bytes())
+                .unwrap();
+            let body = format!("<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
+            let query = safe_query(OA_TOKEN, now, "n1", &encrypt).query;
+            (*what, post_wechat(desk, "oa", &query, body).await)
+        },
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
