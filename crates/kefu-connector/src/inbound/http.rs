@@ -200,26 +200,41 @@ async fn wechat_verify(
             tracing::info!(account = name.as_str(), "WeChat URL verification passed");
             text_answer(StatusCode::OK, echo)
         }
-        Err(rejection) => {
-            inbound
-                .inner
-                .metrics
-                .callback("wechat", "rejected", rejection.reason());
-            if let Some(left_out) = sampled(&inbound.inner.refusal_logs.wechat_verify) {
-                tracing::warn!(
-                    account = log_name(&name),
-                    reason = rejection.reason(),
-                    left_out,
-                    "WeChat URL verification refused: {rejection}{}",
-                    left_out_note(left_out)
-                );
-            }
-            text_answer(
-                StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST),
-                rejection.answer(),
-            )
-        }
+        Err(rejection) => refuse_wechat(
+            inbound,
+            &inbound.inner.refusal_logs.wechat_verify,
+            "WeChat URL verification",
+            &name,
+            &rejection,
+        ),
     }
+}
+
+/// Counts a refused WeChat callback, logs it within the route's rate limit, and answers it.
+fn refuse_wechat(
+    inbound: &Inbound,
+    log_limit: &super::log_limit::LogLimit,
+    what: &str,
+    name: &str,
+    rejection: &super::wechat::WechatRejection,
+) -> Response {
+    inbound
+        .inner
+        .metrics
+        .callback("wechat", "rejected", rejection.reason());
+    if let Some(left_out) = sampled(log_limit) {
+        tracing::warn!(
+            account = log_name(name),
+            reason = rejection.reason(),
+            left_out,
+            "{what} refused: {rejection}{}",
+            left_out_note(left_out)
+        );
+    }
+    text_answer(
+        StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST),
+        rejection.answer(),
+    )
 }
 
 async fn wechat_callback(
@@ -239,19 +254,12 @@ async fn wechat_callback(
         .get(&name)
         .and_then(|account| account.receive(&query, &body, now / 1000, window.as_secs()));
     let refuse = |rejection: super::wechat::WechatRejection| {
-        metrics.callback("wechat", "rejected", rejection.reason());
-        if let Some(left_out) = sampled(&inbound.inner.refusal_logs.wechat_push) {
-            tracing::warn!(
-                account = log_name(&name),
-                reason = rejection.reason(),
-                left_out,
-                "WeChat callback refused: {rejection}{}",
-                left_out_note(left_out)
-            );
-        }
-        text_answer(
-            StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST),
-            rejection.answer(),
+        refuse_wechat(
+            inbound,
+            &inbound.inner.refusal_logs.wechat_push,
+            "WeChat callback",
+            &name,
+            &rejection,
         )
     };
     let received = match received {
