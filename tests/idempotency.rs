@@ -136,9 +136,9 @@ fn is_final(status: &Value) -> bool {
     )
 }
 
-#[tokio::test]
-async fn a_desk_that_hangs_up_and_retries_gets_the_first_answer_and_one_delivery() {
-    let setup = Loopback::start(
+/// A sandbox and a relay delivering to it, in-process.
+async fn sandbox_and_relay() -> Loopback {
+    Loopback::start(
         SandboxConfig::new(
             "IDEMTOKEN0123456789",
             "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR",
@@ -147,7 +147,12 @@ async fn a_desk_that_hangs_up_and_retries_gets_the_first_answer_and_one_delivery
         &[],
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_desk_that_hangs_up_and_retries_gets_the_first_answer_and_one_delivery() {
+    let setup = sandbox_and_relay().await;
     let addr = setup.relay.addr;
     let body = json!({"openid": "oRETRY", "channel": 0, "msg": "只发一次"}).to_string();
     let key = "0f8e2b1c-retry-after-timeout";
@@ -181,16 +186,7 @@ async fn a_desk_that_hangs_up_and_retries_gets_the_first_answer_and_one_delivery
 /// had just stored was never handed to delivery (it stayed `queued` until the next start).
 #[tokio::test]
 async fn a_message_whose_desk_hung_up_is_delivered_all_the_same() {
-    let setup = Loopback::start(
-        SandboxConfig::new(
-            "IDEMTOKEN0123456789",
-            "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR",
-            "Gg8HejYTkUsEIlG",
-        ),
-        &[],
-    )
-    .await
-    .unwrap();
+    let setup = sandbox_and_relay().await;
     let addr = setup.relay.addr;
     let body = json!({"openid": "oGONE", "channel": 0, "msg": "还在吗"}).to_string();
     send_and_hang_up(addr, "/v1/messages", None, &body).await;
