@@ -694,15 +694,27 @@ pub fn config_file(given: Option<&Path>) -> Option<PathBuf> {
     }
 }
 
+/// A `--config` that names no readable file is an error of its own, with what to do.
+pub fn check_given_file(given: Option<&Path>) -> Result<(), ConfigError> {
+    match given {
+        Some(path) if !path.is_file() => Err(ConfigError(format!(
+            "the config file {} does not exist; pass the right --config, or start from the example: cp kefu.example.toml {}",
+            path.display(),
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Where the settings were looked for, for the start-up log and for configuration errors.
 pub fn settings_origin(given: Option<&Path>, file: Option<&Path>) -> String {
     match (given, file) {
         (Some(path), _) => format!(
-            "settings were read from {} and the KEFU_* environment variables",
+            "settings were read from {}; a KEFU_* environment variable wins over it",
             path.display()
         ),
         (None, Some(path)) => format!(
-            "no --config given: settings were read from {} and the KEFU_* environment variables",
+            "no --config given: settings were read from {}; a KEFU_* environment variable wins over it",
             path.display()
         ),
         (None, None) => format!(
@@ -729,6 +741,7 @@ impl Config {
     /// `./kefu.toml` if it exists), overridden by the process environment; `serving` also
     /// demands `server.api_key`. An error says where the settings were looked for.
     pub fn load_cli(given: Option<&Path>, serving: bool) -> Result<Config, ConfigError> {
+        check_given_file(given)?;
         let file = config_file(given);
         let loaded = Config::load(file.as_deref(), |name| std::env::var(name).ok());
         let checked = loaded.and_then(|config| match serving {
@@ -915,14 +928,36 @@ fn wechat_account(
     })
 }
 
+/// A TOML syntax error by file, line and column, without the source line the toml crate quotes:
+/// that line may be a secret (`aes_key = "…` with a missing quote).
+fn toml_error(text: &str, path: &Path, error: &toml::de::Error) -> String {
+    let place = error.span().map_or(String::new(), |span| {
+        let before = text.get(..span.start).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let column = before
+            .rsplit('\n')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .count()
+            + 1;
+        format!(", line {line}, column {column}")
+    });
+    format!(
+        "{}{place} is not valid TOML: {}; check the quoting and that no key is set twice",
+        path.display(),
+        error.message().trim_end()
+    )
+}
+
 fn read_toml(
     text: &str,
     path: &Path,
     values: &mut BTreeMap<&'static str, (String, Origin)>,
     wechat: &mut WechatValues,
 ) -> Result<(), ConfigError> {
-    let table: toml::Table = toml::from_str(text)
-        .map_err(|e| ConfigError(format!("{} is not valid TOML: {e}", path.display())))?;
+    let table: toml::Table =
+        toml::from_str(text).map_err(|e| ConfigError(toml_error(text, path, &e)))?;
     for (section, entries) in &table {
         let toml::Value::Table(entries) = entries else {
             return Err(ConfigError(format!(
@@ -1496,6 +1531,21 @@ mod tests {
     }
 
     #[test]
+    fn toml_syntax_errors_never_quote_the_line() {
+        let secret = "SECRETAESKEYabcdefghijklmnopqrstuvwxyz01234";
+        for text in [
+            format!("[dialogue]\naes_key = \"{secret}\"\naes_key = \"{secret}\"\n"),
+            format!("[dialogue]\naes_key = \"{secret}\n"),
+            format!("[dialogue]\naes_key = {secret}\n"),
+        ] {
+            let err = load_with(&text, &minimal()).unwrap_err().to_string();
+            assert!(!err.contains("SECRETAESKEY"), "{err}");
+            assert!(err.contains(", line "), "{err}");
+            assert!(err.contains("is not valid TOML"), "{err}");
+        }
+    }
+
+    #[test]
     fn unknown_settings_are_refused() {
         let err = load_with("[dialogue]\ntokn = \"x\"\n", &minimal())
             .unwrap_err()
@@ -1570,9 +1620,9 @@ mod tests {
         let err = Config::load_cli(Some(missing), false)
             .unwrap_err()
             .to_string();
-        assert!(
-            err.starts_with("cannot read config file /nonexistent/kefu.toml"),
-            "{err}"
+        assert_eq!(
+            err,
+            "the config file /nonexistent/kefu.toml does not exist; pass the right --config, or start from the example: cp kefu.example.toml /nonexistent/kefu.toml"
         );
     }
 

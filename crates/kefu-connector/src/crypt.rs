@@ -121,7 +121,12 @@ pub struct Account {
     /// The receive-id that trails every plaintext: the bot APPID for the Dialogue platform
     /// [default: dialogue.bot_appid]; for an Official Account's or Mini Program's payloads, its
     /// AppID; for WeCom, the CorpID.
-    #[arg(long, visible_alias = "receive-id", env = "KEFU_DIALOGUE_BOT_APPID")]
+    #[arg(
+        long,
+        visible_alias = "receive-id",
+        env = "KEFU_DIALOGUE_BOT_APPID",
+        hide_env_values = true
+    )]
     bot_appid: Option<String>,
     /// The old name of --bot-appid, refused with a pointer to the new one.
     #[arg(long, hide = true, value_parser = renamed_appid)]
@@ -154,6 +159,8 @@ fn setting(
     flag: &str,
     what: &str,
 ) -> Result<String, CryptError> {
+    crate::config::check_given_file(file.config.as_deref())
+        .map_err(|error| CryptError::Usage(error.to_string()))?;
     if let Some(value) = given {
         return Ok(value.clone());
     }

@@ -32,7 +32,7 @@ pub struct SandboxArgs {
     #[arg(long, env = "KEFU_DIALOGUE_AES_KEY", hide_env_values = true)]
     pub aes_key: String,
     /// The bot APPID: the receive-id of every ciphertext, both ways.
-    #[arg(long, env = "KEFU_DIALOGUE_BOT_APPID")]
+    #[arg(long, env = "KEFU_DIALOGUE_BOT_APPID", hide_env_values = true)]
     pub bot_appid: String,
     /// The old name of --bot-appid, refused with a pointer to the new one.
     #[arg(long, hide = true, value_parser = crate::crypt::renamed_appid)]
