@@ -248,6 +248,16 @@ async fn sigterm_stops_gracefully_and_logs_carry_no_secrets() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status:?}");
+    // The stop checkpointed: the database file alone holds the message, and the WAL is empty.
+    let wal = dir.path().join("outbox.sqlite3-wal");
+    assert_eq!(std::fs::metadata(&wal).map_or(0, |m| m.len()), 0);
+    let copy = dir.path().join("copy.sqlite3");
+    std::fs::copy(dir.path().join("outbox.sqlite3"), &copy).unwrap();
+    let stored: i64 = rusqlite::Connection::open(&copy)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(stored, 1);
 
     let logs = std::fs::read_to_string(&log).unwrap();
     assert!(logs.contains("delivered"), "{logs}");

@@ -225,6 +225,7 @@ enum Command {
         Reply<Claimed<Result<PendingJob, ResendError>>>,
     ),
     Depth(Reply<Vec<(JobState, u64)>>),
+    Checkpoint(Reply<()>),
 }
 
 /// A handle on the outbox. Clones share the one store thread, which stops when the last handle
@@ -389,6 +390,12 @@ impl Outbox {
         self.call(Command::Ping).await
     }
 
+    /// Copies the write-ahead log into the database file and empties it. A stopping relay does
+    /// this last, so that the outbox file alone holds everything.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.call(Command::Checkpoint).await
+    }
+
     /// The number of jobs in each state.
     pub async fn depth(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
         self.call(Command::Depth).await
@@ -513,16 +520,38 @@ fn run_store(
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let mut group = Vec::new();
-    while let Some(first) = commands.blocking_recv() {
+    let mut next = None;
+    while let Some(first) = next.take().or_else(|| commands.blocking_recv()) {
+        // A checkpoint cannot run inside the group's transaction: it ends a group.
+        if let Command::Checkpoint(reply) = first {
+            let _ = reply.send(checkpoint(&conn));
+            continue;
+        }
         group.push(first);
         while group.len() < MAX_GROUP {
             match commands.try_recv() {
+                Ok(command @ Command::Checkpoint(_)) => {
+                    next = Some(command);
+                    break;
+                }
                 Ok(command) => group.push(command),
                 Err(_) => break,
             }
         }
         execute_group(&mut conn, &mut last_seq, &mut group);
     }
+}
+
+/// Moves everything in the WAL into the database file and empties the WAL, so that the file
+/// alone holds every committed row (a stopped relay's outbox can be copied on its own).
+fn checkpoint(conn: &Connection) -> Result<(), StoreError> {
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+    if busy != 0 {
+        return Err(StoreError(
+            "the checkpoint could not finish: another process is reading the outbox".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Runs a group of commands in one transaction and answers them after the commit.
@@ -619,6 +648,12 @@ fn execute_group(conn: &mut Connection, last_seq: &mut i64, group: &mut Vec<Comm
                 }
                 Command::Depth(reply) => {
                     let _ = reply.send(depth(&tx));
+                }
+                // run_store never puts one in a group.
+                Command::Checkpoint(reply) => {
+                    let _ = reply.send(Err(StoreError(
+                        "a checkpoint cannot run inside a transaction".into(),
+                    )));
                 }
             }
         }
@@ -896,6 +931,30 @@ mod tests {
         let _first = Outbox::open(&path).unwrap();
         let error = Outbox::open(&path).err().unwrap().to_string();
         assert!(error.contains("in use by another process"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_leaves_everything_in_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        let (outbox, _) = Outbox::open(&path).unwrap();
+        outbox
+            .insert(vec![job("o1", "1"), job("o2", "2")])
+            .await
+            .unwrap();
+        outbox.checkpoint().await.unwrap();
+        let wal = dir.path().join("outbox.sqlite3-wal");
+        assert_eq!(std::fs::metadata(&wal).map_or(0, |m| m.len()), 0);
+        // The file copied alone, without its WAL, holds the jobs.
+        let copy = dir.path().join("copy.sqlite3");
+        std::fs::copy(&path, &copy).unwrap();
+        let copied: i64 = Connection::open(&copy)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(copied, 2);
+        // The store goes on after it.
+        outbox.insert(vec![job("o3", "3")]).await.unwrap();
     }
 
     #[tokio::test]

@@ -122,6 +122,7 @@ impl Relay {
         );
         let inbound = Inbound::start(outbox.clone(), config, Arc::clone(&metrics)).await?;
         let metrics_app = api::metrics_router(Arc::clone(&metrics));
+        let store = outbox.clone();
         let state = ApiState {
             outbox,
             dispatcher: dispatcher.clone(),
@@ -175,6 +176,12 @@ impl Relay {
                 dispatcher.shutdown(SHUTDOWN_GRACE),
                 inbound.shutdown(SHUTDOWN_GRACE)
             );
+            // Last: the outbox file alone then holds everything, for a copy or a restore.
+            if let Err(error) = store.checkpoint().await {
+                tracing::warn!(
+                    "the outbox was not checkpointed at stop (its WAL still holds recent rows, which is safe): {error}"
+                );
+            }
         });
         tracing::info!(%addr, "desk API listening");
         Ok(Relay {
