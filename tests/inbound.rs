@@ -248,7 +248,7 @@ async fn dialogue_callbacks_are_stored_pushed_signed_pulled_and_deduplicated() {
     )
     .await;
 
-    let ask = handoff("oUSER", KefuState::NeedPerson, "我要转人工", 1_700_000_000);
+    let ask = handoff("oUSER", KefuState::NeedPerson, "我要转人工", now_secs());
     let started = Instant::now();
     let reply = post_dialogue(&desk, SECRET, encrypted(&ask, KEY, BOT)).await;
     assert_eq!((reply.status.as_u16(), reply.text.as_str()), (200, OK));
@@ -261,7 +261,7 @@ async fn dialogue_callbacks_are_stored_pushed_signed_pulled_and_deduplicated() {
     let again = encrypted(&ask, KEY, BOT);
     let reply = post_dialogue(&desk, SECRET, again).await;
     assert_eq!((reply.status.as_u16(), reply.text.as_str()), (200, OK));
-    let more = handoff("oUSER", KefuState::NeedPerson, "在吗?", 1_700_000_005);
+    let more = handoff("oUSER", KefuState::NeedPerson, "在吗?", now_secs() + 5);
     assert_eq!(
         post_dialogue(&desk, SECRET, encrypted(&more, KEY, BOT))
             .await
@@ -281,7 +281,7 @@ async fn dialogue_callbacks_are_stored_pushed_signed_pulled_and_deduplicated() {
     assert_eq!(pulled[0]["content"], "我要转人工");
     assert_eq!(pulled[0]["kfstate"], "needperson");
     assert_eq!(pulled[0]["channel"], 0);
-    assert_eq!(pulled[0]["created_at"], 1_700_000_000);
+    assert_eq!(pulled[0]["created_at"], ask.createtime.unwrap());
     assert_eq!(pulled[0]["raw"]["content"]["msg"], "我要转人工");
     assert_eq!(pulled[1]["id"], 2);
     assert_eq!(pulled[1]["kind"], "message", "already waiting for a person");
@@ -315,7 +315,7 @@ async fn dialogue_callbacks_are_stored_pushed_signed_pulled_and_deduplicated() {
         assessment: Some(5),
         content: Some(String::new()),
         kfstate: Some(KefuState::PersonServing),
-        ..handoff("oUSER", KefuState::PersonServing, "", 1_700_000_100)
+        ..handoff("oUSER", KefuState::PersonServing, "", now_secs() + 100)
     };
     assert_eq!(
         post_dialogue(&desk, SECRET, encrypted(&rating, KEY, BOT))
@@ -355,7 +355,7 @@ async fn dialogue_callbacks_are_stored_pushed_signed_pulled_and_deduplicated() {
 async fn refused_dialogue_callbacks_get_one_uniform_answer_and_store_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (relay, desk) = start_relay(&dir.path().join("o.sqlite3"), &dead_platform(), &[]).await;
-    let valid = handoff("oUSER", KefuState::NeedPerson, "hi", 1_700_000_000);
+    let valid = handoff("oUSER", KefuState::NeedPerson, "hi", now_secs());
     let cases: Vec<(&str, &str, String)> = vec![
         (
             "secret",
@@ -437,7 +437,7 @@ async fn log_mode_accepts_another_receive_id_and_counts_it() {
         &[("KEFU_CALLBACKS_DIALOGUE_RECEIVE_ID", "log".into())],
     )
     .await;
-    let valid = handoff("oUSER", KefuState::Asking, "hi", 1_700_000_000);
+    let valid = handoff("oUSER", KefuState::Asking, "hi", now_secs());
     let reply = post_dialogue(&desk, SECRET, encrypted(&valid, KEY, "wx0000000000000000")).await;
     assert_eq!(reply.text, OK);
     assert_eq!(events(&desk, "").await["events"][0]["content"], "hi");
@@ -531,7 +531,7 @@ async fn metrics_need_the_key_or_their_own_listener() {
 /// AND leave identical metrics, on relays that saw nothing else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dialogue_decryption_failures_are_indistinguishable_in_answers_and_metrics() {
-    let valid = handoff("oUSER", KefuState::NeedPerson, "hi", 1_700_000_000);
+    let valid = handoff("oUSER", KefuState::NeedPerson, "hi", now_secs());
     let bodies = [
         (
             "wrong key: padding or framing",
@@ -1156,7 +1156,7 @@ async fn sessions_follow_callbacks_and_desk_calls_and_survive_a_restart() {
     let path = dir.path().join("o.sqlite3");
     let (relay, desk) = start_relay(&path, &sandbox.base_url(), &[]).await;
 
-    for (user, time) in [("oFIRST", 1_700_000_000), ("oSECOND", 1_700_000_001)] {
+    for (user, time) in [("oFIRST", now_secs()), ("oSECOND", now_secs() + 1)] {
         let ask = handoff(user, KefuState::NeedPerson, "我要转人工", time);
         assert_eq!(
             post_dialogue(&desk, SECRET, encrypted(&ask, KEY, BOT))
@@ -1201,7 +1201,7 @@ async fn sessions_follow_callbacks_and_desk_calls_and_survive_a_restart() {
     assert_eq!(first["changed_by"], "desk");
     assert_eq!(waiting(desk.clone()).await, ["oSECOND"]);
     // A callback sent before the platform learned of the desk's call does not undo it.
-    let late = handoff("oFIRST", KefuState::NeedPerson, "还在吗", 1_700_000_002);
+    let late = handoff("oFIRST", KefuState::NeedPerson, "还在吗", now_secs() + 2);
     assert_eq!(
         post_dialogue(&desk, SECRET, encrypted(&late, KEY, BOT))
             .await
@@ -1231,7 +1231,7 @@ async fn sessions_follow_callbacks_and_desk_calls_and_survive_a_restart() {
             openid: "oAGENT".into(),
         }),
         content: None,
-        ..handoff("oSECOND", KefuState::NeedPerson, "", 1_700_000_010)
+        ..handoff("oSECOND", KefuState::NeedPerson, "", now_secs() + 10)
     };
     assert_eq!(
         post_dialogue(&desk, SECRET, encrypted(&joined, KEY, BOT))
@@ -1268,7 +1268,7 @@ async fn sessions_follow_callbacks_and_desk_calls_and_survive_a_restart() {
         "the events, ids and all, survive too"
     );
     // Ids keep counting after a restart.
-    let next = handoff("oSECOND", KefuState::PersonServing, "谢谢", 1_700_000_020);
+    let next = handoff("oSECOND", KefuState::PersonServing, "谢谢", now_secs() + 20);
     assert_eq!(
         post_dialogue(&desk, SECRET, encrypted(&next, KEY, BOT))
             .await
@@ -1312,7 +1312,7 @@ async fn webhook_retries_until_the_desk_answers_keeping_each_users_order() {
             user,
             KefuState::NeedPerson,
             &format!("m{i}"),
-            1_700_000_000 + i,
+            now_secs() + i,
         );
         assert_eq!(
             post_dialogue(&desk, SECRET, encrypted(&cb, KEY, BOT))
@@ -1531,7 +1531,7 @@ async fn a_cursor_beyond_the_newest_event_is_409_with_the_newest_id() {
         beyond.text
     );
 
-    let ask = handoff("oUSER", KefuState::NeedPerson, "我要转人工", 1_700_000_000);
+    let ask = handoff("oUSER", KefuState::NeedPerson, "我要转人工", now_secs());
     assert_eq!(
         post_dialogue(&desk, SECRET, encrypted(&ask, KEY, BOT))
             .await

@@ -118,6 +118,11 @@ async fn sigkill_with_undelivered_events_then_each_reaches_the_desk_with_its_id(
     let (relay, desk) = serve(&outbox, &webhook);
 
     let crypt = MsgCrypt::new(TOKEN, KEY, BOT).unwrap();
+    let now_secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        });
     let mut sent = Vec::new();
     for i in 0..12_i64 {
         let user = format!("oCRASH{}", i % 3);
@@ -129,7 +134,7 @@ async fn sigkill_with_undelivered_events_then_each_reaches_the_desk_with_its_id(
             from: Some(0),
             kfstate: Some(KefuState::NeedPerson),
             channel: Some(0),
-            createtime: Some(1_700_000_000 + i),
+            createtime: Some(now_secs + i),
             ..HandoffCallback::default()
         };
         let body = DialogueCallback {

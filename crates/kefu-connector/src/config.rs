@@ -1282,19 +1282,22 @@ impl Values {
                 ));
             }
         };
+        let replay_window: u64 = self.number("callbacks.replay_window_secs", 1, 86_400)?;
+        let dedup_retention: u64 =
+            self.number("callbacks.dedup_retention_secs", 600, 31_536_000)?;
+        // A callback is accepted while its time is within the window of now, on either side: its
+        // dedup key must outlive that, or a redelivery late in the window is stored twice.
+        if dedup_retention < 2 * replay_window {
+            return Err(ConfigError(format!(
+                "callbacks.dedup_retention_secs ({dedup_retention}) must be at least twice callbacks.replay_window_secs ({replay_window}), or a callback redelivered late in the window is stored twice; raise it to {} or more",
+                2 * replay_window
+            )));
+        }
         Ok(CallbacksConfig {
             dialogue_secret: self.optional_secret("callbacks.dialogue_secret", true)?,
             dialogue_receive_id,
-            replay_window: Duration::from_secs(self.number(
-                "callbacks.replay_window_secs",
-                1,
-                86_400,
-            )?),
-            dedup_retention: Duration::from_secs(self.number(
-                "callbacks.dedup_retention_secs",
-                600,
-                31_536_000,
-            )?),
+            replay_window: Duration::from_secs(replay_window),
+            dedup_retention: Duration::from_secs(dedup_retention),
         })
     }
 

@@ -7,8 +7,8 @@
 //! receive-id, the plaintext inside) the same metric label, `decrypt`: which of them failed tells
 //! whether the padding was right. The precise reason goes to the log only.
 
-use kefu_payload::HandoffCallback;
 use kefu_payload::envelope::DialogueCallback;
+use kefu_payload::{HandoffCallback, limits};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
@@ -39,6 +39,17 @@ pub enum Rejection {
     /// The plaintext is not a handoff callback.
     #[error("the plaintext is not a handoff callback: {0}")]
     Xml(kefu_payload::Error),
+    /// `createtime` is further from now than `callbacks.replay_window_secs`: a replay of an old
+    /// callback, or a clock far off.
+    #[error(
+        "createtime {createtime} is not within {window_secs} s of now: a replay, or check this server's clock"
+    )]
+    Stale {
+        /// The callback's `createtime`.
+        createtime: i64,
+        /// The accepted distance.
+        window_secs: u64,
+    },
 }
 
 impl Rejection {
@@ -50,6 +61,7 @@ impl Rejection {
             Rejection::Secret => "secret",
             Rejection::Body(_) => "body",
             Rejection::Decrypt(_) | Rejection::Utf8 | Rejection::Xml(_) => "decrypt",
+            Rejection::Stale { .. } => "stale",
         }
     }
 }
@@ -74,6 +86,7 @@ pub struct DialogueReceiver {
     crypt: MsgCrypt,
     policy: ReceiveIdPolicy,
     bot_appid: String,
+    window_secs: u64,
 }
 
 impl DialogueReceiver {
@@ -83,8 +96,10 @@ impl DialogueReceiver {
         crypt: MsgCrypt,
         policy: ReceiveIdPolicy,
         bot_appid: String,
+        window_secs: u64,
     ) -> DialogueReceiver {
         DialogueReceiver {
+            window_secs,
             secret,
             crypt,
             policy,
@@ -93,7 +108,11 @@ impl DialogueReceiver {
     }
 
     /// Checks the URL's `secret` in constant time, then reads, decrypts and parses `body`.
-    pub fn receive(&self, secret: &str, body: &[u8]) -> Result<Accepted, Rejection> {
+    ///
+    /// A callback whose `createtime` is further than the window from `now_secs` is refused, so
+    /// that a callback seen once (in a proxy's log, say) cannot be stored again once its dedup
+    /// key has expired; the dedup key is kept longer than the window.
+    pub fn receive(&self, secret: &str, body: &[u8], now_secs: i64) -> Result<Accepted, Rejection> {
         let Some(expected) = &self.secret else {
             return Err(Rejection::NotConfigured);
         };
@@ -113,6 +132,19 @@ impl DialogueReceiver {
         let message = plaintext.message();
         let xml = std::str::from_utf8(message).map_err(|_| Rejection::Utf8)?;
         let callback = HandoffCallback::parse(xml).map_err(Rejection::Xml)?;
+        // A user id longer than the platform's is no genuine callback, and the desk could not
+        // act on it: nothing is stored.
+        limits::check("userid", &callback.userid, limits::OPENID)
+            .and_then(|()| limits::check("appid", &callback.appid, limits::APPID))
+            .map_err(Rejection::Xml)?;
+        if let Some(createtime) = callback.createtime
+            && createtime.abs_diff(now_secs) > self.window_secs
+        {
+            return Err(Rejection::Stale {
+                createtime,
+                window_secs: self.window_secs,
+            });
+        }
         let raw = xml_to_json(xml).unwrap_or_default();
         let digest = hex::encode(Sha256::digest(message));
         let dedup_key = format!(
@@ -144,8 +176,12 @@ mod tests {
             MsgCrypt::new("t", KEY, "BOT").unwrap(),
             policy,
             "BOT".into(),
+            300,
         )
     }
+
+    /// The `createtime` of [`XML`].
+    const NOW: i64 = 1_700_000_000;
 
     fn body(receive_id: &str, xml: &str) -> Vec<u8> {
         let crypt = MsgCrypt::new("t", KEY, receive_id).unwrap();
@@ -161,12 +197,12 @@ mod tests {
     #[test]
     fn accepts_and_keys_on_the_plaintext() {
         let strict = receiver(ReceiveIdPolicy::Strict);
-        let first = strict.receive(SECRET, &body("BOT", XML)).unwrap();
+        let first = strict.receive(SECRET, &body("BOT", XML), NOW).unwrap();
         assert_eq!(first.callback.kfstate, Some(KefuState::NeedPerson));
         assert_eq!(first.raw["extra"], "kept");
         assert_eq!(first.other_receive_id, None);
         // A redelivery is encrypted with a new random prefix, but keys the same.
-        let again = strict.receive(SECRET, &body("BOT", XML)).unwrap();
+        let again = strict.receive(SECRET, &body("BOT", XML), NOW).unwrap();
         assert_eq!(first.dedup_key, again.dedup_key);
         assert!(first.dedup_key.starts_with("dialogue:BOT:oU:1700000000:"));
     }
@@ -195,7 +231,7 @@ mod tests {
             (SECRET, body("BOT", "<notxml/>"), "decrypt"),
         ];
         for (secret, body, reason) in cases {
-            let rejection = strict.receive(secret, &body).unwrap_err();
+            let rejection = strict.receive(secret, &body, NOW).unwrap_err();
             assert_eq!(rejection.reason(), reason, "{rejection}");
             assert!(!rejection.to_string().contains(SECRET));
         }
@@ -204,17 +240,40 @@ mod tests {
             ..receiver(ReceiveIdPolicy::Strict)
         };
         assert_eq!(
-            unset.receive("", &good).unwrap_err(),
+            unset.receive("", &good, NOW).unwrap_err(),
             Rejection::NotConfigured
         );
+    }
+
+    /// Regression (issue 9): a callback seen once could be stored again, as new, once its dedup
+    /// key had expired: an old `createtime` was never refused.
+    #[test]
+    fn callbacks_outside_the_window_and_overlong_ids_are_refused() {
+        let strict = receiver(ReceiveIdPolicy::Strict);
+        let good = body("BOT", XML);
+        assert!(strict.receive(SECRET, &good, NOW + 300).is_ok());
+        assert!(strict.receive(SECRET, &good, NOW - 300).is_ok());
+        for now in [NOW + 301, NOW - 301, NOW + 2 * 86_400] {
+            let rejection = strict.receive(SECRET, &good, now).unwrap_err();
+            assert_eq!(rejection.reason(), "stale", "{rejection}");
+        }
+        let long = XML.replace(
+            "<userid>oU</userid>",
+            &format!("<userid>{}</userid>", "o".repeat(129)),
+        );
+        let rejection = strict
+            .receive(SECRET, &body("BOT", &long), NOW)
+            .unwrap_err();
+        assert_eq!(rejection.reason(), "decrypt", "{rejection}");
+        assert!(rejection.to_string().contains("userid"), "{rejection}");
     }
 
     #[test]
     fn log_mode_accepts_another_receive_id_and_reports_it() {
         let log = receiver(ReceiveIdPolicy::Log);
-        let accepted = log.receive(SECRET, &body("wx-other", XML)).unwrap();
+        let accepted = log.receive(SECRET, &body("wx-other", XML), NOW).unwrap();
         assert_eq!(accepted.other_receive_id.as_deref(), Some("wx-other"));
-        let accepted = log.receive(SECRET, &body("BOT", XML)).unwrap();
+        let accepted = log.receive(SECRET, &body("BOT", XML), NOW).unwrap();
         assert_eq!(accepted.other_receive_id, None);
     }
 }

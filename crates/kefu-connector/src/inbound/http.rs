@@ -116,7 +116,11 @@ async fn dialogue_callback(
 ) -> Response {
     let inbound = &state.inbound;
     let metrics = &inbound.inner.metrics;
-    let accepted = match inbound.inner.dialogue.receive(&secret, &body) {
+    let accepted = match inbound
+        .inner
+        .dialogue
+        .receive(&secret, &body, now_ms() / 1000)
+    {
         Ok(accepted) => accepted,
         Err(rejection) => {
             metrics.callback("dialogue", "rejected", rejection.reason());

@@ -54,6 +54,10 @@ pub enum MessageError {
     /// A required field is missing or empty.
     #[error("{0} is missing or empty")]
     MissingField(&'static str),
+    /// An identifier is longer than the platform's (see [`kefu_payload::limits`]): no genuine
+    /// message carries it, and the desk could not act on it.
+    #[error("{0}")]
+    TooLong(kefu_payload::Error),
     /// A numeric field holds something else.
     #[error("{field} must be a whole number of seconds, got {found:?}")]
     InvalidNumber {
@@ -119,6 +123,12 @@ impl StandardMessage {
         };
         let from_user_name = field(&["FromUserName", "from/userid"])
             .ok_or(MessageError::MissingField("FromUserName"))?;
+        kefu_payload::limits::check(
+            "FromUserName",
+            &from_user_name,
+            kefu_payload::limits::OPENID,
+        )
+        .map_err(MessageError::TooLong)?;
         let create_time = match field(&["CreateTime", "create_time"]) {
             None => None,
             Some(text) => {
@@ -436,5 +446,20 @@ mod tests {
     fn empty_root_is_an_empty_object() {
         assert_eq!(xml_to_json("<xml></xml>").unwrap(), Map::new());
         assert_eq!(xml_to_json("<xml/>").unwrap(), Map::new());
+    }
+
+    /// Regression (issue 9): a plaintext push with a 60 KB `FromUserName` was stored as a
+    /// session that no desk call could then name.
+    #[test]
+    fn an_overlong_sender_is_refused() {
+        let xml = format!(
+            "<xml><FromUserName>{}</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType></xml>",
+            "o".repeat(129)
+        );
+        let error = StandardMessage::parse_xml(&xml).unwrap_err();
+        assert!(matches!(error, MessageError::TooLong(_)), "{error}");
+        assert!(error.to_string().contains("FromUserName"), "{error}");
+        let fits = xml.replacen(&"o".repeat(129), &"o".repeat(128), 1);
+        assert!(StandardMessage::parse_xml(&fits).is_ok());
     }
 }

@@ -177,6 +177,7 @@ impl Inbound {
                     crypt,
                     config.callbacks.dialogue_receive_id,
                     dialogue.bot_appid.clone(),
+                    config.callbacks.replay_window.as_secs(),
                 ),
                 accounts: Accounts::new(&config.wechat)?,
                 replay_window: config.callbacks.replay_window,
