@@ -410,6 +410,7 @@ fn demo_plays_the_whole_handoff() {
         ("dialogue", "bot_appid"),
         ("server", "api_key"),
         ("server", "listen"),
+        ("callbacks", "dialogue_secret"),
     ] {
         let value = settings[section][key].as_str().unwrap();
         assert!(text.contains(value), "{section}.{key} = {value} in {text}");

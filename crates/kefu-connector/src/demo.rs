@@ -342,7 +342,8 @@ async fn play() -> Result<(), String> {
 const NEXT: &str = "\
 Next, the same with separate processes and kefu.example.toml (from the repository's top level):
   kefu-connector sandbox --listen 127.0.0.1:9000 --token DEMOTOKEN0123456789 \\
-      --aes-key abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG --bot-appid DEMOBOTAPPID0001
+      --aes-key abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG --bot-appid DEMOBOTAPPID0001 \\
+      --callback-url http://127.0.0.1:8080/v1/callbacks/dialogue/demo-callback-secret-0123
   kefu-connector serve --config kefu.example.toml
   curl -H 'Authorization: Bearer demo-desk-key-0123456789' -H 'Content-Type: application/json' \\
       -d '{\"openid\":\"oUSER\",\"channel\":0,\"msg\":\"hello\"}' http://127.0.0.1:8080/v1/messages

@@ -177,7 +177,9 @@ async fn dialogue_callback(
         }
         Err(error) => {
             metrics.callback("dialogue", "unavailable", "store");
-            tracing::error!("Dialogue callback not stored: {error}");
+            tracing::error!(
+                "Dialogue callback answered 503 so that the platform retries; it may or may not have been stored (a retry of a stored one is recognised as a redelivery): {error}"
+            );
             json_answer(
                 StatusCode::SERVICE_UNAVAILABLE,
                 r#"{"errcode":-1,"errmsg":"busy, retry"}"#,
@@ -315,7 +317,7 @@ async fn wechat_callback(
             metrics.callback("wechat", "unavailable", "store");
             tracing::error!(
                 account = name.as_str(),
-                "WeChat callback not stored: {error}"
+                "WeChat callback answered 503 so that WeChat retries; it may or may not have been stored (a retry of a stored one is recognised as a redelivery): {error}"
             );
             text_answer(StatusCode::SERVICE_UNAVAILABLE, "busy, retry")
         }
