@@ -13,6 +13,7 @@ use crate::config::Config;
 
 /// Arguments of `send`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("content").required(true).args(["text", "json"])))]
 pub struct SendArgs {
     /// The TOML configuration file (the same one `serve` reads, [default: ./kefu.toml if it
     /// exists]; only the `dialogue` settings matter here). Environment variables override it.
@@ -27,10 +28,11 @@ pub struct SendArgs {
     /// The Official Account or Mini Program AppID [default: dialogue.appid; the TOKEN on channel 7].
     #[arg(long)]
     pub appid: Option<String>,
-    /// A text message.
-    #[arg(long, conflicts_with = "json", required_unless_present = "json")]
+    /// A text message (or --json).
+    #[arg(long)]
     pub text: Option<String>,
-    /// A file holding rich content as JSON, e.g. {"news":{"articles":[…]}} (protocols.md §4.5).
+    /// A file holding rich content as JSON (or --text): one `msg` object of the desk API, e.g.
+    /// {"news":{"articles":[…]}}, {"image":{"media_id":…}} (protocols.md §4.5).
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// A handoff event: waiterEnter, waiterSwitch, waiterQuit or waiterQualityEvaluate.
