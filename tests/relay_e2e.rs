@@ -155,6 +155,35 @@ async fn handoff_calls_reach_the_platform_in_the_order_it_needs() {
     setup.stop().await;
 }
 
+/// Regression (issue 9): a session on channel 7 (a web H5 robot, no Official Account) could
+/// never be entered or quit: the kefustate call's appid was always dropped, and every call was
+/// 422, even with an `appid`.
+#[tokio::test]
+async fn a_web_h5_session_is_entered_and_quit_without_showing_the_token() {
+    let setup = loopback(SandboxConfig::new(TOKEN, KEY, BOT), &[]).await;
+    let desk = &setup.desk;
+    for (action, body) in [
+        ("enter", json!({"channel": 7, "kefuname": "小红"})),
+        ("quit", json!({"channel": 7})),
+    ] {
+        let reply = desk
+            .post(&format!("/v1/sessions/oH5/{action}"), &body)
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 202, "{action}: {}", reply.text);
+        for id in reply.body["ids"].as_array().unwrap() {
+            assert_eq!(
+                final_status(desk, id.as_i64().unwrap()).await["status"],
+                "delivered"
+            );
+        }
+    }
+    assert_eq!(setup.sandbox.user("oH5").status.as_str(), "complete");
+    let session = desk.get("/v1/sessions/oH5").await.unwrap();
+    assert!(!session.text.contains(TOKEN), "{}", session.text);
+    setup.stop().await;
+}
+
 #[tokio::test]
 async fn a_wrong_token_fails_with_1001_and_is_not_retried() {
     let setup = loopback(

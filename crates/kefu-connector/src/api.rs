@@ -694,8 +694,16 @@ async fn session_action(
         )
         .field("kefuname"));
     }
-    let appid = state.dialogue.appid_for(request.appid, request.channel);
-    let kefustate_appid = appid.clone().filter(|_| request.channel != Channel::WebH5);
+    let appid = state
+        .dialogue
+        .appid_for(request.appid.clone(), request.channel);
+    // The kefustate calls carry the same appid as the sendmsg: on channel 7 the TOKEN stands in
+    // for a missing one (protocols.md §4.4). The session never shows the TOKEN.
+    let kefustate_appid = appid.clone();
+    let session_appid = request
+        .appid
+        .clone()
+        .or_else(|| appid.clone().filter(|_| request.channel != Channel::WebH5));
     let desk_call = match event {
         Event::WaiterEnter => Some(DeskAction::Enter),
         Event::WaiterSwitch => Some(DeskAction::Switch),
@@ -708,7 +716,7 @@ async fn session_action(
             action,
             request.kefuname.clone(),
             request.channel.code(),
-            kefustate_appid.clone(),
+            session_appid.clone(),
         )
     });
     let message = sendmsg_job(Outgoing {
