@@ -664,6 +664,35 @@ async fn post_wechat(desk: &Desk, name: &str, query: &str, body: impl Into<Bytes
         .unwrap()
 }
 
+/// Regression (issue 9): in plain mode, the signature of a URL verification (a GET, whose URL
+/// proxies log) let one forged push through: it was never remembered against replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_verification_signature_cannot_carry_a_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, desk) = start_relay(&dir.path().join("o.sqlite3"), &dead_platform(), &[]).await;
+    let now = now_secs();
+    let signature = wxbizmsgcrypt::sign_plain(OA_TOKEN, now.to_string(), "n-verify");
+    let query = format!(
+        "signature={}&timestamp={now}&nonce=n-verify",
+        signature.as_str()
+    );
+    let verified = desk
+        .get(&format!("/v1/callbacks/wechat/open?{query}&echostr=hello"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (verified.status.as_u16(), verified.text.as_str()),
+        (200, "hello")
+    );
+    let forged = post_wechat(&desk, "open", &query, oa_text(7, "forged", now)).await;
+    assert_eq!(
+        (forged.status.as_u16(), forged.text.as_str()),
+        (403, "replayed request")
+    );
+    assert_eq!(events(&desk, "after=0").await["events"], json!([]));
+    relay.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wechat_url_verification() {
     let dir = tempfile::tempdir().unwrap();

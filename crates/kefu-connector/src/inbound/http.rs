@@ -202,6 +202,27 @@ async fn wechat_verify(
         .and_then(|account| account.verify_url(&query));
     match verified {
         Ok(echo) => {
+            let remembered = inbound
+                .inner
+                .accounts
+                .get(&name)
+                .ok()
+                .and_then(|account| account.url_verification_replay_key(&query));
+            if let Some((key, timestamp)) = remembered {
+                let window = inbound.inner.replay_window;
+                let expires_ms = timestamp
+                    .max(now_ms() / 1000)
+                    .saturating_mul(1000)
+                    .saturating_add(millis(window));
+                let remember: crate::outbox::TxWork<()> = Box::new(move |tx, _now| {
+                    store::remember_url_verification(tx, &key, expires_ms)
+                });
+                if let Err(error) = inbound.inner.store.run(remember).await {
+                    tracing::error!(
+                        "the URL verification's signature could not be remembered against replay: {error}"
+                    );
+                }
+            }
             inbound.inner.metrics.callback("wechat", "verified", "none");
             tracing::info!(account = name.as_str(), "WeChat URL verification passed");
             text_answer(StatusCode::OK, echo)

@@ -287,6 +287,25 @@ pub fn admit_dialogue(
     Ok(Admission::Stored(stored))
 }
 
+/// What [`remember_url_verification`] records as the body of a URL verification, which has
+/// none: any push under the same signature then has another body, and is refused as a replay.
+const URL_VERIFICATION: &str = "url-verification";
+
+/// Remembers the plain signature of a URL verification that passed until `expires_ms`, so that
+/// a push reusing its (timestamp, nonce, signature) is refused as a replay.
+pub fn remember_url_verification(
+    tx: &Transaction<'_>,
+    key: &str,
+    expires_ms: i64,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO inbound_replay (key, body_sha256, expires_at_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (key) DO UPDATE SET expires_at_ms = max(expires_at_ms, excluded.expires_at_ms)",
+    )?
+    .execute(params![key, URL_VERIFICATION, expires_ms])?;
+    Ok(())
+}
+
 /// Admits a WeChat callback: refuses a replay, drops a redelivery, else stores the event.
 ///
 /// A (timestamp, nonce, signature) already accepted is a replay when it comes with another

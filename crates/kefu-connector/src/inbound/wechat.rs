@@ -220,6 +220,18 @@ impl Account {
         Err(WechatRejection::Decrypt(reported.to_string()))
     }
 
+    /// The replay key of a URL verification that passed, with its timestamp: its plain
+    /// `signature` would also let a push through in plain mode, so it is remembered like a push's.
+    pub fn url_verification_replay_key(&self, query: &Query) -> Option<(String, i64)> {
+        let timestamp = query.get("timestamp")?.parse::<i64>().ok()?;
+        let nonce = query.get("nonce")?;
+        let signature = query.get("signature")?;
+        Some((
+            replay_key(&self.name, timestamp, nonce, signature),
+            timestamp,
+        ))
+    }
+
     /// URL verification: the body to answer with, exactly.
     pub fn verify_url(&self, query: &Query) -> Result<Vec<u8>, WechatRejection> {
         let timestamp = query
@@ -294,7 +306,7 @@ impl Account {
         if !encrypted && self.mode.requires_encryption() {
             return Err(WechatRejection::Unencrypted(self.mode));
         }
-        let replay_key = |signature: &str| format!("{}:{timestamp}:{nonce}:{signature}", self.name);
+        let replay_key = |signature: &str| replay_key(&self.name, timestamp, nonce, signature);
         let (replay_key, plain_replay_key, message) = if encrypted {
             let signature = query
                 .get("msg_signature")
@@ -348,6 +360,11 @@ impl Account {
             message,
         })
     }
+}
+
+/// The key under which a (timestamp, nonce, signature) of an account is remembered.
+fn replay_key(account: &str, timestamp: i64, nonce: &str, signature: &str) -> String {
+    format!("{account}:{timestamp}:{nonce}:{signature}")
 }
 
 /// The configured accounts, by name.
