@@ -332,9 +332,7 @@ async fn connection<S, F, B>(
             let service = Arc::clone(&service);
             let activity = Arc::clone(&activity);
             let place = place.clone();
-            async move {
-                Ok::<_, Infallible>(answer(&*service, request, limits, activity, place).await)
-            }
+            async move { Ok::<_, Infallible>(answer(&*service, request, limits, activity, place).await) }
         })
     };
     // The deadlines are kept below, so hyper needs no timer of its own.
@@ -616,7 +614,11 @@ impl Place {
     /// The connection is answering a request: it must not be closed to make room.
     fn busy(&self) {
         let mut slots = self.places.lock();
-        if let Some(rank) = slots.open.get_mut(&self.id).and_then(|slot| slot.rank.take()) {
+        if let Some(rank) = slots
+            .open
+            .get_mut(&self.id)
+            .and_then(|slot| slot.rank.take())
+        {
             slots.reusable.remove(&rank);
         }
     }
@@ -918,7 +920,10 @@ mod tests {
         };
         assert_eq!(places.lock().reusable.len(), 1);
         body.collect().await.unwrap();
-        assert!(places.lock().reusable.is_empty(), "busy once the body is in");
+        assert!(
+            places.lock().reusable.is_empty(),
+            "busy once the body is in"
+        );
         assert!(places.admit(Closer::default()).is_none());
     }
 
