@@ -14,11 +14,12 @@
 //!   room for it, as nginx does with its keep-alive connections: one waiting for its first or
 //!   next request, still receiving a request head, or still receiving a request body. Otherwise
 //!   anyone could deny service without a key by holding idle sockets open, and WeChat's
-//!   callbacks would be refused with everything else. A connection whose request is being
-//!   handled (its body has arrived whole, or it has none, and the handler has not answered yet,
-//!   e.g. a long poll) is never closed for this. Only when every connection is busy so is the
-//!   new one accepted and answered `503` with `Connection: close`, rather than left in the
-//!   kernel's backlog until the process runs out of file descriptors.
+//!   callbacks would be refused with everything else. A connection that is busy, its request
+//!   being handled (from the end of its body, or of its head if it has none, e.g. a long poll)
+//!   or its answer being handed to the socket, is never closed for this. Only when every
+//!   connection is busy is the new one accepted and answered `503` with `Connection: close`,
+//!   rather than left in the kernel's backlog until the process runs out of file descriptors.
+//!   Each such closing is counted in a `DEBUG` log line (`evicted`, the total since the start).
 //!
 //! hyper's own `header_read_timeout` is not used: it starts when the connection starts waiting
 //! for a request, so it would also be the idle timeout, and the two are different settings.
@@ -332,7 +333,13 @@ async fn connection<S, F, B>(
             let service = Arc::clone(&service);
             let activity = Arc::clone(&activity);
             let place = place.clone();
-            async move { Ok::<_, Infallible>(answer(&*service, request, limits, activity, place).await) }
+            async move {
+                Ok::<_, Infallible>(
+                    answer(&*service, request, limits, activity, place.clone())
+                        .await
+                        .map(|inner| Answering { inner, place }),
+                )
+            }
         })
     };
     // The deadlines are kept below, so hyper needs no timer of its own.
@@ -387,7 +394,7 @@ where
     S: Fn(Request<RequestBody>) -> F,
     F: Future<Output = Response<B>>,
 {
-    let _in_flight = InFlight::start(activity, place.clone());
+    let _in_flight = InFlight::start(activity);
     // A connection still receiving its body stays reusable: otherwise slow bodies on the
     // unauthenticated callback routes would hold places for a whole body read timeout.
     let receiving = if request.body().is_end_stream() {
@@ -503,18 +510,17 @@ fn lock(activity: &Mutex<Activity>) -> std::sync::MutexGuard<'_, Activity> {
     activity.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Marks a request in flight from its head to its answer; then the connection's place is
-/// reusable again, as the most recently used.
-struct InFlight(Arc<Mutex<Activity>>, Place);
+/// Marks a request in flight from its head to its answer.
+struct InFlight(Arc<Mutex<Activity>>);
 
 impl InFlight {
-    fn start(activity: Arc<Mutex<Activity>>, place: Place) -> InFlight {
+    fn start(activity: Arc<Mutex<Activity>>) -> InFlight {
         {
             let mut state = lock(&activity);
             state.in_flight += 1;
             state.head_started = None;
         }
-        InFlight(activity, place)
+        InFlight(activity)
     }
 }
 
@@ -525,8 +531,46 @@ impl Drop for InFlight {
         if state.in_flight == 0 {
             state.idle_since = Instant::now();
             state.head_started = None;
-            self.1.reusable();
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body on its way out. The connection stays busy until hyper has taken all of
+    /// it (and drops it): an answer half written is not cut off to make room. A client that
+    /// does not read holds the place no longer than before: the idle timeout runs from the
+    /// handler's answer.
+    struct Answering<B> {
+        #[pin]
+        inner: B,
+        place: Place,
+    }
+
+    impl<B> PinnedDrop for Answering<B> {
+        fn drop(this: Pin<&mut Self>) {
+            // Reusable again, as the most recently used.
+            this.project().place.reusable();
+        }
+    }
+}
+
+impl<B: Body> Body for Answering<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -841,9 +885,7 @@ mod tests {
     fn a_request_marks_the_connection_busy_then_idle_again() {
         let activity = Arc::new(Mutex::new(Activity::new()));
         lock(&activity).head_started = Some(Instant::now());
-        let places = Places::new(1);
-        let place = places.admit(Closer::default()).unwrap();
-        let in_flight = InFlight::start(Arc::clone(&activity), place);
+        let in_flight = InFlight::start(Arc::clone(&activity));
         assert_eq!(lock(&activity).in_flight, 1);
         assert!(lock(&activity).head_started.is_none());
         let before = Instant::now();
@@ -904,6 +946,24 @@ mod tests {
         let slots = places.lock();
         assert!(slots.open.is_empty() && slots.reusable.is_empty());
         assert_eq!(slots.evicted, 0);
+    }
+
+    #[test]
+    fn a_connection_is_busy_until_its_answer_is_handed_over() {
+        let places = Places::new(1);
+        let place = places.admit(Closer::default()).unwrap();
+        place.busy();
+        let answer = Answering {
+            inner: Full::new(Bytes::from_static(b"{}")),
+            place,
+        };
+        assert!(
+            places.admit(Closer::default()).is_none(),
+            "answer being written"
+        );
+        drop(answer);
+        assert_eq!(places.lock().reusable.len(), 1);
+        assert!(places.admit(Closer::default()).is_some());
     }
 
     #[tokio::test]
