@@ -237,9 +237,9 @@ async fn at_the_limit_a_new_connection_takes_the_place_of_the_one_idle_the_longe
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
     // Never used counts as idle too: each new connection closes the next of them.
-    for silent in 4..8 {
+    for silent in &mut held[4..8] {
         newcomers.push(used(relay.addr).await);
-        assert_eq!(read_until_closed(&mut held[silent]).await, "");
+        assert_eq!(read_until_closed(silent).await, "");
     }
     relay.stop().await;
 }
