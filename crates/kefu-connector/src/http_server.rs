@@ -267,7 +267,7 @@ fn over_limit_response(max_connections: usize, setting: Option<&str>) -> String 
     let body = serde_json::json!({
         "error": {
             "message": format!(
-                "the server is serving {max_connections} connections, its limit; retry shortly or reuse a keep-alive connection{raise}"
+                "all {max_connections} connections the server may serve at once are busy answering requests; retry shortly or reuse a keep-alive connection{raise}"
             )
         }
     })
