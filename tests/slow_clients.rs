@@ -1,6 +1,7 @@
 //! Slow and idle clients over real loopback sockets: the relay (and the sandbox, which shares
-//! its accept loop) closes connections that idle, send half a request head or half a body, and
-//! answers connections over its limit instead of holding them.
+//! its accept loop) closes connections that idle, send half a request head or half a body, at
+//! the connection limit closes such a connection to serve a new one, and answers connections
+//! over its limit, when all are busy, instead of holding them.
 //!
 //! Timeouts here are short (a few hundred milliseconds); every wait is bounded by a much longer
 //! one, which only a server that never closes reaches. Nothing asserts on how fast anything is.
@@ -203,55 +204,133 @@ async fn a_request_being_answered_is_not_cut_by_the_idle_or_header_timeouts() {
     relay.stop().await;
 }
 
+/// Opens a connection and sends one request on it, and returns it once the answer is in.
+async fn used(addr: std::net::SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let answer = request(&mut stream, HEALTHZ).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    stream
+}
+
 #[tokio::test]
-async fn connections_over_the_limit_are_answered_503_until_one_closes() {
+async fn at_the_limit_a_new_connection_takes_the_place_of_the_one_idle_the_longest() {
     let dir = tempfile::tempdir().unwrap();
     let relay = relay(&dir, &[("KEFU_SERVER_MAX_CONNECTIONS", "8")]).await;
+    // Four used once and left open, then four opened and never used: the eight places an
+    // attacker holds without a key.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(used(relay.addr).await);
+    }
+    for _ in 0..4 {
+        held.push(TcpStream::connect(relay.addr).await.unwrap());
+    }
+    let mut newcomers = vec![used(relay.addr).await];
+    assert_eq!(
+        read_until_closed(&mut held[0]).await,
+        "",
+        "the oldest idle went"
+    );
+    // Only that one: the other three used ones still answer (which makes them the newest).
+    for stream in &mut held[1..4] {
+        let answer = request(stream, HEALTHZ).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    // Never used counts as idle too: each new connection closes the next of them.
+    for silent in &mut held[4..8] {
+        newcomers.push(used(relay.addr).await);
+        assert_eq!(read_until_closed(silent).await, "");
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn at_the_limit_a_connection_still_sending_its_request_makes_room_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay(&dir, &[("KEFU_SERVER_MAX_CONNECTIONS", "8")]).await;
+    let partial_body = format!(
+        "POST /v1/messages HTTP/1.1\r\nhost: relay\r\nauthorization: Bearer {API_KEY}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"openid\": "
+    );
+    let partial_head = "POST /wechat/callback HTTP/1.1\r\nhost: relay\r\nx-slow: ";
+    let mut held = Vec::new();
+    for partial in [partial_body.as_str(), partial_head].repeat(4) {
+        let mut stream = TcpStream::connect(relay.addr).await.unwrap();
+        stream.write_all(partial.as_bytes()).await.unwrap();
+        held.push(stream);
+    }
+    // Kept open: a newcomer that closed would free its place rather than take one.
+    let mut newcomers = Vec::new();
+    for stream in &mut held {
+        newcomers.push(used(relay.addr).await);
+        let answer = read_until_closed(stream).await;
+        assert!(!answer.contains(" 200 "), "{answer}");
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_are_answered_503_while_all_are_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay(&dir, &[("KEFU_SERVER_MAX_CONNECTIONS", "8")]).await;
+    // Long polls that find nothing: each keeps its connection busy for thirty seconds, or
+    // until the relay stops.
+    let poll = format!(
+        "GET /v1/events?wait=30 HTTP/1.1\r\nhost: relay\r\nauthorization: Bearer {API_KEY}\r\n\r\n"
+    );
     let mut held = Vec::new();
     for _ in 0..8 {
         let mut stream = TcpStream::connect(relay.addr).await.unwrap();
-        // Served: the connection holds one of the eight places.
-        let answer = request(&mut stream, HEALTHZ).await;
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        stream.write_all(poll.as_bytes()).await.unwrap();
         held.push(stream);
     }
-    for sends_a_request in [false, true] {
-        let mut ninth = TcpStream::connect(relay.addr).await.unwrap();
-        if sends_a_request {
-            ninth.write_all(HEALTHZ.as_bytes()).await.unwrap();
-        }
-        let answer = read_until_closed(&mut ninth).await;
-        assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
-        assert!(
-            answer.to_ascii_lowercase().contains("connection: close"),
-            "{answer}"
-        );
-        let body: serde_json::Value =
-            serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("server.max_connections"),
-            "{body}"
-        );
-    }
-    drop(held);
-    // The server notices the eight closing in its own time; a new connection is then served.
-    let mut served = false;
+    // The polls are busy only once their heads are in; until then a ninth could take the place
+    // of one. Keep trying until one is refused, within a bound.
+    let mut refused = None;
+    let mut served = Vec::new();
     for _ in 0..200 {
-        let mut stream = TcpStream::connect(relay.addr).await.unwrap();
-        stream.write_all(HEALTHZ.as_bytes()).await.unwrap();
-        let answer = read_answer(&mut stream).await;
-        if answer.starts_with("HTTP/1.1 200") {
-            served = true;
+        let mut ninth = TcpStream::connect(relay.addr).await.unwrap();
+        ninth.write_all(HEALTHZ.as_bytes()).await.unwrap();
+        let answer = read_answer(&mut ninth).await;
+        if answer.starts_with("HTTP/1.1 503 ") {
+            refused = Some(answer);
             break;
         }
-        assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+        // Kept open, so that it keeps the place it took.
+        served.push(ninth);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(served, "a connection was served once the eight had closed");
-    relay.stop().await;
+    let answer = refused.expect("a ninth connection was refused while eight polls were busy");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("server.max_connections"),
+        "{body}"
+    );
+    // A connection that sends nothing is refused as well.
+    let mut silent = TcpStream::connect(relay.addr).await.unwrap();
+    let answer = read_until_closed(&mut silent).await;
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    // No poll being answered was cut off to make room: stopping answers them. (Only a poll
+    // whose head had not arrived when a ninth was served may have made room for it.)
+    let stopped = tokio::spawn(relay.stop());
+    let mut cut_off = 0;
+    for stream in &mut held {
+        let answer = read_answer(stream).await;
+        if answer.is_empty() {
+            cut_off += 1;
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        }
+    }
+    assert!(cut_off <= served.len(), "{cut_off} polls cut off");
+    stopped.await.unwrap();
 }
 
 #[tokio::test]
@@ -269,14 +348,16 @@ async fn the_sandbox_closes_slow_clients_too() {
     let sandbox = Sandbox::start(config).await.unwrap();
     let addr = sandbox.addr();
     let mut idle = TcpStream::connect(addr).await.unwrap();
-    // The only place is taken: the next connection is answered 503.
-    let mut over = TcpStream::connect(addr).await.unwrap();
-    assert!(
-        read_until_closed(&mut over)
-            .await
-            .starts_with("HTTP/1.1 503 ")
-    );
+    // The only place is taken by an idle connection: the next one takes it.
+    let mut next = TcpStream::connect(addr).await.unwrap();
+    let answer = request(
+        &mut next,
+        "GET /sandbox/messages HTTP/1.1\r\nhost: sandbox\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert_eq!(read_until_closed(&mut idle).await, "");
+    assert_eq!(read_until_closed(&mut next).await, "", "idle in its turn");
 
     let partial_body =
         b"POST /sandbox/users/o1/say HTTP/1.1\r\nhost: sandbox\r\ncontent-length: 50\r\n\r\n{\"te";

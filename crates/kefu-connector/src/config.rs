@@ -117,7 +117,7 @@ pub const SETTINGS: &[Setting] = &[
         "KEFU_SERVER_MAX_CONNECTIONS",
         Some("1024"),
         false,
-        "connections served at once; more are answered 503 and closed (keep it below the process's file-descriptor limit, `ulimit -n`)",
+        "connections served at once; at the limit a new connection takes the place of the one idle (or still sending its request) the longest, which is closed, and only when all are busy answering is it answered 503 and closed (keep it below the process's file-descriptor limit, `ulimit -n`)",
     ),
     setting(
         "dialogue.token",

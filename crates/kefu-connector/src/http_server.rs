@@ -9,13 +9,22 @@
 //! - A request body that has not arrived whole [`ServerLimits::body_read_timeout`] after its
 //!   head is answered `408` with `Connection: close`, whatever the handler made of the failed
 //!   read.
-//! - At most [`ServerLimits::max_connections`] connections are served at once; the next ones are
-//!   accepted and answered `503` with `Connection: close`, rather than left in the kernel's
-//!   backlog until the process runs out of file descriptors.
+//! - At most [`ServerLimits::max_connections`] connections are served at once. When a new one
+//!   arrives at the limit, the connection that has been *reusable* the longest is closed to make
+//!   room for it, as nginx does with its keep-alive connections: one waiting for its first or
+//!   next request, still receiving a request head, or still receiving a request body. Otherwise
+//!   anyone could deny service without a key by holding idle sockets open, and WeChat's
+//!   callbacks would be refused with everything else. A connection that is busy, its request
+//!   being handled (from the end of its body, or of its head if it has none, e.g. a long poll)
+//!   or its answer being handed to the socket, is never closed for this. Only when every
+//!   connection is busy is the new one accepted and answered `503` with `Connection: close`,
+//!   rather than left in the kernel's backlog until the process runs out of file descriptors.
+//!   Each such closing is counted in a `DEBUG` log line (`evicted`, the total since the start).
 //!
 //! hyper's own `header_read_timeout` is not used: it starts when the connection starts waiting
 //! for a request, so it would also be the idle timeout, and the two are different settings.
 
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -34,7 +43,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 
@@ -60,7 +69,9 @@ pub struct ServerLimits {
     pub body_read_timeout: Duration,
     /// How long a connection may wait for its next request (or its first) with nothing received.
     pub idle_timeout: Duration,
-    /// Connections served at once; more are answered `503`.
+    /// Connections served at once. At the limit a new connection takes the place of the one
+    /// reusable the longest (idle, or still receiving its request); when all are busy answering,
+    /// it is answered `503`.
     pub max_connections: usize,
 }
 
@@ -150,7 +161,7 @@ pub async fn serve<M, S, F, B>(
     B::Error: Into<BoxError>,
 {
     warn_if_descriptors_run_out(limits.max_connections, setting);
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let places = Places::new(limits.max_connections);
     let rejecting = Arc::new(Semaphore::new(REJECTING_AT_ONCE));
     let over_limit = Bytes::from(over_limit_response(limits.max_connections, setting));
     let (stopping, stop_seen) = watch::channel(false);
@@ -162,9 +173,9 @@ pub async fn serve<M, S, F, B>(
                 Ok((stream, _peer)) => {
                     // Answers are small and written at once: send them without waiting for an ACK.
                     let _ = stream.set_nodelay(true);
-                    match Arc::clone(&permits).try_acquire_owned() {
-                        Ok(permit) => {
-                            let closer = Closer::default();
+                    let closer = Closer::default();
+                    match places.admit(closer.clone()) {
+                        Some(place) => {
                             let serve = service(closer.clone());
                             connections.spawn(connection(
                                 stream,
@@ -172,10 +183,10 @@ pub async fn serve<M, S, F, B>(
                                 serve,
                                 closer,
                                 stop_seen.clone(),
-                                permit,
+                                place,
                             ));
                         }
-                        Err(_) => reject(stream, &rejecting, &over_limit),
+                        None => reject(stream, &rejecting, &over_limit),
                     }
                 }
                 Err(error) => {
@@ -256,7 +267,7 @@ fn over_limit_response(max_connections: usize, setting: Option<&str>) -> String 
     let body = serde_json::json!({
         "error": {
             "message": format!(
-                "the server is serving {max_connections} connections, its limit; retry shortly or reuse a keep-alive connection{raise}"
+                "all {max_connections} connections the server may serve at once are busy answering requests; retry shortly or reuse a keep-alive connection{raise}"
             )
         }
     })
@@ -300,13 +311,16 @@ async fn connection<S, F, B>(
     service: S,
     closer: Closer,
     mut stop: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
+    place: Place,
 ) where
     S: Fn(Request<RequestBody>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    // Declared first, so dropped last: after the requests, which mark the place reusable as
+    // they end.
+    let _leave = Leave(place.clone());
     let activity = Arc::new(Mutex::new(Activity::new()));
     let io = TokioIo::new(Watched {
         io: stream,
@@ -318,7 +332,14 @@ async fn connection<S, F, B>(
         service_fn(move |request: Request<Incoming>| {
             let service = Arc::clone(&service);
             let activity = Arc::clone(&activity);
-            async move { Ok::<_, Infallible>(answer(&*service, request, limits, activity).await) }
+            let place = place.clone();
+            async move {
+                Ok::<_, Infallible>(
+                    answer(&*service, request, limits, activity, place.clone())
+                        .await
+                        .map(|inner| Answering { inner, place }),
+                )
+            }
         })
     };
     // The deadlines are kept below, so hyper needs no timer of its own.
@@ -367,18 +388,28 @@ async fn answer<S, F, B>(
     request: Request<Incoming>,
     limits: ServerLimits,
     activity: Arc<Mutex<Activity>>,
+    place: Place,
 ) -> Response<Either<B, Full<Bytes>>>
 where
     S: Fn(Request<RequestBody>) -> F,
     F: Future<Output = Response<B>>,
 {
     let _in_flight = InFlight::start(activity);
+    // A connection still receiving its body stays reusable: otherwise slow bodies on the
+    // unauthenticated callback routes would hold places for a whole body read timeout.
+    let receiving = if request.body().is_end_stream() {
+        place.busy();
+        None
+    } else {
+        Some(place)
+    };
     let timed_out = Arc::new(AtomicBool::new(false));
     let request = request.map(|body| DeadlineBody {
         inner: body,
         deadline: after(Instant::now(), limits.body_read_timeout),
         sleep: None,
         timed_out: Arc::clone(&timed_out),
+        receiving,
     });
     let response = service(request).await;
     if timed_out.load(Ordering::Relaxed) {
@@ -504,6 +535,168 @@ impl Drop for InFlight {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A response body on its way out. The connection stays busy until hyper has taken all of
+    /// it (and drops it): an answer half written is not cut off to make room. A client that
+    /// does not read holds the place no longer than before: the idle timeout runs from the
+    /// handler's answer.
+    struct Answering<B> {
+        #[pin]
+        inner: B,
+        place: Place,
+    }
+
+    impl<B> PinnedDrop for Answering<B> {
+        fn drop(this: Pin<&mut Self>) {
+            // Reusable again, as the most recently used.
+            this.project().place.reusable();
+        }
+    }
+}
+
+impl<B: Body> Body for Answering<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The connections being served, and which of them may be closed to make room for a new one.
+struct Places {
+    max: usize,
+    slots: Mutex<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    /// Gives each connection its id and each move to reusable its rank: both only grow, so the
+    /// smallest rank is the connection reusable the longest.
+    next: u64,
+    /// The connections being served, by id.
+    open: HashMap<u64, Slot>,
+    /// The reusable connections' ids, by rank.
+    reusable: BTreeMap<u64, u64>,
+    /// Connections closed to make room, since the start.
+    evicted: u64,
+}
+
+struct Slot {
+    closer: Closer,
+    /// Its key in [`Slots::reusable`], when it is reusable.
+    rank: Option<u64>,
+}
+
+impl Places {
+    fn new(max: usize) -> Arc<Places> {
+        Arc::new(Places {
+            max: max.max(1),
+            slots: Mutex::new(Slots::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        // Every change below leaves the maps consistent before anything that could panic.
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A place for a new connection (reusable until its first request is being handled), made
+    /// by closing the connection reusable the longest if all are taken; `None` when every
+    /// connection is busy answering.
+    fn admit(self: &Arc<Places>, closer: Closer) -> Option<Place> {
+        let mut slots = self.lock();
+        if slots.open.len() >= self.max {
+            let (_, oldest) = slots.reusable.pop_first()?;
+            if let Some(evicted) = slots.open.remove(&oldest) {
+                evicted.closer.close_now();
+            }
+            slots.evicted += 1;
+            tracing::debug!(
+                evicted = slots.evicted,
+                "{} connections open, the limit: closed the one reusable the longest to serve a new one",
+                self.max
+            );
+        }
+        let id = slots.next;
+        slots.next += 1;
+        slots.open.insert(
+            id,
+            Slot {
+                closer,
+                rank: Some(id),
+            },
+        );
+        slots.reusable.insert(id, id);
+        Some(Place {
+            places: Arc::clone(self),
+            id,
+        })
+    }
+}
+
+/// One connection's place among the [`Places`]. Once the connection is closed (or evicted),
+/// its changes are ignored.
+#[derive(Clone)]
+struct Place {
+    places: Arc<Places>,
+    id: u64,
+}
+
+impl Place {
+    /// The connection is answering a request: it must not be closed to make room.
+    fn busy(&self) {
+        let mut slots = self.places.lock();
+        if let Some(rank) = slots
+            .open
+            .get_mut(&self.id)
+            .and_then(|slot| slot.rank.take())
+        {
+            slots.reusable.remove(&rank);
+        }
+    }
+
+    /// The connection may be closed to make room, after those reusable for longer.
+    fn reusable(&self) {
+        let mut slots = self.places.lock();
+        let rank = slots.next;
+        let Some(slot) = slots.open.get_mut(&self.id) else {
+            return;
+        };
+        let old = slot.rank.replace(rank);
+        slots.next += 1;
+        if let Some(old) = old {
+            slots.reusable.remove(&old);
+        }
+        slots.reusable.insert(rank, self.id);
+    }
+}
+
+/// Gives a connection's place up when the connection ends.
+struct Leave(Place);
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        let mut slots = self.0.places.lock();
+        if let Some(slot) = slots.open.remove(&self.0.id)
+            && let Some(rank) = slot.rank
+        {
+            slots.reusable.remove(&rank);
+        }
+    }
+}
+
 /// The connection's socket, noting when a request starts to arrive.
 struct Watched {
     io: TcpStream,
@@ -565,6 +758,8 @@ pub struct DeadlineBody<B> {
     /// Made on the first wait only: most bodies are already there, or empty.
     sleep: Option<Pin<Box<Sleep>>>,
     timed_out: Arc<AtomicBool>,
+    /// The connection's place while the body is still arriving; marked busy at its end.
+    receiving: Option<Place>,
 }
 
 /// The error of a [`DeadlineBody`] whose deadline passed.
@@ -586,6 +781,12 @@ where
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            if !matches!(frame, Some(Ok(_))) || this.inner.is_end_stream() {
+                // Received whole (or failed): the handler now answers, and must not be cut off.
+                if let Some(place) = this.receiving.take() {
+                    place.busy();
+                }
+            }
             return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
         let deadline = this.deadline;
@@ -694,6 +895,98 @@ mod tests {
         assert!(state.idle_since >= before);
     }
 
+    /// Whether `closer` has been told to close, without waiting.
+    fn closed(closer: &Closer) -> bool {
+        use std::pin::pin;
+        let notified = pin!(closer.0.notified());
+        std::future::Future::poll(notified, &mut Context::from_waker(std::task::Waker::noop()))
+            .is_ready()
+    }
+
+    #[test]
+    fn at_the_limit_the_connection_reusable_the_longest_makes_room() {
+        let places = Places::new(3);
+        let closers: Vec<Closer> = (0..3).map(|_| Closer::default()).collect();
+        let held: Vec<Place> = closers
+            .iter()
+            .map(|closer| places.admit(closer.clone()).unwrap())
+            .collect();
+        // The first is answering a request; the second was used since the third arrived.
+        held[0].busy();
+        held[1].busy();
+        held[1].reusable();
+        let fourth = Closer::default();
+        let _fourth = places.admit(fourth.clone()).unwrap();
+        assert!(!closed(&closers[0]), "a busy connection is never evicted");
+        assert!(!closed(&closers[1]));
+        assert!(closed(&closers[2]), "the one idle the longest goes");
+        assert_eq!(places.lock().open.len(), 3);
+        assert_eq!(places.lock().evicted, 1);
+        // The evicted connection's own changes come too late to matter.
+        held[2].reusable();
+        held[2].busy();
+        assert_eq!(places.lock().open.len(), 3);
+        let _fifth = places.admit(Closer::default()).unwrap();
+        assert!(closed(&closers[1]));
+        assert!(!closed(&fourth), "the newest goes last");
+    }
+
+    #[test]
+    fn when_every_connection_is_busy_there_is_no_place_until_one_ends() {
+        let places = Places::new(2);
+        let first = places.admit(Closer::default()).unwrap();
+        let second = places.admit(Closer::default()).unwrap();
+        first.busy();
+        second.busy();
+        assert!(places.admit(Closer::default()).is_none());
+        drop(Leave(second));
+        let third = places.admit(Closer::default()).unwrap();
+        drop(Leave(third));
+        drop(Leave(first));
+        let slots = places.lock();
+        assert!(slots.open.is_empty() && slots.reusable.is_empty());
+        assert_eq!(slots.evicted, 0);
+    }
+
+    #[test]
+    fn a_connection_is_busy_until_its_answer_is_handed_over() {
+        let places = Places::new(1);
+        let place = places.admit(Closer::default()).unwrap();
+        place.busy();
+        let answer = Answering {
+            inner: Full::new(Bytes::from_static(b"{}")),
+            place,
+        };
+        assert!(
+            places.admit(Closer::default()).is_none(),
+            "answer being written"
+        );
+        drop(answer);
+        assert_eq!(places.lock().reusable.len(), 1);
+        assert!(places.admit(Closer::default()).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_reusable_until_its_body_has_arrived_whole() {
+        use http_body_util::BodyExt as _;
+        let places = Places::new(1);
+        let place = places.admit(Closer::default()).unwrap();
+        let body = DeadlineBody {
+            inner: Full::new(Bytes::from_static(b"{}")),
+            deadline: after(Instant::now(), Duration::from_secs(60)),
+            sleep: None,
+            timed_out: Arc::new(AtomicBool::new(false)),
+            receiving: Some(place),
+        };
+        assert_eq!(places.lock().reusable.len(), 1);
+        body.collect().await.unwrap();
+        assert!(
+            places.lock().reusable.is_empty(),
+            "busy once the body is in"
+        );
+        assert!(places.admit(Closer::default()).is_none());
+    }
+
     #[tokio::test]
     async fn a_body_past_its_deadline_fails_and_says_so() {
         use http_body_util::BodyExt as _;
@@ -717,6 +1010,7 @@ mod tests {
             deadline: Instant::now(),
             sleep: None,
             timed_out: Arc::clone(&timed_out),
+            receiving: None,
         };
         let error = body.collect().await.unwrap_err();
         assert!(error.is::<BodyTimeout>(), "{error}");
