@@ -260,6 +260,15 @@ async fn routing_and_body_limit_errors_have_the_api_error_shape() {
         reply.text
     );
 
+    // Found by an attack on loopback: a path parameter that is not UTF-8 was answered in axum's
+    // plain text.
+    let reply = desk
+        .post_raw("/v1/sessions/a%ffb/enter", r#"{"channel":0}"#)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert!(message(&reply).contains("UTF-8"), "{}", reply.text);
+
     // A callback's oversized body is still refused, but not in the desk API's shape.
     let reply = desk
         .post_raw(

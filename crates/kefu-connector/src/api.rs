@@ -92,7 +92,10 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(middleware::from_fn_with_state(max_body_bytes, too_large))
+        .layer(middleware::from_fn_with_state(
+            max_body_bytes,
+            rejections_as_api_errors,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), count_request))
         .with_state(state)
 }
@@ -230,23 +233,39 @@ async fn method_not_allowed(request: Request) -> ApiError {
     )
 }
 
-/// Answers the body limit's 413 in the API's error shape, naming the setting.
-///
-/// The limit is enforced where a handler reads its body, and the extractor's own answer is plain
-/// text; callbacks keep it, because WeChat reads their answers in its own shapes.
-async fn too_large(State(limit): State<usize>, request: Request, next: Next) -> Response {
+/// Puts axum's own refusals (an extractor's plain-text 400, the body limit's 413) in the API's
+/// error shape; the 413 names the setting. Callbacks keep them as they are, because WeChat reads
+/// their answers in its own shapes.
+async fn rejections_as_api_errors(
+    State(limit): State<usize>,
+    request: Request,
+    next: Next,
+) -> Response {
     let callback = request.uri().path().starts_with("/v1/callbacks/");
     let response = next.run(request).await;
-    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || callback {
+    let plain_text = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"text/plain"));
+    if callback || !response.status().is_client_error() || !plain_text {
         return response;
     }
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!(
-            "the body is larger than server.max_body_bytes ({limit} bytes); send less, or raise server.max_body_bytes"
-        ),
-    )
-    .into_response()
+    let status = response.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            status,
+            format!(
+                "the body is larger than server.max_body_bytes ({limit} bytes); send less, or raise server.max_body_bytes"
+            ),
+        )
+        .into_response();
+    }
+    // axum's rejection texts are short; the bound only keeps a surprise from costing memory.
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    ApiError::new(status, text).into_response()
 }
 
 /// Whether the request's `Authorization` header carries the key. RFC 9110 §11.1 makes the scheme
