@@ -658,6 +658,16 @@ fn oa_text(msg_id: u64, text: &str, create_time: i64) -> String {
     )
 }
 
+/// Two fields of each event of a page, in order.
+fn pairs<'a>(page: &'a Value, first: &str, second: &str) -> Vec<(&'a str, &'a str)> {
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e[first].as_str().unwrap(), e[second].as_str().unwrap()))
+        .collect()
+}
+
 async fn post_wechat(desk: &Desk, name: &str, query: &str, body: impl Into<Bytes>) -> DeskReply {
     desk.post_raw(&format!("/v1/callbacks/wechat/{name}?{query}"), body)
         .await
@@ -1077,17 +1087,7 @@ async fn a_push_url_cannot_carry_a_forged_plaintext_message() {
         }
     }
     let page = events(&desk, "").await;
-    let got: Vec<(&str, &str)> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["account"].as_str().unwrap(),
-                e["openid"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let got = pairs(&page, "account", "openid");
     assert_eq!(
         got,
         [("oa", "oOA"), ("compat", "oOA"), ("mixed", "oOA")],
@@ -1466,12 +1466,7 @@ async fn callbacks_from_the_sandbox_are_accepted_and_redeliveries_dropped() {
     );
 
     let page = events(&desk, "").await;
-    let got: Vec<(&str, &str)> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (e["source"].as_str().unwrap(), e["kind"].as_str().unwrap()))
-        .collect();
+    let got = pairs(&page, "source", "kind");
     assert_eq!(got, expected, "{page}");
     assert_eq!(page["events"][1]["content"], "Xml Safe");
     assert_eq!(page["events"][4]["content"], "Json Compatible");
@@ -1502,17 +1497,7 @@ async fn callbacks_from_the_sandbox_are_accepted_and_redeliveries_dropped() {
         assert_eq!(delivered(&again.callback), (200, "success".to_owned()));
     }
     let page = events(&desk, "after=5").await;
-    let got: Vec<(&str, &str)> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["account"].as_str().unwrap(),
-                e["content"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let got = pairs(&page, "account", "content");
     assert_eq!(
         got,
         [("open", "Xml Plain"), ("open", "Json Plain")],

@@ -933,6 +933,14 @@ mod tests {
         assert!(error.contains("in use by another process"), "{error}");
     }
 
+    /// The number of jobs in the database file at `path`, read by a connection of its own.
+    fn jobs_in(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get(0))
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_checkpoint_leaves_everything_in_the_database_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -948,11 +956,7 @@ mod tests {
         // The file copied alone, without its WAL, holds the jobs.
         let copy = dir.path().join("copy.sqlite3");
         std::fs::copy(&path, &copy).unwrap();
-        let copied: i64 = Connection::open(&copy)
-            .unwrap()
-            .query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(copied, 2);
+        assert_eq!(jobs_in(&copy), 2);
         // The store goes on after it.
         outbox.insert(vec![job("o3", "3")]).await.unwrap();
     }
@@ -974,11 +978,7 @@ mod tests {
             .unwrap();
         // The relay keeps writing while a reader is open.
         outbox.insert(vec![job("o3", "3")]).await.unwrap();
-        let copied: i64 = Connection::open(&backup)
-            .unwrap()
-            .query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(copied, 2);
+        assert_eq!(jobs_in(&backup), 2);
     }
 
     #[tokio::test]
