@@ -198,16 +198,17 @@ async fn wechat_verify(
     let verified = inbound
         .inner
         .accounts
-        .get(&name)
-        .and_then(|account| account.verify_url(&query));
+        .check(&name, |account| account.verify_url(&query));
     match verified {
         Ok(echo) => {
             let remembered = inbound
                 .inner
                 .accounts
-                .get(&name)
+                .check(&name, |account| {
+                    Ok(account.url_verification_replay_key(&query))
+                })
                 .ok()
-                .and_then(|account| account.url_verification_replay_key(&query));
+                .flatten();
             if let Some((key, timestamp)) = remembered {
                 let window = inbound.inner.replay_window;
                 let expires_ms = timestamp
@@ -275,11 +276,9 @@ async fn wechat_callback(
     let query = Query::parse(query.as_deref().unwrap_or_default());
     let window = inbound.inner.replay_window;
     let now = now_ms();
-    let received = inbound
-        .inner
-        .accounts
-        .get(&name)
-        .and_then(|account| account.receive(&query, &body, now / 1000, window.as_secs()));
+    let received = inbound.inner.accounts.check(&name, |account| {
+        account.receive(&query, &body, now / 1000, window.as_secs())
+    });
     let refuse = |rejection: super::wechat::WechatRejection| {
         refuse_wechat(
             inbound,

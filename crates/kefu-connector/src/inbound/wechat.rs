@@ -368,22 +368,45 @@ fn replay_key(account: &str, timestamp: i64, nonce: &str, signature: &str) -> St
 }
 
 /// The configured accounts, by name.
-#[derive(Default)]
-pub struct Accounts(HashMap<String, Account>);
+pub struct Accounts {
+    by_name: HashMap<String, Account>,
+    /// Stands in for an unknown name: its random Token verifies no signature.
+    decoy: Account,
+}
 
 impl Accounts {
     /// Builds every configured account.
     pub fn new(configs: &[WechatAccount]) -> Result<Accounts, wxbizmsgcrypt::Error> {
-        let mut accounts = HashMap::new();
+        let mut by_name = HashMap::new();
         for config in configs {
-            accounts.insert(config.name.clone(), Account::new(config)?);
+            by_name.insert(config.name.clone(), Account::new(config)?);
         }
-        Ok(Accounts(accounts))
+        let decoy = Account {
+            name: String::new(),
+            kind: AccountKind::OfficialAccount,
+            mode: WechatMode::Plain,
+            token: Secret::new(hex::encode(rand::random::<[u8; 16]>())),
+            crypts: Vec::new(),
+        };
+        Ok(Accounts { by_name, decoy })
     }
 
-    /// The account of that name.
-    pub fn get(&self, name: &str) -> Result<&Account, WechatRejection> {
-        self.0.get(name).ok_or(WechatRejection::UnknownAccount)
+    /// Runs `check` on the account of that name. An unknown name runs it on the decoy, whose
+    /// signature check fails, so that it costs what refusing a known account costs and no
+    /// timing tells the names apart; it is then refused as [`WechatRejection::UnknownAccount`],
+    /// which is answered like every refusal before authentication.
+    pub fn check<T>(
+        &self,
+        name: &str,
+        check: impl FnOnce(&Account) -> Result<T, WechatRejection>,
+    ) -> Result<T, WechatRejection> {
+        match self.by_name.get(name) {
+            Some(account) => check(account),
+            None => {
+                let _ = check(&self.decoy);
+                Err(WechatRejection::UnknownAccount)
+            }
+        }
     }
 }
 
@@ -684,5 +707,28 @@ mod tests {
                 (403, UNAUTHENTICATED_ANSWER)
             );
         }
+    }
+
+    /// Regression (issue 9): an unknown name was refused before any signature was computed, a
+    /// few microseconds sooner than a known account, which told the names apart by timing.
+    #[test]
+    fn an_unknown_name_is_checked_against_a_decoy_and_refused() {
+        let accounts = Accounts::new(&[]).unwrap();
+        let signature = wxbizmsgcrypt::sign_plain("TOKEN", "1700000000", "n1");
+        let query = Query::parse(&format!(
+            "signature={}&timestamp=1700000000&nonce=n1",
+            signature.as_str()
+        ));
+        let mut checked = None;
+        let error = accounts
+            .check("nobody", |account| {
+                let result = account.receive(&query, MSG.as_bytes(), NOW, 300);
+                checked = result.as_ref().err().map(WechatRejection::reason);
+                result
+            })
+            .unwrap_err();
+        assert!(matches!(error, WechatRejection::UnknownAccount), "{error}");
+        // The decoy did the work of a known account and failed at the signature.
+        assert_eq!(checked, Some("signature"));
     }
 }
