@@ -17,7 +17,10 @@
 //! and sharing its group commits; delivery to the desk happens afterwards and never holds up the
 //! answer. A redelivery is recognised by its key (Dialogue: bot APPID, userid, createtime and the
 //! SHA-256 of the decrypted plaintext; WeChat: `MsgId`, or `FromUserName`, `CreateTime` and
-//! `Event`), acknowledged and dropped; keys are kept for `callbacks.dedup_retention_secs`.
+//! `Event`), acknowledged and dropped; keys are kept for `callbacks.dedup_retention_secs`, at least
+//! twice `callbacks.replay_window_secs`, outside which a callback's time (Dialogue `createtime`,
+//! WeChat `timestamp`) is refused: a callback seen once cannot be stored again after its key
+//! expires.
 //!
 //! # The event
 //!
