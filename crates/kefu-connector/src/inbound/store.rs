@@ -298,11 +298,22 @@ pub fn remember_url_verification(
     key: &str,
     expires_ms: i64,
 ) -> Result<(), StoreError> {
+    remember_plain_signature(tx, key, URL_VERIFICATION, expires_ms)
+}
+
+/// Remembers a plain signature's replay key with the first body it came with: a later body
+/// under the same key is the replay, so only the expiry may move (later, never earlier).
+fn remember_plain_signature(
+    tx: &Transaction<'_>,
+    key: &str,
+    body_sha256: &str,
+    expires_ms: i64,
+) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT INTO inbound_replay (key, body_sha256, expires_at_ms) VALUES (?1, ?2, ?3)
          ON CONFLICT (key) DO UPDATE SET expires_at_ms = max(expires_at_ms, excluded.expires_at_ms)",
     )?
-    .execute(params![key, URL_VERIFICATION, expires_ms])?;
+    .execute(params![key, body_sha256, expires_ms])?;
     Ok(())
 }
 
@@ -338,12 +349,7 @@ pub fn admit_wechat(
         new.replay_expires_ms
     ])?;
     if let Some(plain) = &new.plain_replay_key {
-        // The first body stays: a later one under the same plain signature is the replay.
-        tx.prepare_cached(
-            "INSERT INTO inbound_replay (key, body_sha256, expires_at_ms) VALUES (?1, ?2, ?3)
-             ON CONFLICT (key) DO UPDATE SET expires_at_ms = max(expires_at_ms, excluded.expires_at_ms)",
-        )?
-        .execute(params![plain, new.body_sha256, new.replay_expires_ms])?;
+        remember_plain_signature(tx, plain, &new.body_sha256, new.replay_expires_ms)?;
     }
     if is_duplicate(tx, &new.dedup_key, now)? {
         return Ok(Admission::Duplicate);
