@@ -104,14 +104,8 @@ pub fn check_parse_error(error: &kefu_payload::Error) {
     assert!(!error.to_string().is_empty(), "{error:?} has no message");
 }
 
-/// `true` for the characters XML 1.0 allows in a document (the `Char` production): what the
-/// writers can carry.
-pub fn is_xml_char(character: char) -> bool {
-    matches!(
-        character,
-        '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..
-    )
-}
+/// `true` for the characters XML 1.0 allows in a document: what the writers can carry.
+pub use kefu_payload::is_xml_char;
 
 /// The first character of `value` that XML 1.0 cannot carry, with its position in characters.
 pub fn first_unrepresentable(value: &str) -> Option<(usize, char)> {

@@ -81,6 +81,11 @@ pub enum Error {
     },
     /// The input holds no root element at all (−40002).
     NoRoot,
+    /// Elements nest deeper than a reader allows (−40002).
+    TooDeep {
+        /// The most levels below the root accepted.
+        max: usize,
+    },
     /// A required element is absent (−40002).
     MissingElement {
         /// Path of the element below the root, such as `channel`.
@@ -181,6 +186,7 @@ impl Error {
             | Error::UnknownEntity { .. }
             | Error::WrongRoot { .. }
             | Error::NoRoot
+            | Error::TooDeep { .. }
             | Error::MissingElement { .. }
             | Error::DuplicateElement { .. }
             | Error::UnexpectedChild { .. }
@@ -270,6 +276,7 @@ impl fmt::Display for Error {
                 write!(f, "root element is <{found}>, expected <xml>")
             }
             Error::NoRoot => f.write_str("no root element found, expected <xml>…</xml>"),
+            Error::TooDeep { max } => write!(f, "elements nest deeper than {max} levels"),
             Error::MissingElement { element } => {
                 write!(f, "required element <{element}> is missing")
             }

@@ -10,10 +10,18 @@ use quick_xml::Reader;
 use quick_xml::errors::{Error as QuickError, IllFormedError, SyntaxError};
 use quick_xml::events::{BytesRef, Event};
 
+use serde_json::{Map, Value};
+
 use crate::error::Error;
 
 /// `true` for the characters XML 1.0 allows in a document (the `Char` production).
-pub(crate) const fn is_xml_char(character: char) -> bool {
+///
+/// ```
+/// use kefu_payload::is_xml_char;
+/// assert!(is_xml_char('中') && is_xml_char('\n'));
+/// assert!(!is_xml_char('\u{1}') && !is_xml_char('\u{FFFE}'));
+/// ```
+pub const fn is_xml_char(character: char) -> bool {
     matches!(
         character,
         '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..
@@ -59,6 +67,43 @@ pub(crate) fn read_leaves<const N: usize>(
     input: &str,
     leaves: [&'static str; N],
 ) -> Result<[Option<String>; N], Error> {
+    walk(input, Collector::new(leaves))
+}
+
+/// How deep elements may nest below the root in [`read_tree`].
+pub const MAX_TREE_DEPTH: usize = 32;
+
+/// Reads `<xml>…</xml>` into a JSON object, with the same hardening as every payload reader (no
+/// DTD, only the predefined entities, XML 1.0 characters only), keeping every element.
+///
+/// An element with only text becomes a string, an element with child elements becomes an object
+/// (its text between children is dropped), and a name repeated among siblings becomes an array.
+/// Elements may nest [`MAX_TREE_DEPTH`] levels below the root. A root with no child elements
+/// gives an empty object. This is a view for reading: a one-item list and a single element look
+/// the same.
+///
+/// ```
+/// use kefu_payload::read_tree;
+/// let tree = read_tree("<xml><MsgType><![CDATA[text]]></MsgType><A><B>1</B><B>2</B></A></xml>").unwrap();
+/// assert_eq!(tree["MsgType"], "text");
+/// assert_eq!(tree["A"]["B"], serde_json::json!(["1", "2"]));
+/// assert!(read_tree("<!DOCTYPE x><xml/>").unwrap_err().is_doctype());
+/// ```
+pub fn read_tree(input: &str) -> Result<Map<String, Value>, Error> {
+    walk(input, TreeBuilder::default())
+}
+
+/// What a reader does with the document's structure; [`walk`] does the hardened tokenising.
+trait Visitor {
+    type Output;
+    fn open(&mut self, offset: u64, name: &str) -> Result<(), Error>;
+    fn close(&mut self);
+    fn text(&mut self, offset: u64, text: &str) -> Result<(), Error>;
+    fn finish(self, offset: u64) -> Result<Self::Output, Error>;
+}
+
+/// The one hardened pass over a document that every reader shares.
+fn walk<V: Visitor>(input: &str, mut visitor: V) -> Result<V::Output, Error> {
     if let Some((offset, character)) = input.char_indices().find(|(_, c)| !is_xml_char(*c)) {
         return Err(Error::IllegalXmlChar {
             offset: offset as u64,
@@ -67,38 +112,37 @@ pub(crate) fn read_leaves<const N: usize>(
     }
     let mut reader = Reader::from_str(input);
     reader.config_mut().enable_all_checks(true);
-    let mut collector = Collector::new(leaves);
     loop {
         let offset = reader.buffer_position();
         let event = reader
             .read_event()
             .map_err(|error| reader_error(error, reader.error_position()))?;
         match event {
-            Event::Start(start) => collector.open(offset, utf8(start.name().as_ref(), offset)?)?,
+            Event::Start(start) => visitor.open(offset, utf8(start.name().as_ref(), offset)?)?,
             Event::Empty(start) => {
-                collector.open(offset, utf8(start.name().as_ref(), offset)?)?;
-                collector.close();
+                visitor.open(offset, utf8(start.name().as_ref(), offset)?)?;
+                visitor.close();
             }
-            Event::End(_) => collector.close(),
+            Event::End(_) => visitor.close(),
             Event::Text(text) => {
                 let content = text
                     .xml10_content()
                     .map_err(|error| syntax(offset, error))?;
-                collector.text(offset, &content)?;
+                visitor.text(offset, &content)?;
             }
             Event::CData(cdata) => {
                 let content = cdata
                     .xml10_content()
                     .map_err(|error| syntax(offset, error))?;
-                collector.text(offset, &content)?;
+                visitor.text(offset, &content)?;
             }
             Event::GeneralRef(reference) => {
                 let character = resolve_reference(&reference, offset)?;
-                collector.text(offset, character.encode_utf8(&mut [0; 4]))?;
+                visitor.text(offset, character.encode_utf8(&mut [0; 4]))?;
             }
             Event::DocType(_) => return Err(Error::Doctype { offset }),
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
-            Event::Eof => return collector.finish(offset),
+            Event::Eof => return visitor.finish(offset),
         }
     }
 }
@@ -190,6 +234,10 @@ impl<const N: usize> Collector<N> {
             capture: None,
         }
     }
+}
+
+impl<const N: usize> Visitor for Collector<N> {
+    type Output = [Option<String>; N];
 
     fn open(&mut self, offset: u64, name: &str) -> Result<(), Error> {
         if name.is_empty() {
@@ -280,6 +328,117 @@ impl<const N: usize> Collector<N> {
                 "the document ends before the root element is closed with </xml>",
             )),
             Root::Closed => Ok(self.values),
+        }
+    }
+}
+
+/// An element being read by [`TreeBuilder`]: its name, its text so far and its children.
+struct Node {
+    name: String,
+    text: String,
+    children: Vec<(String, Value)>,
+}
+
+impl Node {
+    fn into_value(self) -> (String, Value) {
+        if self.children.is_empty() {
+            return (self.name, Value::String(self.text));
+        }
+        let mut object = Map::new();
+        for (name, value) in self.children {
+            match object.get_mut(&name) {
+                Some(Value::Array(items)) => items.push(value),
+                Some(first) => {
+                    let first = first.take();
+                    object.insert(name, Value::Array(vec![first, value]));
+                }
+                None => {
+                    object.insert(name, value);
+                }
+            }
+        }
+        (self.name, Value::Object(object))
+    }
+}
+
+/// Builds [`read_tree`]'s JSON object.
+#[derive(Default)]
+struct TreeBuilder {
+    /// The open elements, the root first.
+    stack: Vec<Node>,
+    /// The root's children, once the root is closed.
+    root: Option<Map<String, Value>>,
+}
+
+impl Visitor for TreeBuilder {
+    type Output = Map<String, Value>;
+
+    fn open(&mut self, offset: u64, name: &str) -> Result<(), Error> {
+        if name.is_empty() {
+            return Err(syntax(
+                offset,
+                "'<' is not followed by an element name; escape a literal '<' as &lt;",
+            ));
+        }
+        if self.root.is_some() {
+            return Err(syntax(
+                offset,
+                format_args!("element <{name}> after the end of the root element"),
+            ));
+        }
+        if self.stack.is_empty() && name != "xml" {
+            return Err(Error::WrongRoot {
+                found: name.to_owned(),
+            });
+        }
+        if self.stack.len() > MAX_TREE_DEPTH {
+            return Err(Error::TooDeep {
+                max: MAX_TREE_DEPTH,
+            });
+        }
+        self.stack.push(Node {
+            name: name.to_owned(),
+            text: String::new(),
+            children: Vec::new(),
+        });
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        let Some(node) = self.stack.pop() else {
+            return;
+        };
+        let (name, value) = node.into_value();
+        match self.stack.last_mut() {
+            Some(parent) => parent.children.push((name, value)),
+            None => {
+                self.root = Some(match value {
+                    Value::Object(object) => object,
+                    _ => Map::new(),
+                });
+            }
+        }
+    }
+
+    fn text(&mut self, offset: u64, text: &str) -> Result<(), Error> {
+        match self.stack.last_mut() {
+            Some(node) => node.text.push_str(text),
+            None if !text.chars().all(is_xml_whitespace) => {
+                return Err(syntax(offset, "text outside the root element <xml>"));
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn finish(self, offset: u64) -> Result<Map<String, Value>, Error> {
+        match self.root {
+            Some(root) => Ok(root),
+            None if self.stack.is_empty() => Err(Error::NoRoot),
+            None => Err(syntax(
+                offset,
+                "the document ends before the root element is closed with </xml>",
+            )),
         }
     }
 }

@@ -1,53 +1,19 @@
 //! The plaintext of the standard WeChat callbacks (Official Account, Mini Program, WeCom), in
 //! XML or JSON, read into the few fields the connector needs, with every field kept raw.
 //!
-//! The XML reader turns `<xml>…</xml>` into a JSON object: an element with only text becomes a
-//! string, an element with child elements becomes an object (its text between children is
-//! dropped), and a name repeated among siblings becomes an array. Unknown elements are kept, not
-//! refused. DTDs are refused, only the five predefined entities and character references are
-//! resolved, characters XML 1.0 forbids are refused, and nesting is limited.
+//! XML is read with kefu-payload's hardened reader into a JSON object ([`kefu_payload::read_tree`]):
+//! unknown elements are kept, not refused; DTDs, unknown entities, characters XML 1.0 forbids and
+//! deep nesting are refused.
 
-use quick_xml::Reader;
-use quick_xml::events::{BytesRef, Event};
 use serde_json::{Map, Value};
-
-/// How deep elements may nest below the root.
-const MAX_DEPTH: usize = 32;
 
 /// Why a plaintext could not be read. Messages name the problem, never the content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MessageError {
-    /// The XML is not well-formed.
-    #[error("XML syntax error at byte {offset}: {message}")]
-    Xml {
-        /// Byte offset of the problem.
-        offset: u64,
-        /// What is wrong.
-        message: String,
-    },
-    /// A `<!DOCTYPE` was found; DTDs are never processed.
-    #[error("a <!DOCTYPE> at byte {offset}; DTDs are refused")]
-    Doctype {
-        /// Byte offset of the declaration.
-        offset: u64,
-    },
-    /// The root element is not `<xml>`.
-    #[error("the root element is <{found}>, expected <xml>")]
-    WrongRoot {
-        /// The root found.
-        found: String,
-    },
-    /// A character XML 1.0 cannot carry.
-    #[error("character U+{code:04X} at byte {offset} is not allowed in XML 1.0")]
-    IllegalChar {
-        /// Byte offset.
-        offset: usize,
-        /// The code point.
-        code: u32,
-    },
-    /// Elements nest deeper than the limit.
-    #[error("elements nest deeper than {MAX_DEPTH} levels")]
-    TooDeep,
+    /// The XML is not well-formed, declares a DTD, has another root than `<xml>`, holds a
+    /// character XML 1.0 forbids, or nests too deep.
+    #[error("{0}")]
+    Xml(kefu_payload::Error),
     /// The JSON is not valid, or not an object.
     #[error("JSON: {0}")]
     Json(String),
@@ -188,179 +154,10 @@ fn lookup(raw: &Map<String, Value>, path: &str) -> Option<String> {
     }
 }
 
-const fn is_xml_char(character: char) -> bool {
-    matches!(
-        character,
-        '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..
-    )
-}
-
-fn syntax(offset: u64, message: impl std::fmt::Display) -> MessageError {
-    MessageError::Xml {
-        offset,
-        message: message.to_string(),
-    }
-}
-
-/// An element being read: its name, its text so far and its children.
-struct Node {
-    name: String,
-    text: String,
-    children: Vec<(String, Value)>,
-}
-
-impl Node {
-    fn new(name: &str) -> Node {
-        Node {
-            name: name.to_owned(),
-            text: String::new(),
-            children: Vec::new(),
-        }
-    }
-
-    fn into_value(self) -> (String, Value) {
-        if self.children.is_empty() {
-            return (self.name, Value::String(self.text));
-        }
-        let mut object = Map::new();
-        for (name, value) in self.children {
-            match object.get_mut(&name) {
-                Some(Value::Array(items)) => items.push(value),
-                Some(first) => {
-                    let first = first.take();
-                    object.insert(name, Value::Array(vec![first, value]));
-                }
-                None => {
-                    object.insert(name, value);
-                }
-            }
-        }
-        (self.name, Value::Object(object))
-    }
-}
-
-/// Reads `<xml>…</xml>` into a JSON object, as the module docs describe. A root with no child
-/// elements gives an empty object.
-///
-/// (A name repeated among siblings becomes an array, and an element that is itself an array's
-/// first item is indistinguishable from a one-item list: the raw view is for reading, not for
-/// writing back.)
+/// Reads `<xml>…</xml>` into a JSON object with kefu-payload's hardened reader (see
+/// [`kefu_payload::read_tree`]).
 pub fn xml_to_json(input: &str) -> Result<Map<String, Value>, MessageError> {
-    if let Some((offset, character)) = input.char_indices().find(|(_, c)| !is_xml_char(*c)) {
-        return Err(MessageError::IllegalChar {
-            offset,
-            code: u32::from(character),
-        });
-    }
-    let mut reader = Reader::from_str(input);
-    reader.config_mut().enable_all_checks(true);
-    let mut stack: Vec<Node> = Vec::new();
-    let mut root: Option<Map<String, Value>> = None;
-    loop {
-        let offset = reader.buffer_position();
-        let event = reader
-            .read_event()
-            .map_err(|error| syntax(reader.error_position(), error))?;
-        let (name, empty) = match &event {
-            Event::Start(start) => (Some(start.name().as_ref().to_vec()), false),
-            Event::Empty(start) => (Some(start.name().as_ref().to_vec()), true),
-            _ => (None, false),
-        };
-        if let Some(name) = name {
-            let name = std::str::from_utf8(&name).map_err(|e| syntax(offset, e))?;
-            if root.is_some() {
-                return Err(syntax(
-                    offset,
-                    format_args!("element <{name}> after the end of the root element"),
-                ));
-            }
-            if stack.is_empty() && name != "xml" {
-                return Err(MessageError::WrongRoot {
-                    found: name.to_owned(),
-                });
-            }
-            if stack.len() > MAX_DEPTH {
-                return Err(MessageError::TooDeep);
-            }
-            stack.push(Node::new(name));
-            if !empty {
-                continue;
-            }
-        }
-        match event {
-            Event::Start(_) => {}
-            Event::Empty(_) | Event::End(_) => {
-                let Some(node) = stack.pop() else {
-                    return Err(syntax(offset, "a closing tag without its opening tag"));
-                };
-                let (name, value) = node.into_value();
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push((name, value)),
-                    None => {
-                        root = Some(match value {
-                            Value::Object(object) => object,
-                            _ => Map::new(),
-                        });
-                    }
-                }
-            }
-            Event::Text(text) => {
-                let content = text.xml10_content().map_err(|e| syntax(offset, e))?;
-                push_text(&mut stack, offset, &content)?;
-            }
-            Event::CData(cdata) => {
-                let content = cdata.xml10_content().map_err(|e| syntax(offset, e))?;
-                push_text(&mut stack, offset, &content)?;
-            }
-            Event::GeneralRef(reference) => {
-                let character = resolve_reference(&reference, offset)?;
-                push_text(&mut stack, offset, character.encode_utf8(&mut [0; 4]))?;
-            }
-            Event::DocType(_) => return Err(MessageError::Doctype { offset }),
-            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
-            Event::Eof => {
-                return match root {
-                    Some(root) if stack.is_empty() => Ok(root),
-                    Some(_) | None if !stack.is_empty() => Err(syntax(
-                        offset,
-                        "the document ends before the root element is closed with </xml>",
-                    )),
-                    _ => Err(syntax(offset, "no root element <xml>")),
-                };
-            }
-        }
-    }
-}
-
-fn push_text(stack: &mut [Node], offset: u64, text: &str) -> Result<(), MessageError> {
-    match stack.last_mut() {
-        Some(node) => {
-            node.text.push_str(text);
-            Ok(())
-        }
-        None if text.chars().all(|c| matches!(c, ' ' | '\t' | '\n' | '\r')) => Ok(()),
-        None => Err(syntax(offset, "text outside the root element <xml>")),
-    }
-}
-
-fn resolve_reference(reference: &BytesRef<'_>, offset: u64) -> Result<char, MessageError> {
-    if reference.is_char_ref() {
-        return match reference.resolve_char_ref() {
-            Ok(Some(character)) if is_xml_char(character) => Ok(character),
-            _ => Err(syntax(offset, "an invalid character reference")),
-        };
-    }
-    match &**reference {
-        b"lt" => Ok('<'),
-        b"gt" => Ok('>'),
-        b"amp" => Ok('&'),
-        b"apos" => Ok('\''),
-        b"quot" => Ok('"'),
-        _ => Err(syntax(
-            offset,
-            "an unknown entity; only &lt; &gt; &amp; &apos; &quot; and character references are resolved",
-        )),
-    }
+    kefu_payload::read_tree(input).map_err(MessageError::Xml)
 }
 
 #[cfg(test)]
@@ -419,11 +216,11 @@ mod tests {
             ("<xml><a>1</a>", "ends before"),
             ("<root><a/></root>", "root element is <root>"),
             ("<!DOCTYPE x [<!ENTITY e \"e\">]><xml/>", "DOCTYPE"),
-            ("<xml><a>&e;</a></xml>", "unknown entity"),
+            ("<xml><a>&e;</a></xml>", "entity &e;"),
             ("<xml><a>\u{1}</a></xml>", "U+0001"),
             ("<xml><a/></xml><b/>", "after the end"),
             ("<xml/>text", "outside the root"),
-            ("<xml><a>1</b></xml>", "XML syntax"),
+            ("<xml><a>1</b></xml>", "malformed XML"),
             ("[1]", "not a JSON object"),
             ("{", "JSON"),
             (
@@ -439,7 +236,10 @@ mod tests {
             assert!(error.contains(expected), "{input}: {error}");
         }
         let deep = format!("<xml>{}{}</xml>", "<a>".repeat(40), "</a>".repeat(40));
-        assert_eq!(xml_to_json(&deep).unwrap_err(), MessageError::TooDeep);
+        assert_eq!(
+            xml_to_json(&deep).unwrap_err(),
+            MessageError::Xml(kefu_payload::Error::TooDeep { max: 32 })
+        );
     }
 
     #[test]
