@@ -146,11 +146,12 @@ pub enum Error {
         len: usize,
     },
     /// The EncodingAESKey holds a character outside the base64 alphabet (−40004).
+    ///
+    /// Only the position is kept, never the character: a character of the key is a part of the
+    /// secret, and this error ends up in logs and terminals.
     AesKeyCharacter {
         /// Zero-based character position.
         position: usize,
-        /// The offending character.
-        character: char,
     },
     /// The signature is not 40 lower-case hexadecimal digits (−40001).
     SignatureFormat {
@@ -292,12 +293,9 @@ impl fmt::Display for Error {
                 f,
                 "EncodingAESKey must be exactly 43 characters, got {len}; copy it again from the console"
             ),
-            Error::AesKeyCharacter {
-                position,
-                character,
-            } => write!(
+            Error::AesKeyCharacter { position } => write!(
                 f,
-                "EncodingAESKey has {character:?} at position {position}, which is not a base64 character (A-Z, a-z, 0-9, +, /)"
+                "EncodingAESKey has a character at position {position} that is not base64 (A-Z, a-z, 0-9, +, /); copy it again from the console"
             ),
             Error::SignatureFormat { kind, len } => write!(
                 f,

@@ -52,15 +52,11 @@ impl AesKey {
         if len != ENCODING_AES_KEY_LEN {
             return Err(Error::AesKeyLength { len });
         }
-        if let Some((position, character)) = encoding_aes_key
+        if let Some(position) = encoding_aes_key
             .chars()
-            .enumerate()
-            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '+' || c == '/'))
+            .position(|c| !(c.is_ascii_alphanumeric() || c == '+' || c == '/'))
         {
-            return Err(Error::AesKeyCharacter {
-                position,
-                character,
-            });
+            return Err(Error::AesKeyCharacter { position });
         }
         let mut key = [0u8; 33];
         let written = KEY_ENGINE
@@ -147,30 +143,27 @@ mod tests {
         let key = format!("{}é", "a".repeat(42));
         assert_eq!(
             AesKey::parse(&key).unwrap_err(),
-            Error::AesKeyCharacter {
-                position: 42,
-                character: 'é'
-            }
+            Error::AesKeyCharacter { position: 42 }
         );
     }
 
     #[test]
     fn invalid_characters_are_named() {
-        for (i, bad) in [(0, '-'), (10, '_'), (20, '='), (42, ' ')] {
+        for (i, bad) in [(0, '!'), (10, '_'), (20, '='), (42, '\u{e9}'), (5, '-')] {
             let mut key: Vec<char> = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
                 .chars()
                 .collect();
             key[i] = bad;
             let key: String = key.into_iter().collect();
             let err = AesKey::parse(&key).unwrap_err();
-            assert_eq!(
-                err,
-                Error::AesKeyCharacter {
-                    position: i,
-                    character: bad
-                }
-            );
-            assert!(err.to_string().contains(&format!("position {i}")));
+            assert_eq!(err, Error::AesKeyCharacter { position: i });
+            let message = err.to_string();
+            assert!(message.contains(&format!("position {i}")), "{message}");
+            // The character is part of the secret key: never shown, bare or quoted.
+            assert!(!message.contains(&format!("{bad:?}")), "{message}");
+            if bad != '-' {
+                assert!(!message.contains(bad), "{message}");
+            }
         }
     }
 

@@ -202,7 +202,7 @@ impl MsgCrypt {
     /// use wxbizmsgcrypt::{Error, MsgCrypt};
     /// assert!(MsgCrypt::new("t", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "").is_ok());
     /// let err = MsgCrypt::new("t", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEF!", "").unwrap_err();
-    /// assert_eq!(err, Error::AesKeyCharacter { position: 42, character: '!' });
+    /// assert_eq!(err, Error::AesKeyCharacter { position: 42 });
     /// ```
     pub fn new(
         token: impl Into<String>,
