@@ -15,7 +15,7 @@
 //! | `wechat` | `[wechat.<name>]` accounts, `[tokens]`, `callbacks.wechat_accounts` |
 //!
 //! A new provider is a new module like `dialogue`: its `SETTINGS` listed in
-//! [`schema::SECTIONS`] (which gives it environment variables, defaults, the unknown-key check
+//! [`SECTIONS`] (which gives it environment variables, defaults, the unknown-key check
 //! and `--help`), and its `load` called from [`Config::load`] into a field of [`Config`].
 
 mod delivery;
@@ -25,7 +25,7 @@ mod files;
 mod help;
 mod inbound;
 mod layers;
-pub mod schema;
+mod schema;
 mod secret;
 mod server;
 mod setting;
@@ -42,7 +42,7 @@ pub use files::{
 };
 pub use help::settings_help;
 pub use inbound::{CallbacksConfig, EventsConfig, ReceiveIdPolicy, WebhookConfig};
-pub use schema::{SECTIONS, find_setting};
+pub use schema::{SECTIONS, find_setting, settings};
 pub use secret::Secret;
 pub use server::LogFormat;
 pub use setting::Setting;
@@ -307,6 +307,41 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(config.dialogue.base_url, "http://127.0.0.1:9000/openapi");
         assert_eq!(config.outbox_path, Path::new("kefu-outbox.sqlite3"));
+    }
+
+    /// Every setting appears in the example, in its section, set or commented out with its
+    /// default.
+    #[test]
+    fn the_example_documents_every_setting() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kefu.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let lines: Vec<&str> = text
+            .lines()
+            .map(|line| line.trim_start_matches("# "))
+            .collect();
+        let mut section = "";
+        let mut found = std::collections::BTreeSet::new();
+        for line in lines {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name;
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                let section = section
+                    .strip_prefix("wechat.")
+                    .map_or(section, |_| "wechat.<name>");
+                found.insert(format!("{section}.{}", key.trim()));
+            }
+        }
+        for setting in settings() {
+            assert!(
+                found.contains(setting.key),
+                "{} is not in kefu.example.toml",
+                setting.key
+            );
+        }
+        for key in WECHAT_KEYS {
+            let key = format!("wechat.<name>.{}", key.key);
+            assert!(found.contains(&key), "{key} is not in kefu.example.toml");
+        }
     }
 
     /// The same bad value names its origin: the file, or the variable that overrode it.
