@@ -1,9 +1,7 @@
 //! The settings table that `serve --help` ends with, from the registry.
 
-use std::fmt::Write as _;
-
 use super::schema::settings;
-use super::wechat::{SECTION, WECHAT_KEYS};
+use super::wechat::{RESERVED_NAME, SECTION, WECHAT_KEYS};
 
 /// The settings table for `serve --help`.
 pub fn settings_help() -> String {
@@ -15,28 +13,24 @@ pub fn settings_help() -> String {
             None => " [required]".to_owned(),
         };
         let secret = if s.secret { " (secret)" } else { "" };
-        // Writing to a String cannot fail.
-        let _ = write!(
-            text,
+        text.push_str(&format!(
             "  {} / {}{default}{secret}\n      {}\n",
             s.key, s.env, s.help
-        );
+        ));
     }
-    let _ = writeln!(
-        text,
-        "WeChat accounts, one [{SECTION}.<name>] table each (<name>: a-z, 0-9, _; not `dialogue`),\n\
-         received at /v1/callbacks/wechat/<name> (file key / environment variable [default]):"
-    );
+    text.push_str(&format!(
+        "WeChat accounts, one [{SECTION}.<name>] table each (<name>: a-z, 0-9, _; not `{RESERVED_NAME}`),\n\
+         received at /v1/callbacks/wechat/<name> (file key / environment variable [default]):\n"
+    ));
     for k in WECHAT_KEYS {
         let default = k.default.map(|d| format!(" [{d}]")).unwrap_or_default();
         let secret = if k.secret { " (secret)" } else { "" };
-        let _ = write!(
-            text,
+        text.push_str(&format!(
             "  {SECTION}.<name>.{} / KEFU_WECHAT_<NAME>_{}{default}{secret}\n      {}\n",
             k.key,
             k.key.to_ascii_uppercase(),
             k.help
-        );
+        ));
     }
     text
 }

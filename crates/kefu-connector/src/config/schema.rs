@@ -43,10 +43,16 @@ pub(crate) fn check_file(table: &toml::Table, path: &Path) -> Result<(), ConfigE
         }
         let in_section = || settings().filter(|setting| setting.section() == section);
         if in_section().next().is_none() {
+            let names = sections();
             return Err(ConfigError(format!(
-                "{}: unknown section [{section}]; known sections: {}, and [{}.<name>] tables",
+                "{}: unknown section [{section}]{}; known sections: {}, and [{}.<name>] tables",
                 path.display(),
-                sections().join(", "),
+                did_you_mean(section, names.iter().copied(), ""),
+                names
+                    .iter()
+                    .map(|name| format!("[{name}]"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 wechat::SECTION
             )));
         }
@@ -54,8 +60,13 @@ pub(crate) fn check_file(table: &toml::Table, path: &Path) -> Result<(), ConfigE
             let key = format!("{section}.{name}");
             if find_setting(&key).is_none() {
                 return Err(ConfigError(format!(
-                    "{}: unknown setting `{key}`; the [{section}] section takes {}",
+                    "{}: unknown setting `{key}`{}; the [{section}] section takes {}",
                     path.display(),
+                    did_you_mean(
+                        name,
+                        in_section().map(|setting| setting.name()),
+                        &format!("{section}.")
+                    ),
                     known(in_section())
                 )));
             }
@@ -73,15 +84,32 @@ fn known<'a>(settings: impl Iterator<Item = &'a Setting>) -> String {
 }
 
 /// The `[section]` names, in order, each once.
-fn sections() -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
+fn sections() -> Vec<&'static str> {
+    let mut names = Vec::new();
     for setting in settings() {
-        let name = format!("[{}]", setting.section());
-        if !names.contains(&name) {
-            names.push(name);
+        if !names.contains(&setting.section()) {
+            names.push(setting.section());
         }
     }
     names
+}
+
+/// ` (did you mean `…`?)` with the known name closest to a mistyped one, if one is close;
+/// `prefix` goes before the name shown.
+pub(crate) fn did_you_mean<'a>(
+    unknown: &str,
+    known: impl Iterator<Item = &'a str>,
+    prefix: &str,
+) -> String {
+    // clap's threshold for its own suggestions.
+    const CLOSE: f64 = 0.7;
+    known
+        .map(|name| (strsim::jaro(unknown, name), name))
+        .filter(|(similarity, _)| *similarity > CLOSE)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map_or(String::new(), |(_, name)| {
+            format!(" (did you mean `{prefix}{name}`?)")
+        })
 }
 
 #[cfg(test)]
@@ -112,13 +140,18 @@ mod tests {
         let path = Path::new("kefu.toml");
         let check = |text: &str| check_file(&toml::from_str(text).unwrap(), path);
         let err = check("[dialogue]\ntokn = \"x\"\n").unwrap_err().to_string();
-        assert!(err.starts_with("kefu.toml: unknown setting `dialogue.tokn`; the [dialogue] section takes dialogue.token, dialogue.aes_key"), "{err}");
+        assert!(err.starts_with("kefu.toml: unknown setting `dialogue.tokn` (did you mean `dialogue.token`?); the [dialogue] section takes dialogue.token, dialogue.aes_key"), "{err}");
         let err = check("[dialog]\ntoken = \"x\"\n").unwrap_err().to_string();
         assert!(
-            err.contains("unknown section [dialog]; known sections: [server], [metrics]"),
+            err.contains("unknown section [dialog] (did you mean `dialogue`?); known sections: [server], [metrics]"),
             "{err}"
         );
         assert!(err.ends_with("and [wechat.<name>] tables"), "{err}");
+        let err = check("[server]\nzzz = 1\n").unwrap_err().to_string();
+        assert!(
+            err.contains("unknown setting `server.zzz`; the [server]"),
+            "nothing close: {err}"
+        );
         let err = check("listen = 1\n").unwrap_err().to_string();
         assert!(err.contains("`listen` must be a [section]"), "{err}");
         check("[server]\nlisten = \"x\"\n[wechat.a]\ntoken = \"t\"\n").unwrap();

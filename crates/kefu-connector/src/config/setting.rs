@@ -56,6 +56,11 @@ impl Setting {
             .split_once('.')
             .map_or(self.key, |(section, _)| section)
     }
+
+    /// The key within its section.
+    pub fn name(&self) -> &'static str {
+        self.key.split_once('.').map_or(self.key, |(_, name)| name)
+    }
 }
 
 #[cfg(test)]
@@ -65,7 +70,7 @@ mod tests {
     #[test]
     fn a_section_is_the_key_before_the_dot() {
         let setting = Setting::optional("server.listen", "KEFU_SERVER_LISTEN", "x", "help");
-        assert_eq!(setting.section(), "server");
+        assert_eq!((setting.section(), setting.name()), ("server", "listen"));
         assert!(!setting.secret);
         assert!(Setting::required("a.b", "KEFU_A_B", "h").secret().secret);
     }

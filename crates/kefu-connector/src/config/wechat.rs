@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::ConfigError;
 use super::field::Field;
 use super::layers::{Layers, variable_of};
+use super::schema::did_you_mean;
 use super::secret::Secret;
 use super::setting::Setting;
 
@@ -266,8 +267,9 @@ pub(crate) fn check_tables(entries: &toml::Table, path: &Path) -> Result<(), Con
             .find(|key| !WECHAT_KEYS.iter().any(|k| k.key == key.as_str()))
         {
             return Err(ConfigError(format!(
-                "{}: unknown setting `{SECTION}.{name}.{unknown}`; a [{SECTION}.<name>] table takes {}",
+                "{}: unknown setting `{SECTION}.{name}.{unknown}`{}; a [{SECTION}.<name>] table takes {}",
                 path.display(),
+                did_you_mean(unknown, WECHAT_KEYS.iter().map(|k| k.key), ""),
                 known()
             )));
         }
@@ -613,7 +615,7 @@ mod tests {
             ),
             (
                 "[wechat.a]\ntokn = \"t\"\n",
-                "unknown setting `wechat.a.tokn`",
+                "unknown setting `wechat.a.tokn` (did you mean `token`?)",
             ),
             ("[wechat.a]\nkind = \"oa\"\n", "wechat.a.token is required"),
             (
