@@ -2,7 +2,7 @@
 //! validated at start with messages that name the setting, where it came from and what was
 //! expected. Secret values never appear in messages or in `Debug` output.
 //!
-//! The layering is figment's ([`layers`]): the file, then the environment on top, each value
+//! The layering is figment's (the `layers` module): the file, then the environment on top, each value
 //! tagged with its origin. Each section is owned by the module of the part it configures, which
 //! declares its settings and validates them:
 //!

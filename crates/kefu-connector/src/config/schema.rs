@@ -8,7 +8,7 @@ use super::setting::Setting;
 use super::{ConfigError, delivery, dialogue, inbound, server, wechat};
 
 /// Every flat setting (`[section]` key), by owning module, in the order `--help` lists them. The
-/// `[wechat.<name>]` tables are described by [`wechat::WECHAT_KEYS`].
+/// `[wechat.<name>]` tables are described by [`WECHAT_KEYS`](super::WECHAT_KEYS).
 pub const SECTIONS: &[&[Setting]] = &[
     server::SETTINGS,
     dialogue::SETTINGS,
