@@ -150,7 +150,7 @@ impl Config {
         // The accounts' variables are known once their names are: from the file's tables and
         // from callbacks.wechat_accounts, which the layers above give.
         let names = wechat::account_names(&layers)?;
-        let keys = wechat::account_keys(&names);
+        let keys = wechat::account_keys(&names, &env)?;
         let layers = layers.with_env(keys.iter().map(String::as_str), &env);
 
         let server = server::load(&layers)?;

@@ -2,7 +2,7 @@
 //! received at `/v1/callbacks/wechat/<name>` (protocols.md §3.7) and, for an Official Account or
 //! Mini Program with an AppSecret, through which the desk sends with `custom/send` (§5, §6).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -310,16 +310,35 @@ pub(crate) fn account_names(layers: &Layers) -> Result<BTreeSet<String>, ConfigE
     Ok(names)
 }
 
-/// The keys of every account, whose environment variables are layered over the file.
-pub(crate) fn account_keys(names: &BTreeSet<String>) -> Vec<String> {
-    names
+/// The keys of every account, whose environment variables are layered over the file. A set
+/// variable that two keys share (`KEFU_WECHAT_A_PREVIOUS_AES_KEY` for accounts `a` and
+/// `a_previous`) is refused rather than given to both.
+pub(crate) fn account_keys(
+    names: &BTreeSet<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, ConfigError> {
+    let keys: Vec<String> = names
         .iter()
         .flat_map(|name| {
             WECHAT_KEYS
                 .iter()
                 .map(move |k| format!("{SECTION}.{name}.{}", k.key))
         })
-        .collect()
+        .collect();
+    let mut by_variable: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for key in &keys {
+        by_variable.entry(variable_of(key)).or_default().push(key);
+    }
+    if let Some((variable, shared)) = by_variable
+        .iter()
+        .find(|(variable, shared)| shared.len() > 1 && env(variable).is_some())
+    {
+        return Err(ConfigError(format!(
+            "{variable} is ambiguous: it would set each of {}; set them in the accounts' [{SECTION}.<name>] tables instead, or rename one of the accounts",
+            shared.join(" and ")
+        )));
+    }
+    Ok(keys)
 }
 
 /// Reads and checks the accounts and the token settings.
@@ -909,6 +928,22 @@ mod tests {
                 assert!(err.contains(&variable), "{err}");
             }
         }
+    }
+
+    #[test]
+    fn a_variable_that_two_accounts_share_is_refused() {
+        let mut env = minimal();
+        env.extend([
+            ("KEFU_CALLBACKS_WECHAT_ACCOUNTS", "a,a_previous"),
+            ("KEFU_WECHAT_A_TOKEN", "t"),
+            ("KEFU_WECHAT_A_PREVIOUS_TOKEN", "t"),
+        ]);
+        Config::load(None, env_of(&env)).unwrap();
+        env.push(("KEFU_WECHAT_A_PREVIOUS_AES_KEY", KEY));
+        assert_eq!(
+            error_of(&env),
+            "KEFU_WECHAT_A_PREVIOUS_AES_KEY is ambiguous: it would set each of wechat.a.previous_aes_key and wechat.a_previous.aes_key; set them in the accounts' [wechat.<name>] tables instead, or rename one of the accounts"
+        );
     }
 
     #[test]
