@@ -172,10 +172,7 @@ fn setting(
             return Ok(value.clone());
         }
     }
-    let env = crate::config::SETTINGS
-        .iter()
-        .find(|s| s.key == key)
-        .map_or("", |s| s.env);
+    let env = crate::config::find_setting(key).map_or("", |s| s.env);
     Err(CryptError::Usage(format!(
         "{what} is missing: give {flag}, set {env}, or set {key} in the config file\n({})",
         crate::config::settings_origin(file.config.as_deref(), path.as_deref())

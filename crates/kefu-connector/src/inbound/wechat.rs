@@ -433,6 +433,7 @@ mod tests {
             aes_key: Some(Secret::new(KEY)),
             previous_aes_key: Some(Secret::new(OLD_KEY)),
             receive_id: receive_id.into(),
+            send: None,
         })
         .unwrap()
     }
