@@ -78,3 +78,4 @@ pub use msg::{Article, ArticleType, Image, MiniProgramPage, Msg, MultiMsgItem, N
 pub use sendmsg::{SendMsg, SendMsgBuilder};
 /// Re-exported so that callers can match [`Error::error_code`] without a direct dependency.
 pub use wxbizmsgcrypt::ErrorCode;
+pub use xml::is_xml_char;

@@ -12,8 +12,15 @@ use quick_xml::events::{BytesRef, Event};
 
 use crate::error::Error;
 
-/// `true` for the characters XML 1.0 allows in a document (the `Char` production).
-pub(crate) const fn is_xml_char(character: char) -> bool {
+/// `true` for the characters XML 1.0 allows in a document (the `Char` production): tab, line
+/// feed, carriage return and every scalar value from U+0020 but the surrogates, U+FFFE and
+/// U+FFFF. A string holding any other character cannot be written as XML, not even escaped.
+///
+/// ```
+/// assert!(kefu_payload::is_xml_char('你'));
+/// assert!(!kefu_payload::is_xml_char('\u{1}'));
+/// ```
+pub const fn is_xml_char(character: char) -> bool {
     matches!(
         character,
         '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..

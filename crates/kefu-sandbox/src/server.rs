@@ -17,15 +17,17 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use wxbizmsgcrypt::MsgCrypt;
 
-use super::faults::{Fault, Faults};
-use super::oa::{OaPushOutcome, OaSay, OfficialAccount};
-use super::platform::{Endpoint, Platform};
-use super::push::{CallbackDelivery, Target};
-use super::state::{Pushed, Store};
-use super::user::{
+use crate::faults::{Fault, Faults};
+use crate::oa::{OaPushOutcome, OaSay, OfficialAccount};
+use kefu_client::Operation;
+
+use crate::platform::{Platform, route};
+use crate::push::{CallbackDelivery, Target};
+use crate::state::{Pushed, Store};
+use crate::user::{
     AskForPerson, HANDOFF_KEYWORD, Redelivery, Say, SayError, SayOutcome, UserAction,
 };
-use crate::http_server::{self, Closer, RequestBody, ServerLimits};
+use kefu_http_server::{self as http_server, Closer, RequestBody, ServerLimits};
 
 /// The largest `/openapi` request body read.
 pub(crate) const MAX_PLATFORM_BODY: usize = 1024 * 1024;
@@ -205,8 +207,8 @@ impl App {
     /// it) and anything after an unknown `/openapi/<name>` replaced, and any appearance of the
     /// TOKEN elsewhere too.
     pub(crate) fn redact_path(&self, path: &str) -> String {
-        let redacted = if let Some((endpoint, _)) = Endpoint::route(path) {
-            format!("/openapi/{}/{{TOKEN}}", endpoint.name())
+        let redacted = if let Some((operation, _)) = route(path) {
+            format!("/openapi/{}/{{TOKEN}}", operation.name())
         } else if let Some(tail) = path.strip_prefix("/openapi/") {
             match tail.split_once('/') {
                 Some((name, _)) if is_word(name) => format!("/openapi/{name}/{{REDACTED}}"),
@@ -249,7 +251,7 @@ pub(crate) fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Serves connections (see [`crate::http_server`]) until `shutdown` turns true, then lets the
+/// Serves connections (see [`kefu_http_server`]) until `shutdown` turns true, then lets the
 /// open ones finish their requests (up to a grace period) and closes them.
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -274,9 +276,9 @@ async fn handle(app: Arc<App>, request: Request<RequestBody>, closer: Closer) ->
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    if let Some((endpoint, segment)) = Endpoint::route(&path) {
+    if let Some((operation, segment)) = route(&path) {
         let segment = segment.to_owned();
-        return openapi(&app, endpoint, &segment, request, closer, started).await;
+        return openapi(&app, operation, &segment, request, closer, started).await;
     }
     let response = control(&app, request).await;
     tracing::info!(
@@ -296,13 +298,13 @@ fn elapsed_ms(started: Instant) -> u64 {
 /// One of the three platform endpoints.
 async fn openapi(
     app: &App,
-    endpoint: Endpoint,
+    operation: Operation,
     segment: &str,
     request: Request<RequestBody>,
     closer: Closer,
     started: Instant,
 ) -> Response<Body> {
-    let path = format!("/openapi/{}/{{TOKEN}}", endpoint.name());
+    let path = format!("/openapi/{}/{{TOKEN}}", operation.name());
     if request.method() != Method::POST {
         let mut response = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -369,9 +371,13 @@ async fn openapi(
             return std::future::pending().await;
         }
         Some(Fault::SystemError) => app.platform.system_error(),
-        None => app
-            .platform
-            .handle(endpoint, segment, content_type.as_deref(), &body, unix_ms()),
+        None => app.platform.handle(
+            operation,
+            segment,
+            content_type.as_deref(),
+            &body,
+            unix_ms(),
+        ),
     };
     tracing::info!(
         path,

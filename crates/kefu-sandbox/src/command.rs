@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::faults::parse_rate;
-use super::{
+use crate::faults::parse_rate;
+use crate::{
     DEFAULT_MAX_MESSAGES, DEFAULT_OA_ORIGINAL_ID, OaAccount, OaFormat, OaMode, Sandbox,
     SandboxConfig,
 };
-use crate::config::LogFormat;
 
 /// Arguments of `sandbox`.
 ///
@@ -35,7 +34,7 @@ pub struct SandboxArgs {
     #[arg(long, env = "KEFU_DIALOGUE_BOT_APPID", hide_env_values = true)]
     pub bot_appid: String,
     /// The old name of --bot-appid, refused with a pointer to the new one.
-    #[arg(long, hide = true, value_parser = crate::crypt::renamed_appid)]
+    #[arg(long, hide = true, value_parser = renamed_appid)]
     pub appid: Option<String>,
     /// Where to push the handoff callbacks of simulated users (http:// only), such as the
     /// connector's callback endpoint.
@@ -143,7 +142,7 @@ impl SandboxArgs {
             seed: self.seed,
             max_messages: self.max_messages,
             oa: self.oa_account(),
-            limits: crate::http_server::ServerLimits::default(),
+            limits: kefu_http_server::ServerLimits::default(),
         }
     }
 
@@ -166,14 +165,34 @@ impl SandboxArgs {
     }
 }
 
+/// `--appid` means the Official Account or Mini Program AppID in kefu-connector's commands; the
+/// receive-id flag is `--bot-appid`. Refusing the old name by name beats clap's guess at a similar
+/// flag (`--oa-appid`, which is another account's).
+fn renamed_appid(_: &str) -> Result<String, String> {
+    Err("--appid is now --bot-appid (the bot APPID, the receive-id); --appid means the Official Account or Mini Program AppID, which this command does not take".into())
+}
+
+/// Text log lines on stderr, filtered by `RUST_LOG` (default `info`); colour codes only for a
+/// person at a terminal. A subscriber already installed (by an embedding program) is kept.
+fn init_logging() {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// Runs the sandbox until SIGINT or SIGTERM.
 ///
 /// Prints `sandbox listening addr=<addr> base_url=<url> seed=<n>` on stdout once listening.
 /// Exits 2 on an invalid setting, 1 when it cannot listen.
 pub fn run(args: SandboxArgs) -> ExitCode {
-    crate::serve::init_logging(LogFormat::Text);
-    crate::runtime::block_on(async {
-        let stopped = match crate::runtime::stop_signals() {
+    init_logging();
+    kefu_http_server::runtime::block_on(async {
+        let stopped = match kefu_http_server::runtime::stop_signals() {
             Ok(stopped) => stopped,
             Err(error) => {
                 eprintln!("error: cannot listen for SIGINT and SIGTERM: {error}");
@@ -191,7 +210,7 @@ pub fn run(args: SandboxArgs) -> ExitCode {
                 };
             }
         };
-        crate::runtime::announce(&format!(
+        kefu_http_server::runtime::announce(&format!(
             "sandbox listening addr={} base_url={} seed={}",
             sandbox.addr(),
             sandbox.base_url(),

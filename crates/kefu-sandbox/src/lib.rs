@@ -1,4 +1,4 @@
-//! `kefu-connector sandbox`: the Dialogue Open Platform (微信对话开放平台) emulated on loopback,
+//! `kefu-sandbox` (also `kefu-connector sandbox`): the Dialogue Open Platform (微信对话开放平台) emulated on loopback,
 //! so that the demo, the tests and users' own integration tests run offline.
 //!
 //! # Platform endpoints (protocols.md §4.2–4.6)
@@ -147,7 +147,7 @@
 //! # In process
 //!
 //! ```no_run
-//! use kefu_connector::sandbox::{AskForPerson, OaAccount, OaSay, Redelivery, Sandbox, SandboxConfig, Say};
+//! use kefu_sandbox::{AskForPerson, OaAccount, OaSay, Redelivery, Sandbox, SandboxConfig, Say};
 //! use kefu_client::Client;
 //! use kefu_payload::{Channel, Event, SendMsg};
 //!
@@ -194,6 +194,7 @@
 //! Secrets: the TOKENs and the EncodingAESKeys (the bot's and the OA's) never appear in logs,
 //! answers or error messages; logged paths show `{TOKEN}` in place of the TOKEN segment, and the
 //! push URLs are logged without their paths.
+#![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -265,7 +266,7 @@ pub struct SandboxConfig {
     /// The Official Account whose message pushes the sandbox emulates, if any.
     pub oa: Option<OaAccount>,
     /// Timeouts for slow clients and the connection limit, as `serve`'s defaults unless changed.
-    pub limits: crate::http_server::ServerLimits,
+    pub limits: kefu_http_server::ServerLimits,
 }
 
 impl SandboxConfig {
@@ -287,7 +288,7 @@ impl SandboxConfig {
             seed: None,
             max_messages: DEFAULT_MAX_MESSAGES,
             oa: None,
-            limits: crate::http_server::ServerLimits::default(),
+            limits: kefu_http_server::ServerLimits::default(),
         }
     }
 }
@@ -416,7 +417,8 @@ fn official_account(account: &OaAccount) -> Result<OfficialAccount, SandboxError
             "the Official Account's AppID (the receive-id) must not be empty",
         ));
     }
-    if account.original_id.is_empty() || !account.original_id.chars().all(oa::is_xml_char) {
+    if account.original_id.is_empty() || !account.original_id.chars().all(kefu_payload::is_xml_char)
+    {
         return Err(SandboxError::config(
             "--oa-original-id",
             "the Official Account's original ID (ToUserName, gh_…) must not be empty or hold characters XML cannot carry",
