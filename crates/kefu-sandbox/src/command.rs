@@ -8,8 +8,8 @@ use clap::Args;
 
 use crate::faults::parse_rate;
 use crate::{
-    DEFAULT_MAX_MESSAGES, DEFAULT_OA_ORIGINAL_ID, OaAccount, OaFormat, OaMode, Sandbox,
-    SandboxConfig,
+    ApiAccount, ApiSettings, DEFAULT_MAX_MESSAGES, DEFAULT_OA_ORIGINAL_ID, OaAccount, OaFormat,
+    OaMode, Sandbox, SandboxConfig,
 };
 
 /// Arguments of `sandbox`.
@@ -80,6 +80,23 @@ pub struct SandboxArgs {
     /// plain pushes to an account unless its `wechat.<name>.mode` is `plain`.
     #[arg(long, value_enum, value_name = "MODE", requires = "oa_token")]
     pub oa_mode: Option<OaMode>,
+    /// An account of api.weixin.qq.com (stable_token, custom/send, typing) as
+    /// KIND:APPID:SECRET, KIND being oa or mp; repeat the flag for more accounts. Without it,
+    /// oa:wx0a0a0a0a0a0a0a0a:0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a and
+    /// mp:wx0b0b0b0b0b0b0b0b:0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b. An Official Account push
+    /// (--oa-appid) opens the send window of the account with the same AppID.
+    #[arg(long = "api-account", value_name = "KIND:APPID:SECRET", value_parser = ApiAccount::parse)]
+    pub api_accounts: Vec<ApiAccount>,
+    /// How long an access token lives; it is renewed in its last 5 minutes (or last half, if
+    /// shorter), with the old one working until it expires.
+    #[arg(long, default_value_t = 7200, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub token_lifetime_secs: u64,
+    /// How long a user's message opens the send window of custom/send (45015 after).
+    #[arg(long, default_value_t = 48 * 3600, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub send_window_secs: u64,
+    /// How many custom/send messages one user message allows (45047 after).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub quota_per_message: u32,
 }
 
 impl std::fmt::Debug for SandboxArgs {
@@ -103,6 +120,10 @@ impl std::fmt::Debug for SandboxArgs {
             .field("oa_original_id", &self.oa_original_id)
             .field("oa_format", &self.oa_format)
             .field("oa_mode", &self.oa_mode)
+            .field("api_accounts", &self.api_accounts)
+            .field("token_lifetime_secs", &self.token_lifetime_secs)
+            .field("send_window_secs", &self.send_window_secs)
+            .field("quota_per_message", &self.quota_per_message)
             .finish()
     }
 }
@@ -122,10 +143,20 @@ Routes:
   POST /sandbox/users/{openid}/redeliver   the last callback again ({\"reencrypt\": true}: new ciphertext)
   POST /sandbox/oa/users/{openid}/say      an Official Account text push to --oa-callback-url
   POST /sandbox/oa/users/{openid}/redeliver   the last OA push again (or re-encrypted)
+  POST /cgi-bin/stable_token               api.weixin.qq.com's stable access token
+  POST /cgi-bin/message/custom/send?access_token=…            custom/send, OA and MP
+  POST /cgi-bin/message/custom/typing?access_token=…          typing, OA
+  POST /cgi-bin/message/custom/business/typing?access_token=… typing, MP
+  GET  /sandbox/accounts/{appid}           token fetches, force refreshes, accepted requests
+  GET  /sandbox/accounts/{appid}/messages[?openid=…]   accepted custom/send and typing bodies
+  POST /sandbox/accounts/{appid}/supersede the account's tokens answer 40001 from now on
+  GET  /sandbox/accounts/{appid}/users/{openid}        the user's send window, quota, typing
+  POST /sandbox/accounts/{appid}/users/{openid}/write  the user writes: window open, quota reset
 
 On startup one line goes to stdout:
   sandbox listening addr=127.0.0.1:8090 base_url=http://127.0.0.1:8090/openapi seed=…
-Point the connector's dialogue.base_url at base_url. SIGINT or SIGTERM stops the sandbox.";
+Point the connector's dialogue.base_url at base_url, and an account's api_base_url at
+http://ADDR. SIGINT or SIGTERM stops the sandbox.";
 
 impl SandboxArgs {
     /// The in-process configuration these arguments describe.
@@ -142,7 +173,24 @@ impl SandboxArgs {
             seed: self.seed,
             max_messages: self.max_messages,
             oa: self.oa_account(),
+            api: self.api_settings(),
             limits: kefu_http_server::ServerLimits::default(),
+        }
+    }
+
+    /// The api.weixin.qq.com accounts and clocks; the default accounts when none is given.
+    fn api_settings(&self) -> ApiSettings {
+        let defaults = ApiSettings::default();
+        ApiSettings {
+            accounts: if self.api_accounts.is_empty() {
+                defaults.accounts
+            } else {
+                self.api_accounts.clone()
+            },
+            token_lifetime: Duration::from_secs(self.token_lifetime_secs),
+            send_window: Duration::from_secs(self.send_window_secs),
+            quota_per_message: self.quota_per_message,
+            ..defaults
         }
     }
 

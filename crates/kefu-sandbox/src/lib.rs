@@ -200,7 +200,9 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod cgibin;
 mod command;
+mod control;
 mod faults;
 mod oa;
 mod platform;
@@ -220,6 +222,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wxbizmsgcrypt::MsgCrypt;
 
+pub use cgibin::{
+    AccountKind, ApiAccount, ApiAccountSnapshot, ApiRequest, ApiSettings, ApiUser,
+    DEFAULT_MP_APPID, DEFAULT_MP_SECRET, DEFAULT_OA_APPID, DEFAULT_OA_SECRET,
+};
 pub use command::{SandboxArgs, run};
 pub use faults::Fault;
 pub use oa::{DEFAULT_OA_ORIGINAL_ID, OaAccount, OaFormat, OaMode, OaPushOutcome, OaSay};
@@ -227,6 +233,7 @@ pub use push::CallbackDelivery;
 pub use state::{RecordedMessage, UserSnapshot};
 pub use user::{AskForPerson, DEFAULT_USER_APPID, Redelivery, Say, SayError, SayOutcome};
 
+use cgibin::WeChatApi;
 use faults::{Faults, check_rate};
 use oa::OfficialAccount;
 use platform::Platform;
@@ -263,8 +270,11 @@ pub struct SandboxConfig {
     pub seed: Option<u64>,
     /// How many accepted messages to keep (the oldest go first); 0 keeps none.
     pub max_messages: usize,
-    /// The Official Account whose message pushes the sandbox emulates, if any.
+    /// The Official Account whose message pushes the sandbox emulates, if any. A push opens
+    /// the send window of the [`ApiAccount`] with the same AppID, if there is one.
     pub oa: Option<OaAccount>,
+    /// The accounts of `api.weixin.qq.com` and the clocks of its rules.
+    pub api: ApiSettings,
     /// Timeouts for slow clients and the connection limit, as `serve`'s defaults unless changed.
     pub limits: kefu_http_server::ServerLimits,
 }
@@ -288,6 +298,7 @@ impl SandboxConfig {
             seed: None,
             max_messages: DEFAULT_MAX_MESSAGES,
             oa: None,
+            api: ApiSettings::default(),
             limits: kefu_http_server::ServerLimits::default(),
         }
     }
@@ -310,6 +321,7 @@ impl fmt::Debug for SandboxConfig {
             .field("seed", &self.seed)
             .field("max_messages", &self.max_messages)
             .field("oa", &self.oa)
+            .field("api", &self.api)
             .field("limits", &self.limits)
             .finish()
     }
@@ -467,6 +479,10 @@ impl Sandbox {
             .transpose()
             .map_err(|reason| SandboxError::config("--callback-url", reason))?;
         let oa = config.oa.as_ref().map(official_account).transpose()?;
+        config
+            .api
+            .check()
+            .map_err(|(setting, reason)| SandboxError::config(setting, reason))?;
         let seed = config.seed.unwrap_or_else(|| rand::rng().random());
 
         let listener =
@@ -489,6 +505,7 @@ impl Sandbox {
         let oa_enabled = oa.is_some();
         let app = Arc::new(App {
             platform: Platform::new(&config.token, crypt.clone(), Arc::clone(&store), seed),
+            api: WeChatApi::new(&config.api, config.max_messages, seed),
             store,
             faults: Faults::new(config.latency, system_error_rate, drop_rate, seed),
             callbacks,
@@ -512,6 +529,12 @@ impl Sandbox {
             callback = target.as_deref(),
             oa = oa_enabled,
             oa_callback = oa_target.as_deref(),
+            api_accounts = %app
+                .api
+                .accounts()
+                .map(|(appid, kind)| format!("{}:{appid}", kind.as_str()))
+                .collect::<Vec<_>>()
+                .join(","),
             "sandbox listening"
         );
         Ok(Sandbox {
@@ -542,6 +565,12 @@ impl Sandbox {
     /// `http://<addr>/openapi`: what kefu-client's `ClientBuilder::base_url` takes.
     pub fn base_url(&self) -> String {
         format!("{}/openapi", self.url())
+    }
+
+    /// `http://<addr>`, what stands in for `https://api.weixin.qq.com` (an account's
+    /// `api_base_url`). The same as [`Sandbox::url`].
+    pub fn api_base_url(&self) -> String {
+        self.url()
     }
 
     /// The seed of the faults, given or picked at start.
@@ -644,6 +673,36 @@ impl Sandbox {
         how: Redelivery,
     ) -> Result<OaPushOutcome, SayError> {
         self.app.oa_redeliver(openid, how).await
+    }
+
+    /// An `api.weixin.qq.com` account's counters (token fetches, force refreshes, accepted
+    /// requests), as `GET /sandbox/accounts/{appid}` shows them; `None` for an unknown AppID.
+    pub fn api_account(&self, appid: &str) -> Option<ApiAccountSnapshot> {
+        self.app.api.snapshot(appid)
+    }
+
+    /// The requests an account accepted (`custom/send` and typing) in order, with their raw
+    /// bodies: all, or one user's. The same data as `GET /sandbox/accounts/{appid}/messages`.
+    pub fn api_requests(&self, appid: &str, openid: Option<&str>) -> Option<Vec<ApiRequest>> {
+        self.app.api.requests(appid, openid)
+    }
+
+    /// Supersedes every access token of the account, as `POST /sandbox/accounts/{appid}/supersede`
+    /// does: the next call with one gets 40001, and the next `stable_token` issues a new one.
+    pub fn supersede_token(&self, appid: &str) -> Option<ApiAccountSnapshot> {
+        self.app.api.supersede(appid)
+    }
+
+    /// Plays the user writing to the account without a push, as
+    /// `POST /sandbox/accounts/{appid}/users/{openid}/write` does: the send window opens and the
+    /// quota starts again. (An Official Account push, [`Sandbox::oa_say`], does this too.)
+    pub fn api_user_writes(&self, appid: &str, openid: &str) -> Option<ApiUser> {
+        self.app.api.user_wrote(appid, openid, server::unix_ms())
+    }
+
+    /// A user of the account as the send rules see them.
+    pub fn api_user(&self, appid: &str, openid: &str) -> Option<ApiUser> {
+        self.app.api.user(appid, openid)
     }
 
     /// Stops gracefully: stops accepting, answers the requests in flight (latency is cut short),

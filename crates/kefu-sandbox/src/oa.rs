@@ -299,6 +299,7 @@ struct Sent {
 
 /// The running account. Deliberately not `Debug`: it holds the Token.
 pub(crate) struct OfficialAccount {
+    appid: String,
     token: Box<str>,
     crypt: MsgCrypt,
     original_id: String,
@@ -316,6 +317,7 @@ impl OfficialAccount {
         // i64 range and count up, so that ids never repeat within a run.
         let first = rand::rng().random_range((1u64 << 62)..(1u64 << 62) + (1u64 << 61));
         OfficialAccount {
+            appid: account.appid.clone(),
             token: account.token.as_str().into(),
             crypt,
             original_id: account.original_id.clone(),
@@ -325,6 +327,11 @@ impl OfficialAccount {
             next_msg_id: AtomicU64::new(first),
             last: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The account's AppID.
+    pub(crate) fn appid(&self) -> &str {
+        &self.appid
     }
 
     /// The URL without its path, safe to log.
