@@ -85,7 +85,7 @@ pub struct SandboxArgs {
     /// oa:wx0a0a0a0a0a0a0a0a:0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a and
     /// mp:wx0b0b0b0b0b0b0b0b:0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b. An Official Account push
     /// (--oa-appid) opens the send window of the account with the same AppID.
-    #[arg(long = "api-account", value_name = "KIND:APPID:SECRET", value_parser = ApiAccount::parse)]
+    #[arg(long = "api-account", value_name = "KIND:APPID:SECRET", value_parser = AccountParser)]
     pub api_accounts: Vec<ApiAccount>,
     /// How long an access token lives; it is renewed in its last 5 minutes (or last half, if
     /// shorter), with the old one working until it expires.
@@ -210,6 +210,32 @@ impl SandboxArgs {
         account.format = self.oa_format.unwrap_or_default();
         account.mode = self.oa_mode.unwrap_or_default();
         Some(account)
+    }
+}
+
+/// Parses `--api-account` without echoing it: clap's own errors quote the value, and this one
+/// holds an AppSecret.
+#[derive(Debug, Clone, Copy)]
+struct AccountParser;
+
+impl clap::builder::TypedValueParser for AccountParser {
+    type Value = ApiAccount;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<ApiAccount, clap::Error> {
+        let refuse = |reason: &str| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for --api-account: {reason}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value.to_str().ok_or_else(|| refuse("not UTF-8"))?;
+        ApiAccount::parse(text).map_err(|reason| refuse(&reason))
     }
 }
 
@@ -401,6 +427,58 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("safe") && err.contains("compatible"), "{err}");
+    }
+
+    #[test]
+    fn api_accounts_and_clocks() {
+        let api = parse(&[]).unwrap().to_config().api;
+        assert_eq!(api, ApiSettings::default());
+        let args = parse(&[
+            "--api-account",
+            "mp:wxMine:MineSecret",
+            "--api-account",
+            "oa:wxOther:OtherSecret",
+            "--token-lifetime-secs",
+            "60",
+            "--send-window-secs",
+            "5",
+            "--quota-per-message",
+            "20",
+        ])
+        .unwrap();
+        let debug = format!("{args:?}");
+        assert!(
+            !debug.contains("MineSecret") && debug.contains("wxMine"),
+            "{debug}"
+        );
+        let api = args.to_config().api;
+        let accounts: Vec<(&str, crate::AccountKind)> = api
+            .accounts
+            .iter()
+            .map(|a| (a.appid.as_str(), a.kind))
+            .collect();
+        assert_eq!(
+            accounts,
+            [
+                ("wxMine", crate::AccountKind::Mp),
+                ("wxOther", crate::AccountKind::Oa)
+            ]
+        );
+        assert_eq!(api.token_lifetime, Duration::from_secs(60));
+        assert_eq!(api.send_window, Duration::from_secs(5));
+        assert_eq!(api.quota_per_message, 20);
+        let error = parse(&["--api-account", "xx:wx:s"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--api-account") && error.contains("unknown kind"),
+            "{error}"
+        );
+        let error = parse(&["--api-account", "oa:wx:Sec ret"])
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("Sec ret"), "{error}");
+        assert!(parse(&["--token-lifetime-secs", "0"]).is_err());
     }
 
     #[test]

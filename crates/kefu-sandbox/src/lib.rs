@@ -1,7 +1,8 @@
-//! `kefu-sandbox` (also `kefu-connector sandbox`): the Dialogue Open Platform (微信对话开放平台) emulated on loopback,
-//! so that the demo, the tests and users' own integration tests run offline.
+//! `kefu-sandbox` (also `kefu-connector sandbox`): the Dialogue Open Platform (微信对话开放平台)
+//! and `api.weixin.qq.com` (stable_token, custom/send, typing) emulated on loopback, with
+//! simulated users, so that the demo, the tests and users' own integration tests run offline.
 //!
-//! # Platform endpoints (protocols.md §4.2–4.6)
+//! # Dialogue platform endpoints (protocols.md §4.2–4.6)
 //!
 //! | Route | Plaintext | Success body |
 //! |---|---|---|
@@ -45,13 +46,18 @@
 //!
 //! # Faults (for tests and benchmarks)
 //!
-//! Faults apply to the three platform endpoints only, after the body has been read: first the
-//! latency, then at most one fault. A request hit by a fault is not processed and not recorded.
+//! Faults apply to the platform endpoints only (the three Dialogue ones and the `cgi-bin` ones
+//! below, which share one RNG), after the body has been read: first the latency, then at most
+//! one fault. A Dialogue request hit by a fault is not processed and not recorded. A `cgi-bin`
+//! request that is dropped **is** processed (a token issued, a message accepted and recorded,
+//! the quota counted) before its connection is closed, as when the platform acted and the
+//! answer was lost; one answered `-1` is not processed.
 //!
 //! * `latency`: a delay before every answer (cut short when the sandbox stops);
 //! * `drop_rate`: the fraction of requests read and then answered by closing the connection,
 //!   without a response: the client cannot know what happened (an ambiguous failure);
-//! * `system_error_rate`: the fraction answered `{"success":false,"code":-1,"msg":"系统异常,请稍候再试","rid":…}`;
+//! * `system_error_rate`: the fraction answered `{"success":false,"code":-1,"msg":"系统异常,请稍候再试","rid":…}`
+//!   (Dialogue) or `{"errcode":-1,"errmsg":"system error rid: …"}` (`cgi-bin`);
 //! * `seed`: seeds the RNG. Each request draws the same two numbers whatever the rates, so the
 //!   same seed and the same sequence of requests give the same faults (and the same `rid`s).
 //!   Concurrent requests draw in the order their bodies finish arriving.
@@ -70,6 +76,11 @@
 //! | `POST /sandbox/users/{openid}/redeliver` | body `{"reencrypt"?: false}` or none; answer [`SayOutcome`] |
 //! | `POST /sandbox/oa/users/{openid}/say` | body [`OaSay`] `{"text","format"?,"mode"?}`; answer [`OaPushOutcome`] |
 //! | `POST /sandbox/oa/users/{openid}/redeliver` | body `{"reencrypt"?: false}` or none; answer [`OaPushOutcome`] |
+//! | `GET /sandbox/accounts/{appid}` | [`ApiAccountSnapshot`]: `{"appid","kind","token_fetches","force_refreshes","supersessions","accepted"}` |
+//! | `GET /sandbox/accounts/{appid}/messages[?openid=…]` | the account's accepted `custom/send` and typing requests in order: a JSON array of [`ApiRequest`] `{"seq","appid","path","openid","kind","body","received_at_ms"}`, `body` exactly as received |
+//! | `POST /sandbox/accounts/{appid}/supersede` | no body (or `{}`); every token of the account answers 40001 from now on; answer [`ApiAccountSnapshot`] |
+//! | `GET /sandbox/accounts/{appid}/users/{openid}` | [`ApiUser`]: `{"openid","wrote_at_ms","sent_since_wrote","interaction_at_ms","typing_until_ms"}` |
+//! | `POST /sandbox/accounts/{appid}/users/{openid}/write` | no body (or `{}`); the user writes to the account without a push: the window opens, the quota starts again; answer [`ApiUser`] |
 //!
 //! Answers are 200 with the outcome (what the target answered: its status, body and the elapsed
 //! time, or `not_configured` without a URL), or 502 with the same outcome when the push could not
@@ -143,6 +154,92 @@
 //! Dialogue state. `POST /sandbox/oa/users/{openid}/redeliver` re-sends the last push with the
 //! same query and body, or with `{"reencrypt": true}` the same plaintext (same `MsgId`,
 //! `timestamp` and `nonce`) encrypted again, with `msg_signature` recomputed.
+//!
+//! # `api.weixin.qq.com` (protocols.md §5, §6.1)
+//!
+//! The sandbox plays the platform for the Official Account and Mini Program accounts of
+//! [`SandboxConfig::api`] (`--api-account KIND:APPID:SECRET`, repeatable). Without any, it has
+//! two, for demos and quick tests:
+//!
+//! | Kind | AppID | AppSecret |
+//! |---|---|---|
+//! | Official Account (`oa`) | [`DEFAULT_OA_APPID`] `wx0a0a0a0a0a0a0a0a` | [`DEFAULT_OA_SECRET`] `0a0a…0a` (32 characters) |
+//! | Mini Program (`mp`) | [`DEFAULT_MP_APPID`] `wx0b0b0b0b0b0b0b0b` | [`DEFAULT_MP_SECRET`] `0b0b…0b` (32 characters) |
+//!
+//! Point an account's `api_base_url` at [`Sandbox::api_base_url`] (`http://<addr>`). Every
+//! answer is HTTP 200 with a JSON body; a refusal is `{"errcode":N,"errmsg":"<text> rid:
+//! xxxxxxxx-xxxxxxxx-xxxxxxxx"}` with the platform's text, and the `rid`s repeat with the seed.
+//! Checks run in the order listed; the first failure answers. The body checks shared by every
+//! route: an empty body is 44002 `empty post data`; a body holding a `\uXXXX` escape anywhere
+//! is 40033 (the raw bytes are checked, before parsing: `\\u` is an escaped backslash, not an
+//! escape); a body that is not a JSON object, or a field of the wrong JSON type, is 47001
+//! `data format error`.
+//!
+//! **`POST /cgi-bin/stable_token`** `{"grant_type","appid","secret","force_refresh"?}`: the body
+//! checks; `grant_type` other than `client_credential` 40002; no `appid` 41002; no `secret`
+//! 41004; an unknown AppID 40013; a wrong AppSecret (compared in constant time) 40125. Then
+//! `{"access_token":"…","expires_in":N}` (136 characters; `expires_in` the whole seconds left):
+//!
+//! * normal mode gives the same token while it has more than 5 minutes left; in its last 5
+//!   minutes a new one, and the old one keeps working until it expires (the overlap). With a
+//!   lifetime under 10 minutes (`--token-lifetime-secs`, [`ApiSettings::token_lifetime`], for
+//!   tests), the renewal starts at half the lifetime instead;
+//! * `force_refresh: true` invalidates every live token of the account (they answer 40001) and
+//!   issues a new one, at most 20 times in 24 hours and 30 s apart; beyond that it does not
+//!   refresh and answers as normal mode does, as the platform documents;
+//! * `POST /sandbox/accounts/{appid}/supersede` ([`Sandbox::supersede_token`]) invalidates every
+//!   token of the account on demand, as another system's refresh would;
+//! * `token_fetches` counts the answers with a token, `force_refreshes` the force refreshes that
+//!   took effect ([`Sandbox::api_account`]). A token expired for over an hour is forgotten and
+//!   answers 40001 rather than 42001.
+//!
+//! **`POST /cgi-bin/message/custom/send?access_token=…`**:
+//!
+//! 1. the token: none or empty 41001 `access_token missing`; unknown or superseded 40001
+//!    `invalid credential, access_token is invalid or not latest`; expired 42001
+//!    `access_token expired`. The token decides the account;
+//! 2. the body checks (44002, 40033, 47001); no `touser` 41009 `missing openid`;
+//! 3. `msgtype`: missing, unknown, or not one the account's kind sends (OA: text, image, voice,
+//!    video, music, news, mpnews, mpnewsarticle, msgmenu, wxcard, miniprogrampage; MP: text,
+//!    image, link, miniprogrampage) 40008 `invalid message type`;
+//! 4. the payload object named by `msgtype` and its fields (a missing object counts as empty):
+//!    text without `content` 44004 `empty content`, above 2,048 bytes 45002 `content size out
+//!    of limit`; news without an article 44003 `empty news data`, with more than one 45008
+//!    `article size out of limit`; a missing `media_id` (image, voice, video, mpnews) or
+//!    `thumb_media_id` (video, music, miniprogrampage) 41006 `media_id missing`; any other
+//!    missing required field 40097 `invalid args`: music `musicurl` and `hqmusicurl`,
+//!    mpnewsarticle `article_id`, msgmenu a non-empty `list` of `{id, content}`, wxcard
+//!    `card_id`, miniprogrampage `title`, `pagepath` and (OA only) `appid`, link `title`,
+//!    `description`, `url` and `thumb_url`. `customservice.kf_account` is optional. The
+//!    platform does not document its codes for most missing fields: these follow its global
+//!    return codes, and real traffic may differ;
+//! 5. the recipient: an OpenID that has not written to this account (a user of another
+//!    account, or nobody) 40003 `invalid openid`;
+//! 6. the send window: the user's last message is older than 48 hours (`--send-window-secs`)
+//!    45015 `response out of time limit or subscription is canceled`;
+//! 7. the quota: 5 messages accepted since the user's last message (`--quota-per-message`;
+//!    the sources disagree, protocols.md §5.3) 45047 `out of response count limit`.
+//!
+//! Then `{"errcode":0,"errmsg":"ok"}`; the request is recorded with its raw body, counted
+//! against the quota, counts as an interaction, and ends the typing state.
+//!
+//! `POST /cgi-bin/message/custom/business/send` answers 40101 `missing parameter`, as the
+//! platform is reported to (protocols.md §5.1).
+//!
+//! **Typing**, `POST /cgi-bin/message/custom/typing?access_token=…` for an Official Account and
+//! `POST /cgi-bin/message/custom/business/typing?access_token=…` for a Mini Program, body
+//! `{"touser","command"}`: the token (41001, 40001, 42001); the other kind's path 40200
+//! `invalid account type` (protocols.md §11 item 11 leaves MP's path unconfirmed: the sandbox
+//! takes the current doc's); the body checks and 41009; a `command` other than `Typing` or
+//! `CancelTyping` 45072; 40003 as above; a closed window 45015; no interaction (the user's
+//! message or an accepted `custom/send`) in the last 30 s 45080; `Typing` while the typing
+//! state (15 s) shows 45081. `CancelTyping` ends the state. Accepted calls are recorded too.
+//!
+//! **The users.** A user writes to an account by `POST /sandbox/accounts/{appid}/users/{openid}/write`
+//! ([`Sandbox::api_user_writes`]), or by an Official Account push
+//! (`POST /sandbox/oa/users/{openid}/say`) when an account has the push's AppID
+//! ([`OaAccount::appid`]): so give the push account the API account's AppID, such as
+//! [`DEFAULT_OA_APPID`], to play a whole conversation. Other `cgi-bin` paths are 404.
 //!
 //! # In process
 //!
