@@ -19,9 +19,9 @@ use tokio::sync::watch;
 use wxbizmsgcrypt::MsgCrypt;
 
 use crate::cgibin::{self, WeChatApi};
+use crate::dialogue::{Platform, route};
 use crate::faults::{Fault, Faults};
 use crate::oa::{OaPushOutcome, OaSay, OfficialAccount};
-use crate::platform::{Platform, route};
 use crate::push::{CallbackDelivery, Target};
 use crate::state::{Pushed, Store};
 use crate::user::{

@@ -1,5 +1,5 @@
-//! The platform's side of `sendmsg`, `kefustate/get` and `kefustate/change`: the TOKEN check,
-//! decryption, validation, recording and the answers, without any I/O.
+//! The Dialogue platform's side of `sendmsg`, `kefustate/get` and `kefustate/change`: the TOKEN
+//! check, decryption, validation, recording and the answers, without any I/O.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
