@@ -252,7 +252,7 @@ impl WeChatApi {
         let token = query
             .unwrap_or("")
             .split('&')
-            .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+            .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
             .find(|(key, _)| *key == "access_token")
             .map(|(_, value)| percent_decode_str(value).decode_utf8_lossy())
             .filter(|token| !token.is_empty())
