@@ -261,11 +261,12 @@ impl WeChatApi {
     }
 
     fn send(&self, query: Option<&str>, raw: &[u8], now_ms: u64) -> Result<Reply, Refusal> {
-        let mut state = self.lock();
-        let index = self.account(&state, query, now_ms)?;
+        // The body is parsed without the lock, which other requests wait for.
+        let index = self.account(&self.lock(), query, now_ms)?;
         let body = message::json_object(raw)?;
         let openid = message::touser(&body)?;
         let msgtype = message::check_send(&body, self.accounts[index].kind)?;
+        let mut state = self.lock();
         let user = state.users[index]
             .get_mut(openid)
             .ok_or(Refusal::InvalidOpenid)?;
@@ -284,8 +285,7 @@ impl WeChatApi {
         raw: &[u8],
         now_ms: u64,
     ) -> Result<Reply, Refusal> {
-        let mut state = self.lock();
-        let index = self.account(&state, query, now_ms)?;
+        let index = self.account(&self.lock(), query, now_ms)?;
         if self.accounts[index].kind != path_kind {
             return Err(Refusal::InvalidAccountType);
         }
@@ -293,6 +293,7 @@ impl WeChatApi {
         let openid = message::touser(&body)?;
         let typing = message::typing_command(&body)?;
         let rules = self.rules;
+        let mut state = self.lock();
         state.users[index]
             .get_mut(openid)
             .ok_or(Refusal::InvalidOpenid)?
