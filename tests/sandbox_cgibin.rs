@@ -515,3 +515,103 @@ async fn configured_accounts_replace_the_defaults() {
     let error = Sandbox::start(config).await.unwrap_err();
     assert!(error.to_string().contains("--api-account"), "{error}");
 }
+
+/// The `kefu-sandbox` binary: its startup line, a token and a message through it, and at trace
+/// level no AppSecret or access token in its logs; it stops on SIGTERM.
+#[test]
+fn the_binary_serves_the_api_and_logs_no_secret() {
+    use std::io::{BufRead as _, BufReader, Read as _};
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kefu-sandbox"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            "BinToken",
+            "--aes-key",
+            KEY,
+            "--bot-appid",
+            "BinBot",
+            "--api-account",
+            "oa:wxBinary:BinarySecret0123",
+        ])
+        .env_remove("KEFU_DIALOGUE_TOKEN")
+        .env_remove("KEFU_DIALOGUE_AES_KEY")
+        .env_remove("KEFU_DIALOGUE_BOT_APPID")
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let api = line
+        .split_whitespace()
+        .find_map(|part| part.strip_prefix("api_base_url="))
+        .unwrap_or_else(|| panic!("no api_base_url= in {line:?}"))
+        .to_owned();
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let token = runtime.block_on(async {
+        let body = json!({"grant_type":"client_credential","appid":"wxBinary","secret":"BinarySecret0123"});
+        let url = format!("{api}/cgi-bin/stable_token");
+        let (_, answer) = exchange(Method::POST, &url, body.to_string().as_bytes())
+            .await
+            .unwrap();
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        let token = answer["access_token"].as_str().unwrap().to_owned();
+        let write = format!("{api}/sandbox/accounts/wxBinary/users/oUSER/write");
+        assert_eq!(exchange(Method::POST, &write, b"").await.unwrap().0, 200);
+        let url = format!("{api}/cgi-bin/message/custom/send?access_token={token}");
+        let (_, answer) = exchange(Method::POST, &url, text("oUSER", "hi").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(answer, r#"{"errcode":0,"errmsg":"ok"}"#);
+        token
+    });
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sandbox did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{status:?}\n{stderr}");
+    assert!(stderr.contains("/cgi-bin/message/custom/send"), "{stderr}");
+    assert!(stderr.contains("oa:wxBinary"), "{stderr}");
+    assert!(
+        !stderr.contains(&token),
+        "no access token in the logs:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("BinarySecret0123"),
+        "no AppSecret in the logs:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("BinToken"),
+        "no TOKEN in the logs:\n{stderr}"
+    );
+}

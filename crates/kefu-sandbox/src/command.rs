@@ -154,9 +154,9 @@ Routes:
   POST /sandbox/accounts/{appid}/users/{openid}/write  the user writes: window open, quota reset
 
 On startup one line goes to stdout:
-  sandbox listening addr=127.0.0.1:8090 base_url=http://127.0.0.1:8090/openapi seed=…
-Point the connector's dialogue.base_url at base_url, and an account's api_base_url at
-http://ADDR. SIGINT or SIGTERM stops the sandbox.";
+  sandbox listening addr=127.0.0.1:8090 base_url=http://127.0.0.1:8090/openapi api_base_url=http://127.0.0.1:8090 seed=…
+Point the connector's dialogue.base_url at base_url, and a WeChat account's api_base_url
+at api_base_url. SIGINT or SIGTERM stops the sandbox.";
 
 impl SandboxArgs {
     /// The in-process configuration these arguments describe.
@@ -261,7 +261,8 @@ fn init_logging() {
 
 /// Runs the sandbox until SIGINT or SIGTERM.
 ///
-/// Prints `sandbox listening addr=<addr> base_url=<url> seed=<n>` on stdout once listening.
+/// Prints `sandbox listening addr=<addr> base_url=<url> api_base_url=<url> seed=<n>` on stdout
+/// once listening.
 /// Exits 2 on an invalid setting, 1 when it cannot listen.
 pub fn run(args: SandboxArgs) -> ExitCode {
     init_logging();
@@ -285,9 +286,10 @@ pub fn run(args: SandboxArgs) -> ExitCode {
             }
         };
         kefu_http_server::runtime::announce(&format!(
-            "sandbox listening addr={} base_url={} seed={}",
+            "sandbox listening addr={} base_url={} api_base_url={} seed={}",
             sandbox.addr(),
             sandbox.base_url(),
+            sandbox.api_base_url(),
             sandbox.seed()
         ));
         stopped.await;
