@@ -244,7 +244,9 @@
 //! # In process
 //!
 //! ```no_run
-//! use kefu_sandbox::{AskForPerson, OaAccount, OaSay, Redelivery, Sandbox, SandboxConfig, Say};
+//! use kefu_sandbox::{
+//!     AskForPerson, DEFAULT_OA_APPID, OaAccount, OaSay, Redelivery, Sandbox, SandboxConfig, Say,
+//! };
 //! use kefu_client::Client;
 //! use kefu_payload::{Channel, Event, SendMsg};
 //!
@@ -252,7 +254,9 @@
 //! let (token, key, appid) = ("SandboxToken", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "Gg8HejYTkUsEIlG");
 //! let mut config = SandboxConfig::new(token, key, appid);
 //! config.callback_url = Some("http://127.0.0.1:8080/callback/secret".into());
-//! let mut oa = OaAccount::new("OaToken", "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR", "wx2c2769f8efd9abc2");
+//! // The push account has the default api.weixin.qq.com account's AppID, so that its pushes
+//! // open that account's send window.
+//! let mut oa = OaAccount::new("OaToken", "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR", DEFAULT_OA_APPID);
 //! oa.callback_url = Some("http://127.0.0.1:8080/wechat/oa".into());
 //! config.oa = Some(oa);
 //! let sandbox = Sandbox::start(config).await?;
@@ -284,6 +288,11 @@
 //! let push = sandbox.oa_say("oUSER", OaSay::new("你好")).await?;
 //! println!("MsgId {} answered {:?}", push.msg_id, push.callback);
 //! sandbox.oa_redeliver("oUSER", Redelivery::SameCiphertext).await?;
+//!
+//! // The account may answer the user through custom/send now: an account configured with
+//! // api_base_url = sandbox.api_base_url() fetches POST /cgi-bin/stable_token and sends.
+//! let user = sandbox.api_user(DEFAULT_OA_APPID, "oUSER").expect("a configured account");
+//! assert!(user.wrote_at_ms.is_some() && user.sent_since_wrote == 0);
 //! sandbox.stop().await;
 //! # Ok(()) }
 //! ```
