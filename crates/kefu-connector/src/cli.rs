@@ -53,9 +53,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Send one message to a user now, without the outbox, for scripts.
     Send(SendArgs),
-    /// Emulate the platform on loopback, for demos and offline tests: sendmsg and kefustate with
-    /// the platform's checks and error bodies, simulated users that trigger handoff callbacks,
-    /// and fault injection (latency, -1 system errors, dropped connections).
+    /// Emulate the platforms on loopback, for demos and offline tests: the Dialogue platform's
+    /// sendmsg and kefustate, and api.weixin.qq.com's stable_token, custom/send and typing for
+    /// Official Accounts and Mini Programs, with their checks and error bodies; simulated users
+    /// that trigger callbacks; and fault injection (latency, -1 system errors, dropped
+    /// connections). The same as the kefu-sandbox binary.
     Sandbox(SandboxArgs),
     /// Show the whole handoff on loopback, with no setup: the sandbox and the relay start
     /// in-process, a built-in desk takes a session, answers with a text, a news card and a

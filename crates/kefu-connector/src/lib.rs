@@ -14,13 +14,15 @@ pub mod crypt;
 pub mod delivery;
 pub mod demo;
 pub mod desk;
-pub mod http_server;
 pub mod idempotency;
 pub mod inbound;
 pub mod loopback;
 pub mod metrics;
 pub mod outbox;
-pub mod runtime;
-pub mod sandbox;
 pub mod send;
 pub mod serve;
+
+// The accept loop, the process runtime and the sandbox live in their own crates, so that the
+// sandbox can ship without the relay; these names keep their paths here.
+pub use kefu_http_server::{self as http_server, runtime};
+pub use kefu_sandbox as sandbox;

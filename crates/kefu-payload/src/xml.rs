@@ -14,12 +14,13 @@ use serde_json::{Map, Value};
 
 use crate::error::Error;
 
-/// `true` for the characters XML 1.0 allows in a document (the `Char` production).
+/// `true` for the characters XML 1.0 allows in a document (the `Char` production): tab, line
+/// feed, carriage return and every scalar value from U+0020 but the surrogates, U+FFFE and
+/// U+FFFF. A string holding any other character cannot be written as XML, not even escaped.
 ///
 /// ```
-/// use kefu_payload::is_xml_char;
-/// assert!(is_xml_char('中') && is_xml_char('\n'));
-/// assert!(!is_xml_char('\u{1}') && !is_xml_char('\u{FFFE}'));
+/// assert!(kefu_payload::is_xml_char('你'));
+/// assert!(!kefu_payload::is_xml_char('\u{1}'));
 /// ```
 pub const fn is_xml_char(character: char) -> bool {
     matches!(

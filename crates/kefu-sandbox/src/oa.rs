@@ -47,14 +47,15 @@ use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
 use kefu_payload::envelope::{JsonCallback, XmlCallback};
+use kefu_payload::is_xml_char;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wxbizmsgcrypt::{MsgCrypt, sign_message, sign_plain};
 
-use super::push::{CallbackDelivery, Target};
-use super::user::{Redelivery, SayError};
+use crate::push::{CallbackDelivery, Target};
+use crate::user::{Redelivery, SayError};
 
 /// The OA's original ID (原始ID, `ToUserName`) when none is configured.
 pub const DEFAULT_OA_ORIGINAL_ID: &str = "gh_000000000000";
@@ -298,6 +299,7 @@ struct Sent {
 
 /// The running account. Deliberately not `Debug`: it holds the Token.
 pub(crate) struct OfficialAccount {
+    appid: String,
     token: Box<str>,
     crypt: MsgCrypt,
     original_id: String,
@@ -315,6 +317,7 @@ impl OfficialAccount {
         // i64 range and count up, so that ids never repeat within a run.
         let first = rand::rng().random_range((1u64 << 62)..(1u64 << 62) + (1u64 << 61));
         OfficialAccount {
+            appid: account.appid.clone(),
             token: account.token.as_str().into(),
             crypt,
             original_id: account.original_id.clone(),
@@ -324,6 +327,11 @@ impl OfficialAccount {
             next_msg_id: AtomicU64::new(first),
             last: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The account's AppID.
+    pub(crate) fn appid(&self) -> &str {
+        &self.appid
     }
 
     /// The URL without its path, safe to log.
@@ -545,11 +553,6 @@ fn cdata(out: &mut String, tag: &str, value: &str) {
     out.push_str("</");
     out.push_str(tag);
     out.push('>');
-}
-
-/// A character XML 1.0 can carry.
-pub(crate) const fn is_xml_char(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
 /// Refuses a value with a character XML 1.0 cannot carry.

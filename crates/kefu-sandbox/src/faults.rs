@@ -80,7 +80,7 @@ impl Faults {
 }
 
 /// Checks a rate: a fraction of requests from 0.0 to 1.0. The message says what was wrong, for
-/// both the command line and [`SandboxConfig`](super::SandboxConfig).
+/// both the command line and [`SandboxConfig`](crate::SandboxConfig).
 pub(crate) fn check_rate(value: f64) -> Result<f64, String> {
     if value.is_nan() {
         return Err("NaN is not a rate; give a fraction of requests from 0.0 to 1.0".to_owned());

@@ -1,7 +1,8 @@
-//! `kefu-connector sandbox`: the Dialogue Open Platform (微信对话开放平台) emulated on loopback,
-//! so that the demo, the tests and users' own integration tests run offline.
+//! `kefu-sandbox` (also `kefu-connector sandbox`): the Dialogue Open Platform (微信对话开放平台)
+//! and `api.weixin.qq.com` (stable_token, custom/send, typing) emulated on loopback, with
+//! simulated users, so that the demo, the tests and users' own integration tests run offline.
 //!
-//! # Platform endpoints (protocols.md §4.2–4.6)
+//! # Dialogue platform endpoints (protocols.md §4.2–4.6)
 //!
 //! | Route | Plaintext | Success body |
 //! |---|---|---|
@@ -45,13 +46,18 @@
 //!
 //! # Faults (for tests and benchmarks)
 //!
-//! Faults apply to the three platform endpoints only, after the body has been read: first the
-//! latency, then at most one fault. A request hit by a fault is not processed and not recorded.
+//! Faults apply to the platform endpoints only (the three Dialogue ones and the `cgi-bin` ones
+//! below, which share one RNG), after the body has been read: first the latency, then at most
+//! one fault. A Dialogue request hit by a fault is not processed and not recorded. A `cgi-bin`
+//! request that is dropped **is** processed (a token issued, a message accepted and recorded,
+//! the quota counted) before its connection is closed, as when the platform acted and the
+//! answer was lost; one answered `-1` is not processed.
 //!
 //! * `latency`: a delay before every answer (cut short when the sandbox stops);
 //! * `drop_rate`: the fraction of requests read and then answered by closing the connection,
 //!   without a response: the client cannot know what happened (an ambiguous failure);
-//! * `system_error_rate`: the fraction answered `{"success":false,"code":-1,"msg":"系统异常,请稍候再试","rid":…}`;
+//! * `system_error_rate`: the fraction answered `{"success":false,"code":-1,"msg":"系统异常,请稍候再试","rid":…}`
+//!   (Dialogue) or `{"errcode":-1,"errmsg":"system error rid: …"}` (`cgi-bin`);
 //! * `seed`: seeds the RNG. Each request draws the same two numbers whatever the rates, so the
 //!   same seed and the same sequence of requests give the same faults (and the same `rid`s).
 //!   Concurrent requests draw in the order their bodies finish arriving.
@@ -70,6 +76,11 @@
 //! | `POST /sandbox/users/{openid}/redeliver` | body `{"reencrypt"?: false}` or none; answer [`SayOutcome`] |
 //! | `POST /sandbox/oa/users/{openid}/say` | body [`OaSay`] `{"text","format"?,"mode"?}`; answer [`OaPushOutcome`] |
 //! | `POST /sandbox/oa/users/{openid}/redeliver` | body `{"reencrypt"?: false}` or none; answer [`OaPushOutcome`] |
+//! | `GET /sandbox/accounts/{appid}` | [`ApiAccountSnapshot`]: `{"appid","kind","token_fetches","force_refreshes","supersessions","accepted"}` |
+//! | `GET /sandbox/accounts/{appid}/messages[?openid=…]` | the account's accepted `custom/send` and typing requests in order: a JSON array of [`ApiRequest`] `{"seq","appid","path","openid","kind","body","received_at_ms"}`, `body` exactly as received |
+//! | `POST /sandbox/accounts/{appid}/supersede` | no body (or `{}`); every token of the account answers 40001 from now on; answer [`ApiAccountSnapshot`] |
+//! | `GET /sandbox/accounts/{appid}/users/{openid}` | [`ApiUser`]: `{"openid","wrote_at_ms","sent_since_wrote","interaction_at_ms","typing_until_ms"}` |
+//! | `POST /sandbox/accounts/{appid}/users/{openid}/write` | no body (or `{}`); the user writes to the account without a push: the window opens, the quota starts again; answer [`ApiUser`] |
 //!
 //! Answers are 200 with the outcome (what the target answered: its status, body and the elapsed
 //! time, or `not_configured` without a URL), or 502 with the same outcome when the push could not
@@ -144,10 +155,98 @@
 //! same query and body, or with `{"reencrypt": true}` the same plaintext (same `MsgId`,
 //! `timestamp` and `nonce`) encrypted again, with `msg_signature` recomputed.
 //!
+//! # `api.weixin.qq.com` (protocols.md §5, §6.1)
+//!
+//! The sandbox plays the platform for the Official Account and Mini Program accounts of
+//! [`SandboxConfig::api`] (`--api-account KIND:APPID:SECRET`, repeatable). Without any, it has
+//! two, for demos and quick tests:
+//!
+//! | Kind | AppID | AppSecret |
+//! |---|---|---|
+//! | Official Account (`oa`) | [`DEFAULT_OA_APPID`] `wx0a0a0a0a0a0a0a0a` | [`DEFAULT_OA_SECRET`] `0a0a…0a` (32 characters) |
+//! | Mini Program (`mp`) | [`DEFAULT_MP_APPID`] `wx0b0b0b0b0b0b0b0b` | [`DEFAULT_MP_SECRET`] `0b0b…0b` (32 characters) |
+//!
+//! Point an account's `api_base_url` at [`Sandbox::api_base_url`] (`http://<addr>`). Every
+//! answer is HTTP 200 with a JSON body; a refusal is `{"errcode":N,"errmsg":"<text> rid:
+//! xxxxxxxx-xxxxxxxx-xxxxxxxx"}` with the platform's text, and the `rid`s repeat with the seed.
+//! Checks run in the order listed; the first failure answers. The body checks shared by every
+//! route: an empty body is 44002 `empty post data`; a body holding a `\uXXXX` escape anywhere
+//! is 40033 (the raw bytes are checked, before parsing: `\\u` is an escaped backslash, not an
+//! escape); a body that is not a JSON object, or a field of the wrong JSON type, is 47001
+//! `data format error`.
+//!
+//! **`POST /cgi-bin/stable_token`** `{"grant_type","appid","secret","force_refresh"?}`: the body
+//! checks; `grant_type` other than `client_credential` 40002; no `appid` 41002; no `secret`
+//! 41004; an unknown AppID 40013; a wrong AppSecret (compared in constant time) 40125. Then
+//! `{"access_token":"…","expires_in":N}` (136 characters; `expires_in` the whole seconds left):
+//!
+//! * normal mode gives the same token while it has more than 5 minutes left; in its last 5
+//!   minutes a new one, and the old one keeps working until it expires (the overlap). With a
+//!   lifetime under 10 minutes (`--token-lifetime-secs`, [`ApiSettings::token_lifetime`], for
+//!   tests), the renewal starts at half the lifetime instead;
+//! * `force_refresh: true` invalidates every live token of the account (they answer 40001) and
+//!   issues a new one, at most 20 times in 24 hours and 30 s apart; beyond that it does not
+//!   refresh and answers as normal mode does, as the platform documents;
+//! * `POST /sandbox/accounts/{appid}/supersede` ([`Sandbox::supersede_token`]) invalidates every
+//!   token of the account on demand, as another system's refresh would;
+//! * `token_fetches` counts the answers with a token, `force_refreshes` the force refreshes that
+//!   took effect ([`Sandbox::api_account`]). A token expired for over an hour is forgotten and
+//!   answers 40001 rather than 42001.
+//!
+//! **`POST /cgi-bin/message/custom/send?access_token=…`**:
+//!
+//! 1. the token: none or empty 41001 `access_token missing`; unknown or superseded 40001
+//!    `invalid credential, access_token is invalid or not latest`; expired 42001
+//!    `access_token expired`. The token decides the account;
+//! 2. the body checks (44002, 40033, 47001); no `touser` 41009 `missing openid`;
+//! 3. `msgtype`: missing, unknown, or not one the account's kind sends (OA: text, image, voice,
+//!    video, music, news, mpnews, mpnewsarticle, msgmenu, wxcard, miniprogrampage; MP: text,
+//!    image, link, miniprogrampage) 40008 `invalid message type`;
+//! 4. the payload object named by `msgtype` and its fields (a missing object counts as empty):
+//!    text without `content` 44004 `empty content`, above 2,048 bytes 45002 `content size out
+//!    of limit`; news without an article 44003 `empty news data`, with more than one 45008
+//!    `article size out of limit`; a missing `media_id` (image, voice, video, mpnews) or
+//!    `thumb_media_id` (video, music, miniprogrampage) 41006 `media_id missing`; any other
+//!    missing required field 40097 `invalid args`: music `musicurl` and `hqmusicurl`,
+//!    mpnewsarticle `article_id`, msgmenu a non-empty `list` of `{id, content}`, wxcard
+//!    `card_id`, miniprogrampage `title`, `pagepath` and (OA only) `appid`, link `title`,
+//!    `description`, `url` and `thumb_url`. `customservice.kf_account` is optional. The
+//!    platform does not document its codes for most missing fields: these follow its global
+//!    return codes, and real traffic may differ;
+//! 5. the recipient: an OpenID that has not written to this account (a user of another
+//!    account, or nobody) 40003 `invalid openid`;
+//! 6. the send window: the user's last message is older than 48 hours (`--send-window-secs`)
+//!    45015 `response out of time limit or subscription is canceled`;
+//! 7. the quota: 5 messages accepted since the user's last message (`--quota-per-message`;
+//!    the sources disagree, protocols.md §5.3) 45047 `out of response count limit`.
+//!
+//! Then `{"errcode":0,"errmsg":"ok"}`; the request is recorded with its raw body, counted
+//! against the quota, counts as an interaction, and ends the typing state.
+//!
+//! `POST /cgi-bin/message/custom/business/send` answers 40101 `missing parameter`, as the
+//! platform is reported to (protocols.md §5.1).
+//!
+//! **Typing**, `POST /cgi-bin/message/custom/typing?access_token=…` for an Official Account and
+//! `POST /cgi-bin/message/custom/business/typing?access_token=…` for a Mini Program, body
+//! `{"touser","command"}`: the token (41001, 40001, 42001); the other kind's path 40200
+//! `invalid account type` (protocols.md §11 item 11 leaves MP's path unconfirmed: the sandbox
+//! takes the current doc's); the body checks and 41009; a `command` other than `Typing` or
+//! `CancelTyping` 45072; 40003 as above; a closed window 45015; no interaction (the user's
+//! message or an accepted `custom/send`) in the last 30 s 45080; `Typing` while the typing
+//! state (15 s) shows 45081. `CancelTyping` ends the state. Accepted calls are recorded too.
+//!
+//! **The users.** A user writes to an account by `POST /sandbox/accounts/{appid}/users/{openid}/write`
+//! ([`Sandbox::api_user_writes`]), or by an Official Account push
+//! (`POST /sandbox/oa/users/{openid}/say`) when an account has the push's AppID
+//! ([`OaAccount::appid`]): so give the push account the API account's AppID, such as
+//! [`DEFAULT_OA_APPID`], to play a whole conversation. Other `cgi-bin` paths are 404.
+//!
 //! # In process
 //!
 //! ```no_run
-//! use kefu_connector::sandbox::{AskForPerson, OaAccount, OaSay, Redelivery, Sandbox, SandboxConfig, Say};
+//! use kefu_sandbox::{
+//!     AskForPerson, DEFAULT_OA_APPID, OaAccount, OaSay, Redelivery, Sandbox, SandboxConfig, Say,
+//! };
 //! use kefu_client::Client;
 //! use kefu_payload::{Channel, Event, SendMsg};
 //!
@@ -155,7 +254,9 @@
 //! let (token, key, appid) = ("SandboxToken", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "Gg8HejYTkUsEIlG");
 //! let mut config = SandboxConfig::new(token, key, appid);
 //! config.callback_url = Some("http://127.0.0.1:8080/callback/secret".into());
-//! let mut oa = OaAccount::new("OaToken", "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR", "wx2c2769f8efd9abc2");
+//! // The push account has the default api.weixin.qq.com account's AppID, so that its pushes
+//! // open that account's send window.
+//! let mut oa = OaAccount::new("OaToken", "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR", DEFAULT_OA_APPID);
 //! oa.callback_url = Some("http://127.0.0.1:8080/wechat/oa".into());
 //! config.oa = Some(oa);
 //! let sandbox = Sandbox::start(config).await?;
@@ -187,6 +288,11 @@
 //! let push = sandbox.oa_say("oUSER", OaSay::new("你好")).await?;
 //! println!("MsgId {} answered {:?}", push.msg_id, push.callback);
 //! sandbox.oa_redeliver("oUSER", Redelivery::SameCiphertext).await?;
+//!
+//! // The account may answer the user through custom/send now: an account configured with
+//! // api_base_url = sandbox.api_base_url() fetches POST /cgi-bin/stable_token and sends.
+//! let user = sandbox.api_user(DEFAULT_OA_APPID, "oUSER").expect("a configured account");
+//! assert!(user.wrote_at_ms.is_some() && user.sent_since_wrote == 0);
 //! sandbox.stop().await;
 //! # Ok(()) }
 //! ```
@@ -194,15 +300,19 @@
 //! Secrets: the TOKENs and the EncodingAESKeys (the bot's and the OA's) never appear in logs,
 //! answers or error messages; logged paths show `{TOKEN}` in place of the TOKEN segment, and the
 //! push URLs are logged without their paths.
+#![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod cgibin;
 mod command;
+mod config;
+mod control;
+mod dialogue;
 mod faults;
 mod oa;
-mod platform;
 mod push;
 mod server;
 mod state;
@@ -211,231 +321,32 @@ mod user;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rand::Rng as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use wxbizmsgcrypt::MsgCrypt;
 
+pub use cgibin::{
+    AccountKind, ApiAccount, ApiAccountSnapshot, ApiRequest, ApiSettings, ApiUser,
+    DEFAULT_MP_APPID, DEFAULT_MP_SECRET, DEFAULT_OA_APPID, DEFAULT_OA_SECRET,
+};
 pub use command::{SandboxArgs, run};
+pub use config::{DEFAULT_MAX_MESSAGES, SandboxConfig, SandboxError};
 pub use faults::Fault;
 pub use oa::{DEFAULT_OA_ORIGINAL_ID, OaAccount, OaFormat, OaMode, OaPushOutcome, OaSay};
 pub use push::CallbackDelivery;
 pub use state::{RecordedMessage, UserSnapshot};
 pub use user::{AskForPerson, DEFAULT_USER_APPID, Redelivery, Say, SayError, SayOutcome};
 
+use cgibin::WeChatApi;
+use config::{check_token, crypt, official_account};
+use dialogue::Platform;
 use faults::{Faults, check_rate};
 use oa::OfficialAccount;
-use platform::Platform;
 use push::{Target, parse_callback_url};
 use server::App;
 use state::Store;
-
-/// How many accepted messages a sandbox keeps by default; the oldest go first.
-pub const DEFAULT_MAX_MESSAGES: usize = 100_000;
-
-/// How to run a sandbox. Build one with [`SandboxConfig::new`] and set the public fields.
-///
-/// `Debug` shows the TOKEN and the EncodingAESKey as `<redacted>`.
-#[derive(Clone)]
-pub struct SandboxConfig {
-    /// Where to listen; port 0 picks a free port ([`Sandbox::addr`] tells which).
-    pub listen: SocketAddr,
-    /// The TOKEN that the URLs must carry.
-    pub token: String,
-    /// The 43-character EncodingAESKey.
-    pub aes_key: String,
-    /// The bot APPID: the receive-id of every ciphertext, both ways.
-    pub appid: String,
-    /// Where handoff callbacks go (`http://` only), or nowhere.
-    pub callback_url: Option<String>,
-    /// The delay before answering each platform request.
-    pub latency: Duration,
-    /// The fraction of platform requests answered with the `-1` system error, 0.0..=1.0.
-    pub system_error_rate: f64,
-    /// The fraction of platform requests dropped without an answer, 0.0..=1.0.
-    pub drop_rate: f64,
-    /// The RNG seed of the faults (and `rid`s); `None` picks one at random, which
-    /// [`Sandbox::seed`] reports so that a run can be repeated.
-    pub seed: Option<u64>,
-    /// How many accepted messages to keep (the oldest go first); 0 keeps none.
-    pub max_messages: usize,
-    /// The Official Account whose message pushes the sandbox emulates, if any.
-    pub oa: Option<OaAccount>,
-    /// Timeouts for slow clients and the connection limit, as `serve`'s defaults unless changed.
-    pub limits: crate::http_server::ServerLimits,
-}
-
-impl SandboxConfig {
-    /// A sandbox for one bot on `127.0.0.1:0`, with no callback URL and no faults.
-    pub fn new(
-        token: impl Into<String>,
-        aes_key: impl Into<String>,
-        appid: impl Into<String>,
-    ) -> SandboxConfig {
-        SandboxConfig {
-            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
-            token: token.into(),
-            aes_key: aes_key.into(),
-            appid: appid.into(),
-            callback_url: None,
-            latency: Duration::ZERO,
-            system_error_rate: 0.0,
-            drop_rate: 0.0,
-            seed: None,
-            max_messages: DEFAULT_MAX_MESSAGES,
-            oa: None,
-            limits: crate::http_server::ServerLimits::default(),
-        }
-    }
-}
-
-impl fmt::Debug for SandboxConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SandboxConfig")
-            .field("listen", &self.listen)
-            .field("token", &"<redacted>")
-            .field("aes_key", &"<redacted>")
-            .field("appid", &self.appid)
-            .field(
-                "callback_url",
-                &self.callback_url.as_ref().map(|_| "<redacted>"),
-            )
-            .field("latency", &self.latency)
-            .field("system_error_rate", &self.system_error_rate)
-            .field("drop_rate", &self.drop_rate)
-            .field("seed", &self.seed)
-            .field("max_messages", &self.max_messages)
-            .field("oa", &self.oa)
-            .field("limits", &self.limits)
-            .finish()
-    }
-}
-
-/// Why a sandbox could not start. Messages never contain the TOKEN, the key or the callback URL.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SandboxError {
-    /// A setting is invalid.
-    #[error("invalid {setting}: {reason}")]
-    Config {
-        /// The setting, as the command line names it (`--aes-key`, …).
-        setting: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}; is another process using it?")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
-}
-
-impl SandboxError {
-    fn config(setting: &'static str, reason: impl Into<String>) -> SandboxError {
-        SandboxError::Config {
-            setting,
-            reason: reason.into(),
-        }
-    }
-
-    /// `true` for an invalid setting (as opposed to a failure to listen).
-    pub fn is_config(&self) -> bool {
-        matches!(self, SandboxError::Config { .. })
-    }
-}
-
-/// Checks the TOKEN as kefu-client does: it is a URL path segment, so only unreserved
-/// characters.
-fn check_token(token: &str) -> Result<(), SandboxError> {
-    if token.is_empty() {
-        return Err(SandboxError::config(
-            "--token",
-            "the TOKEN must not be empty",
-        ));
-    }
-    match token
-        .chars()
-        .position(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')))
-    {
-        Some(position) => Err(SandboxError::config(
-            "--token",
-            format!(
-                "the TOKEN has a character at position {position} that is not allowed in a URL path (A-Z, a-z, 0-9, '-', '.', '_', '~')"
-            ),
-        )),
-        None => Ok(()),
-    }
-}
-
-/// Builds the bot's crypt, with messages that never show a character of the key.
-fn crypt(config: &SandboxConfig) -> Result<MsgCrypt, SandboxError> {
-    if config.appid.is_empty() {
-        return Err(SandboxError::config(
-            "--bot-appid",
-            "the bot APPID (the receive-id) must not be empty",
-        ));
-    }
-    MsgCrypt::new(
-        config.token.as_str(),
-        &config.aes_key,
-        config.appid.as_bytes(),
-    )
-    .map_err(|error| SandboxError::config("--aes-key", key_error(error)))
-}
-
-/// Why an EncodingAESKey is refused, without a character of it.
-fn key_error(error: wxbizmsgcrypt::Error) -> String {
-    match error {
-        wxbizmsgcrypt::Error::AesKeyLength { len } => {
-            format!("the EncodingAESKey must be exactly 43 characters, got {len}")
-        }
-        wxbizmsgcrypt::Error::AesKeyCharacter { position, .. } => format!(
-            "the EncodingAESKey has a character at position {position} that is not base64 (A-Z, a-z, 0-9, +, /)"
-        ),
-        other => format!("the EncodingAESKey is unusable ({})", other.error_code()),
-    }
-}
-
-/// Validates the Official Account settings and builds the running account.
-fn official_account(account: &OaAccount) -> Result<OfficialAccount, SandboxError> {
-    if account.token.is_empty() {
-        return Err(SandboxError::config(
-            "--oa-token",
-            "the Official Account's Token must not be empty",
-        ));
-    }
-    if account.appid.is_empty() {
-        return Err(SandboxError::config(
-            "--oa-appid",
-            "the Official Account's AppID (the receive-id) must not be empty",
-        ));
-    }
-    if account.original_id.is_empty() || !account.original_id.chars().all(oa::is_xml_char) {
-        return Err(SandboxError::config(
-            "--oa-original-id",
-            "the Official Account's original ID (ToUserName, gh_…) must not be empty or hold characters XML cannot carry",
-        ));
-    }
-    let crypt = MsgCrypt::new(
-        account.token.as_str(),
-        &account.aes_key,
-        account.appid.as_bytes(),
-    )
-    .map_err(|error| SandboxError::config("--oa-aes-key", key_error(error)))?;
-    let target = account
-        .callback_url
-        .as_deref()
-        .map(parse_callback_url)
-        .transpose()
-        .map_err(|reason| SandboxError::config("--oa-callback-url", reason))?;
-    Ok(OfficialAccount::new(account, crypt, Target::new(target)))
-}
 
 /// A running sandbox. Stop it with [`Sandbox::stop`]; dropping it stops accepting connections
 /// too, without waiting.
@@ -465,6 +376,10 @@ impl Sandbox {
             .transpose()
             .map_err(|reason| SandboxError::config("--callback-url", reason))?;
         let oa = config.oa.as_ref().map(official_account).transpose()?;
+        config
+            .api
+            .check()
+            .map_err(|(setting, reason)| SandboxError::config(setting, reason))?;
         let seed = config.seed.unwrap_or_else(|| rand::rng().random());
 
         let listener =
@@ -487,6 +402,7 @@ impl Sandbox {
         let oa_enabled = oa.is_some();
         let app = Arc::new(App {
             platform: Platform::new(&config.token, crypt.clone(), Arc::clone(&store), seed),
+            api: WeChatApi::new(&config.api, config.max_messages, seed),
             store,
             faults: Faults::new(config.latency, system_error_rate, drop_rate, seed),
             callbacks,
@@ -510,6 +426,12 @@ impl Sandbox {
             callback = target.as_deref(),
             oa = oa_enabled,
             oa_callback = oa_target.as_deref(),
+            api_accounts = %app
+                .api
+                .accounts()
+                .map(|(appid, kind)| format!("{}:{appid}", kind.as_str()))
+                .collect::<Vec<_>>()
+                .join(","),
             "sandbox listening"
         );
         Ok(Sandbox {
@@ -540,6 +462,12 @@ impl Sandbox {
     /// `http://<addr>/openapi`: what kefu-client's `ClientBuilder::base_url` takes.
     pub fn base_url(&self) -> String {
         format!("{}/openapi", self.url())
+    }
+
+    /// `http://<addr>`, what stands in for `https://api.weixin.qq.com` (an account's
+    /// `api_base_url`). The same as [`Sandbox::url`].
+    pub fn api_base_url(&self) -> String {
+        self.url()
     }
 
     /// The seed of the faults, given or picked at start.
@@ -642,6 +570,36 @@ impl Sandbox {
         how: Redelivery,
     ) -> Result<OaPushOutcome, SayError> {
         self.app.oa_redeliver(openid, how).await
+    }
+
+    /// An `api.weixin.qq.com` account's counters (token fetches, force refreshes, accepted
+    /// requests), as `GET /sandbox/accounts/{appid}` shows them; `None` for an unknown AppID.
+    pub fn api_account(&self, appid: &str) -> Option<ApiAccountSnapshot> {
+        self.app.api.snapshot(appid)
+    }
+
+    /// The requests an account accepted (`custom/send` and typing) in order, with their raw
+    /// bodies: all, or one user's. The same data as `GET /sandbox/accounts/{appid}/messages`.
+    pub fn api_requests(&self, appid: &str, openid: Option<&str>) -> Option<Vec<ApiRequest>> {
+        self.app.api.requests(appid, openid)
+    }
+
+    /// Supersedes every access token of the account, as `POST /sandbox/accounts/{appid}/supersede`
+    /// does: the next call with one gets 40001, and the next `stable_token` issues a new one.
+    pub fn supersede_token(&self, appid: &str) -> Option<ApiAccountSnapshot> {
+        self.app.api.supersede(appid)
+    }
+
+    /// Plays the user writing to the account without a push, as
+    /// `POST /sandbox/accounts/{appid}/users/{openid}/write` does: the send window opens and the
+    /// quota starts again. (An Official Account push, [`Sandbox::oa_say`], does this too.)
+    pub fn api_user_writes(&self, appid: &str, openid: &str) -> Option<ApiUser> {
+        self.app.api.user_wrote(appid, openid, server::unix_ms())
+    }
+
+    /// A user of the account as the send rules see them.
+    pub fn api_user(&self, appid: &str, openid: &str) -> Option<ApiUser> {
+        self.app.api.user(appid, openid)
     }
 
     /// Stops gracefully: stops accepting, answers the requests in flight (latency is cut short),
@@ -786,17 +744,6 @@ mod tests {
             "{error}"
         );
         sandbox.stop().await;
-    }
-
-    #[test]
-    fn debug_redacts_secrets() {
-        let mut c = config();
-        c.callback_url = Some("http://127.0.0.1:1/cb/hidden".into());
-        let text = format!("{c:?}");
-        assert!(
-            !text.contains("SecretTokenValue") && !text.contains(KEY) && !text.contains("hidden")
-        );
-        assert!(text.contains("Gg8HejYTkUsEIlG"));
     }
 
     #[tokio::test]

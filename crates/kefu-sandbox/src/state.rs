@@ -14,7 +14,7 @@ use tokio::sync::broadcast;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordedMessage {
     /// Position among all accepted messages, from 1. Gaps at the start mean the oldest messages
-    /// were evicted (see [`SandboxConfig::max_messages`](super::SandboxConfig::max_messages)).
+    /// were evicted (see [`SandboxConfig::max_messages`](crate::SandboxConfig::max_messages)).
     pub seq: u64,
     /// The user.
     pub openid: String,

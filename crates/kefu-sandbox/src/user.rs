@@ -8,8 +8,8 @@
 use kefu_payload::{CallbackEvent, HandoffCallback, KefuState};
 use serde::{Deserialize, Serialize};
 
-use super::push::CallbackDelivery;
-use super::state::{Evaluation, UserEntry};
+use crate::push::CallbackDelivery;
+use crate::state::{Evaluation, UserEntry};
 
 /// The AppID a simulated user is on when neither the request nor anything earlier names one.
 pub const DEFAULT_USER_APPID: &str = "wx0000000000000000";
@@ -358,8 +358,8 @@ mod tests {
 
     use kefu_payload::{Channel, Event, SendMsg};
 
-    use super::super::state::Store;
     use super::*;
+    use crate::state::Store;
 
     fn act(store: &Store, openid: &str, action: &UserAction) -> Result<HandoffCallback, SayError> {
         store.with_user(openid, |user| {

@@ -23,6 +23,12 @@
 //!
 //! hyper's own `header_read_timeout` is not used: it starts when the connection starts waiting
 //! for a request, so it would also be the idle timeout, and the two are different settings.
+//!
+//! [`runtime`] holds what runs around the loop in a service's process: the Tokio runtime, the
+//! stop signals and the one startup line.
+#![forbid(unsafe_code)]
+
+pub mod runtime;
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -54,7 +60,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// ```
 /// use std::time::Duration;
-/// use kefu_connector::http_server::ServerLimits;
+/// use kefu_http_server::ServerLimits;
 ///
 /// let limits = ServerLimits::default()
 ///     .header_read_timeout(Duration::from_secs(5))

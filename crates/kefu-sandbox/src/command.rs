@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::faults::parse_rate;
-use super::{
-    DEFAULT_MAX_MESSAGES, DEFAULT_OA_ORIGINAL_ID, OaAccount, OaFormat, OaMode, Sandbox,
-    SandboxConfig,
+use crate::faults::parse_rate;
+use crate::{
+    ApiAccount, ApiSettings, DEFAULT_MAX_MESSAGES, DEFAULT_OA_ORIGINAL_ID, OaAccount, OaFormat,
+    OaMode, Sandbox, SandboxConfig,
 };
-use crate::config::LogFormat;
 
 /// Arguments of `sandbox`.
 ///
@@ -35,7 +34,7 @@ pub struct SandboxArgs {
     #[arg(long, env = "KEFU_DIALOGUE_BOT_APPID", hide_env_values = true)]
     pub bot_appid: String,
     /// The old name of --bot-appid, refused with a pointer to the new one.
-    #[arg(long, hide = true, value_parser = crate::crypt::renamed_appid)]
+    #[arg(long, hide = true, value_parser = renamed_appid)]
     pub appid: Option<String>,
     /// Where to push the handoff callbacks of simulated users (http:// only), such as the
     /// connector's callback endpoint.
@@ -81,6 +80,23 @@ pub struct SandboxArgs {
     /// plain pushes to an account unless its `wechat.<name>.mode` is `plain`.
     #[arg(long, value_enum, value_name = "MODE", requires = "oa_token")]
     pub oa_mode: Option<OaMode>,
+    /// An account of api.weixin.qq.com (stable_token, custom/send, typing) as
+    /// KIND:APPID:SECRET, KIND being oa or mp; repeat the flag for more accounts. Without it,
+    /// oa:wx0a0a0a0a0a0a0a0a:0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a and
+    /// mp:wx0b0b0b0b0b0b0b0b:0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b. An Official Account push
+    /// (--oa-appid) opens the send window of the account with the same AppID.
+    #[arg(long = "api-account", value_name = "KIND:APPID:SECRET", value_parser = AccountParser)]
+    pub api_accounts: Vec<ApiAccount>,
+    /// How long an access token lives; it is renewed in its last 5 minutes (or last half, if
+    /// shorter), with the old one working until it expires.
+    #[arg(long, default_value_t = 7200, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub token_lifetime_secs: u64,
+    /// How long a user's message opens the send window of custom/send (45015 after).
+    #[arg(long, default_value_t = 48 * 3600, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub send_window_secs: u64,
+    /// How many custom/send messages one user message allows (45047 after).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub quota_per_message: u32,
 }
 
 impl std::fmt::Debug for SandboxArgs {
@@ -104,6 +120,10 @@ impl std::fmt::Debug for SandboxArgs {
             .field("oa_original_id", &self.oa_original_id)
             .field("oa_format", &self.oa_format)
             .field("oa_mode", &self.oa_mode)
+            .field("api_accounts", &self.api_accounts)
+            .field("token_lifetime_secs", &self.token_lifetime_secs)
+            .field("send_window_secs", &self.send_window_secs)
+            .field("quota_per_message", &self.quota_per_message)
             .finish()
     }
 }
@@ -123,10 +143,20 @@ Routes:
   POST /sandbox/users/{openid}/redeliver   the last callback again ({\"reencrypt\": true}: new ciphertext)
   POST /sandbox/oa/users/{openid}/say      an Official Account text push to --oa-callback-url
   POST /sandbox/oa/users/{openid}/redeliver   the last OA push again (or re-encrypted)
+  POST /cgi-bin/stable_token               api.weixin.qq.com's stable access token
+  POST /cgi-bin/message/custom/send?access_token=…            custom/send, OA and MP
+  POST /cgi-bin/message/custom/typing?access_token=…          typing, OA
+  POST /cgi-bin/message/custom/business/typing?access_token=… typing, MP
+  GET  /sandbox/accounts/{appid}           token fetches, force refreshes, accepted requests
+  GET  /sandbox/accounts/{appid}/messages[?openid=…]   accepted custom/send and typing bodies
+  POST /sandbox/accounts/{appid}/supersede the account's tokens answer 40001 from now on
+  GET  /sandbox/accounts/{appid}/users/{openid}        the user's send window, quota, typing
+  POST /sandbox/accounts/{appid}/users/{openid}/write  the user writes: window open, quota reset
 
 On startup one line goes to stdout:
-  sandbox listening addr=127.0.0.1:8090 base_url=http://127.0.0.1:8090/openapi seed=…
-Point the connector's dialogue.base_url at base_url. SIGINT or SIGTERM stops the sandbox.";
+  sandbox listening addr=127.0.0.1:8090 base_url=http://127.0.0.1:8090/openapi api_base_url=http://127.0.0.1:8090 seed=…
+Point the connector's dialogue.base_url at base_url, and a WeChat account's api_base_url
+at api_base_url. SIGINT or SIGTERM stops the sandbox.";
 
 impl SandboxArgs {
     /// The in-process configuration these arguments describe.
@@ -143,7 +173,24 @@ impl SandboxArgs {
             seed: self.seed,
             max_messages: self.max_messages,
             oa: self.oa_account(),
-            limits: crate::http_server::ServerLimits::default(),
+            api: self.api_settings(),
+            limits: kefu_http_server::ServerLimits::default(),
+        }
+    }
+
+    /// The api.weixin.qq.com accounts and clocks; the default accounts when none is given.
+    fn api_settings(&self) -> ApiSettings {
+        let defaults = ApiSettings::default();
+        ApiSettings {
+            accounts: if self.api_accounts.is_empty() {
+                defaults.accounts
+            } else {
+                self.api_accounts.clone()
+            },
+            token_lifetime: Duration::from_secs(self.token_lifetime_secs),
+            send_window: Duration::from_secs(self.send_window_secs),
+            quota_per_message: self.quota_per_message,
+            ..defaults
         }
     }
 
@@ -166,14 +213,61 @@ impl SandboxArgs {
     }
 }
 
+/// Parses `--api-account` without echoing it: clap's own errors quote the value, and this one
+/// holds an AppSecret.
+#[derive(Debug, Clone, Copy)]
+struct AccountParser;
+
+impl clap::builder::TypedValueParser for AccountParser {
+    type Value = ApiAccount;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<ApiAccount, clap::Error> {
+        let refuse = |reason: &str| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for --api-account: {reason}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value.to_str().ok_or_else(|| refuse("not UTF-8"))?;
+        ApiAccount::parse(text).map_err(|reason| refuse(&reason))
+    }
+}
+
+/// `--appid` means the Official Account or Mini Program AppID in kefu-connector's commands; the
+/// receive-id flag is `--bot-appid`. Refusing the old name by name beats clap's guess at a similar
+/// flag (`--oa-appid`, which is another account's).
+fn renamed_appid(_: &str) -> Result<String, String> {
+    Err("--appid is now --bot-appid (the bot APPID, the receive-id); --appid means the Official Account or Mini Program AppID, which this command does not take".into())
+}
+
+/// Text log lines on stderr, filtered by `RUST_LOG` (default `info`); colour codes only for a
+/// person at a terminal. A subscriber already installed (by an embedding program) is kept.
+fn init_logging() {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// Runs the sandbox until SIGINT or SIGTERM.
 ///
-/// Prints `sandbox listening addr=<addr> base_url=<url> seed=<n>` on stdout once listening.
+/// Prints `sandbox listening addr=<addr> base_url=<url> api_base_url=<url> seed=<n>` on stdout
+/// once listening.
 /// Exits 2 on an invalid setting, 1 when it cannot listen.
 pub fn run(args: SandboxArgs) -> ExitCode {
-    crate::serve::init_logging(LogFormat::Text);
-    crate::runtime::block_on(async {
-        let stopped = match crate::runtime::stop_signals() {
+    init_logging();
+    kefu_http_server::runtime::block_on(async {
+        let stopped = match kefu_http_server::runtime::stop_signals() {
             Ok(stopped) => stopped,
             Err(error) => {
                 eprintln!("error: cannot listen for SIGINT and SIGTERM: {error}");
@@ -191,10 +285,11 @@ pub fn run(args: SandboxArgs) -> ExitCode {
                 };
             }
         };
-        crate::runtime::announce(&format!(
-            "sandbox listening addr={} base_url={} seed={}",
+        kefu_http_server::runtime::announce(&format!(
+            "sandbox listening addr={} base_url={} api_base_url={} seed={}",
             sandbox.addr(),
             sandbox.base_url(),
+            sandbox.api_base_url(),
             sandbox.seed()
         ));
         stopped.await;
@@ -334,6 +429,58 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("safe") && err.contains("compatible"), "{err}");
+    }
+
+    #[test]
+    fn api_accounts_and_clocks() {
+        let api = parse(&[]).unwrap().to_config().api;
+        assert_eq!(api, ApiSettings::default());
+        let args = parse(&[
+            "--api-account",
+            "mp:wxMine:MineSecret",
+            "--api-account",
+            "oa:wxOther:OtherSecret",
+            "--token-lifetime-secs",
+            "60",
+            "--send-window-secs",
+            "5",
+            "--quota-per-message",
+            "20",
+        ])
+        .unwrap();
+        let debug = format!("{args:?}");
+        assert!(
+            !debug.contains("MineSecret") && debug.contains("wxMine"),
+            "{debug}"
+        );
+        let api = args.to_config().api;
+        let accounts: Vec<(&str, crate::AccountKind)> = api
+            .accounts
+            .iter()
+            .map(|a| (a.appid.as_str(), a.kind))
+            .collect();
+        assert_eq!(
+            accounts,
+            [
+                ("wxMine", crate::AccountKind::Mp),
+                ("wxOther", crate::AccountKind::Oa)
+            ]
+        );
+        assert_eq!(api.token_lifetime, Duration::from_secs(60));
+        assert_eq!(api.send_window, Duration::from_secs(5));
+        assert_eq!(api.quota_per_message, 20);
+        let error = parse(&["--api-account", "xx:wx:s"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--api-account") && error.contains("unknown kind"),
+            "{error}"
+        );
+        let error = parse(&["--api-account", "oa:wx:Sec ret"])
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("Sec ret"), "{error}");
+        assert!(parse(&["--token-lifetime-secs", "0"]).is_err());
     }
 
     #[test]

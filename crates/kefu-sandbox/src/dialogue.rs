@@ -1,9 +1,10 @@
-//! The platform's side of `sendmsg`, `kefustate/get` and `kefustate/change`: the TOKEN check,
-//! decryption, validation, recording and the answers, without any I/O.
+//! The Dialogue platform's side of `sendmsg`, `kefustate/get` and `kefustate/change`: the TOKEN
+//! check, decryption, validation, recording and the answers, without any I/O.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use hyper::StatusCode;
+use kefu_client::Operation;
 use kefu_payload::envelope::DialogueRequest;
 use kefu_payload::{Channel, KefuStateChange, KefuStateGet, SendMsg, StateQuery};
 use rand::rngs::StdRng;
@@ -12,42 +13,17 @@ use serde_json::Value;
 use subtle::ConstantTimeEq as _;
 use wxbizmsgcrypt::{ErrorCode, MsgCrypt};
 
-use super::state::{Store, switch};
+use crate::state::{Store, switch};
 
-/// The three emulated endpoints, `POST /openapi/<name>/{TOKEN}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Endpoint {
-    SendMsg,
-    KefuStateGet,
-    KefuStateChange,
-}
-
-impl Endpoint {
-    const ALL: [Endpoint; 3] = [
-        Endpoint::SendMsg,
-        Endpoint::KefuStateGet,
-        Endpoint::KefuStateChange,
-    ];
-
-    /// The path between `/openapi/` and the TOKEN.
-    pub(crate) const fn name(self) -> &'static str {
-        match self {
-            Endpoint::SendMsg => "sendmsg",
-            Endpoint::KefuStateGet => "kefustate/get",
-            Endpoint::KefuStateChange => "kefustate/change",
-        }
-    }
-
-    /// Splits `/openapi/<name>/<rest>` into the endpoint and `<rest>` (the would-be TOKEN,
-    /// possibly empty or holding further slashes, which then fails the TOKEN check).
-    pub(crate) fn route(path: &str) -> Option<(Endpoint, &str)> {
-        let tail = path.strip_prefix("/openapi/")?;
-        Endpoint::ALL.into_iter().find_map(|endpoint| {
-            tail.strip_prefix(endpoint.name())
-                .and_then(|rest| rest.strip_prefix('/'))
-                .map(|token| (endpoint, token))
-        })
-    }
+/// Splits `/openapi/<name>/<rest>` into the operation and `<rest>` (the would-be TOKEN,
+/// possibly empty or holding further slashes, which then fails the TOKEN check).
+pub(crate) fn route(path: &str) -> Option<(Operation, &str)> {
+    let tail = path.strip_prefix("/openapi/")?;
+    Operation::ALL.into_iter().find_map(|operation| {
+        tail.strip_prefix(operation.name())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .map(|token| (operation, token))
+    })
 }
 
 /// One answer of the emulated platform.
@@ -202,7 +178,7 @@ impl Platform {
     ///    2928312, then 1011 for channel 7 without an appid).
     pub(crate) fn handle(
         &self,
-        endpoint: Endpoint,
+        operation: Operation,
         token_segment: &str,
         content_type: Option<&str>,
         body: &[u8],
@@ -265,10 +241,10 @@ impl Platform {
                 );
             }
         };
-        match endpoint {
-            Endpoint::SendMsg => self.sendmsg(xml, now_ms),
-            Endpoint::KefuStateGet => self.kefustate_get(&xml),
-            Endpoint::KefuStateChange => self.kefustate_change(&xml),
+        match operation {
+            Operation::SendMsg => self.sendmsg(xml, now_ms),
+            Operation::KefuStateGet => self.kefustate_get(&xml),
+            Operation::KefuStateChange => self.kefustate_change(&xml),
         }
     }
 
@@ -388,8 +364,8 @@ mod tests {
         .into_bytes()
     }
 
-    fn call(platform: &Platform, endpoint: Endpoint, xml: &str) -> Answer {
-        platform.handle(endpoint, TOKEN, JSON, &body(KEY, APPID, xml), 7)
+    fn call(platform: &Platform, operation: Operation, xml: &str) -> Answer {
+        platform.handle(operation, TOKEN, JSON, &body(KEY, APPID, xml), 7)
     }
 
     fn json(answer: &Answer) -> serde_json::Value {
@@ -398,33 +374,30 @@ mod tests {
 
     #[test]
     fn routes_the_three_endpoints() {
+        assert_eq!(route("/openapi/sendmsg/T"), Some((Operation::SendMsg, "T")));
         assert_eq!(
-            Endpoint::route("/openapi/sendmsg/T"),
-            Some((Endpoint::SendMsg, "T"))
+            route("/openapi/kefustate/get/T"),
+            Some((Operation::KefuStateGet, "T"))
         );
         assert_eq!(
-            Endpoint::route("/openapi/kefustate/get/T"),
-            Some((Endpoint::KefuStateGet, "T"))
+            route("/openapi/kefustate/change/"),
+            Some((Operation::KefuStateChange, ""))
         );
         assert_eq!(
-            Endpoint::route("/openapi/kefustate/change/"),
-            Some((Endpoint::KefuStateChange, ""))
+            route("/openapi/sendmsg/T/x"),
+            Some((Operation::SendMsg, "T/x"))
         );
-        assert_eq!(
-            Endpoint::route("/openapi/sendmsg/T/x"),
-            Some((Endpoint::SendMsg, "T/x"))
-        );
-        assert_eq!(Endpoint::route("/openapi/sendmsg"), None);
-        assert_eq!(Endpoint::route("/openapi/sendmsgs/T"), None);
-        assert_eq!(Endpoint::route("/openapi/kefustate/T"), None);
-        assert_eq!(Endpoint::route("/sendmsg/T"), None);
+        assert_eq!(route("/openapi/sendmsg"), None);
+        assert_eq!(route("/openapi/sendmsgs/T"), None);
+        assert_eq!(route("/openapi/kefustate/T"), None);
+        assert_eq!(route("/sendmsg/T"), None);
     }
 
     #[test]
     fn accepts_and_records_a_message_exactly() {
         let (platform, store) = platform();
         let xml = "<xml><appid>wx0000000000000000</appid><openid>oUSER</openid><msg>您好 &amp; welcome</msg><channel>0</channel><event>waiterEnter</event><kefuname>客服小红</kefuname></xml>";
-        let answer = call(&platform, Endpoint::SendMsg, xml);
+        let answer = call(&platform, Operation::SendMsg, xml);
         assert_eq!(answer.status, StatusCode::OK);
         assert_eq!(answer.code, 0);
         assert_eq!(
@@ -456,7 +429,7 @@ mod tests {
         let send = SendMsg::builder("oUSER", Channel::MiniProgram, news.clone())
             .build()
             .unwrap();
-        let answer = call(&platform, Endpoint::SendMsg, &send.to_xml().unwrap());
+        let answer = call(&platform, Operation::SendMsg, &send.to_xml().unwrap());
         assert_eq!(answer.code, 0);
         let recorded = &store.messages(Some("oUSER"))[0];
         assert_eq!(recorded.msg, news);
@@ -470,7 +443,7 @@ mod tests {
     fn wrong_token_is_1001_before_anything_else() {
         let (platform, store) = platform();
         for segment in ["", "nope", "SandboxTokenAbCdEfGhIjKlMnOpQ", "x/y"] {
-            let answer = platform.handle(Endpoint::SendMsg, segment, None, b"garbage", 0);
+            let answer = platform.handle(Operation::SendMsg, segment, None, b"garbage", 0);
             assert_eq!(answer.status, StatusCode::OK);
             assert_eq!(
                 answer.body,
@@ -493,13 +466,13 @@ mod tests {
             "application/json; charset=utf-8",
             "Application/JSON",
         ] {
-            let answer = platform.handle(Endpoint::SendMsg, TOKEN, Some(ok), &encrypted, 0);
+            let answer = platform.handle(Operation::SendMsg, TOKEN, Some(ok), &encrypted, 0);
             assert_eq!(answer.code, 0, "{ok}");
         }
-        let answer = platform.handle(Endpoint::SendMsg, TOKEN, Some("text/plain"), &encrypted, 0);
+        let answer = platform.handle(Operation::SendMsg, TOKEN, Some("text/plain"), &encrypted, 0);
         assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
         assert!(answer.body.contains("text/plain"), "{}", answer.body);
-        let answer = platform.handle(Endpoint::SendMsg, TOKEN, None, &encrypted, 0);
+        let answer = platform.handle(Operation::SendMsg, TOKEN, None, &encrypted, 0);
         assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
 
@@ -516,7 +489,7 @@ mod tests {
             (b"\xff\xfe".to_vec(), -40002, "UTF-8"),
         ];
         for (request, code, hint) in cases {
-            let answer = platform.handle(Endpoint::SendMsg, TOKEN, JSON, &request, 0);
+            let answer = platform.handle(Operation::SendMsg, TOKEN, JSON, &request, 0);
             assert_eq!(answer.code, code, "{}", answer.body);
             let json = json(&answer);
             assert_eq!(json["errcode"], code);
@@ -564,7 +537,7 @@ mod tests {
             ("<root/>", -40002, "root"),
         ];
         for (xml, code, hint) in cases {
-            let answer = call(&platform, Endpoint::SendMsg, xml);
+            let answer = call(&platform, Operation::SendMsg, xml);
             let json = json(&answer);
             assert_eq!(json["errcode"], code, "{xml}: {}", answer.body);
             assert!(
@@ -577,7 +550,7 @@ mod tests {
             let xml = format!(
                 "<xml><appid>wx1</appid><openid>o</openid><msg>m</msg><channel>{channel}</channel></xml>"
             );
-            let answer = call(&platform, Endpoint::SendMsg, &xml);
+            let answer = call(&platform, Operation::SendMsg, &xml);
             assert_eq!(
                 answer.body,
                 format!(
@@ -588,7 +561,7 @@ mod tests {
         }
         let answer = call(
             &platform,
-            Endpoint::SendMsg,
+            Operation::SendMsg,
             "<xml><openid>o</openid><msg>m</msg><channel>7</channel></xml>",
         );
         assert_eq!(
@@ -600,7 +573,7 @@ mod tests {
         );
         let answer = call(
             &platform,
-            Endpoint::SendMsg,
+            Operation::SendMsg,
             &format!(
                 "<xml><appid>{TOKEN}</appid><openid>o</openid><msg>m</msg><channel>7</channel></xml>"
             ),
@@ -615,7 +588,7 @@ mod tests {
         let get = |query: &str| {
             call(
                 &platform,
-                Endpoint::KefuStateGet,
+                Operation::KefuStateGet,
                 &format!("<xml><appid>wx1</appid><openid>o</openid><type>{query}</type></xml>"),
             )
         };
@@ -629,7 +602,7 @@ mod tests {
         );
         let answer = call(
             &platform,
-            Endpoint::KefuStateChange,
+            Operation::KefuStateChange,
             "<xml><appid>wx1</appid><openid>o</openid><kefustate>personserving</kefustate></xml>",
         );
         assert_eq!(
@@ -648,20 +621,20 @@ mod tests {
         // Legacy `off` means complete.
         call(
             &platform,
-            Endpoint::KefuStateChange,
+            Operation::KefuStateChange,
             "<xml><appid>wx1</appid><openid>o</openid><kefustate>off</kefustate></xml>",
         );
         assert_eq!(json(&get("all"))["status"], "complete");
         // Validation: empty appid is 1008, an unknown state -40002.
         let answer = call(
             &platform,
-            Endpoint::KefuStateChange,
+            Operation::KefuStateChange,
             "<xml><appid></appid><openid>o</openid><kefustate>asking</kefustate></xml>",
         );
         assert_eq!(answer.code, 1008);
         let answer = call(
             &platform,
-            Endpoint::KefuStateChange,
+            Operation::KefuStateChange,
             "<xml><appid>wx1</appid><openid>o</openid><kefustate>busy</kefustate></xml>",
         );
         assert_eq!(answer.code, -40002);
