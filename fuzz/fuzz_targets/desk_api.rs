@@ -79,18 +79,20 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-fn accepted(data: &[u8], dialogue: &DialogueConfig, job: kefu_connector::outbox::NewJob) {
+fn accepted(data: &[u8], dialogue: &DialogueConfig, job: kefu_connector::store::NewJob) {
     let body: Value = must(serde_json::from_slice(data));
     assert!(
         body.is_object(),
         "accepted a body that is not an object: {body}"
     );
-    assert!(matches!(job.operation, Operation::SendMsg), "{job:?}");
-    let send = must(SendMsg::from_xml(&job.payload));
-    assert_eq!(must(send.to_xml()), job.payload);
+    assert_eq!(job.operation, Operation::SendMsg.name(), "{job:?}");
+    assert_eq!(job.account, kefu_connector::store::DIALOGUE_ACCOUNT);
+    let payload = must(std::str::from_utf8(&job.payload));
+    let send = must(SendMsg::from_xml(payload));
+    assert_eq!(must(send.to_xml()), payload);
 
     let openid = text(&body, "openid").unwrap_or_default();
-    assert_eq!(job.openid, openid);
+    assert_eq!(job.recipient, openid);
     assert_eq!(send.openid(), openid);
 
     let channel = field(&body, "channel")

@@ -52,13 +52,15 @@ use crate::idempotency::{self, Claim, Claimed, Earlier, Saved};
 use crate::inbound::Inbound;
 use crate::inbound::session::DeskAction;
 use crate::metrics::Metrics;
-use crate::outbox::{Idempotent, NewJob, Outbox, PendingJob, ResendError, TxWork};
+use crate::store::{
+    DIALOGUE_ACCOUNT, DeskCall, Idempotent, NewJob, PendingJob, ResendError, Store,
+};
 
 /// What the API needs.
 #[derive(Clone)]
 pub struct ApiState {
-    /// The durable outbox.
-    pub outbox: Outbox,
+    /// The durable store.
+    pub store: Arc<dyn Store>,
     /// Where stored jobs go.
     pub dispatcher: Dispatcher,
     /// Metrics to count requests in.
@@ -415,7 +417,7 @@ impl ApiState {
     async fn store(
         self: &Arc<Self>,
         jobs: Vec<NewJob>,
-        session: Option<TxWork<()>>,
+        session: Option<DeskCall>,
         key: Option<Idempotent>,
     ) -> Result<Stored, ApiError> {
         let state = Arc::clone(self);
@@ -423,13 +425,11 @@ impl ApiState {
         // this handler: the store goes on regardless, so the handing to delivery must too, or a
         // retry would be told about a job that nobody delivers. Hence its own task.
         let stored = tokio::spawn(async move {
-            let outbox = &state.outbox;
-            let claimed = match (key, session) {
-                (Some(key), session) => outbox.insert_once(key, jobs, session).await,
-                (None, Some(session)) => outbox.insert_with(jobs, session).await.map(Claimed::Done),
-                (None, None) => outbox.insert(jobs).await.map(Claimed::Done),
-            }
-            .map_err(ApiError::unavailable)?;
+            let claimed = state
+                .store
+                .insert(jobs, key, session)
+                .await
+                .map_err(ApiError::unavailable)?;
             match claimed {
                 Claimed::Done(pending) => Ok(Stored::Now(state.dispatch(pending))),
                 Claimed::Earlier(earlier) => replay(earlier),
@@ -440,7 +440,7 @@ impl ApiState {
 
     /// Hands stored jobs to delivery and returns their ids.
     fn dispatch(&self, pending: Vec<PendingJob>) -> Vec<i64> {
-        let ids = pending.iter().map(|job| job.id).collect();
+        let ids = pending.iter().map(PendingJob::id).collect();
         for job in pending {
             self.dispatcher.enqueue(job);
         }
@@ -487,14 +487,15 @@ impl Outgoing<'_> {
 }
 
 fn sendmsg_job(message: Outgoing<'_>) -> Result<NewJob, ApiError> {
-    let openid = message.openid.to_owned();
+    let recipient = message.openid.to_owned();
     let payload = message
         .to_xml()
         .map_err(|e| ApiError::invalid_message(&e))?;
     Ok(NewJob {
-        openid,
-        operation: Operation::SendMsg,
-        payload,
+        account: DIALOGUE_ACCOUNT.to_owned(),
+        recipient,
+        operation: Operation::SendMsg.name().to_owned(),
+        payload: payload.into_bytes(),
     })
 }
 
@@ -510,9 +511,10 @@ fn kefustate_job(openid: &str, appid: Option<&str>, state: KefuState) -> Result<
         .and_then(|change| change.to_xml())
         .map_err(|e| ApiError::invalid_message(&e))?;
     Ok(NewJob {
-        openid: openid.to_owned(),
-        operation: Operation::KefuStateChange,
-        payload,
+        account: DIALOGUE_ACCOUNT.to_owned(),
+        recipient: openid.to_owned(),
+        operation: Operation::KefuStateChange.name().to_owned(),
+        payload: payload.into_bytes(),
     })
 }
 
@@ -613,7 +615,7 @@ async fn get_message(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    match state.outbox.get(id).await.map_err(ApiError::unavailable)? {
+    match state.store.get(id).await.map_err(ApiError::unavailable)? {
         Some(status) => Ok(Json(status).into_response()),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -639,11 +641,11 @@ async fn resend_message(
         // As in ApiState::store: a job queued again is handed to delivery even if the desk
         // has hung up.
         tokio::spawn(async move {
-            let claimed = match key {
-                Some(key) => state.outbox.resend_once(id, key).await,
-                None => state.outbox.resend(id).await.map(Claimed::Done),
-            }
-            .map_err(ApiError::unavailable)?;
+            let claimed = state
+                .store
+                .resend(id, key)
+                .await
+                .map_err(ApiError::unavailable)?;
             match claimed {
                 Claimed::Done(Ok(job)) => {
                     state.dispatcher.enqueue(job);
@@ -776,7 +778,7 @@ async fn session_action(
 }
 
 async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
-    match state.outbox.ping().await {
+    match state.store.ping().await {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
         Err(error) => {
             tracing::error!("health check failed: {error}");

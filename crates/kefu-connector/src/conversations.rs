@@ -1,14 +1,15 @@
-//! Per-user queues, each worked through by one task: in order per user, concurrently across
-//! users. The outbox's delivery to the platform and the inbound events' push to the desk's
+//! Per-conversation queues, each worked through by one task: in order per conversation (a
+//! user, or a recipient of one account), concurrently across conversations. The outbox's delivery to the platform and the inbound events' push to the desk's
 //! webhook both run on it.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit, watch};
 
-use crate::outbox::now_ms;
+use crate::clock::now_ms;
 use tokio::task::JoinSet;
 
 /// What takes a queue's items to their final state.
@@ -27,20 +28,21 @@ pub(crate) trait Deliver<J>: Send + Sync + 'static {
 }
 
 /// The queues, their tasks, and the worker.
-pub(crate) struct Conversations<J, W> {
+pub(crate) struct Conversations<K, J, W> {
     worker: W,
-    queues: Mutex<HashMap<String, VecDeque<J>>>,
+    queues: Mutex<HashMap<K, VecDeque<J>>>,
     tasks: Mutex<JoinSet<()>>,
     stopping: watch::Sender<bool>,
 }
 
-impl<J, W> Conversations<J, W>
+impl<K, J, W> Conversations<K, J, W>
 where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
     J: Clone + Send + 'static,
     W: Deliver<J>,
 {
     /// Empty queues worked by `worker`.
-    pub(crate) fn new(worker: W) -> Arc<Conversations<J, W>> {
+    pub(crate) fn new(worker: W) -> Arc<Conversations<K, J, W>> {
         Arc::new(Conversations {
             worker,
             queues: Mutex::new(HashMap::new()),
@@ -49,24 +51,25 @@ where
         })
     }
 
-    /// Queues `item` behind the user's earlier items, starting the user's task if it has none.
-    pub(crate) fn enqueue(self: &Arc<Self>, openid: String, item: J) {
+    /// Queues `item` behind the conversation's earlier items, starting the conversation's task
+    /// if it has none.
+    pub(crate) fn enqueue(self: &Arc<Self>, key: K, item: J) {
         self.worker.pending(1);
         let Ok(mut queues) = self.queues.lock() else {
             return;
         };
-        if let Some(queue) = queues.get_mut(&openid) {
+        if let Some(queue) = queues.get_mut(&key) {
             queue.push_back(item);
             return;
         }
-        queues.insert(openid.clone(), VecDeque::from([item]));
+        queues.insert(key.clone(), VecDeque::from([item]));
         drop(queues);
         let this = Arc::clone(self);
         if let Ok(mut tasks) = self.tasks.lock() {
             // A JoinSet keeps finished tasks until they are joined: reap them here, or memory
             // grows with every conversation that ever emptied its queue.
             while tasks.try_join_next().is_some() {}
-            tasks.spawn(async move { this.work_through(openid).await });
+            tasks.spawn(async move { this.work_through(key).await });
         }
     }
 
@@ -86,11 +89,11 @@ where
         }
     }
 
-    /// Works through one user's queue until it is empty or the service stops.
-    async fn work_through(self: Arc<Self>, openid: String) {
+    /// Works through one conversation's queue until it is empty or the service stops.
+    async fn work_through(self: Arc<Self>, key: K) {
         loop {
             let item = match self.queues.lock() {
-                Ok(queues) => queues.get(&openid).and_then(|q| q.front().cloned()),
+                Ok(queues) => queues.get(&key).and_then(|q| q.front().cloned()),
                 Err(_) => None,
             };
             let Some(item) = item else {
@@ -103,10 +106,10 @@ where
             let Ok(mut queues) = self.queues.lock() else {
                 return;
             };
-            if let Some(queue) = queues.get_mut(&openid) {
+            if let Some(queue) = queues.get_mut(&key) {
                 queue.pop_front();
                 if queue.is_empty() {
-                    queues.remove(&openid);
+                    queues.remove(&key);
                     return;
                 }
             }

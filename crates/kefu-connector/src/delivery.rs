@@ -13,19 +13,19 @@ use kefu_client::{Client, RetryDecision, RetryPolicy, StopReason};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
+use crate::clock::now_ms;
 use crate::conversations::{Conversations, Deliver, permit, sleep_unless_stopping, wait_until};
 use crate::metrics::Metrics;
-use crate::outbox::now_ms;
-use crate::outbox::{Outbox, Outcome, PendingJob};
+use crate::store::{Outcome, PendingJob, Store};
 
 /// Hands stored jobs to per-user delivery tasks.
 #[derive(Clone)]
 pub struct Dispatcher {
-    conversations: Arc<Conversations<PendingJob, Inner>>,
+    conversations: Arc<Conversations<(String, String), PendingJob, Inner>>,
 }
 
 struct Inner {
-    outbox: Outbox,
+    outbox: Arc<dyn Store>,
     client: Client,
     policy: RetryPolicy,
     metrics: Arc<Metrics>,
@@ -35,7 +35,7 @@ struct Inner {
 impl Dispatcher {
     /// Starts delivering `pending` (jobs recovered from the outbox, in order).
     pub fn start(
-        outbox: Outbox,
+        outbox: Arc<dyn Store>,
         client: Client,
         policy: RetryPolicy,
         concurrency: usize,
@@ -59,7 +59,8 @@ impl Dispatcher {
 
     /// Queues a stored job behind the user's earlier jobs.
     pub fn enqueue(&self, job: PendingJob) {
-        self.conversations.enqueue(job.openid.clone(), job);
+        self.conversations
+            .enqueue((job.job.account.clone(), job.job.recipient.clone()), job);
     }
 
     /// Stops starting new attempts and waits up to `grace` for those in flight. Jobs not
@@ -89,11 +90,34 @@ impl Deliver<PendingJob> for Inner {
 impl Inner {
     /// Delivers one job to a final state. Returns `false` if the service is stopping or the
     /// outbox failed, leaving the job stored for the next start.
-    async fn deliver_job(&self, job: &PendingJob, mut stopping: watch::Receiver<bool>) -> bool {
-        let operation = job.operation;
+    async fn deliver_job(&self, pending: &PendingJob, mut stopping: watch::Receiver<bool>) -> bool {
+        let job = &pending.job;
+        let Some(operation) = kefu_client::Operation::ALL
+            .into_iter()
+            .find(|op| op.name() == job.operation)
+        else {
+            return self.record(
+                job.id,
+                Outcome::Failed {
+                    code: None,
+                    reason: kefu_core::Reason::Unknown,
+                    message: format!("unknown operation {}", job.operation),
+                },
+            );
+        };
+        let Ok(payload) = std::str::from_utf8(&job.payload) else {
+            return self.record(
+                job.id,
+                Outcome::Failed {
+                    code: None,
+                    reason: kefu_core::Reason::Content,
+                    message: "the payload is not UTF-8".into(),
+                },
+            );
+        };
         let started = Instant::now();
-        let mut attempts = job.attempts;
-        if !wait_until(job.not_before_ms, &mut stopping).await {
+        let mut attempts = pending.attempts;
+        if !wait_until(pending.not_before_ms, &mut stopping).await {
             return false;
         }
         loop {
@@ -106,7 +130,7 @@ impl Inner {
             }
             attempts += 1;
             let request_started = Instant::now();
-            let result = self.client.call_xml(operation, &job.payload).await;
+            let result = self.client.call_xml(operation, payload).await;
             self.metrics
                 .latency(operation.name(), request_started.elapsed());
             let error = match result {
@@ -175,6 +199,7 @@ impl Inner {
                 RetryDecision::Stop(_) => (
                     Outcome::Failed {
                         code,
+                        reason: kefu_core::Reason::Unknown,
                         message: message.clone(),
                     },
                     "failed",

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod config;
 mod conversations;
 pub mod crypt;
@@ -19,8 +20,8 @@ pub mod idempotency;
 pub mod inbound;
 pub mod loopback;
 pub mod metrics;
-pub mod outbox;
 pub mod runtime;
 pub mod sandbox;
 pub mod send;
 pub mod serve;
+pub mod store;

@@ -19,8 +19,9 @@ use crate::delivery::Dispatcher;
 use crate::http_server::{self, ServerLimits};
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
-use crate::outbox::Outbox;
 use crate::runtime::{announce, block_on, stop_signals};
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
 
 /// How long a stopping service waits for the desk API's requests in flight, then for requests
 /// already on their way to the platform.
@@ -44,7 +45,7 @@ pub enum ServeError {
     Config(#[from] crate::config::ConfigError),
     /// The outbox could not be opened.
     #[error("cannot open the outbox: {0}")]
-    Outbox(#[from] crate::outbox::StoreError),
+    Outbox(#[from] crate::store::StoreError),
     /// The inbound side (callbacks, events, sessions, webhook) could not start.
     #[error("cannot start the inbound side: {0}")]
     Inbound(#[from] crate::inbound::InboundError),
@@ -104,7 +105,8 @@ impl Relay {
                 dir: dir.display().to_string(),
             });
         }
-        let (outbox, pending) = Outbox::open(&config.outbox_path)?;
+        let (sqlite, pending) = SqliteStore::open(&config.outbox_path)?;
+        let store: Arc<dyn Store> = Arc::new(sqlite);
         if !pending.is_empty() {
             tracing::info!(jobs = pending.len(), "resuming stored jobs");
         }
@@ -113,18 +115,17 @@ impl Relay {
         let policy = retry_policy(config);
         let metrics = Arc::new(Metrics::default());
         let dispatcher = Dispatcher::start(
-            outbox.clone(),
+            Arc::clone(&store),
             client,
             policy,
             config.delivery.concurrency,
             Arc::clone(&metrics),
             pending,
         );
-        let inbound = Inbound::start(outbox.clone(), config, Arc::clone(&metrics)).await?;
+        let inbound = Inbound::start(Arc::clone(&store), config, Arc::clone(&metrics)).await?;
         let metrics_app = api::metrics_router(Arc::clone(&metrics));
-        let store = outbox.clone();
         let state = ApiState {
-            outbox,
+            store: Arc::clone(&store),
             dispatcher: dispatcher.clone(),
             metrics,
             api_key,

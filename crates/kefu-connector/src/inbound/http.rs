@@ -13,10 +13,10 @@ use kefu_payload::KefuState;
 use serde_json::json;
 
 use super::query::Query;
-use super::store::{self, Admission, NewDialogue, NewWechat};
 use super::{Inbound, millis};
 use crate::api::ApiState;
-use crate::outbox::now_ms;
+use crate::clock::now_ms;
+use crate::store::{Admission, DIALOGUE_ACCOUNT, NewDialogue, NewWechat, StoreError};
 
 /// How long a callback may wait for the store before it is answered 503: well within the
 /// platforms' 5 s deadline, so that they retry rather than time out.
@@ -97,9 +97,11 @@ fn log_name(name: &str) -> &str {
     }
 }
 
-/// Stores through `admit` within [`STORE_DEADLINE`].
-async fn admit(inbound: &Inbound, admit: store::TxAdmit) -> Result<Admission, String> {
-    match tokio::time::timeout(STORE_DEADLINE, inbound.inner.store.run(admit)).await {
+/// Waits for an admission within [`STORE_DEADLINE`].
+async fn admit(
+    admit: impl Future<Output = Result<Admission, StoreError>>,
+) -> Result<Admission, String> {
+    match tokio::time::timeout(STORE_DEADLINE, admit).await {
         Ok(Ok(admission)) => Ok(admission),
         Ok(Err(error)) => Err(error.to_string()),
         Err(_) => Err(format!(
@@ -155,12 +157,7 @@ async fn dialogue_callback(
         webhook: inbound.inner.webhook.is_some(),
     };
     let openid_len = new.callback.userid.len();
-    match admit(
-        inbound,
-        Box::new(move |tx, now| store::admit_dialogue(tx, now, new)),
-    )
-    .await
-    {
+    match admit(inbound.inner.store.admit_dialogue(new)).await {
         Ok(Admission::Stored(event)) => {
             metrics.callback("dialogue", "stored", "none");
             tracing::debug!(event = event.id, "Dialogue callback stored");
@@ -215,10 +212,12 @@ async fn wechat_verify(
                     .max(now_ms() / 1000)
                     .saturating_mul(1000)
                     .saturating_add(millis(window));
-                let remember: crate::outbox::TxWork<()> = Box::new(move |tx, _now| {
-                    store::remember_url_verification(tx, &key, expires_ms)
-                });
-                if let Err(error) = inbound.inner.store.run(remember).await {
+                let remembered = inbound
+                    .inner
+                    .store
+                    .remember_url_verification(key, expires_ms)
+                    .await;
+                if let Err(error) = remembered {
                     tracing::error!(
                         "the URL verification's signature could not be remembered against replay: {error}"
                     );
@@ -308,12 +307,7 @@ async fn wechat_callback(
         dedup_expires_ms: now.saturating_add(millis(inbound.inner.dedup_retention)),
         webhook: inbound.inner.webhook.is_some(),
     };
-    match admit(
-        inbound,
-        Box::new(move |tx, now| store::admit_wechat(tx, now, new)),
-    )
-    .await
-    {
+    match admit(inbound.inner.store.admit_wechat(new)).await {
         Ok(Admission::Stored(event)) => {
             metrics.callback("wechat", "stored", "none");
             tracing::debug!(
@@ -378,18 +372,8 @@ async fn events(State(state): State<Arc<ApiState>>, RawQuery(query): RawQuery) -
     let mut latest = inbound.inner.latest.subscribe();
     let mut stopping = inbound.inner.stopping.subscribe();
     loop {
-        let (page, newest) = match inbound
-            .inner
-            .store
-            .run(Box::new(move |tx, _| {
-                Ok((
-                    store::events_after(tx, after, limit)?,
-                    store::latest_event_id(tx)?,
-                ))
-            }))
-            .await
-        {
-            Ok(found) => found,
+        let (page, newest) = match inbound.inner.store.events_after(after, limit).await {
+            Ok(found) => (found.events, found.newest),
             Err(error) => return store_unavailable(error),
         };
         if after > newest {
@@ -438,8 +422,21 @@ fn after_beyond_newest(after: i64, newest: i64) -> Response {
         .into_response()
 }
 
-async fn get_session(State(state): State<Arc<ApiState>>, Path(openid): Path<String>) -> Response {
+/// The `account` a session route names, `dialogue` when it names none.
+fn account_of(query: &Query) -> &str {
+    query
+        .get("account")
+        .filter(|name| !name.is_empty())
+        .unwrap_or(DIALOGUE_ACCOUNT)
+}
+
+async fn get_session(
+    State(state): State<Arc<ApiState>>,
+    Path(openid): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
     use kefu_payload::limits;
+    let query = Query::parse(query.as_deref().unwrap_or_default());
     if let Err(error) = limits::check("openid", &openid, limits::OPENID) {
         return desk_error(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -447,14 +444,8 @@ async fn get_session(State(state): State<Arc<ApiState>>, Path(openid): Path<Stri
             Some("openid"),
         );
     }
-    let lookup = openid.clone();
-    match state
-        .inbound
-        .inner
-        .store
-        .run(Box::new(move |tx, _| store::load_session(tx, &lookup)))
-        .await
-    {
+    let account = account_of(&query);
+    match state.inbound.inner.store.session(account, &openid).await {
         Ok(Some(session)) => axum::Json(session).into_response(),
         Ok(None) => desk_error(
             StatusCode::NOT_FOUND,
@@ -486,13 +477,12 @@ async fn list_sessions(State(state): State<Arc<ApiState>>, RawQuery(query): RawQ
         Ok(limit) => limit.unwrap_or(100).clamp(1, 1000),
         Err(message) => return bad_parameter("limit", message),
     };
+    let account = account_of(&query);
     match state
         .inbound
         .inner
         .store
-        .run(Box::new(move |tx, _| {
-            store::list_sessions(tx, wanted, limit)
-        }))
+        .sessions(account, wanted, limit)
         .await
     {
         Ok(sessions) => axum::Json(json!({ "sessions": sessions })).into_response(),

@@ -56,7 +56,6 @@ pub mod log_limit;
 pub mod message;
 pub mod query;
 pub mod session;
-pub mod store;
 pub mod webhook;
 pub mod wechat;
 
@@ -69,10 +68,9 @@ use wxbizmsgcrypt::MsgCrypt;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::outbox::{Outbox, StoreError};
+use crate::store::{DIALOGUE_ACCOUNT, DeskCall, PendingEvent, Store, StoreError};
 use dialogue::DialogueReceiver;
 use session::DeskAction;
-use store::PendingEvent;
 use webhook::WebhookDispatcher;
 use wechat::Accounts;
 
@@ -100,7 +98,7 @@ pub struct Inbound {
 }
 
 struct Inner {
-    store: Outbox,
+    store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     dialogue: DialogueReceiver,
     accounts: Accounts,
@@ -133,11 +131,11 @@ impl Inbound {
     /// Creates the inbound tables in `store`, resumes the webhook deliveries left by the last
     /// run, and starts the periodic purge.
     pub async fn start(
-        store: Outbox,
+        store: Arc<dyn Store>,
         config: &Config,
         metrics: Arc<Metrics>,
     ) -> Result<Inbound, InboundError> {
-        let (pending, latest) = store.run(Box::new(|tx, _| store::init(tx))).await?;
+        let (pending, latest) = store.pending_events().await?;
         let dialogue = &config.dialogue;
         let crypt = MsgCrypt::new(
             dialogue.token.expose(),
@@ -150,7 +148,7 @@ impl Inbound {
                     tracing::info!(events = pending.len(), "resuming webhook deliveries");
                 }
                 Some(WebhookDispatcher::start(
-                    store.clone(),
+                    Arc::clone(&store),
                     webhook.clone(),
                     Arc::clone(&metrics),
                     pending,
@@ -173,7 +171,7 @@ impl Inbound {
         }
         let inbound = Inbound {
             inner: Arc::new(Inner {
-                store: store.clone(),
+                store: Arc::clone(&store),
                 metrics,
                 dialogue: DialogueReceiver::new(
                     config.callbacks.dialogue_secret.clone(),
@@ -198,20 +196,16 @@ impl Inbound {
             let mut every = tokio::time::interval(PURGE_EVERY);
             loop {
                 every.tick().await;
-                let purged = store
-                    .run(Box::new(move |tx, now| {
-                        store::purge(tx, now, now.saturating_sub(retention))
-                    }))
-                    .await;
+                let purged = store.purge_events(retention).await;
                 match purged {
-                    Ok(purged) if purged != store::Purged::default() => {
+                    Ok(purged) if purged != crate::store::Purged::default() => {
                         tracing::debug!(?purged, "purged expired inbound keys and events");
                     }
                     Ok(_) => {}
                     Err(error) => tracing::error!("cannot purge inbound keys: {error}"),
                 }
                 // The desk API's Idempotency-Keys live in the same store and expire the same way.
-                let purged = store.run(Box::new(crate::idempotency::purge)).await;
+                let purged = store.purge_keys().await;
                 match purged {
                     Ok(0) => {}
                     Ok(keys) => tracing::debug!(keys, "purged expired idempotency keys"),
@@ -265,25 +259,22 @@ impl Inbound {
         }
     }
 
-    /// The store work that records a desk call (`enter`, `switch`, `quit`) on the user's
-    /// session, to run in the same transaction as the calls' jobs.
+    /// The desk call (`enter`, `switch`, `quit`) to record on a Dialogue user's session, in
+    /// the same transaction as the calls' jobs.
     pub fn desk_call(
         openid: String,
         action: DeskAction,
         agent: Option<String>,
         channel: u8,
         appid: Option<String>,
-    ) -> crate::outbox::TxWork<()> {
-        Box::new(move |tx, now| {
-            store::desk_action(
-                tx,
-                now,
-                &openid,
-                action,
-                agent.as_deref(),
-                Some(channel),
-                appid.as_deref(),
-            )
-        })
+    ) -> DeskCall {
+        DeskCall {
+            account: DIALOGUE_ACCOUNT.to_owned(),
+            openid,
+            action,
+            agent,
+            channel: Some(channel),
+            appid,
+        }
     }
 }

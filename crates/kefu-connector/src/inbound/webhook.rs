@@ -30,12 +30,11 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use sha2::Sha256;
 use tokio::sync::{Semaphore, watch};
 
-use super::store::{self, PendingEvent, WebhookOutcome};
+use crate::clock::now_ms;
 use crate::config::WebhookConfig;
 use crate::conversations::{Conversations, Deliver, permit, sleep_unless_stopping, wait_until};
 use crate::metrics::Metrics;
-use crate::outbox::Outbox;
-use crate::outbox::now_ms;
+use crate::store::{PendingEvent, Store, WebhookOutcome};
 
 /// The signature header's value for `body` sent at `timestamp`: `sha256=<hex>` of
 /// HMAC-SHA256(`secret`, `"<timestamp>.<body>"`).
@@ -61,11 +60,11 @@ pub struct WebhookError(String);
 /// Hands stored events to per-user delivery tasks.
 #[derive(Clone)]
 pub struct WebhookDispatcher {
-    conversations: Arc<Conversations<PendingEvent, Inner>>,
+    conversations: Arc<Conversations<String, PendingEvent, Inner>>,
 }
 
 struct Inner {
-    store: Outbox,
+    store: Arc<dyn Store>,
     config: WebhookConfig,
     http: HttpClient,
     metrics: Arc<Metrics>,
@@ -75,7 +74,7 @@ struct Inner {
 impl WebhookDispatcher {
     /// Starts pushing `pending` (events recovered from the store, in order).
     pub fn start(
-        store: Outbox,
+        store: Arc<dyn Store>,
         config: WebhookConfig,
         metrics: Arc<Metrics>,
         pending: Vec<PendingEvent>,
@@ -261,10 +260,7 @@ impl Inner {
     }
 
     fn record(&self, id: i64, outcome: WebhookOutcome) -> bool {
-        let result = self.store.run_detached(Box::new(move |tx, now| {
-            store::record_webhook(tx, now, id, &outcome)
-        }));
-        match result {
+        match self.store.record_webhook(id, outcome) {
             Ok(()) => true,
             Err(error) => {
                 tracing::error!(event = id, "cannot record the webhook outcome: {error}");
