@@ -22,7 +22,7 @@ use wxbizmsgcrypt::MsgCrypt;
 
 use crate::envelope::{Normalized, normalize};
 use crate::error::{BoxError, ConfigError, Error, InvalidResponse, Kind, Operation};
-use crate::retry::RetryPolicy;
+use kefu_core::RetryPolicy;
 
 /// The documented base URL of the Dialogue platform's `/openapi` endpoints.
 pub const DEFAULT_BASE_URL: &str = "https://chatbot.weixin.qq.com/openapi";
@@ -688,10 +688,10 @@ impl Client {
         operation: Operation,
         xml: &str,
     ) -> Result<Reply, Error> {
-        self.shared
-            .retry
-            .retry(operation, || self.call_xml(operation, xml))
-            .await
+        crate::retry::retry(&self.shared.retry, operation, || {
+            self.call_xml(operation, xml)
+        })
+        .await
     }
 
     /// Sends the request and reads the whole answer, within the body limit.

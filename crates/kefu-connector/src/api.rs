@@ -39,19 +39,21 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kefu_client::Operation;
-use kefu_payload::{Channel, Event, KefuState, KefuStateChange, Msg, SendMsg};
+use kefu_client::dialogue::{DialogueProvider, Outgoing};
+use kefu_core::{ComposeRequest, Composed, Invalid, Provider};
+use kefu_payload::{Channel, Event, KefuState, Msg};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq as _;
 
-use crate::config::{DialogueConfig, Secret};
+use crate::config::Secret;
 use crate::delivery::Dispatcher;
 use crate::idempotency::{self, Claim, Claimed, Earlier, Saved};
 use crate::inbound::Inbound;
 use crate::inbound::session::DeskAction;
 use crate::metrics::Metrics;
+use crate::providers::Providers;
 use crate::store::{
     DIALOGUE_ACCOUNT, DeskCall, Idempotent, NewJob, PendingJob, ResendError, Store,
 };
@@ -67,8 +69,10 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// The desks' bearer key.
     pub api_key: Secret,
-    /// The platform account, for the default `appid` of messages.
-    pub dialogue: DialogueConfig,
+    /// The accounts messages go through.
+    pub providers: Arc<Providers>,
+    /// The Dialogue platform, whose handoff (`/v1/sessions/{openid}/…`) has calls of its own.
+    pub dialogue: Arc<DialogueProvider>,
     /// The inbound side: callbacks, events and sessions.
     pub inbound: Inbound,
     /// How long an `Idempotency-Key` is remembered.
@@ -144,15 +148,6 @@ impl ApiError {
             StatusCode::SERVICE_UNAVAILABLE,
             "the outbox is unavailable; nothing was stored, try again",
         )
-    }
-
-    fn invalid_message(error: &kefu_payload::Error) -> ApiError {
-        ApiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            message: error.to_string(),
-            field: error.field().map(str::to_owned),
-            platform_code: error.platform_code(),
-        }
     }
 }
 
@@ -363,19 +358,6 @@ fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MessageRequest {
-    openid: String,
-    channel: Channel,
-    appid: Option<String>,
-    msg: Msg,
-    kefuname: Option<String>,
-    kefuavatar: Option<String>,
-    ans_node_name: Option<String>,
-    event: Option<Event>,
-}
-
 /// What a request that creates work got: the work done now, or the answer of the same request
 /// done earlier with its `Idempotency-Key`.
 enum Stored {
@@ -412,30 +394,40 @@ impl ApiState {
         Idempotent { claim, answer }
     }
 
-    /// Stores jobs, and runs `session` (a desk call on the user's session) in the same
+    /// Stores jobs, and records `session` (a desk call on the user's session) in the same
     /// transaction, unless `key` was used before; hands what was stored to delivery.
     async fn store(
-        self: &Arc<Self>,
+        &self,
         jobs: Vec<NewJob>,
         session: Option<DeskCall>,
         key: Option<Idempotent>,
     ) -> Result<Stored, ApiError> {
-        let state = Arc::clone(self);
-        // A desk that gives up on its request closes the connection, and the server then drops
-        // this handler: the store goes on regardless, so the handing to delivery must too, or a
-        // retry would be told about a job that nobody delivers. Hence its own task.
-        let stored = tokio::spawn(async move {
-            let claimed = state
-                .store
-                .insert(jobs, key, session)
-                .await
-                .map_err(ApiError::unavailable)?;
-            match claimed {
-                Claimed::Done(pending) => Ok(Stored::Now(state.dispatch(pending))),
-                Claimed::Earlier(earlier) => replay(earlier),
-            }
-        });
-        stored.await.map_err(ApiError::unavailable)?
+        // Callers run in a task of their own (see `detached`): what is stored is handed to
+        // delivery even if the desk has hung up, or a retry would be told about a job that
+        // nobody delivers.
+        let claimed = self
+            .store
+            .insert(jobs, key, session)
+            .await
+            .map_err(ApiError::unavailable)?;
+        match claimed {
+            Claimed::Done(pending) => Ok(Stored::Now(self.dispatch(pending))),
+            Claimed::Earlier(earlier) => replay(earlier),
+        }
+    }
+
+    /// The AppID the session of `recipient` on `account` came from, if the relay knows one.
+    async fn session_appid(
+        &self,
+        account: &str,
+        recipient: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let session = self
+            .store
+            .session(account, recipient)
+            .await
+            .map_err(ApiError::unavailable)?;
+        Ok(session.and_then(|session| session.appid))
     }
 
     /// Hands stored jobs to delivery and returns their ids.
@@ -448,90 +440,93 @@ impl ApiState {
     }
 }
 
-/// One `sendmsg` as the desk describes it, before validation: what both the API and `send` turn
-/// into the platform's XML.
+/// A desk's `POST /v1/messages` body, read: the account it names and the fields its provider
+/// composes from.
 #[derive(Debug, Clone)]
-pub struct Outgoing<'a> {
-    /// The user.
-    pub openid: &'a str,
-    /// The user's channel.
-    pub channel: Channel,
-    /// The OA/MP AppID, already defaulted (see [`DialogueConfig::appid_for`]).
-    pub appid: Option<String>,
-    /// The content.
-    pub msg: Msg,
-    /// The handoff event, if any.
-    pub event: Option<Event>,
-    /// The agent's nickname.
-    pub kefuname: Option<String>,
-    /// The agent's avatar URL.
-    pub kefuavatar: Option<String>,
-    /// The category or skill name.
-    pub ans_node_name: Option<String>,
+pub struct DeskMessage {
+    /// The account (`dialogue` when the body names none).
+    pub account: String,
+    /// The body without `account`.
+    pub body: Map<String, Value>,
 }
 
-impl Outgoing<'_> {
-    /// Validates the message as the platform would and writes its XML.
-    pub fn to_xml(self) -> Result<String, kefu_payload::Error> {
-        // The builder treats empty optional text as absent.
-        let mut builder = SendMsg::builder(self.openid, self.channel, self.msg)
-            .appid(self.appid.unwrap_or_default())
-            .kefuname(self.kefuname.unwrap_or_default())
-            .kefuavatar(self.kefuavatar.unwrap_or_default())
-            .ans_node_name(self.ans_node_name.unwrap_or_default());
-        if let Some(event) = self.event {
-            builder = builder.event(event);
+impl From<Invalid> for ApiError {
+    fn from(invalid: Invalid) -> ApiError {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: invalid.message,
+            field: Some(invalid.field).filter(|field| !field.is_empty()),
+            platform_code: invalid.code,
         }
-        builder.build()?.to_xml()
     }
 }
 
-fn sendmsg_job(message: Outgoing<'_>) -> Result<NewJob, ApiError> {
-    let recipient = message.openid.to_owned();
-    let payload = message
-        .to_xml()
-        .map_err(|e| ApiError::invalid_message(&e))?;
-    Ok(NewJob {
-        account: DIALOGUE_ACCOUNT.to_owned(),
-        recipient,
-        operation: Operation::SendMsg.name().to_owned(),
-        payload: payload.into_bytes(),
-    })
+/// Reads a `POST /v1/messages` body: malformed JSON is 400, anything but an object 422, and so
+/// is an `account` that is not a name.
+pub fn parse_message(body: &[u8]) -> Result<DeskMessage, ApiError> {
+    let mut body: Map<String, Value> = parse_body(body)?;
+    let account = match body.remove("account") {
+        None => DIALOGUE_ACCOUNT.to_owned(),
+        Some(Value::String(name)) => name,
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "account: the account is a configured name, such as \"dialogue\"",
+            )
+            .field("account"));
+        }
+    };
+    Ok(DeskMessage { account, body })
 }
 
-fn kefustate_job(openid: &str, appid: Option<&str>, state: KefuState) -> Result<NewJob, ApiError> {
-    let appid = appid.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "appid: the kefustate call needs the Official Account or Mini Program AppID; send `appid` or set dialogue.appid",
-        )
-        .field("appid")
-    })?;
-    let payload = KefuStateChange::new(appid, openid, state)
-        .and_then(|change| change.to_xml())
-        .map_err(|e| ApiError::invalid_message(&e))?;
-    Ok(NewJob {
-        account: DIALOGUE_ACCOUNT.to_owned(),
-        recipient: openid.to_owned(),
-        operation: Operation::KefuStateChange.name().to_owned(),
-        payload: payload.into_bytes(),
-    })
+impl DeskMessage {
+    /// The account's provider, or 422 naming the account.
+    pub fn provider<'a>(
+        &self,
+        providers: &'a Providers,
+    ) -> Result<&'a Arc<dyn Provider>, ApiError> {
+        providers.get(&self.account).ok_or_else(|| {
+            let known: Vec<&str> = providers.names().collect();
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "account: no account named {:?} is configured (configured: {})",
+                    self.account,
+                    known.join(", ")
+                ),
+            )
+            .field("account")
+        })
+    }
+
+    /// Who the message is for, if the body names the recipient as `provider` expects.
+    pub fn recipient(&self, provider: &dyn Provider) -> Option<&str> {
+        self.body
+            .get(provider.recipient_field())
+            .and_then(Value::as_str)
+    }
+
+    /// The jobs `provider` composes from the message, in order, for a recipient whose session
+    /// came from `session_appid`. Pure, so that the fuzzer can drive it.
+    pub fn compose(
+        &self,
+        provider: &dyn Provider,
+        session_appid: Option<&str>,
+    ) -> Result<Vec<NewJob>, ApiError> {
+        let composed = provider.compose(ComposeRequest {
+            body: &self.body,
+            session_appid,
+        })?;
+        Ok(composed
+            .into_iter()
+            .map(|job| NewJob::composed(&self.account, job))
+            .collect())
+    }
 }
 
-/// Parses and validates a `POST /v1/messages` body into the job to store, exactly as the API
-/// does before storing anything. Pure, so that the fuzzer can drive it.
-pub fn message_job(body: &[u8], dialogue: &DialogueConfig) -> Result<NewJob, ApiError> {
-    let request: MessageRequest = parse_body(body)?;
-    sendmsg_job(Outgoing {
-        openid: &request.openid,
-        channel: request.channel,
-        appid: dialogue.appid_for(request.appid, request.channel),
-        msg: request.msg,
-        event: request.event,
-        kefuname: request.kefuname,
-        kefuavatar: request.kefuavatar,
-        ans_node_name: request.ans_node_name,
-    })
+/// The job of a composition, stored under `account`.
+fn job_of(account: &str, composed: Result<Composed, Invalid>) -> Result<NewJob, ApiError> {
+    Ok(NewJob::composed(account, composed?))
 }
 
 /// The earlier answer to give again, or 422 if the key was used for another request.
@@ -589,15 +584,39 @@ fn answer(stored: Stored, make: fn(&[i64]) -> Saved) -> Response {
     response
 }
 
+/// Runs a request's work in a task of its own. A desk that gives up on its request closes the
+/// connection, and the server then drops the handler: work that reads the store before it
+/// writes (a session's AppID) must go on regardless, or a request fully sent would be stored or
+/// not depending on when the desk hung up.
+async fn detached(
+    work: impl Future<Output = Result<Response, ApiError>> + Send + 'static,
+) -> Result<Response, ApiError> {
+    tokio::spawn(work).await.map_err(ApiError::unavailable)?
+}
+
 async fn post_message(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    detached(store_message(state, headers, body)).await
+}
+
+async fn store_message(
+    state: Arc<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let job = message_job(&body, &state.dialogue)?;
+    let message = parse_message(&body)?;
+    let provider = message.provider(&state.providers)?;
+    let session_appid = match message.recipient(provider.as_ref()) {
+        Some(recipient) => state.session_appid(&message.account, recipient).await?,
+        None => None,
+    };
+    let jobs = message.compose(provider.as_ref(), session_appid.as_deref())?;
     let key = key.map(|key| state.idempotent(key, ("/v1/messages", &[]), &body, message_accepted));
-    let stored = state.store(vec![job], None, key).await?;
+    let stored = state.store(jobs, None, key).await?;
     Ok(answer(stored, message_accepted))
 }
 
@@ -694,6 +713,16 @@ async fn session_action(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    detached(store_session_action(state, openid, action, headers, body)).await
+}
+
+async fn store_session_action(
+    state: Arc<ApiState>,
+    openid: String,
+    action: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let (event, default_text) = match action.as_str() {
         "enter" => (Event::WaiterEnter, "客服已接入,请问有什么可以帮您?"),
@@ -715,9 +744,10 @@ async fn session_action(
         )
         .field("kefuname"));
     }
+    let known = state.session_appid(DIALOGUE_ACCOUNT, &openid).await?;
     let appid = state
         .dialogue
-        .appid_for(request.appid.clone(), request.channel);
+        .appid_for(request.appid.clone(), known.as_deref(), request.channel);
     // The kefustate calls carry the same appid as the sendmsg: on channel 7 the TOKEN stands in
     // for a missing one (protocols.md §4.4). The session never shows the TOKEN.
     let kefustate_appid = appid.clone();
@@ -740,31 +770,31 @@ async fn session_action(
             session_appid.clone(),
         )
     });
-    let message = sendmsg_job(Outgoing {
-        openid: &openid,
-        channel: request.channel,
-        appid,
-        msg: request.msg.unwrap_or_else(|| Msg::text(default_text)),
-        event: Some(event),
-        kefuname: request.kefuname,
-        kefuavatar: request.kefuavatar,
-        ans_node_name: request.ans_node_name,
-    })?;
+    let dialogue = &state.dialogue;
+    let message = job_of(
+        DIALOGUE_ACCOUNT,
+        dialogue.sendmsg(Outgoing {
+            openid: &openid,
+            channel: request.channel,
+            appid,
+            msg: request.msg.unwrap_or_else(|| Msg::text(default_text)),
+            event: Some(event),
+            kefuname: request.kefuname,
+            kefuavatar: request.kefuavatar,
+            ans_node_name: request.ans_node_name,
+        }),
+    )?;
+    let kefustate = |state| {
+        job_of(
+            DIALOGUE_ACCOUNT,
+            dialogue.kefustate(&openid, kefustate_appid.as_deref(), state),
+        )
+    };
     // The order the platform needs (protocols.md §4.8): the bot falls silent before the agent
     // greets, and the agent says goodbye before the session is closed.
     let jobs = match event {
-        Event::WaiterEnter => vec![
-            kefustate_job(
-                &openid,
-                kefustate_appid.as_deref(),
-                KefuState::PersonServing,
-            )?,
-            message,
-        ],
-        Event::WaiterQuit => vec![
-            message,
-            kefustate_job(&openid, kefustate_appid.as_deref(), KefuState::Complete)?,
-        ],
+        Event::WaiterEnter => vec![kefustate(KefuState::PersonServing)?, message],
+        Event::WaiterQuit => vec![message, kefustate(KefuState::Complete)?],
         _ => vec![message],
     };
     let route = (
@@ -804,7 +834,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    fn dialogue() -> DialogueConfig {
+    fn providers() -> Providers {
         let env = [
             ("KEFU_DIALOGUE_TOKEN", "TOKEN0123456789"),
             (
@@ -813,7 +843,41 @@ mod tests {
             ),
             ("KEFU_DIALOGUE_BOT_APPID", "Gg8HejYTkUsEIlG"),
         ];
-        Config::from_settings(&env).unwrap().dialogue
+        let config = Config::from_settings(&env).unwrap();
+        let mut providers = Providers::new();
+        providers.register(
+            DIALOGUE_ACCOUNT,
+            Arc::new(crate::serve::dialogue_provider(&config).unwrap()),
+        );
+        providers
+    }
+
+    /// What the API makes of a `POST /v1/messages` body, before the store.
+    fn message_job(body: &[u8], providers: &Providers) -> Result<Vec<NewJob>, ApiError> {
+        let message = parse_message(body)?;
+        message.compose(message.provider(providers)?.as_ref(), None)
+    }
+
+    #[test]
+    fn an_account_is_a_configured_name() {
+        let providers = providers();
+        let jobs = message_job(
+            br#"{"account":"dialogue","openid":"o1","channel":0,"appid":"wx1","msg":"hi"}"#,
+            &providers,
+        )
+        .unwrap();
+        assert_eq!(jobs[0].account, DIALOGUE_ACCOUNT);
+        let unknown = message_job(
+            br#"{"account":"shop","openid":"o1","msg":"hi"}"#,
+            &providers,
+        )
+        .unwrap_err();
+        assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(unknown.field_name(), Some("account"));
+        assert!(unknown.message().contains("\"shop\""), "{unknown:?}");
+        let not_a_name =
+            message_job(br#"{"account":7,"openid":"o1","msg":"hi"}"#, &providers).unwrap_err();
+        assert_eq!(not_a_name.field_name(), Some("account"));
     }
 
     /// Found by fuzz/fuzz_targets/desk_api.rs ("valid JSON is never 400"): serde_json reports
@@ -823,7 +887,7 @@ mod tests {
     fn well_formed_json_of_the_wrong_shape_is_422() {
         for event in ["{}", "5", "[]", "{\n\t\t}"] {
             let body = format!(r#"   {{"openid":"o1","channel":7,"msg":"hi","event":{event}}}  "#);
-            let error = message_job(body.as_bytes(), &dialogue()).unwrap_err();
+            let error = message_job(body.as_bytes(), &providers()).unwrap_err();
             assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
             assert_eq!(error.field_name(), Some("event"), "{body}");
             assert!(error.message().starts_with("event: "), "{error:?}");
@@ -833,7 +897,7 @@ mod tests {
     #[test]
     fn a_body_that_is_not_an_object_is_422() {
         for body in [r#"["o1", 7, null, "hi"]"#, " 5", r#""o1""#, "null"] {
-            let error = message_job(body.as_bytes(), &dialogue()).unwrap_err();
+            let error = message_job(body.as_bytes(), &providers()).unwrap_err();
             assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
             assert!(
                 error
@@ -882,7 +946,7 @@ mod tests {
             r#"{"openid":"o1","channel":7,"msg":"hi"} x"#,
             "",
         ] {
-            let error = message_job(body.as_bytes(), &dialogue()).unwrap_err();
+            let error = message_job(body.as_bytes(), &providers()).unwrap_err();
             assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{body}");
             assert!(
                 error.message().starts_with("the body is not valid JSON"),

@@ -1,42 +1,45 @@
-//! Delivery from the outbox to the platform: in order per user, concurrently across users.
+//! Delivery from the store to the platforms: in order per (account, recipient), concurrently
+//! across them.
 //!
-//! Each user with pending jobs has one task that works through that user's queue, one job at a
+//! Each conversation with pending jobs has one task that works through its queue, one job at a
 //! time, so a conversation is never reordered. A semaphore bounds the requests in flight across
-//! all users. The retry decision is the client's pure [`RetryPolicy::decide`]; every transition is
-//! made durable in the outbox before it takes effect, and a job is marked `sending` before its
-//! request leaves, so a crash can never cause a silent resend.
+//! all accounts. The job's account's [`Provider`] makes each attempt and classifies it; the
+//! decision is kefu-core's pure [`RetryPolicy::decide`]. Every transition is recorded in the
+//! store before it takes effect, and a job is durably `sending` before its request leaves, so a
+//! crash can never cause a silent resend.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use kefu_client::{Client, RetryDecision, RetryPolicy, StopReason};
+use kefu_core::{Attempt, Reason, RetryDecision, RetryPolicy, StopReason};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 use crate::clock::now_ms;
 use crate::conversations::{Conversations, Deliver, permit, sleep_unless_stopping, wait_until};
 use crate::metrics::Metrics;
+use crate::providers::Providers;
 use crate::store::{Outcome, PendingJob, Store};
 
-/// Hands stored jobs to per-user delivery tasks.
+/// Hands stored jobs to per-conversation delivery tasks.
 #[derive(Clone)]
 pub struct Dispatcher {
     conversations: Arc<Conversations<(String, String), PendingJob, Inner>>,
 }
 
 struct Inner {
-    outbox: Arc<dyn Store>,
-    client: Client,
+    store: Arc<dyn Store>,
+    providers: Arc<Providers>,
     policy: RetryPolicy,
     metrics: Arc<Metrics>,
     permits: Semaphore,
 }
 
 impl Dispatcher {
-    /// Starts delivering `pending` (jobs recovered from the outbox, in order).
+    /// Starts delivering `pending` (jobs recovered from the store, in order).
     pub fn start(
-        outbox: Arc<dyn Store>,
-        client: Client,
+        store: Arc<dyn Store>,
+        providers: Arc<Providers>,
         policy: RetryPolicy,
         concurrency: usize,
         metrics: Arc<Metrics>,
@@ -44,8 +47,8 @@ impl Dispatcher {
     ) -> Dispatcher {
         let dispatcher = Dispatcher {
             conversations: Conversations::new(Inner {
-                outbox,
-                client,
+                store,
+                providers,
                 policy,
                 metrics,
                 permits: Semaphore::new(concurrency.max(1)),
@@ -57,14 +60,14 @@ impl Dispatcher {
         dispatcher
     }
 
-    /// Queues a stored job behind the user's earlier jobs.
+    /// Queues a stored job behind its conversation's earlier jobs.
     pub fn enqueue(&self, job: PendingJob) {
-        self.conversations
-            .enqueue((job.job.account.clone(), job.job.recipient.clone()), job);
+        let conversation = (job.job.account.clone(), job.job.recipient.clone());
+        self.conversations.enqueue(conversation, job);
     }
 
     /// Stops starting new attempts and waits up to `grace` for those in flight. Jobs not
-    /// finished stay in the outbox for the next start; one interrupted mid-send resumes as
+    /// finished stay in the store for the next start; one interrupted mid-send resumes as
     /// ambiguous.
     pub async fn shutdown(&self, grace: Duration) {
         self.conversations
@@ -87,36 +90,40 @@ impl Deliver<PendingJob> for Inner {
     }
 }
 
+/// What an attempt's decision comes to.
+enum Next {
+    /// The same job again, at once, with a fresh credential.
+    Replay,
+    /// The same job again after this wait (the outcome is recorded already).
+    Retry(Duration),
+    /// The job's final outcome.
+    Final(Outcome, &'static str),
+}
+
 impl Inner {
     /// Delivers one job to a final state. Returns `false` if the service is stopping or the
-    /// outbox failed, leaving the job stored for the next start.
+    /// store failed, leaving the job stored for the next start.
     async fn deliver_job(&self, pending: &PendingJob, mut stopping: watch::Receiver<bool>) -> bool {
         let job = &pending.job;
-        let Some(operation) = kefu_client::Operation::ALL
-            .into_iter()
-            .find(|op| op.name() == job.operation)
-        else {
-            return self.record(
-                job.id,
-                Outcome::Failed {
-                    code: None,
-                    reason: kefu_core::Reason::Unknown,
-                    message: format!("unknown operation {}", job.operation),
-                },
+        let Some(provider) = self.providers.get(&job.account) else {
+            let message = format!(
+                "no account {:?} is configured; configure it and resend the message",
+                job.account
             );
-        };
-        let Ok(payload) = std::str::from_utf8(&job.payload) else {
+            tracing::warn!(job = job.id, "not delivered: {message}");
             return self.record(
                 job.id,
                 Outcome::Failed {
                     code: None,
-                    reason: kefu_core::Reason::Content,
-                    message: "the payload is not UTF-8".into(),
+                    reason: Reason::Config,
+                    message,
                 },
             );
         };
         let started = Instant::now();
         let mut attempts = pending.attempts;
+        let mut replays = 0;
+        let mut replaying = false;
         if !wait_until(pending.not_before_ms, &mut stopping).await {
             return false;
         }
@@ -124,101 +131,126 @@ impl Inner {
             let Some(permit) = permit(&self.permits, &mut stopping).await else {
                 return false;
             };
-            if let Err(error) = self.outbox.mark_sending(job.id).await {
-                tracing::error!(job = job.id, "cannot mark the job as sending: {error}");
-                return false;
-            }
-            attempts += 1;
-            let request_started = Instant::now();
-            let result = self.client.call_xml(operation, payload).await;
-            self.metrics
-                .latency(operation.name(), request_started.elapsed());
-            let error = match result {
-                Ok(_) => {
-                    self.metrics
-                        .delivery(operation.name(), "delivered", Some(0));
-                    tracing::info!(
-                        job = job.id,
-                        operation = operation.name(),
-                        attempts,
-                        "delivered"
-                    );
-                    return self.record(job.id, Outcome::Delivered);
+            // A replay is part of the attempt it repeats, which left the job durably `sending`.
+            if !std::mem::take(&mut replaying) {
+                if let Err(error) = self.store.mark_sending(job.id).await {
+                    tracing::error!(job = job.id, "cannot mark the job as sending: {error}");
+                    return false;
                 }
-                Err(error) => error,
-            };
-            let code = error.platform_code().map(|c| c.code());
-            let message = error.to_string();
+                attempts += 1;
+            }
+            let request_started = Instant::now();
+            let attempt = provider.send(job).await;
+            self.metrics
+                .latency(&job.operation, request_started.elapsed());
             let decision = self.policy.decide(
-                operation,
+                attempt.class,
                 attempts,
+                replays,
                 started.elapsed(),
-                &error,
                 rand::random(),
             );
-            let (outcome, label) = match decision {
-                RetryDecision::RetryAfter(backoff) => {
+            match self.next(decision, &attempt) {
+                Next::Replay => {
+                    replays += 1;
+                    replaying = true;
+                    self.metrics
+                        .delivery(&job.operation, "replay", attempt.code);
+                    tracing::info!(
+                        job = job.id,
+                        operation = job.operation.as_str(),
+                        code = attempt.code,
+                        "credential refused, replaying with a fresh one: {}",
+                        attempt.message
+                    );
+                }
+                Next::Retry(backoff) => {
                     let not_before_ms = now_ms()
                         .saturating_add(i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX));
-                    self.metrics.delivery(operation.name(), "retry", code);
+                    self.metrics.delivery(&job.operation, "retry", attempt.code);
                     tracing::warn!(
                         job = job.id,
-                        operation = operation.name(),
+                        operation = job.operation.as_str(),
                         attempts,
                         backoff_ms = backoff.as_millis() as u64,
-                        "attempt failed, retrying: {message}"
+                        rid = attempt.rid.as_deref(),
+                        "attempt failed, retrying: {}",
+                        attempt.message
                     );
-                    if !self.record(
-                        job.id,
-                        Outcome::Retry {
-                            not_before_ms,
-                            code,
-                            message,
-                        },
-                    ) {
+                    let outcome = Outcome::Retry {
+                        not_before_ms,
+                        code: attempt.code,
+                        message: attempt.message,
+                    };
+                    if !self.record(job.id, outcome) {
                         return false;
                     }
                     drop(permit);
-                    if sleep_unless_stopping(backoff, &mut stopping).await {
-                        continue;
+                    if !sleep_unless_stopping(backoff, &mut stopping).await {
+                        return false;
                     }
-                    return false;
                 }
-                // An idempotent call that ran out of retries on an ambiguous failure may still
-                // have taken effect: say so rather than "failed".
-                RetryDecision::Stop(StopReason::Ambiguous) | RetryDecision::Stop(_)
-                    if error.is_ambiguous() =>
-                {
-                    (
-                        Outcome::Ambiguous {
-                            message: message.clone(),
-                        },
-                        "ambiguous",
-                    )
+                Next::Final(outcome, label) => {
+                    self.metrics.delivery(&job.operation, label, attempt.code);
+                    if label == "delivered" {
+                        tracing::info!(
+                            job = job.id,
+                            operation = job.operation.as_str(),
+                            attempts,
+                            rid = attempt.rid.as_deref(),
+                            "delivered"
+                        );
+                    } else {
+                        tracing::warn!(
+                            job = job.id,
+                            operation = job.operation.as_str(),
+                            attempts,
+                            outcome = label,
+                            rid = attempt.rid.as_deref(),
+                            "not delivered: {}",
+                            attempt.message
+                        );
+                    }
+                    return self.record(job.id, outcome);
                 }
-                RetryDecision::Stop(_) => (
-                    Outcome::Failed {
-                        code,
-                        reason: kefu_core::Reason::Unknown,
-                        message: message.clone(),
-                    },
-                    "failed",
-                ),
-            };
-            self.metrics.delivery(operation.name(), label, code);
-            tracing::warn!(
-                job = job.id,
-                operation = operation.name(),
-                attempts,
-                outcome = label,
-                "not delivered: {message}"
-            );
-            return self.record(job.id, outcome);
+            }
+        }
+    }
+
+    /// What `decision`, taken on `attempt`, comes to.
+    fn next(&self, decision: RetryDecision, attempt: &Attempt) -> Next {
+        let failed = |reason: Reason| {
+            Next::Final(
+                Outcome::Failed {
+                    code: attempt.code,
+                    reason,
+                    message: attempt.message.clone(),
+                },
+                "failed",
+            )
+        };
+        let ambiguous = || {
+            Next::Final(
+                Outcome::Ambiguous {
+                    message: attempt.message.clone(),
+                },
+                "ambiguous",
+            )
+        };
+        match decision {
+            RetryDecision::Done => Next::Final(Outcome::Delivered, "delivered"),
+            RetryDecision::ReplayNow => Next::Replay,
+            RetryDecision::RetryAfter(backoff) => Next::Retry(backoff),
+            RetryDecision::Stop(StopReason::Ambiguous) => ambiguous(),
+            // An idempotent call that ran out of retries on a failure that may have taken
+            // effect is reported as it is: perhaps done, not failed.
+            RetryDecision::Stop(_) if attempt.maybe_applied => ambiguous(),
+            RetryDecision::Stop(stop) => failed(stop.failure_reason().unwrap_or(Reason::Unknown)),
         }
     }
 
     fn record(&self, id: i64, outcome: Outcome) -> bool {
-        match self.outbox.record(id, outcome) {
+        match self.store.record(id, outcome) {
             Ok(()) => true,
             Err(error) => {
                 tracing::error!(job = id, "cannot record the outcome: {error}");

@@ -20,6 +20,7 @@ pub mod idempotency;
 pub mod inbound;
 pub mod loopback;
 pub mod metrics;
+pub mod providers;
 pub mod runtime;
 pub mod sandbox;
 pub mod send;

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use kefu_client::{Client, RetryPolicy};
+use kefu_client::Client;
+use kefu_client::dialogue::DialogueProvider;
+use kefu_core::RetryPolicy;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -19,9 +21,10 @@ use crate::delivery::Dispatcher;
 use crate::http_server::{self, ServerLimits};
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
+use crate::providers::Providers;
 use crate::runtime::{announce, block_on, stop_signals};
-use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
+use crate::store::{DIALOGUE_ACCOUNT, Store};
 
 /// How long a stopping service waits for the desk API's requests in flight, then for requests
 /// already on their way to the platform.
@@ -110,13 +113,18 @@ impl Relay {
         if !pending.is_empty() {
             tracing::info!(jobs = pending.len(), "resuming stored jobs");
         }
-        let dialogue = &config.dialogue;
-        let client = platform_client(config)?;
+        let dialogue = Arc::new(dialogue_provider(config)?);
+        let mut providers = Providers::new();
+        providers.register(
+            DIALOGUE_ACCOUNT,
+            Arc::clone(&dialogue) as Arc<dyn kefu_core::Provider>,
+        );
+        let providers = Arc::new(providers);
         let policy = retry_policy(config);
         let metrics = Arc::new(Metrics::default());
         let dispatcher = Dispatcher::start(
             Arc::clone(&store),
-            client,
+            Arc::clone(&providers),
             policy,
             config.delivery.concurrency,
             Arc::clone(&metrics),
@@ -129,7 +137,8 @@ impl Relay {
             dispatcher: dispatcher.clone(),
             metrics,
             api_key,
-            dialogue: dialogue.clone(),
+            providers,
+            dialogue,
             inbound: inbound.clone(),
             idempotency_retention: config.idempotency_retention,
         };
@@ -265,6 +274,16 @@ pub fn platform_client(config: &Config) -> Result<Client, kefu_client::Error> {
     .connect_timeout(dialogue.connect_timeout)
     .request_timeout(dialogue.request_timeout)
     .build()
+}
+
+/// The Dialogue platform's provider the configuration describes.
+pub fn dialogue_provider(config: &Config) -> Result<DialogueProvider, kefu_client::Error> {
+    let dialogue = &config.dialogue;
+    Ok(DialogueProvider::new(
+        platform_client(config)?,
+        dialogue.appid.clone(),
+        dialogue.token.expose(),
+    ))
 }
 
 /// The retry policy the configuration describes.

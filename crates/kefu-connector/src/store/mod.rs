@@ -33,6 +33,9 @@
 //! * **One owner of a job at a time.** A backend that several relays share must hand each
 //!   queued job to one of them only (PostgreSQL: `FOR UPDATE SKIP LOCKED` with a lease per
 //!   (account, recipient)); the SQLite backend refuses a second relay on the same file.
+//! * **Reads** ([`JobStore::get`], [`JobStore::depth`], [`SessionStore::session`],
+//!   [`SessionStore::sessions`]) see at least every write whose future has resolved; they may
+//!   see writes not yet durable, which nothing acknowledges on the strength of.
 //! * **Errors are [`StoreError`]**, whose text names no secret and no message content.
 
 mod events;

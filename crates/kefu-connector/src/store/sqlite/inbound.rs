@@ -478,7 +478,7 @@ impl SessionStore for SqliteStore {
         openid: &'a str,
     ) -> BoxFuture<'a, StoreResult<Option<Session>>> {
         let (account, openid) = (account.to_owned(), openid.to_owned());
-        self.boxed(Box::new(move |tx, _| load_session(tx, &account, &openid)))
+        self.read(Box::new(move |tx, _| load_session(tx, &account, &openid)))
     }
 
     fn sessions<'a>(
@@ -488,7 +488,7 @@ impl SessionStore for SqliteStore {
         limit: u32,
     ) -> BoxFuture<'a, StoreResult<Vec<Session>>> {
         let account = account.to_owned();
-        self.boxed(Box::new(move |tx, _| {
+        self.read(Box::new(move |tx, _| {
             list_sessions(tx, &account, state, limit)
         }))
     }

@@ -254,7 +254,7 @@ impl JobStore for SqliteStore {
     }
 
     fn get(&self, id: i64) -> BoxFuture<'_, StoreResult<Option<JobStatus>>> {
-        self.boxed(Box::new(move |tx, _| get(tx, id)))
+        self.read(Box::new(move |tx, _| get(tx, id)))
     }
 
     fn resend(
@@ -276,7 +276,7 @@ impl JobStore for SqliteStore {
     }
 
     fn depth(&self) -> BoxFuture<'_, StoreResult<Vec<(JobState, u64)>>> {
-        self.boxed(Box::new(|tx, _| depth(tx)))
+        self.read(Box::new(|tx, _| depth(tx)))
     }
 
     fn purge_keys(&self) -> BoxFuture<'_, StoreResult<usize>> {

@@ -113,6 +113,21 @@ impl SqliteStore {
         answer.await.map_err(|_| stopped())?
     }
 
+    /// Runs `work`, which only reads, in the store's next group transaction and answers at
+    /// once, without waiting for the commit: a read has nothing to make durable.
+    fn read<T: Send + 'static>(&self, work: TxWork<T>) -> BoxFuture<'_, StoreResult<T>> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.commands
+                .send(Command::Run(Box::new(move |tx, group| {
+                    let _ = reply.send(work(tx, group));
+                    None
+                })))
+                .map_err(|_| stopped())?;
+            answer.await.map_err(|_| stopped())?
+        })
+    }
+
     /// Boxes [`SqliteStore::run`] for the traits.
     fn boxed<T: Send + 'static>(&self, work: TxWork<T>) -> BoxFuture<'_, StoreResult<T>> {
         Box::pin(self.run(work))
