@@ -3,7 +3,9 @@
 //! | Route | What it does |
 //! |---|---|
 //! | `POST /v1/messages` | stores a message durably, then answers `202 {"id"}` |
-//! | `GET /v1/messages/{id}` | the message's status |
+//! | `POST /v1/messages` with `"account"` | stores the message for that account's provider (absent: `dialogue`) |
+//! | `POST /v1/typing` | `{"account","openid","typing":true\|false}`: stores a typing indicator job |
+//! | `GET /v1/messages/{id}` | the message's status, with its `account`, and for a failed one its `error_code` and `reason` |
 //! | `POST /v1/messages/{id}/resend` | sends a failed or ambiguous message again |
 //! | `POST /v1/sessions/{openid}/enter` | kefustate → personserving, then `waiterEnter` |
 //! | `POST /v1/sessions/{openid}/switch` | `waiterSwitch` |
@@ -85,6 +87,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
     let state = Arc::new(state);
     let authenticated = Router::new()
         .route("/v1/messages", post(post_message))
+        .route("/v1/typing", post(post_typing))
         .route("/v1/messages/{id}", get(get_message))
         .route("/v1/messages/{id}/resend", post(resend_message))
         .route("/v1/sessions/{openid}/{action}", post(session_action))
@@ -291,6 +294,7 @@ async fn count_request(
         .map(MatchedPath::as_str)
     {
         Some("/v1/messages") => "/v1/messages",
+        Some("/v1/typing") => "/v1/typing",
         Some("/v1/messages/{id}") => "/v1/messages/{id}",
         Some("/v1/messages/{id}/resend") => "/v1/messages/{id}/resend",
         Some("/v1/sessions/{openid}/{action}") => "/v1/sessions/{openid}/{action}",
@@ -617,6 +621,43 @@ async fn store_message(
     let jobs = message.compose(provider.as_ref(), session_appid.as_deref())?;
     let key = key.map(|key| state.idempotent(key, ("/v1/messages", &[]), &body, message_accepted));
     let stored = state.store(jobs, None, key).await?;
+    Ok(answer(stored, message_accepted))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TypingRequest {
+    account: String,
+    openid: String,
+    typing: bool,
+}
+
+async fn post_typing(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    detached(store_typing(state, headers, body)).await
+}
+
+async fn store_typing(
+    state: Arc<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let request: TypingRequest = parse_body(&body)?;
+    let message = DeskMessage {
+        account: request.account,
+        body: Map::new(),
+    };
+    let provider = message.provider(&state.providers)?;
+    let job = job_of(
+        &message.account,
+        provider.typing(&request.openid, request.typing),
+    )?;
+    let key = key.map(|key| state.idempotent(key, ("/v1/typing", &[]), &body, message_accepted));
+    let stored = state.store(vec![job], None, key).await?;
     Ok(answer(stored, message_accepted))
 }
 

@@ -259,3 +259,176 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use kefu_core::{BoxFuture, Class, ComposeRequest, Composed, Invalid, Job, Provider};
+
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{Claimed, JobState, JobStatus, NewJob};
+
+    /// A provider that answers each attempt from a script, and counts them.
+    struct Scripted {
+        answers: Mutex<VecDeque<Attempt>>,
+        sent: Mutex<u32>,
+    }
+
+    impl Provider for Scripted {
+        fn kind(&self) -> &'static str {
+            "scripted"
+        }
+
+        fn compose(&self, _: ComposeRequest<'_>) -> Result<Vec<Composed>, Invalid> {
+            Err(Invalid::new("msg", "not composed in these tests"))
+        }
+
+        fn send<'a>(&'a self, _: &'a Job) -> BoxFuture<'a, Attempt> {
+            Box::pin(async move {
+                *self.sent.lock().unwrap() += 1;
+                self.answers
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .unwrap_or_else(Attempt::success)
+            })
+        }
+    }
+
+    /// Delivers one job through a provider answering `script`; returns its final status and
+    /// the requests made.
+    async fn deliver(script: Vec<Attempt>) -> (JobStatus, u32) {
+        let dir = tempfile::tempdir().unwrap();
+        let (sqlite, _) = SqliteStore::open(&dir.path().join("d.sqlite3")).unwrap();
+        let store: Arc<dyn Store> = Arc::new(sqlite);
+        let provider = Arc::new(Scripted {
+            answers: Mutex::new(script.into()),
+            sent: Mutex::new(0),
+        });
+        let mut providers = Providers::new();
+        providers.register("shop", Arc::clone(&provider) as Arc<dyn Provider>);
+        let job = NewJob {
+            account: "shop".into(),
+            recipient: "oU".into(),
+            operation: "custom/send".into(),
+            payload: b"{}".to_vec(),
+        };
+        let Claimed::Done(stored) = store.insert(vec![job], None, None).await.unwrap() else {
+            panic!("no key was given")
+        };
+        let id = stored[0].id();
+        let policy = RetryPolicy::default()
+            .with_initial_backoff(Duration::ZERO)
+            .with_max_attempts(3);
+        let dispatcher = Dispatcher::start(
+            Arc::clone(&store),
+            Arc::new(providers),
+            policy,
+            1,
+            Arc::new(Metrics::default()),
+            stored,
+        );
+        // Bounded by polls, not by time.
+        for _ in 0..10_000 {
+            let status = store.get(id).await.unwrap().unwrap();
+            if status.status.is_final() {
+                dispatcher.shutdown(Duration::from_secs(1)).await;
+                let sent = *provider.sent.lock().unwrap();
+                return (status, sent);
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("job {id} never reached a final state");
+    }
+
+    fn attempt(class: Class, code: Option<i64>) -> Attempt {
+        Attempt::new(class, code, format!("{class:?}"))
+    }
+
+    #[tokio::test]
+    async fn a_refused_credential_is_replayed_once_within_the_attempt() {
+        let (status, sent) = deliver(vec![attempt(Class::RefreshReplay, Some(40001))]).await;
+        assert_eq!(status.status, JobState::Delivered);
+        assert_eq!((sent, status.attempts), (2, 1));
+
+        let twice = vec![
+            attempt(Class::RefreshReplay, Some(40001)),
+            attempt(Class::RefreshReplay, Some(40001)),
+        ];
+        let (status, sent) = deliver(twice).await;
+        assert_eq!(status.status, JobState::Failed);
+        assert_eq!(status.reason, Some(Reason::Config));
+        assert_eq!(status.error_code, Some(40001));
+        assert_eq!(sent, 2, "never a loop");
+    }
+
+    #[tokio::test]
+    async fn terminal_throttled_and_exhausted_failures_keep_their_reason() {
+        let closed = attempt(Class::Terminal(Reason::WindowClosed), Some(45015));
+        let (status, sent) = deliver(vec![closed]).await;
+        assert_eq!(status.status, JobState::Failed);
+        assert_eq!(status.reason, Some(Reason::WindowClosed));
+        assert_eq!((status.error_code, sent), (Some(45015), 1));
+
+        let (status, sent) = deliver(vec![attempt(Class::Throttled, Some(45009))]).await;
+        assert_eq!(status.reason, Some(Reason::Throttled));
+        assert_eq!(sent, 1, "no immediate retry");
+
+        let busy = vec![attempt(Class::Transient, Some(-1)); 3];
+        let (status, sent) = deliver(busy).await;
+        assert_eq!(status.status, JobState::Failed);
+        assert_eq!(status.reason, Some(Reason::Unknown));
+        assert_eq!((sent, status.attempts), (3, 3));
+
+        let recovered = vec![attempt(Class::Transient, Some(-1))];
+        let (status, sent) = deliver(recovered).await;
+        assert_eq!(status.status, JobState::Delivered);
+        assert_eq!(sent, 2);
+    }
+
+    #[tokio::test]
+    async fn what_may_have_taken_effect_is_reported_ambiguous_never_resent() {
+        let (status, sent) = deliver(vec![attempt(Class::Ambiguous, None)]).await;
+        assert_eq!(status.status, JobState::Ambiguous);
+        assert_eq!(status.reason, None);
+        assert_eq!(sent, 1);
+
+        // An idempotent call retried on lost answers until attempts ran out: perhaps done.
+        let lost = Attempt::new(Class::Transient, None, "timed out").with_maybe_applied(true);
+        let (status, sent) = deliver(vec![lost; 3]).await;
+        assert_eq!(status.status, JobState::Ambiguous);
+        assert_eq!(sent, 3);
+    }
+
+    #[tokio::test]
+    async fn a_job_of_an_account_no_longer_configured_fails_as_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sqlite, _) = SqliteStore::open(&dir.path().join("d.sqlite3")).unwrap();
+        let store: Arc<dyn Store> = Arc::new(sqlite);
+        let job = NewJob {
+            account: "gone".into(),
+            recipient: "oU".into(),
+            operation: "custom/send".into(),
+            payload: Vec::new(),
+        };
+        let Claimed::Done(stored) = store.insert(vec![job], None, None).await.unwrap() else {
+            panic!("no key was given")
+        };
+        let inner = Inner {
+            store: Arc::clone(&store),
+            providers: Arc::new(Providers::new()),
+            policy: RetryPolicy::default(),
+            metrics: Arc::new(Metrics::default()),
+            permits: Semaphore::new(1),
+        };
+        assert!(inner.deliver_job(&stored[0], watch::channel(false).1).await);
+        let status = store.get(stored[0].id()).await.unwrap().unwrap();
+        assert_eq!(status.status, JobState::Failed);
+        assert_eq!(status.reason, Some(Reason::Config));
+        assert!(status.error_message.unwrap().contains("\"gone\""));
+    }
+}
