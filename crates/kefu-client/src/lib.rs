@@ -54,6 +54,7 @@ pub mod dialogue;
 mod envelope;
 mod error;
 mod retry;
+pub mod transport;
 
 pub use client::{
     BACKUP_BASE_URL, Client, ClientBuilder, DEFAULT_BASE_URL, KefuStateReply, KefuSwitch, Reply,

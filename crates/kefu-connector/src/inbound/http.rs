@@ -1,6 +1,5 @@
 //! The inbound routes (see the [module docs](super)).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -14,7 +13,6 @@ use serde_json::json;
 
 use super::query::Query;
 use super::{Inbound, millis};
-use crate::api::ApiState;
 use crate::clock::now_ms;
 use crate::store::{Admission, DIALOGUE_ACCOUNT, NewDialogue, NewWechat, StoreError};
 
@@ -28,7 +26,7 @@ const DIALOGUE_OK: &str = r#"{"errcode":0,"errmsg":"ok"}"#;
 
 /// `GET /v1/events`, `GET /v1/sessions`, `GET /v1/sessions/{openid}`: for the authenticated
 /// router.
-pub fn desk_routes() -> Router<Arc<ApiState>> {
+pub fn desk_routes() -> Router<Inbound> {
     Router::new()
         .route("/v1/events", get(events))
         .route("/v1/sessions", get(list_sessions))
@@ -36,7 +34,7 @@ pub fn desk_routes() -> Router<Arc<ApiState>> {
 }
 
 /// The callback routes, which WeChat calls without the bearer key.
-pub fn callback_routes() -> Router<Arc<ApiState>> {
+pub fn callback_routes() -> Router<Inbound> {
     Router::new()
         .route("/v1/callbacks/dialogue/{secret}", post(dialogue_callback))
         .route(
@@ -112,11 +110,11 @@ async fn admit(
 }
 
 async fn dialogue_callback(
-    State(state): State<Arc<ApiState>>,
+    State(inbound): State<Inbound>,
     Path(secret): Path<String>,
     body: Bytes,
 ) -> Response {
-    let inbound = &state.inbound;
+    let inbound = &inbound;
     let metrics = &inbound.inner.metrics;
     let accepted = match inbound
         .inner
@@ -186,11 +184,11 @@ async fn dialogue_callback(
 }
 
 async fn wechat_verify(
-    State(state): State<Arc<ApiState>>,
+    State(inbound): State<Inbound>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let inbound = &state.inbound;
+    let inbound = &inbound;
     let query = Query::parse(query.as_deref().unwrap_or_default());
     let verified = inbound
         .inner
@@ -265,12 +263,12 @@ fn refuse_wechat(
 }
 
 async fn wechat_callback(
-    State(state): State<Arc<ApiState>>,
+    State(inbound): State<Inbound>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let inbound = &state.inbound;
+    let inbound = &inbound;
     let metrics = &inbound.inner.metrics;
     let query = Query::parse(query.as_deref().unwrap_or_default());
     let window = inbound.inner.replay_window;
@@ -353,8 +351,8 @@ fn bad_parameter(name: &str, message: String) -> Response {
     desk_error(StatusCode::BAD_REQUEST, message, Some(name))
 }
 
-async fn events(State(state): State<Arc<ApiState>>, RawQuery(query): RawQuery) -> Response {
-    let inbound = &state.inbound;
+async fn events(State(inbound): State<Inbound>, RawQuery(query): RawQuery) -> Response {
+    let inbound = &inbound;
     let query = Query::parse(query.as_deref().unwrap_or_default());
     let after: i64 = match number(&query, "after") {
         Ok(after) => after.unwrap_or(0),
@@ -431,7 +429,7 @@ fn account_of(query: &Query) -> &str {
 }
 
 async fn get_session(
-    State(state): State<Arc<ApiState>>,
+    State(inbound): State<Inbound>,
     Path(openid): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -445,7 +443,7 @@ async fn get_session(
         );
     }
     let account = account_of(&query);
-    match state.inbound.inner.store.session(account, &openid).await {
+    match inbound.inner.store.session(account, &openid).await {
         Ok(Some(session)) => axum::Json(session).into_response(),
         Ok(None) => desk_error(
             StatusCode::NOT_FOUND,
@@ -456,7 +454,7 @@ async fn get_session(
     }
 }
 
-async fn list_sessions(State(state): State<Arc<ApiState>>, RawQuery(query): RawQuery) -> Response {
+async fn list_sessions(State(inbound): State<Inbound>, RawQuery(query): RawQuery) -> Response {
     let query = Query::parse(query.as_deref().unwrap_or_default());
     let wanted = match query.get("state") {
         None | Some("") => None,
@@ -478,13 +476,7 @@ async fn list_sessions(State(state): State<Arc<ApiState>>, RawQuery(query): RawQ
         Err(message) => return bad_parameter("limit", message),
     };
     let account = account_of(&query);
-    match state
-        .inbound
-        .inner
-        .store
-        .sessions(account, wanted, limit)
-        .await
-    {
+    match inbound.inner.store.sessions(account, wanted, limit).await {
         Ok(sessions) => axum::Json(json!({ "sessions": sessions })).into_response(),
         Err(error) => store_unavailable(error),
     }

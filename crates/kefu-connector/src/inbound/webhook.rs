@@ -23,10 +23,7 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac as _};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::{Method, Request, header};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use kefu_client::transport::{HttpClient, http_client};
 use sha2::Sha256;
 use tokio::sync::{Semaphore, watch};
 
@@ -49,8 +46,6 @@ pub fn signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
-
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Why the webhook client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -79,22 +74,8 @@ impl WebhookDispatcher {
         metrics: Arc<Metrics>,
         pending: Vec<PendingEvent>,
     ) -> Result<WebhookDispatcher, WebhookError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.timeout));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let https = HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| WebhookError(e.to_string()))?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https);
+        let http = http_client(config.timeout, Duration::from_secs(30))
+            .map_err(|e| WebhookError(e.to_string()))?;
         let dispatcher = WebhookDispatcher {
             conversations: Conversations::new(Inner {
                 store,
