@@ -24,6 +24,7 @@ use hmac::{Hmac, Mac as _};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::{Method, Request, header};
 use kefu_client::transport::{HttpClient, http_client};
+use kefu_core::{Class, RetryDecision, RetryPolicy};
 use sha2::Sha256;
 use tokio::sync::{Semaphore, watch};
 
@@ -60,6 +61,7 @@ pub struct WebhookDispatcher {
 
 struct Inner {
     store: Arc<dyn Store>,
+    policy: RetryPolicy,
     config: WebhookConfig,
     http: HttpClient,
     metrics: Arc<Metrics>,
@@ -79,6 +81,7 @@ impl WebhookDispatcher {
         let dispatcher = WebhookDispatcher {
             conversations: Conversations::new(Inner {
                 store,
+                policy: policy(&config),
                 permits: Semaphore::new(config.concurrency.max(1)),
                 config,
                 http,
@@ -117,12 +120,17 @@ impl Deliver<PendingEvent> for Inner {
     }
 }
 
-/// The delay before retry number `attempt` (1 for the first retry): doubling from `initial`,
-/// capped at `max`, then scaled by `jitter` in 0.5..=1.
-pub fn backoff(initial: Duration, max: Duration, attempt: u32, jitter: f64) -> Duration {
-    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
-    let full = initial.saturating_mul(factor).min(max);
-    full.mul_f64(jitter.clamp(0.5, 1.0))
+/// The webhook's retries as a [`RetryPolicy`]: doubling from `webhook.initial_backoff_ms` up to
+/// `webhook.max_backoff_ms`, each wait drawn from its upper half, until `webhook.max_attempts`;
+/// no time budget, since an event waits in the store for as long as it takes.
+fn policy(config: &WebhookConfig) -> RetryPolicy {
+    RetryPolicy::default()
+        .with_initial_backoff(config.initial_backoff)
+        .with_max_backoff(config.max_backoff)
+        .with_multiplier(2.0)
+        .with_jitter_ratio(0.5)
+        .with_max_attempts(config.max_attempts)
+        .with_max_elapsed(Duration::MAX)
 }
 
 impl Inner {
@@ -140,38 +148,32 @@ impl Inner {
             attempts = attempts.saturating_add(1);
             let result = self.attempt(&event).await;
             drop(permit);
-            let error = match result {
+            let (status, error) = match result {
                 Ok(status) => {
                     self.metrics.webhook("delivered", Some(status));
                     tracing::debug!(event = event.id, attempts, "pushed to the webhook");
                     return self.record(event.id, WebhookOutcome::Delivered);
                 }
-                Err((status, error)) => {
-                    self.metrics.webhook(
-                        if attempts >= self.config.max_attempts {
-                            "failed"
-                        } else {
-                            "retry"
-                        },
-                        status,
-                    );
-                    error
-                }
+                Err(failure) => failure,
             };
-            if attempts >= self.config.max_attempts {
+            // Every failed push is transient: the desk may answer the next one.
+            let decision = self.policy.decide(
+                Class::Transient,
+                attempts,
+                0,
+                Duration::ZERO,
+                rand::random(),
+            );
+            let RetryDecision::RetryAfter(delay) = decision else {
+                self.metrics.webhook("failed", status);
                 tracing::warn!(
                     event = event.id,
                     attempts,
                     "the webhook refused the event {attempts} times; giving up (it stays available from GET /v1/events): {error}"
                 );
                 return self.record(event.id, WebhookOutcome::Failed { error });
-            }
-            let delay = backoff(
-                self.config.initial_backoff,
-                self.config.max_backoff,
-                attempts,
-                0.5 + rand::random::<f64>() / 2.0,
-            );
+            };
+            self.metrics.webhook("retry", status);
             tracing::warn!(
                 event = event.id,
                 attempts,
@@ -281,15 +283,32 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_and_is_capped() {
-        let initial = Duration::from_millis(100);
-        let max = Duration::from_secs(1);
-        assert_eq!(backoff(initial, max, 1, 1.0), Duration::from_millis(100));
-        assert_eq!(backoff(initial, max, 2, 1.0), Duration::from_millis(200));
-        assert_eq!(backoff(initial, max, 4, 1.0), Duration::from_millis(800));
-        assert_eq!(backoff(initial, max, 5, 1.0), max);
-        assert_eq!(backoff(initial, max, u32::MAX, 1.0), max);
-        assert_eq!(backoff(initial, max, 1, 0.5), Duration::from_millis(50));
-        assert_eq!(backoff(initial, max, 1, 0.0), Duration::from_millis(50));
+    fn backoff_doubles_is_capped_and_attempts_run_out() {
+        let config = WebhookConfig {
+            url: "http://127.0.0.1:9/hook".into(),
+            secret: crate::config::Secret::new("0123456789abcdef-webhook"),
+            timeout: Duration::from_secs(1),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            max_attempts: 6,
+            concurrency: 1,
+        };
+        let policy = policy(&config);
+        let wait = |attempt, jitter| match policy.decide(
+            Class::Transient,
+            attempt,
+            0,
+            Duration::from_secs(86_400),
+            jitter,
+        ) {
+            RetryDecision::RetryAfter(wait) => Some(wait),
+            _ => None,
+        };
+        assert_eq!(wait(1, 1.0), Some(Duration::from_millis(100)));
+        assert_eq!(wait(2, 1.0), Some(Duration::from_millis(200)));
+        assert_eq!(wait(4, 1.0), Some(Duration::from_millis(800)));
+        assert_eq!(wait(5, 1.0), Some(Duration::from_secs(1)));
+        assert_eq!(wait(1, 0.0), Some(Duration::from_millis(50)));
+        assert_eq!(wait(6, 1.0), None, "six attempts made");
     }
 }
