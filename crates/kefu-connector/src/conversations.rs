@@ -1,5 +1,6 @@
 //! Per-conversation queues, each worked through by one task: in order per conversation (a
-//! user, or a recipient of one account), concurrently across conversations. The outbox's delivery to the platform and the inbound events' push to the desk's
+//! user, or a recipient of one account), concurrently across conversations; and [`drive`], the
+//! one attempt loop of an item. The outbox's delivery to the platform and the inbound events' push to the desk's
 //! webhook both run on it.
 
 use std::collections::{HashMap, VecDeque};
@@ -117,11 +118,62 @@ where
     }
 }
 
-/// Sleeps for `wait`; `false` if the service started stopping first.
-pub(crate) async fn sleep_unless_stopping(
-    wait: Duration,
+/// What an attempt at an item came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Attempt again at once, in the same place among the requests in flight (a credential
+    /// replay).
+    Again,
+    /// Attempt again after this wait; the failure is recorded.
+    After(Duration),
+    /// The item is finished: `true` if its final state was recorded, `false` if the store
+    /// failed.
+    Done(bool),
+}
+
+/// One item's attempts, as [`drive`] makes them.
+pub(crate) trait Attempts: Send {
+    /// Makes the next attempt and records what it came to.
+    fn attempt(&mut self) -> impl Future<Output = Step> + Send;
+}
+
+/// Makes `item`'s attempts until it is finished: none before `not_before_ms` (a retry time
+/// stored before a restart still holds), each holding a place among `permits`, none once the
+/// service stops. `false` if the service is stopping or the store failed: the item stays stored
+/// for the next start.
+pub(crate) async fn drive(
+    item: &mut impl Attempts,
+    not_before_ms: i64,
+    permits: &Semaphore,
     stopping: &mut watch::Receiver<bool>,
 ) -> bool {
+    if !wait_until(not_before_ms, stopping).await {
+        return false;
+    }
+    let mut held = None;
+    loop {
+        let permit = match held.take() {
+            Some(permit) => permit,
+            None => match permit(permits, stopping).await {
+                Some(permit) => permit,
+                None => return false,
+            },
+        };
+        match item.attempt().await {
+            Step::Done(recorded) => return recorded,
+            Step::Again => held = Some(permit),
+            Step::After(wait) => {
+                drop(permit);
+                if !sleep_unless_stopping(wait, stopping).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps for `wait`; `false` if the service started stopping first.
+async fn sleep_unless_stopping(wait: Duration, stopping: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
         () = tokio::time::sleep(wait) => true,
         _ = stopping.wait_for(|stop| *stop) => false,
@@ -130,13 +182,13 @@ pub(crate) async fn sleep_unless_stopping(
 
 /// Sleeps until `not_before_ms` (a retry time stored before a restart still holds); `false` if
 /// the service started stopping first.
-pub(crate) async fn wait_until(not_before_ms: i64, stopping: &mut watch::Receiver<bool>) -> bool {
+async fn wait_until(not_before_ms: i64, stopping: &mut watch::Receiver<bool>) -> bool {
     let wait = u64::try_from(not_before_ms.saturating_sub(now_ms())).unwrap_or_default();
     wait == 0 || sleep_unless_stopping(Duration::from_millis(wait), stopping).await
 }
 
 /// A place among the requests in flight, or `None` if the service is stopping.
-pub(crate) async fn permit<'a>(
+async fn permit<'a>(
     permits: &'a Semaphore,
     stopping: &mut watch::Receiver<bool>,
 ) -> Option<SemaphorePermit<'a>> {

@@ -11,12 +11,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kefu_core::{Attempt, Reason, RetryDecision, RetryPolicy, StopReason};
+use kefu_core::{Attempt, Job, Provider, Reason, RetryDecision, RetryPolicy, StopReason};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 use crate::clock::now_ms;
-use crate::conversations::{Conversations, Deliver, permit, sleep_unless_stopping, wait_until};
+use crate::conversations::{Attempts, Conversations, Deliver, Step, drive};
 use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::store::{Outcome, PendingJob, Store};
@@ -100,6 +100,113 @@ enum Next {
     Final(Outcome, &'static str),
 }
 
+/// One job's attempts through its account's provider.
+struct Delivery<'a> {
+    inner: &'a Inner,
+    job: &'a Job,
+    provider: &'a dyn Provider,
+    started: Instant,
+    /// Attempts made, in this round, the current one included.
+    attempts: u32,
+    /// Credential replays made.
+    replays: u32,
+    /// Whether the next attempt is a replay.
+    replaying: bool,
+}
+
+impl Attempts for Delivery<'_> {
+    async fn attempt(&mut self) -> Step {
+        let (inner, job) = (self.inner, self.job);
+        // A replay is part of the attempt it repeats, which left the job durably `sending`.
+        if !std::mem::take(&mut self.replaying) {
+            if let Err(error) = inner.store.mark_sending(job.id).await {
+                tracing::error!(job = job.id, "cannot mark the job as sending: {error}");
+                return Step::Done(false);
+            }
+            self.attempts += 1;
+        }
+        let request_started = Instant::now();
+        let attempt = self.provider.send(job).await;
+        inner
+            .metrics
+            .latency(&job.operation, request_started.elapsed());
+        let decision = inner.policy.decide(
+            attempt.class,
+            self.attempts,
+            self.replays,
+            self.started.elapsed(),
+            rand::random(),
+        );
+        let attempts = self.attempts;
+        match Inner::next(decision, &attempt) {
+            Next::Replay => {
+                self.replays += 1;
+                self.replaying = true;
+                inner
+                    .metrics
+                    .delivery(&job.operation, "replay", attempt.code);
+                tracing::info!(
+                    job = job.id,
+                    operation = job.operation.as_str(),
+                    code = attempt.code,
+                    "credential refused, replaying with a fresh one: {}",
+                    attempt.message
+                );
+                Step::Again
+            }
+            Next::Retry(backoff) => {
+                let not_before_ms =
+                    now_ms().saturating_add(i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX));
+                inner
+                    .metrics
+                    .delivery(&job.operation, "retry", attempt.code);
+                tracing::warn!(
+                    job = job.id,
+                    operation = job.operation.as_str(),
+                    attempts,
+                    backoff_ms = backoff.as_millis() as u64,
+                    rid = attempt.rid.as_deref(),
+                    "attempt failed, retrying: {}",
+                    attempt.message
+                );
+                let outcome = Outcome::Retry {
+                    not_before_ms,
+                    code: attempt.code,
+                    message: attempt.message,
+                };
+                if inner.record(job.id, outcome) {
+                    Step::After(backoff)
+                } else {
+                    Step::Done(false)
+                }
+            }
+            Next::Final(outcome, label) => {
+                inner.metrics.delivery(&job.operation, label, attempt.code);
+                if label == "delivered" {
+                    tracing::info!(
+                        job = job.id,
+                        operation = job.operation.as_str(),
+                        attempts,
+                        rid = attempt.rid.as_deref(),
+                        "delivered"
+                    );
+                } else {
+                    tracing::warn!(
+                        job = job.id,
+                        operation = job.operation.as_str(),
+                        attempts,
+                        outcome = label,
+                        rid = attempt.rid.as_deref(),
+                        "not delivered: {}",
+                        attempt.message
+                    );
+                }
+                Step::Done(inner.record(job.id, outcome))
+            }
+        }
+    }
+}
+
 impl Inner {
     /// Delivers one job to a final state. Returns `false` if the service is stopping or the
     /// store failed, leaving the job stored for the next start.
@@ -120,105 +227,26 @@ impl Inner {
                 },
             );
         };
-        let started = Instant::now();
-        let mut attempts = pending.attempts;
-        let mut replays = 0;
-        let mut replaying = false;
-        if !wait_until(pending.not_before_ms, &mut stopping).await {
-            return false;
-        }
-        loop {
-            let Some(permit) = permit(&self.permits, &mut stopping).await else {
-                return false;
-            };
-            // A replay is part of the attempt it repeats, which left the job durably `sending`.
-            if !std::mem::take(&mut replaying) {
-                if let Err(error) = self.store.mark_sending(job.id).await {
-                    tracing::error!(job = job.id, "cannot mark the job as sending: {error}");
-                    return false;
-                }
-                attempts += 1;
-            }
-            let request_started = Instant::now();
-            let attempt = provider.send(job).await;
-            self.metrics
-                .latency(&job.operation, request_started.elapsed());
-            let decision = self.policy.decide(
-                attempt.class,
-                attempts,
-                replays,
-                started.elapsed(),
-                rand::random(),
-            );
-            match self.next(decision, &attempt) {
-                Next::Replay => {
-                    replays += 1;
-                    replaying = true;
-                    self.metrics
-                        .delivery(&job.operation, "replay", attempt.code);
-                    tracing::info!(
-                        job = job.id,
-                        operation = job.operation.as_str(),
-                        code = attempt.code,
-                        "credential refused, replaying with a fresh one: {}",
-                        attempt.message
-                    );
-                }
-                Next::Retry(backoff) => {
-                    let not_before_ms = now_ms()
-                        .saturating_add(i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX));
-                    self.metrics.delivery(&job.operation, "retry", attempt.code);
-                    tracing::warn!(
-                        job = job.id,
-                        operation = job.operation.as_str(),
-                        attempts,
-                        backoff_ms = backoff.as_millis() as u64,
-                        rid = attempt.rid.as_deref(),
-                        "attempt failed, retrying: {}",
-                        attempt.message
-                    );
-                    let outcome = Outcome::Retry {
-                        not_before_ms,
-                        code: attempt.code,
-                        message: attempt.message,
-                    };
-                    if !self.record(job.id, outcome) {
-                        return false;
-                    }
-                    drop(permit);
-                    if !sleep_unless_stopping(backoff, &mut stopping).await {
-                        return false;
-                    }
-                }
-                Next::Final(outcome, label) => {
-                    self.metrics.delivery(&job.operation, label, attempt.code);
-                    if label == "delivered" {
-                        tracing::info!(
-                            job = job.id,
-                            operation = job.operation.as_str(),
-                            attempts,
-                            rid = attempt.rid.as_deref(),
-                            "delivered"
-                        );
-                    } else {
-                        tracing::warn!(
-                            job = job.id,
-                            operation = job.operation.as_str(),
-                            attempts,
-                            outcome = label,
-                            rid = attempt.rid.as_deref(),
-                            "not delivered: {}",
-                            attempt.message
-                        );
-                    }
-                    return self.record(job.id, outcome);
-                }
-            }
-        }
+        let mut delivery = Delivery {
+            inner: self,
+            job,
+            provider: provider.as_ref(),
+            started: Instant::now(),
+            attempts: pending.attempts,
+            replays: 0,
+            replaying: false,
+        };
+        drive(
+            &mut delivery,
+            pending.not_before_ms,
+            &self.permits,
+            &mut stopping,
+        )
+        .await
     }
 
     /// What `decision`, taken on `attempt`, comes to.
-    fn next(&self, decision: RetryDecision, attempt: &Attempt) -> Next {
+    fn next(decision: RetryDecision, attempt: &Attempt) -> Next {
         let failed = |reason: Reason| {
             Next::Final(
                 Outcome::Failed {

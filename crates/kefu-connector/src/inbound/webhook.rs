@@ -30,7 +30,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::clock::now_ms;
 use crate::config::WebhookConfig;
-use crate::conversations::{Conversations, Deliver, permit, sleep_unless_stopping, wait_until};
+use crate::conversations::{Attempts, Conversations, Deliver, Step, drive};
 use crate::metrics::Metrics;
 use crate::store::{PendingEvent, Store, WebhookOutcome};
 
@@ -133,68 +133,76 @@ fn policy(config: &WebhookConfig) -> RetryPolicy {
         .with_max_elapsed(Duration::MAX)
 }
 
+/// One event's pushes to the webhook.
+struct Push<'a> {
+    inner: &'a Inner,
+    event: PendingEvent,
+    /// Attempts made, the current one included.
+    attempts: u32,
+}
+
+impl Attempts for Push<'_> {
+    async fn attempt(&mut self) -> Step {
+        let (inner, event) = (self.inner, &self.event);
+        self.attempts = self.attempts.saturating_add(1);
+        let attempts = self.attempts;
+        let (status, error) = match inner.attempt(event).await {
+            Ok(status) => {
+                inner.metrics.webhook("delivered", Some(status));
+                tracing::debug!(event = event.id, attempts, "pushed to the webhook");
+                return Step::Done(inner.record(event.id, WebhookOutcome::Delivered));
+            }
+            Err(failure) => failure,
+        };
+        // Every failed push is transient: the desk may answer the next one.
+        let decision = inner.policy.decide(
+            Class::Transient,
+            attempts,
+            0,
+            Duration::ZERO,
+            rand::random(),
+        );
+        let RetryDecision::RetryAfter(delay) = decision else {
+            inner.metrics.webhook("failed", status);
+            tracing::warn!(
+                event = event.id,
+                attempts,
+                "the webhook refused the event {attempts} times; giving up (it stays available from GET /v1/events): {error}"
+            );
+            return Step::Done(inner.record(event.id, WebhookOutcome::Failed { error }));
+        };
+        inner.metrics.webhook("retry", status);
+        tracing::warn!(
+            event = event.id,
+            attempts,
+            backoff_ms = delay.as_millis() as u64,
+            "webhook attempt failed, retrying: {error}"
+        );
+        let not_before_ms =
+            now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+        let outcome = WebhookOutcome::Retry {
+            not_before_ms,
+            error,
+        };
+        if inner.record(event.id, outcome) {
+            Step::After(delay)
+        } else {
+            Step::Done(false)
+        }
+    }
+}
+
 impl Inner {
     /// Pushes one event until it is acknowledged or its attempts run out. Returns `false` if
     /// the service is stopping or the store failed.
     async fn push(&self, event: PendingEvent, mut stopping: watch::Receiver<bool>) -> bool {
-        let mut attempts = event.attempts;
-        if !wait_until(event.not_before_ms, &mut stopping).await {
-            return false;
-        }
-        loop {
-            let Some(permit) = permit(&self.permits, &mut stopping).await else {
-                return false;
-            };
-            attempts = attempts.saturating_add(1);
-            let result = self.attempt(&event).await;
-            drop(permit);
-            let (status, error) = match result {
-                Ok(status) => {
-                    self.metrics.webhook("delivered", Some(status));
-                    tracing::debug!(event = event.id, attempts, "pushed to the webhook");
-                    return self.record(event.id, WebhookOutcome::Delivered);
-                }
-                Err(failure) => failure,
-            };
-            // Every failed push is transient: the desk may answer the next one.
-            let decision = self.policy.decide(
-                Class::Transient,
-                attempts,
-                0,
-                Duration::ZERO,
-                rand::random(),
-            );
-            let RetryDecision::RetryAfter(delay) = decision else {
-                self.metrics.webhook("failed", status);
-                tracing::warn!(
-                    event = event.id,
-                    attempts,
-                    "the webhook refused the event {attempts} times; giving up (it stays available from GET /v1/events): {error}"
-                );
-                return self.record(event.id, WebhookOutcome::Failed { error });
-            };
-            self.metrics.webhook("retry", status);
-            tracing::warn!(
-                event = event.id,
-                attempts,
-                backoff_ms = delay.as_millis() as u64,
-                "webhook attempt failed, retrying: {error}"
-            );
-            let not_before_ms =
-                now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-            if !self.record(
-                event.id,
-                WebhookOutcome::Retry {
-                    not_before_ms,
-                    error,
-                },
-            ) {
-                return false;
-            }
-            if !sleep_unless_stopping(delay, &mut stopping).await {
-                return false;
-            }
-        }
+        let not_before_ms = event.not_before_ms;
+        let mut push = Push {
+            attempts: event.attempts,
+            inner: self,
+            event,
+        };
+        drive(&mut push, not_before_ms, &self.permits, &mut stopping).await
     }
 
     /// One attempt: `Ok(status)` for a 2xx, else the status (if any) and what went wrong.
