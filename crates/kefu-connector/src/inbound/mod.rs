@@ -10,11 +10,11 @@
 //! | `GET /v1/callbacks/wechat/{name}` | `signature` (OA/MP) or `msg_signature` (WeCom) | URL verification: `echostr` (OA/MP) or its decrypted text (WeCom), exactly, as `text/plain` |
 //! | `POST /v1/callbacks/wechat/{name}` | `signature` (an account in `plain` mode) or `msg_signature` (safe and compatible modes, WeCom) | `200 success` once stored (or recognised as a redelivery); any refusal before authentication (unknown account included) one `403`, any unusable authenticated push one `400`, a replay `403 replayed request` |
 //! | `GET /v1/events?after=<id>&wait=<s>&limit=<n>` | bearer | `{"events": [...], "next": <id>}`: events with an id above `after`, oldest first; waits up to `wait` seconds (capped by `events.max_wait_secs`) for one if there is none; an `after` beyond the newest id is `409 {"error": {"message", "field": "after", "newest": <id>}}` (the store was reset) |
-//! | `GET /v1/sessions/{openid}` | bearer | the user's [`Session`](session::Session), or 404 |
-//! | `GET /v1/sessions?state=needperson&limit=<n>` | bearer | `{"sessions": [...]}`, longest in their state first |
+//! | `GET /v1/sessions/{openid}?account=<name>` | bearer | the user's [`Session`](session::Session) on that account (`dialogue` when absent), or 404 |
+//! | `GET /v1/sessions?state=needperson&limit=<n>&account=<name>` | bearer | `{"sessions": [...]}` of that account (`dialogue` when absent), longest in their state first |
 //!
-//! A callback is acknowledged only once it is durably stored (§9.3), in the outbox's database
-//! and sharing its group commits; delivery to the desk happens afterwards and never holds up the
+//! A callback is acknowledged only once it is durably stored (§9.3), through the relay's
+//! [`Store`](crate::store::Store); delivery to the desk happens afterwards and never holds up the
 //! answer. A redelivery is recognised by its key (Dialogue: bot APPID, userid, createtime and the
 //! SHA-256 of the decrypted plaintext; WeChat: `MsgId`, or `FromUserName`, `CreateTime` and
 //! `Event`), acknowledged and dropped; keys are kept for `callbacks.dedup_retention_secs`, at least

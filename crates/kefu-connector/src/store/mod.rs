@@ -42,6 +42,8 @@ mod events;
 mod jobs;
 pub mod sqlite;
 
+use std::sync::Arc;
+
 use kefu_core::{BoxFuture, TokenStore};
 use kefu_payload::KefuState;
 
@@ -170,6 +172,10 @@ pub trait SessionStore: Send + Sync + 'static {
 pub trait Store: JobStore + EventStore + SessionStore + TokenStore {
     /// Checks that the store answers and is readable.
     fn ping(&self) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// The same store as a [`TokenStore`] alone, for a provider's token cache (a stand-in for
+    /// trait upcasting, which the crate's minimum Rust does not have).
+    fn tokens(self: Arc<Self>) -> Arc<dyn TokenStore>;
 
     /// Makes the store's own files self-contained before the relay stops (SQLite: moves the
     /// write-ahead log into the database file). A backend without such files does nothing.

@@ -21,8 +21,9 @@ pub mod schema;
 mod tokens;
 
 use std::path::Path;
+use std::sync::Arc;
 
-use kefu_core::BoxFuture;
+use kefu_core::{BoxFuture, TokenStore};
 use rusqlite::{Connection, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
@@ -149,6 +150,10 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn tokens(self: Arc<Self>) -> Arc<dyn TokenStore> {
+        self
+    }
+
     fn ping(&self) -> BoxFuture<'_, StoreResult<()>> {
         self.boxed(Box::new(|tx, _| {
             Ok(tx.query_row("SELECT 1", [], |_| Ok(()))?)

@@ -88,6 +88,8 @@ impl TokenStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn token(token: &str, expires_at_ms: i64) -> StoredToken {
@@ -115,8 +117,13 @@ mod tests {
             assert!(!store.invalidate("wx1", "old").await.unwrap());
             assert_eq!(store.load("wx1").await.unwrap(), Some(token("new", 2_000)));
         }
-        // A restart reuses the stored token.
+        // A restart reuses the stored token, also through the relay's handle on the store.
         let (store, _) = SqliteStore::open(&path).unwrap();
+        let relay: Arc<dyn crate::store::Store> = Arc::new(store.clone());
+        assert_eq!(
+            relay.tokens().load("wx1").await.unwrap(),
+            Some(token("new", 2_000))
+        );
         assert_eq!(store.load("wx1").await.unwrap(), Some(token("new", 2_000)));
         assert!(store.invalidate("wx1", "new").await.unwrap());
         assert_eq!(store.load("wx1").await.unwrap(), None);
