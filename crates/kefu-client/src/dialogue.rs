@@ -64,11 +64,22 @@ struct MessageRequest {
 }
 
 /// The Dialogue platform's customer-service API behind [`Provider`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DialogueProvider {
     client: Client,
     default_appid: Option<String>,
+    /// The TOKEN: a secret, never shown (see the `Debug` implementation).
     webh5_appid: String,
+}
+
+impl std::fmt::Debug for DialogueProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DialogueProvider")
+            .field("client", &self.client)
+            .field("default_appid", &self.default_appid)
+            .field("webh5_appid", &"{TOKEN}")
+            .finish()
+    }
 }
 
 impl DialogueProvider {
@@ -270,6 +281,13 @@ mod tests {
         web["channel"] = 7.into();
         let send = compose(web, Some("wxSESSION")).unwrap();
         assert_eq!(send.appid(), Some("TOKEN0123456789"));
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let shown = format!("{:?}", provider());
+        assert!(!shown.contains("TOKEN0123456789"), "{shown}");
+        assert!(shown.contains("wxDEFAULT"), "{shown}");
     }
 
     #[test]
