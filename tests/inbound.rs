@@ -997,6 +997,17 @@ async fn wechat_pushes_in_every_mode_with_replay_and_redelivery_checks() {
     assert_eq!(first["raw"]["Extra"], "kept");
     assert_eq!(page["events"][1]["raw"]["MsgId"], 2);
     assert_eq!(page["events"][5]["agent"]["name"], "test1@test");
+    // The OA user's session is the account's own, and knows when the user last wrote (the
+    // start of the send window); the Dialogue platform has no user of that id.
+    let session = desk.get("/v1/sessions/oOA?account=oa").await.unwrap();
+    assert_eq!(session.status, 200, "{}", session.text);
+    assert_eq!(session.body["account"], "oa");
+    assert!(
+        session.body["last_user_message_at_ms"].is_i64(),
+        "{}",
+        session.text
+    );
+    assert_eq!(desk.get("/v1/sessions/oOA").await.unwrap().status, 404);
 
     let text = metrics(&desk).await;
     for line in [
@@ -1316,6 +1327,54 @@ async fn sessions_follow_callbacks_and_desk_calls_and_survive_a_restart() {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    relay.stop().await;
+    sandbox.stop().await;
+}
+
+/// A bot bound to several Official Accounts answers each user on the account the user wrote
+/// to: a message without `appid` takes the user's session's, before `dialogue.appid`, and the
+/// session keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_without_appid_answers_on_the_account_the_user_wrote_to() {
+    let sandbox = Sandbox::start(SandboxConfig::new(TOKEN, KEY, BOT))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, desk) = start_relay(&dir.path().join("o.sqlite3"), &sandbox.base_url(), &[]).await;
+    let mut wrote = handoff("oMULTI", KefuState::Asking, "你好", now_secs());
+    wrote.appid = "wx1111111111111111".into();
+    assert_eq!(
+        post_dialogue(&desk, SECRET, encrypted(&wrote, KEY, BOT))
+            .await
+            .text,
+        OK
+    );
+    for (user, body) in [
+        (
+            "oMULTI",
+            json!({"openid": "oMULTI", "channel": 0, "msg": "您好"}),
+        ),
+        // A user the relay has not heard of gets the configured default.
+        (
+            "oNEW",
+            json!({"openid": "oNEW", "channel": 0, "msg": "您好"}),
+        ),
+    ] {
+        let reply = desk.post("/v1/messages", &body).await.unwrap();
+        assert_eq!(reply.status, 202, "{}", reply.text);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sandbox.messages(Some(user)).is_empty() {
+            assert!(Instant::now() < deadline, "{user} never got the message");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let appid = |user| sandbox.messages(Some(user))[0].appid.clone();
+    assert_eq!(appid("oMULTI").as_deref(), Some("wx1111111111111111"));
+    assert_eq!(appid("oNEW").as_deref(), Some("wx0000000000000000"));
+    let session = desk.get("/v1/sessions/oMULTI").await.unwrap().body;
+    assert_eq!(session["appid"], "wx1111111111111111", "{session}");
+    assert_eq!(session["account"], "dialogue", "{session}");
+    assert!(session["last_user_message_at_ms"].is_i64(), "{session}");
     relay.stop().await;
     sandbox.stop().await;
 }

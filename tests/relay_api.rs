@@ -193,8 +193,11 @@ async fn accepted_message_fails_after_retries_when_the_platform_is_unreachable()
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
-    // Never sent, so retried up to the limit, then failed (not ambiguous).
+    // Never sent, so retried up to the limit, then failed (not ambiguous), for no reason the
+    // platform gave.
     assert_eq!(status["attempts"], 3, "{status}");
+    assert_eq!(status["account"], "dialogue", "{status}");
+    assert_eq!(status["reason"], "unknown", "{status}");
     assert!(
         status["error_message"].as_str().unwrap().len() > 10,
         "{status}"
@@ -211,6 +214,56 @@ async fn accepted_message_fails_after_retries_when_the_platform_is_unreachable()
         .await
         .unwrap();
     assert_eq!(again.status, 202, "{}", again.text);
+    relay.stop().await;
+}
+
+/// An account is a configured name: another is 422 naming `account`, before anything is
+/// stored; the Dialogue platform has no typing indicator.
+#[tokio::test]
+async fn accounts_and_typing_are_checked_before_anything_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, desk) = relay(&dir).await;
+    let cases = [
+        (
+            "/v1/messages",
+            json!({"account": "shop", "openid": "o1", "msg": "hi"}),
+            "account",
+        ),
+        (
+            "/v1/messages",
+            json!({"account": ["dialogue"], "openid": "o1", "channel": 7, "msg": "hi"}),
+            "account",
+        ),
+        (
+            "/v1/typing",
+            json!({"account": "shop", "openid": "o1", "typing": true}),
+            "account",
+        ),
+        (
+            "/v1/typing",
+            json!({"account": "dialogue", "openid": "o1", "typing": true}),
+            "typing",
+        ),
+        (
+            "/v1/typing",
+            json!({"account": "dialogue", "openid": "o1"}),
+            "typing",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let reply = desk.post(path, &body).await.unwrap();
+        assert_eq!(reply.status, 422, "{path} {body}: {}", reply.text);
+        assert_eq!(
+            reply.body["error"]["field"], field,
+            "{path} {body}: {}",
+            reply.text
+        );
+    }
+    assert_eq!(desk.get("/v1/messages/1").await.unwrap().status, 404);
+    // Naming the Dialogue account is the same as naming none.
+    let named = json!({"account": "dialogue", "openid": "o1", "channel": 7, "msg": "hi"});
+    let reply = desk.post("/v1/messages", &named).await.unwrap();
+    assert_eq!(reply.status, 202, "{}", reply.text);
     relay.stop().await;
 }
 

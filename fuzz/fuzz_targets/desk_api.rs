@@ -1,5 +1,6 @@
-//! The desk API's `POST /v1/messages` body: [`kefu_connector::api::message_job`], the pure parse
-//! and validation that runs before anything is stored.
+//! The desk API's `POST /v1/messages` body: [`kefu_connector::api::parse_message`] and the
+//! Dialogue provider's composition, the pure parse and validation that run before anything is
+//! stored.
 //!
 //! The input is the raw body, judged against two accounts: one with a default `dialogue.appid`
 //! and one without. Asserted:
@@ -13,10 +14,14 @@
 //!   and the payload is exactly what the parsed message writes.
 #![no_main]
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use kefu_client::Operation;
-use kefu_connector::config::{Config, DialogueConfig};
+use kefu_client::dialogue::DialogueProvider;
+use kefu_connector::api::{ApiError, parse_message};
+use kefu_connector::config::Config;
+use kefu_connector::providers::Providers;
+use kefu_connector::store::{DIALOGUE_ACCOUNT, NewJob};
 use kefu_fuzz::{BOT_APPID, SAMPLE_KEY, must};
 use kefu_payload::{Channel, Event, Msg, SendMsg};
 use libfuzzer_sys::fuzz_target;
@@ -24,7 +29,13 @@ use serde_json::Value;
 
 const TOKEN: &str = "TOKEN0123456789";
 
-fn account(default_appid: &str) -> DialogueConfig {
+/// One Dialogue account, as the relay registers it.
+struct Account {
+    providers: Providers,
+    dialogue: Arc<DialogueProvider>,
+}
+
+fn account(default_appid: &str) -> Account {
     let env = [
         ("KEFU_SERVER_API_KEY", "desk-key-0123456789"),
         ("KEFU_DIALOGUE_TOKEN", TOKEN),
@@ -33,11 +44,20 @@ fn account(default_appid: &str) -> DialogueConfig {
         ("KEFU_DIALOGUE_APPID", default_appid),
     ];
     let config = must(Config::from_settings(&env));
-    config.dialogue
+    let dialogue = Arc::new(must(kefu_connector::serve::dialogue_provider(&config)));
+    let mut providers = Providers::new();
+    providers.register(DIALOGUE_ACCOUNT, Arc::clone(&dialogue) as Arc<dyn kefu_client::kefu_core::Provider>);
+    Account { providers, dialogue }
 }
 
-fn accounts() -> &'static [DialogueConfig; 2] {
-    static ACCOUNTS: OnceLock<[DialogueConfig; 2]> = OnceLock::new();
+/// What the API makes of a body, for a recipient without a session.
+fn jobs(data: &[u8], account: &Account) -> Result<Vec<NewJob>, ApiError> {
+    let message = parse_message(data)?;
+    message.compose(message.provider(&account.providers)?.as_ref(), None)
+}
+
+fn accounts() -> &'static [Account; 2] {
+    static ACCOUNTS: OnceLock<[Account; 2]> = OnceLock::new();
     ACCOUNTS.get_or_init(|| [account("wxDEFAULT00000000"), account("")])
 }
 
@@ -58,8 +78,8 @@ fn non_empty(value: Option<&str>) -> Option<&str> {
 
 fuzz_target!(|data: &[u8]| {
     let is_json = serde_json::from_slice::<Value>(data).is_ok();
-    for dialogue in accounts() {
-        match kefu_connector::api::message_job(data, dialogue) {
+    for account in accounts() {
+        match jobs(data, account) {
             Err(error) => {
                 let status = error.status().as_u16();
                 assert!(status == 400 || status == 422, "{error:?}");
@@ -74,23 +94,30 @@ fuzz_target!(|data: &[u8]| {
                     );
                 }
             }
-            Ok(job) => accepted(data, dialogue, job),
+            Ok(jobs) => {
+                assert_eq!(jobs.len(), 1, "{jobs:?}");
+                for job in jobs {
+                    accepted(data, &account.dialogue, job);
+                }
+            }
         }
     }
 });
 
-fn accepted(data: &[u8], dialogue: &DialogueConfig, job: kefu_connector::outbox::NewJob) {
+fn accepted(data: &[u8], dialogue: &DialogueProvider, job: NewJob) {
     let body: Value = must(serde_json::from_slice(data));
     assert!(
         body.is_object(),
         "accepted a body that is not an object: {body}"
     );
-    assert!(matches!(job.operation, Operation::SendMsg), "{job:?}");
-    let send = must(SendMsg::from_xml(&job.payload));
-    assert_eq!(must(send.to_xml()), job.payload);
+    assert_eq!(job.operation, Operation::SendMsg.name(), "{job:?}");
+    assert_eq!(job.account, DIALOGUE_ACCOUNT);
+    let payload = must(std::str::from_utf8(&job.payload));
+    let send = must(SendMsg::from_xml(payload));
+    assert_eq!(must(send.to_xml()), payload);
 
     let openid = text(&body, "openid").unwrap_or_default();
-    assert_eq!(job.openid, openid);
+    assert_eq!(job.recipient, openid);
     assert_eq!(send.openid(), openid);
 
     let channel = field(&body, "channel")
@@ -99,7 +126,7 @@ fn accepted(data: &[u8], dialogue: &DialogueConfig, job: kefu_connector::outbox:
         .and_then(Channel::from_code);
     assert_eq!(Some(send.channel()), channel, "{body}");
 
-    let appid = dialogue.appid_for(text(&body, "appid").map(str::to_owned), send.channel());
+    let appid = dialogue.appid_for(text(&body, "appid").map(str::to_owned), None, send.channel());
     assert_eq!(send.appid(), non_empty(appid.as_deref()));
 
     let msg: Msg = must(serde_json::from_value(

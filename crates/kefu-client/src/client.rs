@@ -1,9 +1,6 @@
 //! The client, its builder and the transport.
 
 use core::fmt;
-use core::future::Future;
-use core::pin::Pin;
-use core::task::{Context, Poll};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,18 +8,15 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
 use hyper::{Method, Request, StatusCode, Uri};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use kefu_payload::envelope::DialogueRequest;
 use kefu_payload::{KefuState, KefuStateChange, KefuStateGet, SendMsg};
 use serde_json::{Map, Value};
 use wxbizmsgcrypt::MsgCrypt;
 
 use crate::envelope::{Normalized, normalize};
-use crate::error::{BoxError, ConfigError, Error, InvalidResponse, Kind, Operation};
-use crate::retry::RetryPolicy;
+use crate::error::{ConfigError, Error, InvalidResponse, Kind, Operation};
+use crate::transport::{ConnectTimeout, HttpClient, http_client};
+use kefu_core::RetryPolicy;
 
 /// The documented base URL of the Dialogue platform's `/openapi` endpoints.
 pub const DEFAULT_BASE_URL: &str = "https://chatbot.weixin.qq.com/openapi";
@@ -40,8 +34,6 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
-
-type Connector = TimeoutConnector<HttpsConnector<HttpConnector>>;
 
 /// Configures a [`Client`]; made by [`Client::builder`].
 ///
@@ -175,26 +167,8 @@ impl ClientBuilder {
             endpoint(Operation::KefuStateChange)?,
         ];
 
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(self.connect_timeout));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let https = HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| Error::config(ConfigError::Tls).with_source(e))?
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(http);
-        let connector = TimeoutConnector {
-            inner: https,
-            timeout: self.connect_timeout,
-        };
-        let http = HyperClient::builder(TokioExecutor::new())
-            .pool_idle_timeout(self.pool_idle_timeout)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
+        let http = http_client(self.connect_timeout, self.pool_idle_timeout)
+            .map_err(|e| Error::config(ConfigError::Tls).with_source(e))?;
 
         Ok(Client {
             shared: Arc::new(Shared {
@@ -297,7 +271,7 @@ pub struct Client {
 }
 
 struct Shared {
-    http: HyperClient<Connector, Full<Bytes>>,
+    http: HttpClient,
     crypt: MsgCrypt,
     token: Box<str>,
     /// Indexed by [`Operation::index`].
@@ -688,10 +662,10 @@ impl Client {
         operation: Operation,
         xml: &str,
     ) -> Result<Reply, Error> {
-        self.shared
-            .retry
-            .retry(operation, || self.call_xml(operation, xml))
-            .await
+        crate::retry::retry(&self.shared.retry, operation, || {
+            self.call_xml(operation, xml)
+        })
+        .await
     }
 
     /// Sends the request and reads the whole answer, within the body limit.
@@ -790,52 +764,6 @@ fn has_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
         next = e.source();
     }
     false
-}
-
-/// The connect phase (DNS, TCP connect, TLS handshake) took longer than the connect timeout.
-#[derive(Debug)]
-struct ConnectTimeout(Duration);
-
-impl fmt::Display for ConnectTimeout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "connect (DNS, TCP, TLS) timed out after {:?}", self.0)
-    }
-}
-
-impl std::error::Error for ConnectTimeout {}
-
-/// Bounds the whole connect phase, TLS included, so that a stalled handshake is a connect
-/// error (not sent) rather than a request timeout (ambiguous).
-#[derive(Clone)]
-struct TimeoutConnector<C> {
-    inner: C,
-    timeout: Duration,
-}
-
-impl<C> tower_service::Service<Uri> for TimeoutConnector<C>
-where
-    C: tower_service::Service<Uri>,
-    C::Error: Into<BoxError>,
-    C::Future: Send + 'static,
-{
-    type Response = C::Response;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.inner.call(uri);
-        let timeout = self.timeout;
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, connecting).await {
-                Ok(result) => result.map_err(Into::into),
-                Err(_) => Err(Box::new(ConnectTimeout(timeout)) as BoxError),
-            }
-        })
-    }
 }
 
 #[cfg(test)]

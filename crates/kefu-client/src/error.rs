@@ -581,7 +581,7 @@ impl Error {
 
     /// `true` when the failure is worth retrying whatever the operation: the request never
     /// left ([`is_connect`](Error::is_connect)), or the platform answered −1 (system busy).
-    /// Ambiguous failures are not included; see [`crate::RetryClass`] for the per-operation
+    /// Ambiguous failures are not included; see [`crate::classify`] for the per-operation
     /// decision.
     pub fn is_transient(&self) -> bool {
         match self.inner.kind {

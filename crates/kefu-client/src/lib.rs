@@ -9,8 +9,9 @@
 //!   and posted as `{"encrypt":"…"}` to `{base}/<name>/{TOKEN}`.
 //! * **Answers** are read in every spelling the platform uses ([`Envelope`]), and every failure
 //!   is one [`Error`] with predicates: not sent, ambiguous, timeout, platform code, HTTP status.
-//! * **Retries** ([`RetryPolicy`]) are a pure decision a durable outbox can drive, plus a
-//!   convenience loop. A `sendmsg` that may have been delivered is never replayed: a duplicate
+//! * **Retries**: [`classify`] turns a failure into kefu-core's classes, whose
+//!   [`RetryPolicy`](kefu_core::RetryPolicy) is a pure decision a durable outbox can drive;
+//!   [`retry`] is a convenience loop over it. A `sendmsg` that may have been delivered is never replayed: a duplicate
 //!   message in a user's chat is a bug.
 //! * **Secrets**: the TOKEN (a URL path segment), the EncodingAESKey and the message body never
 //!   appear in errors or logs; URLs are shown as `…/sendmsg/{TOKEN}`.
@@ -49,9 +50,11 @@
 #![deny(missing_docs)]
 
 mod client;
+pub mod dialogue;
 mod envelope;
 mod error;
 mod retry;
+pub mod transport;
 
 pub use client::{
     BACKUP_BASE_URL, Client, ClientBuilder, DEFAULT_BASE_URL, KefuStateReply, KefuSwitch, Reply,
@@ -59,6 +62,8 @@ pub use client::{
 pub use envelope::Envelope;
 pub use error::{ConfigError, Error, InvalidResponse, Operation, PlatformCode};
 pub use hyper::StatusCode;
+/// The seam crate whose policy and classes the retries use, re-exported so that versions match.
+pub use kefu_core;
 /// The payload crate whose types the typed calls take, re-exported so that versions match.
 pub use kefu_payload;
-pub use retry::{RetryClass, RetryDecision, RetryPolicy, StopReason};
+pub use retry::{classify, retry};

@@ -3,7 +3,9 @@
 //! | Route | What it does |
 //! |---|---|
 //! | `POST /v1/messages` | stores a message durably, then answers `202 {"id"}` |
-//! | `GET /v1/messages/{id}` | the message's status |
+//! | `POST /v1/messages` with `"account"` | stores the message for that account's provider (absent: `dialogue`) |
+//! | `POST /v1/typing` | `{"account","openid","typing":true\|false}`: stores a typing indicator job |
+//! | `GET /v1/messages/{id}` | the message's status, with its `account`, and for a failed one its `error_code` and `reason` |
 //! | `POST /v1/messages/{id}/resend` | sends a failed or ambiguous message again |
 //! | `POST /v1/sessions/{openid}/enter` | kefustate → personserving, then `waiterEnter` |
 //! | `POST /v1/sessions/{openid}/switch` | `waiterSwitch` |
@@ -39,34 +41,40 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kefu_client::Operation;
-use kefu_payload::{Channel, Event, KefuState, KefuStateChange, Msg, SendMsg};
+use kefu_client::dialogue::{DialogueProvider, Outgoing};
+use kefu_core::{ComposeRequest, Composed, Invalid, Provider};
+use kefu_payload::{Channel, Event, KefuState, Msg};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq as _;
 
-use crate::config::{DialogueConfig, Secret};
+use crate::config::Secret;
 use crate::delivery::Dispatcher;
 use crate::idempotency::{self, Claim, Claimed, Earlier, Saved};
 use crate::inbound::Inbound;
 use crate::inbound::session::DeskAction;
 use crate::metrics::Metrics;
-use crate::outbox::{Idempotent, NewJob, Outbox, PendingJob, ResendError, TxWork};
+use crate::providers::Providers;
+use crate::store::{
+    DIALOGUE_ACCOUNT, DeskCall, Idempotent, NewJob, PendingJob, ResendError, Store,
+};
 
 /// What the API needs.
 #[derive(Clone)]
 pub struct ApiState {
-    /// The durable outbox.
-    pub outbox: Outbox,
+    /// The durable store.
+    pub store: Arc<dyn Store>,
     /// Where stored jobs go.
     pub dispatcher: Dispatcher,
     /// Metrics to count requests in.
     pub metrics: Arc<Metrics>,
     /// The desks' bearer key.
     pub api_key: Secret,
-    /// The platform account, for the default `appid` of messages.
-    pub dialogue: DialogueConfig,
+    /// The accounts messages go through.
+    pub providers: Arc<Providers>,
+    /// The Dialogue platform, whose handoff (`/v1/sessions/{openid}/…`) has calls of its own.
+    pub dialogue: Arc<DialogueProvider>,
     /// The inbound side: callbacks, events and sessions.
     pub inbound: Inbound,
     /// How long an `Idempotency-Key` is remembered.
@@ -79,15 +87,16 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
     let state = Arc::new(state);
     let authenticated = Router::new()
         .route("/v1/messages", post(post_message))
+        .route("/v1/typing", post(post_typing))
         .route("/v1/messages/{id}", get(get_message))
         .route("/v1/messages/{id}/resend", post(resend_message))
         .route("/v1/sessions/{openid}/{action}", post(session_action))
-        .merge(crate::inbound::http::desk_routes())
+        .merge(crate::inbound::http::desk_routes().with_state(state.inbound.clone()))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .merge(authenticated)
-        .merge(crate::inbound::http::callback_routes())
+        .merge(crate::inbound::http::callback_routes().with_state(state.inbound.clone()))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -142,15 +151,6 @@ impl ApiError {
             StatusCode::SERVICE_UNAVAILABLE,
             "the outbox is unavailable; nothing was stored, try again",
         )
-    }
-
-    fn invalid_message(error: &kefu_payload::Error) -> ApiError {
-        ApiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            message: error.to_string(),
-            field: error.field().map(str::to_owned),
-            platform_code: error.platform_code(),
-        }
     }
 }
 
@@ -294,6 +294,7 @@ async fn count_request(
         .map(MatchedPath::as_str)
     {
         Some("/v1/messages") => "/v1/messages",
+        Some("/v1/typing") => "/v1/typing",
         Some("/v1/messages/{id}") => "/v1/messages/{id}",
         Some("/v1/messages/{id}/resend") => "/v1/messages/{id}/resend",
         Some("/v1/sessions/{openid}/{action}") => "/v1/sessions/{openid}/{action}",
@@ -361,19 +362,6 @@ fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MessageRequest {
-    openid: String,
-    channel: Channel,
-    appid: Option<String>,
-    msg: Msg,
-    kefuname: Option<String>,
-    kefuavatar: Option<String>,
-    ans_node_name: Option<String>,
-    event: Option<Event>,
-}
-
 /// What a request that creates work got: the work done now, or the answer of the same request
 /// done earlier with its `Idempotency-Key`.
 enum Stored {
@@ -410,37 +398,45 @@ impl ApiState {
         Idempotent { claim, answer }
     }
 
-    /// Stores jobs, and runs `session` (a desk call on the user's session) in the same
+    /// Stores jobs, and records `session` (a desk call on the user's session) in the same
     /// transaction, unless `key` was used before; hands what was stored to delivery.
     async fn store(
-        self: &Arc<Self>,
+        &self,
         jobs: Vec<NewJob>,
-        session: Option<TxWork<()>>,
+        session: Option<DeskCall>,
         key: Option<Idempotent>,
     ) -> Result<Stored, ApiError> {
-        let state = Arc::clone(self);
-        // A desk that gives up on its request closes the connection, and the server then drops
-        // this handler: the store goes on regardless, so the handing to delivery must too, or a
-        // retry would be told about a job that nobody delivers. Hence its own task.
-        let stored = tokio::spawn(async move {
-            let outbox = &state.outbox;
-            let claimed = match (key, session) {
-                (Some(key), session) => outbox.insert_once(key, jobs, session).await,
-                (None, Some(session)) => outbox.insert_with(jobs, session).await.map(Claimed::Done),
-                (None, None) => outbox.insert(jobs).await.map(Claimed::Done),
-            }
+        // Callers run in a task of their own (see `detached`): what is stored is handed to
+        // delivery even if the desk has hung up, or a retry would be told about a job that
+        // nobody delivers.
+        let claimed = self
+            .store
+            .insert(jobs, key, session)
+            .await
             .map_err(ApiError::unavailable)?;
-            match claimed {
-                Claimed::Done(pending) => Ok(Stored::Now(state.dispatch(pending))),
-                Claimed::Earlier(earlier) => replay(earlier),
-            }
-        });
-        stored.await.map_err(ApiError::unavailable)?
+        match claimed {
+            Claimed::Done(pending) => Ok(Stored::Now(self.dispatch(pending))),
+            Claimed::Earlier(earlier) => replay(earlier),
+        }
+    }
+
+    /// The AppID the session of `recipient` on `account` came from, if the relay knows one.
+    async fn session_appid(
+        &self,
+        account: &str,
+        recipient: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let session = self
+            .store
+            .session(account, recipient)
+            .await
+            .map_err(ApiError::unavailable)?;
+        Ok(session.and_then(|session| session.appid))
     }
 
     /// Hands stored jobs to delivery and returns their ids.
     fn dispatch(&self, pending: Vec<PendingJob>) -> Vec<i64> {
-        let ids = pending.iter().map(|job| job.id).collect();
+        let ids = pending.iter().map(PendingJob::id).collect();
         for job in pending {
             self.dispatcher.enqueue(job);
         }
@@ -448,88 +444,93 @@ impl ApiState {
     }
 }
 
-/// One `sendmsg` as the desk describes it, before validation: what both the API and `send` turn
-/// into the platform's XML.
+/// A desk's `POST /v1/messages` body, read: the account it names and the fields its provider
+/// composes from.
 #[derive(Debug, Clone)]
-pub struct Outgoing<'a> {
-    /// The user.
-    pub openid: &'a str,
-    /// The user's channel.
-    pub channel: Channel,
-    /// The OA/MP AppID, already defaulted (see [`DialogueConfig::appid_for`]).
-    pub appid: Option<String>,
-    /// The content.
-    pub msg: Msg,
-    /// The handoff event, if any.
-    pub event: Option<Event>,
-    /// The agent's nickname.
-    pub kefuname: Option<String>,
-    /// The agent's avatar URL.
-    pub kefuavatar: Option<String>,
-    /// The category or skill name.
-    pub ans_node_name: Option<String>,
+pub struct DeskMessage {
+    /// The account (`dialogue` when the body names none).
+    pub account: String,
+    /// The body without `account`.
+    pub body: Map<String, Value>,
 }
 
-impl Outgoing<'_> {
-    /// Validates the message as the platform would and writes its XML.
-    pub fn to_xml(self) -> Result<String, kefu_payload::Error> {
-        // The builder treats empty optional text as absent.
-        let mut builder = SendMsg::builder(self.openid, self.channel, self.msg)
-            .appid(self.appid.unwrap_or_default())
-            .kefuname(self.kefuname.unwrap_or_default())
-            .kefuavatar(self.kefuavatar.unwrap_or_default())
-            .ans_node_name(self.ans_node_name.unwrap_or_default());
-        if let Some(event) = self.event {
-            builder = builder.event(event);
+impl From<Invalid> for ApiError {
+    fn from(invalid: Invalid) -> ApiError {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: invalid.message,
+            field: Some(invalid.field).filter(|field| !field.is_empty()),
+            platform_code: invalid.code,
         }
-        builder.build()?.to_xml()
     }
 }
 
-fn sendmsg_job(message: Outgoing<'_>) -> Result<NewJob, ApiError> {
-    let openid = message.openid.to_owned();
-    let payload = message
-        .to_xml()
-        .map_err(|e| ApiError::invalid_message(&e))?;
-    Ok(NewJob {
-        openid,
-        operation: Operation::SendMsg,
-        payload,
-    })
+/// Reads a `POST /v1/messages` body: malformed JSON is 400, anything but an object 422, and so
+/// is an `account` that is not a name.
+pub fn parse_message(body: &[u8]) -> Result<DeskMessage, ApiError> {
+    let mut body: Map<String, Value> = parse_body(body)?;
+    let account = match body.remove("account") {
+        None => DIALOGUE_ACCOUNT.to_owned(),
+        Some(Value::String(name)) => name,
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "account: the account is a configured name, such as \"dialogue\"",
+            )
+            .field("account"));
+        }
+    };
+    Ok(DeskMessage { account, body })
 }
 
-fn kefustate_job(openid: &str, appid: Option<&str>, state: KefuState) -> Result<NewJob, ApiError> {
-    let appid = appid.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "appid: the kefustate call needs the Official Account or Mini Program AppID; send `appid` or set dialogue.appid",
-        )
-        .field("appid")
-    })?;
-    let payload = KefuStateChange::new(appid, openid, state)
-        .and_then(|change| change.to_xml())
-        .map_err(|e| ApiError::invalid_message(&e))?;
-    Ok(NewJob {
-        openid: openid.to_owned(),
-        operation: Operation::KefuStateChange,
-        payload,
-    })
+impl DeskMessage {
+    /// The account's provider, or 422 naming the account.
+    pub fn provider<'a>(
+        &self,
+        providers: &'a Providers,
+    ) -> Result<&'a Arc<dyn Provider>, ApiError> {
+        providers.get(&self.account).ok_or_else(|| {
+            let known: Vec<&str> = providers.names().collect();
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "account: no account named {:?} is configured (configured: {})",
+                    self.account,
+                    known.join(", ")
+                ),
+            )
+            .field("account")
+        })
+    }
+
+    /// Who the message is for, if the body names the recipient as `provider` expects.
+    pub fn recipient(&self, provider: &dyn Provider) -> Option<&str> {
+        self.body
+            .get(provider.recipient_field())
+            .and_then(Value::as_str)
+    }
+
+    /// The jobs `provider` composes from the message, in order, for a recipient whose session
+    /// came from `session_appid`. Pure, so that the fuzzer can drive it.
+    pub fn compose(
+        &self,
+        provider: &dyn Provider,
+        session_appid: Option<&str>,
+    ) -> Result<Vec<NewJob>, ApiError> {
+        let composed = provider.compose(ComposeRequest {
+            body: &self.body,
+            session_appid,
+        })?;
+        Ok(composed
+            .into_iter()
+            .map(|job| NewJob::composed(&self.account, job))
+            .collect())
+    }
 }
 
-/// Parses and validates a `POST /v1/messages` body into the job to store, exactly as the API
-/// does before storing anything. Pure, so that the fuzzer can drive it.
-pub fn message_job(body: &[u8], dialogue: &DialogueConfig) -> Result<NewJob, ApiError> {
-    let request: MessageRequest = parse_body(body)?;
-    sendmsg_job(Outgoing {
-        openid: &request.openid,
-        channel: request.channel,
-        appid: dialogue.appid_for(request.appid, request.channel),
-        msg: request.msg,
-        event: request.event,
-        kefuname: request.kefuname,
-        kefuavatar: request.kefuavatar,
-        ans_node_name: request.ans_node_name,
-    })
+/// The job of a composition, stored under `account`.
+fn job_of(account: &str, composed: Result<Composed, Invalid>) -> Result<NewJob, ApiError> {
+    Ok(NewJob::composed(account, composed?))
 }
 
 /// The earlier answer to give again, or 422 if the key was used for another request.
@@ -587,14 +588,75 @@ fn answer(stored: Stored, make: fn(&[i64]) -> Saved) -> Response {
     response
 }
 
+/// Runs a request's work in a task of its own. A desk that gives up on its request closes the
+/// connection, and the server then drops the handler: work that reads the store before it
+/// writes (a session's AppID) must go on regardless, or a request fully sent would be stored or
+/// not depending on when the desk hung up.
+async fn detached(
+    work: impl Future<Output = Result<Response, ApiError>> + Send + 'static,
+) -> Result<Response, ApiError> {
+    tokio::spawn(work).await.map_err(ApiError::unavailable)?
+}
+
 async fn post_message(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    detached(store_message(state, headers, body)).await
+}
+
+async fn store_message(
+    state: Arc<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let job = message_job(&body, &state.dialogue)?;
+    let message = parse_message(&body)?;
+    let provider = message.provider(&state.providers)?;
+    let session_appid = match message.recipient(provider.as_ref()) {
+        Some(recipient) => state.session_appid(&message.account, recipient).await?,
+        None => None,
+    };
+    let jobs = message.compose(provider.as_ref(), session_appid.as_deref())?;
     let key = key.map(|key| state.idempotent(key, ("/v1/messages", &[]), &body, message_accepted));
+    let stored = state.store(jobs, None, key).await?;
+    Ok(answer(stored, message_accepted))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TypingRequest {
+    account: String,
+    openid: String,
+    typing: bool,
+}
+
+async fn post_typing(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    detached(store_typing(state, headers, body)).await
+}
+
+async fn store_typing(
+    state: Arc<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let request: TypingRequest = parse_body(&body)?;
+    let message = DeskMessage {
+        account: request.account,
+        body: Map::new(),
+    };
+    let provider = message.provider(&state.providers)?;
+    let job = job_of(
+        &message.account,
+        provider.typing(&request.openid, request.typing),
+    )?;
+    let key = key.map(|key| state.idempotent(key, ("/v1/typing", &[]), &body, message_accepted));
     let stored = state.store(vec![job], None, key).await?;
     Ok(answer(stored, message_accepted))
 }
@@ -613,7 +675,7 @@ async fn get_message(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    match state.outbox.get(id).await.map_err(ApiError::unavailable)? {
+    match state.store.get(id).await.map_err(ApiError::unavailable)? {
         Some(status) => Ok(Json(status).into_response()),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -639,11 +701,11 @@ async fn resend_message(
         // As in ApiState::store: a job queued again is handed to delivery even if the desk
         // has hung up.
         tokio::spawn(async move {
-            let claimed = match key {
-                Some(key) => state.outbox.resend_once(id, key).await,
-                None => state.outbox.resend(id).await.map(Claimed::Done),
-            }
-            .map_err(ApiError::unavailable)?;
+            let claimed = state
+                .store
+                .resend(id, key)
+                .await
+                .map_err(ApiError::unavailable)?;
             match claimed {
                 Claimed::Done(Ok(job)) => {
                     state.dispatcher.enqueue(job);
@@ -692,6 +754,16 @@ async fn session_action(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    detached(store_session_action(state, openid, action, headers, body)).await
+}
+
+async fn store_session_action(
+    state: Arc<ApiState>,
+    openid: String,
+    action: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let (event, default_text) = match action.as_str() {
         "enter" => (Event::WaiterEnter, "客服已接入,请问有什么可以帮您?"),
@@ -713,9 +785,10 @@ async fn session_action(
         )
         .field("kefuname"));
     }
+    let known = state.session_appid(DIALOGUE_ACCOUNT, &openid).await?;
     let appid = state
         .dialogue
-        .appid_for(request.appid.clone(), request.channel);
+        .appid_for(request.appid.clone(), known.as_deref(), request.channel);
     // The kefustate calls carry the same appid as the sendmsg: on channel 7 the TOKEN stands in
     // for a missing one (protocols.md §4.4). The session never shows the TOKEN.
     let kefustate_appid = appid.clone();
@@ -738,31 +811,31 @@ async fn session_action(
             session_appid.clone(),
         )
     });
-    let message = sendmsg_job(Outgoing {
-        openid: &openid,
-        channel: request.channel,
-        appid,
-        msg: request.msg.unwrap_or_else(|| Msg::text(default_text)),
-        event: Some(event),
-        kefuname: request.kefuname,
-        kefuavatar: request.kefuavatar,
-        ans_node_name: request.ans_node_name,
-    })?;
+    let dialogue = &state.dialogue;
+    let message = job_of(
+        DIALOGUE_ACCOUNT,
+        dialogue.sendmsg(Outgoing {
+            openid: &openid,
+            channel: request.channel,
+            appid,
+            msg: request.msg.unwrap_or_else(|| Msg::text(default_text)),
+            event: Some(event),
+            kefuname: request.kefuname,
+            kefuavatar: request.kefuavatar,
+            ans_node_name: request.ans_node_name,
+        }),
+    )?;
+    let kefustate = |state| {
+        job_of(
+            DIALOGUE_ACCOUNT,
+            dialogue.kefustate(&openid, kefustate_appid.as_deref(), state),
+        )
+    };
     // The order the platform needs (protocols.md §4.8): the bot falls silent before the agent
     // greets, and the agent says goodbye before the session is closed.
     let jobs = match event {
-        Event::WaiterEnter => vec![
-            kefustate_job(
-                &openid,
-                kefustate_appid.as_deref(),
-                KefuState::PersonServing,
-            )?,
-            message,
-        ],
-        Event::WaiterQuit => vec![
-            message,
-            kefustate_job(&openid, kefustate_appid.as_deref(), KefuState::Complete)?,
-        ],
+        Event::WaiterEnter => vec![kefustate(KefuState::PersonServing)?, message],
+        Event::WaiterQuit => vec![message, kefustate(KefuState::Complete)?],
         _ => vec![message],
     };
     let route = (
@@ -776,7 +849,7 @@ async fn session_action(
 }
 
 async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
-    match state.outbox.ping().await {
+    match state.store.ping().await {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
         Err(error) => {
             tracing::error!("health check failed: {error}");
@@ -802,7 +875,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    fn dialogue() -> DialogueConfig {
+    fn providers() -> Providers {
         let env = [
             ("KEFU_DIALOGUE_TOKEN", "TOKEN0123456789"),
             (
@@ -811,7 +884,41 @@ mod tests {
             ),
             ("KEFU_DIALOGUE_BOT_APPID", "Gg8HejYTkUsEIlG"),
         ];
-        Config::from_settings(&env).unwrap().dialogue
+        let config = Config::from_settings(&env).unwrap();
+        let mut providers = Providers::new();
+        providers.register(
+            DIALOGUE_ACCOUNT,
+            Arc::new(crate::serve::dialogue_provider(&config).unwrap()),
+        );
+        providers
+    }
+
+    /// What the API makes of a `POST /v1/messages` body, before the store.
+    fn message_job(body: &[u8], providers: &Providers) -> Result<Vec<NewJob>, ApiError> {
+        let message = parse_message(body)?;
+        message.compose(message.provider(providers)?.as_ref(), None)
+    }
+
+    #[test]
+    fn an_account_is_a_configured_name() {
+        let providers = providers();
+        let jobs = message_job(
+            br#"{"account":"dialogue","openid":"o1","channel":0,"appid":"wx1","msg":"hi"}"#,
+            &providers,
+        )
+        .unwrap();
+        assert_eq!(jobs[0].account, DIALOGUE_ACCOUNT);
+        let unknown = message_job(
+            br#"{"account":"shop","openid":"o1","msg":"hi"}"#,
+            &providers,
+        )
+        .unwrap_err();
+        assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(unknown.field_name(), Some("account"));
+        assert!(unknown.message().contains("\"shop\""), "{unknown:?}");
+        let not_a_name =
+            message_job(br#"{"account":7,"openid":"o1","msg":"hi"}"#, &providers).unwrap_err();
+        assert_eq!(not_a_name.field_name(), Some("account"));
     }
 
     /// Found by fuzz/fuzz_targets/desk_api.rs ("valid JSON is never 400"): serde_json reports
@@ -821,7 +928,7 @@ mod tests {
     fn well_formed_json_of_the_wrong_shape_is_422() {
         for event in ["{}", "5", "[]", "{\n\t\t}"] {
             let body = format!(r#"   {{"openid":"o1","channel":7,"msg":"hi","event":{event}}}  "#);
-            let error = message_job(body.as_bytes(), &dialogue()).unwrap_err();
+            let error = message_job(body.as_bytes(), &providers()).unwrap_err();
             assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
             assert_eq!(error.field_name(), Some("event"), "{body}");
             assert!(error.message().starts_with("event: "), "{error:?}");
@@ -831,7 +938,7 @@ mod tests {
     #[test]
     fn a_body_that_is_not_an_object_is_422() {
         for body in [r#"["o1", 7, null, "hi"]"#, " 5", r#""o1""#, "null"] {
-            let error = message_job(body.as_bytes(), &dialogue()).unwrap_err();
+            let error = message_job(body.as_bytes(), &providers()).unwrap_err();
             assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
             assert!(
                 error
@@ -880,7 +987,7 @@ mod tests {
             r#"{"openid":"o1","channel":7,"msg":"hi"} x"#,
             "",
         ] {
-            let error = message_job(body.as_bytes(), &dialogue()).unwrap_err();
+            let error = message_job(body.as_bytes(), &providers()).unwrap_err();
             assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{body}");
             assert!(
                 error.message().starts_with("the body is not valid JSON"),

@@ -1,14 +1,16 @@
-//! Per-user queues, each worked through by one task: in order per user, concurrently across
-//! users. The outbox's delivery to the platform and the inbound events' push to the desk's
+//! Per-conversation queues, each worked through by one task: in order per conversation (a
+//! user, or a recipient of one account), concurrently across conversations; and [`drive`], the
+//! one attempt loop of an item. The outbox's delivery to the platform and the inbound events' push to the desk's
 //! webhook both run on it.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit, watch};
 
-use crate::outbox::now_ms;
+use crate::clock::now_ms;
 use tokio::task::JoinSet;
 
 /// What takes a queue's items to their final state.
@@ -27,20 +29,21 @@ pub(crate) trait Deliver<J>: Send + Sync + 'static {
 }
 
 /// The queues, their tasks, and the worker.
-pub(crate) struct Conversations<J, W> {
+pub(crate) struct Conversations<K, J, W> {
     worker: W,
-    queues: Mutex<HashMap<String, VecDeque<J>>>,
+    queues: Mutex<HashMap<K, VecDeque<J>>>,
     tasks: Mutex<JoinSet<()>>,
     stopping: watch::Sender<bool>,
 }
 
-impl<J, W> Conversations<J, W>
+impl<K, J, W> Conversations<K, J, W>
 where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
     J: Clone + Send + 'static,
     W: Deliver<J>,
 {
     /// Empty queues worked by `worker`.
-    pub(crate) fn new(worker: W) -> Arc<Conversations<J, W>> {
+    pub(crate) fn new(worker: W) -> Arc<Conversations<K, J, W>> {
         Arc::new(Conversations {
             worker,
             queues: Mutex::new(HashMap::new()),
@@ -49,24 +52,25 @@ where
         })
     }
 
-    /// Queues `item` behind the user's earlier items, starting the user's task if it has none.
-    pub(crate) fn enqueue(self: &Arc<Self>, openid: String, item: J) {
+    /// Queues `item` behind the conversation's earlier items, starting the conversation's task
+    /// if it has none.
+    pub(crate) fn enqueue(self: &Arc<Self>, key: K, item: J) {
         self.worker.pending(1);
         let Ok(mut queues) = self.queues.lock() else {
             return;
         };
-        if let Some(queue) = queues.get_mut(&openid) {
+        if let Some(queue) = queues.get_mut(&key) {
             queue.push_back(item);
             return;
         }
-        queues.insert(openid.clone(), VecDeque::from([item]));
+        queues.insert(key.clone(), VecDeque::from([item]));
         drop(queues);
         let this = Arc::clone(self);
         if let Ok(mut tasks) = self.tasks.lock() {
             // A JoinSet keeps finished tasks until they are joined: reap them here, or memory
             // grows with every conversation that ever emptied its queue.
             while tasks.try_join_next().is_some() {}
-            tasks.spawn(async move { this.work_through(openid).await });
+            tasks.spawn(async move { this.work_through(key).await });
         }
     }
 
@@ -86,11 +90,11 @@ where
         }
     }
 
-    /// Works through one user's queue until it is empty or the service stops.
-    async fn work_through(self: Arc<Self>, openid: String) {
+    /// Works through one conversation's queue until it is empty or the service stops.
+    async fn work_through(self: Arc<Self>, key: K) {
         loop {
             let item = match self.queues.lock() {
-                Ok(queues) => queues.get(&openid).and_then(|q| q.front().cloned()),
+                Ok(queues) => queues.get(&key).and_then(|q| q.front().cloned()),
                 Err(_) => None,
             };
             let Some(item) = item else {
@@ -103,10 +107,10 @@ where
             let Ok(mut queues) = self.queues.lock() else {
                 return;
             };
-            if let Some(queue) = queues.get_mut(&openid) {
+            if let Some(queue) = queues.get_mut(&key) {
                 queue.pop_front();
                 if queue.is_empty() {
-                    queues.remove(&openid);
+                    queues.remove(&key);
                     return;
                 }
             }
@@ -114,11 +118,62 @@ where
     }
 }
 
-/// Sleeps for `wait`; `false` if the service started stopping first.
-pub(crate) async fn sleep_unless_stopping(
-    wait: Duration,
+/// What an attempt at an item came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Attempt again at once, in the same place among the requests in flight (a credential
+    /// replay).
+    Again,
+    /// Attempt again after this wait; the failure is recorded.
+    After(Duration),
+    /// The item is finished: `true` if its final state was recorded, `false` if the store
+    /// failed.
+    Done(bool),
+}
+
+/// One item's attempts, as [`drive`] makes them.
+pub(crate) trait Attempts: Send {
+    /// Makes the next attempt and records what it came to.
+    fn attempt(&mut self) -> impl Future<Output = Step> + Send;
+}
+
+/// Makes `item`'s attempts until it is finished: none before `not_before_ms` (a retry time
+/// stored before a restart still holds), each holding a place among `permits`, none once the
+/// service stops. `false` if the service is stopping or the store failed: the item stays stored
+/// for the next start.
+pub(crate) async fn drive(
+    item: &mut impl Attempts,
+    not_before_ms: i64,
+    permits: &Semaphore,
     stopping: &mut watch::Receiver<bool>,
 ) -> bool {
+    if !wait_until(not_before_ms, stopping).await {
+        return false;
+    }
+    let mut held = None;
+    loop {
+        let permit = match held.take() {
+            Some(permit) => permit,
+            None => match permit(permits, stopping).await {
+                Some(permit) => permit,
+                None => return false,
+            },
+        };
+        match item.attempt().await {
+            Step::Done(recorded) => return recorded,
+            Step::Again => held = Some(permit),
+            Step::After(wait) => {
+                drop(permit);
+                if !sleep_unless_stopping(wait, stopping).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps for `wait`; `false` if the service started stopping first.
+async fn sleep_unless_stopping(wait: Duration, stopping: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
         () = tokio::time::sleep(wait) => true,
         _ = stopping.wait_for(|stop| *stop) => false,
@@ -127,13 +182,13 @@ pub(crate) async fn sleep_unless_stopping(
 
 /// Sleeps until `not_before_ms` (a retry time stored before a restart still holds); `false` if
 /// the service started stopping first.
-pub(crate) async fn wait_until(not_before_ms: i64, stopping: &mut watch::Receiver<bool>) -> bool {
+async fn wait_until(not_before_ms: i64, stopping: &mut watch::Receiver<bool>) -> bool {
     let wait = u64::try_from(not_before_ms.saturating_sub(now_ms())).unwrap_or_default();
     wait == 0 || sleep_unless_stopping(Duration::from_millis(wait), stopping).await
 }
 
 /// A place among the requests in flight, or `None` if the service is stopping.
-pub(crate) async fn permit<'a>(
+async fn permit<'a>(
     permits: &'a Semaphore,
     stopping: &mut watch::Receiver<bool>,
 ) -> Option<SemaphorePermit<'a>> {

@@ -19,10 +19,7 @@
 //!   new again, and the periodic purge removes it.
 
 use axum::http::HeaderMap;
-use rusqlite::{OptionalExtension as _, Transaction, params};
 use sha2::{Digest as _, Sha256};
-
-use crate::outbox::StoreError;
 
 /// The request header that carries the key.
 pub const HEADER: &str = "idempotency-key";
@@ -33,22 +30,6 @@ pub const MAX_KEY_LEN: usize = 255;
 /// The scope of every key: the relay has one desk key, so one desk. A relay with several desk
 /// keys would scope by key, so that two desks' keys cannot collide.
 pub const DESK_SCOPE: &str = "desk";
-
-/// The table of claimed keys, in the outbox's database.
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS idempotency_keys (
-    scope TEXT NOT NULL,
-    key TEXT NOT NULL,
-    route TEXT NOT NULL,
-    request_hash TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    response_body BLOB NOT NULL,
-    created_ms INTEGER NOT NULL,
-    expires_ms INTEGER NOT NULL,
-    PRIMARY KEY (scope, key)
-);
-CREATE INDEX IF NOT EXISTS idempotency_keys_expiry ON idempotency_keys (expires_ms);
-";
 
 /// Why an `Idempotency-Key` header is refused: the message says what a valid key is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,88 +125,10 @@ pub enum Claimed<T> {
     Earlier(Earlier),
 }
 
-/// The live (unexpired) use of `claim`'s key, if there is one. Runs in the write transaction
-/// that would do the work, so no other request can claim the key in between.
-pub fn earlier(
-    tx: &Transaction<'_>,
-    claim: &Claim,
-    now: i64,
-) -> Result<Option<Earlier>, StoreError> {
-    let row = tx
-        .prepare_cached(
-            "SELECT route, request_hash, status, response_body FROM idempotency_keys
-             WHERE scope = ?1 AND key = ?2 AND expires_ms > ?3",
-        )?
-        .query_row(params![claim.scope, claim.key, now], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, u16>(2)?,
-                row.get::<_, Vec<u8>>(3)?,
-            ))
-        })
-        .optional()?;
-    Ok(row.map(|(route, hash, status, body)| {
-        if hash == claim.request_hash {
-            Earlier::Same(Saved { status, body })
-        } else {
-            Earlier::Other { route }
-        }
-    }))
-}
-
-/// Saves `claim`'s key with the answer of the work done with it, replacing an expired use.
-pub fn save(
-    tx: &Transaction<'_>,
-    claim: &Claim,
-    now: i64,
-    saved: &Saved,
-) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO idempotency_keys
-             (scope, key, route, request_hash, status, response_body, created_ms, expires_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        claim.scope,
-        claim.key,
-        claim.route,
-        claim.request_hash,
-        saved.status,
-        saved.body,
-        now,
-        now.saturating_add(claim.retention_ms)
-    ])?;
-    Ok(())
-}
-
-/// Removes the keys expired at `now`; returns how many.
-pub fn purge(tx: &Transaction<'_>, now: i64) -> Result<usize, StoreError> {
-    Ok(tx
-        .prepare_cached("DELETE FROM idempotency_keys WHERE expires_ms <= ?1")?
-        .execute(params![now])?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
-
-    fn db() -> rusqlite::Connection {
-        let conn = rusqlite::Connection::open_in_memory().unwrap();
-        conn.execute_batch(SCHEMA).unwrap();
-        conn
-    }
-
-    fn claim(key: &str, hash: &str) -> Claim {
-        Claim {
-            scope: DESK_SCOPE.into(),
-            key: key.into(),
-            route: "/v1/messages".into(),
-            request_hash: hash.into(),
-            retention_ms: 1_000,
-        }
-    }
 
     fn headers(values: &[&[u8]]) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -306,63 +209,5 @@ mod tests {
             assert_ne!(base, other);
         }
         assert_eq!(base.len(), 64);
-    }
-
-    #[test]
-    fn a_saved_key_answers_the_same_request_and_names_the_route_to_another() {
-        let mut conn = db();
-        let tx = conn.transaction().unwrap();
-        let first = claim("k1", "aaaa");
-        assert_eq!(earlier(&tx, &first, 100).unwrap(), None);
-        let saved = Saved {
-            status: 202,
-            body: br#"{"id":7,"status":"queued"}"#.to_vec(),
-        };
-        save(&tx, &first, 100, &saved).unwrap();
-        assert_eq!(
-            earlier(&tx, &first, 100).unwrap(),
-            Some(Earlier::Same(saved.clone()))
-        );
-        assert_eq!(
-            earlier(&tx, &claim("k1", "bbbb"), 100).unwrap(),
-            Some(Earlier::Other {
-                route: "/v1/messages".into()
-            })
-        );
-        // Another key, or the same key in another scope, is new.
-        assert_eq!(earlier(&tx, &claim("k2", "aaaa"), 100).unwrap(), None);
-        let elsewhere = Claim {
-            scope: "other-desk".into(),
-            ..first.clone()
-        };
-        assert_eq!(earlier(&tx, &elsewhere, 100).unwrap(), None);
-    }
-
-    #[test]
-    fn an_expired_key_is_new_can_be_claimed_again_and_is_purged() {
-        let mut conn = db();
-        let tx = conn.transaction().unwrap();
-        let first = claim("k1", "aaaa");
-        let saved = Saved {
-            status: 202,
-            body: b"first".to_vec(),
-        };
-        save(&tx, &first, 100, &saved).unwrap();
-        // Kept for retention_ms (1 s): live just before, gone at the expiry.
-        assert!(earlier(&tx, &first, 1_099).unwrap().is_some());
-        assert_eq!(earlier(&tx, &first, 1_100).unwrap(), None);
-        assert_eq!(earlier(&tx, &claim("k1", "bbbb"), 1_100).unwrap(), None);
-        let again = Saved {
-            status: 202,
-            body: b"second".to_vec(),
-        };
-        save(&tx, &claim("k1", "bbbb"), 1_100, &again).unwrap();
-        assert_eq!(
-            earlier(&tx, &claim("k1", "bbbb"), 1_200).unwrap(),
-            Some(Earlier::Same(again))
-        );
-        assert_eq!(purge(&tx, 2_099).unwrap(), 0);
-        assert_eq!(purge(&tx, 2_100).unwrap(), 1);
-        assert_eq!(earlier(&tx, &claim("k1", "bbbb"), 1_200).unwrap(), None);
     }
 }

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod config;
 mod conversations;
 pub mod crypt;
@@ -18,9 +19,10 @@ pub mod idempotency;
 pub mod inbound;
 pub mod loopback;
 pub mod metrics;
-pub mod outbox;
+pub mod providers;
 pub mod send;
 pub mod serve;
+pub mod store;
 
 // The accept loop, the process runtime and the sandbox live in their own crates, so that the
 // sandbox can ship without the relay; these names keep their paths here.

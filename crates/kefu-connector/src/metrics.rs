@@ -23,8 +23,8 @@ struct Histogram {
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    deliveries: Mutex<BTreeMap<(&'static str, &'static str, String), u64>>,
-    latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    deliveries: Mutex<BTreeMap<(String, &'static str, String), u64>>,
+    latency: Mutex<BTreeMap<String, Histogram>>,
     pending: AtomicI64,
     callbacks: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
     receive_ids: Mutex<BTreeMap<(String, bool), u64>>,
@@ -59,18 +59,20 @@ impl Metrics {
     }
 
     /// Counts a delivery attempt's outcome, with the platform's code (or `none`).
-    pub fn delivery(&self, operation: &'static str, outcome: &'static str, errcode: Option<i64>) {
+    pub fn delivery(&self, operation: &str, outcome: &'static str, errcode: Option<i64>) {
         let code = errcode.map_or_else(|| "none".to_owned(), |c| c.to_string());
         if let Ok(mut deliveries) = self.deliveries.lock() {
-            *deliveries.entry((operation, outcome, code)).or_default() += 1;
+            *deliveries
+                .entry((operation.to_owned(), outcome, code))
+                .or_default() += 1;
         }
     }
 
     /// Records how long a platform request took.
-    pub fn latency(&self, operation: &'static str, elapsed: Duration) {
+    pub fn latency(&self, operation: &str, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
         if let Ok(mut latency) = self.latency.lock() {
-            let histogram = latency.entry(operation).or_default();
+            let histogram = latency.entry(operation.to_owned()).or_default();
             for (bucket, bound) in histogram.buckets.iter_mut().zip(LATENCY_BUCKETS) {
                 if seconds <= bound {
                     *bucket += 1;

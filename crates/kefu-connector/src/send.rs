@@ -8,8 +8,8 @@ use clap::Args;
 use kefu_client::Operation;
 use kefu_payload::{Channel, Event, Msg};
 
-use crate::api::Outgoing;
 use crate::config::Config;
+use kefu_client::dialogue::Outgoing;
 
 /// Arguments of `send`.
 #[derive(Debug, Args)]
@@ -90,8 +90,8 @@ fn send(args: SendArgs, config: &Config) -> Result<String, String> {
         }
         (None, None) => return Err("give --text or --json".into()),
     };
-    let dialogue = &config.dialogue;
-    let appid = dialogue.appid_for(args.appid.clone(), args.channel);
+    let dialogue = crate::serve::dialogue_provider(config).map_err(|e| e.to_string())?;
+    let appid = dialogue.appid_for(args.appid.clone(), None, args.channel);
     let xml = Outgoing {
         openid: &args.openid,
         channel: args.channel,
@@ -112,11 +112,10 @@ fn send(args: SendArgs, config: &Config) -> Result<String, String> {
     runtime.block_on(async {
         let client = crate::serve::platform_client(config).map_err(|e| e.to_string())?;
         let policy = crate::serve::retry_policy(config);
-        match policy
-            .retry(Operation::SendMsg, || {
-                client.call_xml(Operation::SendMsg, &xml)
-            })
-            .await
+        match kefu_client::retry(&policy, Operation::SendMsg, || {
+            client.call_xml(Operation::SendMsg, &xml)
+        })
+        .await
         {
             Ok(reply) => Ok(serde_json::json!({
                 "status": "delivered",

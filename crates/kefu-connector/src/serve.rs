@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use kefu_client::{Client, RetryPolicy};
+use kefu_client::Client;
+use kefu_client::dialogue::DialogueProvider;
+use kefu_core::RetryPolicy;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -19,8 +21,10 @@ use crate::delivery::Dispatcher;
 use crate::http_server::{self, ServerLimits};
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
-use crate::outbox::Outbox;
+use crate::providers::Providers;
 use crate::runtime::{announce, block_on, stop_signals};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{DIALOGUE_ACCOUNT, Store};
 
 /// How long a stopping service waits for the desk API's requests in flight, then for requests
 /// already on their way to the platform.
@@ -44,7 +48,7 @@ pub enum ServeError {
     Config(#[from] crate::config::ConfigError),
     /// The outbox could not be opened.
     #[error("cannot open the outbox: {0}")]
-    Outbox(#[from] crate::outbox::StoreError),
+    Outbox(#[from] crate::store::StoreError),
     /// The inbound side (callbacks, events, sessions, webhook) could not start.
     #[error("cannot start the inbound side: {0}")]
     Inbound(#[from] crate::inbound::InboundError),
@@ -104,31 +108,37 @@ impl Relay {
                 dir: dir.display().to_string(),
             });
         }
-        let (outbox, pending) = Outbox::open(&config.outbox_path)?;
+        let (sqlite, pending) = SqliteStore::open(&config.outbox_path)?;
+        let store: Arc<dyn Store> = Arc::new(sqlite);
         if !pending.is_empty() {
             tracing::info!(jobs = pending.len(), "resuming stored jobs");
         }
-        let dialogue = &config.dialogue;
-        let client = platform_client(config)?;
+        let dialogue = Arc::new(dialogue_provider(config)?);
+        let mut providers = Providers::new();
+        providers.register(
+            DIALOGUE_ACCOUNT,
+            Arc::clone(&dialogue) as Arc<dyn kefu_core::Provider>,
+        );
+        let providers = Arc::new(providers);
         let policy = retry_policy(config);
         let metrics = Arc::new(Metrics::default());
         let dispatcher = Dispatcher::start(
-            outbox.clone(),
-            client,
+            Arc::clone(&store),
+            Arc::clone(&providers),
             policy,
             config.delivery.concurrency,
             Arc::clone(&metrics),
             pending,
         );
-        let inbound = Inbound::start(outbox.clone(), config, Arc::clone(&metrics)).await?;
+        let inbound = Inbound::start(Arc::clone(&store), config, Arc::clone(&metrics)).await?;
         let metrics_app = api::metrics_router(Arc::clone(&metrics));
-        let store = outbox.clone();
         let state = ApiState {
-            outbox,
+            store: Arc::clone(&store),
             dispatcher: dispatcher.clone(),
             metrics,
             api_key,
-            dialogue: dialogue.clone(),
+            providers,
+            dialogue,
             inbound: inbound.clone(),
             idempotency_retention: config.idempotency_retention,
         };
@@ -264,6 +274,16 @@ pub fn platform_client(config: &Config) -> Result<Client, kefu_client::Error> {
     .connect_timeout(dialogue.connect_timeout)
     .request_timeout(dialogue.request_timeout)
     .build()
+}
+
+/// The Dialogue platform's provider the configuration describes.
+pub fn dialogue_provider(config: &Config) -> Result<DialogueProvider, kefu_client::Error> {
+    let dialogue = &config.dialogue;
+    Ok(DialogueProvider::new(
+        platform_client(config)?,
+        dialogue.appid.clone(),
+        dialogue.token.expose(),
+    ))
 }
 
 /// The retry policy the configuration describes.

@@ -111,6 +111,10 @@ pub struct Attempt {
     pub message: String,
     /// The platform's request id (`rid`), for support tickets.
     pub rid: Option<String>,
+    /// The call may have taken effect although its class allows another attempt (an idempotent
+    /// call whose answer was lost): if no later attempt succeeds, the outcome is reported
+    /// ambiguous rather than failed.
+    pub maybe_applied: bool,
 }
 
 impl Attempt {
@@ -131,7 +135,14 @@ impl Attempt {
             code,
             message: message.into(),
             rid: None,
+            maybe_applied: false,
         }
+    }
+
+    /// Marks the call as one that may have taken effect (see [`Attempt::maybe_applied`]).
+    pub fn with_maybe_applied(mut self, maybe_applied: bool) -> Attempt {
+        self.maybe_applied = maybe_applied;
+        self
     }
 
     /// Sets the platform's request id.

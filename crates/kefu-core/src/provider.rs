@@ -56,6 +56,8 @@ pub struct Invalid {
     pub field: String,
     /// What is wrong and what would be accepted.
     pub message: String,
+    /// The code the platform would have answered, when it has one for this mistake.
+    pub code: Option<i64>,
 }
 
 impl Invalid {
@@ -64,7 +66,14 @@ impl Invalid {
         Invalid {
             field: field.into(),
             message: message.into(),
+            code: None,
         }
+    }
+
+    /// Sets the code the platform would have answered.
+    pub fn with_code(mut self, code: Option<i64>) -> Invalid {
+        self.code = code;
+        self
     }
 }
 

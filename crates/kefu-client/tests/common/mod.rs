@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kefu_client::{Client, Error, RetryPolicy};
+use kefu_client::kefu_core::RetryPolicy;
+use kefu_client::{Client, Error};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use wxbizmsgcrypt::MsgCrypt;

@@ -79,24 +79,6 @@ pub struct DialogueConfig {
     pub request_timeout: Duration,
 }
 
-impl DialogueConfig {
-    /// The `appid` to send: the one asked for, else the TOKEN on channel 7 (protocols.md §4.4: an
-    /// empty appid there is answered with 1011), else the configured default.
-    pub fn appid_for(
-        &self,
-        requested: Option<String>,
-        channel: kefu_payload::Channel,
-    ) -> Option<String> {
-        requested.or_else(|| {
-            if channel == kefu_payload::Channel::WebH5 {
-                Some(self.token.expose().to_owned())
-            } else {
-                self.appid.clone()
-            }
-        })
-    }
-}
-
 /// Reads and checks the section.
 pub(crate) fn load(layers: &Layers) -> Result<DialogueConfig, ConfigError> {
     let token = layers.setting(&TOKEN)?;

@@ -1,6 +1,5 @@
 //! The inbound routes (see the [module docs](super)).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -13,10 +12,9 @@ use kefu_payload::KefuState;
 use serde_json::json;
 
 use super::query::Query;
-use super::store::{self, Admission, NewDialogue, NewWechat};
 use super::{Inbound, millis};
-use crate::api::ApiState;
-use crate::outbox::now_ms;
+use crate::clock::now_ms;
+use crate::store::{Admission, DIALOGUE_ACCOUNT, NewDialogue, NewWechat, StoreError};
 
 /// How long a callback may wait for the store before it is answered 503: well within the
 /// platforms' 5 s deadline, so that they retry rather than time out.
@@ -28,7 +26,7 @@ const DIALOGUE_OK: &str = r#"{"errcode":0,"errmsg":"ok"}"#;
 
 /// `GET /v1/events`, `GET /v1/sessions`, `GET /v1/sessions/{openid}`: for the authenticated
 /// router.
-pub fn desk_routes() -> Router<Arc<ApiState>> {
+pub fn desk_routes() -> Router<Inbound> {
     Router::new()
         .route("/v1/events", get(events))
         .route("/v1/sessions", get(list_sessions))
@@ -36,7 +34,7 @@ pub fn desk_routes() -> Router<Arc<ApiState>> {
 }
 
 /// The callback routes, which WeChat calls without the bearer key.
-pub fn callback_routes() -> Router<Arc<ApiState>> {
+pub fn callback_routes() -> Router<Inbound> {
     Router::new()
         .route("/v1/callbacks/dialogue/{secret}", post(dialogue_callback))
         .route(
@@ -97,9 +95,11 @@ fn log_name(name: &str) -> &str {
     }
 }
 
-/// Stores through `admit` within [`STORE_DEADLINE`].
-async fn admit(inbound: &Inbound, admit: store::TxAdmit) -> Result<Admission, String> {
-    match tokio::time::timeout(STORE_DEADLINE, inbound.inner.store.run(admit)).await {
+/// Waits for an admission within [`STORE_DEADLINE`].
+async fn admit(
+    admit: impl Future<Output = Result<Admission, StoreError>>,
+) -> Result<Admission, String> {
+    match tokio::time::timeout(STORE_DEADLINE, admit).await {
         Ok(Ok(admission)) => Ok(admission),
         Ok(Err(error)) => Err(error.to_string()),
         Err(_) => Err(format!(
@@ -110,11 +110,11 @@ async fn admit(inbound: &Inbound, admit: store::TxAdmit) -> Result<Admission, St
 }
 
 async fn dialogue_callback(
-    State(state): State<Arc<ApiState>>,
+    State(inbound): State<Inbound>,
     Path(secret): Path<String>,
     body: Bytes,
 ) -> Response {
-    let inbound = &state.inbound;
+    let inbound = &inbound;
     let metrics = &inbound.inner.metrics;
     let accepted = match inbound
         .inner
@@ -155,12 +155,7 @@ async fn dialogue_callback(
         webhook: inbound.inner.webhook.is_some(),
     };
     let openid_len = new.callback.userid.len();
-    match admit(
-        inbound,
-        Box::new(move |tx, now| store::admit_dialogue(tx, now, new)),
-    )
-    .await
-    {
+    match admit(inbound.inner.store.admit_dialogue(new)).await {
         Ok(Admission::Stored(event)) => {
             metrics.callback("dialogue", "stored", "none");
             tracing::debug!(event = event.id, "Dialogue callback stored");
@@ -189,11 +184,11 @@ async fn dialogue_callback(
 }
 
 async fn wechat_verify(
-    State(state): State<Arc<ApiState>>,
+    State(inbound): State<Inbound>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let inbound = &state.inbound;
+    let inbound = &inbound;
     let query = Query::parse(query.as_deref().unwrap_or_default());
     let verified = inbound
         .inner
@@ -215,10 +210,12 @@ async fn wechat_verify(
                     .max(now_ms() / 1000)
                     .saturating_mul(1000)
                     .saturating_add(millis(window));
-                let remember: crate::outbox::TxWork<()> = Box::new(move |tx, _now| {
-                    store::remember_url_verification(tx, &key, expires_ms)
-                });
-                if let Err(error) = inbound.inner.store.run(remember).await {
+                let remembered = inbound
+                    .inner
+                    .store
+                    .remember_url_verification(key, expires_ms)
+                    .await;
+                if let Err(error) = remembered {
                     tracing::error!(
                         "the URL verification's signature could not be remembered against replay: {error}"
                     );
@@ -266,12 +263,12 @@ fn refuse_wechat(
 }
 
 async fn wechat_callback(
-    State(state): State<Arc<ApiState>>,
+    State(inbound): State<Inbound>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let inbound = &state.inbound;
+    let inbound = &inbound;
     let metrics = &inbound.inner.metrics;
     let query = Query::parse(query.as_deref().unwrap_or_default());
     let window = inbound.inner.replay_window;
@@ -308,12 +305,7 @@ async fn wechat_callback(
         dedup_expires_ms: now.saturating_add(millis(inbound.inner.dedup_retention)),
         webhook: inbound.inner.webhook.is_some(),
     };
-    match admit(
-        inbound,
-        Box::new(move |tx, now| store::admit_wechat(tx, now, new)),
-    )
-    .await
-    {
+    match admit(inbound.inner.store.admit_wechat(new)).await {
         Ok(Admission::Stored(event)) => {
             metrics.callback("wechat", "stored", "none");
             tracing::debug!(
@@ -359,8 +351,8 @@ fn bad_parameter(name: &str, message: String) -> Response {
     desk_error(StatusCode::BAD_REQUEST, message, Some(name))
 }
 
-async fn events(State(state): State<Arc<ApiState>>, RawQuery(query): RawQuery) -> Response {
-    let inbound = &state.inbound;
+async fn events(State(inbound): State<Inbound>, RawQuery(query): RawQuery) -> Response {
+    let inbound = &inbound;
     let query = Query::parse(query.as_deref().unwrap_or_default());
     let after: i64 = match number(&query, "after") {
         Ok(after) => after.unwrap_or(0),
@@ -378,18 +370,8 @@ async fn events(State(state): State<Arc<ApiState>>, RawQuery(query): RawQuery) -
     let mut latest = inbound.inner.latest.subscribe();
     let mut stopping = inbound.inner.stopping.subscribe();
     loop {
-        let (page, newest) = match inbound
-            .inner
-            .store
-            .run(Box::new(move |tx, _| {
-                Ok((
-                    store::events_after(tx, after, limit)?,
-                    store::latest_event_id(tx)?,
-                ))
-            }))
-            .await
-        {
-            Ok(found) => found,
+        let (page, newest) = match inbound.inner.store.events_after(after, limit).await {
+            Ok(found) => (found.events, found.newest),
             Err(error) => return store_unavailable(error),
         };
         if after > newest {
@@ -438,8 +420,21 @@ fn after_beyond_newest(after: i64, newest: i64) -> Response {
         .into_response()
 }
 
-async fn get_session(State(state): State<Arc<ApiState>>, Path(openid): Path<String>) -> Response {
+/// The `account` a session route names, `dialogue` when it names none.
+fn account_of(query: &Query) -> &str {
+    query
+        .get("account")
+        .filter(|name| !name.is_empty())
+        .unwrap_or(DIALOGUE_ACCOUNT)
+}
+
+async fn get_session(
+    State(inbound): State<Inbound>,
+    Path(openid): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
     use kefu_payload::limits;
+    let query = Query::parse(query.as_deref().unwrap_or_default());
     if let Err(error) = limits::check("openid", &openid, limits::OPENID) {
         return desk_error(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -447,14 +442,8 @@ async fn get_session(State(state): State<Arc<ApiState>>, Path(openid): Path<Stri
             Some("openid"),
         );
     }
-    let lookup = openid.clone();
-    match state
-        .inbound
-        .inner
-        .store
-        .run(Box::new(move |tx, _| store::load_session(tx, &lookup)))
-        .await
-    {
+    let account = account_of(&query);
+    match inbound.inner.store.session(account, &openid).await {
         Ok(Some(session)) => axum::Json(session).into_response(),
         Ok(None) => desk_error(
             StatusCode::NOT_FOUND,
@@ -465,7 +454,7 @@ async fn get_session(State(state): State<Arc<ApiState>>, Path(openid): Path<Stri
     }
 }
 
-async fn list_sessions(State(state): State<Arc<ApiState>>, RawQuery(query): RawQuery) -> Response {
+async fn list_sessions(State(inbound): State<Inbound>, RawQuery(query): RawQuery) -> Response {
     let query = Query::parse(query.as_deref().unwrap_or_default());
     let wanted = match query.get("state") {
         None | Some("") => None,
@@ -486,15 +475,8 @@ async fn list_sessions(State(state): State<Arc<ApiState>>, RawQuery(query): RawQ
         Ok(limit) => limit.unwrap_or(100).clamp(1, 1000),
         Err(message) => return bad_parameter("limit", message),
     };
-    match state
-        .inbound
-        .inner
-        .store
-        .run(Box::new(move |tx, _| {
-            store::list_sessions(tx, wanted, limit)
-        }))
-        .await
-    {
+    let account = account_of(&query);
+    match inbound.inner.store.sessions(account, wanted, limit).await {
         Ok(sessions) => axum::Json(json!({ "sessions": sessions })).into_response(),
         Err(error) => store_unavailable(error),
     }

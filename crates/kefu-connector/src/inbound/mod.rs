@@ -10,11 +10,11 @@
 //! | `GET /v1/callbacks/wechat/{name}` | `signature` (OA/MP) or `msg_signature` (WeCom) | URL verification: `echostr` (OA/MP) or its decrypted text (WeCom), exactly, as `text/plain` |
 //! | `POST /v1/callbacks/wechat/{name}` | `signature` (an account in `plain` mode) or `msg_signature` (safe and compatible modes, WeCom) | `200 success` once stored (or recognised as a redelivery); any refusal before authentication (unknown account included) one `403`, any unusable authenticated push one `400`, a replay `403 replayed request` |
 //! | `GET /v1/events?after=<id>&wait=<s>&limit=<n>` | bearer | `{"events": [...], "next": <id>}`: events with an id above `after`, oldest first; waits up to `wait` seconds (capped by `events.max_wait_secs`) for one if there is none; an `after` beyond the newest id is `409 {"error": {"message", "field": "after", "newest": <id>}}` (the store was reset) |
-//! | `GET /v1/sessions/{openid}` | bearer | the user's [`Session`](session::Session), or 404 |
-//! | `GET /v1/sessions?state=needperson&limit=<n>` | bearer | `{"sessions": [...]}`, longest in their state first |
+//! | `GET /v1/sessions/{openid}?account=<name>` | bearer | the user's [`Session`](session::Session) on that account (`dialogue` when absent), or 404 |
+//! | `GET /v1/sessions?state=needperson&limit=<n>&account=<name>` | bearer | `{"sessions": [...]}` of that account (`dialogue` when absent), longest in their state first |
 //!
-//! A callback is acknowledged only once it is durably stored (§9.3), in the outbox's database
-//! and sharing its group commits; delivery to the desk happens afterwards and never holds up the
+//! A callback is acknowledged only once it is durably stored (§9.3), through the relay's
+//! [`Store`](crate::store::Store); delivery to the desk happens afterwards and never holds up the
 //! answer. A redelivery is recognised by its key (Dialogue: bot APPID, userid, createtime and the
 //! SHA-256 of the decrypted plaintext; WeChat: `MsgId`, or `FromUserName`, `CreateTime` and
 //! `Event`), acknowledged and dropped; keys are kept for `callbacks.dedup_retention_secs`, at least
@@ -56,7 +56,6 @@ pub mod log_limit;
 pub mod message;
 pub mod query;
 pub mod session;
-pub mod store;
 pub mod webhook;
 pub mod wechat;
 
@@ -69,10 +68,9 @@ use wxbizmsgcrypt::MsgCrypt;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::outbox::{Outbox, StoreError};
+use crate::store::{DIALOGUE_ACCOUNT, DeskCall, PendingEvent, Store, StoreError};
 use dialogue::DialogueReceiver;
 use session::DeskAction;
-use store::PendingEvent;
 use webhook::WebhookDispatcher;
 use wechat::Accounts;
 
@@ -100,7 +98,7 @@ pub struct Inbound {
 }
 
 struct Inner {
-    store: Outbox,
+    store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     dialogue: DialogueReceiver,
     accounts: Accounts,
@@ -133,11 +131,11 @@ impl Inbound {
     /// Creates the inbound tables in `store`, resumes the webhook deliveries left by the last
     /// run, and starts the periodic purge.
     pub async fn start(
-        store: Outbox,
+        store: Arc<dyn Store>,
         config: &Config,
         metrics: Arc<Metrics>,
     ) -> Result<Inbound, InboundError> {
-        let (pending, latest) = store.run(Box::new(|tx, _| store::init(tx))).await?;
+        let (pending, latest) = store.pending_events().await?;
         let dialogue = &config.dialogue;
         let crypt = MsgCrypt::new(
             dialogue.token.expose(),
@@ -150,7 +148,7 @@ impl Inbound {
                     tracing::info!(events = pending.len(), "resuming webhook deliveries");
                 }
                 Some(WebhookDispatcher::start(
-                    store.clone(),
+                    Arc::clone(&store),
                     webhook.clone(),
                     Arc::clone(&metrics),
                     pending,
@@ -173,7 +171,7 @@ impl Inbound {
         }
         let inbound = Inbound {
             inner: Arc::new(Inner {
-                store: store.clone(),
+                store: Arc::clone(&store),
                 metrics,
                 dialogue: DialogueReceiver::new(
                     config.callbacks.dialogue_secret.clone(),
@@ -198,20 +196,16 @@ impl Inbound {
             let mut every = tokio::time::interval(PURGE_EVERY);
             loop {
                 every.tick().await;
-                let purged = store
-                    .run(Box::new(move |tx, now| {
-                        store::purge(tx, now, now.saturating_sub(retention))
-                    }))
-                    .await;
+                let purged = store.purge_events(retention).await;
                 match purged {
-                    Ok(purged) if purged != store::Purged::default() => {
+                    Ok(purged) if purged != crate::store::Purged::default() => {
                         tracing::debug!(?purged, "purged expired inbound keys and events");
                     }
                     Ok(_) => {}
                     Err(error) => tracing::error!("cannot purge inbound keys: {error}"),
                 }
                 // The desk API's Idempotency-Keys live in the same store and expire the same way.
-                let purged = store.run(Box::new(crate::idempotency::purge)).await;
+                let purged = store.purge_keys().await;
                 match purged {
                     Ok(0) => {}
                     Ok(keys) => tracing::debug!(keys, "purged expired idempotency keys"),
@@ -265,25 +259,22 @@ impl Inbound {
         }
     }
 
-    /// The store work that records a desk call (`enter`, `switch`, `quit`) on the user's
-    /// session, to run in the same transaction as the calls' jobs.
+    /// The desk call (`enter`, `switch`, `quit`) to record on a Dialogue user's session, in
+    /// the same transaction as the calls' jobs.
     pub fn desk_call(
         openid: String,
         action: DeskAction,
         agent: Option<String>,
         channel: u8,
         appid: Option<String>,
-    ) -> crate::outbox::TxWork<()> {
-        Box::new(move |tx, now| {
-            store::desk_action(
-                tx,
-                now,
-                &openid,
-                action,
-                agent.as_deref(),
-                Some(channel),
-                appid.as_deref(),
-            )
-        })
+    ) -> DeskCall {
+        DeskCall {
+            account: DIALOGUE_ACCOUNT.to_owned(),
+            openid,
+            action,
+            agent,
+            channel: Some(channel),
+            appid,
+        }
     }
 }

@@ -50,9 +50,11 @@ impl ChangedBy {
     }
 }
 
-/// One user's conversation, as `GET /v1/sessions/{openid}` shows it.
+/// One user's conversation on one account, as `GET /v1/sessions/{openid}` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Session {
+    /// The account the user talks to (`dialogue`, or an `[wechat.<name>]` name).
+    pub account: String,
     /// The user.
     pub openid: String,
     /// The current state.
@@ -78,12 +80,17 @@ pub struct Session {
     /// Until when a contradicting `kfstate` is ignored after a desk call (Unix ms); internal.
     #[serde(skip)]
     pub desk_pending_until_ms: Option<i64>,
+    /// When the user last wrote or acted (a message, a menu tap, a follow), in Unix
+    /// milliseconds: on an Official Account, the start of the window in which it may be sent
+    /// to.
+    pub last_user_message_at_ms: Option<i64>,
 }
 
 impl Session {
-    /// A user seen for the first time, in `asking`.
-    pub fn new(openid: &str, now_ms: i64) -> Session {
+    /// A user of `account` seen for the first time, in `asking`.
+    pub fn new(account: &str, openid: &str, now_ms: i64) -> Session {
         Session {
+            account: account.to_owned(),
             openid: openid.to_owned(),
             state: KefuState::Asking,
             agent: None,
@@ -96,6 +103,7 @@ impl Session {
             updated_at_ms: now_ms,
             last_event_id: None,
             desk_pending_until_ms: None,
+            last_user_message_at_ms: None,
         }
     }
 
@@ -208,7 +216,7 @@ mod tests {
 
     #[test]
     fn callbacks_move_the_state_and_record_the_request() {
-        let mut session = Session::new("oU", 1_000);
+        let mut session = Session::new("dialogue", "oU", 1_000);
         session.apply_callback(&report(KefuState::NeedPerson), 2_000);
         assert_eq!(session.state, KefuState::NeedPerson);
         assert_eq!(session.requested_at_ms, Some(2_000));
@@ -241,7 +249,7 @@ mod tests {
 
     #[test]
     fn stale_reports_do_not_undo_the_desk() {
-        let mut session = Session::new("oU", 0);
+        let mut session = Session::new("dialogue", "oU", 0);
         session.apply_callback(&report(KefuState::NeedPerson), 1_000);
         session.apply_desk(DeskAction::Enter, Some("小明"), 2_000);
         assert_eq!(session.state, KefuState::PersonServing);
@@ -268,7 +276,7 @@ mod tests {
 
     #[test]
     fn switch_changes_the_agent() {
-        let mut session = Session::new("oU", 0);
+        let mut session = Session::new("dialogue", "oU", 0);
         session.apply_desk(DeskAction::Enter, Some("a"), 1);
         session.apply_desk(DeskAction::Switch, Some("b"), 2);
         assert_eq!(session.agent.as_deref(), Some("b"));

@@ -23,19 +23,16 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac as _};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::{Method, Request, header};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use kefu_client::transport::{HttpClient, http_client};
+use kefu_core::{Class, RetryDecision, RetryPolicy};
 use sha2::Sha256;
 use tokio::sync::{Semaphore, watch};
 
-use super::store::{self, PendingEvent, WebhookOutcome};
+use crate::clock::now_ms;
 use crate::config::WebhookConfig;
-use crate::conversations::{Conversations, Deliver, permit, sleep_unless_stopping, wait_until};
+use crate::conversations::{Attempts, Conversations, Deliver, Step, drive};
 use crate::metrics::Metrics;
-use crate::outbox::Outbox;
-use crate::outbox::now_ms;
+use crate::store::{PendingEvent, Store, WebhookOutcome};
 
 /// The signature header's value for `body` sent at `timestamp`: `sha256=<hex>` of
 /// HMAC-SHA256(`secret`, `"<timestamp>.<body>"`).
@@ -51,8 +48,6 @@ pub fn signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
 /// Why the webhook client could not be built.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot set up TLS for the webhook: {0}")]
@@ -61,11 +56,12 @@ pub struct WebhookError(String);
 /// Hands stored events to per-user delivery tasks.
 #[derive(Clone)]
 pub struct WebhookDispatcher {
-    conversations: Arc<Conversations<PendingEvent, Inner>>,
+    conversations: Arc<Conversations<String, PendingEvent, Inner>>,
 }
 
 struct Inner {
-    store: Outbox,
+    store: Arc<dyn Store>,
+    policy: RetryPolicy,
     config: WebhookConfig,
     http: HttpClient,
     metrics: Arc<Metrics>,
@@ -75,30 +71,17 @@ struct Inner {
 impl WebhookDispatcher {
     /// Starts pushing `pending` (events recovered from the store, in order).
     pub fn start(
-        store: Outbox,
+        store: Arc<dyn Store>,
         config: WebhookConfig,
         metrics: Arc<Metrics>,
         pending: Vec<PendingEvent>,
     ) -> Result<WebhookDispatcher, WebhookError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.timeout));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let https = HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| WebhookError(e.to_string()))?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https);
+        let http = http_client(config.timeout, Duration::from_secs(30))
+            .map_err(|e| WebhookError(e.to_string()))?;
         let dispatcher = WebhookDispatcher {
             conversations: Conversations::new(Inner {
                 store,
+                policy: policy(&config),
                 permits: Semaphore::new(config.concurrency.max(1)),
                 config,
                 http,
@@ -137,82 +120,89 @@ impl Deliver<PendingEvent> for Inner {
     }
 }
 
-/// The delay before retry number `attempt` (1 for the first retry): doubling from `initial`,
-/// capped at `max`, then scaled by `jitter` in 0.5..=1.
-pub fn backoff(initial: Duration, max: Duration, attempt: u32, jitter: f64) -> Duration {
-    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
-    let full = initial.saturating_mul(factor).min(max);
-    full.mul_f64(jitter.clamp(0.5, 1.0))
+/// The webhook's retries as a [`RetryPolicy`]: doubling from `webhook.initial_backoff_ms` up to
+/// `webhook.max_backoff_ms`, each wait drawn from its upper half, until `webhook.max_attempts`;
+/// no time budget, since an event waits in the store for as long as it takes.
+fn policy(config: &WebhookConfig) -> RetryPolicy {
+    RetryPolicy::default()
+        .with_initial_backoff(config.initial_backoff)
+        .with_max_backoff(config.max_backoff)
+        .with_multiplier(2.0)
+        .with_jitter_ratio(0.5)
+        .with_max_attempts(config.max_attempts)
+        .with_max_elapsed(Duration::MAX)
+}
+
+/// One event's pushes to the webhook.
+struct Push<'a> {
+    inner: &'a Inner,
+    event: PendingEvent,
+    /// Attempts made, the current one included.
+    attempts: u32,
+}
+
+impl Attempts for Push<'_> {
+    async fn attempt(&mut self) -> Step {
+        let (inner, event) = (self.inner, &self.event);
+        self.attempts = self.attempts.saturating_add(1);
+        let attempts = self.attempts;
+        let (status, error) = match inner.attempt(event).await {
+            Ok(status) => {
+                inner.metrics.webhook("delivered", Some(status));
+                tracing::debug!(event = event.id, attempts, "pushed to the webhook");
+                return Step::Done(inner.record(event.id, WebhookOutcome::Delivered));
+            }
+            Err(failure) => failure,
+        };
+        // Every failed push is transient: the desk may answer the next one.
+        let decision = inner.policy.decide(
+            Class::Transient,
+            attempts,
+            0,
+            Duration::ZERO,
+            rand::random(),
+        );
+        let RetryDecision::RetryAfter(delay) = decision else {
+            inner.metrics.webhook("failed", status);
+            tracing::warn!(
+                event = event.id,
+                attempts,
+                "the webhook refused the event {attempts} times; giving up (it stays available from GET /v1/events): {error}"
+            );
+            return Step::Done(inner.record(event.id, WebhookOutcome::Failed { error }));
+        };
+        inner.metrics.webhook("retry", status);
+        tracing::warn!(
+            event = event.id,
+            attempts,
+            backoff_ms = delay.as_millis() as u64,
+            "webhook attempt failed, retrying: {error}"
+        );
+        let not_before_ms =
+            now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+        let outcome = WebhookOutcome::Retry {
+            not_before_ms,
+            error,
+        };
+        if inner.record(event.id, outcome) {
+            Step::After(delay)
+        } else {
+            Step::Done(false)
+        }
+    }
 }
 
 impl Inner {
     /// Pushes one event until it is acknowledged or its attempts run out. Returns `false` if
     /// the service is stopping or the store failed.
     async fn push(&self, event: PendingEvent, mut stopping: watch::Receiver<bool>) -> bool {
-        let mut attempts = event.attempts;
-        if !wait_until(event.not_before_ms, &mut stopping).await {
-            return false;
-        }
-        loop {
-            let Some(permit) = permit(&self.permits, &mut stopping).await else {
-                return false;
-            };
-            attempts = attempts.saturating_add(1);
-            let result = self.attempt(&event).await;
-            drop(permit);
-            let error = match result {
-                Ok(status) => {
-                    self.metrics.webhook("delivered", Some(status));
-                    tracing::debug!(event = event.id, attempts, "pushed to the webhook");
-                    return self.record(event.id, WebhookOutcome::Delivered);
-                }
-                Err((status, error)) => {
-                    self.metrics.webhook(
-                        if attempts >= self.config.max_attempts {
-                            "failed"
-                        } else {
-                            "retry"
-                        },
-                        status,
-                    );
-                    error
-                }
-            };
-            if attempts >= self.config.max_attempts {
-                tracing::warn!(
-                    event = event.id,
-                    attempts,
-                    "the webhook refused the event {attempts} times; giving up (it stays available from GET /v1/events): {error}"
-                );
-                return self.record(event.id, WebhookOutcome::Failed { error });
-            }
-            let delay = backoff(
-                self.config.initial_backoff,
-                self.config.max_backoff,
-                attempts,
-                0.5 + rand::random::<f64>() / 2.0,
-            );
-            tracing::warn!(
-                event = event.id,
-                attempts,
-                backoff_ms = delay.as_millis() as u64,
-                "webhook attempt failed, retrying: {error}"
-            );
-            let not_before_ms =
-                now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-            if !self.record(
-                event.id,
-                WebhookOutcome::Retry {
-                    not_before_ms,
-                    error,
-                },
-            ) {
-                return false;
-            }
-            if !sleep_unless_stopping(delay, &mut stopping).await {
-                return false;
-            }
-        }
+        let not_before_ms = event.not_before_ms;
+        let mut push = Push {
+            attempts: event.attempts,
+            inner: self,
+            event,
+        };
+        drive(&mut push, not_before_ms, &self.permits, &mut stopping).await
     }
 
     /// One attempt: `Ok(status)` for a 2xx, else the status (if any) and what went wrong.
@@ -261,10 +251,7 @@ impl Inner {
     }
 
     fn record(&self, id: i64, outcome: WebhookOutcome) -> bool {
-        let result = self.store.run_detached(Box::new(move |tx, now| {
-            store::record_webhook(tx, now, id, &outcome)
-        }));
-        match result {
+        match self.store.record_webhook(id, outcome) {
             Ok(()) => true,
             Err(error) => {
                 tracing::error!(event = id, "cannot record the webhook outcome: {error}");
@@ -304,15 +291,32 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_and_is_capped() {
-        let initial = Duration::from_millis(100);
-        let max = Duration::from_secs(1);
-        assert_eq!(backoff(initial, max, 1, 1.0), Duration::from_millis(100));
-        assert_eq!(backoff(initial, max, 2, 1.0), Duration::from_millis(200));
-        assert_eq!(backoff(initial, max, 4, 1.0), Duration::from_millis(800));
-        assert_eq!(backoff(initial, max, 5, 1.0), max);
-        assert_eq!(backoff(initial, max, u32::MAX, 1.0), max);
-        assert_eq!(backoff(initial, max, 1, 0.5), Duration::from_millis(50));
-        assert_eq!(backoff(initial, max, 1, 0.0), Duration::from_millis(50));
+    fn backoff_doubles_is_capped_and_attempts_run_out() {
+        let config = WebhookConfig {
+            url: "http://127.0.0.1:9/hook".into(),
+            secret: crate::config::Secret::new("0123456789abcdef-webhook"),
+            timeout: Duration::from_secs(1),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            max_attempts: 6,
+            concurrency: 1,
+        };
+        let policy = policy(&config);
+        let wait = |attempt, jitter| match policy.decide(
+            Class::Transient,
+            attempt,
+            0,
+            Duration::from_secs(86_400),
+            jitter,
+        ) {
+            RetryDecision::RetryAfter(wait) => Some(wait),
+            _ => None,
+        };
+        assert_eq!(wait(1, 1.0), Some(Duration::from_millis(100)));
+        assert_eq!(wait(2, 1.0), Some(Duration::from_millis(200)));
+        assert_eq!(wait(4, 1.0), Some(Duration::from_millis(800)));
+        assert_eq!(wait(5, 1.0), Some(Duration::from_secs(1)));
+        assert_eq!(wait(1, 0.0), Some(Duration::from_millis(50)));
+        assert_eq!(wait(6, 1.0), None, "six attempts made");
     }
 }

@@ -1,160 +1,21 @@
-//! The inbound tables, kept in the outbox's SQLite database and written by its store thread
-//! (see [`Outbox::run`](crate::outbox::Outbox::run)), so that they share its group commits.
-//!
-//! | Table | Rows |
-//! |---|---|
-//! | `inbound_events` | every accepted callback as its event JSON (`body`), with the webhook delivery state (`pending`, `delivered`, `failed`, or `none` when no webhook is configured), attempts and next attempt time; `id` (AUTOINCREMENT, never reused) is the event id and the cursor of `GET /v1/events` |
-//! | `inbound_dedup` | redelivery keys with their expiry |
-//! | `inbound_replay` | (account, timestamp, nonce, signature) of accepted WeChat callbacks, with the SHA-256 of the body and their expiry |
-//! | `sessions` | each user's conversation state (see [`super::session`]) |
+//! The inbound tables (events, redelivery and replay keys, sessions), and [`EventStore`] and
+//! [`SessionStore`] over them. They share the jobs' group commits.
 
-use kefu_payload::{HandoffCallback, KefuState};
+use kefu_core::BoxFuture;
+use kefu_payload::KefuState;
 use rusqlite::{OptionalExtension as _, Transaction, params};
 use serde_json::{Map, Value};
 
-use super::event::{self, EventKind};
-use super::message::StandardMessage;
-use super::session::{ChangedBy, DeskAction, Session};
-use crate::outbox::StoreError;
+use super::SqliteStore;
+use crate::inbound::event::{self, EventKind};
+use crate::inbound::session::{ChangedBy, Session};
+use crate::store::{
+    Admission, DIALOGUE_ACCOUNT, DeskCall, EventPage, EventStore, NewDialogue, NewWechat,
+    PendingEvent, Purged, SessionStore, StoreError, StoreResult, WebhookOutcome,
+};
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS inbound_events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    source TEXT NOT NULL,
-    account TEXT,
-    openid TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    body TEXT NOT NULL,
-    received_at_ms INTEGER NOT NULL,
-    webhook_state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    not_before_ms INTEGER NOT NULL,
-    last_error TEXT,
-    updated_at_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS inbound_events_pending ON inbound_events (id)
-    WHERE webhook_state = 'pending';
-CREATE INDEX IF NOT EXISTS inbound_events_received ON inbound_events (received_at_ms);
-CREATE TABLE IF NOT EXISTS inbound_dedup (
-    key TEXT PRIMARY KEY,
-    event_id INTEGER,
-    expires_at_ms INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS inbound_dedup_expiry ON inbound_dedup (expires_at_ms);
-CREATE TABLE IF NOT EXISTS inbound_replay (
-    key TEXT PRIMARY KEY,
-    body_sha256 TEXT NOT NULL,
-    expires_at_ms INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS inbound_replay_expiry ON inbound_replay (expires_at_ms);
-CREATE TABLE IF NOT EXISTS sessions (
-    openid TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    agent TEXT,
-    channel INTEGER,
-    appid TEXT,
-    changed_by TEXT NOT NULL,
-    state_since_ms INTEGER NOT NULL,
-    requested_at_ms INTEGER,
-    created_at_ms INTEGER NOT NULL,
-    updated_at_ms INTEGER NOT NULL,
-    last_event_id INTEGER,
-    desk_pending_until_ms INTEGER
-);
-CREATE INDEX IF NOT EXISTS sessions_by_state ON sessions (state, state_since_ms);
-";
-
-/// Store work that admits a callback.
-pub type TxAdmit = crate::outbox::TxWork<Admission>;
-
-/// An event still to be pushed to the webhook.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingEvent {
-    /// The event id.
-    pub id: i64,
-    /// The user; a user's events are pushed in id order.
-    pub openid: String,
-    /// The event JSON, exactly as it is sent.
-    pub body: String,
-    /// Attempts made so far.
-    pub attempts: u32,
-    /// When the next attempt may start, in Unix milliseconds.
-    pub not_before_ms: i64,
-}
-
-/// What became of a callback.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Admission {
-    /// Stored as a new event.
-    Stored(PendingEvent),
-    /// A redelivery of a stored callback: dropped.
-    Duplicate,
-    /// The (timestamp, nonce, signature) was already used: refused.
-    Replayed,
-}
-
-/// A Dialogue callback to admit.
-#[derive(Debug, Clone)]
-pub struct NewDialogue {
-    /// The parsed callback.
-    pub callback: HandoffCallback,
-    /// Its fields as received.
-    pub raw: Map<String, Value>,
-    /// Its redelivery key.
-    pub dedup_key: String,
-    /// When the key expires, in Unix milliseconds.
-    pub dedup_expires_ms: i64,
-    /// Whether a webhook will push it.
-    pub webhook: bool,
-}
-
-/// A WeChat callback to admit.
-#[derive(Debug, Clone)]
-pub struct NewWechat {
-    /// The account's name.
-    pub account: String,
-    /// The parsed message.
-    pub message: StandardMessage,
-    /// The replay key: account, timestamp, nonce and the signature that authenticated it.
-    pub replay_key: String,
-    /// The replay key of the plain `signature` an encrypted push also carries: remembered, not
-    /// checked, so that the same URL cannot carry a plaintext body (an encrypted retry has the
-    /// same plain signature with a new ciphertext, and must stay a redelivery).
-    pub plain_replay_key: Option<String>,
-    /// When the replay key expires, in Unix milliseconds.
-    pub replay_expires_ms: i64,
-    /// The SHA-256 (hex) of the request body, which a plain `signature` does not cover.
-    pub body_sha256: String,
-    /// Its redelivery key.
-    pub dedup_key: String,
-    /// When the key expires, in Unix milliseconds.
-    pub dedup_expires_ms: i64,
-    /// Whether a webhook will push it.
-    pub webhook: bool,
-}
-
-/// The result of a webhook attempt, to record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WebhookOutcome {
-    /// The desk answered 2xx.
-    Delivered,
-    /// To be tried again no earlier than `not_before_ms`.
-    Retry {
-        /// Earliest next attempt, in Unix milliseconds.
-        not_before_ms: i64,
-        /// What went wrong.
-        error: String,
-    },
-    /// Attempts ran out.
-    Failed {
-        /// What went wrong last.
-        error: String,
-    },
-}
-
-/// Creates the tables, and returns the events still to push, in order, and the highest event id.
-pub fn init(tx: &Transaction<'_>) -> Result<(Vec<PendingEvent>, i64), StoreError> {
-    tx.execute_batch(SCHEMA)?;
+/// The events still to push, in order, and the highest event id.
+fn pending_events(tx: &Transaction<'_>) -> Result<(Vec<PendingEvent>, i64), StoreError> {
     let mut statement = tx.prepare(
         "SELECT id, openid, body, attempts, not_before_ms FROM inbound_events
          WHERE webhook_state = 'pending' ORDER BY id",
@@ -174,7 +35,7 @@ pub fn init(tx: &Transaction<'_>) -> Result<(Vec<PendingEvent>, i64), StoreError
 }
 
 /// The highest event id ever given (0 before the first), also after purges.
-pub fn latest_event_id(tx: &Transaction<'_>) -> Result<i64, StoreError> {
+fn latest_event_id(tx: &Transaction<'_>) -> Result<i64, StoreError> {
     let from_sequence: Option<i64> = tx
         .query_row(
             "SELECT seq FROM sqlite_sequence WHERE name = 'inbound_events'",
@@ -255,7 +116,7 @@ fn insert_event(
 
 /// Admits a Dialogue callback: drops a redelivery, else stores the event and moves the user's
 /// session.
-pub fn admit_dialogue(
+fn admit_dialogue(
     tx: &Transaction<'_>,
     now: i64,
     new: NewDialogue,
@@ -264,7 +125,7 @@ pub fn admit_dialogue(
         return Ok(Admission::Duplicate);
     }
     let callback = &new.callback;
-    let session = load_session(tx, &callback.userid)?;
+    let session = load_session(tx, DIALOGUE_ACCOUNT, &callback.userid)?;
     let kind = event::dialogue_kind(callback, session.as_ref().map(|s| s.state));
     let body = event::dialogue_event(callback, kind, new.raw, now);
     let stored = insert_event(
@@ -280,8 +141,12 @@ pub fn admit_dialogue(
             dedup_expires_ms: new.dedup_expires_ms,
         },
     )?;
-    let mut session = session.unwrap_or_else(|| Session::new(&callback.userid, now));
+    let mut session =
+        session.unwrap_or_else(|| Session::new(DIALOGUE_ACCOUNT, &callback.userid, now));
     session.apply_callback(callback, now);
+    if kind == EventKind::Message && callback.from == Some(0) {
+        session.last_user_message_at_ms = Some(now);
+    }
     session.last_event_id = Some(stored.id);
     save_session(tx, &session)?;
     Ok(Admission::Stored(stored))
@@ -293,7 +158,7 @@ const URL_VERIFICATION: &str = "url-verification";
 
 /// Remembers the plain signature of a URL verification that passed until `expires_ms`, so that
 /// a push reusing its (timestamp, nonce, signature) is refused as a replay.
-pub fn remember_url_verification(
+fn remember_url_verification(
     tx: &Transaction<'_>,
     key: &str,
     expires_ms: i64,
@@ -323,11 +188,7 @@ fn remember_plain_signature(
 /// body: a plain `signature` covers no body, so a captured one could carry any message. With
 /// the same body it is the same request sent again, such as WeChat's own retry after an answer
 /// was lost: it was stored the first time, so it is dropped like any redelivery.
-pub fn admit_wechat(
-    tx: &Transaction<'_>,
-    now: i64,
-    new: NewWechat,
-) -> Result<Admission, StoreError> {
+fn admit_wechat(tx: &Transaction<'_>, now: i64, new: NewWechat) -> Result<Admission, StoreError> {
     let seen: Option<String> = tx
         .prepare_cached(
             "SELECT body_sha256 FROM inbound_replay WHERE key = ?1 AND expires_at_ms > ?2",
@@ -369,11 +230,20 @@ pub fn admit_wechat(
             dedup_expires_ms: new.dedup_expires_ms,
         },
     )?;
+    // Every callback of an OA/MP is something the user did (wrote, tapped a menu, followed,
+    // scanned), and each opens the platform's send window anew (protocols.md §5.4).
+    let openid = &new.message.from_user_name;
+    let mut session = load_session(tx, &new.account, openid)?
+        .unwrap_or_else(|| Session::new(&new.account, openid, now));
+    session.updated_at_ms = now;
+    session.last_event_id = Some(stored.id);
+    session.last_user_message_at_ms = Some(now);
+    save_session(tx, &session)?;
     Ok(Admission::Stored(stored))
 }
 
 /// Events with an id above `after`, in order, at most `limit`: (id, body).
-pub fn events_after(
+fn events_after(
     tx: &Transaction<'_>,
     after: i64,
     limit: u32,
@@ -386,29 +256,30 @@ pub fn events_after(
     Ok(rows)
 }
 
-const SESSION_COLUMNS: &str = "openid, state, agent, channel, appid, changed_by, state_since_ms,
-    requested_at_ms, created_at_ms, updated_at_ms, last_event_id, desk_pending_until_ms";
+const SESSION_COLUMNS: &str = "account, openid, state, agent, channel, appid, changed_by,
+    state_since_ms, requested_at_ms, created_at_ms, updated_at_ms, last_event_id,
+    desk_pending_until_ms, last_user_message_at_ms";
 
 fn read_session(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Session, String, String)> {
-    let state: String = row.get(1)?;
-    let changed_by: String = row.get(5)?;
     Ok((
         Session {
-            openid: row.get(0)?,
+            account: row.get(0)?,
+            openid: row.get(1)?,
             state: KefuState::Asking,
-            agent: row.get(2)?,
-            channel: row.get(3)?,
-            appid: row.get(4)?,
+            agent: row.get(3)?,
+            channel: row.get(4)?,
+            appid: row.get(5)?,
             changed_by: ChangedBy::Callback,
-            state_since_ms: row.get(6)?,
-            requested_at_ms: row.get(7)?,
-            created_at_ms: row.get(8)?,
-            updated_at_ms: row.get(9)?,
-            last_event_id: row.get(10)?,
-            desk_pending_until_ms: row.get(11)?,
+            state_since_ms: row.get(7)?,
+            requested_at_ms: row.get(8)?,
+            created_at_ms: row.get(9)?,
+            updated_at_ms: row.get(10)?,
+            last_event_id: row.get(11)?,
+            desk_pending_until_ms: row.get(12)?,
+            last_user_message_at_ms: row.get(13)?,
         },
-        state,
-        changed_by,
+        row.get(2)?,
+        row.get(6)?,
     ))
 }
 
@@ -430,29 +301,39 @@ fn finish_session(
     Ok(session)
 }
 
-/// One user's session, if the user was ever seen.
-pub fn load_session(tx: &Transaction<'_>, openid: &str) -> Result<Option<Session>, StoreError> {
+/// One user's session on `account`, if the user was ever seen there.
+fn load_session(
+    tx: &Transaction<'_>,
+    account: &str,
+    openid: &str,
+) -> Result<Option<Session>, StoreError> {
     let row = tx
         .prepare_cached(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE openid = ?1"
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE account = ?1 AND openid = ?2"
         ))?
-        .query_row(params![openid], read_session)
+        .query_row(params![account, openid], read_session)
         .optional()?;
     row.map(finish_session).transpose()
 }
 
-/// Sessions in `state` (all when `None`), longest in their state first, at most `limit`.
-pub fn list_sessions(
+/// Sessions of `account` in `state` (all when `None`), longest in their state first, at most
+/// `limit`.
+fn list_sessions(
     tx: &Transaction<'_>,
+    account: &str,
     state: Option<KefuState>,
     limit: u32,
 ) -> Result<Vec<Session>, StoreError> {
     let mut statement = tx.prepare_cached(&format!(
-        "SELECT {SESSION_COLUMNS} FROM sessions WHERE ?1 IS NULL OR state = ?1
-         ORDER BY state_since_ms, openid LIMIT ?2"
+        "SELECT {SESSION_COLUMNS} FROM sessions
+         WHERE account = ?1 AND (?2 IS NULL OR state = ?2)
+         ORDER BY state_since_ms, openid LIMIT ?3"
     ))?;
     let rows = statement
-        .query_map(params![state.map(KefuState::as_str), limit], read_session)?
+        .query_map(
+            params![account, state.map(KefuState::as_str), limit],
+            read_session,
+        )?
         .collect::<Result<Vec<_>, _>>()?;
     rows.into_iter().map(finish_session).collect()
 }
@@ -460,9 +341,10 @@ pub fn list_sessions(
 fn save_session(tx: &Transaction<'_>, session: &Session) -> Result<(), StoreError> {
     tx.prepare_cached(&format!(
         "INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
     ))?
     .execute(params![
+        session.account,
         session.openid,
         session.state.as_str(),
         session.agent,
@@ -475,33 +357,31 @@ fn save_session(tx: &Transaction<'_>, session: &Session) -> Result<(), StoreErro
         session.updated_at_ms,
         session.last_event_id,
         session.desk_pending_until_ms,
+        session.last_user_message_at_ms,
     ])?;
     Ok(())
 }
 
 /// Records a desk call on the user's session.
-pub fn desk_action(
+pub(super) fn desk_action(
     tx: &Transaction<'_>,
     now: i64,
-    openid: &str,
-    action: DeskAction,
-    agent: Option<&str>,
-    channel: Option<u8>,
-    appid: Option<&str>,
+    call: &DeskCall,
 ) -> Result<(), StoreError> {
-    let mut session = load_session(tx, openid)?.unwrap_or_else(|| Session::new(openid, now));
-    session.apply_desk(action, agent, now);
-    if let Some(channel) = channel {
+    let mut session = load_session(tx, &call.account, &call.openid)?
+        .unwrap_or_else(|| Session::new(&call.account, &call.openid, now));
+    session.apply_desk(call.action, call.agent.as_deref(), now);
+    if let Some(channel) = call.channel {
         session.channel = Some(channel);
     }
-    if let Some(appid) = appid.filter(|a| !a.is_empty()) {
+    if let Some(appid) = call.appid.as_deref().filter(|a| !a.is_empty()) {
         session.appid = Some(appid.to_owned());
     }
     save_session(tx, &session)
 }
 
 /// Records a webhook attempt's outcome.
-pub fn record_webhook(
+fn record_webhook(
     tx: &Transaction<'_>,
     now: i64,
     id: i64,
@@ -524,20 +404,9 @@ pub fn record_webhook(
     Ok(())
 }
 
-/// What a purge removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Purged {
-    /// Expired dedup keys.
-    pub dedup_keys: usize,
-    /// Expired replay keys.
-    pub replay_keys: usize,
-    /// Events older than the retention and no longer waiting for the webhook.
-    pub events: usize,
-}
-
 /// Removes expired keys, and events received before `events_before_ms` that the webhook no
 /// longer needs.
-pub fn purge(tx: &Transaction<'_>, now: i64, events_before_ms: i64) -> Result<Purged, StoreError> {
+fn purge(tx: &Transaction<'_>, now: i64, events_before_ms: i64) -> Result<Purged, StoreError> {
     Ok(Purged {
         dedup_keys: tx.execute(
             "DELETE FROM inbound_dedup WHERE expires_at_ms <= ?1",
@@ -554,10 +423,83 @@ pub fn purge(tx: &Transaction<'_>, now: i64, events_before_ms: i64) -> Result<Pu
     })
 }
 
+impl EventStore for SqliteStore {
+    fn pending_events(&self) -> BoxFuture<'_, StoreResult<(Vec<PendingEvent>, i64)>> {
+        self.boxed(Box::new(|tx, _| pending_events(tx)))
+    }
+
+    fn admit_dialogue(&self, new: NewDialogue) -> BoxFuture<'_, StoreResult<Admission>> {
+        self.boxed(Box::new(move |tx, group| {
+            admit_dialogue(tx, group.now, new)
+        }))
+    }
+
+    fn admit_wechat(&self, new: NewWechat) -> BoxFuture<'_, StoreResult<Admission>> {
+        self.boxed(Box::new(move |tx, group| admit_wechat(tx, group.now, new)))
+    }
+
+    fn remember_url_verification(
+        &self,
+        key: String,
+        expires_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        self.boxed(Box::new(move |tx, _| {
+            remember_url_verification(tx, &key, expires_ms)
+        }))
+    }
+
+    fn events_after(&self, after: i64, limit: u32) -> BoxFuture<'_, StoreResult<EventPage>> {
+        self.boxed(Box::new(move |tx, _| {
+            Ok(EventPage {
+                events: events_after(tx, after, limit)?,
+                newest: latest_event_id(tx)?,
+            })
+        }))
+    }
+
+    fn record_webhook(&self, id: i64, outcome: WebhookOutcome) -> StoreResult<()> {
+        self.run_detached(
+            "a webhook outcome",
+            Box::new(move |tx, group| record_webhook(tx, group.now, id, &outcome)),
+        )
+    }
+
+    fn purge_events(&self, retention_ms: i64) -> BoxFuture<'_, StoreResult<Purged>> {
+        self.boxed(Box::new(move |tx, group| {
+            purge(tx, group.now, group.now.saturating_sub(retention_ms))
+        }))
+    }
+}
+
+impl SessionStore for SqliteStore {
+    fn session<'a>(
+        &'a self,
+        account: &'a str,
+        openid: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<Session>>> {
+        let (account, openid) = (account.to_owned(), openid.to_owned());
+        self.read(Box::new(move |tx, _| load_session(tx, &account, &openid)))
+    }
+
+    fn sessions<'a>(
+        &'a self,
+        account: &'a str,
+        state: Option<KefuState>,
+        limit: u32,
+    ) -> BoxFuture<'a, StoreResult<Vec<Session>>> {
+        let account = account.to_owned();
+        self.read(Box::new(move |tx, _| {
+            list_sessions(tx, &account, state, limit)
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::Outbox;
+    use crate::inbound::message::StandardMessage;
+    use crate::inbound::session::DeskAction;
+    use kefu_payload::HandoffCallback;
 
     fn callback(userid: &str, kfstate: KefuState, text: &str) -> HandoffCallback {
         HandoffCallback {
@@ -582,13 +524,9 @@ mod tests {
         }
     }
 
-    async fn open() -> (tempfile::TempDir, Outbox) {
+    async fn open() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
-        let (outbox, _) = Outbox::open(&dir.path().join("s.sqlite3")).unwrap();
-        outbox
-            .run(Box::new(|tx, _| init(tx).map(drop)))
-            .await
-            .unwrap();
+        let (outbox, _) = SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap();
         (dir, outbox)
     }
 
@@ -597,14 +535,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite3");
         {
-            let (outbox, _) = Outbox::open(&path).unwrap();
-            let (pending, latest) = outbox.run(Box::new(|tx, _| init(tx))).await.unwrap();
+            let (outbox, _) = SqliteStore::open(&path).unwrap();
+            let (pending, latest) = outbox.pending_events().await.unwrap();
             assert!(pending.is_empty());
             assert_eq!(latest, 0);
             let first = dialogue("k1", callback("oU", KefuState::NeedPerson, "我要转人工"));
             let again = first.clone();
             let stored = outbox
-                .run(Box::new(move |tx, now| admit_dialogue(tx, now, first)))
+                .run(Box::new(move |tx, g| admit_dialogue(tx, g.now, first)))
                 .await
                 .unwrap();
             let Admission::Stored(event) = stored else {
@@ -615,14 +553,14 @@ mod tests {
             assert_eq!(body["kind"], "handoff_requested");
             assert_eq!(
                 outbox
-                    .run(Box::new(move |tx, now| admit_dialogue(tx, now, again)))
+                    .run(Box::new(move |tx, g| admit_dialogue(tx, g.now, again)))
                     .await
                     .unwrap(),
                 Admission::Duplicate
             );
             let next = dialogue("k2", callback("oU", KefuState::NeedPerson, "在吗"));
             let Admission::Stored(event) = outbox
-                .run(Box::new(move |tx, now| admit_dialogue(tx, now, next)))
+                .run(Box::new(move |tx, g| admit_dialogue(tx, g.now, next)))
                 .await
                 .unwrap()
             else {
@@ -631,25 +569,26 @@ mod tests {
             let body: Value = serde_json::from_str(&event.body).unwrap();
             assert_eq!(body["kind"], "message", "already waiting for a person");
             outbox
-                .run(Box::new(|tx, now| {
-                    record_webhook(tx, now, 1, &WebhookOutcome::Delivered)
+                .run(Box::new(|tx, g| {
+                    record_webhook(tx, g.now, 1, &WebhookOutcome::Delivered)
                 }))
                 .await
                 .unwrap();
         }
-        let (outbox, _) = Outbox::open(&path).unwrap();
-        let (pending, latest) = outbox.run(Box::new(|tx, _| init(tx))).await.unwrap();
+        let (outbox, _) = SqliteStore::open(&path).unwrap();
+        let (pending, latest) = outbox.pending_events().await.unwrap();
         assert_eq!(latest, 2);
         assert_eq!(pending.iter().map(|p| p.id).collect::<Vec<_>>(), [2]);
         let queue = outbox
             .run(Box::new(|tx, _| {
-                list_sessions(tx, Some(KefuState::NeedPerson), 10)
+                list_sessions(tx, DIALOGUE_ACCOUNT, Some(KefuState::NeedPerson), 10)
             }))
             .await
             .unwrap();
         assert_eq!(queue.len(), 1);
         assert_eq!(queue[0].openid, "oU");
         assert_eq!(queue[0].last_event_id, Some(2));
+        assert!(queue[0].last_user_message_at_ms.is_some());
         let events = outbox
             .run(Box::new(|tx, _| events_after(tx, 1, 10)))
             .await
@@ -748,34 +687,53 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(latest, 3, "ids are never reused");
+        // The user's session on that account knows when the user last wrote; the Dialogue
+        // platform's user of the same id is another.
+        let session = outbox
+            .run(Box::new(|tx, _| load_session(tx, "oa", "oU")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(session.account, "oa");
+        assert_eq!(session.last_user_message_at_ms, Some(30_000));
+        assert_eq!(
+            outbox
+                .run(Box::new(|tx, _| load_session(tx, DIALOGUE_ACCOUNT, "oU")))
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    fn call(action: DeskAction) -> DeskCall {
+        DeskCall {
+            account: DIALOGUE_ACCOUNT.into(),
+            openid: "oU".into(),
+            action,
+            agent: (action == DeskAction::Enter).then(|| "小明".into()),
+            channel: (action == DeskAction::Enter).then_some(1),
+            appid: None,
+        }
     }
 
     #[tokio::test]
     async fn desk_actions_and_failed_work_rolls_back() {
         let (_dir, outbox) = open().await;
         outbox
-            .run(Box::new(|tx, now| {
-                desk_action(
-                    tx,
-                    now,
-                    "oU",
-                    DeskAction::Enter,
-                    Some("小明"),
-                    Some(1),
-                    None,
-                )
+            .run(Box::new(|tx, g| {
+                desk_action(tx, g.now, &call(DeskAction::Enter))
             }))
             .await
             .unwrap();
         let failed = outbox
-            .run(Box::new(|tx, now| {
-                desk_action(tx, now, "oU", DeskAction::Quit, None, None, None)?;
+            .run(Box::new(|tx, g| {
+                desk_action(tx, g.now, &call(DeskAction::Quit))?;
                 Err::<(), _>(StoreError::new("boom"))
             }))
             .await;
         assert!(failed.is_err());
         let session = outbox
-            .run(Box::new(|tx, _| load_session(tx, "oU")))
+            .run(Box::new(|tx, _| load_session(tx, DIALOGUE_ACCOUNT, "oU")))
             .await
             .unwrap()
             .unwrap();

@@ -1,0 +1,102 @@
+//! The inbound side's records: callbacks to admit, events to push to the desk's webhook.
+
+use kefu_payload::HandoffCallback;
+use serde_json::{Map, Value};
+
+use crate::inbound::message::StandardMessage;
+
+/// An event still to be pushed to the webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEvent {
+    /// The event id.
+    pub id: i64,
+    /// The user; a user's events are pushed in id order.
+    pub openid: String,
+    /// The event JSON, exactly as it is sent.
+    pub body: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt may start, in Unix milliseconds.
+    pub not_before_ms: i64,
+}
+
+/// What became of a callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Stored as a new event.
+    Stored(PendingEvent),
+    /// A redelivery of a stored callback: dropped.
+    Duplicate,
+    /// The (timestamp, nonce, signature) was already used: refused.
+    Replayed,
+}
+
+/// A Dialogue callback to admit.
+#[derive(Debug, Clone)]
+pub struct NewDialogue {
+    /// The parsed callback.
+    pub callback: HandoffCallback,
+    /// Its fields as received.
+    pub raw: Map<String, Value>,
+    /// Its redelivery key.
+    pub dedup_key: String,
+    /// When the key expires, in Unix milliseconds.
+    pub dedup_expires_ms: i64,
+    /// Whether a webhook will push it.
+    pub webhook: bool,
+}
+
+/// A WeChat callback to admit.
+#[derive(Debug, Clone)]
+pub struct NewWechat {
+    /// The account's name.
+    pub account: String,
+    /// The parsed message.
+    pub message: StandardMessage,
+    /// The replay key: account, timestamp, nonce and the signature that authenticated it.
+    pub replay_key: String,
+    /// The replay key of the plain `signature` an encrypted push also carries: remembered, not
+    /// checked, so that the same URL cannot carry a plaintext body (an encrypted retry has the
+    /// same plain signature with a new ciphertext, and must stay a redelivery).
+    pub plain_replay_key: Option<String>,
+    /// When the replay key expires, in Unix milliseconds.
+    pub replay_expires_ms: i64,
+    /// The SHA-256 (hex) of the request body, which a plain `signature` does not cover.
+    pub body_sha256: String,
+    /// Its redelivery key.
+    pub dedup_key: String,
+    /// When the key expires, in Unix milliseconds.
+    pub dedup_expires_ms: i64,
+    /// Whether a webhook will push it.
+    pub webhook: bool,
+}
+
+/// The result of a webhook attempt, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    /// The desk answered 2xx.
+    Delivered,
+    /// To be tried again no earlier than `not_before_ms`.
+    Retry {
+        /// Earliest next attempt, in Unix milliseconds.
+        not_before_ms: i64,
+        /// What went wrong.
+        error: String,
+    },
+    /// Attempts ran out.
+    Failed {
+        /// What went wrong last.
+        error: String,
+    },
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Expired dedup keys.
+    pub dedup_keys: usize,
+    /// Expired replay keys.
+    pub replay_keys: usize,
+    /// Events older than the retention and no longer waiting for the webhook.
+    pub events: usize,
+}

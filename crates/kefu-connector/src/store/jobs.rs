@@ -1,0 +1,200 @@
+//! The jobs the relay stores: what the desk handed over, one platform call each.
+
+use kefu_core::{Composed, Job, Reason};
+use serde::Serialize;
+
+use crate::idempotency::{Claim, Saved};
+use crate::inbound::session::DeskAction;
+
+/// The account of the Dialogue platform: the account of every job stored before accounts
+/// existed, and of every desk message that names none.
+pub const DIALOGUE_ACCOUNT: &str = "dialogue";
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for its turn or for a retry.
+    Queued,
+    /// A request is (or was, if the connector stopped) on its way.
+    Sending,
+    /// The platform accepted it.
+    Delivered,
+    /// The platform refused it, or retries ran out; it was not delivered.
+    Failed,
+    /// It may or may not have reached the user; only the desk may decide to send it again.
+    Ambiguous,
+}
+
+impl JobState {
+    /// The stored spelling, which is also the desk's.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Sending => "sending",
+            JobState::Delivered => "delivered",
+            JobState::Failed => "failed",
+            JobState::Ambiguous => "ambiguous",
+        }
+    }
+
+    /// Reads the stored spelling.
+    pub fn parse(text: &str) -> Option<JobState> {
+        match text {
+            "queued" => Some(JobState::Queued),
+            "sending" => Some(JobState::Sending),
+            "delivered" => Some(JobState::Delivered),
+            "failed" => Some(JobState::Failed),
+            "ambiguous" => Some(JobState::Ambiguous),
+            _ => None,
+        }
+    }
+
+    /// Whether the job is finished until the desk asks for a resend.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Delivered | JobState::Failed | JobState::Ambiguous
+        )
+    }
+}
+
+/// A job to store: one platform call for one recipient of one account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// The configured account that sends it.
+    pub account: String,
+    /// Who receives it; jobs of one (account, recipient) are delivered in the order stored.
+    pub recipient: String,
+    /// The provider's name for the call.
+    pub operation: String,
+    /// The body exactly as it goes on the wire.
+    pub payload: Vec<u8>,
+}
+
+impl NewJob {
+    /// The job `account`'s provider composed.
+    pub fn composed(account: &str, composed: Composed) -> NewJob {
+        NewJob {
+            account: account.to_owned(),
+            recipient: composed.recipient,
+            operation: composed.operation,
+            payload: composed.payload,
+        }
+    }
+}
+
+/// A stored job that still has to be delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingJob {
+    /// The job, as its provider sends it.
+    pub job: Job,
+    /// Attempts made so far in this round (reset by a resend).
+    pub attempts: u32,
+    /// When the next attempt may start, in Unix milliseconds.
+    pub not_before_ms: i64,
+}
+
+impl PendingJob {
+    /// The job's id.
+    pub fn id(&self) -> i64 {
+        self.job.id
+    }
+}
+
+/// What the desk sees of a job (`GET /v1/messages/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobStatus {
+    /// The job's id.
+    pub id: i64,
+    /// The account that sends it.
+    pub account: String,
+    /// The recipient, under the desk's name for it.
+    pub openid: String,
+    /// The provider's name for the call.
+    pub operation: String,
+    /// Where it stands.
+    pub status: JobState,
+    /// Attempts made in the current round.
+    pub attempts: u32,
+    /// The platform's code of the last failure, if it answered with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<i64>,
+    /// Why a failed job failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// What went wrong last, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// Stored at, in Unix milliseconds.
+    pub created_at_ms: i64,
+    /// Last changed at, in Unix milliseconds.
+    pub updated_at_ms: i64,
+}
+
+/// The result of an attempt, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accepted by the platform.
+    Delivered,
+    /// Back in the queue, to be tried again no earlier than the given time (Unix ms).
+    Retry {
+        /// Earliest start of the next attempt.
+        not_before_ms: i64,
+        /// The platform's code, if it answered with one.
+        code: Option<i64>,
+        /// Description of the failure.
+        message: String,
+    },
+    /// Not delivered, and not to be retried.
+    Failed {
+        /// The platform's code, if it answered with one.
+        code: Option<i64>,
+        /// Why, as the desk sees it.
+        reason: Reason,
+        /// Description of the failure.
+        message: String,
+    },
+    /// Perhaps delivered; never retried automatically.
+    Ambiguous {
+        /// Description of the failure.
+        message: String,
+    },
+}
+
+/// Why a resend was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResendError {
+    /// No job has that id.
+    NotFound,
+    /// Only failed or ambiguous jobs may be sent again.
+    NotResendable(JobState),
+}
+
+/// A request's `Idempotency-Key`, claimed atomically with the request's work, with the answer
+/// to save if the work is done (see [`crate::idempotency`]).
+#[derive(Debug, Clone)]
+pub struct Idempotent {
+    /// The key to claim.
+    pub claim: Claim,
+    /// The answer to save with the key, given the ids of the jobs the work stored or queued.
+    pub answer: fn(&[i64]) -> Saved,
+}
+
+/// A desk call (`enter`, `switch`, `quit`) to record on the user's session, atomically with the
+/// jobs that carry it to the platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeskCall {
+    /// The account of the session.
+    pub account: String,
+    /// The user.
+    pub openid: String,
+    /// What the desk did.
+    pub action: DeskAction,
+    /// The agent the desk named.
+    pub agent: Option<String>,
+    /// The user's channel, as the desk gave it.
+    pub channel: Option<u8>,
+    /// The AppID the calls carry, if any.
+    pub appid: Option<String>,
+}

@@ -1,0 +1,705 @@
+//! The `outbox` table: the jobs, and [`JobStore`] over it.
+
+use kefu_core::{BoxFuture, Job, Reason};
+use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, params};
+
+use super::{Group, SqliteStore, inbound, keys};
+use crate::store::{
+    Claimed, DeskCall, Idempotent, JobState, JobStatus, JobStore, NewJob, Outcome, PendingJob,
+    ResendError, StoreError, StoreResult,
+};
+
+/// Turns the jobs left `sending` by an interrupted run into `ambiguous`, and returns the
+/// queued ones in order.
+pub(super) fn recover(conn: &mut Connection) -> Result<Vec<PendingJob>, StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "UPDATE outbox SET state = 'ambiguous', updated_at_ms = ?1,
+             error_message = 'the connector stopped while this was being sent; it may have been delivered'
+         WHERE state = 'sending'",
+        params![crate::clock::now_ms()],
+    )?;
+    let pending = {
+        let mut statement = tx.prepare(
+            "SELECT id, account, recipient, operation, payload, attempts, not_before_ms
+             FROM outbox WHERE state = 'queued' ORDER BY seq",
+        )?;
+        statement
+            .query_map([], read_pending)?
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    tx.commit()?;
+    Ok(pending)
+}
+
+fn read_pending(row: &Row<'_>) -> rusqlite::Result<PendingJob> {
+    Ok(PendingJob {
+        job: Job {
+            id: row.get(0)?,
+            account: row.get(1)?,
+            recipient: row.get(2)?,
+            operation: row.get(3)?,
+            payload: row.get(4)?,
+        },
+        attempts: row.get(5)?,
+        not_before_ms: row.get(6)?,
+    })
+}
+
+fn insert(
+    tx: &Transaction<'_>,
+    group: &mut Group,
+    jobs: Vec<NewJob>,
+) -> Result<Vec<PendingJob>, StoreError> {
+    let mut statement = tx.prepare_cached(
+        "INSERT INTO outbox (seq, account, recipient, operation, payload, state, not_before_ms,
+                             created_at_ms, updated_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6, ?6)",
+    )?;
+    let mut stored = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        group.last_seq += 1;
+        statement.execute(params![
+            group.last_seq,
+            job.account,
+            job.recipient,
+            job.operation,
+            job.payload,
+            group.now
+        ])?;
+        stored.push(PendingJob {
+            job: Job {
+                id: tx.last_insert_rowid(),
+                account: job.account,
+                recipient: job.recipient,
+                operation: job.operation,
+                payload: job.payload,
+            },
+            attempts: 0,
+            not_before_ms: group.now,
+        });
+    }
+    Ok(stored)
+}
+
+fn mark_sending(tx: &Transaction<'_>, now: i64, id: i64) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at_ms = ?2
+         WHERE id = ?1",
+    )?
+    .execute(params![id, now])?;
+    Ok(())
+}
+
+fn record(tx: &Transaction<'_>, now: i64, id: i64, outcome: &Outcome) -> Result<(), StoreError> {
+    let (state, not_before, code, reason, message) = match outcome {
+        Outcome::Delivered => (JobState::Delivered, None, None, None, None),
+        Outcome::Retry {
+            not_before_ms,
+            code,
+            message,
+        } => (
+            JobState::Queued,
+            Some(*not_before_ms),
+            *code,
+            None,
+            Some(message),
+        ),
+        Outcome::Failed {
+            code,
+            reason,
+            message,
+        } => (
+            JobState::Failed,
+            None,
+            *code,
+            Some(reason.as_str()),
+            Some(message),
+        ),
+        Outcome::Ambiguous { message } => (JobState::Ambiguous, None, None, None, Some(message)),
+    };
+    tx.prepare_cached(
+        "UPDATE outbox SET state = ?2, not_before_ms = IFNULL(?3, not_before_ms),
+             error_code = ?4, reason = ?5, error_message = ?6, updated_at_ms = ?7
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        state.as_str(),
+        not_before,
+        code,
+        reason,
+        message,
+        now
+    ])?;
+    Ok(())
+}
+
+fn get(tx: &Transaction<'_>, id: i64) -> Result<Option<JobStatus>, StoreError> {
+    let row = tx
+        .prepare_cached(
+            "SELECT account, recipient, operation, state, attempts, error_code, reason,
+                    error_message, created_at_ms, updated_at_ms
+             FROM outbox WHERE id = ?1",
+        )?
+        .query_row(params![id], |row| {
+            Ok((
+                JobStatus {
+                    id,
+                    account: row.get(0)?,
+                    openid: row.get(1)?,
+                    operation: row.get(2)?,
+                    status: JobState::Queued,
+                    attempts: row.get(4)?,
+                    error_code: row.get(5)?,
+                    reason: None,
+                    error_message: row.get(7)?,
+                    created_at_ms: row.get(8)?,
+                    updated_at_ms: row.get(9)?,
+                },
+                row.get::<_, String>(3)?,
+                row.get::<_, Option<String>>(6)?,
+            ))
+        })
+        .optional()?;
+    let Some((mut status, state, reason)) = row else {
+        return Ok(None);
+    };
+    status.status = JobState::parse(&state)
+        .ok_or_else(|| StoreError::new(format!("job {id} has unknown state {state}")))?;
+    status.reason = match reason {
+        None => None,
+        Some(name) => Some(
+            Reason::parse(&name)
+                .ok_or_else(|| StoreError::new(format!("job {id} has unknown reason {name}")))?,
+        ),
+    };
+    Ok(Some(status))
+}
+
+fn resend(
+    tx: &Transaction<'_>,
+    group: &mut Group,
+    id: i64,
+) -> Result<Result<PendingJob, ResendError>, StoreError> {
+    let Some(status) = get(tx, id)? else {
+        return Ok(Err(ResendError::NotFound));
+    };
+    if !matches!(status.status, JobState::Failed | JobState::Ambiguous) {
+        return Ok(Err(ResendError::NotResendable(status.status)));
+    }
+    group.last_seq += 1;
+    tx.execute(
+        "UPDATE outbox SET state = 'queued', attempts = 0, not_before_ms = ?2, updated_at_ms = ?2,
+             error_code = NULL, reason = NULL, error_message = NULL, seq = ?3
+         WHERE id = ?1",
+        params![id, group.now, group.last_seq],
+    )?;
+    Ok(Ok(tx.query_row(
+        "SELECT id, account, recipient, operation, payload, attempts, not_before_ms
+         FROM outbox WHERE id = ?1",
+        params![id],
+        read_pending,
+    )?))
+}
+
+fn depth(tx: &Transaction<'_>) -> Result<Vec<(JobState, u64)>, StoreError> {
+    let mut statement = tx.prepare_cached("SELECT state, COUNT(*) FROM outbox GROUP BY state")?;
+    let rows = statement.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))
+    })?;
+    let mut counts = Vec::new();
+    for row in rows {
+        let (state, count) = row?;
+        if let Some(state) = JobState::parse(&state) {
+            counts.push((state, count));
+        }
+    }
+    Ok(counts)
+}
+
+impl JobStore for SqliteStore {
+    fn insert(
+        &self,
+        jobs: Vec<NewJob>,
+        key: Option<Idempotent>,
+        desk_call: Option<DeskCall>,
+    ) -> BoxFuture<'_, StoreResult<Claimed<Vec<PendingJob>>>> {
+        self.boxed(Box::new(move |tx, group| {
+            keys::once(
+                tx,
+                group,
+                key,
+                |stored: &Vec<PendingJob>| Some(stored.iter().map(PendingJob::id).collect()),
+                |tx, group| {
+                    let stored = insert(tx, group, jobs)?;
+                    if let Some(call) = desk_call {
+                        inbound::desk_action(tx, group.now, &call)?;
+                    }
+                    Ok(stored)
+                },
+            )
+        }))
+    }
+
+    fn mark_sending(&self, id: i64) -> BoxFuture<'_, StoreResult<()>> {
+        self.boxed(Box::new(move |tx, group| mark_sending(tx, group.now, id)))
+    }
+
+    fn record(&self, id: i64, outcome: Outcome) -> StoreResult<()> {
+        self.run_detached(
+            "a delivery outcome",
+            Box::new(move |tx, group| record(tx, group.now, id, &outcome)),
+        )
+    }
+
+    fn get(&self, id: i64) -> BoxFuture<'_, StoreResult<Option<JobStatus>>> {
+        self.read(Box::new(move |tx, _| get(tx, id)))
+    }
+
+    fn resend(
+        &self,
+        id: i64,
+        key: Option<Idempotent>,
+    ) -> BoxFuture<'_, StoreResult<Claimed<Result<PendingJob, ResendError>>>> {
+        self.boxed(Box::new(move |tx, group| {
+            keys::once(
+                tx,
+                group,
+                key,
+                |queued: &Result<PendingJob, ResendError>| {
+                    queued.as_ref().ok().map(|job| vec![job.id()])
+                },
+                |tx, group| resend(tx, group, id),
+            )
+        }))
+    }
+
+    fn depth(&self) -> BoxFuture<'_, StoreResult<Vec<(JobState, u64)>>> {
+        self.read(Box::new(|tx, _| depth(tx)))
+    }
+
+    fn purge_keys(&self) -> BoxFuture<'_, StoreResult<usize>> {
+        self.boxed(Box::new(|tx, group| keys::purge(tx, group.now)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::idempotency::{self, Claim, Saved};
+    use crate::store::{DIALOGUE_ACCOUNT, Store as _};
+
+    fn job(openid: &str, payload: &str) -> NewJob {
+        NewJob {
+            account: DIALOGUE_ACCOUNT.into(),
+            recipient: openid.into(),
+            operation: "sendmsg".into(),
+            payload: payload.into(),
+        }
+    }
+
+    /// Stores `jobs` without a key or a desk call.
+    async fn insert_plain(store: &SqliteStore, jobs: Vec<NewJob>) -> Vec<PendingJob> {
+        match store.insert(jobs, None, None).await.unwrap() {
+            Claimed::Done(stored) => stored,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    async fn resend_plain(store: &SqliteStore, id: i64) -> Result<PendingJob, ResendError> {
+        match store.resend(id, None).await.unwrap() {
+            Claimed::Done(queued) => queued,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn jobs_survive_a_reopen_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        {
+            let (outbox, pending) = SqliteStore::open(&path).unwrap();
+            assert!(pending.is_empty());
+            let ids: Vec<i64> =
+                insert_plain(&outbox, vec![job("a", "1"), job("b", "2"), job("a", "3")])
+                    .await
+                    .iter()
+                    .map(PendingJob::id)
+                    .collect();
+            assert_eq!(ids.len(), 3);
+            outbox.mark_sending(ids[1]).await.unwrap();
+        }
+        let (outbox, pending) = SqliteStore::open(&path).unwrap();
+        let payloads: Vec<_> = pending.iter().map(|j| j.job.payload.as_slice()).collect();
+        assert_eq!(payloads, [b"1", b"3"]);
+        // The job interrupted mid-send is never resent on our own initiative.
+        let interrupted = outbox.get(2).await.unwrap().unwrap();
+        assert_eq!(interrupted.status, JobState::Ambiguous);
+        assert!(
+            interrupted
+                .error_message
+                .unwrap()
+                .contains("may have been delivered")
+        );
+    }
+
+    #[test]
+    fn a_second_owner_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        let _first = SqliteStore::open(&path).unwrap();
+        let error = SqliteStore::open(&path).err().unwrap().to_string();
+        assert!(error.contains("in use by another process"), "{error}");
+    }
+
+    /// The number of jobs in the database file at `path`, read by a connection of its own.
+    fn jobs_in(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_leaves_everything_in_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        let (outbox, _) = SqliteStore::open(&path).unwrap();
+        insert_plain(&outbox, vec![job("o1", "1"), job("o2", "2")]).await;
+        outbox.checkpoint().await.unwrap();
+        let wal = dir.path().join("outbox.sqlite3-wal");
+        assert_eq!(std::fs::metadata(&wal).map_or(0, |m| m.len()), 0);
+        // The file copied alone, without its WAL, holds the jobs.
+        let copy = dir.path().join("copy.sqlite3");
+        std::fs::copy(&path, &copy).unwrap();
+        assert_eq!(jobs_in(&copy), 2);
+        // The store goes on after it.
+        insert_plain(&outbox, vec![job("o3", "3")]).await;
+    }
+
+    #[tokio::test]
+    async fn another_process_can_back_it_up_while_it_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        let (outbox, _) = SqliteStore::open(&path).unwrap();
+        insert_plain(&outbox, vec![job("o1", "1"), job("o2", "2")]).await;
+        // What `sqlite3 outbox.sqlite3 "VACUUM INTO 'backup.sqlite3'"` does.
+        let backup = dir.path().join("backup.sqlite3");
+        Connection::open(&path)
+            .unwrap()
+            .execute("VACUUM INTO ?1", [backup.to_str().unwrap()])
+            .unwrap();
+        // The relay keeps writing while a reader is open.
+        insert_plain(&outbox, vec![job("o3", "3")]).await;
+        assert_eq!(jobs_in(&backup), 2);
+    }
+
+    #[tokio::test]
+    async fn concurrent_inserts_share_commits_and_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, _) = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let outbox = outbox.clone();
+                tokio::spawn(
+                    async move { insert_plain(&outbox, vec![job("u", &i.to_string())]).await },
+                )
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for task in tasks {
+            ids.extend(task.await.unwrap().iter().map(PendingJob::id));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 200);
+        let depth = outbox.depth().await.unwrap();
+        assert_eq!(depth, vec![(JobState::Queued, 200)]);
+    }
+
+    #[tokio::test]
+    async fn outcomes_and_resend() {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, _) = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
+        let ids: Vec<i64> = insert_plain(&outbox, vec![job("u", "x"), job("u", "y")])
+            .await
+            .iter()
+            .map(PendingJob::id)
+            .collect();
+        outbox.mark_sending(ids[0]).await.unwrap();
+        outbox
+            .record(
+                ids[0],
+                Outcome::Failed {
+                    code: Some(1001),
+                    reason: Reason::Config,
+                    message: "TOKEN invalid".into(),
+                },
+            )
+            .unwrap();
+        let status = outbox.get(ids[0]).await.unwrap().unwrap();
+        assert_eq!(status.status, JobState::Failed);
+        assert_eq!(status.error_code, Some(1001));
+        assert_eq!(status.reason, Some(Reason::Config));
+        assert_eq!(status.account, DIALOGUE_ACCOUNT);
+        assert_eq!(status.attempts, 1);
+
+        assert_eq!(
+            resend_plain(&outbox, ids[1]).await,
+            Err(ResendError::NotResendable(JobState::Queued))
+        );
+        assert_eq!(resend_plain(&outbox, 999).await, Err(ResendError::NotFound));
+        let again = resend_plain(&outbox, ids[0]).await.unwrap();
+        assert_eq!(again.job.payload, b"x");
+        let status = outbox.get(ids[0]).await.unwrap().unwrap();
+        assert_eq!(status.status, JobState::Queued);
+        assert_eq!(status.error_code, None);
+        assert_eq!(status.reason, None);
+        assert_eq!(outbox.get(12345).await.unwrap(), None);
+    }
+
+    fn keyed(key: &str, hash: &str) -> Idempotent {
+        Idempotent {
+            claim: Claim {
+                scope: idempotency::DESK_SCOPE.into(),
+                key: key.into(),
+                route: "/v1/messages".into(),
+                request_hash: hash.into(),
+                retention_ms: 60_000,
+            },
+            answer: |ids| Saved {
+                status: 202,
+                body: format!("{ids:?}").into_bytes(),
+            },
+        }
+    }
+
+    fn saved(body: &str) -> Claimed<Vec<i64>> {
+        Claimed::Earlier(idempotency::Earlier::Same(Saved {
+            status: 202,
+            body: body.as_bytes().to_vec(),
+        }))
+    }
+
+    fn ids(claimed: Claimed<Vec<PendingJob>>) -> Claimed<Vec<i64>> {
+        match claimed {
+            Claimed::Done(jobs) => Claimed::Done(jobs.iter().map(PendingJob::id).collect()),
+            Claimed::Earlier(earlier) => Claimed::Earlier(earlier),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_stores_once_across_a_reopen_and_refuses_another_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.sqlite3");
+        {
+            let (outbox, _) = SqliteStore::open(&path).unwrap();
+            let first = outbox
+                .insert(
+                    vec![job("u", "x"), job("u", "y")],
+                    Some(keyed("k", "h1")),
+                    None,
+                )
+                .await
+                .unwrap();
+            assert_eq!(ids(first), Claimed::Done(vec![1, 2]));
+            let again = outbox
+                .insert(
+                    vec![job("u", "x"), job("u", "y")],
+                    Some(keyed("k", "h1")),
+                    None,
+                )
+                .await
+                .unwrap();
+            assert_eq!(ids(again), saved("[1, 2]"));
+        }
+        let (outbox, pending) = SqliteStore::open(&path).unwrap();
+        assert_eq!(pending.len(), 2);
+        let after_restart = outbox
+            .insert(vec![job("u", "x")], Some(keyed("k", "h1")), None)
+            .await
+            .unwrap();
+        assert_eq!(ids(after_restart), saved("[1, 2]"));
+        let other = outbox
+            .insert(vec![job("u", "z")], Some(keyed("k", "h2")), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(other),
+            Claimed::Earlier(idempotency::Earlier::Other {
+                route: "/v1/messages".into()
+            })
+        );
+        assert_eq!(outbox.depth().await.unwrap(), vec![(JobState::Queued, 2)]);
+    }
+
+    #[tokio::test]
+    async fn racing_requests_with_one_key_store_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, _) = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
+        // Sent together, they share group transactions: the lookup must see the claim made
+        // earlier in the same uncommitted transaction.
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let outbox = outbox.clone();
+                tokio::spawn(async move {
+                    outbox
+                        .insert(vec![job("u", "x")], Some(keyed("race", "h")), None)
+                        .await
+                })
+            })
+            .collect();
+        let mut done = 0;
+        for task in tasks {
+            match ids(task.await.unwrap().unwrap()) {
+                Claimed::Done(ids) => {
+                    assert_eq!(ids, vec![1]);
+                    done += 1;
+                }
+                earlier => assert_eq!(earlier, saved("[1]")),
+            }
+        }
+        assert_eq!(done, 1);
+        assert_eq!(outbox.depth().await.unwrap(), vec![(JobState::Queued, 1)]);
+    }
+
+    #[tokio::test]
+    async fn failed_work_leaves_the_key_free_and_nothing_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, _) = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
+        let failed = outbox
+            .run(Box::new(|tx, group| {
+                keys::once(
+                    tx,
+                    group,
+                    Some(keyed("k", "h")),
+                    |_: &()| Some(vec![1]),
+                    |tx, group| {
+                        insert(tx, group, vec![job("u", "x")])?;
+                        Err(StoreError::new("session write failed"))
+                    },
+                )
+            }))
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(outbox.depth().await.unwrap(), vec![]);
+        let retried = outbox
+            .insert(vec![job("u", "x")], Some(keyed("k", "h")), None)
+            .await
+            .unwrap();
+        assert_eq!(ids(retried), Claimed::Done(vec![1]));
+    }
+
+    #[tokio::test]
+    async fn a_keyed_resend_queues_once_and_a_refused_one_keeps_the_key_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, _) = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
+        let id = insert_plain(&outbox, vec![job("u", "x")]).await[0].id();
+        // Queued, so not resendable: refused, and the key is not spent.
+        assert_eq!(
+            outbox.resend(id, Some(keyed("r", "h"))).await.unwrap(),
+            Claimed::Done(Err(ResendError::NotResendable(JobState::Queued)))
+        );
+        outbox.mark_sending(id).await.unwrap();
+        outbox
+            .record(
+                id,
+                Outcome::Ambiguous {
+                    message: "timed out".into(),
+                },
+            )
+            .unwrap();
+        match outbox.resend(id, Some(keyed("r", "h"))).await.unwrap() {
+            Claimed::Done(Ok(job)) => assert_eq!(job.id(), id),
+            other => panic!("not queued: {other:?}"),
+        }
+        // Without the key, the second resend would be a 409: with it, the first answer.
+        match outbox.resend(id, Some(keyed("r", "h"))).await.unwrap() {
+            Claimed::Earlier(idempotency::Earlier::Same(saved)) => {
+                assert_eq!(saved.body, format!("[{id}]").into_bytes());
+            }
+            other => panic!("not replayed: {other:?}"),
+        }
+    }
+}
+
+/// A file written before schema versions, with a job of each kind and a session.
+#[cfg(test)]
+mod migration {
+    use rusqlite::Connection;
+
+    use super::*;
+    use crate::store::{DIALOGUE_ACCOUNT, SessionStore as _};
+
+    const OLD: &str = "
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL, openid TEXT NOT NULL,
+            operation TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0, not_before_ms INTEGER NOT NULL,
+            error_code INTEGER, error_message TEXT, created_at_ms INTEGER NOT NULL,
+            updated_at_ms INTEGER NOT NULL);
+        CREATE TABLE sessions (
+            openid TEXT PRIMARY KEY, state TEXT NOT NULL, agent TEXT, channel INTEGER,
+            appid TEXT, changed_by TEXT NOT NULL, state_since_ms INTEGER NOT NULL,
+            requested_at_ms INTEGER, created_at_ms INTEGER NOT NULL,
+            updated_at_ms INTEGER NOT NULL, last_event_id INTEGER,
+            desk_pending_until_ms INTEGER);
+        INSERT INTO outbox VALUES (1, 1, 'oA', 'sendmsg', '<xml>1</xml>', 'queued', 0, 0, NULL,
+                                   NULL, 0, 0);
+        INSERT INTO outbox VALUES (2, 2, 'oA', 'kefustate/change', '<xml>2</xml>', 'failed', 3,
+                                   0, 1001, 'TOKEN invalid', 0, 0);
+        INSERT INTO sessions VALUES ('oA', 'personserving', '小明', 0, 'wx1', 'desk', 5, NULL,
+                                     1, 5, 7, NULL);
+    ";
+
+    #[tokio::test]
+    async fn an_old_file_is_migrated_in_place_and_its_jobs_are_the_dialogue_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite3");
+        Connection::open(&path).unwrap().execute_batch(OLD).unwrap();
+        let (store, pending) = SqliteStore::open(&path).unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].job.account, DIALOGUE_ACCOUNT);
+        assert_eq!(pending[0].job.recipient, "oA");
+        assert_eq!(pending[0].job.payload, b"<xml>1</xml>");
+        let failed = store.get(2).await.unwrap().unwrap();
+        assert_eq!(failed.account, DIALOGUE_ACCOUNT);
+        assert_eq!(failed.operation, "kefustate/change");
+        assert_eq!(failed.error_code, Some(1001));
+        let session = store
+            .session(DIALOGUE_ACCOUNT, "oA")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(session.agent.as_deref(), Some("小明"));
+        assert_eq!(session.last_event_id, Some(7));
+        // A resent old job keeps its bytes.
+        let queued = store.resend(2, None).await.unwrap();
+        match queued {
+            Claimed::Done(Ok(job)) => assert_eq!(job.job.payload, b"<xml>2</xml>"),
+            other => panic!("{other:?}"),
+        }
+        drop(store);
+        // Opening again changes nothing more.
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
+    }
+
+    #[test]
+    fn a_file_of_a_newer_relay_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.sqlite3");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 99")
+            .unwrap();
+        let error = SqliteStore::open(&path).err().unwrap().to_string();
+        assert!(error.contains("schema version 99"), "{error}");
+    }
+}

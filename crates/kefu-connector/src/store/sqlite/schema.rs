@@ -1,0 +1,159 @@
+//! The database's schema, versioned by `PRAGMA user_version`: each migration runs once, in
+//! order, in the transaction that records its version, so that a file is always at one version.
+//!
+//! | Version | Change |
+//! |---|---|
+//! | 1 | The outbox, the inbound tables and the idempotency keys as the relay kept them before versions were recorded (a file of that time reads version 0; every statement is `IF NOT EXISTS`, so it applies to it unchanged) |
+//! | 2 | Accounts: a job names its account (old jobs: `dialogue`) and its `recipient`, its payload is bytes, and a failure keeps its `reason`; sessions are keyed by (account, openid) and know when the user last wrote; access tokens are stored |
+//!
+//! | Table | Rows |
+//! |---|---|
+//! | `outbox` | every job: account, recipient, operation, payload, state, attempts, next attempt time, last failure (code, reason, message); `seq` orders a recipient's jobs, and a resend moves the job to the end |
+//! | `inbound_events` | every accepted callback as its event JSON (`body`), with the webhook delivery state (`pending`, `delivered`, `failed`, or `none` when no webhook is configured), attempts and next attempt time; `id` (AUTOINCREMENT, never reused) is the event id and the cursor of `GET /v1/events` |
+//! | `inbound_dedup` | redelivery keys with their expiry |
+//! | `inbound_replay` | (account, timestamp, nonce, signature) of accepted WeChat callbacks, with the SHA-256 of the body and their expiry |
+//! | `sessions` | each (account, user)'s conversation state (see [`crate::inbound::session`]) |
+//! | `idempotency_keys` | the desk's `Idempotency-Key`s with the answer saved for each |
+//! | `access_tokens` | one access token per AppID, with its lifetime |
+
+use rusqlite::Connection;
+
+use crate::store::StoreError;
+
+/// The migrations, version 1 first: the version a file is at is the number of them applied.
+const MIGRATIONS: [&str; 2] = [V1, V2];
+
+const V1: &str = "
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER NOT NULL,
+    openid TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before_ms INTEGER NOT NULL,
+    error_code INTEGER,
+    error_message TEXT,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_unfinished ON outbox (state, seq)
+    WHERE state IN ('queued', 'sending');
+
+CREATE TABLE IF NOT EXISTS inbound_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL,
+    account TEXT,
+    openid TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    webhook_state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before_ms INTEGER NOT NULL,
+    last_error TEXT,
+    updated_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inbound_events_pending ON inbound_events (id)
+    WHERE webhook_state = 'pending';
+CREATE INDEX IF NOT EXISTS inbound_events_received ON inbound_events (received_at_ms);
+CREATE TABLE IF NOT EXISTS inbound_dedup (
+    key TEXT PRIMARY KEY,
+    event_id INTEGER,
+    expires_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS inbound_dedup_expiry ON inbound_dedup (expires_at_ms);
+CREATE TABLE IF NOT EXISTS inbound_replay (
+    key TEXT PRIMARY KEY,
+    body_sha256 TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS inbound_replay_expiry ON inbound_replay (expires_at_ms);
+CREATE TABLE IF NOT EXISTS sessions (
+    openid TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    agent TEXT,
+    channel INTEGER,
+    appid TEXT,
+    changed_by TEXT NOT NULL,
+    state_since_ms INTEGER NOT NULL,
+    requested_at_ms INTEGER,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    last_event_id INTEGER,
+    desk_pending_until_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS sessions_by_state ON sessions (state, state_since_ms);
+
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    route TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    response_body BLOB NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_expiry ON idempotency_keys (expires_ms);
+";
+
+const V2: &str = "
+ALTER TABLE outbox RENAME COLUMN openid TO recipient;
+ALTER TABLE outbox ADD COLUMN account TEXT NOT NULL DEFAULT 'dialogue';
+ALTER TABLE outbox ADD COLUMN reason TEXT;
+UPDATE outbox SET payload = CAST(payload AS BLOB);
+CREATE TABLE sessions_v2 (
+    account TEXT NOT NULL,
+    openid TEXT NOT NULL,
+    state TEXT NOT NULL,
+    agent TEXT,
+    channel INTEGER,
+    appid TEXT,
+    changed_by TEXT NOT NULL,
+    state_since_ms INTEGER NOT NULL,
+    requested_at_ms INTEGER,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    last_event_id INTEGER,
+    desk_pending_until_ms INTEGER,
+    last_user_message_at_ms INTEGER,
+    PRIMARY KEY (account, openid)
+);
+INSERT INTO sessions_v2 (account, openid, state, agent, channel, appid, changed_by,
+                         state_since_ms, requested_at_ms, created_at_ms, updated_at_ms,
+                         last_event_id, desk_pending_until_ms)
+    SELECT 'dialogue', openid, state, agent, channel, appid, changed_by, state_since_ms,
+           requested_at_ms, created_at_ms, updated_at_ms, last_event_id, desk_pending_until_ms
+    FROM sessions;
+DROP TABLE sessions;
+ALTER TABLE sessions_v2 RENAME TO sessions;
+CREATE INDEX sessions_by_state ON sessions (state, state_since_ms);
+CREATE TABLE access_tokens (
+    appid TEXT PRIMARY KEY,
+    token TEXT NOT NULL,
+    fetched_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// Brings the database to the newest version, in one transaction: a crash leaves it at the
+/// version it had. A file written by a newer relay is refused rather than misread.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    let version: usize = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::new(format!(
+            "the outbox file is at schema version {version}, newer than this relay knows ({}); run the relay that wrote it, or a newer one",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "user_version", index + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
