@@ -1,28 +1,22 @@
 //! The client, its builder and the transport.
 
 use core::fmt;
-use core::future::Future;
-use core::pin::Pin;
-use core::task::{Context, Poll};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
 use hyper::{Method, Request, StatusCode, Uri};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use kefu_payload::envelope::DialogueRequest;
 use kefu_payload::{KefuState, KefuStateChange, KefuStateGet, SendMsg};
 use serde_json::{Map, Value};
 use wxbizmsgcrypt::MsgCrypt;
 
 use crate::envelope::{Normalized, normalize};
-use crate::error::{BoxError, ConfigError, Error, InvalidResponse, Kind, Operation};
+use crate::error::{ConfigError, Error, Kind, Operation};
 use crate::retry::RetryPolicy;
+use crate::transport::{HttpClient, exchange, http_client};
 
 /// The documented base URL of the Dialogue platform's `/openapi` endpoints.
 pub const DEFAULT_BASE_URL: &str = "https://chatbot.weixin.qq.com/openapi";
@@ -40,8 +34,6 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
-
-type Connector = TimeoutConnector<HttpsConnector<HttpConnector>>;
 
 /// Configures a [`Client`]; made by [`Client::builder`].
 ///
@@ -175,26 +167,7 @@ impl ClientBuilder {
             endpoint(Operation::KefuStateChange)?,
         ];
 
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(self.connect_timeout));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let https = HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| Error::config(ConfigError::Tls).with_source(e))?
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(http);
-        let connector = TimeoutConnector {
-            inner: https,
-            timeout: self.connect_timeout,
-        };
-        let http = HyperClient::builder(TokioExecutor::new())
-            .pool_idle_timeout(self.pool_idle_timeout)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
+        let http = http_client(self.connect_timeout, self.pool_idle_timeout)?;
 
         Ok(Client {
             shared: Arc::new(Shared {
@@ -297,7 +270,7 @@ pub struct Client {
 }
 
 struct Shared {
-    http: HyperClient<Connector, Full<Bytes>>,
+    http: HttpClient,
     crypt: MsgCrypt,
     token: Box<str>,
     /// Indexed by [`Operation::index`].
@@ -696,23 +669,7 @@ impl Client {
 
     /// Sends the request and reads the whole answer, within the body limit.
     async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), Error> {
-        let s = &*self.shared;
-        let response = s.http.request(request).await.map_err(transport_error)?;
-        let status = response.status();
-        let limit = s.max_response_bytes;
-        match Limited::new(response.into_body(), limit).collect().await {
-            Ok(collected) => Ok((status, collected.to_bytes())),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                Err(Error::new(Kind::InvalidResponse {
-                    status,
-                    reason: InvalidResponse::TooLarge { limit },
-                }))
-            }
-            Err(e) => Err(Error::new(Kind::Transport {
-                timeout: has_timeout(&*e),
-            })
-            .with_source(e)),
-        }
+        exchange(&self.shared.http, request, self.shared.max_response_bytes).await
     }
 }
 
@@ -762,80 +719,6 @@ fn redact(text: &str, token: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// Splits a pooled-client error between not sent (connect phase) and ambiguous.
-fn transport_error(error: hyper_util::client::legacy::Error) -> Error {
-    let timeout = has_timeout(&error);
-    let kind = if error.is_connect() {
-        Kind::Connect { timeout }
-    } else {
-        Kind::Transport { timeout }
-    };
-    Error::new(kind).with_source(error)
-}
-
-/// `true` when a timeout appears anywhere in the source chain.
-fn has_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(e) = next {
-        if e.is::<ConnectTimeout>() {
-            return true;
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
-        }
-        next = e.source();
-    }
-    false
-}
-
-/// The connect phase (DNS, TCP connect, TLS handshake) took longer than the connect timeout.
-#[derive(Debug)]
-struct ConnectTimeout(Duration);
-
-impl fmt::Display for ConnectTimeout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "connect (DNS, TCP, TLS) timed out after {:?}", self.0)
-    }
-}
-
-impl std::error::Error for ConnectTimeout {}
-
-/// Bounds the whole connect phase, TLS included, so that a stalled handshake is a connect
-/// error (not sent) rather than a request timeout (ambiguous).
-#[derive(Clone)]
-struct TimeoutConnector<C> {
-    inner: C,
-    timeout: Duration,
-}
-
-impl<C> tower_service::Service<Uri> for TimeoutConnector<C>
-where
-    C: tower_service::Service<Uri>,
-    C::Error: Into<BoxError>,
-    C::Future: Send + 'static,
-{
-    type Response = C::Response;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.inner.call(uri);
-        let timeout = self.timeout;
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, connecting).await {
-                Ok(result) => result.map_err(Into::into),
-                Err(_) => Err(Box::new(ConnectTimeout(timeout)) as BoxError),
-            }
-        })
-    }
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ mod client;
 mod envelope;
 mod error;
 mod retry;
+mod transport;
 
 pub use client::{
     BACKUP_BASE_URL, Client, ClientBuilder, DEFAULT_BASE_URL, KefuStateReply, KefuSwitch, Reply,
@@ -62,3 +63,4 @@ pub use hyper::StatusCode;
 /// The payload crate whose types the typed calls take, re-exported so that versions match.
 pub use kefu_payload;
 pub use retry::{RetryClass, RetryDecision, RetryPolicy, StopReason};
+pub use transport::{Connector, HttpClient, http_client};
