@@ -200,7 +200,7 @@ fn validate_token(token: &str) -> Result<(), Error> {
     }
 }
 
-fn validate_base_url(base_url: &str) -> Result<String, Error> {
+pub(crate) fn validate_base_url(base_url: &str) -> Result<String, Error> {
     let bad = |reason| Err(Error::config(ConfigError::BaseUrl { reason }));
     let trimmed = base_url.trim().trim_end_matches('/');
     if trimmed.contains(['?', '#']) {

@@ -53,6 +53,7 @@ mod envelope;
 mod error;
 mod retry;
 mod transport;
+pub mod wechat;
 
 pub use client::{
     BACKUP_BASE_URL, Client, ClientBuilder, DEFAULT_BASE_URL, KefuStateReply, KefuSwitch, Reply,
@@ -60,6 +61,8 @@ pub use client::{
 pub use envelope::Envelope;
 pub use error::{ConfigError, Error, InvalidResponse, Operation, PlatformCode};
 pub use hyper::StatusCode;
+/// The seam crate whose traits the providers implement, re-exported so that versions match.
+pub use kefu_core;
 /// The payload crate whose types the typed calls take, re-exported so that versions match.
 pub use kefu_payload;
 pub use retry::{RetryClass, RetryDecision, RetryPolicy, StopReason};
