@@ -1,6 +1,12 @@
-//! A thin async client for WeChat's Dialogue Open Platform (微信对话开放平台) third-party
-//! customer-service endpoints: `sendmsg`, `kefustate/get` and `kefustate/change`
-//! (protocols.md §4).
+//! Thin async clients for WeChat's customer-service APIs:
+//!
+//! * [`Client`]: the Dialogue Open Platform (微信对话开放平台) third-party customer-service
+//!   endpoints, `sendmsg`, `kefustate/get` and `kefustate/change` (protocols.md §4);
+//! * [`wechat::WechatProvider`]: an Official Account's or Mini Program's `custom/send` and
+//!   typing with access tokens (protocols.md §5, §6), behind [`kefu_core::Provider`].
+//!
+//! Both run on one pooled hyper/rustls client build ([`http_client`]). What follows describes
+//! the Dialogue client; the [`wechat`] module describes its own.
 //!
 //! * **Transport**: hyper 1 with hyper-util's pooled client, HTTP/1.1 keep-alive and HTTP/2
 //!   where the server offers it by ALPN, rustls with the webpki roots and the `ring` provider.

@@ -556,3 +556,50 @@ async fn settings_are_checked_and_the_secret_never_shown() {
     let provider = builder.build().unwrap();
     assert!(!format!("{provider:?} {:?}", provider.tokens()).contains(SECRET));
 }
+
+#[tokio::test]
+async fn after_a_restart_a_stored_token_due_for_refresh_serves_if_the_refresh_fails() {
+    let fake = Fake::start().await;
+    let store = Arc::new(MemoryStore::default());
+    let first = fake
+        .builder(AccountKind::OfficialAccount)
+        .token_store(store.clone())
+        .build()
+        .unwrap();
+    assert_eq!(
+        first.send(&text_job(&first, "a")).await.class,
+        Class::Success
+    );
+    // Another replica's token, 200 s from expiry: inside the refresh-ahead window.
+    let stored = fake.with(|s| s.current.clone().unwrap());
+    store
+        .tokens
+        .lock()
+        .unwrap()
+        .get_mut(APPID)
+        .unwrap()
+        .expires_at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 200_000;
+    fake.with(|s| s.token_script.push_back(code(-1)));
+
+    let restarted = fake
+        .builder(AccountKind::OfficialAccount)
+        .token_store(store)
+        .build()
+        .unwrap();
+    let attempt = restarted.send(&text_job(&restarted, "b")).await;
+    assert_eq!(attempt.class, Class::Success, "{}", attempt.message);
+    assert_eq!(fake.fetches(), 2, "the refresh ahead was tried");
+    let used = fake.with(|s| {
+        s.accepted
+            .last()
+            .unwrap()
+            .access_token()
+            .unwrap()
+            .to_owned()
+    });
+    assert_eq!(used, stored);
+}

@@ -299,15 +299,17 @@ impl TokenManager {
             .map(|c| c.token.clone())
     }
 
-    /// The stored token, if it is fresh: kept in memory too.
+    /// The stored token, if it is fresh. A stored token that is still valid is kept in memory
+    /// even when it is due for a refresh, so that it can serve if the refresh fails.
     async fn stored_fresh(&self) -> Option<AccessToken> {
         let store = self.store.as_ref()?;
         match store.load(&self.appid).await {
-            Ok(Some(stored)) if stored.expires_at_ms - now_ms() > REFRESH_AHEAD_MS => {
+            Ok(Some(stored)) if stored.expires_at_ms > now_ms() => {
                 let token = AccessToken(Arc::from(stored.token.as_str()));
                 self.remember(&token, stored.expires_at_ms);
-                tracing::debug!(account = %self.account, "access token taken from the token store");
-                Some(token)
+                let fresh = stored.expires_at_ms - now_ms() > REFRESH_AHEAD_MS;
+                tracing::debug!(account = %self.account, fresh, "access token found in the token store");
+                fresh.then_some(token)
             }
             Ok(_) => None,
             Err(e) => {
