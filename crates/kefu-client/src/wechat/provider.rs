@@ -375,14 +375,16 @@ impl WechatProvider {
         self.counters.snapshot()
     }
 
-    /// One call with `token`, classified.
-    async fn call(&self, call: Call, token: &AccessToken, payload: &[u8]) -> Attempt {
-        let base = match call {
-            Call::Typing => &self.typing_url,
-            Call::Send | Call::Token => &self.send_url,
-        };
+    /// One call of `operation` to `base` with `token`, classified.
+    async fn call(
+        &self,
+        call: Call,
+        operation: &str,
+        base: &str,
+        token: &AccessToken,
+        payload: &[u8],
+    ) -> Attempt {
         let shown = format!("{base}?access_token={REDACTED}");
-        let operation = operation_name(call);
         let uri = match format!("{base}?access_token={}", token.expose()).parse::<Uri>() {
             Ok(uri) => uri,
             Err(_) => {
@@ -419,28 +421,12 @@ impl WechatProvider {
         )
         .await;
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        let maybe_sent = |what: &str| {
-            let (class, consequence) = match call {
-                Call::Send => (
-                    Class::Ambiguous,
-                    "the message may have been delivered, so it is not resent",
-                ),
-                Call::Typing | Call::Token => (Class::Transient, "typing may be retried"),
-            };
-            Attempt::new(
-                class,
-                None,
-                format!("{operation} ({shown}): {what}; {consequence}"),
-            )
-        };
+        let secret = Some(token.expose());
         let attempt = match exchanged {
             Ok(Ok((status, body))) => {
                 let attempt = classify(call, status.as_u16(), &body);
                 Attempt {
-                    message: format!(
-                        "{operation}: {}",
-                        redact(&attempt.message, Some(token.expose()))
-                    ),
+                    message: format!("{operation}: {}", redact(&attempt.message, secret)),
                     ..attempt
                 }
             }
@@ -448,15 +434,29 @@ impl WechatProvider {
                 Class::Transient,
                 None,
                 format!(
-                    "{operation} ({shown}): {}",
-                    redact(&error.to_string(), Some(token.expose()))
+                    "{operation} ({shown}): could not connect (DNS, TCP or TLS){}; not sent",
+                    redact(&causes(&error), secret)
                 ),
             ),
-            Ok(Err(error)) => maybe_sent(&redact(&error.to_string(), Some(token.expose()))),
-            Err(_) => maybe_sent(&format!(
-                "no answer within the request timeout of {} ms",
-                self.request_timeout.as_millis()
-            )),
+            Ok(Err(error)) => {
+                let what = match error.invalid_response() {
+                    Some(reason) => format!("the answer is unreadable: {reason}"),
+                    None => format!(
+                        "the connection failed after the request was written{}",
+                        redact(&causes(&error), secret)
+                    ),
+                };
+                maybe_sent(call, operation, &shown, &what)
+            }
+            Err(_) => maybe_sent(
+                call,
+                operation,
+                &shown,
+                &format!(
+                    "no answer within the request timeout of {} ms",
+                    self.request_timeout.as_millis()
+                ),
+            ),
         };
         tracing::debug!(
             account = %self.name,
@@ -472,13 +472,13 @@ impl WechatProvider {
         attempt
     }
 
-    async fn attempt(&self, call: Call, payload: &[u8]) -> Attempt {
+    async fn attempt(&self, call: Call, operation: &str, base: &str, payload: &[u8]) -> Attempt {
         let token = match self.tokens.token().await {
             Ok(token) => token,
             // Nothing was sent: the token's failure is the attempt's.
             Err(error) => return error.into_attempt(),
         };
-        let attempt = self.call(call, &token, payload).await;
+        let attempt = self.call(call, operation, base, &token, payload).await;
         match attempt.class {
             Class::RefreshReplay => match self.tokens.refresh_after_rejection(&token).await {
                 Ok(_) => Attempt {
@@ -502,11 +502,33 @@ impl WechatProvider {
     }
 }
 
-fn operation_name(call: Call) -> &'static str {
-    match call {
-        Call::Send | Call::Token => OPERATION_SEND,
-        Call::Typing => OPERATION_TYPING,
+/// The attempt of a call whose request may have reached the platform: ambiguous for a send,
+/// which is never resent; transient for typing, which is idempotent.
+fn maybe_sent(call: Call, operation: &str, shown: &str, what: &str) -> Attempt {
+    let (class, consequence) = match call {
+        Call::Typing | Call::Token => (Class::Transient, "typing may be retried"),
+        Call::Send => (
+            Class::Ambiguous,
+            "the message may have been delivered, so it is not resent",
+        ),
+    };
+    Attempt::new(
+        class,
+        None,
+        format!("{operation} ({shown}): {what}; {consequence}"),
+    )
+}
+
+/// The causes under a transport error, `: cause: cause…`, for the attempt's message.
+fn causes(error: &crate::Error) -> String {
+    let mut text = String::new();
+    let mut next = std::error::Error::source(error);
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
     }
+    text
 }
 
 impl Provider for WechatProvider {
@@ -537,9 +559,9 @@ impl Provider for WechatProvider {
 
     fn send<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Attempt> {
         Box::pin(async move {
-            let call = match job.operation.as_str() {
-                OPERATION_SEND => Call::Send,
-                OPERATION_TYPING => Call::Typing,
+            let (call, base) = match job.operation.as_str() {
+                OPERATION_SEND => (Call::Send, &self.send_url),
+                OPERATION_TYPING => (Call::Typing, &self.typing_url),
                 other => {
                     return Attempt::new(
                         Class::Terminal(Reason::Unknown),
@@ -551,7 +573,7 @@ impl Provider for WechatProvider {
                     );
                 }
             };
-            self.attempt(call, &job.payload).await
+            self.attempt(call, &job.operation, base, &job.payload).await
         })
     }
 }

@@ -182,7 +182,14 @@ impl TokenManager {
         if let Some(token) = self.cached_fresh(now_ms()) {
             return Ok(token);
         }
-        let _fetching = self.fetching.lock().await;
+        let _fetching = match self.fetching.try_lock() {
+            Ok(guard) => guard,
+            // A fetch is under way: a token still valid serves rather than waits for it.
+            Err(_) => match self.cached_valid(now_ms()) {
+                Some(token) => return Ok(token),
+                None => self.fetching.lock().await,
+            },
+        };
         // Someone may have fetched while this caller waited for the lock.
         if let Some(token) = self.cached_fresh(now_ms()) {
             return Ok(token);
@@ -299,12 +306,20 @@ impl TokenManager {
             .map(|c| c.token.clone())
     }
 
+    fn cached_valid(&self, now: i64) -> Option<AccessToken> {
+        let cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
+        cached
+            .as_ref()
+            .filter(|c| now < c.expires_at_ms)
+            .map(|c| c.token.clone())
+    }
+
     /// The stored token, if it is fresh. A stored token that is still valid is kept in memory
     /// even when it is due for a refresh, so that it can serve if the refresh fails.
     async fn stored_fresh(&self) -> Option<AccessToken> {
         let store = self.store.as_ref()?;
         match store.load(&self.appid).await {
-            Ok(Some(stored)) if stored.expires_at_ms > now_ms() => {
+            Ok(Some(stored)) if stored.expires_at_ms > now_ms() && url_safe(&stored.token) => {
                 let token = AccessToken(Arc::from(stored.token.as_str()));
                 self.remember(&token, stored.expires_at_ms);
                 let fresh = stored.expires_at_ms - now_ms() > REFRESH_AHEAD_MS;
@@ -440,11 +455,7 @@ impl TokenManager {
                 });
             }
         };
-        if token.len() > MAX_TOKEN_LEN
-            || !token
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
-        {
+        if !url_safe(&token) {
             return Err(TokenError::new(
                 Class::Terminal(Reason::Unknown),
                 None,
@@ -460,6 +471,15 @@ impl TokenManager {
         self.save(&token).await;
         Ok(token)
     }
+}
+
+/// `true` for a token that can stand in a URL query unescaped, as the platform's do.
+fn url_safe(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= MAX_TOKEN_LEN
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
 }
 
 /// The wall clock in Unix milliseconds, the unit of [`StoredToken`].

@@ -54,10 +54,10 @@ pub const fn code_class(call: Call, code: i64) -> Class {
 pub const fn meaning(code: i64) -> &'static str {
     match code {
         0 => "ok",
-        -1 => "the platform is busy; retried with backoff",
-        40001 => "the access token is invalid or superseded; refreshed and replayed once",
-        40014 => "the access token is malformed; refreshed and replayed once",
-        42001 => "the access token expired; refreshed and replayed once",
+        -1 => "the platform is busy",
+        40001 => "the access token is invalid or superseded",
+        40014 => "the access token is malformed",
+        42001 => "the access token expired",
         41001 => "the access token is missing (a bug in the connector)",
         40003 => "the OpenID is wrong or belongs to another AppID",
         43004 => "the user does not follow the account",
@@ -81,7 +81,7 @@ pub const fn meaning(code: i64) -> &'static str {
         45080 => "no user interaction in the last 30 s; typing skipped",
         45081 => "already typing",
         70000 => "blocked by the platform to protect minors",
-        _ => "an undocumented code; not retried",
+        _ => "an undocumented code",
     }
 }
 
