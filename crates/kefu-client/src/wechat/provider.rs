@@ -577,3 +577,109 @@ impl Provider for WechatProvider {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const APPID: &str = "wx00000000000000aa";
+    const SECRET: &str = "AppSecretAbCdEf0123456789abcdef";
+
+    fn builder(kind: AccountKind) -> WechatProviderBuilder {
+        WechatProvider::builder("shop", kind, APPID, SECRET)
+    }
+
+    #[tokio::test]
+    async fn settings_are_checked_and_the_secret_never_shown() {
+        let oa = AccountKind::OfficialAccount;
+        let cases: Vec<(WechatProviderBuilder, BuildError)> = vec![
+            (
+                WechatProvider::builder("", oa, APPID, SECRET),
+                BuildError::EmptyName,
+            ),
+            (
+                WechatProvider::builder("shop", oa, "", SECRET),
+                BuildError::Appid,
+            ),
+            (
+                WechatProvider::builder("shop", oa, "wx 1", SECRET),
+                BuildError::Appid,
+            ),
+            (
+                WechatProvider::builder("shop", oa, APPID, ""),
+                BuildError::EmptySecret,
+            ),
+            (
+                builder(oa).api_base_url("api.weixin.qq.com"),
+                BuildError::BaseUrl {
+                    reason: "must start with https:// (or http:// for a local sandbox)",
+                },
+            ),
+            (
+                builder(oa).api_base_url("https://x/?q=1"),
+                BuildError::BaseUrl {
+                    reason: "must not carry a query or a fragment",
+                },
+            ),
+            (builder(oa).typing_path("typing"), BuildError::TypingPath),
+            (builder(oa).typing_path("/t?x=1"), BuildError::TypingPath),
+            (builder(oa).text_budget_bytes(3), BuildError::TextBudget),
+            (
+                builder(oa).token_fetch_timeout(Duration::ZERO),
+                BuildError::ZeroTimeout {
+                    which: "token fetch",
+                },
+            ),
+        ];
+        for (builder, want) in cases {
+            assert!(!format!("{builder:?}").contains(SECRET));
+            let err = builder.build().unwrap_err();
+            assert_eq!(err, want);
+            assert!(!err.to_string().contains(SECRET));
+        }
+    }
+
+    #[tokio::test]
+    async fn urls_and_paths_by_kind() {
+        let oa = builder(AccountKind::OfficialAccount)
+            .api_base_url("http://127.0.0.1:9/")
+            .build()
+            .unwrap();
+        assert_eq!(
+            oa.send_url,
+            "http://127.0.0.1:9/cgi-bin/message/custom/send"
+        );
+        assert_eq!(
+            oa.typing_url,
+            "http://127.0.0.1:9/cgi-bin/message/custom/typing"
+        );
+        assert_eq!(oa.kind(), "official_account");
+        let mp = builder(AccountKind::MiniProgram).build().unwrap();
+        assert_eq!(
+            mp.typing_url,
+            "https://api.weixin.qq.com/cgi-bin/message/custom/business/typing"
+        );
+        assert_eq!(mp.kind(), "mini_program");
+        let debug = format!("{mp:?} {:?}", mp.tokens());
+        assert!(!debug.contains(SECRET), "{debug}");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_operation_is_not_sent() {
+        let provider = builder(AccountKind::OfficialAccount)
+            .api_base_url("http://127.0.0.1:9")
+            .build()
+            .unwrap();
+        let job = Job {
+            id: 1,
+            account: "shop".into(),
+            recipient: "oUSER".into(),
+            operation: "sendmsg".into(),
+            payload: Vec::new(),
+        };
+        let attempt = provider.send(&job).await;
+        assert_eq!(attempt.class, Class::Terminal(Reason::Unknown));
+        assert!(attempt.message.contains("not sent"), "{}", attempt.message);
+        assert_eq!(provider.counters().token_fetches, 0);
+    }
+}

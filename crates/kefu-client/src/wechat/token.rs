@@ -488,3 +488,42 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_url_safe_and_never_shown() {
+        assert!(url_safe("ACCESS_TOKEN-abc.123~"));
+        for bad in [
+            "",
+            "a b",
+            "a&b",
+            "a#b",
+            "a%2Fb",
+            "令牌",
+            &"x".repeat(MAX_TOKEN_LEN + 1),
+        ] {
+            assert!(!url_safe(bad), "{bad}");
+        }
+        let token = AccessToken(Arc::from("SECRET_TOKEN"));
+        assert_eq!(format!("{token:?}"), "AccessToken(<redacted>)");
+        assert_eq!(token.expose(), "SECRET_TOKEN");
+    }
+
+    #[test]
+    fn token_errors_read_as_attempts() {
+        let error = TokenError {
+            attempt: Attempt::new(Class::Throttled, Some(45009), "stable_token: 45009")
+                .with_rid(Some("r-1".into())),
+        };
+        assert_eq!(error.to_string(), "stable_token: 45009, rid r-1");
+        assert_eq!(
+            (error.class(), error.code(), error.rid()),
+            (Class::Throttled, Some(45009), Some("r-1"))
+        );
+        assert_eq!(error.into_attempt().code, Some(45009));
+        assert!(FORCE_REFRESH_HELP.contains("20 forced refreshes a day, at least 30 s apart"));
+    }
+}

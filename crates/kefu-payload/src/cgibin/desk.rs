@@ -327,7 +327,7 @@ fn check_text(text: &str, path: &str, what: &str) -> Result<(), Invalid> {
     }
     if let Some(position) = text
         .chars()
-        .position(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r') && (c as u32) < 0x20)
+        .position(|c| c < ' ' && !matches!(c, '\n' | '\t' | '\r'))
     {
         return Err(Invalid::new(
             path,
