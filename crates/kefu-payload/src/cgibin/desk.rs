@@ -40,7 +40,7 @@ pub fn read_desk_message(
     for key in body.keys() {
         if !matches!(key.as_str(), "openid" | "msg" | "kf_account") {
             return Err(Invalid::new(
-                key.as_str(),
+                key_name(key),
                 format!(
                     "is not a field of a message to an {kind} account (openid, msg, kf_account)"
                 ),
@@ -160,7 +160,7 @@ fn read_one(
             let Some((name, fields)) = object.iter().next() else {
                 return Err(one_type(kind, path));
             };
-            let at = format!("{path}.{name}");
+            let at = format!("{path}.{}", key_name(name));
             let Some(msg_type) = MsgType::parse(name) else {
                 return Err(Invalid::new(
                     at,
@@ -289,6 +289,16 @@ fn read_one(
     Ok(vec![message])
 }
 
+/// A JSON key as a segment of a field path: as it is when it is a plain name, quoted when it
+/// is empty or holds other characters, so that a path always names its field unambiguously.
+fn key_name(key: &str) -> String {
+    if !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        key.to_owned()
+    } else {
+        serde_json::to_string(key).unwrap_or_default()
+    }
+}
+
 fn one_type(kind: AccountKind, path: &str) -> Invalid {
     Invalid::new(
         path,
@@ -385,7 +395,7 @@ impl Fields<'_> {
     fn only(&self, known: &[&str]) -> Result<(), Invalid> {
         match self.fields.keys().find(|k| !known.contains(&k.as_str())) {
             Some(unknown) => Err(self.refuse(
-                unknown,
+                &key_name(unknown),
                 &format!(
                     "is not a field of {}; it takes {}",
                     self.msg_type,
@@ -806,6 +816,24 @@ mod tests {
                 OA,
                 json!({"openid": "oU", "msg": "x", "channel": 0}),
                 "channel",
+                &["not a field"],
+            ),
+            (
+                OA,
+                json!({"openid": "oU", "msg": "x", "": 0}),
+                r#""""#,
+                &["not a field"],
+            ),
+            (
+                OA,
+                json!({"openid": "oU", "msg": {"a.b": {}}}),
+                r#"msg."a.b""#,
+                &["not a message type"],
+            ),
+            (
+                OA,
+                json!({"openid": "oU", "msg": {"image": {"media_id": "M", " ": 1}}}),
+                r#"msg.image." ""#,
                 &["not a field"],
             ),
         ];
