@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The counters of one account, shared by its provider and its token manager.
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     token_fetches: AtomicU64,
     token_fetch_failures: AtomicU64,
     config_failures: AtomicU64,
@@ -13,7 +13,7 @@ pub struct Counters {
     same_token_back: AtomicU64,
 }
 
-/// A copy of the [`Counters`] at one moment.
+/// The counters of one account at one moment, from [`WechatProvider::counters`](super::WechatProvider::counters).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CountersSnapshot {
@@ -34,7 +34,7 @@ pub struct CountersSnapshot {
 
 impl Counters {
     /// The current values.
-    pub fn snapshot(&self) -> CountersSnapshot {
+    pub(crate) fn snapshot(&self) -> CountersSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         CountersSnapshot {
             token_fetches: get(&self.token_fetches),

@@ -31,7 +31,7 @@ mod provider;
 mod redact;
 mod token;
 
-pub use counters::{Counters, CountersSnapshot};
+pub use counters::CountersSnapshot;
 pub use provider::{
     BuildError, DEFAULT_API_BASE_URL, DEFAULT_MP_TYPING_PATH, OA_TYPING_PATH, OPERATION_SEND,
     OPERATION_TYPING, SEND_PATH, STABLE_TOKEN_PATH, WechatProvider, WechatProviderBuilder,
