@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
 use hyper::{Method, Request, StatusCode, Uri};
 use kefu_payload::envelope::DialogueRequest;
@@ -14,8 +14,8 @@ use serde_json::{Map, Value};
 use wxbizmsgcrypt::MsgCrypt;
 
 use crate::envelope::{Normalized, normalize};
-use crate::error::{ConfigError, Error, InvalidResponse, Kind, Operation};
-use crate::transport::{ConnectTimeout, HttpClient, http_client};
+use crate::error::{ConfigError, Error, Kind, Operation};
+use crate::transport::{HttpClient, exchange, http_client};
 use kefu_core::RetryPolicy;
 
 /// The documented base URL of the Dialogue platform's `/openapi` endpoints.
@@ -167,8 +167,7 @@ impl ClientBuilder {
             endpoint(Operation::KefuStateChange)?,
         ];
 
-        let http = http_client(self.connect_timeout, self.pool_idle_timeout)
-            .map_err(|e| Error::config(ConfigError::Tls).with_source(e))?;
+        let http = http_client(self.connect_timeout, self.pool_idle_timeout)?;
 
         Ok(Client {
             shared: Arc::new(Shared {
@@ -201,7 +200,7 @@ fn validate_token(token: &str) -> Result<(), Error> {
     }
 }
 
-fn validate_base_url(base_url: &str) -> Result<String, Error> {
+pub(crate) fn validate_base_url(base_url: &str) -> Result<String, Error> {
     let bad = |reason| Err(Error::config(ConfigError::BaseUrl { reason }));
     let trimmed = base_url.trim().trim_end_matches('/');
     if trimmed.contains(['?', '#']) {
@@ -670,23 +669,7 @@ impl Client {
 
     /// Sends the request and reads the whole answer, within the body limit.
     async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), Error> {
-        let s = &*self.shared;
-        let response = s.http.request(request).await.map_err(transport_error)?;
-        let status = response.status();
-        let limit = s.max_response_bytes;
-        match Limited::new(response.into_body(), limit).collect().await {
-            Ok(collected) => Ok((status, collected.to_bytes())),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                Err(Error::new(Kind::InvalidResponse {
-                    status,
-                    reason: InvalidResponse::TooLarge { limit },
-                }))
-            }
-            Err(e) => Err(Error::new(Kind::Transport {
-                timeout: has_timeout(&*e),
-            })
-            .with_source(e)),
-        }
+        exchange(&self.shared.http, request, self.shared.max_response_bytes).await
     }
 }
 
@@ -736,34 +719,6 @@ fn redact(text: &str, token: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// Splits a pooled-client error between not sent (connect phase) and ambiguous.
-fn transport_error(error: hyper_util::client::legacy::Error) -> Error {
-    let timeout = has_timeout(&error);
-    let kind = if error.is_connect() {
-        Kind::Connect { timeout }
-    } else {
-        Kind::Transport { timeout }
-    };
-    Error::new(kind).with_source(error)
-}
-
-/// `true` when a timeout appears anywhere in the source chain.
-fn has_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(e) = next {
-        if e.is::<ConnectTimeout>() {
-            return true;
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
-        }
-        next = e.source();
-    }
-    false
 }
 
 #[cfg(test)]

@@ -1,6 +1,12 @@
-//! A thin async client for WeChat's Dialogue Open Platform (微信对话开放平台) third-party
-//! customer-service endpoints: `sendmsg`, `kefustate/get` and `kefustate/change`
-//! (protocols.md §4).
+//! Thin async clients for WeChat's customer-service APIs:
+//!
+//! * [`Client`]: the Dialogue Open Platform (微信对话开放平台) third-party customer-service
+//!   endpoints, `sendmsg`, `kefustate/get` and `kefustate/change` (protocols.md §4);
+//! * [`wechat::WechatProvider`]: an Official Account's or Mini Program's `custom/send` and
+//!   typing with access tokens (protocols.md §5, §6), behind [`kefu_core::Provider`].
+//!
+//! Both run on one pooled hyper/rustls client build ([`http_client`]). What follows describes
+//! the Dialogue client; the [`wechat`] module describes its own.
 //!
 //! * **Transport**: hyper 1 with hyper-util's pooled client, HTTP/1.1 keep-alive and HTTP/2
 //!   where the server offers it by ALPN, rustls with the webpki roots and the `ring` provider.
@@ -54,7 +60,8 @@ pub mod dialogue;
 mod envelope;
 mod error;
 mod retry;
-pub mod transport;
+mod transport;
+pub mod wechat;
 
 pub use client::{
     BACKUP_BASE_URL, Client, ClientBuilder, DEFAULT_BASE_URL, KefuStateReply, KefuSwitch, Reply,
@@ -62,8 +69,10 @@ pub use client::{
 pub use envelope::Envelope;
 pub use error::{ConfigError, Error, InvalidResponse, Operation, PlatformCode};
 pub use hyper::StatusCode;
-/// The seam crate whose policy and classes the retries use, re-exported so that versions match.
+/// The seam crate whose traits the providers implement and whose policy the retries use,
+/// re-exported so that versions match.
 pub use kefu_core;
 /// The payload crate whose types the typed calls take, re-exported so that versions match.
 pub use kefu_payload;
 pub use retry::{classify, retry};
+pub use transport::{Connector, HttpClient, http_client};

@@ -61,6 +61,7 @@
 )]
 
 mod callback;
+pub mod cgibin;
 pub mod envelope;
 mod error;
 mod kefustate;

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac as _};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::{Method, Request, header};
-use kefu_client::transport::{HttpClient, http_client};
+use kefu_client::{HttpClient, http_client};
 use kefu_core::{Class, RetryDecision, RetryPolicy};
 use sha2::Sha256;
 use tokio::sync::{Semaphore, watch};
