@@ -10,13 +10,15 @@ use std::time::Duration;
 use clap::Args;
 use kefu_client::Client;
 use kefu_client::dialogue::DialogueProvider;
+use kefu_client::kefu_payload::cgibin::AccountKind as CgiAccountKind;
+use kefu_client::wechat::WechatProvider;
 use kefu_core::RetryPolicy;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState};
-use crate::config::{Config, LogFormat};
+use crate::config::{AccountKind, Config, LogFormat};
 use crate::delivery::Dispatcher;
 use crate::http_server::{self, ServerLimits};
 use crate::inbound::Inbound;
@@ -55,6 +57,14 @@ pub enum ServeError {
     /// The platform client could not be built.
     #[error("cannot build the platform client: {0}")]
     Client(#[from] kefu_client::Error),
+    /// A `[wechat.<name>]` account cannot send as configured.
+    #[error("account {account}: {reason}")]
+    Account {
+        /// The account's name.
+        account: String,
+        /// What is wrong (never the AppSecret).
+        reason: String,
+    },
     /// The directory of `outbox.path` does not exist.
     #[error(
         "the directory {dir} of outbox.path does not exist; create it (mkdir -p {dir}) or set outbox.path (KEFU_OUTBOX_PATH) to a file in an existing directory"
@@ -78,7 +88,7 @@ impl ServeError {
     pub fn is_config(&self) -> bool {
         matches!(
             self,
-            ServeError::Config(_) | ServeError::OutboxDirectory { .. }
+            ServeError::Config(_) | ServeError::Account { .. } | ServeError::OutboxDirectory { .. }
         )
     }
 }
@@ -119,6 +129,10 @@ impl Relay {
             DIALOGUE_ACCOUNT,
             Arc::clone(&dialogue) as Arc<dyn kefu_core::Provider>,
         );
+        for provider in wechat_providers(config, &store)? {
+            let name = provider.name().to_owned();
+            providers.register(name, provider as Arc<dyn kefu_core::Provider>);
+        }
         let providers = Arc::new(providers);
         let policy = retry_policy(config);
         let metrics = Arc::new(Metrics::default());
@@ -284,6 +298,42 @@ pub fn dialogue_provider(config: &Config) -> Result<DialogueProvider, kefu_clien
         dialogue.appid.clone(),
         dialogue.token.expose(),
     ))
+}
+
+/// The `custom/send` providers of the `[wechat.<name>]` accounts that have an AppSecret, with
+/// their access tokens kept in `store`.
+pub fn wechat_providers(
+    config: &Config,
+    store: &Arc<dyn Store>,
+) -> Result<Vec<Arc<WechatProvider>>, ServeError> {
+    let mut providers = Vec::new();
+    for account in &config.wechat {
+        let Some(send) = &account.send else {
+            continue;
+        };
+        let kind = match account.kind {
+            AccountKind::OfficialAccount => CgiAccountKind::OfficialAccount,
+            AccountKind::MiniProgram => CgiAccountKind::MiniProgram,
+            // The configuration refuses a secret on a WeCom account.
+            AccountKind::WeCom => continue,
+        };
+        let provider =
+            WechatProvider::builder(&account.name, kind, &send.appid, send.secret.expose())
+                .api_base_url(&send.api_base_url)
+                .typing_path(&send.typing_path)
+                .text_budget_bytes(send.text_budget_bytes)
+                .token_fetch_timeout(config.tokens.fetch_timeout)
+                .connect_timeout(config.dialogue.connect_timeout)
+                .request_timeout(config.dialogue.request_timeout)
+                .token_store(Arc::clone(store).tokens())
+                .build()
+                .map_err(|error| ServeError::Account {
+                    account: account.name.clone(),
+                    reason: error.to_string(),
+                })?;
+        providers.push(Arc::new(provider));
+    }
+    Ok(providers)
 }
 
 /// The retry policy the configuration describes.
