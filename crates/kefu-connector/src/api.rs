@@ -556,9 +556,15 @@ fn accepted(body: &serde_json::Value) -> Saved {
     }
 }
 
+/// `{"id", "status"}`, and `ids` too when the message became several jobs (a long text split, an
+/// OA/MP `multimsg`), so that the desk can follow every part.
 fn message_accepted(ids: &[i64]) -> Saved {
     let id = ids.first().copied().unwrap_or_default();
-    accepted(&json!({ "id": id, "status": "queued" }))
+    if ids.len() > 1 {
+        accepted(&json!({ "id": id, "ids": ids, "status": "queued" }))
+    } else {
+        accepted(&json!({ "id": id, "status": "queued" }))
+    }
 }
 
 fn session_accepted(ids: &[i64]) -> Saved {
