@@ -260,6 +260,13 @@ async fn accounts_and_typing_are_checked_before_anything_is_stored() {
         );
     }
     assert_eq!(desk.get("/v1/messages/1").await.unwrap().status, 404);
+    // A session of an account that is not configured is not "an unknown user" (404): the desk
+    // named the wrong account.
+    for path in ["/v1/sessions/o1?account=shop", "/v1/sessions?account=shop"] {
+        let reply = desk.get(path).await.unwrap();
+        assert_eq!(reply.status, 422, "{path}: {}", reply.text);
+        assert_eq!(reply.body["error"]["field"], "account", "{path}");
+    }
     // Naming the Dialogue account is the same as naming none.
     let named = json!({"account": "dialogue", "openid": "o1", "channel": 7, "msg": "hi"});
     let reply = desk.post("/v1/messages", &named).await.unwrap();

@@ -409,13 +409,16 @@ impl ApiState {
         // Callers run in a task of their own (see `detached`): what is stored is handed to
         // delivery even if the desk has hung up, or a retry would be told about a job that
         // nobody delivers.
-        let claimed = self
-            .store
-            .insert(jobs, key, session)
-            .await
-            .map_err(ApiError::unavailable)?;
+        let (ticket, stored) = self
+            .dispatcher
+            .sequenced(|| self.store.insert(jobs, key, session));
+        let claimed = stored.await.map_err(ApiError::unavailable)?;
         match claimed {
-            Claimed::Done(pending) => Ok(Stored::Now(self.dispatch(pending))),
+            Claimed::Done(pending) => {
+                let ids = pending.iter().map(PendingJob::id).collect();
+                ticket.release(pending);
+                Ok(Stored::Now(ids))
+            }
             Claimed::Earlier(earlier) => replay(earlier),
         }
     }
@@ -432,15 +435,6 @@ impl ApiState {
             .await
             .map_err(ApiError::unavailable)?;
         Ok(session.and_then(|session| session.appid))
-    }
-
-    /// Hands stored jobs to delivery and returns their ids.
-    fn dispatch(&self, pending: Vec<PendingJob>) -> Vec<i64> {
-        let ids = pending.iter().map(PendingJob::id).collect();
-        for job in pending {
-            self.dispatcher.enqueue(job);
-        }
-        ids
     }
 }
 
@@ -707,14 +701,11 @@ async fn resend_message(
         // As in ApiState::store: a job queued again is handed to delivery even if the desk
         // has hung up.
         tokio::spawn(async move {
-            let claimed = state
-                .store
-                .resend(id, key)
-                .await
-                .map_err(ApiError::unavailable)?;
+            let (ticket, queued) = state.dispatcher.sequenced(|| state.store.resend(id, key));
+            let claimed = queued.await.map_err(ApiError::unavailable)?;
             match claimed {
                 Claimed::Done(Ok(job)) => {
-                    state.dispatcher.enqueue(job);
+                    ticket.release(vec![job]);
                     Ok(Ok(Stored::Now(vec![id])))
                 }
                 Claimed::Done(Err(refused)) => Ok(Err(refused)),

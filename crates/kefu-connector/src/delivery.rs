@@ -19,12 +19,14 @@ use crate::clock::now_ms;
 use crate::conversations::{Attempts, Conversations, Deliver, Step, drive};
 use crate::metrics::Metrics;
 use crate::providers::Providers;
+use crate::sequencer::{Sequencer, Ticket};
 use crate::store::{Outcome, PendingJob, Store};
 
 /// Hands stored jobs to per-conversation delivery tasks.
 #[derive(Clone)]
 pub struct Dispatcher {
     conversations: Arc<Conversations<(String, String), PendingJob, Inner>>,
+    sequencer: Arc<Sequencer>,
 }
 
 struct Inner {
@@ -53,6 +55,7 @@ impl Dispatcher {
                 metrics,
                 permits: Semaphore::new(concurrency.max(1)),
             }),
+            sequencer: Sequencer::new(),
         };
         for job in pending {
             dispatcher.enqueue(job);
@@ -64,6 +67,15 @@ impl Dispatcher {
     pub fn enqueue(&self, job: PendingJob) {
         let conversation = (job.job.account.clone(), job.job.recipient.clone());
         self.conversations.enqueue(conversation, job);
+    }
+
+    /// Makes `call`, a store call that queues jobs, and returns its ticket: the jobs given to
+    /// [`Ticket::release`] reach delivery after those of every store call sequenced before, in
+    /// the order the store received the calls (see [`crate::sequencer`]).
+    pub(crate) fn sequenced<R>(&self, call: impl FnOnce() -> R) -> (Ticket, R) {
+        let dispatcher = self.clone();
+        self.sequencer
+            .submit(move |job| dispatcher.enqueue(job), call)
     }
 
     /// Stops starting new attempts and waits up to `grace` for those in flight. Jobs not

@@ -21,6 +21,7 @@ pub mod loopback;
 pub mod metrics;
 pub mod providers;
 pub mod send;
+mod sequencer;
 pub mod serve;
 pub mod store;
 

@@ -420,12 +420,24 @@ fn after_beyond_newest(after: i64, newest: i64) -> Response {
         .into_response()
 }
 
-/// The `account` a session route names, `dialogue` when it names none.
-fn account_of(query: &Query) -> &str {
-    query
+/// The `account` a session route names, `dialogue` when it names none; an account that is not
+/// configured is a 422 naming it, not an empty answer that looks like an unknown user.
+fn account_of<'a>(inbound: &Inbound, query: &'a Query) -> Result<&'a str, Response> {
+    let account = query
         .get("account")
         .filter(|name| !name.is_empty())
-        .unwrap_or(DIALOGUE_ACCOUNT)
+        .unwrap_or(DIALOGUE_ACCOUNT);
+    if account == DIALOGUE_ACCOUNT || inbound.inner.accounts.knows(account) {
+        Ok(account)
+    } else {
+        Err(desk_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "account {account:?} is not configured: name a [wechat.<name>] account, or none for the Dialogue platform"
+            ),
+            Some("account"),
+        ))
+    }
 }
 
 async fn get_session(
@@ -442,7 +454,10 @@ async fn get_session(
             Some("openid"),
         );
     }
-    let account = account_of(&query);
+    let account = match account_of(&inbound, &query) {
+        Ok(account) => account,
+        Err(refused) => return refused,
+    };
     match inbound.inner.store.session(account, &openid).await {
         Ok(Some(session)) => axum::Json(session).into_response(),
         Ok(None) => desk_error(
@@ -475,7 +490,10 @@ async fn list_sessions(State(inbound): State<Inbound>, RawQuery(query): RawQuery
         Ok(limit) => limit.unwrap_or(100).clamp(1, 1000),
         Err(message) => return bad_parameter("limit", message),
     };
-    let account = account_of(&query);
+    let account = match account_of(&inbound, &query) {
+        Ok(account) => account,
+        Err(refused) => return refused,
+    };
     match inbound.inner.store.sessions(account, wanted, limit).await {
         Ok(sessions) => axum::Json(json!({ "sessions": sessions })).into_response(),
         Err(error) => store_unavailable(error),

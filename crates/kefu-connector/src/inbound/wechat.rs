@@ -391,6 +391,11 @@ impl Accounts {
         Ok(Accounts { by_name, decoy })
     }
 
+    /// Whether an account of that name is configured.
+    pub fn knows(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
     /// Runs `check` on the account of that name. An unknown name runs it on the decoy, whose
     /// signature check fails, so that it costs what refusing a known account costs and no
     /// timing tells the names apart; it is then refused as [`WechatRejection::UnknownAccount`],

@@ -27,6 +27,11 @@
 //! * **Order.** Jobs of one (account, recipient) come back from recovery in the order they were
 //!   stored (a resend moves a job to the end); event ids increase and are never reused, also
 //!   across purges.
+//! * **Calls are taken in call order.** A backend receives [`JobStore::insert`] and
+//!   [`JobStore::resend`] when they are called, not when their future is first polled, and
+//!   orders their jobs in that order: the relay takes a ticket in the same critical section and
+//!   hands the jobs to delivery in ticket order, so that two requests for one user are delivered
+//!   in the order they were stored even when their commits are reported the other way round.
 //! * **Sending is durable before the request leaves.** [`JobStore::mark_sending`] resolves only
 //!   once the job is durably `sending`; a backend's start-up recovery turns every job still
 //!   `sending` into `ambiguous` (it may have reached the user) and never sends it again.

@@ -316,6 +316,29 @@ mod tests {
         }
     }
 
+    /// Regression (issue 10): two requests for one user could reach delivery in the order their
+    /// commits were reported rather than stored. The relay sequences on the call; the store must
+    /// therefore take a call when it is made, not when its future is first polled.
+    #[tokio::test]
+    async fn calls_are_taken_in_call_order_not_poll_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = SqliteStore::open(&dir.path().join("outbox.sqlite3")).unwrap();
+        let first = store.insert(vec![job("a", "first")], None, None);
+        let second = store.insert(vec![job("a", "second")], None, None);
+        let resent = store.resend(1, None);
+        let (second, first) = (second.await.unwrap(), first.await.unwrap());
+        let id = |claimed: Claimed<Vec<PendingJob>>| match claimed {
+            Claimed::Done(stored) => stored[0].id(),
+            other => panic!("{other:?}"),
+        };
+        assert!(id(first) < id(second));
+        // The resend was asked for after the first insert: it found the job already stored.
+        assert!(matches!(
+            resent.await.unwrap(),
+            Claimed::Done(Err(ResendError::NotResendable(JobState::Queued)))
+        ));
+    }
+
     #[tokio::test]
     async fn jobs_survive_a_reopen_in_order() {
         let dir = tempfile::tempdir().unwrap();

@@ -105,13 +105,7 @@ impl SqliteStore {
     /// once that transaction is committed: when this returns `Ok`, the work's writes are
     /// durable. It runs on the store thread, so it must be short.
     async fn run<T: Send + 'static>(&self, work: TxWork<T>) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Run(Box::new(move |tx, group| {
-                Some(deferred(reply, in_savepoint(tx, group, work)))
-            })))
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.boxed(work).await
     }
 
     /// Runs `work`, which only reads, in the store's next group transaction and answers at
@@ -129,9 +123,21 @@ impl SqliteStore {
         })
     }
 
-    /// Boxes [`SqliteStore::run`] for the traits.
+    /// [`SqliteStore::run`] for the traits, with the command sent at once, before the future
+    /// is first polled: calls reach the store in the order they are made, which the relay's
+    /// sequencing of deliveries relies on (see the contract in [`crate::store`]).
     fn boxed<T: Send + 'static>(&self, work: TxWork<T>) -> BoxFuture<'_, StoreResult<T>> {
-        Box::pin(self.run(work))
+        let (reply, answer) = oneshot::channel();
+        let sent = self
+            .commands
+            .send(Command::Run(Box::new(move |tx, group| {
+                Some(deferred(reply, in_savepoint(tx, group, work)))
+            })))
+            .map_err(|_| stopped());
+        Box::pin(async move {
+            sent?;
+            answer.await.map_err(|_| stopped())?
+        })
     }
 
     /// Runs `work` like [`SqliteStore::run`] without waiting for its commit. Commands run in the
