@@ -422,7 +422,7 @@ fn after_beyond_newest(after: i64, newest: i64) -> Response {
 
 /// The `account` a session route names, `dialogue` when it names none; an account that is not
 /// configured is a 422 naming it, not an empty answer that looks like an unknown user.
-fn account_of<'a>(inbound: &Inbound, query: &'a Query) -> Result<&'a str, Response> {
+fn account_of<'a>(inbound: &Inbound, query: &'a Query) -> Result<&'a str, Box<Response>> {
     let account = query
         .get("account")
         .filter(|name| !name.is_empty())
@@ -456,7 +456,7 @@ async fn get_session(
     }
     let account = match account_of(&inbound, &query) {
         Ok(account) => account,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     match inbound.inner.store.session(account, &openid).await {
         Ok(Some(session)) => axum::Json(session).into_response(),
@@ -492,7 +492,7 @@ async fn list_sessions(State(inbound): State<Inbound>, RawQuery(query): RawQuery
     };
     let account = match account_of(&inbound, &query) {
         Ok(account) => account,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     match inbound.inner.store.sessions(account, wanted, limit).await {
         Ok(sessions) => axum::Json(json!({ "sessions": sessions })).into_response(),
