@@ -430,13 +430,13 @@ fn account_of<'a>(inbound: &Inbound, query: &'a Query) -> Result<&'a str, Box<Re
     if account == DIALOGUE_ACCOUNT || inbound.inner.accounts.knows(account) {
         Ok(account)
     } else {
-        Err(desk_error(
+        Err(Box::new(desk_error(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!(
                 "account {account:?} is not configured: name a [wechat.<name>] account, or none for the Dialogue platform"
             ),
             Some("account"),
-        ))
+        )))
     }
 }
 
