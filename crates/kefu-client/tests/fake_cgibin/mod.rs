@@ -34,10 +34,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        http1::header(&self.headers, name)
     }
 
     pub fn access_token(&self) -> Option<&str> {

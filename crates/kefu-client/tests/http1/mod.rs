@@ -13,6 +13,14 @@ pub struct Request {
     pub body: Vec<u8>,
 }
 
+/// The value of the header `name` (any case) among `headers`.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
 /// The next request on the connection; `None` when the peer closed it first.
 pub async fn read_request(stream: &mut BufReader<TcpStream>) -> Option<Request> {
     let mut line = String::new();
@@ -36,10 +44,8 @@ pub async fn read_request(stream: &mut BufReader<TcpStream>) -> Option<Request> 
             headers.push((name.trim().to_owned(), value.trim().to_owned()));
         }
     }
-    let len = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<usize>().ok())
+    let len = header(&headers, "content-length")
+        .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(0);
     let mut body = vec![0; len];
     stream.read_exact(&mut body).await.ok()?;
