@@ -14,7 +14,7 @@ async fn debug_logs_carry_rid_and_sizes_but_no_secrets() {
     let server = Server::start(|i| match i {
         0 => json(200, r#"{"success":false,"code":-1,"msg":"busy"}"#),
         1 => json(200, r#"{"errcode":0,"msg":"Success","rid":"rid-42"}"#),
-        _ => Action::Close,
+        _ => Reply::Close,
     })
     .await;
     let client = server.client();

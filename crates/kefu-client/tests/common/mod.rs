@@ -16,6 +16,9 @@ use wxbizmsgcrypt::MsgCrypt;
 #[path = "../http1/mod.rs"]
 mod http1;
 
+/// What the server does with the n-th request (0-based).
+pub use http1::Reply;
+
 pub const TOKEN: &str = "TestTokenAbCdEfGhIjKlMnOpQrSt12";
 pub const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 pub const APPID: &str = "Gg8HejYTkUsEIlG";
@@ -46,17 +49,8 @@ impl Seen {
     }
 }
 
-/// What the server does with the n-th request (0-based).
-pub enum Action {
-    Reply(u16, String),
-    /// Read the request, then close without answering.
-    Close,
-    /// Read the request, then never answer.
-    Stall,
-}
-
-pub fn json(status: u16, body: &str) -> Action {
-    Action::Reply(status, body.to_owned())
+pub fn json(status: u16, body: &str) -> Reply {
+    Reply::Json(status, body.to_owned())
 }
 
 pub struct Server {
@@ -66,7 +60,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn start(respond: impl Fn(usize) -> Action + Send + Sync + 'static) -> Server {
+    pub async fn start(respond: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -118,7 +112,7 @@ pub fn client(base_url: &str) -> Client {
 pub async fn serve(
     stream: TcpStream,
     seen: Arc<Mutex<Vec<Seen>>>,
-    respond: Arc<impl Fn(usize) -> Action + Send + Sync + 'static>,
+    respond: Arc<impl Fn(usize) -> Reply + Send + Sync + 'static>,
 ) {
     let mut stream = BufReader::new(stream);
     while let Some(request) = http1::read_request(&mut stream).await {
@@ -132,18 +126,8 @@ pub async fn serve(
             });
             seen.len() - 1
         };
-        match respond(index) {
-            Action::Reply(status, body) => {
-                let stream = stream.get_mut();
-                if !http1::write_answer(stream, status, "application/json", &body).await {
-                    return;
-                }
-            }
-            Action::Close => return,
-            Action::Stall => {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                return;
-            }
+        if !http1::reply(stream.get_mut(), respond(index), "application/json").await {
+            return;
         }
     }
 }

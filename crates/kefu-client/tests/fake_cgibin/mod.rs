@@ -20,6 +20,9 @@ use tokio::net::{TcpListener, TcpStream};
 #[path = "../http1/mod.rs"]
 mod http1;
 
+/// A scripted answer.
+pub use http1::Reply;
+
 pub const APPID: &str = "wx00000000000000aa";
 pub const SECRET: &str = "AppSecretAbCdEf0123456789abcdef";
 
@@ -46,16 +49,6 @@ impl Seen {
     pub fn body_text(&self) -> String {
         String::from_utf8(self.body.clone()).unwrap()
     }
-}
-
-/// A scripted answer.
-#[derive(Debug, Clone)]
-pub enum Reply {
-    Json(u16, String),
-    /// Read the request, then close without answering.
-    Close,
-    /// Read the request, then never answer.
-    Stall,
 }
 
 pub fn code(errcode: i64) -> Reply {
@@ -170,18 +163,9 @@ async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let reply = answer(&mut state.lock().unwrap(), seen);
-        match reply {
-            Reply::Json(status, body) => {
-                let content_type = "application/json; encoding=utf-8";
-                if !http1::write_answer(stream.get_mut(), status, content_type, &body).await {
-                    return;
-                }
-            }
-            Reply::Close => return,
-            Reply::Stall => {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                return;
-            }
+        let content_type = "application/json; encoding=utf-8";
+        if !http1::reply(stream.get_mut(), reply, content_type).await {
+            return;
         }
     }
 }

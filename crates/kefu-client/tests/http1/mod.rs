@@ -1,5 +1,5 @@
-//! The HTTP/1.1 wire of the loopback fakes: one request read off a connection, one JSON answer
-//! written on it.
+//! The HTTP/1.1 wire of the loopback fakes: one request read off a connection, and what the fake
+//! does with it: a JSON answer, a close, or a stall.
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -57,17 +57,33 @@ pub async fn read_request(stream: &mut BufReader<TcpStream>) -> Option<Request> 
     })
 }
 
-/// Writes one answer; `false` when the peer is gone.
-pub async fn write_answer(
-    stream: &mut TcpStream,
-    status: u16,
-    content_type: &str,
-    body: &str,
-) -> bool {
-    let head = format!(
-        "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.is_ok()
-        && stream.write_all(body.as_bytes()).await.is_ok()
+/// What a fake does with a request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// Answer with this status and JSON body.
+    Json(u16, String),
+    /// Read the request, then close without answering.
+    Close,
+    /// Read the request, then never answer.
+    Stall,
+}
+
+/// Carries out `reply` on the connection, the JSON labelled `content_type`; `false` when the
+/// connection is over.
+pub async fn reply(stream: &mut TcpStream, reply: Reply, content_type: &str) -> bool {
+    match reply {
+        Reply::Json(status, body) => {
+            let head = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).await.is_ok()
+                && stream.write_all(body.as_bytes()).await.is_ok()
+        }
+        Reply::Close => false,
+        Reply::Stall => {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            false
+        }
+    }
 }
