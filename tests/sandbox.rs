@@ -2,7 +2,6 @@
 //! platform, the control routes, the handoff callback, fault injection, and the binary itself.
 //! Every sandbox listens on 127.0.0.1:0 and is stopped by its test.
 
-use std::io::{BufRead as _, BufReader, Read as _};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,11 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
 use axum::routing::post;
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::{Method, Request};
-use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::rt::TokioExecutor;
+use hyper::Method;
 use kefu_client::{Client, Error, KefuSwitch, Operation, PlatformCode};
 use kefu_connector::sandbox::{
     AskForPerson, CallbackDelivery, OaAccount, OaSay, RecordedMessage, Redelivery, Sandbox,
@@ -29,6 +24,8 @@ use kefu_payload::{
 use serde_json::Value;
 use tokio::net::TcpListener;
 use wxbizmsgcrypt::MsgCrypt;
+
+mod common;
 
 const TOKEN: &str = "SandboxTestToken0123456789abcd";
 const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
@@ -65,22 +62,9 @@ fn text(openid: &str, text: &str) -> SendMsg {
 
 /// A plain HTTP exchange: (status, body).
 async fn http(method: Method, url: &str, content_type: Option<&str>, body: &str) -> (u16, String) {
-    let http = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut request = Request::builder().method(method).uri(url);
-    if let Some(content_type) = content_type {
-        request = request.header("content-type", content_type);
-    }
-    let response = http
-        .request(
-            request
-                .body(Full::new(Bytes::from(body.to_owned())))
-                .unwrap(),
-        )
+    common::exchange(method, url, content_type, body.as_bytes())
         .await
-        .expect("the sandbox answers");
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(body.to_vec()).unwrap())
+        .expect("the sandbox answers")
 }
 
 async fn get_json(url: &str) -> (u16, Value) {
@@ -1349,9 +1333,7 @@ fn the_binary_prints_its_address_answers_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary starts");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
+    let line = common::startup_line(&mut child);
     assert!(line.starts_with("sandbox listening "), "{line:?}");
     let field = |name: &str| {
         line.split_whitespace()
@@ -1402,29 +1384,8 @@ fn the_binary_prints_its_address_answers_and_stops_on_sigterm() {
         assert_eq!(message["Content"], "hi");
     });
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sandbox did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let status = common::terminate(&mut child);
+    let stderr = common::stderr_of(&mut child);
     assert!(status.success(), "{status:?}\n{stderr}");
     assert!(stderr.contains("/openapi/sendmsg/{TOKEN}"), "{stderr}");
     assert!(
@@ -1462,27 +1423,9 @@ fn a_sigterm_right_after_the_startup_line_stops_it_cleanly() {
             .stderr(Stdio::null())
             .spawn()
             .expect("the binary starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let line = common::startup_line(&mut child);
         assert!(line.starts_with("sandbox listening "), "{line:?}");
-        let killed = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the sandbox did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = common::terminate(&mut child);
         assert!(
             status.success(),
             "the signal was handled, not fatal: {status:?}"

@@ -5,16 +5,14 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::{Method, Request};
-use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::rt::TokioExecutor;
+use hyper::Method;
 use kefu_sandbox::{
     AccountKind, ApiAccount, ApiSettings, DEFAULT_MP_APPID, DEFAULT_MP_SECRET, DEFAULT_OA_APPID,
     DEFAULT_OA_SECRET, OaAccount, OaSay, Sandbox, SandboxConfig,
 };
 use serde_json::{Value, json};
+
+mod common;
 
 const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 
@@ -26,23 +24,9 @@ async fn start(config: SandboxConfig) -> Sandbox {
     Sandbox::start(config).await.expect("the sandbox starts")
 }
 
-/// `(status, body)` of one exchange; `Err` when the connection ended without an answer.
+/// `(status, body)` of one JSON exchange; `Err` when the connection ended without an answer.
 async fn exchange(method: Method, url: &str, body: &[u8]) -> Result<(u16, String), String> {
-    let http = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let request = Request::builder()
-        .method(method)
-        .uri(url)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::copy_from_slice(body)))
-        .map_err(|e| e.to_string())?;
-    let response = http.request(request).await.map_err(|e| format!("{e:?}"))?;
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((status, String::from_utf8(body.to_bytes().to_vec()).unwrap()))
+    common::exchange(method, url, Some("application/json"), body).await
 }
 
 /// POSTs to a platform route: the answer must be HTTP 200 with a JSON body.
@@ -520,9 +504,7 @@ async fn configured_accounts_replace_the_defaults() {
 /// level no AppSecret or access token in its logs; it stops on SIGTERM.
 #[test]
 fn the_binary_serves_the_api_and_logs_no_secret() {
-    use std::io::{BufRead as _, BufReader, Read as _};
     use std::process::{Command, Stdio};
-    use std::time::Instant;
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_kefu-sandbox"))
         .args([
@@ -545,9 +527,7 @@ fn the_binary_serves_the_api_and_logs_no_secret() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary starts");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
+    let line = common::startup_line(&mut child);
     let api = line
         .split_whitespace()
         .find_map(|part| part.strip_prefix("api_base_url="))
@@ -576,29 +556,8 @@ fn the_binary_serves_the_api_and_logs_no_secret() {
         token
     });
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sandbox did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let status = common::terminate(&mut child);
+    let stderr = common::stderr_of(&mut child);
     assert!(status.success(), "{status:?}\n{stderr}");
     assert!(stderr.contains("/cgi-bin/message/custom/send"), "{stderr}");
     assert!(stderr.contains("oa:wxBinary"), "{stderr}");

@@ -129,7 +129,7 @@ async fn http_500_and_non_json() {
 
 #[tokio::test]
 async fn closed_without_answer_is_ambiguous_and_sendmsg_is_not_retried() {
-    let server = Server::start(|_| Action::Close).await;
+    let server = Server::start(|_| Reply::Close).await;
     let client = server.client();
     let error = client
         .call_xml_with_retry(Operation::SendMsg, XML)
@@ -145,7 +145,7 @@ async fn closed_without_answer_is_ambiguous_and_sendmsg_is_not_retried() {
 #[tokio::test]
 async fn closed_without_answer_is_retried_for_idempotent_kefustate() {
     let server = Server::start(|i| match i {
-        0 => Action::Close,
+        0 => Reply::Close,
         _ => json(200, r#"{"errcode":0,"errmsg":""}"#),
     })
     .await;
@@ -210,7 +210,7 @@ async fn system_busy_then_success_is_retried() {
 
 #[tokio::test]
 async fn request_timeout_is_ambiguous() {
-    let server = Server::start(|_| Action::Stall).await;
+    let server = Server::start(|_| Reply::Stall).await;
     let client = Client::builder(TOKEN, KEY, APPID)
         .base_url(&server.base_url)
         .request_timeout(Duration::from_millis(500))

@@ -1,6 +1,5 @@
 //! `kefu-connector serve`: the relay between the agent desk and the platform.
 
-use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -344,21 +343,6 @@ pub fn retry_policy(config: &Config) -> RetryPolicy {
         .with_max_elapsed(config.delivery.max_elapsed)
 }
 
-/// Sets up structured logging: `RUST_LOG` picks the level (default `info`), `format` the shape.
-pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour codes only for a person at a terminal, never into a file or a journal.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
 /// Runs `serve` until SIGTERM or SIGINT.
 pub fn run(args: ServeArgs) -> ExitCode {
     let config = match Config::load_cli(args.config.as_deref(), true) {
@@ -368,7 +352,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_format);
+    crate::runtime::init_logging(config.log_format == LogFormat::Json);
     let file = crate::config::config_file(args.config.as_deref());
     tracing::info!(
         "{}",

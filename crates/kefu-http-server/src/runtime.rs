@@ -1,8 +1,25 @@
-//! Running a subcommand's async work from the synchronous `main`, and stopping services on a
-//! signal.
+//! Running a subcommand's async work from the synchronous `main`: its log lines, its runtime, and
+//! stopping services on a signal.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
+
+/// Sends log lines to stderr, one JSON object each when `json`, else text; `RUST_LOG` picks the
+/// level (default `info`). A subscriber already installed (by an embedding program) is kept.
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal, never into a file or a journal.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
 
 /// Runs `work` on a multi-threaded Tokio runtime. A runtime that cannot start is exit status 1,
 /// with the reason on stderr.

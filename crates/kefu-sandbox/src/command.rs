@@ -246,26 +246,13 @@ fn renamed_appid(_: &str) -> Result<String, String> {
     Err("--appid is now --bot-appid (the bot APPID, the receive-id); --appid means the Official Account or Mini Program AppID, which this command does not take".into())
 }
 
-/// Text log lines on stderr, filtered by `RUST_LOG` (default `info`); colour codes only for a
-/// person at a terminal. A subscriber already installed (by an embedding program) is kept.
-fn init_logging() {
-    use std::io::IsTerminal as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// Runs the sandbox until SIGINT or SIGTERM.
 ///
 /// Prints `sandbox listening addr=<addr> base_url=<url> api_base_url=<url> seed=<n>` on stdout
 /// once listening.
 /// Exits 2 on an invalid setting, 1 when it cannot listen.
 pub fn run(args: SandboxArgs) -> ExitCode {
-    init_logging();
+    kefu_http_server::runtime::init_logging(false);
     kefu_http_server::runtime::block_on(async {
         let stopped = match kefu_http_server::runtime::stop_signals() {
             Ok(stopped) => stopped,

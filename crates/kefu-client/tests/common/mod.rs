@@ -9,9 +9,15 @@ use std::time::Duration;
 
 use kefu_client::kefu_core::RetryPolicy;
 use kefu_client::{Client, Error};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 use wxbizmsgcrypt::MsgCrypt;
+
+#[path = "../http1/mod.rs"]
+mod http1;
+
+/// What the server does with the n-th request (0-based).
+pub use http1::Reply;
 
 pub const TOKEN: &str = "TestTokenAbCdEfGhIjKlMnOpQrSt12";
 pub const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
@@ -29,10 +35,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        http1::header(&self.headers, name)
     }
 
     /// Decrypts the `{"encrypt": …}` body as the platform would.
@@ -46,17 +49,8 @@ impl Seen {
     }
 }
 
-/// What the server does with the n-th request (0-based).
-pub enum Action {
-    Reply(u16, String),
-    /// Read the request, then close without answering.
-    Close,
-    /// Read the request, then never answer.
-    Stall,
-}
-
-pub fn json(status: u16, body: &str) -> Action {
-    Action::Reply(status, body.to_owned())
+pub fn json(status: u16, body: &str) -> Reply {
+    Reply::Json(status, body.to_owned())
 }
 
 pub struct Server {
@@ -66,7 +60,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn start(respond: impl Fn(usize) -> Action + Send + Sync + 'static) -> Server {
+    pub async fn start(respond: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -118,68 +112,22 @@ pub fn client(base_url: &str) -> Client {
 pub async fn serve(
     stream: TcpStream,
     seen: Arc<Mutex<Vec<Seen>>>,
-    respond: Arc<impl Fn(usize) -> Action + Send + Sync + 'static>,
+    respond: Arc<impl Fn(usize) -> Reply + Send + Sync + 'static>,
 ) {
     let mut stream = BufReader::new(stream);
-    loop {
-        let mut line = String::new();
-        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or_default().to_owned();
-        let path = parts.next().unwrap_or_default().to_owned();
-        let mut headers = Vec::new();
-        loop {
-            let mut header = String::new();
-            if stream.read_line(&mut header).await.unwrap_or(0) == 0 {
-                return;
-            }
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                headers.push((name.trim().to_owned(), value.trim().to_owned()));
-            }
-        }
-        let len = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.parse::<usize>().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; len];
-        if stream.read_exact(&mut body).await.is_err() {
-            return;
-        }
+    while let Some(request) = http1::read_request(&mut stream).await {
         let index = {
             let mut seen = seen.lock().unwrap();
             seen.push(Seen {
-                method,
-                path,
-                headers,
-                body,
+                method: request.method,
+                path: request.target,
+                headers: request.headers,
+                body: request.body,
             });
             seen.len() - 1
         };
-        match respond(index) {
-            Action::Reply(status, body) => {
-                let head = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                    body.len()
-                );
-                let stream = stream.get_mut();
-                if stream.write_all(head.as_bytes()).await.is_err()
-                    || stream.write_all(body.as_bytes()).await.is_err()
-                {
-                    return;
-                }
-            }
-            Action::Close => return,
-            Action::Stall => {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                return;
-            }
+        if !http1::reply(stream.get_mut(), respond(index), "application/json").await {
+            return;
         }
     }
 }

@@ -14,8 +14,14 @@ use kefu_core::{
     Attempt, BoxFuture, ComposeRequest, Job, Provider, RetryDecision, RetryPolicy, StopReason,
     StoredToken, TokenStore, TokenStoreError,
 };
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
+
+#[path = "../http1/mod.rs"]
+mod http1;
+
+/// A scripted answer.
+pub use http1::Reply;
 
 pub const APPID: &str = "wx00000000000000aa";
 pub const SECRET: &str = "AppSecretAbCdEf0123456789abcdef";
@@ -31,10 +37,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        http1::header(&self.headers, name)
     }
 
     pub fn access_token(&self) -> Option<&str> {
@@ -46,16 +49,6 @@ impl Seen {
     pub fn body_text(&self) -> String {
         String::from_utf8(self.body.clone()).unwrap()
     }
-}
-
-/// A scripted answer.
-#[derive(Debug, Clone)]
-pub enum Reply {
-    Json(u16, String),
-    /// Read the request, then close without answering.
-    Close,
-    /// Read the request, then never answer.
-    Stall,
 }
 
 pub fn code(errcode: i64) -> Reply {
@@ -154,72 +147,25 @@ impl Fake {
 
 async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
     let mut stream = BufReader::new(stream);
-    loop {
-        let mut line = String::new();
-        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
-            return;
-        }
-        let target = line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        let (path, query) = match target.split_once('?') {
+    while let Some(request) = http1::read_request(&mut stream).await {
+        let (path, query) = match request.target.split_once('?') {
             Some((p, q)) => (p.to_owned(), q.to_owned()),
-            None => (target, String::new()),
+            None => (request.target, String::new()),
         };
-        let mut headers = Vec::new();
-        loop {
-            let mut header = String::new();
-            if stream.read_line(&mut header).await.unwrap_or(0) == 0 {
-                return;
-            }
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                headers.push((name.trim().to_owned(), value.trim().to_owned()));
-            }
-        }
-        let len = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.parse::<usize>().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; len];
-        if stream.read_exact(&mut body).await.is_err() {
-            return;
-        }
         let seen = Seen {
             path,
             query,
-            headers,
-            body,
+            headers: request.headers,
+            body: request.body,
         };
         if seen.path == "/cgi-bin/stable_token" {
             // Long enough for concurrent callers to pile up behind the fetch.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let reply = answer(&mut state.lock().unwrap(), seen);
-        match reply {
-            Reply::Json(status, body) => {
-                let head = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json; encoding=utf-8\r\ncontent-length: {}\r\n\r\n",
-                    body.len()
-                );
-                let stream = stream.get_mut();
-                if stream.write_all(head.as_bytes()).await.is_err()
-                    || stream.write_all(body.as_bytes()).await.is_err()
-                {
-                    return;
-                }
-            }
-            Reply::Close => return,
-            Reply::Stall => {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                return;
-            }
+        let content_type = "application/json; encoding=utf-8";
+        if !http1::reply(stream.get_mut(), reply, content_type).await {
+            return;
         }
     }
 }

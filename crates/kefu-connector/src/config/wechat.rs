@@ -769,21 +769,21 @@ mod tests {
         env
     }
 
+    /// The sending settings of the account `name`, which must have them.
+    fn sending<'a>(config: &'a Config, name: &str) -> &'a SendConfig {
+        config.wechat_account(name).unwrap().send.as_ref().unwrap()
+    }
+
     #[test]
     fn sending_settings_default_by_kind() {
         let config = Config::load(None, env_of(&sending_env())).unwrap();
-        let shop = config
-            .wechat_account("shop")
-            .unwrap()
-            .send
-            .as_ref()
-            .unwrap();
+        let shop = sending(&config, "shop");
         assert_eq!(shop.appid, "wxshop");
         assert_eq!(shop.secret.expose(), "SHOPSECRET0123456789abcdef");
         assert_eq!(shop.api_base_url, "https://api.weixin.qq.com");
         assert_eq!(shop.text_budget_bytes, 2000);
         assert_eq!(shop.typing_path, "/cgi-bin/message/custom/typing");
-        let app = config.wechat_account("app").unwrap().send.as_ref().unwrap();
+        let app = sending(&config, "app");
         assert_eq!(app.typing_path, "/cgi-bin/message/custom/business/typing");
         assert_eq!(config.tokens.fetch_timeout, Duration::from_secs(5));
         let shown = format!("{config:?}");
@@ -810,16 +810,11 @@ mod tests {
             &env,
         )
         .unwrap();
-        let shop = config
-            .wechat_account("shop")
-            .unwrap()
-            .send
-            .as_ref()
-            .unwrap();
+        let shop = sending(&config, "shop");
         assert_eq!(shop.secret.expose(), "ENVSECRET0123456789abcdef");
         assert_eq!(shop.api_base_url, "http://127.0.0.1:9000");
         assert_eq!(shop.text_budget_bytes, 600);
-        let app = config.wechat_account("app").unwrap().send.as_ref().unwrap();
+        let app = sending(&config, "app");
         assert_eq!(app.typing_path, "/cgi-bin/message/custom/typing");
         assert_eq!(config.tokens.fetch_timeout, Duration::from_millis(250));
     }
