@@ -206,6 +206,87 @@ async fn token_fetch_failures_are_classified_and_nothing_is_sent() {
     assert_eq!(attempt.code, Some(40125));
 }
 
+/// Sends `count` jobs at once and returns their attempts.
+async fn concurrent_sends(provider: &Arc<WechatProvider>, count: usize) -> Vec<kefu_core::Attempt> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let provider = provider.clone();
+        tasks.spawn(async move { provider.send(&text_job(&provider, &format!("{i}"))).await });
+    }
+    let mut attempts = Vec::new();
+    while let Some(attempt) = tasks.join_next().await {
+        attempts.push(attempt.unwrap());
+    }
+    attempts
+}
+
+#[tokio::test]
+async fn a_wrong_secret_costs_one_fetch_for_two_hundred_concurrent_sends() {
+    let fake = Fake::start().await;
+    let provider = Arc::new(
+        WechatProvider::builder("shop", AccountKind::OfficialAccount, APPID, "wrong")
+            .api_base_url(&fake.base_url)
+            .build()
+            .unwrap(),
+    );
+    for attempt in concurrent_sends(&provider, 200).await {
+        assert_eq!(
+            attempt.class,
+            Class::Terminal(Reason::Config),
+            "{}",
+            attempt.message
+        );
+        assert_eq!(attempt.code, Some(40125));
+    }
+    // The failure is remembered: a later send fails the same way without fetching.
+    let attempt = provider.send(&text_job(&provider, "later")).await;
+    assert_eq!(
+        (attempt.class, attempt.code),
+        (Class::Terminal(Reason::Config), Some(40125))
+    );
+    assert_eq!(fake.fetches(), 1);
+    assert_eq!(provider.counters().token_fetches, 1);
+    assert_eq!(fake.with(|s| s.accepted.len()), 0);
+}
+
+#[tokio::test]
+async fn a_throttled_fetch_is_remembered() {
+    let fake = Fake::start().await;
+    fake.with(|s| s.token_script.push_back(code(45009)));
+    let provider = Arc::new(fake.provider());
+    for attempt in concurrent_sends(&provider, 50).await {
+        assert_eq!(
+            (attempt.class, attempt.code),
+            (Class::Throttled, Some(45009))
+        );
+    }
+    let attempt = provider.send(&text_job(&provider, "later")).await;
+    assert_eq!(attempt.class, Class::Throttled);
+    assert_eq!(fake.fetches(), 1);
+}
+
+#[tokio::test]
+async fn waiters_share_a_transient_fetch_failure_but_a_later_send_fetches_again() {
+    let fake = Fake::start().await;
+    fake.with(|s| s.token_script.push_back(Reply::Stall));
+    let provider = Arc::new(
+        fake.builder(AccountKind::OfficialAccount)
+            .token_fetch_timeout(Duration::from_millis(200))
+            .build()
+            .unwrap(),
+    );
+    for attempt in concurrent_sends(&provider, 50).await {
+        assert_eq!(attempt.class, Class::Transient, "{}", attempt.message);
+    }
+    assert_eq!(fake.fetches(), 1, "the waiters shared the leader's failure");
+    // A transient failure is not remembered: the next send fetches and goes through.
+    assert_eq!(
+        provider.send(&text_job(&provider, "y")).await.class,
+        Class::Success
+    );
+    assert_eq!(fake.fetches(), 2);
+}
+
 #[tokio::test]
 async fn a_hung_token_fetch_is_bounded_by_the_fetch_timeout() {
     let fake = Fake::start().await;

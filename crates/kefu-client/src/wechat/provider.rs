@@ -567,8 +567,8 @@ impl Provider for WechatProvider {
                         Class::Terminal(Reason::Unknown),
                         None,
                         format!(
-                            "{other:?} is not an operation of an {} account ({OPERATION_SEND}, {OPERATION_TYPING}); not sent",
-                            self.kind
+                            "{other:?} is not an operation of {} account ({OPERATION_SEND}, {OPERATION_TYPING}); not sent",
+                            self.kind.with_article()
                         ),
                     );
                 }

@@ -3,6 +3,7 @@
 //! compare-and-invalidate on rejection, never a loop.
 
 use core::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +29,15 @@ const REFRESH_AHEAD_MS: i64 = 5 * 60 * 1000;
 /// After a refresh ahead fails, the still-valid token is used this long before trying again, so
 /// that a failing token endpoint costs one fetch per period rather than one per send.
 const AHEAD_RETRY_MS: i64 = 30 * 1000;
+
+/// A wrong AppID or AppSecret, or an IP not on the whitelist (40013, 40125, 40164), is remembered
+/// this long: every send meanwhile fails at once with the same attempt instead of refetching, so
+/// a wrong secret costs one fetch per period, not one per send (a token storm otherwise).
+const CONFIG_FAILURE_HOLD_MS: i64 = 10 * 1000;
+
+/// A throttled fetch (45009: the AppID's daily quota of token calls) is remembered this long: the
+/// quota does not come back within seconds, and every fetch meanwhile would only spend more.
+const THROTTLED_HOLD_MS: i64 = 60 * 1000;
 
 /// The longest token accepted; the platform asks to reserve 512 characters.
 const MAX_TOKEN_LEN: usize = 2048;
@@ -105,6 +115,16 @@ struct Cached {
     hold_until_ms: i64,
 }
 
+/// The last fetch's failure, shared with the callers that waited for that fetch and, when it is
+/// terminal `config` or throttled, with every caller until `until_ms`.
+struct Failure {
+    error: TokenError,
+    /// The number of the fetch that failed (see `TokenManager::fetches`).
+    fetch: u64,
+    /// Until then, callers fail with `error` without fetching; 0 for a transient failure.
+    until_ms: i64,
+}
+
 /// The access tokens of one AppID (protocols.md §6.4).
 ///
 /// * Source: `POST {api_base_url}/cgi-bin/stable_token` with `force_refresh=false`, idempotent
@@ -113,7 +133,10 @@ struct Cached {
 ///   stored token. A token is fetched again once it is within 5 minutes of its expiry; if that
 ///   fetch fails, the still-valid token keeps serving (the next try is 30 s later).
 /// * Single flight: at most one fetch at a time; callers that waited re-check the cache before
-///   fetching (double-check). Each fetch is bounded by the fetch timeout.
+///   fetching (double-check), and share the failure of a fetch that ended while they waited
+///   rather than fetching again. A `config` failure is remembered 10 s and a throttled one 60 s,
+///   during which callers fail at once with the same attempt. Each fetch is bounded by the fetch
+///   timeout.
 /// * Rejection (40001, 40014, 42001): [`refresh_after_rejection`](TokenManager::refresh_after_rejection)
 ///   drops the token only if it is still the one that failed (memory and store), fetches in
 ///   normal mode, and fails `config` if the platform gives the same token back.
@@ -129,6 +152,10 @@ pub struct TokenManager {
     max_response_bytes: usize,
     cached: Mutex<Option<Cached>>,
     fetching: tokio::sync::Mutex<()>,
+    /// Fetches ended so far: a caller that saw `n` before it queued shares the failure of any
+    /// fetch numbered above `n`.
+    fetches: AtomicU64,
+    failure: Mutex<Option<Failure>>,
     counters: Arc<Counters>,
 }
 
@@ -172,6 +199,8 @@ impl TokenManager {
             max_response_bytes: config.max_response_bytes,
             cached: Mutex::new(None),
             fetching: tokio::sync::Mutex::new(()),
+            fetches: AtomicU64::new(0),
+            failure: Mutex::new(None),
             counters: config.counters,
         }
     }
@@ -182,6 +211,10 @@ impl TokenManager {
         if let Some(token) = self.cached_fresh(now_ms()) {
             return Ok(token);
         }
+        if let Some(error) = self.failure_held(now_ms()) {
+            return self.cached_valid(now_ms()).ok_or(error);
+        }
+        let seen = self.fetches.load(Ordering::SeqCst);
         let _fetching = match self.fetching.try_lock() {
             Ok(guard) => guard,
             // A fetch is under way: a token still valid serves rather than waits for it.
@@ -193,6 +226,9 @@ impl TokenManager {
         // Someone may have fetched while this caller waited for the lock.
         if let Some(token) = self.cached_fresh(now_ms()) {
             return Ok(token);
+        }
+        if let Some(error) = self.failure_since(seen) {
+            return self.cached_valid(now_ms()).ok_or(error);
         }
         if let Some(token) = self.stored_fresh().await {
             return Ok(token);
@@ -295,6 +331,39 @@ impl TokenManager {
         Ok(lifetime)
     }
 
+    /// The remembered `config` or throttled failure, while it holds.
+    fn failure_held(&self, now: i64) -> Option<TokenError> {
+        let failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        failure
+            .as_ref()
+            .filter(|f| now < f.until_ms)
+            .map(|f| f.error.clone())
+    }
+
+    /// The failure of a fetch that ended after the caller saw `seen` fetches, if the last one
+    /// failed.
+    fn failure_since(&self, seen: u64) -> Option<TokenError> {
+        let failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        failure
+            .as_ref()
+            .filter(|f| f.fetch > seen)
+            .map(|f| f.error.clone())
+    }
+
+    /// Records how fetch number `fetch` ended, under the fetch lock.
+    fn record(&self, fetch: u64, result: &Result<AccessToken, TokenError>) {
+        let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        *failure = result.as_ref().err().map(|error| Failure {
+            error: error.clone(),
+            fetch,
+            until_ms: match error.class() {
+                Class::Terminal(Reason::Config) => now_ms().saturating_add(CONFIG_FAILURE_HOLD_MS),
+                Class::Throttled => now_ms().saturating_add(THROTTLED_HOLD_MS),
+                _ => 0,
+            },
+        });
+    }
+
     fn cached_fresh(&self, now: i64) -> Option<AccessToken> {
         let cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
         cached
@@ -367,6 +436,8 @@ impl TokenManager {
     async fn fetch(&self, force_refresh: bool) -> Result<AccessToken, TokenError> {
         self.counters.token_fetch();
         let result = self.fetch_once(force_refresh).await;
+        let fetch = self.fetches.fetch_add(1, Ordering::SeqCst) + 1;
+        self.record(fetch, &result);
         match &result {
             Ok(_) => tracing::info!(account = %self.account, force_refresh, "access token fetched"),
             Err(error) => {

@@ -14,6 +14,15 @@ use crate::limits;
 /// The longest `kf_account` accepted (`prefix@account`), in bytes.
 const KF_ACCOUNT: usize = 128;
 
+/// The most messages one desk message may become (multimsg parts and split text together), each
+/// one stored job. The platform lets a business answer 5 messages per user message (protocols.md
+/// §5.3), so a desk has no use for more than a few dozen; a cap keeps one request from filling
+/// the outbox with thousands of jobs (a 16,000-part multimsg, a 64 KB text in 33 parts).
+pub const MAX_PARTS: usize = 20;
+
+/// The platform's limit for one text message, in bytes: above it, 45002 (protocols.md §5.4).
+const PLATFORM_TEXT_BYTES: usize = 2048;
+
 /// Reads a desk's message for an account of `kind` into the bodies to send, in order.
 ///
 /// `body` is the desk's object without `account`: `openid` (required), `msg` (required) and
@@ -42,7 +51,8 @@ pub fn read_desk_message(
             return Err(Invalid::new(
                 key_name(key),
                 format!(
-                    "is not a field of a message to an {kind} account (openid, msg, kf_account)"
+                    "is not a field of a message to {} account (openid, msg, kf_account)",
+                    kind.with_article()
                 ),
             ));
         }
@@ -133,6 +143,9 @@ fn read_msg(kind: AccountKind, msg: &Value, budget: usize) -> Result<Vec<Message
                     "must hold at least one message",
                 ));
             }
+            if parts.len() > MAX_PARTS {
+                return Err(too_many_parts("msg.multimsg", parts.len()));
+            }
             let mut messages = Vec::new();
             for (i, part) in parts.iter().enumerate() {
                 let path = format!("msg.multimsg[{i}]");
@@ -140,6 +153,9 @@ fn read_msg(kind: AccountKind, msg: &Value, budget: usize) -> Result<Vec<Message
                     return Err(Invalid::new(path, "a multimsg cannot nest another"));
                 }
                 messages.extend(read_one(kind, part, &path, budget)?);
+                if messages.len() > MAX_PARTS {
+                    return Err(too_many_parts("msg.multimsg", messages.len()));
+                }
             }
             return Ok(messages);
         }
@@ -165,7 +181,8 @@ fn read_one(
                 return Err(Invalid::new(
                     at,
                     format!(
-                        "is not a message type; an {kind} account sends {}",
+                        "is not a message type; {} account sends {}",
+                        kind.with_article(),
                         type_list(kind)
                     ),
                 ));
@@ -178,7 +195,8 @@ fn read_one(
         return Err(Invalid::new(
             at,
             format!(
-                "an {kind} account cannot send {msg_type}; it sends {}",
+                "{} account cannot send {msg_type}; it sends {}",
+                kind.with_article(),
                 type_list(kind)
             ),
         ));
@@ -303,7 +321,8 @@ fn one_type(kind: AccountKind, path: &str) -> Invalid {
     Invalid::new(
         path,
         format!(
-            "must be a string (text) or an object keyed by one message type; an {kind} account sends {}",
+            "must be a string (text) or an object keyed by one message type; {} account sends {}",
+            kind.with_article(),
             type_list(kind)
         ),
     )
@@ -317,9 +336,38 @@ fn type_list(kind: AccountKind) -> String {
         .join(", ")
 }
 
+fn too_many_parts(path: &str, parts: usize) -> Invalid {
+    Invalid::new(
+        path,
+        format!(
+            "would become {parts} or more messages (text is split every budget's bytes); one desk message may become at most {MAX_PARTS}, and the platform allows 5 answers per user message"
+        ),
+    )
+}
+
+/// The text's parts within the budget. A part the splitter could not cut (a link, which stays
+/// whole) over the platform's limit is refused now: the platform would certainly refuse it
+/// (45002) after it had been stored and queued.
 fn text_messages(text: &str, path: &str, budget: usize) -> Result<Vec<Message>, Invalid> {
     check_text(text, path, "text")?;
-    Ok(split_text(text, budget)
+    let parts = split_text(text, budget);
+    if parts.len() > MAX_PARTS {
+        return Err(too_many_parts(path, parts.len()));
+    }
+    let mut offset = 0;
+    for part in &parts {
+        if part.len() > PLATFORM_TEXT_BYTES {
+            return Err(Invalid::new(
+                path,
+                format!(
+                    "holds a link (<a …>, never split) of {} bytes at byte {offset}, longer than the platform's {PLATFORM_TEXT_BYTES} bytes for one text (45002)",
+                    part.len()
+                ),
+            ));
+        }
+        offset += part.len();
+    }
+    Ok(parts
         .into_iter()
         .map(|content| {
             Message::Text(Text {
@@ -388,7 +436,11 @@ impl Fields<'_> {
     fn refuse(&self, field: &str, why: &str) -> Invalid {
         Invalid::new(
             format!("{}.{field}", self.at),
-            format!("{why} ({} on an {} account)", self.msg_type, self.kind),
+            format!(
+                "{why} ({} on {} account)",
+                self.msg_type,
+                self.kind.with_article()
+            ),
         )
     }
 
@@ -423,8 +475,10 @@ impl Fields<'_> {
     fn string(&self, field: &str, value: &Value) -> Result<String, Invalid> {
         string(value, &format!("{}.{field}", self.at), field).map_err(|e| Invalid {
             message: format!(
-                "{} ({} on an {} account)",
-                e.message, self.msg_type, self.kind
+                "{} ({} on {} account)",
+                e.message,
+                self.msg_type,
+                self.kind.with_article()
             ),
             ..e
         })
@@ -533,6 +587,90 @@ mod tests {
                 .map(|s| String::from_utf8(s.to_json()).unwrap())
                 .collect()
         })
+    }
+
+    fn refusal(kind: AccountKind, msg: Value) -> Invalid {
+        read(kind, json!({"openid": "oU", "msg": msg})).unwrap_err()
+    }
+
+    #[test]
+    fn one_desk_message_becomes_at_most_max_parts() {
+        let parts = vec![json!("x"); MAX_PARTS];
+        assert_eq!(
+            read(OA, json!({"openid": "oU", "msg": {"multimsg": parts}}))
+                .unwrap()
+                .len(),
+            MAX_PARTS
+        );
+        let err = refusal(OA, json!({"multimsg": vec![json!("x"); 16_000]}));
+        assert_eq!(err.field, "msg.multimsg", "{err}");
+        assert!(err.message.contains("at most 20"), "{err}");
+        // Split text counts: 19 short parts and one text of two parts make 21.
+        let mut parts = vec![json!("x"); MAX_PARTS - 1];
+        parts.push(json!("字".repeat(1000)));
+        let err = refusal(MP, json!({ "multimsg": parts }));
+        assert_eq!(err.field, "msg.multimsg", "{err}");
+        // A 64 KB text would be 33 parts.
+        assert_eq!(
+            read(OA, json!({"openid": "oU", "msg": "a".repeat(40_000)}))
+                .unwrap()
+                .len(),
+            MAX_PARTS
+        );
+        let err = refusal(OA, json!("a".repeat(64 * 1024)));
+        assert_eq!(err.field, "msg", "{err}");
+        assert!(err.message.contains("33 or more"), "{err}");
+        let err = refusal(OA, json!({"multimsg": ["x", "a".repeat(64 * 1024)]}));
+        assert_eq!(err.field, "msg.multimsg[1]", "{err}");
+    }
+
+    #[test]
+    fn refusals_use_the_article_of_the_kind() {
+        for (kind, msg) in [
+            (MP, json!({"voice": {"media_id": "M"}})),
+            (MP, json!({"nope": {}})),
+            (MP, json!(["x"])),
+            (MP, json!({"image": {"media_id": 1}})),
+            (MP, json!({"image": {}})),
+            (OA, json!({"link": {}})),
+        ] {
+            let err = refusal(kind, msg);
+            assert!(err.message.contains(kind.with_article()), "{err}");
+            assert!(!err.message.contains("an mini_program"), "{err}");
+        }
+        let err = read(MP, json!({"openid": "oU", "msg": "x", "extra": 1})).unwrap_err();
+        assert!(err.message.contains("to a mini_program account"), "{err}");
+    }
+
+    #[test]
+    fn a_link_over_the_platform_limit_is_refused() {
+        let link = |bytes: usize| {
+            let open = r#"<a href="https://a.b/?q="#;
+            let close = r#"">点</a>"#;
+            format!(
+                "{open}{}{close}",
+                "q".repeat(bytes - open.len() - close.len())
+            )
+        };
+        // Over the budget but within the platform's 2,048 bytes: one part of its own.
+        let sends = read(
+            OA,
+            json!({"openid": "oU", "msg": format!("hi {}", link(2048))}),
+        )
+        .unwrap();
+        assert_eq!(sends.len(), 2);
+        let err = refusal(OA, json!(format!("hi {}", link(2049))));
+        assert_eq!(err.field, "msg", "{err}");
+        assert!(
+            err.message.contains("link")
+                && err.message.contains("2049 bytes at byte 3")
+                && err.message.contains("2048"),
+            "{err}"
+        );
+        // An unterminated tag is kept whole too.
+        let tag = format!("<a href='{}'>", "u".repeat(3000));
+        let err = refusal(MP, json!({ "multimsg": ["x", tag] }));
+        assert_eq!(err.field, "msg.multimsg[1]", "{err}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use serde::ser::{SerializeMap, Serializer};
 /// assert!(AccountKind::OfficialAccount.carries(MsgType::Voice));
 /// assert!(!AccountKind::MiniProgram.carries(MsgType::Voice));
 /// assert_eq!(AccountKind::MiniProgram.as_str(), "mini_program");
+/// assert_eq!(AccountKind::MiniProgram.with_article(), "a mini_program");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AccountKind {
@@ -29,6 +30,14 @@ impl AccountKind {
         match self {
             AccountKind::OfficialAccount => "official_account",
             AccountKind::MiniProgram => "mini_program",
+        }
+    }
+
+    /// The name with its article, for errors: `an official_account`, `a mini_program`.
+    pub const fn with_article(self) -> &'static str {
+        match self {
+            AccountKind::OfficialAccount => "an official_account",
+            AccountKind::MiniProgram => "a mini_program",
         }
     }
 

@@ -19,7 +19,7 @@ mod response;
 mod split;
 
 pub use classify::{Call, classify, classify_token, code_class, meaning};
-pub use desk::{read_desk_message, typing_body};
+pub use desk::{MAX_PARTS, read_desk_message, typing_body};
 pub use message::{
     AccountKind, CustomSend, Link, Media, MenuItem, Message, MiniProgramPage, MpNewsArticle,
     MsgMenu, MsgType, Music, News, NewsArticle, Text, Typing, TypingCommand, Video, WxCard,

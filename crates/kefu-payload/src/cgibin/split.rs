@@ -24,7 +24,7 @@ pub const DEFAULT_TEXT_BUDGET: usize = 2000;
 pub fn split_text(text: &str, budget: usize) -> Vec<&str> {
     let budget = budget.max(1);
     let links = links(text);
-    let inside_link = |at: usize| links.iter().find(|r| r.start < at && at < r.end);
+    let inside_link = |at: usize| link_around(&links, at);
     let mut parts = Vec::new();
     let mut start = 0;
     while text.len() - start > budget {
@@ -34,7 +34,7 @@ pub fn split_text(text: &str, budget: usize) -> Vec<&str> {
         }
         if end <= start {
             // One link or one character alone exceeds the budget: it becomes its own part.
-            end = match links.iter().find(|r| r.start == start) {
+            end = match link_around(&links, start + 1).filter(|r| r.start == start) {
                 Some(link) => link.end,
                 None => ceil_char_boundary(text, start + 1),
             };
@@ -74,21 +74,42 @@ fn nicer_cut<'a>(
     end
 }
 
+/// The link that `at` falls strictly inside, by binary search: `links` is sorted and without
+/// overlap, so a cut costs O(log n) rather than a walk over every link.
+fn link_around(links: &[Range<usize>], at: usize) -> Option<&Range<usize>> {
+    let index = links.partition_point(|r| r.end <= at);
+    links.get(index).filter(|r| r.start < at)
+}
+
 /// The byte ranges of `<a …>…</a>` elements (ASCII case-insensitive), or of a lone `<a …>` tag
 /// when no `</a>` follows it, in order and without overlap.
+///
+/// One pass: each byte is scanned a bounded number of times. Once a search for `</a>` has run to
+/// the end in vain, no later `<a` can be closed either, so it is not searched again; rescanning
+/// for every unclosed `<a` made `"<a>"` repeated over 64 KB take seconds (quadratic).
 fn links(text: &str) -> Vec<Range<usize>> {
     let bytes = text.as_bytes();
     let mut found = Vec::new();
     let mut at = 0;
+    let mut closes_ahead = true;
     while let Some(offset) = find_open(&bytes[at..]) {
         let open = at + offset;
         let after_open = open + 2;
-        let end = match find_ascii_ci(&bytes[after_open..], b"</a>") {
+        let close = if closes_ahead {
+            find_ascii_ci(&bytes[after_open..], b"</a>")
+        } else {
+            None
+        };
+        let end = match close {
             Some(close) => after_open + close + 4,
-            None => match bytes[after_open..].iter().position(|&b| b == b'>') {
-                Some(gt) => after_open + gt + 1,
-                None => break,
-            },
+            None => {
+                closes_ahead = false;
+                match bytes[after_open..].iter().position(|&b| b == b'>') {
+                    Some(gt) => after_open + gt + 1,
+                    // No `>` after this `<a`, hence none after any later one.
+                    None => break,
+                }
+            }
         };
         found.push(open..end);
         at = end;
@@ -158,6 +179,32 @@ mod tests {
         );
         // `<abbr>` is not a link.
         assert_eq!(split_text("<abbr>", 3), ["<ab", "br>"]);
+    }
+
+    /// Inputs that made the former splitter quadratic: every `<a` unclosed, or every link
+    /// found by walking all links before it. A quadratic splitter would not finish these 1 MB
+    /// inputs within the test run (hours in a debug build); a linear one takes milliseconds.
+    #[test]
+    fn adversarial_megabyte_inputs_split_in_one_pass() {
+        let megabyte = 1 << 20;
+        for unit in ["<a>", "<a ", "<a>x</a>", "<a", "a<a>b "] {
+            let text = unit.repeat(megabyte / unit.len());
+            let parts = split_text(&text, DEFAULT_TEXT_BUDGET);
+            assert_eq!(parts.concat(), text, "{unit}");
+            let parts = split_text(&text, 1);
+            assert_eq!(parts.concat(), text, "{unit}");
+        }
+    }
+
+    #[test]
+    fn link_around_finds_the_enclosing_link() {
+        let links = [2..5, 7..9];
+        assert_eq!(link_around(&links, 2), None);
+        assert_eq!(link_around(&links, 3), Some(&(2..5)));
+        assert_eq!(link_around(&links, 5), None);
+        assert_eq!(link_around(&links, 8), Some(&(7..9)));
+        assert_eq!(link_around(&links, 9), None);
+        assert_eq!(link_around(&[], 1), None);
     }
 
     fn piece() -> impl Strategy<Value = String> {
