@@ -129,13 +129,15 @@ impl Relay {
             DIALOGUE_ACCOUNT,
             Arc::clone(&dialogue) as Arc<dyn kefu_core::Provider>,
         );
-        for provider in wechat_providers(config, &store)? {
+        let wechat = wechat_providers(config, &store)?;
+        for provider in &wechat {
             let name = provider.name().to_owned();
-            providers.register(name, provider as Arc<dyn kefu_core::Provider>);
+            providers.register(name, Arc::clone(provider) as Arc<dyn kefu_core::Provider>);
         }
         let providers = Arc::new(providers);
         let policy = retry_policy(config);
         let metrics = Arc::new(Metrics::default());
+        metrics.wechat_accounts(wechat.clone());
         let dispatcher = Dispatcher::start(
             Arc::clone(&store),
             Arc::clone(&providers),
