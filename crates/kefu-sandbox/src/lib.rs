@@ -329,7 +329,7 @@ use tokio::task::JoinHandle;
 
 pub use cgibin::{
     AccountKind, ApiAccount, ApiAccountSnapshot, ApiRequest, ApiSettings, ApiUser,
-    DEFAULT_MP_APPID, DEFAULT_MP_SECRET, DEFAULT_OA_APPID, DEFAULT_OA_SECRET,
+    DEFAULT_MP_APPID, DEFAULT_MP_SECRET, DEFAULT_OA_APPID, DEFAULT_OA_SECRET, Injection,
 };
 pub use command::{SandboxArgs, run};
 pub use config::{DEFAULT_MAX_MESSAGES, SandboxConfig, SandboxError};
