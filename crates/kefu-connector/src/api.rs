@@ -79,6 +79,8 @@ pub struct ApiState {
     pub inbound: Inbound,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_retention: Duration,
+    /// The `[wechat.<name>]` accounts that send, for the operator's forced token refresh.
+    pub wechat: Arc<crate::token::WechatAccounts>,
 }
 
 /// The API router, with authentication, the body limit and request metrics.
@@ -91,6 +93,10 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/v1/messages/{id}", get(get_message))
         .route("/v1/messages/{id}/resend", post(resend_message))
         .route("/v1/sessions/{openid}/{action}", post(session_action))
+        .route(
+            "/v1/tokens/{account}/refresh",
+            post(crate::token::refresh_route),
+        )
         .merge(crate::inbound::http::desk_routes().with_state(state.inbound.clone()))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));

@@ -23,6 +23,7 @@ pub mod providers;
 pub mod send;
 pub mod serve;
 pub mod store;
+pub mod token;
 
 // The accept loop, the process runtime and the sandbox live in their own crates, so that the
 // sandbox can ship without the relay; these names keep their paths here.

@@ -138,6 +138,12 @@ impl Relay {
         let policy = retry_policy(config);
         let metrics = Arc::new(Metrics::default());
         metrics.wechat_accounts(wechat.clone());
+        let wechat = Arc::new(
+            wechat
+                .into_iter()
+                .map(|p| (p.name().to_owned(), p))
+                .collect(),
+        );
         let dispatcher = Dispatcher::start(
             Arc::clone(&store),
             Arc::clone(&providers),
@@ -157,6 +163,7 @@ impl Relay {
             dialogue,
             inbound: inbound.clone(),
             idempotency_retention: config.idempotency_retention,
+            wechat,
         };
         let app = api::router(state, config.max_body_bytes);
         let listener = match TcpListener::bind(config.listen).await {
