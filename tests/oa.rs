@@ -9,13 +9,16 @@ use std::time::Duration;
 use kefu_connector::config::Config;
 use kefu_connector::desk::Desk;
 use kefu_connector::sandbox::{
-    DEFAULT_MP_APPID, DEFAULT_MP_SECRET, DEFAULT_OA_APPID, DEFAULT_OA_SECRET, Sandbox,
-    SandboxConfig,
+    CallbackDelivery, DEFAULT_MP_APPID, DEFAULT_MP_SECRET, DEFAULT_OA_APPID, DEFAULT_OA_SECRET,
+    OaAccount, OaSay, Sandbox, SandboxConfig,
 };
 use kefu_connector::serve::Relay;
 use serde_json::{Value, json};
 
 const API_KEY: &str = "oa-desk-key-0123456789abcdef";
+/// The callback configuration of the `shop` account.
+const SHOP_CALLBACK_TOKEN: &str = "shopcallbacktoken";
+const SHOP_AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 
 /// A sandbox and a relay with two sending accounts on it: `shop` (OA) and `mini` (MP).
 struct Setup {
@@ -39,7 +42,8 @@ fn relay_config(sandbox: &Sandbox, outbox: &Path, oa_secret: &str) -> Config {
         ("KEFU_OUTBOX_PATH", outbox.display().to_string()),
         ("KEFU_DELIVERY_INITIAL_BACKOFF_MS", "5".into()),
         ("KEFU_CALLBACKS_WECHAT_ACCOUNTS", "shop,mini".into()),
-        ("KEFU_WECHAT_SHOP_TOKEN", "shopcallbacktoken".into()),
+        ("KEFU_WECHAT_SHOP_TOKEN", SHOP_CALLBACK_TOKEN.into()),
+        ("KEFU_WECHAT_SHOP_AES_KEY", SHOP_AES_KEY.into()),
         ("KEFU_WECHAT_SHOP_RECEIVE_ID", DEFAULT_OA_APPID.into()),
         ("KEFU_WECHAT_SHOP_SECRET", oa_secret.into()),
         ("KEFU_WECHAT_SHOP_API_BASE_URL", api.clone()),
@@ -655,4 +659,64 @@ async fn current_token(setup: &Setup) -> String {
         .await
         .unwrap();
     reply.body["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oa_user_s_push_shows_the_session_and_its_window_then_a_send_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = start_with(
+        sandbox_config(),
+        &dir.path().join("o.db"),
+        DEFAULT_OA_SECRET,
+    )
+    .await;
+    // A second sandbox plays the user's phone: its Official Account pushes to the relay, which
+    // is only known once the relay has started on the first sandbox's api.weixin.qq.com.
+    let mut phone = sandbox_config();
+    let mut oa = OaAccount::new(SHOP_CALLBACK_TOKEN, SHOP_AES_KEY, DEFAULT_OA_APPID);
+    oa.callback_url = Some(format!(
+        "http://{}/v1/callbacks/wechat/shop",
+        setup.relay.addr
+    ));
+    phone.oa = Some(oa);
+    let phone = Sandbox::start(phone).await.unwrap();
+
+    let before = setup
+        .desk
+        .get("/v1/sessions/oPUSH?account=shop")
+        .await
+        .unwrap();
+    assert_eq!(before.status, 404, "{}", before.text);
+    let pushed = phone.oa_say("oPUSH", OaSay::new("在吗")).await.unwrap();
+    assert!(
+        matches!(
+            pushed.callback,
+            CallbackDelivery::Delivered { status: 200, .. }
+        ),
+        "{:?}",
+        pushed.callback
+    );
+    let session = setup
+        .desk
+        .get("/v1/sessions/oPUSH?account=shop")
+        .await
+        .unwrap();
+    assert_eq!(session.status, 200, "{}", session.text);
+    assert_eq!(session.body["account"], "shop", "{}", session.text);
+    assert!(
+        session.body["last_user_message_at_ms"].as_i64().is_some(),
+        "{}",
+        session.text
+    );
+    // The platform's side of the same message (the phone's sandbox opened its own window).
+    setup
+        .sandbox
+        .api_user_writes(DEFAULT_OA_APPID, "oPUSH")
+        .unwrap();
+    let id = setup
+        .post(json!({"account": "shop", "openid": "oPUSH", "msg": "在的"}))
+        .await;
+    setup.delivered(id).await;
+    phone.stop().await;
+    setup.stop().await;
 }
