@@ -28,8 +28,18 @@ struct Setup {
 }
 
 fn relay_config(sandbox: &Sandbox, outbox: &Path, oa_secret: &str) -> Config {
+    Config::from_settings(&relay_settings(sandbox, outbox, oa_secret))
+        .expect("the relay's settings")
+}
+
+/// The relay's settings by environment variable.
+fn relay_settings(
+    sandbox: &Sandbox,
+    outbox: &Path,
+    oa_secret: &str,
+) -> Vec<(&'static str, String)> {
     let api = sandbox.api_base_url();
-    let settings: Vec<(&str, String)> = vec![
+    vec![
         ("KEFU_SERVER_LISTEN", "127.0.0.1:0".into()),
         ("KEFU_SERVER_API_KEY", API_KEY.into()),
         ("KEFU_DIALOGUE_TOKEN", "OATESTTOKEN0123".into()),
@@ -52,8 +62,7 @@ fn relay_config(sandbox: &Sandbox, outbox: &Path, oa_secret: &str) -> Config {
         ("KEFU_WECHAT_MINI_RECEIVE_ID", DEFAULT_MP_APPID.into()),
         ("KEFU_WECHAT_MINI_SECRET", DEFAULT_MP_SECRET.into()),
         ("KEFU_WECHAT_MINI_API_BASE_URL", api),
-    ];
-    Config::from_settings(&settings).expect("the relay's settings")
+    ]
 }
 
 async fn start_with(sandbox: SandboxConfig, outbox: &Path, oa_secret: &str) -> Setup {
@@ -718,5 +727,113 @@ async fn an_oa_user_s_push_shows_the_session_and_its_window_then_a_send_succeeds
         .await;
     setup.delivered(id).await;
     phone.stop().await;
+    setup.stop().await;
+}
+
+/// Runs `kefu-connector token refresh …` with the relay's settings in its environment (and
+/// nothing else: no config file in its directory): (exit code, stdout, stderr).
+fn token_command(settings: &[(&str, String)], args: &[&str], dir: &Path) -> (i32, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kefu-connector"))
+        .args(["token", "refresh"])
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(settings.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("the binary runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_refresh_forces_through_the_running_relay_or_the_store_and_says_when_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("o.db");
+    let setup = start_with(sandbox_config(), &outbox, DEFAULT_OA_SECRET).await;
+    let mut settings = relay_settings(&setup.sandbox, &outbox, DEFAULT_OA_SECRET);
+    // The command finds the running relay where serve listens.
+    settings.push(("KEFU_SERVER_LISTEN", setup.relay.addr.to_string()));
+    setup
+        .sandbox
+        .api_user_writes(DEFAULT_OA_APPID, "oUSER")
+        .unwrap();
+    let id = setup
+        .post(json!({"account": "shop", "openid": "oUSER", "msg": "before"}))
+        .await;
+    setup.delivered(id).await;
+    let old = current_token(&setup).await;
+
+    let help = token_command(&settings, &["--help"], dir.path());
+    assert_eq!(help.0, 0);
+    assert!(
+        help.1
+            .contains("20 forced refreshes a day, at least 30 s apart"),
+        "{}",
+        help.1
+    );
+    let refused = token_command(&settings, &["--account", "shop"], dir.path());
+    assert_eq!(refused.0, 2, "{refused:?}");
+    assert!(
+        refused.2.contains("--force") && refused.2.contains("20"),
+        "{}",
+        refused.2
+    );
+    let unknown = token_command(&settings, &["--account", "nope", "--force"], dir.path());
+    assert_eq!(unknown.0, 2, "{unknown:?}");
+
+    // Through the running relay: a new token, used from the relay's next call on.
+    let (code, out, err) = token_command(&settings, &["--account", "shop", "--force"], dir.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("new access token"), "{out}");
+    assert_eq!(
+        setup
+            .sandbox
+            .api_account(DEFAULT_OA_APPID)
+            .unwrap()
+            .force_refreshes,
+        1
+    );
+    let new = current_token(&setup).await;
+    assert_ne!(new, old);
+    assert!(!out.contains(&new) && !err.contains(&new) && !out.contains(DEFAULT_OA_SECRET));
+    let id = setup
+        .post(json!({"account": "shop", "openid": "oUSER", "msg": "after"}))
+        .await;
+    setup.delivered(id).await;
+    let metrics = setup.desk.get("/metrics").await.unwrap().text;
+    assert!(
+        metrics.contains("kefu_wechat_refresh_replays_total{account=\"shop\"} 0"),
+        "the relay used the new token at once: {metrics}"
+    );
+
+    // Again within 30 s: the platform ignores it, and the command says so.
+    let (code, out, err) = token_command(&settings, &["--account", "shop", "--force"], dir.path());
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("ignored the refresh"), "{out}");
+
+    // Without a relay, the command opens the store itself; a relay started later uses the
+    // token it saved without fetching.
+    let Setup { sandbox, relay, .. } = setup;
+    relay.stop().await;
+    let (code, out, err) = token_command(&settings, &["--account", "shop", "--force"], dir.path());
+    assert_eq!(code, 1, "ignored again, within 30 s: {out}{err}");
+    assert!(out.contains("ignored the refresh"), "{out}");
+    let fetches = sandbox.api_account(DEFAULT_OA_APPID).unwrap().token_fetches;
+    let relay = Relay::start(&relay_config(&sandbox, &outbox, DEFAULT_OA_SECRET))
+        .await
+        .unwrap();
+    let setup = Setup {
+        desk: Desk::new(format!("http://{}", relay.addr), API_KEY),
+        sandbox,
+        relay,
+    };
+    let id = setup
+        .post(json!({"account": "shop", "openid": "oUSER", "msg": "restarted"}))
+        .await;
+    setup.delivered(id).await;
+    assert_eq!(setup.token_fetches(DEFAULT_OA_APPID), fetches);
     setup.stop().await;
 }
