@@ -38,8 +38,11 @@ pub struct Metrics {
     wechat: OnceLock<Vec<Arc<WechatProvider>>>,
 }
 
-/// The token counters exported per account: metric name, help, and the snapshot's field.
-const TOKEN_COUNTERS: [(&str, &str, fn(&CountersSnapshot) -> u64); 5] = [
+/// One token counter: its metric name, its help, and its field of the snapshot.
+type TokenCounter = (&'static str, &'static str, fn(&CountersSnapshot) -> u64);
+
+/// The token counters exported per account.
+const TOKEN_COUNTERS: [TokenCounter; 5] = [
     (
         "kefu_wechat_token_fetches_total",
         "stable_token calls made (normal and forced).",
