@@ -837,3 +837,64 @@ async fn token_refresh_forces_through_the_running_relay_or_the_store_and_says_wh
     assert_eq!(setup.token_fetches(DEFAULT_OA_APPID), fetches);
     setup.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_replica_s_forced_refresh_costs_this_relay_one_40001_and_one_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = start_with(
+        sandbox_config(),
+        &dir.path().join("a.db"),
+        DEFAULT_OA_SECRET,
+    )
+    .await;
+    setup
+        .sandbox
+        .api_user_writes(DEFAULT_OA_APPID, "oUSER")
+        .unwrap();
+    let id = setup
+        .post(json!({"account": "shop", "openid": "oUSER", "msg": "一"}))
+        .await;
+    setup.delivered(id).await;
+    // A second relay (its own outbox) on the same AppID: the operator forces a refresh there.
+    let other = Relay::start(&relay_config(
+        &setup.sandbox,
+        &dir.path().join("b.db"),
+        DEFAULT_OA_SECRET,
+    ))
+    .await
+    .unwrap();
+    let other_desk = Desk::new(format!("http://{}", other.addr), API_KEY);
+    let reply = other_desk
+        .post("/v1/tokens/shop/refresh", &json!({"force": true}))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body["changed"], true, "{}", reply.text);
+    let refused = other_desk
+        .post("/v1/tokens/shop/refresh", &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    other.stop().await;
+    // This relay still holds the old token: 40001 once, compare-and-invalidate, the current
+    // token fetched, one replay, delivered.
+    let id = setup
+        .post(json!({"account": "shop", "openid": "oUSER", "msg": "二"}))
+        .await;
+    setup.delivered(id).await;
+    let metrics = setup.desk.get("/metrics").await.unwrap().text;
+    assert!(
+        metrics.contains("kefu_wechat_refresh_replays_total{account=\"shop\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kefu_wechat_config_failures_total{account=\"shop\"} 0"),
+        "{metrics}"
+    );
+    assert_eq!(
+        setup.bodies(DEFAULT_OA_APPID, "oUSER").len(),
+        2,
+        "each sent once"
+    );
+    setup.stop().await;
+}
