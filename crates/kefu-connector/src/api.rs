@@ -14,6 +14,7 @@
 //! | `GET /v1/sessions/{openid}`, `GET /v1/sessions?state=…` | conversation state (see [`crate::inbound`]) |
 //! | `GET /v1/events?after=…&wait=…` | inbound events, long poll (see [`crate::inbound`]) |
 //! | `/v1/callbacks/…` | WeChat's callbacks, without the bearer key (see [`crate::inbound`]) |
+//! | `POST /v1/tokens/{account}/refresh` | `{"force": true}`: forces a new access token for a `[wechat.<name>]` account (what `token refresh --force` calls; see [`crate::token`]) |
 //! | `GET /healthz` | liveness and store health |
 //! | `GET /metrics` | Prometheus text |
 //!
@@ -307,6 +308,7 @@ async fn count_request(
         Some("/v1/sessions/{openid}") => "/v1/sessions/{openid}",
         Some("/v1/sessions") => "/v1/sessions",
         Some("/v1/events") => "/v1/events",
+        Some("/v1/tokens/{account}/refresh") => "/v1/tokens/{account}/refresh",
         Some("/v1/callbacks/dialogue/{secret}") => "/v1/callbacks/dialogue/{secret}",
         Some("/v1/callbacks/wechat/{name}") => "/v1/callbacks/wechat/{name}",
         Some("/healthz") => "/healthz",
