@@ -608,16 +608,26 @@ impl std::io::Write for Captured {
     }
 }
 
-/// On one thread, so that the subscriber set for it sees every task of the relay.
-#[tokio::test(flavor = "current_thread")]
+/// The trace output of every test of this binary: a global subscriber (a scoped one misses
+/// the callsites whose interest other threads cached while they had none).
+fn captured_trace() -> &'static Captured {
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+        captured
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_access_token_or_appsecret_in_any_trace_line() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = captured_trace();
     let dir = tempfile::tempdir().unwrap();
     let setup = start_with(
         sandbox_config(),
