@@ -100,6 +100,70 @@ async fn post(sandbox: &Sandbox, path: &str) -> (u16, Value) {
     (status, serde_json::from_str(&body).unwrap())
 }
 
+async fn post_json(sandbox: &Sandbox, path: &str, body: &str) -> (u16, Value) {
+    let url = format!("{}{path}", sandbox.url());
+    let (status, body) = exchange(Method::POST, &url, body.as_bytes()).await.unwrap();
+    (status, serde_json::from_str(&body).unwrap())
+}
+
+#[tokio::test]
+async fn an_injected_errcode_answers_the_next_calls_then_the_account_works_again() {
+    let sandbox = start(sandbox_config()).await;
+    let token = oa_token(&sandbox).await;
+    sandbox.api_user_writes(DEFAULT_OA_APPID, "oUSER").unwrap();
+    let inject = format!("/sandbox/accounts/{DEFAULT_OA_APPID}/inject");
+    let (status, injected) = post_json(&sandbox, &inject, r#"{"errcode":45009,"count":2}"#).await;
+    assert_eq!(status, 200, "{injected}");
+    assert_eq!(injected, json!({"errcode": 45009, "count": 2}));
+    // A call with a bad token is still refused for its token: the injection answers for the
+    // platform behind the token check.
+    assert_eq!(send(&sandbox, "nope", &text("oUSER", "0")).await, 40001);
+    assert_eq!(send(&sandbox, &token, &text("oUSER", "1")).await, 45009);
+    let typing_path = "/cgi-bin/message/custom/typing";
+    assert_eq!(
+        typing(&sandbox, typing_path, &token, "oUSER", "Typing").await,
+        45009
+    );
+    assert_eq!(send(&sandbox, &token, &text("oUSER", "2")).await, 0);
+    // Another injection replaces the pending one; the other account is untouched.
+    post_json(&sandbox, &inject, r#"{"errcode":70000,"count":5}"#).await;
+    let (status, _) = post_json(&sandbox, &inject, r#"{"errcode":45011,"count":1}"#).await;
+    assert_eq!(status, 200);
+    assert_eq!(send(&sandbox, &token, &text("oUSER", "3")).await, 45011);
+    assert_eq!(send(&sandbox, &token, &text("oUSER", "4")).await, 0);
+    let accepted: Vec<String> = sandbox
+        .api_requests(DEFAULT_OA_APPID, Some("oUSER"))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(
+        accepted,
+        [text("oUSER", "2"), text("oUSER", "4")],
+        "injected calls are not accepted"
+    );
+    // Refusals: no errcode 0, a count of 1 to 10000, known fields, a known AppID.
+    for body in [
+        r#"{"errcode":0,"count":1}"#,
+        r#"{"errcode":45009,"count":0}"#,
+        r#"{"errcode":45009,"count":10001}"#,
+        r#"{"errcode":45009,"count":1,"extra":1}"#,
+        r#"{"errcode":45009}"#,
+        "",
+    ] {
+        let (status, error) = post_json(&sandbox, &inject, body).await;
+        assert_eq!(status, 400, "{body}: {error}");
+    }
+    let (status, _) = post_json(
+        &sandbox,
+        "/sandbox/accounts/wxnope/inject",
+        r#"{"errcode":45009,"count":1}"#,
+    )
+    .await;
+    assert_eq!(status, 404);
+    sandbox.stop().await;
+}
+
 #[tokio::test]
 async fn stable_token_checks_its_body_and_credentials() {
     let sandbox = start(sandbox_config()).await;

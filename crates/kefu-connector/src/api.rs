@@ -14,6 +14,7 @@
 //! | `GET /v1/sessions/{openid}`, `GET /v1/sessions?state=…` | conversation state (see [`crate::inbound`]) |
 //! | `GET /v1/events?after=…&wait=…` | inbound events, long poll (see [`crate::inbound`]) |
 //! | `/v1/callbacks/…` | WeChat's callbacks, without the bearer key (see [`crate::inbound`]) |
+//! | `POST /v1/tokens/{account}/refresh` | `{"force": true}`: forces a new access token for a `[wechat.<name>]` account (what `token refresh --force` calls; see [`crate::token`]) |
 //! | `GET /healthz` | liveness and store health |
 //! | `GET /metrics` | Prometheus text |
 //!
@@ -79,6 +80,8 @@ pub struct ApiState {
     pub inbound: Inbound,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_retention: Duration,
+    /// The `[wechat.<name>]` accounts that send, for the operator's forced token refresh.
+    pub wechat: Arc<crate::token::WechatAccounts>,
 }
 
 /// The API router, with authentication, the body limit and request metrics.
@@ -91,6 +94,10 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/v1/messages/{id}", get(get_message))
         .route("/v1/messages/{id}/resend", post(resend_message))
         .route("/v1/sessions/{openid}/{action}", post(session_action))
+        .route(
+            "/v1/tokens/{account}/refresh",
+            post(crate::token::refresh_route),
+        )
         .merge(crate::inbound::http::desk_routes().with_state(state.inbound.clone()))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
@@ -301,6 +308,7 @@ async fn count_request(
         Some("/v1/sessions/{openid}") => "/v1/sessions/{openid}",
         Some("/v1/sessions") => "/v1/sessions",
         Some("/v1/events") => "/v1/events",
+        Some("/v1/tokens/{account}/refresh") => "/v1/tokens/{account}/refresh",
         Some("/v1/callbacks/dialogue/{secret}") => "/v1/callbacks/dialogue/{secret}",
         Some("/v1/callbacks/wechat/{name}") => "/v1/callbacks/wechat/{name}",
         Some("/healthz") => "/healthz",

@@ -8,6 +8,7 @@ use crate::demo::DemoArgs;
 use crate::sandbox::SandboxArgs;
 use crate::send::SendArgs;
 use crate::serve::ServeArgs;
+use crate::token::TokenArgs;
 
 /// A connector between WeChat's Dialogue Open Platform (微信对话开放平台) and your agent desk.
 ///
@@ -71,4 +72,8 @@ pub enum Command {
     /// --inbound: sandbox users push handoff callbacks instead, and it reports how fast the relay
     /// acknowledges them while the desk's webhook is slow.
     Bench(BenchArgs),
+    /// Access tokens of the [wechat.<name>] accounts: `token refresh --account NAME --force`
+    /// forces a new one (for a leaked token; the platform allows 20 a day, at least 30 s apart).
+    #[command(subcommand)]
+    Token(TokenArgs),
 }

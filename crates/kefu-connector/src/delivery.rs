@@ -194,6 +194,9 @@ impl Attempts for Delivery<'_> {
             }
             Next::Final(outcome, label) => {
                 inner.metrics.delivery(&job.operation, label, attempt.code);
+                if let Outcome::Failed { reason, .. } = &outcome {
+                    inner.metrics.failure(&job.account, *reason);
+                }
                 if label == "delivered" {
                     tracing::info!(
                         job = job.id,
@@ -230,6 +233,7 @@ impl Inner {
                 job.account
             );
             tracing::warn!(job = job.id, "not delivered: {message}");
+            self.metrics.failure(&job.account, Reason::Config);
             return self.record(
                 job.id,
                 Outcome::Failed {

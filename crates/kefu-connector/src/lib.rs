@@ -24,6 +24,7 @@ pub mod send;
 mod sequencer;
 pub mod serve;
 pub mod store;
+pub mod token;
 
 // The accept loop, the process runtime and the sandbox live in their own crates, so that the
 // sandbox can ship without the relay; these names keep their paths here.

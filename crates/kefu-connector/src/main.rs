@@ -26,5 +26,6 @@ fn main() -> ExitCode {
         Command::Sandbox(args) => kefu_connector::sandbox::run(args),
         Command::Demo(args) => kefu_connector::demo::run(args),
         Command::Bench(args) => kefu_connector::bench::run(args),
+        Command::Token(args) => kefu_connector::token::run(args),
     }
 }

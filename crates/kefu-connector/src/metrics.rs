@@ -1,11 +1,15 @@
 //! Prometheus metrics in the text exposition format: desk API requests, deliveries by outcome and
-//! error code, the pending queue, and a histogram of platform request latency.
+//! error code, failures by account and reason, the pending queue, a histogram of platform request
+//! latency, and the access-token counters of the `[wechat.<name>]` accounts.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+use kefu_client::wechat::{CountersSnapshot, WechatProvider};
+use kefu_core::Reason;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -30,7 +34,41 @@ pub struct Metrics {
     receive_ids: Mutex<BTreeMap<(String, bool), u64>>,
     webhook: Mutex<BTreeMap<(&'static str, String), u64>>,
     inbound_pending: AtomicI64,
+    failures: Mutex<BTreeMap<(String, &'static str), u64>>,
+    wechat: OnceLock<Vec<Arc<WechatProvider>>>,
 }
+
+/// One token counter: its metric name, its help, and its field of the snapshot.
+type TokenCounter = (&'static str, &'static str, fn(&CountersSnapshot) -> u64);
+
+/// The token counters exported per account.
+const TOKEN_COUNTERS: [TokenCounter; 5] = [
+    (
+        "kefu_wechat_token_fetches_total",
+        "stable_token calls made (normal and forced).",
+        |c| c.token_fetches,
+    ),
+    (
+        "kefu_wechat_token_fetch_failures_total",
+        "stable_token calls that brought no token.",
+        |c| c.token_fetch_failures,
+    ),
+    (
+        "kefu_wechat_config_failures_total",
+        "Calls that ended config (token fetch refused, account refused, rejected token given back): worth an alert.",
+        |c| c.config_failures,
+    ),
+    (
+        "kefu_wechat_refresh_replays_total",
+        "Calls whose token the platform rejected, replayed once with a fresh token.",
+        |c| c.refresh_replays,
+    ),
+    (
+        "kefu_wechat_same_token_back_total",
+        "Rejected tokens that stable_token gave back unchanged.",
+        |c| c.same_token_back,
+    ),
+];
 
 /// At most this many distinct receive-ids are labelled; the rest count as `other`.
 const MAX_RECEIVE_ID_LABELS: usize = 16;
@@ -115,6 +153,52 @@ impl Metrics {
         let status = status.map_or_else(|| "none".to_owned(), |s| s.to_string());
         if let Ok(mut webhook) = self.webhook.lock() {
             *webhook.entry((outcome, status)).or_default() += 1;
+        }
+    }
+
+    /// Counts a job that failed for good, by its account's configured name and its reason.
+    pub fn failure(&self, account: &str, reason: Reason) {
+        if let Ok(mut failures) = self.failures.lock() {
+            *failures
+                .entry((account.to_owned(), reason.as_str()))
+                .or_default() += 1;
+        }
+    }
+
+    /// The `[wechat.<name>]` providers whose token counters are exported, labelled by their
+    /// configured name only (never the AppID, a token or the AppSecret). Set once, at start.
+    pub fn wechat_accounts(&self, providers: Vec<Arc<WechatProvider>>) {
+        let _ = self.wechat.set(providers);
+    }
+
+    fn render_failures_and_tokens(&self, out: &mut String) {
+        out.push_str(
+            "# HELP kefu_delivery_failures_total Jobs failed for good, by account and reason.\n",
+        );
+        out.push_str("# TYPE kefu_delivery_failures_total counter\n");
+        if let Ok(failures) = self.failures.lock() {
+            for ((account, reason), count) in failures.iter() {
+                let _ = writeln!(
+                    out,
+                    "kefu_delivery_failures_total{{account=\"{}\",reason=\"{reason}\"}} {count}",
+                    label(account)
+                );
+            }
+        }
+        let providers = self.wechat.get().map(Vec::as_slice).unwrap_or_default();
+        let snapshots: Vec<(&str, CountersSnapshot)> =
+            providers.iter().map(|p| (p.name(), p.counters())).collect();
+        for (name, help, field) in TOKEN_COUNTERS {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (account, snapshot) in &snapshots {
+                let _ = writeln!(
+                    out,
+                    "{name}{{account=\"{}\"}} {}",
+                    label(account),
+                    field(snapshot)
+                );
+            }
         }
     }
 
@@ -231,6 +315,7 @@ impl Metrics {
                 );
             }
         }
+        self.render_failures_and_tokens(&mut out);
         self.render_inbound(&mut out);
         out
     }
@@ -295,5 +380,45 @@ mod tests {
             text.contains("kefu_webhook_deliveries_total{outcome=\"retry\",status=\"none\"} 1")
         );
         assert!(text.contains("kefu_inbound_pending 3"));
+    }
+
+    #[test]
+    fn renders_failures_and_token_counters_by_account_name_only() {
+        use kefu_client::kefu_payload::cgibin::AccountKind;
+        let metrics = Metrics::default();
+        metrics.failure("shop", Reason::QuotaExhausted);
+        metrics.failure("shop", Reason::QuotaExhausted);
+        metrics.failure("mini", Reason::Recipient);
+        let provider = WechatProvider::builder(
+            "shop",
+            AccountKind::OfficialAccount,
+            "wx0a0a0a0a0a0a0a0a",
+            "0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a",
+        )
+        .build()
+        .expect("provider");
+        metrics.wechat_accounts(vec![Arc::new(provider)]);
+        let text = metrics.render();
+        assert!(text.contains(
+            "kefu_delivery_failures_total{account=\"shop\",reason=\"quota_exhausted\"} 2"
+        ));
+        assert!(
+            text.contains("kefu_delivery_failures_total{account=\"mini\",reason=\"recipient\"} 1")
+        );
+        for name in [
+            "kefu_wechat_token_fetches_total",
+            "kefu_wechat_token_fetch_failures_total",
+            "kefu_wechat_config_failures_total",
+            "kefu_wechat_refresh_replays_total",
+            "kefu_wechat_same_token_back_total",
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} counter")), "{name}");
+            assert!(
+                text.contains(&format!("{name}{{account=\"shop\"}} 0")),
+                "{name}"
+            );
+        }
+        assert!(!text.contains("wx0a0a0a0a0a0a0a0a"));
+        assert!(!text.contains("0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a"));
     }
 }

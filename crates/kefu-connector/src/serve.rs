@@ -128,13 +128,21 @@ impl Relay {
             DIALOGUE_ACCOUNT,
             Arc::clone(&dialogue) as Arc<dyn kefu_core::Provider>,
         );
-        for provider in wechat_providers(config, &store)? {
+        let wechat = wechat_providers(config, &store)?;
+        for provider in &wechat {
             let name = provider.name().to_owned();
-            providers.register(name, provider as Arc<dyn kefu_core::Provider>);
+            providers.register(name, Arc::clone(provider) as Arc<dyn kefu_core::Provider>);
         }
         let providers = Arc::new(providers);
         let policy = retry_policy(config);
         let metrics = Arc::new(Metrics::default());
+        metrics.wechat_accounts(wechat.clone());
+        let wechat = Arc::new(
+            wechat
+                .into_iter()
+                .map(|p| (p.name().to_owned(), p))
+                .collect(),
+        );
         let dispatcher = Dispatcher::start(
             Arc::clone(&store),
             Arc::clone(&providers),
@@ -154,6 +162,7 @@ impl Relay {
             dialogue,
             inbound: inbound.clone(),
             idempotency_retention: config.idempotency_retention,
+            wechat,
         };
         let app = api::router(state, config.max_body_bytes);
         let listener = match TcpListener::bind(config.listen).await {

@@ -150,6 +150,8 @@ Routes:
   GET  /sandbox/accounts/{appid}           token fetches, force refreshes, accepted requests
   GET  /sandbox/accounts/{appid}/messages[?openid=…]   accepted custom/send and typing bodies
   POST /sandbox/accounts/{appid}/supersede the account's tokens answer 40001 from now on
+  POST /sandbox/accounts/{appid}/inject    body with errcode N and count C: the next C
+                                           custom/send and typing calls answer N (45009, …)
   GET  /sandbox/accounts/{appid}/users/{openid}        the user's send window, quota, typing
   POST /sandbox/accounts/{appid}/users/{openid}/write  the user writes: window open, quota reset
 

@@ -10,6 +10,7 @@ use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 
 use crate::OaSay;
+use crate::cgibin::{Injection, MAX_INJECTED_CALLS};
 use crate::push::CallbackDelivery;
 use crate::server::{App, Body, error_response, json_response, unix_ms};
 use crate::user::{AskForPerson, Redelivery, Say, SayError, UserAction};
@@ -132,6 +133,25 @@ async fn account_route(
                 &app.api.supersede(appid).ok_or_else(unknown)?,
             )
         }
+        ["inject"] => {
+            expect(Method::POST)?;
+            let injection = parse::<Injection>(
+                &read_body(request).await?,
+                false,
+                r#"{"errcode": N (not 0), "count": calls (1 to 10000)}"#,
+            )?;
+            if injection.errcode == 0 || !(1..=MAX_INJECTED_CALLS).contains(&injection.count) {
+                return Err(Box::new(error_response(
+                    StatusCode::BAD_REQUEST,
+                    "errcode must not be 0 and count must be 1 to 10000",
+                    None,
+                )));
+            }
+            json_value(
+                StatusCode::OK,
+                &app.api.inject(appid, injection).ok_or_else(unknown)?,
+            )
+        }
         ["users", openid] if !openid.is_empty() => {
             expect(Method::GET)?;
             json_value(
@@ -151,7 +171,7 @@ async fn account_route(
 }
 
 /// Every route, for the 404 answer.
-const ROUTES: &str = "POST /openapi/sendmsg/{TOKEN}, POST /openapi/kefustate/get/{TOKEN}, POST /openapi/kefustate/change/{TOKEN}, GET /sandbox/messages[?openid=…], GET /sandbox/users/{openid}, POST /sandbox/users/{openid}/say, /ask-for-person, /rate, /enter, /leave and /redeliver, POST /sandbox/oa/users/{openid}/say and /redeliver, POST /cgi-bin/stable_token, POST /cgi-bin/message/custom/send?access_token=…, POST /cgi-bin/message/custom/typing and /cgi-bin/message/custom/business/typing, GET /sandbox/accounts/{appid}, GET /sandbox/accounts/{appid}/messages[?openid=…], POST /sandbox/accounts/{appid}/supersede, GET /sandbox/accounts/{appid}/users/{openid}, POST /sandbox/accounts/{appid}/users/{openid}/write";
+const ROUTES: &str = "POST /openapi/sendmsg/{TOKEN}, POST /openapi/kefustate/get/{TOKEN}, POST /openapi/kefustate/change/{TOKEN}, GET /sandbox/messages[?openid=…], GET /sandbox/users/{openid}, POST /sandbox/users/{openid}/say, /ask-for-person, /rate, /enter, /leave and /redeliver, POST /sandbox/oa/users/{openid}/say and /redeliver, POST /cgi-bin/stable_token, POST /cgi-bin/message/custom/send?access_token=…, POST /cgi-bin/message/custom/typing and /cgi-bin/message/custom/business/typing, GET /sandbox/accounts/{appid}, GET /sandbox/accounts/{appid}/messages[?openid=…], POST /sandbox/accounts/{appid}/supersede, POST /sandbox/accounts/{appid}/inject, GET /sandbox/accounts/{appid}/users/{openid}, POST /sandbox/accounts/{appid}/users/{openid}/write";
 
 fn not_found() -> Response<Body> {
     error_response(

@@ -79,6 +79,7 @@
 //! | `GET /sandbox/accounts/{appid}` | [`ApiAccountSnapshot`]: `{"appid","kind","token_fetches","force_refreshes","supersessions","accepted"}` |
 //! | `GET /sandbox/accounts/{appid}/messages[?openid=…]` | the account's accepted `custom/send` and typing requests in order: a JSON array of [`ApiRequest`] `{"seq","appid","path","openid","kind","body","received_at_ms"}`, `body` exactly as received |
 //! | `POST /sandbox/accounts/{appid}/supersede` | no body (or `{}`); every token of the account answers 40001 from now on; answer [`ApiAccountSnapshot`] |
+//! | `POST /sandbox/accounts/{appid}/inject` | `{"errcode": N, "count": C}` (N not 0, C from 1 to 10,000): the account's next C `custom/send` and typing calls with a valid token answer `{"errcode":N,"errmsg":"injected by the sandbox … rid: …"}` and are not accepted, for the codes its rules cannot produce (45009, 45011, 70000, …); replaces an injection still pending; answer [`Injection`] |
 //! | `GET /sandbox/accounts/{appid}/users/{openid}` | [`ApiUser`]: `{"openid","wrote_at_ms","sent_since_wrote","interaction_at_ms","typing_until_ms"}` |
 //! | `POST /sandbox/accounts/{appid}/users/{openid}/write` | no body (or `{}`); the user writes to the account without a push: the window opens, the quota starts again; answer [`ApiUser`] |
 //!
@@ -329,7 +330,7 @@ use tokio::task::JoinHandle;
 
 pub use cgibin::{
     AccountKind, ApiAccount, ApiAccountSnapshot, ApiRequest, ApiSettings, ApiUser,
-    DEFAULT_MP_APPID, DEFAULT_MP_SECRET, DEFAULT_OA_APPID, DEFAULT_OA_SECRET,
+    DEFAULT_MP_APPID, DEFAULT_MP_SECRET, DEFAULT_OA_APPID, DEFAULT_OA_SECRET, Injection,
 };
 pub use command::{SandboxArgs, run};
 pub use config::{DEFAULT_MAX_MESSAGES, SandboxConfig, SandboxError};

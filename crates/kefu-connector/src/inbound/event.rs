@@ -106,6 +106,27 @@ pub fn wechat_kind(message: &StandardMessage) -> EventKind {
     }
 }
 
+/// Whether an OA/MP callback opens the platform's send window (protocols.md §5.3): a message
+/// the user wrote, or one of the events the platform counts as an interaction (a click,
+/// scancode_push or scancode_waitmsg menu, following the account, scanning a QR code). An
+/// unfollow, a link menu or a location report opens nothing: a send after it would get 45015.
+pub fn opens_send_window(message: &StandardMessage) -> bool {
+    if message.msg_type.as_deref() != Some("event") {
+        return true;
+    }
+    const TRIGGERS: [&str; 5] = [
+        "CLICK",
+        "scancode_push",
+        "scancode_waitmsg",
+        "subscribe",
+        "SCAN",
+    ];
+    message
+        .event
+        .as_deref()
+        .is_some_and(|event| TRIGGERS.iter().any(|t| t.eq_ignore_ascii_case(event)))
+}
+
 /// The event JSON of a Dialogue callback, without its `id` (given when it is stored).
 pub fn dialogue_event(
     callback: &HandoffCallback,
@@ -206,6 +227,35 @@ mod tests {
             assessment: Some(0),
             createtime: Some(1_700_000_000),
             ..HandoffCallback::default()
+        }
+    }
+
+    #[test]
+    fn send_window_triggers_are_the_platforms() {
+        let event = |msg_type: &str, event: Option<&str>| StandardMessage {
+            msg_type: Some(msg_type.into()),
+            event: event.map(str::to_owned),
+            ..StandardMessage::default()
+        };
+        for opens in [
+            event("text", None),
+            event("voice", None),
+            event("event", Some("CLICK")),
+            event("event", Some("scancode_push")),
+            event("event", Some("scancode_waitmsg")),
+            event("event", Some("subscribe")),
+            event("event", Some("SCAN")),
+        ] {
+            assert!(opens_send_window(&opens), "{opens:?}");
+        }
+        for closed in [
+            event("event", Some("unsubscribe")),
+            event("event", Some("VIEW")),
+            event("event", Some("LOCATION")),
+            event("event", Some("kf_close_session")),
+            event("event", None),
+        ] {
+            assert!(!opens_send_window(&closed), "{closed:?}");
         }
     }
 

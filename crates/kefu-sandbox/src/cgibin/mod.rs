@@ -119,7 +119,24 @@ struct State {
     users: Vec<HashMap<String, ApiUser>>,
     requests: VecDeque<ApiRequest>,
     seq: u64,
+    /// Per account: the errcode the next calls answer, and how many calls are left.
+    injected: Vec<Option<Injection>>,
 }
+
+/// An error the next `custom/send` and typing calls of an account answer, set by
+/// `POST /sandbox/accounts/{appid}/inject`: for a desk's CI to meet the codes a sandbox cannot
+/// otherwise produce (45009, 45011, 70000, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Injection {
+    /// The `errcode` to answer; not 0.
+    pub errcode: i64,
+    /// How many calls answer it, from 1.
+    pub count: u32,
+}
+
+/// The most calls one injection may cover.
+pub const MAX_INJECTED_CALLS: u32 = 10_000;
 
 /// The platform for the configured accounts. Deliberately not `Debug`: it holds AppSecrets.
 pub(crate) struct WeChatApi {
@@ -151,6 +168,7 @@ impl WeChatApi {
                 users: vec![HashMap::new(); count],
                 requests: VecDeque::new(),
                 seq: 0,
+                injected: vec![None; count],
             }),
             // A stream of its own, so that these rids shift neither the faults nor the
             // Dialogue platform's rids.
@@ -263,6 +281,9 @@ impl WeChatApi {
     fn send(&self, query: Option<&str>, raw: &[u8], now_ms: u64) -> Result<Reply, Refusal> {
         // The body is parsed without the lock, which other requests wait for.
         let index = self.account(&self.lock(), query, now_ms)?;
+        if let Some(reply) = self.injected(index) {
+            return Ok(reply);
+        }
         let body = message::json_object(raw)?;
         let openid = message::touser(&body)?;
         let msgtype = message::check_send(&body, self.accounts[index].kind)?;
@@ -286,6 +307,9 @@ impl WeChatApi {
         now_ms: u64,
     ) -> Result<Reply, Refusal> {
         let index = self.account(&self.lock(), query, now_ms)?;
+        if let Some(reply) = self.injected(index) {
+            return Ok(reply);
+        }
         if self.accounts[index].kind != path_kind {
             return Err(Refusal::InvalidAccountType);
         }
@@ -380,6 +404,40 @@ impl WeChatApi {
                 .cloned()
                 .collect(),
         )
+    }
+
+    /// Makes the account's next `injection.count` calls of `custom/send` and typing (with a
+    /// valid token) answer `injection.errcode`, replacing an injection still pending. `None` for
+    /// an unknown AppID.
+    pub(crate) fn inject(&self, appid: &str, injection: Injection) -> Option<Injection> {
+        let index = self.index(appid)?;
+        self.lock().injected[index] = Some(injection);
+        Some(injection)
+    }
+
+    /// The injected answer of the account's next call, if one is pending; counts it down.
+    fn injected(&self, index: usize) -> Option<Reply> {
+        let errcode = {
+            let mut state = self.lock();
+            let slot = &mut state.injected[index];
+            let injection = slot.as_mut()?;
+            let errcode = injection.errcode;
+            injection.count = injection.count.saturating_sub(1);
+            if injection.count == 0 {
+                *slot = None;
+            }
+            errcode
+        };
+        let rid = self.rid();
+        Some(Reply {
+            body: json!({
+                "errcode": errcode,
+                "errmsg": format!("injected by the sandbox (POST /sandbox/accounts/{{appid}}/inject) rid: {rid}"),
+            })
+            .to_string(),
+            code: errcode,
+            rid: Some(rid),
+        })
     }
 
     /// Supersedes every token of the account, as a `/cgi-bin/token` call or a leaked-token

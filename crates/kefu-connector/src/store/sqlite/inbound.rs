@@ -230,14 +230,14 @@ fn admit_wechat(tx: &Transaction<'_>, now: i64, new: NewWechat) -> Result<Admiss
             dedup_expires_ms: new.dedup_expires_ms,
         },
     )?;
-    // Every callback of an OA/MP is something the user did (wrote, tapped a menu, followed,
-    // scanned), and each opens the platform's send window anew (protocols.md §5.4).
     let openid = &new.message.from_user_name;
     let mut session = load_session(tx, &new.account, openid)?
         .unwrap_or_else(|| Session::new(&new.account, openid, now));
     session.updated_at_ms = now;
     session.last_event_id = Some(stored.id);
-    session.last_user_message_at_ms = Some(now);
+    if event::opens_send_window(&new.message) {
+        session.last_user_message_at_ms = Some(now);
+    }
     save_session(tx, &session)?;
     Ok(Admission::Stored(stored))
 }
@@ -703,6 +703,61 @@ mod tests {
                 .unwrap(),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn only_a_message_or_a_trigger_event_opens_the_send_window() {
+        let (_dir, outbox) = open().await;
+        let admit = |n: u32, msg_type: &str, event: Option<&str>, now: i64| {
+            let outbox = outbox.clone();
+            let new = NewWechat {
+                account: "oa".into(),
+                message: StandardMessage {
+                    from_user_name: "oU".into(),
+                    msg_type: Some(msg_type.into()),
+                    event: event.map(str::to_owned),
+                    ..StandardMessage::default()
+                },
+                replay_key: format!("r{n}"),
+                plain_replay_key: None,
+                replay_expires_ms: i64::MAX,
+                body_sha256: format!("b{n}"),
+                dedup_key: format!("d{n}"),
+                dedup_expires_ms: i64::MAX,
+                webhook: false,
+            };
+            async move {
+                outbox
+                    .run(Box::new(move |tx, _| admit_wechat(tx, now, new)))
+                    .await
+                    .unwrap();
+                outbox
+                    .run(Box::new(|tx, _| load_session(tx, "oa", "oU")))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .last_user_message_at_ms
+            }
+        };
+        assert_eq!(admit(1, "event", Some("unsubscribe"), 1_000).await, None);
+        assert_eq!(admit(2, "event", Some("VIEW"), 2_000).await, None);
+        assert_eq!(admit(3, "text", None, 3_000).await, Some(3_000));
+        assert_eq!(
+            admit(4, "event", Some("unsubscribe"), 4_000).await,
+            Some(3_000),
+            "an unfollow does not move the window"
+        );
+        assert_eq!(
+            admit(5, "event", Some("LOCATION"), 5_000).await,
+            Some(3_000)
+        );
+        assert_eq!(
+            admit(6, "event", Some("subscribe"), 6_000).await,
+            Some(6_000)
+        );
+        assert_eq!(admit(7, "event", Some("CLICK"), 7_000).await, Some(7_000));
+        assert_eq!(admit(8, "event", Some("SCAN"), 8_000).await, Some(8_000));
+        assert_eq!(admit(9, "image", None, 9_000).await, Some(9_000));
     }
 
     fn call(action: DeskAction) -> DeskCall {
