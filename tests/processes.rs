@@ -372,6 +372,11 @@ fn demo_plays_the_whole_handoff() {
         "waiterQuit",
         "session of oDEMO_user_0001: state \"complete\", agent \"客服小红\"",
         "The platform's state of oDEMO_user_0001: complete",
+        "webhook event #3 message from oDEMO_oa_user_0001 on \"shop\"",
+        "/cgi-bin/message/custom/typing Typing",
+        "\"msgtype\":\"msgmenu\"",
+        "\"msgtype\":\"image\"",
+        "error_code 45047, reason \"quota_exhausted\"",
     ] {
         assert!(text.contains(expected), "missing {expected}: {text}");
     }
@@ -379,7 +384,7 @@ fn demo_plays_the_whole_handoff() {
     // belong to, and what to run next last.
     let mut at = 0;
     for line in [
-        "The sandbox plays WeChat's Dialogue platform and a user; the relay is `kefu-connector serve`,",
+        "The sandbox plays WeChat's Dialogue platform, an Official Account's api.weixin.qq.com and",
         "the built-in desk stands in for your agent desk.",
         "1. the user asks for a person",
         "2. the desk hears it",
@@ -393,6 +398,20 @@ fn demo_plays_the_whole_handoff() {
         "desk: thanked oDEMO_user_0001",
         "The sandbox received, decrypted, in order:",
         "The platform's state of oDEMO_user_0001: complete",
+        "5. the user writes to the Official Account",
+        "6. the desk hears it, shows typing",
+        "desk ← webhook event #3 message",
+        "desk: typing…",
+        "desk: answered with a text, an image and a menu",
+        "7. one more message runs into the quota",
+        "status \"failed\", error_code 45047, reason \"quota_exhausted\"",
+        "switches channel",
+        "The sandbox received for the Official Account wx0a0a0a0a0a0a0a0a, raw JSON, in order:",
+        "/cgi-bin/message/custom/typing Typing",
+        "/cgi-bin/message/custom/send text",
+        "/cgi-bin/message/custom/send image",
+        "/cgi-bin/message/custom/send msgmenu",
+        "The relay's session of oDEMO_oa_user_0001 on \"shop\"",
         "Next, the same with separate processes and kefu.example.toml",
         "kefu-connector serve --config kefu.example.toml",
     ] {

@@ -63,12 +63,17 @@ pub enum Command {
     /// Show the whole handoff on loopback, with no setup: the sandbox and the relay start
     /// in-process, a built-in desk takes a session, answers with a text, a news card and a
     /// mini-program card, asks for a rating and leaves; then the messages the sandbox received
-    /// are printed, decrypted.
+    /// are printed, decrypted. Then a user writes to an Official Account through the same relay:
+    /// the desk shows typing, answers with a text, an image and a menu through custom/send, and
+    /// its sixth message fails with quota_exhausted; the JSON bodies the sandbox received are
+    /// printed.
     Demo(DemoArgs),
     /// Measure the relay under load on loopback: many users post to /v1/messages of an
     /// in-process relay (durable outbox) that delivers to an in-process sandbox; reports accepted
     /// and delivered messages/s, acknowledgement and end-to-end latency, peak memory, and the
-    /// direct-client ceiling. Exits 1 if any acknowledged message was lost or duplicated. With
+    /// direct-client ceiling; then the same through an Official Account's custom/send
+    /// (--provider chooses dialogue, oa or all). Exits 1 if any acknowledged message was lost or
+    /// duplicated. With
     /// --inbound: sandbox users push handoff callbacks instead, and it reports how fast the relay
     /// acknowledges them while the desk's webhook is slow.
     Bench(BenchArgs),

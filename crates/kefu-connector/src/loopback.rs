@@ -12,6 +12,9 @@ pub const API_KEY: &str = "loopback-desk-key-0123456789";
 pub const CALLBACK_SECRET: &str = "loopback-callback-secret-0123";
 /// The Official Account AppID a loopback relay sends by default.
 pub const OA_APPID: &str = "wx0000000000000000";
+/// The relay's `[wechat.<name>]` account for the sandbox's Official Account, when it has one:
+/// its callbacks arrive at `/v1/callbacks/wechat/shop`, and the desk sends with `"account":"shop"`.
+pub const OA_ACCOUNT: &str = "shop";
 
 /// A running sandbox, a relay delivering to it, and a desk client of the relay.
 pub struct Loopback {
@@ -29,6 +32,10 @@ pub struct Loopback {
 impl Loopback {
     /// Starts the sandbox, then a relay whose account matches it (token, key, bot APPID, base
     /// URL), listening on `127.0.0.1:0`, and points the sandbox's handoff callbacks at the relay.
+    /// When the sandbox plays an Official Account ([`SandboxConfig::oa`]) whose AppID is one of
+    /// its `api.weixin.qq.com` accounts, the relay also gets the account [`OA_ACCOUNT`] (the
+    /// OA's Token, key and AppID, the AppSecret, the sandbox as `api_base_url`), and the OA's
+    /// pushes go to its callback.
     /// `overrides` are settings by environment-variable name, applied last, e.g.
     /// `("KEFU_DELIVERY_MAX_ATTEMPTS", "10")` or `("KEFU_WEBHOOK_URL", …)`.
     pub async fn start(
@@ -49,10 +56,14 @@ impl Loopback {
                 dir.path().join("outbox.sqlite3").display().to_string(),
             ),
         ];
+        let config_of_oa = sandbox.clone();
         let sandbox = Sandbox::start(sandbox)
             .await
             .map_err(|e| format!("cannot start the sandbox: {e}"))?;
         settings.push(("KEFU_DIALOGUE_BASE_URL", sandbox.base_url()));
+        let oa = oa_settings(&config_of_oa, &sandbox.api_base_url());
+        let with_oa = !oa.is_empty();
+        settings.extend(oa);
         settings.extend(overrides.iter().cloned());
         let config = Config::from_settings(&settings).map_err(|e| e.to_string())?;
         let relay = Relay::start(&config).await.map_err(|e| e.to_string())?;
@@ -68,6 +79,14 @@ impl Loopback {
                 relay.addr
             ))
             .map_err(|e| e.to_string())?;
+        if with_oa {
+            sandbox
+                .set_oa_callback_url(&format!(
+                    "http://{}/v1/callbacks/wechat/{OA_ACCOUNT}",
+                    relay.addr
+                ))
+                .map_err(|e| e.to_string())?;
+        }
         let desk = Desk::new(format!("http://{}", relay.addr), API_KEY);
         Ok(Loopback {
             sandbox,
@@ -88,4 +107,24 @@ impl Loopback {
         self.relay.stop().await;
         self.sandbox.stop().await;
     }
+}
+
+/// The relay settings of [`OA_ACCOUNT`] for the sandbox's Official Account, or none when the
+/// sandbox plays none or cannot send for it (no `api.weixin.qq.com` account with its AppID).
+fn oa_settings(sandbox: &SandboxConfig, api_base_url: &str) -> Vec<(&'static str, String)> {
+    let Some(oa) = &sandbox.oa else {
+        return Vec::new();
+    };
+    let Some(api) = sandbox.api.accounts.iter().find(|a| a.appid == oa.appid) else {
+        return Vec::new();
+    };
+    vec![
+        ("KEFU_CALLBACKS_WECHAT_ACCOUNTS", OA_ACCOUNT.to_owned()),
+        ("KEFU_WECHAT_SHOP_KIND", "oa".to_owned()),
+        ("KEFU_WECHAT_SHOP_TOKEN", oa.token.clone()),
+        ("KEFU_WECHAT_SHOP_AES_KEY", oa.aes_key.clone()),
+        ("KEFU_WECHAT_SHOP_RECEIVE_ID", oa.appid.clone()),
+        ("KEFU_WECHAT_SHOP_SECRET", api.secret.clone()),
+        ("KEFU_WECHAT_SHOP_API_BASE_URL", api_base_url.to_owned()),
+    ]
 }

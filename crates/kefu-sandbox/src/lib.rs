@@ -498,6 +498,19 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Points the Official Account's pushes at `url` (`http://` only) from now on, replacing
+    /// `--oa-callback-url`, as [`Sandbox::set_callback_url`] does for the Dialogue callbacks.
+    /// Without an Official Account ([`SandboxConfig::oa`]) it is a configuration error.
+    pub fn set_oa_callback_url(&self, url: &str) -> Result<(), SandboxError> {
+        let uri = parse_callback_url(url)
+            .map_err(|reason| SandboxError::config("--oa-callback-url", reason))?;
+        let oa = self.app.oa.as_ref().ok_or_else(|| {
+            SandboxError::config("--oa-appid", "no Official Account is configured")
+        })?;
+        oa.set_target(uri);
+        Ok(())
+    }
+
     /// A user's handoff state and what the sandbox knows of them, as
     /// `GET /sandbox/users/{openid}` shows it. Users never seen are `asking`.
     pub fn user(&self, openid: &str) -> UserSnapshot {

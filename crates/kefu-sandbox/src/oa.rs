@@ -335,6 +335,10 @@ impl OfficialAccount {
     }
 
     /// The URL without its path, safe to log.
+    pub(crate) fn set_target(&self, uri: hyper::Uri) {
+        self.target.set(uri);
+    }
+
     pub(crate) fn redacted_target(&self) -> Option<String> {
         self.target.redacted()
     }

@@ -4,7 +4,9 @@
 //! delivers to an in-process sandbox. The same messages sent straight through `kefu-client` to the
 //! sandbox, with no outbox, give the ceiling. The run also checks what it measures: every
 //! acknowledged message must end delivered, failed or ambiguous, and none may reach the sandbox
-//! twice. `--inbound` measures the other direction: see `inbound.rs`.
+//! twice. The same load also goes through an Official Account (`custom/send`, with its access
+//! token), `--provider` choosing either path or both in one run. `--inbound` measures the other
+//! direction: see `inbound.rs`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,21 +14,34 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use kefu_client::Client;
 use kefu_payload::{Channel, Msg, SendMsg};
 use serde_json::json;
 use tokio::time::Instant;
 
 use crate::desk::Desk;
-use crate::loopback::{Loopback, OA_APPID};
-use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::loopback::{Loopback, OA_ACCOUNT, OA_APPID};
+use crate::sandbox::{DEFAULT_OA_APPID, OaAccount, Sandbox, SandboxConfig};
 
 mod inbound;
 
 const TOKEN: &str = "BENCHTOKEN0123456789abcdef";
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const BOT_APPID: &str = "Gg8HejYTkUsEIlG";
+const OA_TOKEN: &str = "BENCHOATOKEN0123456789";
+const OA_AES_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+
+/// Which platform path the relay's load goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Provider {
+    /// The Dialogue platform's `sendmsg` (encrypted XML), with the direct-client ceiling.
+    Dialogue,
+    /// An Official Account's `custom/send` (JSON, with an access token).
+    Oa,
+    /// Both, one after the other in the same run, each against a fresh relay and sandbox.
+    All,
+}
 
 /// Arguments of `bench`.
 #[derive(Debug, Clone, Args)]
@@ -65,6 +80,10 @@ pub struct BenchArgs {
     /// Skip the direct-client ceiling.
     #[arg(long)]
     pub no_direct: bool,
+    /// The path to measure. The OA path raises the sandbox's quota and send window out of the
+    /// way, so that it measures the relay and not the platform's rules.
+    #[arg(long, value_enum, default_value_t = Provider::All, conflicts_with_all = ["inbound", "duration_secs"])]
+    pub provider: Provider,
     /// Measure the inbound side instead: sandbox users push handoff callbacks to the relay, which
     /// must acknowledge each once stored, without waiting for the desk's webhook.
     #[arg(long, conflicts_with = "duration_secs")]
@@ -178,9 +197,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
         let outcome = if args.inbound {
             inbound::run(&args).await.map(|_| true)
         } else {
-            bench(&args)
-                .await
-                .map(|report| report.lost == 0 && report.duplicated == 0)
+            paths(&args).await
         };
         match outcome {
             Ok(true) => ExitCode::SUCCESS,
@@ -196,6 +213,22 @@ pub fn run(args: BenchArgs) -> ExitCode {
     })
 }
 
+/// Runs the chosen paths; true when neither lost nor duplicated a message.
+async fn paths(args: &BenchArgs) -> Result<bool, String> {
+    let mut clean = true;
+    if args.provider != Provider::Oa {
+        println!("Dialogue platform (sendmsg, encrypted XML):");
+        let report = bench(args).await?;
+        clean &= report.lost == 0 && report.duplicated == 0;
+    }
+    if args.provider != Provider::Dialogue {
+        println!("Official Account (custom/send, JSON with an access token):");
+        let report = relay_run(args, Path::Oa).await?;
+        clean &= report.lost == 0 && report.duplicated == 0;
+    }
+    Ok(clean)
+}
+
 async fn bench(args: &BenchArgs) -> Result<RelayReport, String> {
     if !args.no_direct {
         let (ceiling, cpu) = direct_ceiling(args).await?;
@@ -203,15 +236,34 @@ async fn bench(args: &BenchArgs) -> Result<RelayReport, String> {
             "direct client, no outbox   {ceiling:>9.0} msg/s  (the ceiling)  cpu {:>6.1} µs/msg",
             micros_f64(cpu)
         );
-        let report = relay_run(args).await?;
+        let report = relay_run(args, Path::Dialogue).await?;
         println!(
             "relay / direct             {:>9.0} %",
             100.0 * report.delivered_per_sec / ceiling
         );
         Ok(report)
     } else {
-        relay_run(args).await
+        relay_run(args, Path::Dialogue).await
     }
+}
+
+/// The relay path of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Dialogue,
+    Oa,
+}
+
+/// The sandbox of the OA path: the Official Account whose users write, on the default
+/// api.weixin.qq.com account; no quota and a week-long window, so that every message is
+/// accepted; and every request kept, since the bench reads them back to count deliveries.
+fn oa_sandbox_config(args: &BenchArgs) -> SandboxConfig {
+    let mut config = sandbox_config(args);
+    config.oa = Some(OaAccount::new(OA_TOKEN, OA_AES_KEY, DEFAULT_OA_APPID));
+    config.api.quota_per_message = u32::MAX;
+    config.api.send_window = Duration::from_secs(7 * 24 * 3600);
+    config.max_messages = args.messages.max(args.users) * 2;
+    config
 }
 
 fn sandbox_config(args: &BenchArgs) -> SandboxConfig {
@@ -268,7 +320,10 @@ async fn direct_ceiling(args: &BenchArgs) -> Result<(f64, Duration), String> {
     Ok((rate, cpu))
 }
 
-async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
+async fn relay_run(args: &BenchArgs, path: Path) -> Result<RelayReport, String> {
+    if path == Path::Oa && args.duration_secs.is_some() {
+        return Err("a soak run (--duration-secs) measures the Dialogue path only".into());
+    }
     let mut overrides = vec![
         ("KEFU_DIALOGUE_REQUEST_TIMEOUT_MS", "2000".to_owned()),
         ("KEFU_DELIVERY_CONCURRENCY", args.concurrency.to_string()),
@@ -278,14 +333,28 @@ async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
     if let Some(path) = &args.outbox {
         overrides.push(("KEFU_OUTBOX_PATH", path.display().to_string()));
     }
-    let setup = Loopback::start(sandbox_config(args), &overrides).await?;
+    let sandbox = match path {
+        Path::Dialogue => sandbox_config(args),
+        Path::Oa => oa_sandbox_config(args),
+    };
+    let setup = Loopback::start(sandbox, &overrides).await?;
     let desk = setup.desk.clone();
 
     let users = args.users.max(1);
+    if path == Path::Oa {
+        // Each user writes first: the platform answers 40003 to a user who never wrote.
+        for user in 0..users {
+            setup
+                .sandbox
+                .api_user_writes(DEFAULT_OA_APPID, &format!("oBENCH{user:05}"))
+                .ok_or("the sandbox has no Official Account to bench")?;
+        }
+    }
     let deadline = args
         .duration_secs
         .map(|secs| Instant::now() + Duration::from_secs(secs));
     let clock = Instant::now();
+    let clock_unix_micros = unix_micros();
     let cpu_before = cpu_time();
     let slots = if deadline.is_some() {
         SOAK_SLOTS
@@ -380,24 +449,33 @@ async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
                 if let Some(ticker) = pacing.as_mut() {
                     ticker.tick().await;
                 }
-                let index = usize::try_from(next_index.fetch_add(1, Ordering::Relaxed)).unwrap_or(usize::MAX);
+                let index = usize::try_from(next_index.fetch_add(1, Ordering::Relaxed))
+                    .unwrap_or(usize::MAX);
                 if index >= total {
                     break;
                 }
                 let start = micros(clock);
-                if let (Some(slot), Some(count)) = (posted_at.get(index % slots), received.get(index % slots)) {
+                if let (Some(slot), Some(count)) =
+                    (posted_at.get(index % slots), received.get(index % slots))
+                {
                     slot.store(start, Ordering::Relaxed);
                     count.store(0, Ordering::Relaxed);
                 }
+                let openid = format!("oBENCH{user:05}");
+                let msg = format!("bench {index}");
+                let body = match path {
+                    Path::Dialogue => json!({"openid": openid, "channel": 0, "msg": msg}),
+                    Path::Oa => json!({"account": OA_ACCOUNT, "openid": openid, "msg": msg}),
+                };
                 let reply = desk
-                    .post(
-                        "/v1/messages",
-                        &json!({"openid": format!("oBENCH{user:05}"), "channel": 0, "msg": format!("bench {index}")}),
-                    )
+                    .post("/v1/messages", &body)
                     .await
                     .map_err(|e| e.to_string())?;
                 if reply.status != 202 {
-                    return Err(format!("message {index} refused: {} {}", reply.status, reply.text));
+                    return Err(format!(
+                        "message {index} refused: {} {}",
+                        reply.status, reply.text
+                    ));
                 }
                 ack_latency.record(micros(clock) - start);
                 accepted += 1;
@@ -452,6 +530,27 @@ async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
     // Let the last deliveries reach the watcher.
     tokio::time::sleep(Duration::from_millis(50)).await;
     watcher.abort();
+    if path == Path::Oa {
+        // custom/send is not in the sandbox's subscription: read what it accepted instead, to
+        // the millisecond it keeps.
+        for request in setup
+            .sandbox
+            .api_requests(DEFAULT_OA_APPID, None)
+            .unwrap_or_default()
+        {
+            let Some(index) = bench_index(&request.body) else {
+                continue;
+            };
+            let now = (request.received_at_ms * 1000).saturating_sub(clock_unix_micros);
+            if let (Some(count), Some(sent)) =
+                (received.get(index % slots), posted_at.get(index % slots))
+            {
+                count.fetch_add(1, Ordering::Relaxed);
+                end_to_end.record(now.saturating_sub(sent.load(Ordering::Relaxed)));
+                last_delivery.fetch_max(now, Ordering::Relaxed);
+            }
+        }
+    }
     let duplicated = received
         .iter()
         .filter(|count| count.load(Ordering::Relaxed) > 1)
@@ -513,6 +612,24 @@ async fn relay_run(args: &BenchArgs) -> Result<RelayReport, String> {
     print_peak_memory();
     setup.stop().await;
     Ok(report)
+}
+
+/// The index of a bench message in a `custom/send` body: its text is `bench <index>`.
+fn bench_index(body: &str) -> Option<usize> {
+    let body: serde_json::Value = serde_json::from_str(body).ok()?;
+    body["text"]["content"]
+        .as_str()?
+        .strip_prefix("bench ")?
+        .parse()
+        .ok()
+}
+
+/// Now in Unix microseconds: the sandbox stamps what it accepts with the wall clock.
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
 }
 
 /// The ticker of one user's posts in an open loop at `rate` messages per second across `users`,
@@ -596,7 +713,30 @@ fn memory_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs the relay part of the bench in-process and returns its report, for tests.
+/// Runs the relay part of the bench in-process and returns its report, for tests: the Dialogue
+/// path, or with `--provider oa` the Official Account's.
 pub async fn relay_report(args: &BenchArgs) -> Result<RelayReport, String> {
-    relay_run(args).await
+    let path = match args.provider {
+        Provider::Oa => Path::Oa,
+        Provider::Dialogue | Provider::All => Path::Dialogue,
+    };
+    relay_run(args, path).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bench_index;
+
+    #[test]
+    fn bench_index_reads_the_text_of_a_custom_send_body() {
+        let body = r#"{"touser":"oBENCH00001","msgtype":"text","text":{"content":"bench 42"}}"#;
+        assert_eq!(bench_index(body), Some(42));
+        for other in [
+            r#"{"msgtype":"text","text":{"content":"hello"}}"#,
+            "not json",
+            "{}",
+        ] {
+            assert_eq!(bench_index(other), None, "{other}");
+        }
+    }
 }

@@ -11,8 +11,11 @@
 //! 3. the user rates the service; the `rating` event reaches the desk, which thanks the user and
 //!    leaves (`quit`).
 //!
-//! Finally it prints what the sandbox received, decrypted, the relay's view of the session, and
-//! what to run next. The desk acts in the demo's own task, so the output comes in a fixed order.
+//! It prints what the sandbox received, decrypted, and the relay's view of the session. Then the
+//! same relay serves an Official Account conversation (see `oa.rs`): the user writes to the OA,
+//! the desk hears it, shows typing, answers through `custom/send`, and runs into the quota.
+//! Finally it prints what to run next. The desk acts in the demo's own task, so the output comes
+//! in a fixed order.
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -33,6 +36,8 @@ use crate::desk::Desk;
 use crate::inbound::webhook;
 use crate::loopback::Loopback;
 use crate::sandbox::{SandboxConfig, Say};
+
+mod oa;
 
 const TOKEN: &str = "DEMOTOKEN0123456789abcdefghij";
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
@@ -211,8 +216,12 @@ async fn hear(heard: &mut mpsc::UnboundedReceiver<Heard>, kind: &str) -> Result<
         let id = event["id"].as_i64().unwrap_or_default();
         let this = event["kind"].as_str().unwrap_or("other");
         let openid = event["openid"].as_str().unwrap_or_default();
+        let on = match event["account"].as_str() {
+            Some(account) => format!(" on \"{account}\""),
+            None => String::new(),
+        };
         println!(
-            "   desk ← webhook event #{id} {this} from {openid}{}",
+            "   desk ← webhook event #{id} {this} from {openid}{on}{}",
             match (event["content"].as_str(), event["assessment"].as_i64()) {
                 (_, Some(stars)) if this == "rating" => format!(" ({stars} stars)"),
                 (Some(text), _) if !text.is_empty() => format!(": \"{text}\""),
@@ -230,8 +239,10 @@ async fn play() -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot start the built-in desk: {e}"))?;
     let desk_addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let mut sandbox = SandboxConfig::new(TOKEN, AES_KEY, BOT_APPID);
+    sandbox.oa = Some(oa::account());
     let setup = Loopback::start(
-        SandboxConfig::new(TOKEN, AES_KEY, BOT_APPID),
+        sandbox,
         &[
             ("KEFU_WEBHOOK_URL", format!("http://{desk_addr}/webhook")),
             ("KEFU_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
@@ -254,13 +265,20 @@ async fn play() -> Result<(), String> {
 
     println!("kefu-connector demo");
     println!(
-        "The sandbox plays WeChat's Dialogue platform and a user; the relay is `kefu-connector serve`,"
+        "The sandbox plays WeChat's Dialogue platform, an Official Account's api.weixin.qq.com and"
     );
     println!(
-        "which stores and forwards both ways; the built-in desk stands in for your agent desk."
+        "their users; the relay is `kefu-connector serve`, which stores and forwards both ways;"
     );
-    println!("  sandbox (the platform): {}", setup.sandbox.base_url());
+    println!("the built-in desk stands in for your agent desk.");
+    println!("  sandbox (Dialogue):     {}", setup.sandbox.base_url());
+    println!("  sandbox (cgi-bin):      {}", setup.sandbox.api_base_url());
     println!("  relay (the desk API):   http://{}", setup.relay.addr);
+    println!(
+        "  the OA's server URL:    http://{}/v1/callbacks/wechat/{}",
+        setup.relay.addr,
+        crate::loopback::OA_ACCOUNT
+    );
     println!("  built-in desk webhook:  http://{desk_addr}/webhook");
     println!(
         "  outbox:                 {}",
@@ -331,6 +349,9 @@ async fn play() -> Result<(), String> {
         sandbox.user(USER).status.as_str()
     );
 
+    println!();
+    oa::converse(&setup, &mut desk, &mut heard).await?;
+
     setup.stop().await;
     desk_server.abort();
     println!();
@@ -348,6 +369,18 @@ Next, the same with separate processes and kefu.example.toml (from the repositor
   curl -H 'Authorization: Bearer demo-desk-key-0123456789' -H 'Content-Type: application/json' \\
       -d '{\"openid\":\"oUSER\",\"channel\":0,\"msg\":\"hello\"}' http://127.0.0.1:8080/v1/messages
   curl http://127.0.0.1:9000/sandbox/messages
+For the Official Account, add its push to the sandbox and the account to the relay:
+  kefu-connector sandbox … --oa-token DEMOOATOKEN0123456789 --oa-appid wx0a0a0a0a0a0a0a0a \\
+      --oa-aes-key kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR \\
+      --oa-callback-url http://127.0.0.1:8080/v1/callbacks/wechat/shop
+  KEFU_CALLBACKS_WECHAT_ACCOUNTS=shop KEFU_WECHAT_SHOP_TOKEN=DEMOOATOKEN0123456789 \\
+      KEFU_WECHAT_SHOP_AES_KEY=kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR \\
+      KEFU_WECHAT_SHOP_RECEIVE_ID=wx0a0a0a0a0a0a0a0a KEFU_WECHAT_SHOP_SECRET=0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a \\
+      KEFU_WECHAT_SHOP_API_BASE_URL=http://127.0.0.1:9000 kefu-connector serve --config kefu.example.toml
+  curl -H 'Content-Type: application/json' -d '{\"text\":\"你好\"}' http://127.0.0.1:9000/sandbox/oa/users/oUSER/say
+  curl -H 'Authorization: Bearer demo-desk-key-0123456789' -H 'Content-Type: application/json' \\
+      -d '{\"account\":\"shop\",\"openid\":\"oUSER\",\"msg\":\"hello\"}' http://127.0.0.1:8080/v1/messages
+  curl http://127.0.0.1:9000/sandbox/accounts/wx0a0a0a0a0a0a0a0a/messages
 Then `kefu-connector serve --help` for every setting, and `kefu-connector crypt --help` to decrypt by hand.
 ";
 
