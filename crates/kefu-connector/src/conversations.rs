@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit, watch};
 
-use crate::clock::now_ms;
+use kefu_core::now_ms;
 use tokio::task::JoinSet;
 
 /// What takes a queue's items to their final state.

@@ -15,7 +15,7 @@ use kefu_core::{Attempt, Job, Provider, Reason, RetryDecision, RetryPolicy, Stop
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
-use crate::clock::now_ms;
+use kefu_core::now_ms;
 use crate::conversations::{Attempts, Conversations, Deliver, Step, drive};
 use crate::metrics::Metrics;
 use crate::providers::Providers;

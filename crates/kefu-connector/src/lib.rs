@@ -8,7 +8,6 @@
 pub mod api;
 pub mod bench;
 pub mod cli;
-pub mod clock;
 pub mod config;
 mod conversations;
 pub mod crypt;

@@ -20,11 +20,13 @@
 #![deny(missing_docs)]
 
 mod attempt;
+mod clock;
 mod provider;
 mod retry;
 mod token;
 
 pub use attempt::{Attempt, Class, Reason};
+pub use clock::now_ms;
 pub use provider::{BoxFuture, ComposeRequest, Composed, Invalid, Job, Provider};
 pub use retry::{RetryDecision, RetryPolicy, StopReason};
 pub use token::{StoredToken, TokenStore, TokenStoreError};

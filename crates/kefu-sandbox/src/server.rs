@@ -4,7 +4,7 @@
 //! routes, the simulated users' actions, and request logs.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
@@ -247,11 +247,9 @@ fn is_word(text: &str) -> bool {
         && text.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
-/// Unix time in milliseconds.
+/// Unix time in milliseconds, unsigned as the sandbox's records keep it.
 pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    u64::try_from(kefu_client::kefu_core::now_ms()).unwrap_or(0)
 }
 
 /// Serves connections (see [`kefu_http_server`]) until `shutdown` turns true, then lets the

@@ -5,13 +5,13 @@
 use core::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
 use hyper::{Method, Request, Uri};
-use kefu_core::{Attempt, Class, Reason, StoredToken, TokenStore};
+use kefu_core::{Attempt, Class, Reason, StoredToken, TokenStore, now_ms};
 use kefu_payload::cgibin::{StableTokenRequest, classify_token};
 
 use super::counters::Counters;
@@ -551,13 +551,6 @@ fn url_safe(token: &str) -> bool {
         && token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
-}
-
-/// The wall clock in Unix milliseconds, the unit of [`StoredToken`].
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::query::Query;
 use super::{Inbound, millis};
-use crate::clock::now_ms;
+use kefu_core::now_ms;
 use crate::store::{Admission, DIALOGUE_ACCOUNT, NewDialogue, NewWechat, StoreError};
 
 /// How long a callback may wait for the store before it is answered 503: well within the

@@ -28,7 +28,7 @@ use kefu_core::{Class, RetryDecision, RetryPolicy};
 use sha2::Sha256;
 use tokio::sync::{Semaphore, watch};
 
-use crate::clock::now_ms;
+use kefu_core::now_ms;
 use crate::config::WebhookConfig;
 use crate::conversations::{Attempts, Conversations, Deliver, Step, drive};
 use crate::metrics::Metrics;

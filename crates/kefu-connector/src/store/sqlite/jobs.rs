@@ -17,7 +17,7 @@ pub(super) fn recover(conn: &mut Connection) -> Result<Vec<PendingJob>, StoreErr
         "UPDATE outbox SET state = 'ambiguous', updated_at_ms = ?1,
              error_message = 'the connector stopped while this was being sent; it may have been delivered'
          WHERE state = 'sending'",
-        params![crate::clock::now_ms()],
+        params![kefu_core::now_ms()],
     )?;
     let pending = {
         let mut statement = tx.prepare(

@@ -263,7 +263,7 @@ fn checkpoint(conn: &Connection) -> Result<(), StoreError> {
 fn execute_group(conn: &mut Connection, last_seq: &mut i64, group: &mut Vec<Command>) {
     let mut answers: Vec<DeferredAnswer> = Vec::with_capacity(group.len());
     let mut state = Group {
-        now: crate::clock::now_ms(),
+        now: kefu_core::now_ms(),
         last_seq: *last_seq,
     };
     let result = (|| -> Result<(), StoreError> {
