@@ -15,12 +15,12 @@ use kefu_core::{Attempt, Job, Provider, Reason, RetryDecision, RetryPolicy, Stop
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
-use kefu_core::now_ms;
 use crate::conversations::{Attempts, Conversations, Deliver, Step, drive};
 use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::sequencer::{Sequencer, Ticket};
 use crate::store::{Outcome, PendingJob, Store};
+use kefu_core::now_ms;
 
 /// Hands stored jobs to per-conversation delivery tasks.
 #[derive(Clone)]

@@ -13,8 +13,8 @@ use serde_json::json;
 
 use super::query::Query;
 use super::{Inbound, millis};
-use kefu_core::now_ms;
 use crate::store::{Admission, DIALOGUE_ACCOUNT, NewDialogue, NewWechat, StoreError};
+use kefu_core::now_ms;
 
 /// How long a callback may wait for the store before it is answered 503: well within the
 /// platforms' 5 s deadline, so that they retry rather than time out.

@@ -28,11 +28,11 @@ use kefu_core::{Class, RetryDecision, RetryPolicy};
 use sha2::Sha256;
 use tokio::sync::{Semaphore, watch};
 
-use kefu_core::now_ms;
 use crate::config::WebhookConfig;
 use crate::conversations::{Attempts, Conversations, Deliver, Step, drive};
 use crate::metrics::Metrics;
 use crate::store::{PendingEvent, Store, WebhookOutcome};
+use kefu_core::now_ms;
 
 /// The signature header's value for `body` sent at `timestamp`: `sha256=<hex>` of
 /// HMAC-SHA256(`secret`, `"<timestamp>.<body>"`).
