@@ -65,6 +65,11 @@ fn relay_settings(
     ]
 }
 
+/// The default sandbox and a relay whose account `shop` has the sandbox's OA AppSecret.
+async fn start_oa(outbox: &Path) -> Setup {
+    start_with(sandbox_config(), outbox, DEFAULT_OA_SECRET).await
+}
+
 async fn start_with(sandbox: SandboxConfig, outbox: &Path, oa_secret: &str) -> Setup {
     let sandbox = Sandbox::start(sandbox).await.expect("the sandbox starts");
     let relay = Relay::start(&relay_config(&sandbox, outbox, oa_secret))
@@ -87,6 +92,13 @@ fn sandbox_config() -> SandboxConfig {
 }
 
 impl Setup {
+    /// `openid` writes to the sandbox's OA: its send window opens and its quota resets.
+    fn oa_user_writes(&self, openid: &str) {
+        self.sandbox
+            .api_user_writes(DEFAULT_OA_APPID, openid)
+            .unwrap();
+    }
+
     async fn stop(self) {
         self.relay.stop().await;
         self.sandbox.stop().await;
@@ -181,10 +193,7 @@ async fn every_msgtype_of_oa_and_mp_reaches_the_platform_raw_and_in_order() {
     let mut config = sandbox_config();
     config.api.quota_per_message = 20;
     let setup = start_with(config, &dir.path().join("o.db"), DEFAULT_OA_SECRET).await;
-    setup
-        .sandbox
-        .api_user_writes(DEFAULT_OA_APPID, "oUSER")
-        .unwrap();
+    setup.oa_user_writes("oUSER");
     setup
         .sandbox
         .api_user_writes(DEFAULT_MP_APPID, "oMP")
@@ -294,16 +303,8 @@ async fn every_msgtype_of_oa_and_mp_reaches_the_platform_raw_and_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_text_is_split_in_order_multimsg_keeps_its_order_and_typing_goes_through() {
     let dir = tempfile::tempdir().unwrap();
-    let setup = start_with(
-        sandbox_config(),
-        &dir.path().join("o.db"),
-        DEFAULT_OA_SECRET,
-    )
-    .await;
-    setup
-        .sandbox
-        .api_user_writes(DEFAULT_OA_APPID, "oUSER")
-        .unwrap();
+    let setup = start_oa(&dir.path().join("o.db")).await;
+    setup.oa_user_writes("oUSER");
     // 2,400 bytes of three-byte characters with a link in the middle: two jobs, the link whole.
     let long = format!(
         "{}<a href=\"https://e.com\">点这里</a>{}",
@@ -328,10 +329,7 @@ async fn long_text_is_split_in_order_multimsg_keeps_its_order_and_typing_goes_th
     );
 
     // A new interaction for the quota; multimsg is one job per part, in order.
-    setup
-        .sandbox
-        .api_user_writes(DEFAULT_OA_APPID, "oUSER")
-        .unwrap();
+    setup.oa_user_writes("oUSER");
     let id = setup
         .post(
             json!({"account": "shop", "openid": "oUSER", "msg": {"multimsg": [
@@ -397,12 +395,7 @@ async fn long_text_is_split_in_order_multimsg_keeps_its_order_and_typing_goes_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_failure_reason_surfaces_with_its_code() {
     let dir = tempfile::tempdir().unwrap();
-    let setup = start_with(
-        sandbox_config(),
-        &dir.path().join("o.db"),
-        DEFAULT_OA_SECRET,
-    )
-    .await;
+    let setup = start_oa(&dir.path().join("o.db")).await;
     let send = |openid: &str, msg: Value| json!({"account": "shop", "openid": openid, "msg": msg});
 
     // A user who never wrote: 40003 recipient (the platform does not know them here).
@@ -410,10 +403,7 @@ async fn every_failure_reason_surfaces_with_its_code() {
     assert_eq!(setup.failed(id).await, ("recipient".into(), json!(40003)));
 
     // The quota: the 6th message after one user message is 45047.
-    setup
-        .sandbox
-        .api_user_writes(DEFAULT_OA_APPID, "oUSER")
-        .unwrap();
+    setup.oa_user_writes("oUSER");
     let mut last = 0;
     for i in 0..6 {
         last = setup.post(send("oUSER", json!(format!("m{i}")))).await;
@@ -425,10 +415,7 @@ async fn every_failure_reason_surfaces_with_its_code() {
     assert_eq!(setup.bodies(DEFAULT_OA_APPID, "oUSER").len(), 5);
 
     // Codes the sandbox cannot produce by its rules, injected: each ends with its reason.
-    setup
-        .sandbox
-        .api_user_writes(DEFAULT_OA_APPID, "oUSER")
-        .unwrap();
+    setup.oa_user_writes("oUSER");
     for (errcode, reason) in [
         (45015, "window_closed"),
         (45009, "throttled"),
@@ -496,10 +483,7 @@ async fn the_send_window_elapses_and_a_wrong_appsecret_is_config() {
     )
     .await;
     // The OA's wrong AppSecret: 40125 at the token fetch, config.
-    setup
-        .sandbox
-        .api_user_writes(DEFAULT_OA_APPID, "oUSER")
-        .unwrap();
+    setup.oa_user_writes("oUSER");
     let id = setup
         .post(json!({"account": "shop", "openid": "oUSER", "msg": "x"}))
         .await;
@@ -527,10 +511,7 @@ async fn tokens_one_fetch_for_a_cold_crowd_one_replay_when_superseded_and_reused
     let mut config = sandbox_config();
     config.api.quota_per_message = 1_000;
     let setup = start_with(config.clone(), &outbox, DEFAULT_OA_SECRET).await;
-    setup
-        .sandbox
-        .api_user_writes(DEFAULT_OA_APPID, "oUSER")
-        .unwrap();
+    setup.oa_user_writes("oUSER");
     let mut tasks = Vec::new();
     for i in 0..200 {
         let desk = setup.desk.clone();
@@ -629,16 +610,8 @@ fn captured_trace() -> &'static Captured {
 async fn no_access_token_or_appsecret_in_any_trace_line() {
     let captured = captured_trace();
     let dir = tempfile::tempdir().unwrap();
-    let setup = start_with(
-        sandbox_config(),
-        &dir.path().join("o.db"),
-        DEFAULT_OA_SECRET,
-    )
-    .await;
-    setup
-        .sandbox
-        .api_user_writes(DEFAULT_OA_APPID, "oUSER")
-        .unwrap();
+    let setup = start_oa(&dir.path().join("o.db")).await;
+    setup.oa_user_writes("oUSER");
     let id = setup
         .post(json!({"account": "shop", "openid": "oUSER", "msg": "一"}))
         .await;
@@ -683,12 +656,7 @@ async fn current_token(setup: &Setup) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oa_user_s_push_shows_the_session_and_its_window_then_a_send_succeeds() {
     let dir = tempfile::tempdir().unwrap();
-    let setup = start_with(
-        sandbox_config(),
-        &dir.path().join("o.db"),
-        DEFAULT_OA_SECRET,
-    )
-    .await;
+    let setup = start_oa(&dir.path().join("o.db")).await;
     // A second sandbox plays the user's phone: its Official Account pushes to the relay, which
     // is only known once the relay has started on the first sandbox's api.weixin.qq.com.
     let mut phone = sandbox_config();
@@ -762,14 +730,11 @@ fn token_command(settings: &[(&str, String)], args: &[&str], dir: &Path) -> (i32
 async fn token_refresh_forces_through_the_running_relay_or_the_store_and_says_when_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("o.db");
-    let setup = start_with(sandbox_config(), &outbox, DEFAULT_OA_SECRET).await;
+    let setup = start_oa(&outbox).await;
     let mut settings = relay_settings(&setup.sandbox, &outbox, DEFAULT_OA_SECRET);
     // The command finds the running relay where serve listens.
     settings.push(("KEFU_SERVER_LISTEN", setup.relay.addr.to_string()));
-    setup
-        .sandbox
-        .api_user_writes(DEFAULT_OA_APPID, "oUSER")
-        .unwrap();
+    setup.oa_user_writes("oUSER");
     let id = setup
         .post(json!({"account": "shop", "openid": "oUSER", "msg": "before"}))
         .await;
@@ -851,16 +816,8 @@ async fn token_refresh_forces_through_the_running_relay_or_the_store_and_says_wh
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_replica_s_forced_refresh_costs_this_relay_one_40001_and_one_replay() {
     let dir = tempfile::tempdir().unwrap();
-    let setup = start_with(
-        sandbox_config(),
-        &dir.path().join("a.db"),
-        DEFAULT_OA_SECRET,
-    )
-    .await;
-    setup
-        .sandbox
-        .api_user_writes(DEFAULT_OA_APPID, "oUSER")
-        .unwrap();
+    let setup = start_oa(&dir.path().join("a.db")).await;
+    setup.oa_user_writes("oUSER");
     let id = setup
         .post(json!({"account": "shop", "openid": "oUSER", "msg": "一"}))
         .await;
