@@ -29,13 +29,19 @@ pub enum Reason {
     Throttled,
     /// The platform blocked the message by policy (OA 70000).
     Policy,
+    /// The platform accepted the message and later reported that sending it failed (yunzhenji's
+    /// `chatMsgSendFail`).
+    SendFailed,
+    /// The call's answer was lost and no callback confirmed it within the confirmation window,
+    /// so the message most likely never left; the desk decides whether to send it again.
+    Unconfirmed,
     /// Anything else; the platform's code is kept beside the reason.
     Unknown,
 }
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 10] = [
         Reason::WindowClosed,
         Reason::QuotaExhausted,
         Reason::Recipient,
@@ -43,6 +49,8 @@ impl Reason {
         Reason::Config,
         Reason::Throttled,
         Reason::Policy,
+        Reason::SendFailed,
+        Reason::Unconfirmed,
         Reason::Unknown,
     ];
 
@@ -56,6 +64,8 @@ impl Reason {
             Reason::Config => "config",
             Reason::Throttled => "throttled",
             Reason::Policy => "policy",
+            Reason::SendFailed => "send_failed",
+            Reason::Unconfirmed => "unconfirmed",
             Reason::Unknown => "unknown",
         }
     }
@@ -78,7 +88,9 @@ impl fmt::Display for Reason {
 /// the class through [`RetryPolicy::decide`](crate::RetryPolicy::decide) alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Class {
-    /// The platform accepted the call (or, for typing, had nothing to do).
+    /// The platform accepted the call (or, for typing, had nothing to do). For a provider with
+    /// a [confirmation window](crate::Provider::confirm_window) the message is then `accepted`,
+    /// not yet delivered.
     Success,
     /// The call did not take effect and may be tried again with backoff: the request never left
     /// (connect, DNS, TLS), the platform answered "system busy", or the call is idempotent and
@@ -93,7 +105,8 @@ pub enum Class {
     /// Retrying cannot help.
     Terminal(Reason),
     /// The call may have taken effect, and replaying it could show the user a duplicate. Never
-    /// retried on the relay's own initiative.
+    /// retried on the relay's own initiative. For a provider with a
+    /// [confirmation window](crate::Provider::confirm_window) a callback may still resolve it.
     Ambiguous,
 }
 

@@ -3,6 +3,7 @@
 use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
+use core::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -118,4 +119,35 @@ pub trait Provider: Send + Sync + 'static {
     /// Makes one attempt at `job` and classifies its result. The future must not panic, and the
     /// attempt's message must not contain a secret.
     fn send<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Attempt>;
+
+    /// How many queued jobs of one (account, recipient) one call may carry: 1 unless the API
+    /// takes several messages per request (yunzhenji takes 5).
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    /// Makes one attempt at `jobs` (1 ..= [`max_batch`](Provider::max_batch) jobs of one
+    /// account and recipient, in their order) in one call, and classifies the result of each:
+    /// one [`Attempt`] per job, in the same order. The relay decides each job on its own
+    /// attempt, so that a partial acceptance fails only the jobs left out. The default makes
+    /// one [`send`](Provider::send) per job, which is right for `max_batch() == 1`.
+    fn send_batch<'a>(&'a self, jobs: &'a [Job]) -> BoxFuture<'a, Vec<Attempt>> {
+        Box::pin(async move {
+            let mut attempts = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                attempts.push(self.send(job).await);
+            }
+            attempts
+        })
+    }
+
+    /// How long after a [`Success`](crate::Class::Success) a callback may still report that the
+    /// message failed, or after an [`Ambiguous`](crate::Class::Ambiguous) attempt a callback may
+    /// still show that the message was taken. `None` (the default) when the platform's answer is
+    /// final. With a window, a success leaves the job `accepted` until the window passes
+    /// (then `delivered`), and an ambiguous attempt that no callback confirms within the window
+    /// ends `failed` with reason [`Unconfirmed`](crate::Reason::Unconfirmed).
+    fn confirm_window(&self) -> Option<Duration> {
+        None
+    }
 }
