@@ -1,7 +1,7 @@
 //! The settings table that `serve --help` ends with, from the registry.
 
-use super::schema::settings;
-use super::wechat::{RESERVED_NAME, SECTION, WECHAT_KEYS};
+use super::schema::{TABLES, settings};
+use super::tables::RESERVED_NAME;
 
 /// The settings table for `serve --help`.
 pub fn settings_help() -> String {
@@ -18,21 +18,34 @@ pub fn settings_help() -> String {
             s.key, s.env, s.help
         ));
     }
-    text.push_str(&format!(
-        "WeChat accounts, one [{SECTION}.<name>] table each (<name>: a-z, 0-9, _; not `{RESERVED_NAME}`),\n\
-         received at /v1/callbacks/wechat/<name> (file key / environment variable [default]):\n"
-    ));
-    for k in WECHAT_KEYS {
-        let default = k.default.map(|d| format!(" [{d}]")).unwrap_or_default();
-        let secret = if k.secret { " (secret)" } else { "" };
+    for tables in TABLES {
+        let section = tables.section;
+        let upper = section.to_ascii_uppercase();
         text.push_str(&format!(
-            "  {SECTION}.<name>.{} / KEFU_WECHAT_<NAME>_{}{default}{secret}\n      {}\n",
-            k.key,
-            k.key.to_ascii_uppercase(),
-            k.help
+            "{}s, one [{section}.<name>] table each (<name>: a-z, 0-9, _; not `{RESERVED_NAME}`; unique across wechat, yunzhenji and gateway accounts),\n\
+             {} (file key / environment variable [default]):\n",
+            capitalized(tables.label),
+            tables.purpose
         ));
+        for k in tables.keys {
+            let default = k.default.map(|d| format!(" [{d}]")).unwrap_or_default();
+            let secret = if k.secret { " (secret)" } else { "" };
+            text.push_str(&format!(
+                "  {section}.<name>.{} / KEFU_{upper}_<NAME>_{}{default}{secret}\n      {}\n",
+                k.key,
+                k.key.to_ascii_uppercase(),
+                k.help
+            ));
+        }
     }
     text
+}
+
+fn capitalized(label: &str) -> String {
+    let mut chars = label.chars();
+    chars.next().map_or(String::new(), |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
 }
 
 #[cfg(test)]
@@ -45,16 +58,16 @@ mod tests {
         for s in settings() {
             assert!(help.contains(s.key) && help.contains(s.env), "{}", s.key);
         }
-        for k in WECHAT_KEYS {
-            assert!(
-                help.contains(&format!("wechat.<name>.{}", k.key)),
-                "{}",
-                k.key
-            );
-            assert!(help.contains(&format!(
-                "KEFU_WECHAT_<NAME>_{}",
-                k.key.to_ascii_uppercase()
-            )));
+        for tables in TABLES {
+            for k in tables.keys {
+                let key = format!("{}.<name>.{}", tables.section, k.key);
+                assert!(help.contains(&key), "{key}");
+                assert!(help.contains(&format!(
+                    "KEFU_{}_<NAME>_{}",
+                    tables.section.to_ascii_uppercase(),
+                    k.key.to_ascii_uppercase()
+                )));
+            }
         }
         assert!(
             help.contains("KEFU_SERVER_API_KEY [required] (secret)"),
@@ -68,5 +81,14 @@ mod tests {
             help.contains("KEFU_WECHAT_<NAME>_API_BASE_URL [https://api.weixin.qq.com]"),
             "{help}"
         );
+        assert!(
+            help.contains("KEFU_YUNZHENJI_<NAME>_CALLBACK_SECRET (secret)"),
+            "{help}"
+        );
+        assert!(
+            help.contains("KEFU_GATEWAY_<NAME>_SYSTEM [NEW_MEMBER]"),
+            "{help}"
+        );
+        assert!(help.contains("Yunzhenji accounts, one [yunzhenji.<name>] table each"));
     }
 }

@@ -212,7 +212,7 @@ fn callbacks(layers: &Layers) -> Result<CallbacksConfig, ConfigError> {
 }
 
 /// A secret of at least 16 characters.
-fn long_secret(field: &Field) -> Result<Secret, ConfigError> {
+pub(crate) fn long_secret(field: &Field) -> Result<Secret, ConfigError> {
     let count = field.text().chars().count();
     if count < 16 {
         return Err(field.invalid("at least 16 characters", &format!("{count} characters")));
@@ -221,7 +221,7 @@ fn long_secret(field: &Field) -> Result<Secret, ConfigError> {
 }
 
 /// A secret that is a URL path segment as it is.
-fn path_segment(secret: Secret, field: &Field) -> Result<Secret, ConfigError> {
+pub(crate) fn path_segment(secret: Secret, field: &Field) -> Result<Secret, ConfigError> {
     let unreserved = secret
         .expose()
         .bytes()

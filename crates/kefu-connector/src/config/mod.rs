@@ -13,6 +13,10 @@
 //! | `delivery` | `[outbox]`, `[delivery]` |
 //! | `inbound` | `[callbacks]`, `[webhook]`, `[events]` |
 //! | `wechat` | `[wechat.<name>]` accounts, `[tokens]`, `callbacks.wechat_accounts` |
+//! | `yunzhenji` | `[yunzhenji.<name>]` accounts, `callbacks.yunzhenji_accounts` |
+//! | `gateway` | `[gateway.<name>]` accounts, `delivery.gateway_accounts` |
+//!
+//! The three kinds of named account share their rules through `tables`.
 //!
 //! A new provider is a new module like `dialogue`: its `SETTINGS` listed in
 //! [`SECTIONS`] (which gives it environment variables, defaults, the unknown-key check
@@ -22,6 +26,7 @@ mod delivery;
 mod dialogue;
 mod field;
 mod files;
+mod gateway;
 mod help;
 mod inbound;
 mod layers;
@@ -29,7 +34,9 @@ mod schema;
 mod secret;
 mod server;
 mod setting;
+mod tables;
 mod wechat;
+mod yunzhenji;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,16 +47,19 @@ pub use dialogue::DialogueConfig;
 pub use files::{
     DEFAULT_CONFIG_FILE, check_given_file, config_file, file_settings, settings_origin,
 };
+pub use gateway::{DEFAULT_GATEWAY_SYSTEM, GATEWAY_ENVIRONMENTS, GATEWAY_KEYS, GatewayAccount};
 pub use help::settings_help;
 pub use inbound::{CallbacksConfig, EventsConfig, ReceiveIdPolicy, WebhookConfig};
 pub use schema::{SECTIONS, find_setting, settings};
 pub use secret::Secret;
 pub use server::LogFormat;
 pub use setting::Setting;
+pub use tables::{AccountKey, RESERVED_NAME};
 pub use wechat::{
-    AccountKey, AccountKind, DEFAULT_API_BASE_URL, MP_TYPING_PATH, OA_TYPING_PATH, RESERVED_NAME,
-    SendConfig, TokensConfig, WECHAT_KEYS, WechatAccount, WechatMode, wechat_env,
+    AccountKind, DEFAULT_API_BASE_URL, MP_TYPING_PATH, OA_TYPING_PATH, SendConfig, TokensConfig,
+    WECHAT_KEYS, WechatAccount, WechatMode, wechat_env,
 };
+pub use yunzhenji::{DEFAULT_YUNZHENJI_BASE_URL, YUNZHENJI_KEYS, YunzhenjiAccount};
 
 use layers::{ConfigFile, Layers};
 
@@ -83,6 +93,10 @@ pub struct Config {
     pub wechat: Vec<WechatAccount>,
     /// Access-token fetching for the accounts that send.
     pub tokens: TokensConfig,
+    /// The yunzhenji accounts (`[yunzhenji.<name>]`), sorted by name.
+    pub yunzhenji: Vec<YunzhenjiAccount>,
+    /// The company-gateway accounts (`[gateway.<name>]`), sorted by name.
+    pub gateway: Vec<GatewayAccount>,
     /// Where `GET /metrics` is also served without the bearer key, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
     /// Log output format.
@@ -103,6 +117,11 @@ impl Config {
     /// The account of this name, if configured.
     pub fn wechat_account(&self, name: &str) -> Option<&WechatAccount> {
         self.wechat.iter().find(|account| account.name == name)
+    }
+
+    /// The yunzhenji account of this name, if configured.
+    pub fn yunzhenji_account(&self, name: &str) -> Option<&YunzhenjiAccount> {
+        self.yunzhenji.iter().find(|account| account.name == name)
     }
 
     /// Validates settings given by environment-variable name, with no file and no process
@@ -148,16 +167,30 @@ impl Config {
         let layers = Layers::new(file.as_ref())
             .with_env(schema::settings().map(|setting| setting.key), &env);
         // The accounts' variables are known once their names are: from the file's tables and
-        // from callbacks.wechat_accounts, which the layers above give.
-        let names = wechat::account_names(&layers)?;
-        let keys = wechat::account_keys(&names, &env)?;
+        // from the settings that list them (callbacks.wechat_accounts, …), which the layers
+        // above give.
+        let wechat_names = wechat::TABLES.names(&layers)?;
+        let yunzhenji_names = yunzhenji::TABLES.names(&layers)?;
+        let gateway_names = gateway::TABLES.names(&layers)?;
+        let kinds = [
+            (&wechat::TABLES, &wechat_names),
+            (&yunzhenji::TABLES, &yunzhenji_names),
+            (&gateway::TABLES, &gateway_names),
+        ];
+        tables::check_unique(kinds)?;
+        let mut keys = Vec::new();
+        for (tables, names) in kinds {
+            keys.extend(tables.env_keys(names, &env)?);
+        }
         let layers = layers.with_env(keys.iter().map(String::as_str), &env);
 
         let server = server::load(&layers)?;
         let dialogue = dialogue::load(&layers)?;
         let (outbox_path, delivery) = delivery::load(&layers)?;
         let inbound = inbound::load(&layers)?;
-        let (wechat, tokens) = wechat::load(&layers, &names)?;
+        let (wechat, tokens) = wechat::load(&layers, &wechat_names)?;
+        let yunzhenji = yunzhenji::load(&layers, &yunzhenji_names)?;
+        let gateway = gateway::load(&layers, &gateway_names)?;
         Ok(Config {
             listen: server.listen,
             api_key: server.api_key,
@@ -172,6 +205,8 @@ impl Config {
             events: inbound.events,
             wechat,
             tokens,
+            yunzhenji,
+            gateway,
             metrics_listen: server.metrics_listen,
             log_format: server.log_format,
         })
@@ -325,9 +360,12 @@ mod tests {
             if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
                 section = name;
             } else if let Some((key, _)) = line.split_once(" = ") {
-                let section = section
-                    .strip_prefix("wechat.")
-                    .map_or(section, |_| "wechat.<name>");
+                let section = schema::TABLES
+                    .iter()
+                    .find(|tables| section.starts_with(&format!("{}.", tables.section)))
+                    .map_or(section.to_owned(), |tables| {
+                        format!("{}.<name>", tables.section)
+                    });
                 found.insert(format!("{section}.{}", key.trim()));
             }
         }
@@ -338,9 +376,11 @@ mod tests {
                 setting.key
             );
         }
-        for key in WECHAT_KEYS {
-            let key = format!("wechat.<name>.{}", key.key);
-            assert!(found.contains(&key), "{key} is not in kefu.example.toml");
+        for tables in schema::TABLES {
+            for key in tables.keys {
+                let key = format!("{}.<name>.{}", tables.section, key.key);
+                assert!(found.contains(&key), "{key} is not in kefu.example.toml");
+            }
         }
     }
 
@@ -375,6 +415,26 @@ mod tests {
         assert_eq!(
             config.max_body_bytes, 2048,
             "a number may be quoted in the file"
+        );
+    }
+
+    #[test]
+    fn account_names_are_unique_across_kinds() {
+        let file = "[wechat.shop]\ntoken = \"t\"\n[gateway.shop]\nenvironment = \"prod\"\n";
+        assert_eq!(
+            load_with(file, &minimal()).unwrap_err().to_string(),
+            "account name \"shop\" is used by both [wechat.shop] and [gateway.shop]: an account's name says which account sends a desk's message, so names are unique across wechat, yunzhenji and gateway accounts; rename one of them"
+        );
+        let mut env = minimal();
+        env.push(("KEFU_CALLBACKS_YUNZHENJI_ACCOUNTS", "shop"));
+        let err = load_with("[gateway.shop]\nenvironment = \"prod\"\n", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "account name \"shop\" is used by both [yunzhenji.shop] and [gateway.shop]"
+            ),
+            "{err}"
         );
     }
 

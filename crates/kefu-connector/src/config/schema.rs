@@ -5,17 +5,24 @@
 use std::path::Path;
 
 use super::setting::Setting;
-use super::{ConfigError, delivery, dialogue, inbound, server, wechat};
+use super::tables::Tables;
+use super::{ConfigError, delivery, dialogue, gateway, inbound, server, wechat, yunzhenji};
 
 /// Every flat setting (`[section]` key), by owning module, in the order `--help` lists them. The
-/// `[wechat.<name>]` tables are described by [`WECHAT_KEYS`](super::WECHAT_KEYS).
+/// account tables are described by [`WECHAT_KEYS`](super::WECHAT_KEYS),
+/// [`YUNZHENJI_KEYS`](super::YUNZHENJI_KEYS) and [`GATEWAY_KEYS`](super::GATEWAY_KEYS).
 pub const SECTIONS: &[&[Setting]] = &[
     server::SETTINGS,
     dialogue::SETTINGS,
     delivery::SETTINGS,
     inbound::SETTINGS,
     wechat::SETTINGS,
+    yunzhenji::SETTINGS,
+    gateway::SETTINGS,
 ];
+
+/// The kinds of account table, in the order `--help` lists them.
+pub(crate) const TABLES: &[&Tables] = &[&wechat::TABLES, &yunzhenji::TABLES, &gateway::TABLES];
 
 /// Every flat setting.
 pub fn settings() -> impl Iterator<Item = &'static Setting> {
@@ -37,23 +44,34 @@ pub(crate) fn check_file(table: &toml::Table, path: &Path) -> Result<(), ConfigE
                 known(settings())
             )));
         };
-        if section == wechat::SECTION {
-            wechat::check_tables(entries, path)?;
+        if let Some(tables) = TABLES.iter().find(|tables| tables.section == section) {
+            tables.check_tables(entries, path)?;
             continue;
         }
         let in_section = || settings().filter(|setting| setting.section() == section);
         if in_section().next().is_none() {
             let names = sections();
             return Err(ConfigError(format!(
-                "{}: unknown section [{section}]{}; known sections: {}, and [{}.<name>] tables",
+                "{}: unknown section [{section}]{}; known sections: {}, and {} tables",
                 path.display(),
-                did_you_mean(section, names.iter().copied(), ""),
+                did_you_mean(
+                    section,
+                    names
+                        .iter()
+                        .copied()
+                        .chain(TABLES.iter().map(|tables| tables.section)),
+                    ""
+                ),
                 names
                     .iter()
                     .map(|name| format!("[{name}]"))
                     .collect::<Vec<_>>()
                     .join(", "),
-                wechat::SECTION
+                TABLES
+                    .iter()
+                    .map(|tables| format!("[{}.<name>]", tables.section))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         for name in entries.keys() {
@@ -146,7 +164,10 @@ mod tests {
             err.contains("unknown section [dialog] (did you mean `dialogue`?); known sections: [server], [metrics]"),
             "{err}"
         );
-        assert!(err.ends_with("and [wechat.<name>] tables"), "{err}");
+        assert!(
+            err.ends_with("and [wechat.<name>], [yunzhenji.<name>], [gateway.<name>] tables"),
+            "{err}"
+        );
         let err = check("[server]\nzzz = 1\n").unwrap_err().to_string();
         assert!(
             err.contains("unknown setting `server.zzz`; the [server]"),

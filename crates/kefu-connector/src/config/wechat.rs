@@ -2,22 +2,18 @@
 //! received at `/v1/callbacks/wechat/<name>` (protocols.md §3.7) and, for an Official Account or
 //! Mini Program with an AppSecret, through which the desk sends with `custom/send` (§5, §6).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::ConfigError;
 use super::field::Field;
-use super::layers::{Layers, variable_of};
-use super::schema::did_you_mean;
+use super::layers::Layers;
 use super::secret::Secret;
 use super::setting::Setting;
+use super::tables::{AccountKey, Table, Tables, key};
 
 /// The section whose tables are the accounts.
 pub(crate) const SECTION: &str = "wechat";
-
-/// The account name of the Dialogue platform in stored jobs, which no WeChat account may take.
-pub const RESERVED_NAME: &str = "dialogue";
 
 /// The default base URL of the cgi-bin API.
 pub const DEFAULT_API_BASE_URL: &str = "https://api.weixin.qq.com";
@@ -44,33 +40,6 @@ const FETCH_TIMEOUT_MS: Setting = Setting::optional(
 
 /// The settings of this module outside the account tables, in the order `--help` lists them.
 pub(crate) const SETTINGS: &[Setting] = &[ACCOUNTS, FETCH_TIMEOUT_MS];
-
-/// One key of a `[wechat.<name>]` table.
-#[derive(Debug)]
-pub struct AccountKey {
-    /// The key in the table; its environment variable is `KEFU_WECHAT_<NAME>_<KEY>`.
-    pub key: &'static str,
-    /// The default, if it is a fixed value.
-    pub default: Option<&'static str>,
-    /// Whether the value must never be shown.
-    pub secret: bool,
-    /// What it is.
-    pub help: &'static str,
-}
-
-const fn key(
-    key: &'static str,
-    default: Option<&'static str>,
-    secret: bool,
-    help: &'static str,
-) -> AccountKey {
-    AccountKey {
-        key,
-        default,
-        secret,
-        help,
-    }
-}
 
 /// The keys of a `[wechat.<name>]` table, in the order `--help` lists them.
 pub const WECHAT_KEYS: &[AccountKey] = &[
@@ -136,9 +105,18 @@ pub const WECHAT_KEYS: &[AccountKey] = &[
     ),
 ];
 
+/// The `[wechat.<name>]` tables.
+pub(crate) const TABLES: Tables = Tables {
+    section: SECTION,
+    label: "WeChat account",
+    purpose: "received at /v1/callbacks/wechat/<name>; with a secret, the desk sends through them",
+    keys: WECHAT_KEYS,
+    listed: &ACCOUNTS,
+};
+
 /// The environment variable of a `[wechat.<name>]` key.
 pub fn wechat_env(name: &str, key: &str) -> String {
-    variable_of(&format!("{SECTION}.{name}.{key}"))
+    TABLES.variable(name, key)
 }
 
 /// What kind of WeChat account sends the callbacks: it decides the URL verification and the
@@ -244,103 +222,6 @@ pub struct TokensConfig {
     pub fetch_timeout: Duration,
 }
 
-/// Checks the file's `[wechat]` section: every entry an account table with known keys.
-pub(crate) fn check_tables(entries: &toml::Table, path: &Path) -> Result<(), ConfigError> {
-    let known = || {
-        WECHAT_KEYS
-            .iter()
-            .map(|k| k.key)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    for (name, table) in entries {
-        check_account_name(name, &path.display().to_string())?;
-        let toml::Value::Table(table) = table else {
-            return Err(ConfigError(format!(
-                "{}: `{SECTION}.{name}` must be a [{SECTION}.{name}] table with {}",
-                path.display(),
-                known()
-            )));
-        };
-        if let Some(unknown) = table
-            .keys()
-            .find(|key| !WECHAT_KEYS.iter().any(|k| k.key == key.as_str()))
-        {
-            return Err(ConfigError(format!(
-                "{}: unknown setting `{SECTION}.{name}.{unknown}`{}; a [{SECTION}.<name>] table takes {}",
-                path.display(),
-                did_you_mean(unknown, WECHAT_KEYS.iter().map(|k| k.key), ""),
-                known()
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn check_account_name(name: &str, place: &str) -> Result<(), ConfigError> {
-    let valid = !name.is_empty()
-        && name.len() <= 32
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if !valid {
-        return Err(ConfigError(format!(
-            "{place}: WeChat account name {name:?} must be 1 to 32 of a-z, 0-9 and _ (it is a URL path segment and part of KEFU_WECHAT_<NAME>_<KEY>)"
-        )));
-    }
-    if name == RESERVED_NAME {
-        return Err(ConfigError(format!(
-            "{place}: WeChat account name {name:?} is reserved (it names the Dialogue platform's account in stored jobs and in the desk's messages); choose another name"
-        )));
-    }
-    Ok(())
-}
-
-/// The names of the accounts: the file's tables and the names listed in
-/// `callbacks.wechat_accounts`, sorted.
-pub(crate) fn account_names(layers: &Layers) -> Result<BTreeSet<String>, ConfigError> {
-    let mut names: BTreeSet<String> = layers.table_names(SECTION).into_iter().collect();
-    let listed = layers.setting(&ACCOUNTS)?;
-    for name in listed.text().split(',').map(str::trim) {
-        if !name.is_empty() {
-            check_account_name(name, &listed.place())?;
-            names.insert(name.to_owned());
-        }
-    }
-    Ok(names)
-}
-
-/// The keys of every account, whose environment variables are layered over the file. A set
-/// variable that two keys share (`KEFU_WECHAT_A_PREVIOUS_AES_KEY` for accounts `a` and
-/// `a_previous`) is refused rather than given to both.
-pub(crate) fn account_keys(
-    names: &BTreeSet<String>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<String>, ConfigError> {
-    let keys: Vec<String> = names
-        .iter()
-        .flat_map(|name| {
-            WECHAT_KEYS
-                .iter()
-                .map(move |k| format!("{SECTION}.{name}.{}", k.key))
-        })
-        .collect();
-    let mut by_variable: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for key in &keys {
-        by_variable.entry(variable_of(key)).or_default().push(key);
-    }
-    if let Some((variable, shared)) = by_variable
-        .iter()
-        .find(|(variable, shared)| shared.len() > 1 && env(variable).is_some())
-    {
-        return Err(ConfigError(format!(
-            "{variable} is ambiguous: it would set each of {}; set them in the accounts' [{SECTION}.<name>] tables instead, or rename one of the accounts",
-            shared.join(" and ")
-        )));
-    }
-    Ok(keys)
-}
-
 /// Reads and checks the accounts and the token settings.
 pub(crate) fn load(
     layers: &Layers,
@@ -348,7 +229,14 @@ pub(crate) fn load(
 ) -> Result<(Vec<WechatAccount>, TokensConfig), ConfigError> {
     let accounts = names
         .iter()
-        .map(|name| Account { layers, name }.load())
+        .map(|name| {
+            Account(Table {
+                layers,
+                tables: &TABLES,
+                name,
+            })
+            .load()
+        })
         .collect::<Result<_, _>>()?;
     let tokens = TokensConfig {
         fetch_timeout: layers.setting(&FETCH_TIMEOUT_MS)?.millis(1, 600_000)?,
@@ -357,38 +245,11 @@ pub(crate) fn load(
 }
 
 /// One account's table, read through the layers.
-struct Account<'a> {
-    layers: &'a Layers,
-    name: &'a str,
-}
+struct Account<'a>(Table<'a>);
 
 impl Account<'_> {
-    fn key(&self, key: &str) -> String {
-        format!("{SECTION}.{}.{key}", self.name)
-    }
-
-    /// The value of `key`, if set, secret as [`WECHAT_KEYS`] declares it.
-    fn get(&self, key: &str) -> Result<Option<Field>, ConfigError> {
-        let secret = WECHAT_KEYS.iter().any(|k| k.key == key && k.secret);
-        self.layers.get(&self.key(key), secret)
-    }
-
-    /// The value of `key`, `None` if unset or empty.
-    fn non_empty(&self, key: &str) -> Result<Option<Field>, ConfigError> {
-        Ok(self.get(key)?.filter(|field| !field.text().is_empty()))
-    }
-
-    /// "set it in the [wechat.<name>] table or in KEFU_WECHAT_<NAME>_<KEY>".
-    fn where_to_set(&self, key: &str) -> String {
-        format!(
-            "set it in the [{SECTION}.{}] table or in {}",
-            self.name,
-            wechat_env(self.name, key)
-        )
-    }
-
     fn load(&self) -> Result<WechatAccount, ConfigError> {
-        let kind = match self.get("kind")? {
+        let kind = match self.0.get("kind")? {
             None => AccountKind::OfficialAccount,
             Some(kind) => kind.choice(
                 &[
@@ -399,13 +260,13 @@ impl Account<'_> {
                 "`oa`, `mp` or `wecom`",
             )?,
         };
-        let token = match self.get("token")? {
+        let token = match self.0.get("token")? {
             Some(token) => Secret::new(token.non_empty("the Token of the callback configuration")?),
             None => {
                 return Err(ConfigError(format!(
                     "{} is required: {} (the Token of the callback configuration)",
-                    self.key("token"),
-                    self.where_to_set("token")
+                    self.0.key("token"),
+                    self.0.where_to_set("token")
                 )));
             }
         };
@@ -414,22 +275,22 @@ impl Account<'_> {
         if current.is_none() && previous.is_some() {
             return Err(ConfigError(format!(
                 "{} is set without {}: the current key comes first, the previous one is only tried after it",
-                self.key("previous_aes_key"),
-                self.key("aes_key")
+                self.0.key("previous_aes_key"),
+                self.0.key("aes_key")
             )));
         }
         if current.is_none() && kind == AccountKind::WeCom {
             return Err(ConfigError(format!(
                 "{} is required for a wecom account: {} (WeCom callbacks are always encrypted)",
-                self.key("aes_key"),
-                self.where_to_set("aes_key")
+                self.0.key("aes_key"),
+                self.0.where_to_set("aes_key")
             )));
         }
         let mode = self.mode(kind, current.is_some())?;
         let receive_id = self.receive_id(kind, current.is_some())?;
         let send = self.send(kind, &receive_id)?;
         Ok(WechatAccount {
-            name: self.name.to_owned(),
+            name: self.0.name.to_owned(),
             kind,
             mode,
             token,
@@ -441,7 +302,7 @@ impl Account<'_> {
     }
 
     fn aes_key(&self, key: &str) -> Result<Option<Secret>, ConfigError> {
-        let Some(field) = self.non_empty(key)? else {
+        let Some(field) = self.0.non_empty(key)? else {
             return Ok(None);
         };
         // The key's own validation names the length or the position of a bad character, never
@@ -452,7 +313,7 @@ impl Account<'_> {
     }
 
     fn mode(&self, kind: AccountKind, keyed: bool) -> Result<WechatMode, ConfigError> {
-        let Some(field) = self.non_empty("mode")? else {
+        let Some(field) = self.0.non_empty("mode")? else {
             return Ok(if kind == AccountKind::WeCom || keyed {
                 WechatMode::Safe
             } else {
@@ -479,16 +340,16 @@ impl Account<'_> {
                 "{} is {} but {} is not set: set the account's 43-character EncodingAESKey in the [{SECTION}.{name}] table or in {}, or set the mode to `plain` if the account's console says 明文模式",
                 field.place(),
                 mode.as_str(),
-                self.key("aes_key"),
-                wechat_env(self.name, "aes_key"),
-                name = self.name,
+                self.0.key("aes_key"),
+                wechat_env(self.0.name, "aes_key"),
+                name = self.0.name,
             )));
         }
         Ok(mode)
     }
 
     fn receive_id(&self, kind: AccountKind, keyed: bool) -> Result<String, ConfigError> {
-        match self.get("receive_id")? {
+        match self.0.get("receive_id")? {
             Some(id) if id.text().is_empty() && kind != AccountKind::WeCom && keyed => Err(id
                 .invalid(
                     "the account's AppID (an empty receive-id is only used by the WeCom smart robot)",
@@ -497,8 +358,8 @@ impl Account<'_> {
             Some(id) => Ok(id.text().to_owned()),
             None if keyed => Err(ConfigError(format!(
                 "{} is required with an aes_key: {} (the AppID, CorpID or SuiteID that trails every plaintext; empty for the WeCom smart robot)",
-                self.key("receive_id"),
-                self.where_to_set("receive_id")
+                self.0.key("receive_id"),
+                self.0.where_to_set("receive_id")
             ))),
             None => Ok(String::new()),
         }
@@ -508,37 +369,37 @@ impl Account<'_> {
     fn send(&self, kind: AccountKind, receive_id: &str) -> Result<Option<SendConfig>, ConfigError> {
         if kind == AccountKind::WeCom {
             for key in ["secret", "api_base_url", "text_budget_bytes", "typing_path"] {
-                if let Some(field) = self.non_empty(key)? {
+                if let Some(field) = self.0.non_empty(key)? {
                     return Err(ConfigError(format!(
                         "{} is set on a wecom account, which does not send through custom/send (only oa and mp accounts do); remove it, or set {} to `oa` or `mp` if the account is an Official Account or Mini Program",
                         field.place(),
-                        self.key("kind")
+                        self.0.key("kind")
                     )));
                 }
             }
             return Ok(None);
         }
-        let typing_path = match (kind, self.non_empty("typing_path")?) {
+        let typing_path = match (kind, self.0.non_empty("typing_path")?) {
             (AccountKind::MiniProgram, Some(field)) => typing_path(&field)?,
             (AccountKind::MiniProgram, None) => MP_TYPING_PATH.to_owned(),
             (_, Some(field)) => {
                 return Err(ConfigError(format!(
                     "{} is set on an oa account: only a Mini Program's typing path is configurable (an Official Account's is {OA_TYPING_PATH}); remove it, or set {} to `mp`",
                     field.place(),
-                    self.key("kind")
+                    self.0.key("kind")
                 )));
             }
             (_, None) => OA_TYPING_PATH.to_owned(),
         };
-        let api_base_url = match self.non_empty("api_base_url")? {
+        let api_base_url = match self.0.non_empty("api_base_url")? {
             Some(field) => field.base_url()?,
             None => DEFAULT_API_BASE_URL.to_owned(),
         };
-        let text_budget_bytes = match self.non_empty("text_budget_bytes")? {
+        let text_budget_bytes = match self.0.non_empty("text_budget_bytes")? {
             Some(field) => field.number(64, 2048)?,
             None => 2000,
         };
-        let Some(secret) = self.non_empty("secret")? else {
+        let Some(secret) = self.0.non_empty("secret")? else {
             return Ok(None);
         };
         if secret
@@ -554,9 +415,9 @@ impl Account<'_> {
         if receive_id.trim().is_empty() {
             return Err(ConfigError(format!(
                 "{} is required with a secret: set the account's AppID in the [{SECTION}.{name}] table or in {} (access tokens are fetched for that AppID)",
-                self.key("receive_id"),
-                wechat_env(self.name, "receive_id"),
-                name = self.name,
+                self.0.key("receive_id"),
+                wechat_env(self.0.name, "receive_id"),
+                name = self.0.name,
             )));
         }
         Ok(Some(SendConfig {
