@@ -70,6 +70,7 @@ mod model;
 mod msg;
 mod sendmsg;
 mod xml;
+pub mod yunzhenji;
 
 pub use callback::{CallbackEvent, CustomerInfo, HandoffCallback};
 pub use error::{Error, Stage};
