@@ -64,6 +64,7 @@ mod callback;
 pub mod cgibin;
 pub mod envelope;
 mod error;
+pub mod gateway;
 mod kefustate;
 pub mod limits;
 mod model;
