@@ -242,6 +242,17 @@ for name, body in [
     seed("desk_api", name, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
 seed("desk_api", "truncated", '{"openid":"o1","channel":7,"msg":"hi"')
 
+# --- yunzhenji_callback: the shape the sandbox pushes (common to the relay and the sandbox), and
+# other spellings and nestings the parser must also read.
+for name, body in [
+    ("chatmsg", {"event": "chatMsg", "app_id": "A", "wxid": "ACCOUNT", "data": {"api_send_id": "42", "api_send_svrid": "1685,7,1675997660116ABKocO", "from_wxid": "ACCOUNT", "to_wxid": "CUSTOMER", "msg_type": "text", "content": {"items": [{"type": "text", "text": "您好"}]}, "create_time": 1700000000}}),
+    ("sendfail", {"event": "chatMsgSendFail", "app_id": "A", "wxid": "ACCOUNT", "data": {"api_send_id": 42, "api_send_svrid": "S", "to_wxid": "CUSTOMER", "message": "offline"}}),
+    ("customer", {"event": "chatMsg", "wxid": "ACCOUNT", "data": {"api_send_svrid": "S", "from_wxid": "CUSTOMER", "to_wxid": "ACCOUNT", "msg_type": "text", "content": {"items": [{"type": "text", "text": "hi"}]}}}),
+    ("flat", {"Type": "CHATMSG", "apiSendId": 42, "sender": "A", "receiver": "G@chatroom", "msgType": "text", "content": "plain"}),
+    ("nested", {"code": 0, "payload": {"callback_type": "ChatMsgSendFail", "list": [{"msg": {"api_send_id": " 43 ", "to": "C", "reason": "rate limited"}}]}}),
+]:
+    seed("yunzhenji_callback", name, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+
 for directory in CORPUS.glob("*/"):
     for old in directory.glob("seed-*"):
         old.unlink()

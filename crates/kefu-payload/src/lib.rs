@@ -64,12 +64,14 @@ mod callback;
 pub mod cgibin;
 pub mod envelope;
 mod error;
+pub mod gateway;
 mod kefustate;
 pub mod limits;
 mod model;
 mod msg;
 mod sendmsg;
 mod xml;
+pub mod yunzhenji;
 
 pub use callback::{CallbackEvent, CustomerInfo, HandoffCallback};
 pub use error::{Error, Stage};

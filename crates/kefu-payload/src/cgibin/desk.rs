@@ -105,7 +105,7 @@ pub fn typing_body(openid_value: &str, on: bool) -> Result<Typing, Invalid> {
     })
 }
 
-fn openid(value: Option<&Value>, field: &str) -> Result<String, Invalid> {
+pub(crate) fn openid(value: Option<&Value>, field: &str) -> Result<String, Invalid> {
     let value = value
         .filter(|v| !v.is_null())
         .ok_or_else(|| Invalid::new(field, "is required: the user's OpenID for this account"))?;
@@ -309,7 +309,7 @@ fn read_one(
 
 /// A JSON key as a segment of a field path: as it is when it is a plain name, quoted when it
 /// is empty or holds other characters, so that a path always names its field unambiguously.
-fn key_name(key: &str) -> String {
+pub(crate) fn key_name(key: &str) -> String {
     if !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         key.to_owned()
     } else {
@@ -379,7 +379,7 @@ fn text_messages(text: &str, path: &str, budget: usize) -> Result<Vec<Message>, 
 
 /// Refuses an empty string, and the control characters JSON can only carry as `\u00XX`, which
 /// the platform refuses (40033).
-fn check_text(text: &str, path: &str, what: &str) -> Result<(), Invalid> {
+pub(crate) fn check_text(text: &str, path: &str, what: &str) -> Result<(), Invalid> {
     if text.is_empty() {
         return Err(Invalid::new(path, format!("{what} must not be empty")));
     }
@@ -397,7 +397,7 @@ fn check_text(text: &str, path: &str, what: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
-fn string(value: &Value, path: &str, what: &str) -> Result<String, Invalid> {
+pub(crate) fn string(value: &Value, path: &str, what: &str) -> Result<String, Invalid> {
     match value {
         Value::String(s) => {
             check_text(s, path, if what.is_empty() { "the value" } else { what })?;
@@ -410,7 +410,7 @@ fn string(value: &Value, path: &str, what: &str) -> Result<String, Invalid> {
     }
 }
 
-fn json_type(value: &Value) -> &'static str {
+pub(crate) fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

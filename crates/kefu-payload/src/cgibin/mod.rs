@@ -13,9 +13,9 @@
 //! otherwise).
 
 mod classify;
-mod desk;
+pub(crate) mod desk;
 mod message;
-mod response;
+pub(crate) mod response;
 mod split;
 
 pub use classify::{Call, classify, classify_token, code_class, meaning};

@@ -69,7 +69,7 @@ impl CgiReply {
 }
 
 /// An integer from a JSON integer or a numeric string.
-fn integer(value: &Value) -> Option<i64> {
+pub(crate) fn integer(value: &Value) -> Option<i64> {
     match value {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.trim().parse().ok(),
