@@ -6,12 +6,12 @@ use kefu_payload::KefuState;
 use rusqlite::{OptionalExtension as _, Transaction, params};
 use serde_json::{Map, Value};
 
-use super::SqliteStore;
+use super::{SqliteStore, jobs};
 use crate::inbound::event::{self, EventKind};
 use crate::inbound::session::{ChangedBy, Session};
 use crate::store::{
     Admission, DIALOGUE_ACCOUNT, DeskCall, EventPage, EventStore, NewDialogue, NewWechat,
-    PendingEvent, Purged, SessionStore, StoreError, StoreResult, WebhookOutcome,
+    NewYunzhenji, PendingEvent, Purged, SessionStore, StoreError, StoreResult, WebhookOutcome,
 };
 
 /// The events still to push, in order, and the highest event id.
@@ -58,7 +58,8 @@ fn is_duplicate(tx: &Transaction<'_>, key: &str, now: i64) -> Result<bool, Store
 struct EventRow<'a> {
     account: Option<&'a str>,
     openid: &'a str,
-    kind: EventKind,
+    /// The event's `kind`, as the desk reads it.
+    kind: &'a str,
     event: Map<String, Value>,
     webhook: bool,
     dedup_key: &'a str,
@@ -93,7 +94,7 @@ fn insert_event(
         source,
         account,
         openid,
-        kind.as_str(),
+        kind,
         now,
         if webhook { "pending" } else { "none" }
     ])?;
@@ -134,7 +135,7 @@ fn admit_dialogue(
         EventRow {
             account: None,
             openid: &callback.userid,
-            kind,
+            kind: kind.as_str(),
             event: body,
             webhook: new.webhook,
             dedup_key: &new.dedup_key,
@@ -223,7 +224,7 @@ fn admit_wechat(tx: &Transaction<'_>, now: i64, new: NewWechat) -> Result<Admiss
         EventRow {
             account: Some(&new.account),
             openid: &new.message.from_user_name,
-            kind,
+            kind: kind.as_str(),
             event: body,
             webhook: new.webhook,
             dedup_key: &new.dedup_key,
@@ -241,6 +242,53 @@ fn admit_wechat(tx: &Transaction<'_>, now: i64, new: NewWechat) -> Result<Admiss
     save_session(tx, &session)?;
     Ok(Admission::Stored(stored))
 }
+
+/// Admits a yunzhenji callback: drops a redelivery, else stores its event and applies its
+/// report to the job it names, in the one transaction.
+fn admit_yunzhenji(
+    tx: &Transaction<'_>,
+    now: i64,
+    new: NewYunzhenji,
+) -> Result<Admission, StoreError> {
+    if is_duplicate(tx, &new.dedup_key, now)? {
+        return Ok(Admission::Duplicate);
+    }
+    // The body is the desk's event as the endpoint built it; one that is not an object is
+    // still stored (the vendor's schema is unconfirmed), kept whole under `raw`.
+    let event = match serde_json::from_str::<Value>(&new.body) {
+        Ok(Value::Object(event)) => event,
+        _ => Map::from_iter([
+            ("source".to_owned(), Value::from(YUNZHENJI)),
+            ("account".to_owned(), Value::from(new.account.as_str())),
+            ("raw".to_owned(), Value::from(new.body)),
+        ]),
+    };
+    let kind = event
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or(EventKind::Other.as_str())
+        .to_owned();
+    let stored = insert_event(
+        tx,
+        now,
+        EventRow {
+            account: Some(&new.account),
+            openid: &new.conversation,
+            kind: &kind,
+            event,
+            webhook: new.webhook,
+            dedup_key: &new.dedup_key,
+            dedup_expires_ms: new.dedup_expires_ms,
+        },
+    )?;
+    if let Some(report) = &new.report {
+        jobs::apply_report(tx, now, &new.account, report)?;
+    }
+    Ok(Admission::Stored(stored))
+}
+
+/// The `source` of a yunzhenji event.
+const YUNZHENJI: &str = "yunzhenji";
 
 /// Events with an id above `after`, in order, at most `limit`: (id, body).
 fn events_after(
@@ -436,6 +484,12 @@ impl EventStore for SqliteStore {
 
     fn admit_wechat(&self, new: NewWechat) -> BoxFuture<'_, StoreResult<Admission>> {
         self.boxed(Box::new(move |tx, group| admit_wechat(tx, group.now, new)))
+    }
+
+    fn admit_yunzhenji(&self, new: NewYunzhenji) -> BoxFuture<'_, StoreResult<Admission>> {
+        self.boxed(Box::new(move |tx, group| {
+            admit_yunzhenji(tx, group.now, new)
+        }))
     }
 
     fn remember_url_verification(

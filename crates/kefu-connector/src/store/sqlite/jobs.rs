@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, params};
 use super::{Group, SqliteStore, inbound, keys};
 use crate::store::{
     Claimed, DeskCall, Idempotent, JobState, JobStatus, JobStore, NewJob, Outcome, PendingJob,
-    ResendError, StoreError, StoreResult,
+    ReportKind, ResendError, SendReport, Settled, StoreError, StoreResult,
 };
 
 /// Turns the jobs left `sending` by an interrupted run into `ambiguous`, and returns the
@@ -82,18 +82,28 @@ fn insert(
     Ok(stored)
 }
 
-fn mark_sending(tx: &Transaction<'_>, now: i64, id: i64) -> Result<(), StoreError> {
-    tx.prepare_cached(
+fn mark_sending(tx: &Transaction<'_>, now: i64, ids: &[i64]) -> Result<(), StoreError> {
+    let mut statement = tx.prepare_cached(
         "UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at_ms = ?2
          WHERE id = ?1",
-    )?
-    .execute(params![id, now])?;
+    )?;
+    for id in ids {
+        statement.execute(params![id, now])?;
+    }
     Ok(())
 }
 
 fn record(tx: &Transaction<'_>, now: i64, id: i64, outcome: &Outcome) -> Result<(), StoreError> {
-    let (state, not_before, code, reason, message) = match outcome {
-        Outcome::Delivered => (JobState::Delivered, None, None, None, None),
+    let (state, not_before, code, reason, message, confirm_by) = match outcome {
+        Outcome::Delivered => (JobState::Delivered, None, None, None, None, None),
+        Outcome::Accepted { confirm_by_ms } => (
+            JobState::Accepted,
+            None,
+            None,
+            None,
+            None,
+            Some(*confirm_by_ms),
+        ),
         Outcome::Retry {
             not_before_ms,
             code,
@@ -104,6 +114,7 @@ fn record(tx: &Transaction<'_>, now: i64, id: i64, outcome: &Outcome) -> Result<
             *code,
             None,
             Some(message),
+            None,
         ),
         Outcome::Failed {
             code,
@@ -115,12 +126,24 @@ fn record(tx: &Transaction<'_>, now: i64, id: i64, outcome: &Outcome) -> Result<
             *code,
             Some(reason.as_str()),
             Some(message),
+            None,
         ),
-        Outcome::Ambiguous { message } => (JobState::Ambiguous, None, None, None, Some(message)),
+        Outcome::Ambiguous {
+            message,
+            confirm_by_ms,
+        } => (
+            JobState::Ambiguous,
+            None,
+            None,
+            None,
+            Some(message),
+            *confirm_by_ms,
+        ),
     };
     tx.prepare_cached(
         "UPDATE outbox SET state = ?2, not_before_ms = IFNULL(?3, not_before_ms),
-             error_code = ?4, reason = ?5, error_message = ?6, updated_at_ms = ?7
+             error_code = ?4, reason = ?5, error_message = ?6, updated_at_ms = ?7,
+             confirm_by_ms = ?8
          WHERE id = ?1",
     )?
     .execute(params![
@@ -130,8 +153,108 @@ fn record(tx: &Transaction<'_>, now: i64, id: i64, outcome: &Outcome) -> Result<
         code,
         reason,
         message,
-        now
+        now,
+        confirm_by
     ])?;
+    Ok(())
+}
+
+/// Why an ambiguous job whose window passed failed, as the desk reads it.
+const UNCONFIRMED: &str = "no callback confirmed within the confirmation window that the platform took this message; it most likely never left, and the desk may send it again";
+
+/// Settles every confirmation whose window ended at or before `now_ms`.
+fn settle(tx: &Transaction<'_>, now: i64, now_ms: i64) -> Result<Vec<Settled>, StoreError> {
+    let due = {
+        let mut statement = tx.prepare_cached(
+            "SELECT id, account, state FROM outbox
+             WHERE confirm_by_ms IS NOT NULL AND confirm_by_ms <= ?1 ORDER BY confirm_by_ms, id",
+        )?;
+        statement
+            .query_map(params![now_ms], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let mut settled = Vec::with_capacity(due.len());
+    for (id, account, state) in due {
+        let (state, reason, message) = match JobState::parse(&state) {
+            Some(JobState::Accepted) => (JobState::Delivered, None, None),
+            Some(JobState::Ambiguous) => (
+                JobState::Failed,
+                Some(Reason::Unconfirmed),
+                Some(UNCONFIRMED),
+            ),
+            // Only these two keep a window; a stray one is cleared, not acted on.
+            _ => {
+                tx.prepare_cached("UPDATE outbox SET confirm_by_ms = NULL WHERE id = ?1")?
+                    .execute(params![id])?;
+                continue;
+            }
+        };
+        tx.prepare_cached(
+            "UPDATE outbox SET state = ?2, reason = ?3, error_message = IFNULL(?4, error_message),
+                 confirm_by_ms = NULL, updated_at_ms = ?5
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            id,
+            state.as_str(),
+            reason.map(Reason::as_str),
+            message,
+            now
+        ])?;
+        settled.push(Settled {
+            id,
+            account,
+            state,
+            reason,
+        });
+    }
+    Ok(settled)
+}
+
+/// Applies a callback's report to the job it names, if that job is `account`'s and in a state
+/// the report may change (see the confirmation rules in [`crate::store`]).
+pub(super) fn apply_report(
+    tx: &Transaction<'_>,
+    now: i64,
+    account: &str,
+    report: &SendReport,
+) -> Result<(), StoreError> {
+    match &report.kind {
+        ReportKind::Taken => {
+            tx.prepare_cached(
+                "UPDATE outbox SET state = 'accepted', confirm_by_ms = ?3, error_code = NULL,
+                     reason = NULL, error_message = NULL, updated_at_ms = ?4
+                 WHERE id = ?1 AND account = ?2 AND state = 'ambiguous'",
+            )?
+            .execute(params![
+                report.job_id,
+                account,
+                now.saturating_add(report.confirm_window_ms),
+                now
+            ])?;
+        }
+        ReportKind::Failed { message } => {
+            tx.prepare_cached(
+                "UPDATE outbox SET state = 'failed', reason = ?3, error_code = NULL,
+                     error_message = ?4, confirm_by_ms = NULL, updated_at_ms = ?5
+                 WHERE id = ?1 AND account = ?2
+                   AND state IN ('accepted', 'ambiguous', 'delivered')",
+            )?
+            .execute(params![
+                report.job_id,
+                account,
+                Reason::SendFailed.as_str(),
+                message,
+                now
+            ])?;
+        }
+    }
     Ok(())
 }
 
@@ -139,7 +262,7 @@ fn get(tx: &Transaction<'_>, id: i64) -> Result<Option<JobStatus>, StoreError> {
     let row = tx
         .prepare_cached(
             "SELECT account, recipient, operation, state, attempts, error_code, reason,
-                    error_message, created_at_ms, updated_at_ms
+                    error_message, created_at_ms, updated_at_ms, confirm_by_ms
              FROM outbox WHERE id = ?1",
         )?
         .query_row(params![id], |row| {
@@ -154,6 +277,7 @@ fn get(tx: &Transaction<'_>, id: i64) -> Result<Option<JobStatus>, StoreError> {
                     error_code: row.get(5)?,
                     reason: None,
                     error_message: row.get(7)?,
+                    confirm_by_ms: row.get(10)?,
                     created_at_ms: row.get(8)?,
                     updated_at_ms: row.get(9)?,
                 },
@@ -191,7 +315,8 @@ fn resend(
     group.last_seq += 1;
     tx.execute(
         "UPDATE outbox SET state = 'queued', attempts = 0, not_before_ms = ?2, updated_at_ms = ?2,
-             error_code = NULL, reason = NULL, error_message = NULL, seq = ?3
+             error_code = NULL, reason = NULL, error_message = NULL, seq = ?3,
+             confirm_by_ms = NULL
          WHERE id = ?1",
         params![id, group.now, group.last_seq],
     )?;
@@ -243,7 +368,14 @@ impl JobStore for SqliteStore {
     }
 
     fn mark_sending(&self, id: i64) -> BoxFuture<'_, StoreResult<()>> {
-        self.boxed(Box::new(move |tx, group| mark_sending(tx, group.now, id)))
+        self.boxed(Box::new(move |tx, group| {
+            mark_sending(tx, group.now, &[id])
+        }))
+    }
+
+    fn mark_sending_many(&self, ids: &[i64]) -> BoxFuture<'_, StoreResult<()>> {
+        let ids = ids.to_vec();
+        self.boxed(Box::new(move |tx, group| mark_sending(tx, group.now, &ids)))
     }
 
     fn record(&self, id: i64, outcome: Outcome) -> StoreResult<()> {
@@ -281,6 +413,10 @@ impl JobStore for SqliteStore {
 
     fn purge_keys(&self) -> BoxFuture<'_, StoreResult<usize>> {
         self.boxed(Box::new(|tx, group| keys::purge(tx, group.now)))
+    }
+
+    fn settle_confirmations(&self, now_ms: i64) -> BoxFuture<'_, StoreResult<Vec<Settled>>> {
+        self.boxed(Box::new(move |tx, group| settle(tx, group.now, now_ms)))
     }
 }
 
@@ -632,6 +768,7 @@ mod tests {
                 id,
                 Outcome::Ambiguous {
                     message: "timed out".into(),
+                    confirm_by_ms: None,
                 },
             )
             .unwrap();
