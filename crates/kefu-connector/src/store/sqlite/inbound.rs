@@ -6,7 +6,7 @@ use kefu_payload::KefuState;
 use rusqlite::{OptionalExtension as _, Transaction, params};
 use serde_json::{Map, Value};
 
-use super::{SqliteStore, jobs};
+use super::{SqliteStore, yunzhenji};
 use crate::inbound::event::{self, EventKind};
 use crate::inbound::session::{ChangedBy, Session};
 use crate::store::{
@@ -46,7 +46,7 @@ fn latest_event_id(tx: &Transaction<'_>) -> Result<i64, StoreError> {
     Ok(from_sequence.unwrap_or_default())
 }
 
-fn is_duplicate(tx: &Transaction<'_>, key: &str, now: i64) -> Result<bool, StoreError> {
+pub(super) fn is_duplicate(tx: &Transaction<'_>, key: &str, now: i64) -> Result<bool, StoreError> {
     Ok(tx
         .prepare_cached("SELECT 1 FROM inbound_dedup WHERE key = ?1 AND expires_at_ms > ?2")?
         .query_row(params![key, now], |_| Ok(()))
@@ -55,18 +55,18 @@ fn is_duplicate(tx: &Transaction<'_>, key: &str, now: i64) -> Result<bool, Store
 }
 
 /// An event row to insert, with its dedup key.
-struct EventRow<'a> {
-    account: Option<&'a str>,
-    openid: &'a str,
+pub(super) struct EventRow<'a> {
+    pub(super) account: Option<&'a str>,
+    pub(super) openid: &'a str,
     /// The event's `kind`, as the desk reads it.
-    kind: &'a str,
-    event: Map<String, Value>,
-    webhook: bool,
-    dedup_key: &'a str,
-    dedup_expires_ms: i64,
+    pub(super) kind: &'a str,
+    pub(super) event: Map<String, Value>,
+    pub(super) webhook: bool,
+    pub(super) dedup_key: &'a str,
+    pub(super) dedup_expires_ms: i64,
 }
 
-fn insert_event(
+pub(super) fn insert_event(
     tx: &Transaction<'_>,
     now: i64,
     row: EventRow<'_>,
@@ -242,53 +242,6 @@ fn admit_wechat(tx: &Transaction<'_>, now: i64, new: NewWechat) -> Result<Admiss
     save_session(tx, &session)?;
     Ok(Admission::Stored(stored))
 }
-
-/// Admits a yunzhenji callback: drops a redelivery, else stores its event and applies its
-/// report to the job it names, in the one transaction.
-fn admit_yunzhenji(
-    tx: &Transaction<'_>,
-    now: i64,
-    new: NewYunzhenji,
-) -> Result<Admission, StoreError> {
-    if is_duplicate(tx, &new.dedup_key, now)? {
-        return Ok(Admission::Duplicate);
-    }
-    // The body is the desk's event as the endpoint built it; one that is not an object is
-    // still stored (the vendor's schema is unconfirmed), kept whole under `raw`.
-    let event = match serde_json::from_str::<Value>(&new.body) {
-        Ok(Value::Object(event)) => event,
-        _ => Map::from_iter([
-            ("source".to_owned(), Value::from(YUNZHENJI)),
-            ("account".to_owned(), Value::from(new.account.as_str())),
-            ("raw".to_owned(), Value::from(new.body)),
-        ]),
-    };
-    let kind = event
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or(EventKind::Other.as_str())
-        .to_owned();
-    let stored = insert_event(
-        tx,
-        now,
-        EventRow {
-            account: Some(&new.account),
-            openid: &new.conversation,
-            kind: &kind,
-            event,
-            webhook: new.webhook,
-            dedup_key: &new.dedup_key,
-            dedup_expires_ms: new.dedup_expires_ms,
-        },
-    )?;
-    if let Some(report) = &new.report {
-        jobs::apply_report(tx, now, &new.account, report)?;
-    }
-    Ok(Admission::Stored(stored))
-}
-
-/// The `source` of a yunzhenji event.
-const YUNZHENJI: &str = "yunzhenji";
 
 /// Events with an id above `after`, in order, at most `limit`: (id, body).
 fn events_after(
@@ -488,7 +441,7 @@ impl EventStore for SqliteStore {
 
     fn admit_yunzhenji(&self, new: NewYunzhenji) -> BoxFuture<'_, StoreResult<Admission>> {
         self.boxed(Box::new(move |tx, group| {
-            admit_yunzhenji(tx, group.now, new)
+            yunzhenji::admit(tx, group.now, new)
         }))
     }
 

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, params};
 use super::{Group, SqliteStore, inbound, keys};
 use crate::store::{
     Claimed, DeskCall, Idempotent, JobState, JobStatus, JobStore, NewJob, Outcome, PendingJob,
-    ReportKind, ResendError, SendReport, Settled, StoreError, StoreResult,
+    ResendError, Settled, StoreError, StoreResult,
 };
 
 /// Turns the jobs left `sending` by an interrupted run into `ambiguous`, and returns the
@@ -215,47 +215,6 @@ fn settle(tx: &Transaction<'_>, now: i64, now_ms: i64) -> Result<Vec<Settled>, S
         });
     }
     Ok(settled)
-}
-
-/// Applies a callback's report to the job it names, if that job is `account`'s and in a state
-/// the report may change (see the confirmation rules in [`crate::store`]).
-pub(super) fn apply_report(
-    tx: &Transaction<'_>,
-    now: i64,
-    account: &str,
-    report: &SendReport,
-) -> Result<(), StoreError> {
-    match &report.kind {
-        ReportKind::Taken => {
-            tx.prepare_cached(
-                "UPDATE outbox SET state = 'accepted', confirm_by_ms = ?3, error_code = NULL,
-                     reason = NULL, error_message = NULL, updated_at_ms = ?4
-                 WHERE id = ?1 AND account = ?2 AND state = 'ambiguous'",
-            )?
-            .execute(params![
-                report.job_id,
-                account,
-                now.saturating_add(report.confirm_window_ms),
-                now
-            ])?;
-        }
-        ReportKind::Failed { message } => {
-            tx.prepare_cached(
-                "UPDATE outbox SET state = 'failed', reason = ?3, error_code = NULL,
-                     error_message = ?4, confirm_by_ms = NULL, updated_at_ms = ?5
-                 WHERE id = ?1 AND account = ?2
-                   AND state IN ('accepted', 'ambiguous', 'delivered')",
-            )?
-            .execute(params![
-                report.job_id,
-                account,
-                Reason::SendFailed.as_str(),
-                message,
-                now
-            ])?;
-        }
-    }
-    Ok(())
 }
 
 fn get(tx: &Transaction<'_>, id: i64) -> Result<Option<JobStatus>, StoreError> {

@@ -21,6 +21,7 @@ mod jobs;
 mod keys;
 pub mod schema;
 mod tokens;
+mod yunzhenji;
 
 use std::path::Path;
 use std::sync::Arc;
