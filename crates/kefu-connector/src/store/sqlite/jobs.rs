@@ -579,6 +579,148 @@ mod tests {
         assert_eq!(outbox.get(12345).await.unwrap(), None);
     }
 
+    /// Sends `id` once and leaves it with `outcome`.
+    async fn sent(outbox: &SqliteStore, id: i64, outcome: Outcome) {
+        outbox.mark_sending_many(&[id]).await.unwrap();
+        outbox.record(id, outcome).unwrap();
+    }
+
+    #[tokio::test]
+    async fn confirmations_settle_once_when_their_window_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, _) = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
+        let ids: Vec<i64> =
+            insert_plain(&outbox, vec![job("u", "a"), job("u", "b"), job("u", "c")])
+                .await
+                .iter()
+                .map(PendingJob::id)
+                .collect();
+        sent(&outbox, ids[0], Outcome::Accepted { confirm_by_ms: 100 }).await;
+        let ambiguous = |confirm_by_ms| Outcome::Ambiguous {
+            message: "timed out".into(),
+            confirm_by_ms,
+        };
+        sent(&outbox, ids[1], ambiguous(Some(200))).await;
+        sent(&outbox, ids[2], ambiguous(None)).await;
+        let accepted = outbox.get(ids[0]).await.unwrap().unwrap();
+        assert_eq!(
+            (accepted.status, accepted.confirm_by_ms),
+            (JobState::Accepted, Some(100))
+        );
+        assert!(!accepted.status.is_final());
+        // Not resendable: the platform took it.
+        assert_eq!(
+            resend_plain(&outbox, ids[0]).await,
+            Err(ResendError::NotResendable(JobState::Accepted))
+        );
+
+        assert_eq!(outbox.settle_confirmations(99).await.unwrap(), vec![]);
+        let settled = outbox.settle_confirmations(150).await.unwrap();
+        assert_eq!(
+            settled,
+            vec![Settled {
+                id: ids[0],
+                account: DIALOGUE_ACCOUNT.into(),
+                state: JobState::Delivered,
+                reason: None,
+            }]
+        );
+        let settled = outbox.settle_confirmations(200).await.unwrap();
+        assert_eq!(
+            settled,
+            vec![Settled {
+                id: ids[1],
+                account: DIALOGUE_ACCOUNT.into(),
+                state: JobState::Failed,
+                reason: Some(Reason::Unconfirmed),
+            }]
+        );
+        assert_eq!(outbox.settle_confirmations(i64::MAX).await.unwrap(), vec![]);
+        let delivered = outbox.get(ids[0]).await.unwrap().unwrap();
+        assert_eq!(
+            (delivered.status, delivered.confirm_by_ms),
+            (JobState::Delivered, None)
+        );
+        let unconfirmed = outbox.get(ids[1]).await.unwrap().unwrap();
+        assert_eq!(unconfirmed.status, JobState::Failed);
+        assert_eq!(unconfirmed.reason, Some(Reason::Unconfirmed));
+        assert!(
+            unconfirmed
+                .error_message
+                .unwrap()
+                .contains("confirmation window")
+        );
+        // Without a window, ambiguous until the desk decides.
+        assert_eq!(
+            outbox.get(ids[2]).await.unwrap().unwrap().status,
+            JobState::Ambiguous
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resend_of_an_ambiguous_job_ends_its_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, _) = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
+        let id = insert_plain(&outbox, vec![job("u", "a")]).await[0].id();
+        let outcome = Outcome::Ambiguous {
+            message: "timed out".into(),
+            confirm_by_ms: Some(100),
+        };
+        sent(&outbox, id, outcome).await;
+        resend_plain(&outbox, id).await.unwrap();
+        assert_eq!(outbox.settle_confirmations(i64::MAX).await.unwrap(), vec![]);
+        let status = outbox.get(id).await.unwrap().unwrap();
+        assert_eq!(
+            (status.status, status.confirm_by_ms),
+            (JobState::Queued, None)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_overdue_confirmation_is_settled_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.sqlite3");
+        let id = {
+            let (outbox, _) = SqliteStore::open(&path).unwrap();
+            let id = insert_plain(&outbox, vec![job("u", "a")]).await[0].id();
+            sent(&outbox, id, Outcome::Accepted { confirm_by_ms: 1 }).await;
+            // Read back: the outcome is committed before the store closes.
+            assert_eq!(
+                outbox.get(id).await.unwrap().unwrap().status,
+                JobState::Accepted
+            );
+            id
+        };
+        let (outbox, pending) = SqliteStore::open(&path).unwrap();
+        assert!(pending.is_empty(), "an accepted job is never sent again");
+        let settled = outbox
+            .settle_confirmations(kefu_core::now_ms())
+            .await
+            .unwrap();
+        assert_eq!(settled.len(), 1);
+        assert_eq!(
+            outbox.get(id).await.unwrap().unwrap().status,
+            JobState::Delivered
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_marked_sending_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, _) = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
+        let ids: Vec<i64> =
+            insert_plain(&outbox, vec![job("u", "a"), job("u", "b"), job("u", "c")])
+                .await
+                .iter()
+                .map(PendingJob::id)
+                .collect();
+        outbox.mark_sending_many(&ids[..2]).await.unwrap();
+        let mut depth = outbox.depth().await.unwrap();
+        depth.sort_by_key(|(state, _)| state.as_str());
+        assert_eq!(depth, vec![(JobState::Queued, 1), (JobState::Sending, 2)]);
+        assert_eq!(outbox.get(ids[0]).await.unwrap().unwrap().attempts, 1);
+    }
+
     fn keyed(key: &str, hash: &str) -> Idempotent {
         Idempotent {
             claim: Claim {
@@ -751,6 +893,7 @@ mod migration {
     use rusqlite::Connection;
 
     use super::*;
+    use crate::store::sqlite::schema;
     use crate::store::{DIALOGUE_ACCOUNT, SessionStore as _};
 
     const OLD: &str = "
@@ -807,7 +950,44 @@ mod migration {
             .unwrap()
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, 3);
+    }
+
+    #[tokio::test]
+    async fn a_version_2_file_is_migrated_in_place_and_keeps_its_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            schema::create_at(&conn, 2).unwrap();
+            conn.execute_batch(
+                "INSERT INTO outbox (id, seq, account, recipient, operation, payload, state,
+                                     not_before_ms, created_at_ms, updated_at_ms, error_message)
+                 VALUES (1, 1, 'shop', 'oA', 'custom/send', X'7B7D', 'queued', 0, 0, 0, NULL),
+                        (2, 2, 'shop', 'oA', 'custom/send', X'7B7D', 'ambiguous', 0, 0, 0,
+                         'timed out')",
+            )
+            .unwrap();
+        }
+        let (store, pending) = SqliteStore::open(&path).unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].job.payload, b"{}");
+        let ambiguous = store.get(2).await.unwrap().unwrap();
+        assert_eq!(ambiguous.status, JobState::Ambiguous);
+        assert_eq!(ambiguous.confirm_by_ms, None);
+        // An old ambiguous job has no window: settling leaves it for the desk.
+        assert_eq!(store.settle_confirmations(i64::MAX).await.unwrap(), vec![]);
+        store.mark_sending_many(&[1]).await.unwrap();
+        store
+            .record(1, Outcome::Accepted { confirm_by_ms: 5 })
+            .unwrap();
+        assert_eq!(store.get(1).await.unwrap().unwrap().confirm_by_ms, Some(5));
+        drop(store);
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 3);
     }
 
     #[test]

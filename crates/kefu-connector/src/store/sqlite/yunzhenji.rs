@@ -98,7 +98,6 @@ fn apply_report(
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,7 +205,11 @@ mod tests {
         let ambiguous_job = job(&outbox, "yzj", ambiguous(Some(i64::MAX))).await;
         let delivered = job(&outbox, "yzj", Some(Outcome::Delivered)).await;
         for (n, id) in [accepted, ambiguous_job, delivered].into_iter().enumerate() {
-            admit(&outbox, callback(&format!("{n}:chatMsgSendFail"), failed(id))).await;
+            admit(
+                &outbox,
+                callback(&format!("{n}:chatMsgSendFail"), failed(id)),
+            )
+            .await;
             let status = outbox.get(id).await.unwrap().unwrap();
             assert_eq!(status.status, JobState::Failed, "job {id}");
             assert_eq!(status.reason, Some(Reason::SendFailed));
@@ -261,7 +264,10 @@ mod tests {
         let before: Vec<_> = states_of(&outbox, &[other, queued, unconfirmed]).await;
         for (n, report) in reports.into_iter().enumerate() {
             let admitted = admit(&outbox, callback(&n.to_string(), report)).await;
-            assert!(matches!(admitted, Admission::Stored(_)), "the event is kept");
+            assert!(
+                matches!(admitted, Admission::Stored(_)),
+                "the event is kept"
+            );
         }
         assert_eq!(
             states_of(&outbox, &[other, queued, unconfirmed]).await,
