@@ -442,12 +442,44 @@ mod tests {
 
     use super::*;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{Claimed, JobState, JobStatus, NewJob};
+    use crate::store::{Claimed, JobState, JobStatus, JobStore as _, NewJob};
 
-    /// A provider that answers each attempt from a script, and counts them.
+    /// A provider that answers each job of each call from a script, and records the calls.
     struct Scripted {
         answers: Mutex<VecDeque<Attempt>>,
-        sent: Mutex<u32>,
+        /// The ids of the jobs of each call, in call order.
+        calls: Mutex<Vec<Vec<i64>>>,
+        max_batch: usize,
+        window: Option<Duration>,
+    }
+
+    impl Scripted {
+        fn new(script: Vec<Attempt>) -> Scripted {
+            Scripted {
+                answers: Mutex::new(script.into()),
+                calls: Mutex::new(Vec::new()),
+                max_batch: 1,
+                window: None,
+            }
+        }
+
+        fn batches(mut self, max_batch: usize) -> Scripted {
+            self.max_batch = max_batch;
+            self
+        }
+
+        fn window(mut self, window: Duration) -> Scripted {
+            self.window = Some(window);
+            self
+        }
+
+        fn answer(&self) -> Attempt {
+            self.answers
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(Attempt::success)
+        }
     }
 
     impl Provider for Scripted {
@@ -459,63 +491,116 @@ mod tests {
             Err(Invalid::new("msg", "not composed in these tests"))
         }
 
-        fn send<'a>(&'a self, _: &'a Job) -> BoxFuture<'a, Attempt> {
+        fn send<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Attempt> {
             Box::pin(async move {
-                *self.sent.lock().unwrap() += 1;
-                self.answers
-                    .lock()
-                    .unwrap()
-                    .pop_front()
-                    .unwrap_or_else(Attempt::success)
+                self.calls.lock().unwrap().push(vec![job.id]);
+                self.answer()
             })
         }
+
+        fn max_batch(&self) -> usize {
+            self.max_batch
+        }
+
+        fn send_batch<'a>(&'a self, jobs: &'a [Job]) -> BoxFuture<'a, Vec<Attempt>> {
+            Box::pin(async move {
+                if self.max_batch == 1 {
+                    // The trait's own one-send-per-job path, as real providers of one use it.
+                    let mut attempts = Vec::new();
+                    for job in jobs {
+                        attempts.push(self.send(job).await);
+                    }
+                    return attempts;
+                }
+                self.calls
+                    .lock()
+                    .unwrap()
+                    .push(jobs.iter().map(|job| job.id).collect());
+                jobs.iter().map(|_| self.answer()).collect()
+            })
+        }
+
+        fn confirm_window(&self) -> Option<Duration> {
+            self.window
+        }
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy::default()
+            .with_initial_backoff(Duration::ZERO)
+            .with_max_attempts(3)
+    }
+
+    /// Stores `jobs` jobs for one recipient, delivers them through `provider` until `done`
+    /// holds for each; returns their statuses, the calls made and the metrics.
+    async fn deliver_all(
+        provider: Scripted,
+        jobs: usize,
+        done: fn(&JobStatus) -> bool,
+    ) -> (Vec<JobStatus>, Vec<Vec<i64>>, Arc<Metrics>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (sqlite, _) = SqliteStore::open(&dir.path().join("d.sqlite3")).unwrap();
+        let store: Arc<dyn Store> = Arc::new(sqlite);
+        let provider = Arc::new(provider);
+        let mut providers = Providers::new();
+        providers.register("shop", Arc::clone(&provider) as Arc<dyn Provider>);
+        let new = (0..jobs)
+            .map(|n| NewJob {
+                account: "shop".into(),
+                recipient: "oU".into(),
+                operation: "custom/send".into(),
+                payload: format!("{{\"n\":{n}}}").into_bytes(),
+            })
+            .collect();
+        let Claimed::Done(stored) = store.insert(new, None, None).await.unwrap() else {
+            panic!("no key was given")
+        };
+        let ids: Vec<i64> = stored.iter().map(PendingJob::id).collect();
+        let metrics = Arc::new(Metrics::default());
+        let dispatcher = Dispatcher::start(
+            Arc::clone(&store),
+            Arc::new(providers),
+            policy(),
+            1,
+            Arc::clone(&metrics),
+            stored,
+        );
+        let statuses = poll_until(store.as_ref(), &ids, done).await;
+        dispatcher.shutdown(Duration::from_secs(1)).await;
+        let calls = provider.calls.lock().unwrap().clone();
+        (statuses, calls, metrics)
+    }
+
+    /// The statuses of `ids` once `done` holds for each, polling the store (bounded by polls,
+    /// not by time).
+    async fn poll_until(
+        store: &dyn Store,
+        ids: &[i64],
+        done: fn(&JobStatus) -> bool,
+    ) -> Vec<JobStatus> {
+        for _ in 0..20_000 {
+            let mut statuses = Vec::new();
+            for id in ids {
+                statuses.push(store.get(*id).await.unwrap().unwrap());
+            }
+            if statuses.iter().all(done) {
+                return statuses;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("jobs {ids:?} never got there");
+    }
+
+    fn is_final(status: &JobStatus) -> bool {
+        status.status.is_final()
     }
 
     /// Delivers one job through a provider answering `script`; returns its final status and
     /// the requests made.
     async fn deliver(script: Vec<Attempt>) -> (JobStatus, u32) {
-        let dir = tempfile::tempdir().unwrap();
-        let (sqlite, _) = SqliteStore::open(&dir.path().join("d.sqlite3")).unwrap();
-        let store: Arc<dyn Store> = Arc::new(sqlite);
-        let provider = Arc::new(Scripted {
-            answers: Mutex::new(script.into()),
-            sent: Mutex::new(0),
-        });
-        let mut providers = Providers::new();
-        providers.register("shop", Arc::clone(&provider) as Arc<dyn Provider>);
-        let job = NewJob {
-            account: "shop".into(),
-            recipient: "oU".into(),
-            operation: "custom/send".into(),
-            payload: b"{}".to_vec(),
-        };
-        let Claimed::Done(stored) = store.insert(vec![job], None, None).await.unwrap() else {
-            panic!("no key was given")
-        };
-        let id = stored[0].id();
-        let policy = RetryPolicy::default()
-            .with_initial_backoff(Duration::ZERO)
-            .with_max_attempts(3);
-        let dispatcher = Dispatcher::start(
-            Arc::clone(&store),
-            Arc::new(providers),
-            policy,
-            1,
-            Arc::new(Metrics::default()),
-            stored,
-        );
-        // Bounded by polls, not by time.
-        for _ in 0..10_000 {
-            let status = store.get(id).await.unwrap().unwrap();
-            if status.status.is_final() {
-                dispatcher.shutdown(Duration::from_secs(1)).await;
-                let sent = *provider.sent.lock().unwrap();
-                return (status, sent);
-            }
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        panic!("job {id} never reached a final state");
+        let (mut statuses, calls, _) = deliver_all(Scripted::new(script), 1, is_final).await;
+        (statuses.remove(0), u32::try_from(calls.len()).unwrap())
     }
 
     fn attempt(class: Class, code: Option<i64>) -> Attempt {
@@ -603,5 +688,156 @@ mod tests {
         assert_eq!(status.status, JobState::Failed);
         assert_eq!(status.reason, Some(Reason::Config));
         assert!(status.error_message.unwrap().contains("\"gone\""));
+    }
+
+    fn states(statuses: &[JobStatus]) -> Vec<(JobState, Option<Reason>)> {
+        statuses.iter().map(|s| (s.status, s.reason)).collect()
+    }
+
+    #[tokio::test]
+    async fn seven_queued_jobs_go_out_as_five_then_two_in_order() {
+        let provider = Scripted::new(Vec::new()).batches(5);
+        let (statuses, calls, metrics) = deliver_all(provider, 7, is_final).await;
+        assert_eq!(calls, vec![vec![1, 2, 3, 4, 5], vec![6, 7]]);
+        assert!(
+            statuses
+                .iter()
+                .all(|s| s.status == JobState::Delivered && s.attempts == 1)
+        );
+        assert!(metrics.render().contains(
+            "kefu_deliveries_total{operation=\"custom/send\",outcome=\"delivered\",errcode=\"none\"} 7"
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_partial_batch_fails_only_the_jobs_left_out() {
+        let script = vec![
+            Attempt::success(),
+            attempt(Class::Terminal(Reason::Unknown), Some(0)),
+            Attempt::success(),
+        ];
+        let provider = Scripted::new(script).batches(5);
+        let (statuses, calls, _) = deliver_all(provider, 3, is_final).await;
+        assert_eq!(calls, vec![vec![1, 2, 3]], "nothing is sent twice");
+        assert_eq!(
+            states(&statuses),
+            vec![
+                (JobState::Delivered, None),
+                (JobState::Failed, Some(Reason::Unknown)),
+                (JobState::Delivered, None),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_transient_batch_is_retried_together_and_only_its_unfinished_jobs() {
+        let provider = Scripted::new(vec![attempt(Class::Transient, Some(-1)); 3]).batches(5);
+        let (statuses, calls, _) = deliver_all(provider, 3, is_final).await;
+        assert_eq!(calls, vec![vec![1, 2, 3], vec![1, 2, 3]]);
+        assert!(
+            statuses
+                .iter()
+                .all(|s| s.status == JobState::Delivered && s.attempts == 2)
+        );
+
+        let script = vec![
+            attempt(Class::Transient, Some(-1)),
+            Attempt::success(),
+            attempt(Class::Transient, Some(-1)),
+        ];
+        let provider = Scripted::new(script).batches(5);
+        let (statuses, calls, _) = deliver_all(provider, 3, is_final).await;
+        assert_eq!(calls, vec![vec![1, 2, 3], vec![1, 3]]);
+        let attempts: Vec<u32> = statuses.iter().map(|s| s.attempts).collect();
+        assert_eq!(attempts, [2, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn an_accepted_job_lets_the_next_one_go_and_is_delivered_when_its_window_ends() {
+        let provider = Scripted::new(Vec::new()).window(Duration::from_secs(3600));
+        let accepted = |s: &JobStatus| s.status == JobState::Accepted;
+        let (statuses, calls, _) = deliver_all(provider, 2, accepted).await;
+        assert_eq!(
+            calls,
+            vec![vec![1], vec![2]],
+            "the queue did not wait for the window"
+        );
+        assert!(statuses.iter().all(|s| s.confirm_by_ms.is_some()));
+
+        let provider = Scripted::new(Vec::new()).window(Duration::from_millis(1));
+        let (statuses, _, metrics) = deliver_all(provider, 1, is_final).await;
+        assert_eq!(states(&statuses), vec![(JobState::Delivered, None)]);
+        assert_eq!(statuses[0].confirm_by_ms, None);
+        let text = metrics.render();
+        assert!(text.contains(
+            "kefu_deliveries_total{operation=\"custom/send\",outcome=\"accepted\",errcode=\"none\"} 1"
+        ));
+        assert!(text.contains("kefu_confirmations_total{account=\"shop\",result=\"delivered\"} 1"));
+    }
+
+    #[tokio::test]
+    async fn an_ambiguous_job_no_callback_confirms_fails_as_unconfirmed() {
+        let provider =
+            Scripted::new(vec![attempt(Class::Ambiguous, None)]).window(Duration::from_millis(1));
+        // Ambiguous is final for the desk; the window still moves it.
+        let failed = |s: &JobStatus| s.status == JobState::Failed;
+        let (statuses, calls, metrics) = deliver_all(provider, 1, failed).await;
+        assert_eq!(calls.len(), 1, "never resent");
+        assert_eq!(
+            states(&statuses),
+            vec![(JobState::Failed, Some(Reason::Unconfirmed))]
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains("kefu_confirmations_total{account=\"shop\",result=\"unconfirmed\"} 1")
+        );
+        assert!(
+            text.contains(
+                "kefu_delivery_failures_total{account=\"shop\",reason=\"unconfirmed\"} 1"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_restarted_dispatcher_settles_an_overdue_confirmation_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.sqlite3");
+        let id = {
+            let (sqlite, _) = SqliteStore::open(&path).unwrap();
+            let job = NewJob {
+                account: "shop".into(),
+                recipient: "oU".into(),
+                operation: "custom/send".into(),
+                payload: Vec::new(),
+            };
+            let Claimed::Done(stored) = sqlite.insert(vec![job], None, None).await.unwrap() else {
+                panic!("no key was given")
+            };
+            let id = stored[0].id();
+            sqlite.mark_sending_many(&[id]).await.unwrap();
+            sqlite
+                .record(id, Outcome::Accepted { confirm_by_ms: 1 })
+                .unwrap();
+            // Read back: the outcome is committed before the store closes.
+            assert_eq!(
+                sqlite.get(id).await.unwrap().unwrap().status,
+                JobState::Accepted
+            );
+            id
+        };
+        let (sqlite, pending) = SqliteStore::open(&path).unwrap();
+        assert!(pending.is_empty());
+        let store: Arc<dyn Store> = Arc::new(sqlite);
+        let dispatcher = Dispatcher::start(
+            Arc::clone(&store),
+            Arc::new(Providers::new()),
+            policy(),
+            1,
+            Arc::new(Metrics::default()),
+            pending,
+        );
+        let statuses = poll_until(store.as_ref(), &[id], is_final).await;
+        dispatcher.shutdown(Duration::from_secs(1)).await;
+        assert_eq!(states(&statuses), vec![(JobState::Delivered, None)]);
     }
 }
