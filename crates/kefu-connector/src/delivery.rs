@@ -442,7 +442,7 @@ mod tests {
 
     use super::*;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{Claimed, JobState, JobStatus, JobStore as _, NewJob};
+    use crate::store::{Claimed, JobState, JobStatus, JobStore, NewJob};
 
     /// A provider that answers each job of each call from a script, and records the calls.
     struct Scripted {
@@ -531,6 +531,22 @@ mod tests {
             .with_max_attempts(3)
     }
 
+    /// Stores `count` jobs of `account` for one recipient; returns them as delivery takes them.
+    async fn store_jobs(store: &dyn JobStore, account: &str, count: usize) -> Vec<PendingJob> {
+        let new = (0..count)
+            .map(|n| NewJob {
+                account: account.into(),
+                recipient: "oU".into(),
+                operation: "custom/send".into(),
+                payload: format!("{{\"n\":{n}}}").into_bytes(),
+            })
+            .collect();
+        let Claimed::Done(stored) = store.insert(new, None, None).await.unwrap() else {
+            panic!("no key was given")
+        };
+        stored
+    }
+
     /// Stores `jobs` jobs for one recipient, delivers them through `provider` until `done`
     /// holds for each; returns their statuses, the calls made and the metrics.
     async fn deliver_all(
@@ -544,17 +560,7 @@ mod tests {
         let provider = Arc::new(provider);
         let mut providers = Providers::new();
         providers.register("shop", Arc::clone(&provider) as Arc<dyn Provider>);
-        let new = (0..jobs)
-            .map(|n| NewJob {
-                account: "shop".into(),
-                recipient: "oU".into(),
-                operation: "custom/send".into(),
-                payload: format!("{{\"n\":{n}}}").into_bytes(),
-            })
-            .collect();
-        let Claimed::Done(stored) = store.insert(new, None, None).await.unwrap() else {
-            panic!("no key was given")
-        };
+        let stored = store_jobs(store.as_ref(), "shop", jobs).await;
         let ids: Vec<i64> = stored.iter().map(PendingJob::id).collect();
         let metrics = Arc::new(Metrics::default());
         let dispatcher = Dispatcher::start(
@@ -667,15 +673,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (sqlite, _) = SqliteStore::open(&dir.path().join("d.sqlite3")).unwrap();
         let store: Arc<dyn Store> = Arc::new(sqlite);
-        let job = NewJob {
-            account: "gone".into(),
-            recipient: "oU".into(),
-            operation: "custom/send".into(),
-            payload: Vec::new(),
-        };
-        let Claimed::Done(stored) = store.insert(vec![job], None, None).await.unwrap() else {
-            panic!("no key was given")
-        };
+        let stored = store_jobs(store.as_ref(), "gone", 1).await;
         let inner = Inner {
             store: Arc::clone(&store),
             providers: Arc::new(Providers::new()),
@@ -804,15 +802,7 @@ mod tests {
         let path = dir.path().join("d.sqlite3");
         let id = {
             let (sqlite, _) = SqliteStore::open(&path).unwrap();
-            let job = NewJob {
-                account: "shop".into(),
-                recipient: "oU".into(),
-                operation: "custom/send".into(),
-                payload: Vec::new(),
-            };
-            let Claimed::Done(stored) = sqlite.insert(vec![job], None, None).await.unwrap() else {
-                panic!("no key was given")
-            };
+            let stored = store_jobs(&sqlite, "shop", 1).await;
             let id = stored[0].id();
             sqlite.mark_sending_many(&[id]).await.unwrap();
             sqlite

@@ -579,6 +579,13 @@ mod tests {
         assert_eq!(outbox.get(12345).await.unwrap(), None);
     }
 
+    /// Stores three jobs for one user; returns their ids.
+    async fn three_jobs(outbox: &SqliteStore) -> Vec<i64> {
+        let jobs = vec![job("u", "a"), job("u", "b"), job("u", "c")];
+        let stored = insert_plain(outbox, jobs).await;
+        stored.iter().map(PendingJob::id).collect()
+    }
+
     /// Sends `id` once and leaves it with `outcome`.
     async fn sent(outbox: &SqliteStore, id: i64, outcome: Outcome) {
         outbox.mark_sending_many(&[id]).await.unwrap();
@@ -589,12 +596,7 @@ mod tests {
     async fn confirmations_settle_once_when_their_window_ends() {
         let dir = tempfile::tempdir().unwrap();
         let (outbox, _) = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
-        let ids: Vec<i64> =
-            insert_plain(&outbox, vec![job("u", "a"), job("u", "b"), job("u", "c")])
-                .await
-                .iter()
-                .map(PendingJob::id)
-                .collect();
+        let ids = three_jobs(&outbox).await;
         sent(&outbox, ids[0], Outcome::Accepted { confirm_by_ms: 100 }).await;
         let ambiguous = |confirm_by_ms| Outcome::Ambiguous {
             message: "timed out".into(),
@@ -677,43 +679,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_overdue_confirmation_is_settled_after_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("o.sqlite3");
-        let id = {
-            let (outbox, _) = SqliteStore::open(&path).unwrap();
-            let id = insert_plain(&outbox, vec![job("u", "a")]).await[0].id();
-            sent(&outbox, id, Outcome::Accepted { confirm_by_ms: 1 }).await;
-            // Read back: the outcome is committed before the store closes.
-            assert_eq!(
-                outbox.get(id).await.unwrap().unwrap().status,
-                JobState::Accepted
-            );
-            id
-        };
-        let (outbox, pending) = SqliteStore::open(&path).unwrap();
-        assert!(pending.is_empty(), "an accepted job is never sent again");
-        let settled = outbox
-            .settle_confirmations(kefu_core::now_ms())
-            .await
-            .unwrap();
-        assert_eq!(settled.len(), 1);
-        assert_eq!(
-            outbox.get(id).await.unwrap().unwrap().status,
-            JobState::Delivered
-        );
-    }
-
-    #[tokio::test]
     async fn a_batch_is_marked_sending_together() {
         let dir = tempfile::tempdir().unwrap();
         let (outbox, _) = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
-        let ids: Vec<i64> =
-            insert_plain(&outbox, vec![job("u", "a"), job("u", "b"), job("u", "c")])
-                .await
-                .iter()
-                .map(PendingJob::id)
-                .collect();
+        let ids = three_jobs(&outbox).await;
         outbox.mark_sending_many(&ids[..2]).await.unwrap();
         let mut depth = outbox.depth().await.unwrap();
         depth.sort_by_key(|(state, _)| state.as_str());
@@ -946,11 +915,15 @@ mod migration {
         }
         drop(store);
         // Opening again changes nothing more.
-        let version: i64 = Connection::open(&path)
+        assert_eq!(version_of(&path), 3);
+    }
+
+    /// The schema version of the file at `path`, read by a connection of its own.
+    fn version_of(path: &std::path::Path) -> i64 {
+        Connection::open(path)
             .unwrap()
             .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(version, 3);
+            .unwrap()
     }
 
     #[tokio::test]
@@ -983,11 +956,7 @@ mod migration {
             .unwrap();
         assert_eq!(store.get(1).await.unwrap().unwrap().confirm_by_ms, Some(5));
         drop(store);
-        let version: i64 = Connection::open(&path)
-            .unwrap()
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version_of(&path), 3);
     }
 
     #[test]
