@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::idempotency::{Claim, Saved};
 use crate::inbound::session::DeskAction;
+use crate::store::ReportKind;
 
 /// The account of the Dialogue platform: the account of every job stored before accounts
 /// existed, and of every desk message that names none.
@@ -184,6 +185,34 @@ pub enum Outcome {
         /// `failed` ([`Reason::Unconfirmed`]). `None`: ambiguous until the desk decides.
         confirm_by_ms: Option<i64>,
     },
+}
+
+impl Outcome {
+    /// The outcome to record for an attempt when a callback reported on its job while the
+    /// request was still on its way (a vendor may push before it answers): a failure report
+    /// fails a job the attempt left accepted, ambiguous or delivered (reason `send_failed`, the
+    /// vendor's text); a report that the vendor took it makes an ambiguous job with a window
+    /// `accepted` until that window ends. Any other outcome stands.
+    pub fn after_report(self, report: &ReportKind) -> Outcome {
+        match (self, report) {
+            (
+                Outcome::Accepted { .. } | Outcome::Delivered | Outcome::Ambiguous { .. },
+                ReportKind::Failed { message },
+            ) => Outcome::Failed {
+                code: None,
+                reason: Reason::SendFailed,
+                message: message.clone(),
+            },
+            (
+                Outcome::Ambiguous {
+                    confirm_by_ms: Some(confirm_by_ms),
+                    ..
+                },
+                ReportKind::Taken,
+            ) => Outcome::Accepted { confirm_by_ms },
+            (outcome, _) => outcome,
+        }
+    }
 }
 
 /// A confirmation that [`JobStore::settle_confirmations`](crate::store::JobStore::settle_confirmations)

@@ -49,7 +49,12 @@
 //!   `ambiguous` one `accepted` until now + the window (other states: no change); a failure
 //!   report turns an `accepted`, `ambiguous` or `delivered` one `failed` with reason
 //!   `send_failed` and the vendor's text, since the vendor's report is the truth (other states,
-//!   such as an already `failed` or a queued resend: no change). `accepted` is not resendable.
+//!   such as an already `failed` or a queued resend: no change). A vendor may push before it
+//!   answers: a report on a job still `sending` is kept with the job (a failure outweighs an
+//!   echo) and applied, by [`Outcome::after_report`], when the attempt's outcome is recorded,
+//!   or by the start-up recovery (failure: `failed`; echo: `accepted` for the report's
+//!   window) instead of turning the job `ambiguous`; any recorded outcome spends it.
+//!   `accepted` is not resendable.
 //! * **One owner of a job at a time.** A backend that several relays share must hand each
 //!   queued job to one of them only (PostgreSQL: `FOR UPDATE SKIP LOCKED` with a lease per
 //!   (account, recipient)); the SQLite backend refuses a second relay on the same file.

@@ -3,21 +3,40 @@
 use kefu_core::{BoxFuture, Job, Reason};
 use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, params};
 
-use super::{Group, SqliteStore, inbound, keys};
+use super::{Group, SqliteStore, inbound, keys, yunzhenji};
 use crate::store::{
     Claimed, DeskCall, Idempotent, JobState, JobStatus, JobStore, NewJob, Outcome, PendingJob,
     ResendError, Settled, StoreError, StoreResult,
 };
 
-/// Turns the jobs left `sending` by an interrupted run into `ambiguous`, and returns the
-/// queued ones in order.
+/// Turns the jobs left `sending` by an interrupted run into `ambiguous` (or settles them by
+/// the report a callback made while they were being sent), and returns the queued ones in
+/// order.
 pub(super) fn recover(conn: &mut Connection) -> Result<Vec<PendingJob>, StoreError> {
     let tx = conn.transaction()?;
+    let now = kefu_core::now_ms();
+    tx.execute(
+        "UPDATE outbox SET state = 'failed', reason = ?2, error_code = NULL,
+             error_message = early_message, updated_at_ms = ?3
+         WHERE state = 'sending' AND early_report = ?1",
+        params![yunzhenji::EARLY_FAILED, Reason::SendFailed.as_str(), now],
+    )?;
+    tx.execute(
+        "UPDATE outbox SET state = 'accepted', confirm_by_ms = ?2 + IFNULL(early_window_ms, 0),
+             error_code = NULL, reason = NULL, error_message = NULL, updated_at_ms = ?2
+         WHERE state = 'sending' AND early_report = ?1",
+        params![yunzhenji::EARLY_TAKEN, now],
+    )?;
     tx.execute(
         "UPDATE outbox SET state = 'ambiguous', updated_at_ms = ?1,
              error_message = 'the connector stopped while this was being sent; it may have been delivered'
          WHERE state = 'sending'",
-        params![kefu_core::now_ms()],
+        params![now],
+    )?;
+    tx.execute(
+        "UPDATE outbox SET early_report = NULL, early_message = NULL, early_window_ms = NULL
+         WHERE early_report IS NOT NULL",
+        [],
     )?;
     let pending = {
         let mut statement = tx.prepare(
@@ -93,8 +112,22 @@ fn mark_sending(tx: &Transaction<'_>, now: i64, ids: &[i64]) -> Result<(), Store
     Ok(())
 }
 
-fn record(tx: &Transaction<'_>, now: i64, id: i64, outcome: &Outcome) -> Result<(), StoreError> {
-    let (state, not_before, code, reason, message, confirm_by) = match outcome {
+fn record(tx: &Transaction<'_>, now: i64, id: i64, outcome: Outcome) -> Result<(), StoreError> {
+    let early = tx
+        .prepare_cached("SELECT early_report, early_message FROM outbox WHERE id = ?1")?
+        .query_row(params![id], |row| {
+            Ok(yunzhenji::early_report(
+                row.get::<_, Option<String>>(0)?.as_deref(),
+                row.get(1)?,
+            ))
+        })
+        .optional()?
+        .flatten();
+    let outcome = match &early {
+        Some(report) => outcome.after_report(report),
+        None => outcome,
+    };
+    let (state, not_before, code, reason, message, confirm_by) = match &outcome {
         Outcome::Delivered => (JobState::Delivered, None, None, None, None, None),
         Outcome::Accepted { confirm_by_ms } => (
             JobState::Accepted,
@@ -143,7 +176,8 @@ fn record(tx: &Transaction<'_>, now: i64, id: i64, outcome: &Outcome) -> Result<
     tx.prepare_cached(
         "UPDATE outbox SET state = ?2, not_before_ms = IFNULL(?3, not_before_ms),
              error_code = ?4, reason = ?5, error_message = ?6, updated_at_ms = ?7,
-             confirm_by_ms = ?8
+             confirm_by_ms = ?8, early_report = NULL, early_message = NULL,
+             early_window_ms = NULL
          WHERE id = ?1",
     )?
     .execute(params![
@@ -340,7 +374,7 @@ impl JobStore for SqliteStore {
     fn record(&self, id: i64, outcome: Outcome) -> StoreResult<()> {
         self.run_detached(
             "a delivery outcome",
-            Box::new(move |tx, group| record(tx, group.now, id, &outcome)),
+            Box::new(move |tx, group| record(tx, group.now, id, outcome)),
         )
     }
 

@@ -57,8 +57,28 @@ pub(super) fn admit(
 /// The `source` of a yunzhenji event.
 const YUNZHENJI: &str = "yunzhenji";
 
+/// How a report on a job still `sending` is kept until the attempt's outcome is recorded.
+pub(super) const EARLY_TAKEN: &str = "taken";
+/// See [`EARLY_TAKEN`].
+pub(super) const EARLY_FAILED: &str = "failed";
+
+/// The report kept on a job while it was `sending`, from its stored columns.
+pub(super) fn early_report(kind: Option<&str>, message: Option<String>) -> Option<ReportKind> {
+    match kind? {
+        EARLY_TAKEN => Some(ReportKind::Taken),
+        EARLY_FAILED => Some(ReportKind::Failed {
+            message: message.unwrap_or_default(),
+        }),
+        _ => None,
+    }
+}
+
 /// Applies a callback's report to the job it names, if that job is `account`'s and in a state
-/// the report may change (see the confirmation rules in [`crate::store`]).
+/// the report may change (see the confirmation rules in [`crate::store`]). A job still
+/// `sending` keeps the report for its attempt's outcome ([`Outcome::after_report`]); a failure
+/// report outweighs an echo there, as it does once the job is settled.
+///
+/// [`Outcome::after_report`]: crate::store::Outcome::after_report
 fn apply_report(
     tx: &Transaction<'_>,
     now: i64,
@@ -78,6 +98,16 @@ fn apply_report(
                 now.saturating_add(report.confirm_window_ms),
                 now
             ])?;
+            tx.prepare_cached(
+                "UPDATE outbox SET early_report = ?3, early_window_ms = ?4
+                 WHERE id = ?1 AND account = ?2 AND state = 'sending' AND early_report IS NULL",
+            )?
+            .execute(params![
+                report.job_id,
+                account,
+                EARLY_TAKEN,
+                report.confirm_window_ms
+            ])?;
         }
         ReportKind::Failed { message } => {
             tx.prepare_cached(
@@ -93,6 +123,11 @@ fn apply_report(
                 message,
                 now
             ])?;
+            tx.prepare_cached(
+                "UPDATE outbox SET early_report = ?3, early_message = ?4
+                 WHERE id = ?1 AND account = ?2 AND state = 'sending'",
+            )?
+            .execute(params![report.job_id, account, EARLY_FAILED, message])?;
         }
     }
     Ok(())
@@ -309,5 +344,90 @@ mod tests {
         let body: Value = serde_json::from_str(&stored.body).unwrap();
         assert_eq!(body["raw"], "not json");
         assert_eq!(body["source"], "yunzhenji");
+    }
+
+    /// A job of `account` whose request is on its way.
+    async fn sending(outbox: &SqliteStore, account: &str) -> i64 {
+        let id = job(outbox, account, None).await;
+        outbox.mark_sending_many(&[id]).await.unwrap();
+        id
+    }
+
+    #[tokio::test]
+    async fn a_report_that_comes_before_the_answer_settles_the_attempt_when_it_is_recorded() {
+        let (_dir, outbox) = open().await;
+        let failed_first = sending(&outbox, "yzj").await;
+        let echoed_first = sending(&outbox, "yzj").await;
+        let echoed_then_failed = sending(&outbox, "yzj").await;
+        let of_another_account = sending(&outbox, "shop").await;
+        admit(&outbox, callback("1", failed(failed_first))).await;
+        admit(&outbox, callback("2", taken(echoed_first))).await;
+        admit(&outbox, callback("3", taken(echoed_then_failed))).await;
+        admit(&outbox, callback("4", failed(echoed_then_failed))).await;
+        admit(&outbox, callback("5", failed(of_another_account))).await;
+        assert_eq!(
+            outbox.get(failed_first).await.unwrap().unwrap().status,
+            JobState::Sending,
+            "kept for the attempt's outcome"
+        );
+        let accepted = || Outcome::Accepted {
+            confirm_by_ms: i64::MAX,
+        };
+        outbox.record(failed_first, accepted()).unwrap();
+        outbox
+            .record(echoed_first, ambiguous(Some(77)).unwrap())
+            .unwrap();
+        outbox.record(echoed_then_failed, accepted()).unwrap();
+        outbox.record(of_another_account, accepted()).unwrap();
+        let ids = [
+            failed_first,
+            echoed_first,
+            echoed_then_failed,
+            of_another_account,
+        ];
+        assert_eq!(
+            states_of(&outbox, &ids).await,
+            vec![
+                (JobState::Failed, Some(Reason::SendFailed), None),
+                (JobState::Accepted, None, Some(77)),
+                (JobState::Failed, Some(Reason::SendFailed), None),
+                (JobState::Accepted, None, Some(i64::MAX)),
+            ]
+        );
+        let status = outbox.get(failed_first).await.unwrap().unwrap();
+        assert_eq!(status.error_message.as_deref(), Some("对方已删除好友"));
+        // Once recorded, the early report is spent: a resend's attempt starts clean.
+        outbox.resend(failed_first, None).await.unwrap();
+        outbox.mark_sending_many(&[failed_first]).await.unwrap();
+        outbox.record(failed_first, accepted()).unwrap();
+        assert_eq!(
+            outbox.get(failed_first).await.unwrap().unwrap().status,
+            JobState::Accepted
+        );
+    }
+
+    #[tokio::test]
+    async fn a_restart_settles_jobs_left_sending_by_their_early_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("y.sqlite3");
+        let ids = {
+            let (outbox, _) = SqliteStore::open(&path).unwrap();
+            let failed_first = sending(&outbox, "yzj").await;
+            let echoed_first = sending(&outbox, "yzj").await;
+            let silent = sending(&outbox, "yzj").await;
+            admit(&outbox, callback("1", failed(failed_first))).await;
+            admit(&outbox, callback("2", taken(echoed_first))).await;
+            [failed_first, echoed_first, silent]
+        };
+        let before = kefu_core::now_ms();
+        let (outbox, _) = SqliteStore::open(&path).unwrap();
+        let states = states_of(&outbox, &ids).await;
+        assert_eq!(
+            states[0],
+            (JobState::Failed, Some(Reason::SendFailed), None)
+        );
+        assert_eq!((states[1].0, states[1].1), (JobState::Accepted, None));
+        assert!(states[1].2.unwrap() >= before + WINDOW_MS);
+        assert_eq!(states[2], (JobState::Ambiguous, None, None));
     }
 }
