@@ -14,7 +14,7 @@
 //! At a provider with a [confirmation window](Provider::confirm_window), a success leaves the
 //! job `accepted` and an ambiguous end leaves it `ambiguous`, both until the window ends; the
 //! queue moves on at once. [`Dispatcher::start`] also starts the settle task
-//! ([`crate::settle`]), which ends the windows, and [`Dispatcher::shutdown`] stops it.
+//! (`settle.rs`), which ends the windows, and [`Dispatcher::shutdown`] stops it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
