@@ -1,7 +1,8 @@
 //! Per-conversation queues, each worked through by one task: in order per conversation (a
-//! user, or a recipient of one account), concurrently across conversations; and [`drive`], the
-//! one attempt loop of an item. The outbox's delivery to the platform and the inbound events' push to the desk's
-//! webhook both run on it.
+//! user, or a recipient of one account), concurrently across conversations, taking one item or
+//! a batch from the front at a time; and [`drive`], the one attempt loop of an item or a batch.
+//! The outbox's delivery to the platform and the inbound events' push to the desk's webhook
+//! both run on it.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -15,12 +16,20 @@ use tokio::task::JoinSet;
 
 /// What takes a queue's items to their final state.
 pub(crate) trait Deliver<J>: Send + Sync + 'static {
-    /// Delivers one item to a final state. Returns `false` if the service is stopping or the
-    /// store failed: the item, and the rest of the user's queue, stay stored for the next start.
+    /// How many items from the front of a queue one delivery may take together, given the
+    /// first: 1 unless the worker sends several in one call.
+    fn batch_limit(&self, first: &J) -> usize {
+        let _ = first;
+        1
+    }
+
+    /// Delivers `items` (1 ..= [`batch_limit`](Deliver::batch_limit) items from the front of
+    /// one queue, in order) to a final state. Returns `false` if the service is stopping or the
+    /// store failed: the items, and the rest of the queue, stay stored for the next start.
     /// `stopping` turns true when the service stops.
     fn deliver(
         &self,
-        item: &J,
+        items: &[J],
         stopping: watch::Receiver<bool>,
     ) -> impl Future<Output = bool> + Send;
 
@@ -74,6 +83,12 @@ where
         }
     }
 
+    /// A receiver that turns true when [`shutdown`](Conversations::shutdown) begins, for the
+    /// tasks that stop with the queues.
+    pub(crate) fn stopping(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
     /// Stops starting new deliveries and waits up to `grace` for those in flight; `what` names
     /// them in the warning if some are still running then.
     pub(crate) async fn shutdown(&self, grace: Duration, what: &str) {
@@ -90,25 +105,35 @@ where
         }
     }
 
-    /// Works through one conversation's queue until it is empty or the service stops.
+    /// Works through one conversation's queue until it is empty or the service stops, taking
+    /// up to the worker's batch limit from its front at a time.
     async fn work_through(self: Arc<Self>, key: K) {
         loop {
-            let item = match self.queues.lock() {
-                Ok(queues) => queues.get(&key).and_then(|q| q.front().cloned()),
-                Err(_) => None,
+            let items: Vec<J> = match self.queues.lock() {
+                Ok(queues) => match queues.get(&key) {
+                    Some(queue) => {
+                        let limit = queue
+                            .front()
+                            .map_or(1, |first| self.worker.batch_limit(first).max(1));
+                        queue.iter().take(limit).cloned().collect()
+                    }
+                    None => Vec::new(),
+                },
+                Err(_) => Vec::new(),
             };
-            let Some(item) = item else {
-                return;
-            };
-            if !self.worker.deliver(&item, self.stopping.subscribe()).await {
+            if items.is_empty() {
                 return;
             }
-            self.worker.pending(-1);
+            if !self.worker.deliver(&items, self.stopping.subscribe()).await {
+                return;
+            }
+            self.worker
+                .pending(-i64::try_from(items.len()).unwrap_or(i64::MAX));
             let Ok(mut queues) = self.queues.lock() else {
                 return;
             };
             if let Some(queue) = queues.get_mut(&key) {
-                queue.pop_front();
+                queue.drain(..items.len().min(queue.len()));
                 if queue.is_empty() {
                     queues.remove(&key);
                     return;

@@ -22,6 +22,7 @@ pub mod providers;
 pub mod send;
 mod sequencer;
 pub mod serve;
+mod settle;
 pub mod store;
 pub mod token;
 

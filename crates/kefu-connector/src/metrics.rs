@@ -1,6 +1,7 @@
 //! Prometheus metrics in the text exposition format: desk API requests, deliveries by outcome and
-//! error code, failures by account and reason, the pending queue, a histogram of platform request
-//! latency, and the access-token counters of the `[wechat.<name>]` accounts.
+//! error code, failures by account and reason, confirmations settled, the pending queue, a
+//! histogram of platform request latency, and the access-token counters of the
+//! `[wechat.<name>]` accounts.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -35,6 +36,7 @@ pub struct Metrics {
     webhook: Mutex<BTreeMap<(&'static str, String), u64>>,
     inbound_pending: AtomicI64,
     failures: Mutex<BTreeMap<(String, &'static str), u64>>,
+    confirmations: Mutex<BTreeMap<(String, &'static str), u64>>,
     wechat: OnceLock<Vec<Arc<WechatProvider>>>,
 }
 
@@ -165,6 +167,16 @@ impl Metrics {
         }
     }
 
+    /// Counts a confirmation settled, by its account's configured name and its result
+    /// (`delivered`, or the failure's reason such as `unconfirmed` or `send_failed`).
+    pub fn confirmation(&self, account: &str, result: &'static str) {
+        if let Ok(mut confirmations) = self.confirmations.lock() {
+            *confirmations
+                .entry((account.to_owned(), result))
+                .or_default() += 1;
+        }
+    }
+
     /// The `[wechat.<name>]` providers whose token counters are exported, labelled by their
     /// configured name only (never the AppID, a token or the AppSecret). Set once, at start.
     pub fn wechat_accounts(&self, providers: Vec<Arc<WechatProvider>>) {
@@ -181,6 +193,19 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "kefu_delivery_failures_total{{account=\"{}\",reason=\"{reason}\"}} {count}",
+                    label(account)
+                );
+            }
+        }
+        out.push_str(
+            "# HELP kefu_confirmations_total Confirmation windows settled, by account and result.\n",
+        );
+        out.push_str("# TYPE kefu_confirmations_total counter\n");
+        if let Ok(confirmations) = self.confirmations.lock() {
+            for ((account, result), count) in confirmations.iter() {
+                let _ = writeln!(
+                    out,
+                    "kefu_confirmations_total{{account=\"{}\",result=\"{result}\"}} {count}",
                     label(account)
                 );
             }
@@ -389,6 +414,7 @@ mod tests {
         metrics.failure("shop", Reason::QuotaExhausted);
         metrics.failure("shop", Reason::QuotaExhausted);
         metrics.failure("mini", Reason::Recipient);
+        metrics.confirmation("yzj", "unconfirmed");
         let provider = WechatProvider::builder(
             "shop",
             AccountKind::OfficialAccount,
@@ -404,6 +430,9 @@ mod tests {
         ));
         assert!(
             text.contains("kefu_delivery_failures_total{account=\"mini\",reason=\"recipient\"} 1")
+        );
+        assert!(
+            text.contains("kefu_confirmations_total{account=\"yzj\",result=\"unconfirmed\"} 1")
         );
         for name in [
             "kefu_wechat_token_fetches_total",

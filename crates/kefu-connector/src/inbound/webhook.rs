@@ -107,12 +107,21 @@ impl WebhookDispatcher {
 }
 
 impl Deliver<PendingEvent> for Inner {
+    /// The batch limit is the default 1: each call carries one event.
     fn deliver(
         &self,
-        event: &PendingEvent,
+        events: &[PendingEvent],
         stopping: watch::Receiver<bool>,
     ) -> impl Future<Output = bool> + Send {
-        self.push(event.clone(), stopping)
+        let events = events.to_vec();
+        async move {
+            for event in events {
+                if !self.push(event, stopping.clone()).await {
+                    return false;
+                }
+            }
+            true
+        }
     }
 
     fn pending(&self, delta: i64) {

@@ -71,6 +71,51 @@ pub struct NewWechat {
     pub webhook: bool,
 }
 
+/// A yunzhenji callback (`chatMsg`, `chatMsgSendFail`) to admit.
+#[derive(Debug, Clone)]
+pub struct NewYunzhenji {
+    /// The account's name.
+    pub account: String,
+    /// The customer or group the event is about: a conversation's webhook pushes keep order.
+    pub conversation: String,
+    /// The event JSON for the desk, exactly as pushed: an object, to which the store adds the
+    /// event's `id` as for every event (anything else is kept as a string under `raw`).
+    pub body: String,
+    /// api_send_svrid + event type (or a body hash when the vendor gave no svrid).
+    pub dedup_key: String,
+    /// When the key expires, in Unix milliseconds.
+    pub dedup_expires_ms: i64,
+    /// What the callback says about one of our jobs, if it names one.
+    pub report: Option<SendReport>,
+    /// Whether a webhook will push it.
+    pub webhook: bool,
+}
+
+/// What a callback reports about one of the relay's jobs (its `api_send_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendReport {
+    /// The job the callback names.
+    pub job_id: i64,
+    /// What it says.
+    pub kind: ReportKind,
+    /// The account's confirmation window, in milliseconds: how long a job that a `chatMsg`
+    /// shows taken stays `accepted`.
+    pub confirm_window_ms: i64,
+}
+
+/// What a callback says about a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportKind {
+    /// The vendor took the message (a `chatMsg` echo): an ambiguous job becomes `accepted`.
+    Taken,
+    /// Sending it failed (`chatMsgSendFail`): the job becomes `failed` with reason
+    /// `send_failed`.
+    Failed {
+        /// The vendor's text, kept as the job's error message.
+        message: String,
+    },
+}
+
 /// The result of a webhook attempt, to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebhookOutcome {

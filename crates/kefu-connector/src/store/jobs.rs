@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::idempotency::{Claim, Saved};
 use crate::inbound::session::DeskAction;
+use crate::store::ReportKind;
 
 /// The account of the Dialogue platform: the account of every job stored before accounts
 /// existed, and of every desk message that names none.
@@ -20,6 +21,11 @@ pub enum JobState {
     Sending,
     /// The platform accepted it.
     Delivered,
+    /// The platform took it, and may still report within its confirmation window
+    /// ([`Provider::confirm_window`](kefu_core::Provider::confirm_window)) that sending it
+    /// failed: it becomes `delivered` when the window passes without such a report, `failed`
+    /// when one comes.
+    Accepted,
     /// The platform refused it, or retries ran out; it was not delivered.
     Failed,
     /// It may or may not have reached the user; only the desk may decide to send it again.
@@ -33,6 +39,7 @@ impl JobState {
             JobState::Queued => "queued",
             JobState::Sending => "sending",
             JobState::Delivered => "delivered",
+            JobState::Accepted => "accepted",
             JobState::Failed => "failed",
             JobState::Ambiguous => "ambiguous",
         }
@@ -44,6 +51,7 @@ impl JobState {
             "queued" => Some(JobState::Queued),
             "sending" => Some(JobState::Sending),
             "delivered" => Some(JobState::Delivered),
+            "accepted" => Some(JobState::Accepted),
             "failed" => Some(JobState::Failed),
             "ambiguous" => Some(JobState::Ambiguous),
             _ => None,
@@ -51,6 +59,10 @@ impl JobState {
     }
 
     /// Whether the job is finished until the desk asks for a resend.
+    ///
+    /// `accepted` is not final: its confirmation window, or a report within it, still changes
+    /// it. It is not resendable either, and delivery is done with it: the recipient's next job
+    /// goes out without waiting for the window.
     pub fn is_final(self) -> bool {
         matches!(
             self,
@@ -126,6 +138,10 @@ pub struct JobStatus {
     /// What went wrong last, if anything.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    /// When the job's confirmation window ends, in Unix milliseconds, while it is `accepted`
+    /// or an `ambiguous` job that a callback may still confirm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirm_by_ms: Option<i64>,
     /// Stored at, in Unix milliseconds.
     pub created_at_ms: i64,
     /// Last changed at, in Unix milliseconds.
@@ -135,8 +151,13 @@ pub struct JobStatus {
 /// The result of an attempt, to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Accepted by the platform.
+    /// Accepted by the platform, for good.
     Delivered,
+    /// Taken by a platform that may still report a failure until `confirm_by_ms`.
+    Accepted {
+        /// When the confirmation window ends, in Unix milliseconds.
+        confirm_by_ms: i64,
+    },
     /// Back in the queue, to be tried again no earlier than the given time (Unix ms).
     Retry {
         /// Earliest start of the next attempt.
@@ -159,7 +180,54 @@ pub enum Outcome {
     Ambiguous {
         /// Description of the failure.
         message: String,
+        /// For a platform that confirms by callback, when its window ends (Unix ms): a report
+        /// that it took the message makes the job `accepted` until then, and none makes it
+        /// `failed` ([`Reason::Unconfirmed`]). `None`: ambiguous until the desk decides.
+        confirm_by_ms: Option<i64>,
     },
+}
+
+impl Outcome {
+    /// The outcome to record for an attempt when a callback reported on its job while the
+    /// request was still on its way (a vendor may push before it answers): a failure report
+    /// fails a job the attempt left accepted, ambiguous or delivered (reason `send_failed`, the
+    /// vendor's text); a report that the vendor took it makes an ambiguous job with a window
+    /// `accepted` until that window ends. Any other outcome stands.
+    pub fn after_report(self, report: &ReportKind) -> Outcome {
+        match (self, report) {
+            (
+                Outcome::Accepted { .. } | Outcome::Delivered | Outcome::Ambiguous { .. },
+                ReportKind::Failed { message },
+            ) => Outcome::Failed {
+                code: None,
+                reason: Reason::SendFailed,
+                message: message.clone(),
+            },
+            (
+                Outcome::Ambiguous {
+                    confirm_by_ms: Some(confirm_by_ms),
+                    ..
+                },
+                ReportKind::Taken,
+            ) => Outcome::Accepted { confirm_by_ms },
+            (outcome, _) => outcome,
+        }
+    }
+}
+
+/// A confirmation that [`JobStore::settle_confirmations`](crate::store::JobStore::settle_confirmations)
+/// settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// The job's id.
+    pub id: i64,
+    /// The job's account.
+    pub account: String,
+    /// Its new state: `delivered` (an accepted job no failure was reported for) or `failed`
+    /// (an ambiguous job nothing confirmed).
+    pub state: JobState,
+    /// Why it failed ([`Reason::Unconfirmed`]), or `None` when delivered.
+    pub reason: Option<Reason>,
 }
 
 /// Why a resend was refused.
@@ -167,7 +235,8 @@ pub enum Outcome {
 pub enum ResendError {
     /// No job has that id.
     NotFound,
-    /// Only failed or ambiguous jobs may be sent again.
+    /// Only failed or ambiguous jobs may be sent again (not an `accepted` one, which the
+    /// platform took).
     NotResendable(JobState),
 }
 

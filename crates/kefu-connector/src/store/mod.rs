@@ -32,9 +32,29 @@
 //!   orders their jobs in that order: the relay takes a ticket in the same critical section and
 //!   hands the jobs to delivery in ticket order, so that two requests for one user are delivered
 //!   in the order they were stored even when their commits are reported the other way round.
-//! * **Sending is durable before the request leaves.** [`JobStore::mark_sending`] resolves only
-//!   once the job is durably `sending`; a backend's start-up recovery turns every job still
+//! * **Sending is durable before the request leaves.** [`JobStore::mark_sending`] and
+//!   [`JobStore::mark_sending_many`] resolve only once the jobs are durably `sending` (a batch:
+//!   all of them, in one transaction); a backend's start-up recovery turns every job still
 //!   `sending` into `ambiguous` (it may have reached the user) and never sends it again.
+//! * **Confirmations are stored, not timed in memory.** A provider with a
+//!   [confirmation window](kefu_core::Provider::confirm_window) leaves a taken job `accepted`,
+//!   and an ambiguous one `ambiguous`, with `confirm_by_ms` = the end of the window; every other
+//!   outcome, and a resend, clears `confirm_by_ms`. [`JobStore::settle_confirmations`] moves
+//!   every job whose window ended (also while the relay was stopped) in one transaction:
+//!   `accepted` → `delivered`, `ambiguous` with a window → `failed` with reason `unconfirmed`;
+//!   a job is settled once (a second call finds it no longer waiting).
+//!   [`EventStore::admit_yunzhenji`] applies a callback's report in the transaction that
+//!   stores its event, only to a job of the callback's account, and only once (a redelivery is
+//!   dropped before the report is applied): a report that the vendor took the job turns an
+//!   `ambiguous` one `accepted` until now + the window (other states: no change); a failure
+//!   report turns an `accepted`, `ambiguous` or `delivered` one `failed` with reason
+//!   `send_failed` and the vendor's text, since the vendor's report is the truth (other states,
+//!   such as an already `failed` or a queued resend: no change). A vendor may push before it
+//!   answers: a report on a job still `sending` is kept with the job (a failure outweighs an
+//!   echo) and applied, by [`Outcome::after_report`], when the attempt's outcome is recorded,
+//!   or by the start-up recovery (failure: `failed`; echo: `accepted` for the report's
+//!   window) instead of turning the job `ambiguous`; any recorded outcome spends it.
+//!   `accepted` is not resendable.
 //! * **One owner of a job at a time.** A backend that several relays share must hand each
 //!   queued job to one of them only (PostgreSQL: `FOR UPDATE SKIP LOCKED` with a lease per
 //!   (account, recipient)); the SQLite backend refuses a second relay on the same file.
@@ -54,10 +74,13 @@ use kefu_payload::KefuState;
 
 pub use crate::idempotency::{Claim, Claimed, Earlier, Saved};
 pub use crate::inbound::session::Session;
-pub use events::{Admission, NewDialogue, NewWechat, PendingEvent, Purged, WebhookOutcome};
+pub use events::{
+    Admission, NewDialogue, NewWechat, NewYunzhenji, PendingEvent, Purged, ReportKind, SendReport,
+    WebhookOutcome,
+};
 pub use jobs::{
     DIALOGUE_ACCOUNT, DeskCall, Idempotent, JobState, JobStatus, NewJob, Outcome, PendingJob,
-    ResendError,
+    ResendError, Settled,
 };
 
 /// The store failed: the disk, the file, the database or the connection to it.
@@ -90,6 +113,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// Durably marks a job `sending` and counts the attempt, before its request leaves.
     fn mark_sending(&self, id: i64) -> BoxFuture<'_, StoreResult<()>>;
 
+    /// Durably marks the jobs of one batch `sending` and counts an attempt for each, in one
+    /// transaction, before the batch's request leaves.
+    fn mark_sending_many(&self, ids: &[i64]) -> BoxFuture<'_, StoreResult<()>>;
+
     /// Records the outcome of an attempt, without waiting for it to be durable (see the
     /// ordering rule of the [module docs](self)). Fails only if the store is gone.
     fn record(&self, id: i64, outcome: Outcome) -> StoreResult<()>;
@@ -110,6 +137,10 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Removes the `Idempotency-Key`s whose retention has ended; returns how many.
     fn purge_keys(&self) -> BoxFuture<'_, StoreResult<usize>>;
+
+    /// Settles every confirmation whose window ended at or before `now_ms`: accepted →
+    /// delivered, ambiguous → failed (unconfirmed). Returns what changed.
+    fn settle_confirmations(&self, now_ms: i64) -> BoxFuture<'_, StoreResult<Vec<Settled>>>;
 }
 
 /// One page of the event feed.
@@ -133,6 +164,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// Admits a WeChat callback: refuses a replay, drops a redelivery, else stores the event and
     /// notes on the user's session that the user wrote.
     fn admit_wechat(&self, new: NewWechat) -> BoxFuture<'_, StoreResult<Admission>>;
+
+    /// Admits a yunzhenji callback in one transaction: drops a redelivery (its `dedup_key`),
+    /// else stores the event for the desk and applies its report to the job it names (see the
+    /// confirmation rules in the [module docs](self)).
+    fn admit_yunzhenji(&self, new: NewYunzhenji) -> BoxFuture<'_, StoreResult<Admission>>;
 
     /// Remembers the plain signature of a URL verification that passed until `expires_ms`, so
     /// that a push reusing it is refused as a replay.

@@ -6,12 +6,12 @@ use kefu_payload::KefuState;
 use rusqlite::{OptionalExtension as _, Transaction, params};
 use serde_json::{Map, Value};
 
-use super::SqliteStore;
+use super::{SqliteStore, yunzhenji};
 use crate::inbound::event::{self, EventKind};
 use crate::inbound::session::{ChangedBy, Session};
 use crate::store::{
     Admission, DIALOGUE_ACCOUNT, DeskCall, EventPage, EventStore, NewDialogue, NewWechat,
-    PendingEvent, Purged, SessionStore, StoreError, StoreResult, WebhookOutcome,
+    NewYunzhenji, PendingEvent, Purged, SessionStore, StoreError, StoreResult, WebhookOutcome,
 };
 
 /// The events still to push, in order, and the highest event id.
@@ -46,7 +46,7 @@ fn latest_event_id(tx: &Transaction<'_>) -> Result<i64, StoreError> {
     Ok(from_sequence.unwrap_or_default())
 }
 
-fn is_duplicate(tx: &Transaction<'_>, key: &str, now: i64) -> Result<bool, StoreError> {
+pub(super) fn is_duplicate(tx: &Transaction<'_>, key: &str, now: i64) -> Result<bool, StoreError> {
     Ok(tx
         .prepare_cached("SELECT 1 FROM inbound_dedup WHERE key = ?1 AND expires_at_ms > ?2")?
         .query_row(params![key, now], |_| Ok(()))
@@ -55,17 +55,18 @@ fn is_duplicate(tx: &Transaction<'_>, key: &str, now: i64) -> Result<bool, Store
 }
 
 /// An event row to insert, with its dedup key.
-struct EventRow<'a> {
-    account: Option<&'a str>,
-    openid: &'a str,
-    kind: EventKind,
-    event: Map<String, Value>,
-    webhook: bool,
-    dedup_key: &'a str,
-    dedup_expires_ms: i64,
+pub(super) struct EventRow<'a> {
+    pub(super) account: Option<&'a str>,
+    pub(super) openid: &'a str,
+    /// The event's `kind`, as the desk reads it.
+    pub(super) kind: &'a str,
+    pub(super) event: Map<String, Value>,
+    pub(super) webhook: bool,
+    pub(super) dedup_key: &'a str,
+    pub(super) dedup_expires_ms: i64,
 }
 
-fn insert_event(
+pub(super) fn insert_event(
     tx: &Transaction<'_>,
     now: i64,
     row: EventRow<'_>,
@@ -93,7 +94,7 @@ fn insert_event(
         source,
         account,
         openid,
-        kind.as_str(),
+        kind,
         now,
         if webhook { "pending" } else { "none" }
     ])?;
@@ -134,7 +135,7 @@ fn admit_dialogue(
         EventRow {
             account: None,
             openid: &callback.userid,
-            kind,
+            kind: kind.as_str(),
             event: body,
             webhook: new.webhook,
             dedup_key: &new.dedup_key,
@@ -223,7 +224,7 @@ fn admit_wechat(tx: &Transaction<'_>, now: i64, new: NewWechat) -> Result<Admiss
         EventRow {
             account: Some(&new.account),
             openid: &new.message.from_user_name,
-            kind,
+            kind: kind.as_str(),
             event: body,
             webhook: new.webhook,
             dedup_key: &new.dedup_key,
@@ -436,6 +437,12 @@ impl EventStore for SqliteStore {
 
     fn admit_wechat(&self, new: NewWechat) -> BoxFuture<'_, StoreResult<Admission>> {
         self.boxed(Box::new(move |tx, group| admit_wechat(tx, group.now, new)))
+    }
+
+    fn admit_yunzhenji(&self, new: NewYunzhenji) -> BoxFuture<'_, StoreResult<Admission>> {
+        self.boxed(Box::new(move |tx, group| {
+            yunzhenji::admit(tx, group.now, new)
+        }))
     }
 
     fn remember_url_verification(

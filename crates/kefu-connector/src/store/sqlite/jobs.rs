@@ -3,21 +3,40 @@
 use kefu_core::{BoxFuture, Job, Reason};
 use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, params};
 
-use super::{Group, SqliteStore, inbound, keys};
+use super::{Group, SqliteStore, inbound, keys, yunzhenji};
 use crate::store::{
     Claimed, DeskCall, Idempotent, JobState, JobStatus, JobStore, NewJob, Outcome, PendingJob,
-    ResendError, StoreError, StoreResult,
+    ResendError, Settled, StoreError, StoreResult,
 };
 
-/// Turns the jobs left `sending` by an interrupted run into `ambiguous`, and returns the
-/// queued ones in order.
+/// Turns the jobs left `sending` by an interrupted run into `ambiguous` (or settles them by
+/// the report a callback made while they were being sent), and returns the queued ones in
+/// order.
 pub(super) fn recover(conn: &mut Connection) -> Result<Vec<PendingJob>, StoreError> {
     let tx = conn.transaction()?;
+    let now = kefu_core::now_ms();
+    tx.execute(
+        "UPDATE outbox SET state = 'failed', reason = ?2, error_code = NULL,
+             error_message = early_message, updated_at_ms = ?3
+         WHERE state = 'sending' AND early_report = ?1",
+        params![yunzhenji::EARLY_FAILED, Reason::SendFailed.as_str(), now],
+    )?;
+    tx.execute(
+        "UPDATE outbox SET state = 'accepted', confirm_by_ms = ?2 + IFNULL(early_window_ms, 0),
+             error_code = NULL, reason = NULL, error_message = NULL, updated_at_ms = ?2
+         WHERE state = 'sending' AND early_report = ?1",
+        params![yunzhenji::EARLY_TAKEN, now],
+    )?;
     tx.execute(
         "UPDATE outbox SET state = 'ambiguous', updated_at_ms = ?1,
              error_message = 'the connector stopped while this was being sent; it may have been delivered'
          WHERE state = 'sending'",
-        params![kefu_core::now_ms()],
+        params![now],
+    )?;
+    tx.execute(
+        "UPDATE outbox SET early_report = NULL, early_message = NULL, early_window_ms = NULL
+         WHERE early_report IS NOT NULL",
+        [],
     )?;
     let pending = {
         let mut statement = tx.prepare(
@@ -82,18 +101,42 @@ fn insert(
     Ok(stored)
 }
 
-fn mark_sending(tx: &Transaction<'_>, now: i64, id: i64) -> Result<(), StoreError> {
-    tx.prepare_cached(
+fn mark_sending(tx: &Transaction<'_>, now: i64, ids: &[i64]) -> Result<(), StoreError> {
+    let mut statement = tx.prepare_cached(
         "UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at_ms = ?2
          WHERE id = ?1",
-    )?
-    .execute(params![id, now])?;
+    )?;
+    for id in ids {
+        statement.execute(params![id, now])?;
+    }
     Ok(())
 }
 
-fn record(tx: &Transaction<'_>, now: i64, id: i64, outcome: &Outcome) -> Result<(), StoreError> {
-    let (state, not_before, code, reason, message) = match outcome {
-        Outcome::Delivered => (JobState::Delivered, None, None, None, None),
+fn record(tx: &Transaction<'_>, now: i64, id: i64, outcome: Outcome) -> Result<(), StoreError> {
+    let early = tx
+        .prepare_cached("SELECT early_report, early_message FROM outbox WHERE id = ?1")?
+        .query_row(params![id], |row| {
+            Ok(yunzhenji::early_report(
+                row.get::<_, Option<String>>(0)?.as_deref(),
+                row.get(1)?,
+            ))
+        })
+        .optional()?
+        .flatten();
+    let outcome = match &early {
+        Some(report) => outcome.after_report(report),
+        None => outcome,
+    };
+    let (state, not_before, code, reason, message, confirm_by) = match &outcome {
+        Outcome::Delivered => (JobState::Delivered, None, None, None, None, None),
+        Outcome::Accepted { confirm_by_ms } => (
+            JobState::Accepted,
+            None,
+            None,
+            None,
+            None,
+            Some(*confirm_by_ms),
+        ),
         Outcome::Retry {
             not_before_ms,
             code,
@@ -104,6 +147,7 @@ fn record(tx: &Transaction<'_>, now: i64, id: i64, outcome: &Outcome) -> Result<
             *code,
             None,
             Some(message),
+            None,
         ),
         Outcome::Failed {
             code,
@@ -115,12 +159,25 @@ fn record(tx: &Transaction<'_>, now: i64, id: i64, outcome: &Outcome) -> Result<
             *code,
             Some(reason.as_str()),
             Some(message),
+            None,
         ),
-        Outcome::Ambiguous { message } => (JobState::Ambiguous, None, None, None, Some(message)),
+        Outcome::Ambiguous {
+            message,
+            confirm_by_ms,
+        } => (
+            JobState::Ambiguous,
+            None,
+            None,
+            None,
+            Some(message),
+            *confirm_by_ms,
+        ),
     };
     tx.prepare_cached(
         "UPDATE outbox SET state = ?2, not_before_ms = IFNULL(?3, not_before_ms),
-             error_code = ?4, reason = ?5, error_message = ?6, updated_at_ms = ?7
+             error_code = ?4, reason = ?5, error_message = ?6, updated_at_ms = ?7,
+             confirm_by_ms = ?8, early_report = NULL, early_message = NULL,
+             early_window_ms = NULL
          WHERE id = ?1",
     )?
     .execute(params![
@@ -130,16 +187,75 @@ fn record(tx: &Transaction<'_>, now: i64, id: i64, outcome: &Outcome) -> Result<
         code,
         reason,
         message,
-        now
+        now,
+        confirm_by
     ])?;
     Ok(())
+}
+
+/// Why an ambiguous job whose window passed failed, as the desk reads it.
+const UNCONFIRMED: &str = "no callback confirmed within the confirmation window that the platform took this message; it most likely never left, and the desk may send it again";
+
+/// Settles every confirmation whose window ended at or before `now_ms`.
+fn settle(tx: &Transaction<'_>, now: i64, now_ms: i64) -> Result<Vec<Settled>, StoreError> {
+    let due = {
+        let mut statement = tx.prepare_cached(
+            "SELECT id, account, state FROM outbox
+             WHERE confirm_by_ms IS NOT NULL AND confirm_by_ms <= ?1 ORDER BY confirm_by_ms, id",
+        )?;
+        statement
+            .query_map(params![now_ms], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let mut settled = Vec::with_capacity(due.len());
+    for (id, account, state) in due {
+        let (state, reason, message) = match JobState::parse(&state) {
+            Some(JobState::Accepted) => (JobState::Delivered, None, None),
+            Some(JobState::Ambiguous) => (
+                JobState::Failed,
+                Some(Reason::Unconfirmed),
+                Some(UNCONFIRMED),
+            ),
+            // Only these two keep a window; a stray one is cleared, not acted on.
+            _ => {
+                tx.prepare_cached("UPDATE outbox SET confirm_by_ms = NULL WHERE id = ?1")?
+                    .execute(params![id])?;
+                continue;
+            }
+        };
+        tx.prepare_cached(
+            "UPDATE outbox SET state = ?2, reason = ?3, error_message = IFNULL(?4, error_message),
+                 confirm_by_ms = NULL, updated_at_ms = ?5
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            id,
+            state.as_str(),
+            reason.map(Reason::as_str),
+            message,
+            now
+        ])?;
+        settled.push(Settled {
+            id,
+            account,
+            state,
+            reason,
+        });
+    }
+    Ok(settled)
 }
 
 fn get(tx: &Transaction<'_>, id: i64) -> Result<Option<JobStatus>, StoreError> {
     let row = tx
         .prepare_cached(
             "SELECT account, recipient, operation, state, attempts, error_code, reason,
-                    error_message, created_at_ms, updated_at_ms
+                    error_message, created_at_ms, updated_at_ms, confirm_by_ms
              FROM outbox WHERE id = ?1",
         )?
         .query_row(params![id], |row| {
@@ -154,6 +270,7 @@ fn get(tx: &Transaction<'_>, id: i64) -> Result<Option<JobStatus>, StoreError> {
                     error_code: row.get(5)?,
                     reason: None,
                     error_message: row.get(7)?,
+                    confirm_by_ms: row.get(10)?,
                     created_at_ms: row.get(8)?,
                     updated_at_ms: row.get(9)?,
                 },
@@ -191,7 +308,8 @@ fn resend(
     group.last_seq += 1;
     tx.execute(
         "UPDATE outbox SET state = 'queued', attempts = 0, not_before_ms = ?2, updated_at_ms = ?2,
-             error_code = NULL, reason = NULL, error_message = NULL, seq = ?3
+             error_code = NULL, reason = NULL, error_message = NULL, seq = ?3,
+             confirm_by_ms = NULL
          WHERE id = ?1",
         params![id, group.now, group.last_seq],
     )?;
@@ -243,13 +361,20 @@ impl JobStore for SqliteStore {
     }
 
     fn mark_sending(&self, id: i64) -> BoxFuture<'_, StoreResult<()>> {
-        self.boxed(Box::new(move |tx, group| mark_sending(tx, group.now, id)))
+        self.boxed(Box::new(move |tx, group| {
+            mark_sending(tx, group.now, &[id])
+        }))
+    }
+
+    fn mark_sending_many(&self, ids: &[i64]) -> BoxFuture<'_, StoreResult<()>> {
+        let ids = ids.to_vec();
+        self.boxed(Box::new(move |tx, group| mark_sending(tx, group.now, &ids)))
     }
 
     fn record(&self, id: i64, outcome: Outcome) -> StoreResult<()> {
         self.run_detached(
             "a delivery outcome",
-            Box::new(move |tx, group| record(tx, group.now, id, &outcome)),
+            Box::new(move |tx, group| record(tx, group.now, id, outcome)),
         )
     }
 
@@ -281,6 +406,10 @@ impl JobStore for SqliteStore {
 
     fn purge_keys(&self) -> BoxFuture<'_, StoreResult<usize>> {
         self.boxed(Box::new(|tx, group| keys::purge(tx, group.now)))
+    }
+
+    fn settle_confirmations(&self, now_ms: i64) -> BoxFuture<'_, StoreResult<Vec<Settled>>> {
+        self.boxed(Box::new(move |tx, group| settle(tx, group.now, now_ms)))
     }
 }
 
@@ -484,6 +613,117 @@ mod tests {
         assert_eq!(outbox.get(12345).await.unwrap(), None);
     }
 
+    /// Stores three jobs for one user; returns their ids.
+    async fn three_jobs(outbox: &SqliteStore) -> Vec<i64> {
+        let jobs = vec![job("u", "a"), job("u", "b"), job("u", "c")];
+        let stored = insert_plain(outbox, jobs).await;
+        stored.iter().map(PendingJob::id).collect()
+    }
+
+    /// Sends `id` once and leaves it with `outcome`.
+    async fn sent(outbox: &SqliteStore, id: i64, outcome: Outcome) {
+        outbox.mark_sending_many(&[id]).await.unwrap();
+        outbox.record(id, outcome).unwrap();
+    }
+
+    #[tokio::test]
+    async fn confirmations_settle_once_when_their_window_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, _) = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
+        let ids = three_jobs(&outbox).await;
+        sent(&outbox, ids[0], Outcome::Accepted { confirm_by_ms: 100 }).await;
+        let ambiguous = |confirm_by_ms| Outcome::Ambiguous {
+            message: "timed out".into(),
+            confirm_by_ms,
+        };
+        sent(&outbox, ids[1], ambiguous(Some(200))).await;
+        sent(&outbox, ids[2], ambiguous(None)).await;
+        let accepted = outbox.get(ids[0]).await.unwrap().unwrap();
+        assert_eq!(
+            (accepted.status, accepted.confirm_by_ms),
+            (JobState::Accepted, Some(100))
+        );
+        assert!(!accepted.status.is_final());
+        // Not resendable: the platform took it.
+        assert_eq!(
+            resend_plain(&outbox, ids[0]).await,
+            Err(ResendError::NotResendable(JobState::Accepted))
+        );
+
+        assert_eq!(outbox.settle_confirmations(99).await.unwrap(), vec![]);
+        let settled = outbox.settle_confirmations(150).await.unwrap();
+        assert_eq!(
+            settled,
+            vec![Settled {
+                id: ids[0],
+                account: DIALOGUE_ACCOUNT.into(),
+                state: JobState::Delivered,
+                reason: None,
+            }]
+        );
+        let settled = outbox.settle_confirmations(200).await.unwrap();
+        assert_eq!(
+            settled,
+            vec![Settled {
+                id: ids[1],
+                account: DIALOGUE_ACCOUNT.into(),
+                state: JobState::Failed,
+                reason: Some(Reason::Unconfirmed),
+            }]
+        );
+        assert_eq!(outbox.settle_confirmations(i64::MAX).await.unwrap(), vec![]);
+        let delivered = outbox.get(ids[0]).await.unwrap().unwrap();
+        assert_eq!(
+            (delivered.status, delivered.confirm_by_ms),
+            (JobState::Delivered, None)
+        );
+        let unconfirmed = outbox.get(ids[1]).await.unwrap().unwrap();
+        assert_eq!(unconfirmed.status, JobState::Failed);
+        assert_eq!(unconfirmed.reason, Some(Reason::Unconfirmed));
+        assert!(
+            unconfirmed
+                .error_message
+                .unwrap()
+                .contains("confirmation window")
+        );
+        // Without a window, ambiguous until the desk decides.
+        assert_eq!(
+            outbox.get(ids[2]).await.unwrap().unwrap().status,
+            JobState::Ambiguous
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resend_of_an_ambiguous_job_ends_its_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, _) = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
+        let id = insert_plain(&outbox, vec![job("u", "a")]).await[0].id();
+        let outcome = Outcome::Ambiguous {
+            message: "timed out".into(),
+            confirm_by_ms: Some(100),
+        };
+        sent(&outbox, id, outcome).await;
+        resend_plain(&outbox, id).await.unwrap();
+        assert_eq!(outbox.settle_confirmations(i64::MAX).await.unwrap(), vec![]);
+        let status = outbox.get(id).await.unwrap().unwrap();
+        assert_eq!(
+            (status.status, status.confirm_by_ms),
+            (JobState::Queued, None)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_marked_sending_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, _) = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
+        let ids = three_jobs(&outbox).await;
+        outbox.mark_sending_many(&ids[..2]).await.unwrap();
+        let mut depth = outbox.depth().await.unwrap();
+        depth.sort_by_key(|(state, _)| state.as_str());
+        assert_eq!(depth, vec![(JobState::Queued, 1), (JobState::Sending, 2)]);
+        assert_eq!(outbox.get(ids[0]).await.unwrap().unwrap().attempts, 1);
+    }
+
     fn keyed(key: &str, hash: &str) -> Idempotent {
         Idempotent {
             claim: Claim {
@@ -632,6 +872,7 @@ mod tests {
                 id,
                 Outcome::Ambiguous {
                     message: "timed out".into(),
+                    confirm_by_ms: None,
                 },
             )
             .unwrap();
@@ -655,6 +896,7 @@ mod migration {
     use rusqlite::Connection;
 
     use super::*;
+    use crate::store::sqlite::schema;
     use crate::store::{DIALOGUE_ACCOUNT, SessionStore as _};
 
     const OLD: &str = "
@@ -707,11 +949,48 @@ mod migration {
         }
         drop(store);
         // Opening again changes nothing more.
-        let version: i64 = Connection::open(&path)
+        assert_eq!(version_of(&path), 3);
+    }
+
+    /// The schema version of the file at `path`, read by a connection of its own.
+    fn version_of(path: &std::path::Path) -> i64 {
+        Connection::open(path)
             .unwrap()
             .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_version_2_file_is_migrated_in_place_and_keeps_its_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            schema::create_at(&conn, 2).unwrap();
+            conn.execute_batch(
+                "INSERT INTO outbox (id, seq, account, recipient, operation, payload, state,
+                                     not_before_ms, created_at_ms, updated_at_ms, error_message)
+                 VALUES (1, 1, 'shop', 'oA', 'custom/send', X'7B7D', 'queued', 0, 0, 0, NULL),
+                        (2, 2, 'shop', 'oA', 'custom/send', X'7B7D', 'ambiguous', 0, 0, 0,
+                         'timed out')",
+            )
             .unwrap();
-        assert_eq!(version, 2);
+        }
+        let (store, pending) = SqliteStore::open(&path).unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].job.payload, b"{}");
+        let ambiguous = store.get(2).await.unwrap().unwrap();
+        assert_eq!(ambiguous.status, JobState::Ambiguous);
+        assert_eq!(ambiguous.confirm_by_ms, None);
+        // An old ambiguous job has no window: settling leaves it for the desk.
+        assert_eq!(store.settle_confirmations(i64::MAX).await.unwrap(), vec![]);
+        store.mark_sending_many(&[1]).await.unwrap();
+        store
+            .record(1, Outcome::Accepted { confirm_by_ms: 5 })
+            .unwrap();
+        assert_eq!(store.get(1).await.unwrap().unwrap().confirm_by_ms, Some(5));
+        drop(store);
+        assert_eq!(version_of(&path), 3);
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! savepoint, so that one failing undoes its own writes and leaves the group's others.
 //!
 //! A job's life: `queued` → `sending` (made durable *before* the request leaves) → `delivered`,
-//! `failed`, `ambiguous`, or back to `queued` for a retry. A job found in `sending` at start-up was
+//! `failed`, `ambiguous`, or back to `queued` for a retry; at a platform that confirms by
+//! callback, `accepted` or `ambiguous` with a `confirm_by_ms`, settled later by a callback or by
+//! the end of the window (see [`crate::store`]). A job found in `sending` at start-up was
 //! interrupted mid-send: it may have reached the user, so it becomes `ambiguous` and is never sent
 //! again on the connector's own initiative.
 //!
@@ -19,6 +21,7 @@ mod jobs;
 mod keys;
 pub mod schema;
 mod tokens;
+mod yunzhenji;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -5,10 +5,11 @@
 //! |---|---|
 //! | 1 | The outbox, the inbound tables and the idempotency keys as the relay kept them before versions were recorded (a file of that time reads version 0; every statement is `IF NOT EXISTS`, so it applies to it unchanged) |
 //! | 2 | Accounts: a job names its account (old jobs: `dialogue`) and its `recipient`, its payload is bytes, and a failure keeps its `reason`; sessions are keyed by (account, openid) and know when the user last wrote; access tokens are stored |
+//! | 3 | Confirmations: a job that a callback may still confirm or fail (`accepted`, or `ambiguous` at a platform with a confirmation window) keeps when its window ends (`confirm_by_ms`); a callback's report on a job still `sending` waits in `early_report` (`taken`, `failed`), `early_message` and `early_window_ms` for the attempt's outcome |
 //!
 //! | Table | Rows |
 //! |---|---|
-//! | `outbox` | every job: account, recipient, operation, payload, state, attempts, next attempt time, last failure (code, reason, message); `seq` orders a recipient's jobs, and a resend moves the job to the end |
+//! | `outbox` | every job: account, recipient, operation, payload, state, attempts, next attempt time, last failure (code, reason, message), end of its confirmation window, a report that came while it was being sent; `seq` orders a recipient's jobs, and a resend moves the job to the end |
 //! | `inbound_events` | every accepted callback as its event JSON (`body`), with the webhook delivery state (`pending`, `delivered`, `failed`, or `none` when no webhook is configured), attempts and next attempt time; `id` (AUTOINCREMENT, never reused) is the event id and the cursor of `GET /v1/events` |
 //! | `inbound_dedup` | redelivery keys with their expiry |
 //! | `inbound_replay` | (account, timestamp, nonce, signature) of accepted WeChat callbacks, with the SHA-256 of the body and their expiry |
@@ -21,7 +22,7 @@ use rusqlite::Connection;
 use crate::store::StoreError;
 
 /// The migrations, version 1 first: the version a file is at is the number of them applied.
-const MIGRATIONS: [&str; 2] = [V1, V2];
+const MIGRATIONS: [&str; 3] = [V1, V2, V3];
 
 const V1: &str = "
 CREATE TABLE IF NOT EXISTS outbox (
@@ -138,6 +139,25 @@ CREATE TABLE access_tokens (
     expires_at_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 ";
+
+const V3: &str = "
+ALTER TABLE outbox ADD COLUMN confirm_by_ms INTEGER;
+ALTER TABLE outbox ADD COLUMN early_report TEXT;
+ALTER TABLE outbox ADD COLUMN early_message TEXT;
+ALTER TABLE outbox ADD COLUMN early_window_ms INTEGER;
+CREATE INDEX outbox_confirming ON outbox (confirm_by_ms) WHERE confirm_by_ms IS NOT NULL;
+";
+
+/// Brings a new database to `version` only, as a relay of that version left it, for the
+/// migration tests.
+#[cfg(test)]
+pub(crate) fn create_at(conn: &Connection, version: usize) -> Result<(), StoreError> {
+    for (index, migration) in MIGRATIONS.iter().enumerate().take(version) {
+        conn.execute_batch(migration)?;
+        conn.pragma_update(None, "user_version", index + 1)?;
+    }
+    Ok(())
+}
 
 /// Brings the database to the newest version, in one transaction: a crash leaves it at the
 /// version it had. A file written by a newer relay is refused rather than misread.

@@ -1,0 +1,79 @@
+//! The settle task: ends the confirmation windows that passed (protocols.md §7.2), so that an
+//! `accepted` job no failure was reported for becomes `delivered`, and an `ambiguous` one that no
+//! callback confirmed becomes `failed` with reason `unconfirmed`.
+//!
+//! The windows live in the store, not in memory: a settle after a restart finds the ones that
+//! ended while the relay was stopped. [`Dispatcher::start`](crate::delivery::Dispatcher::start)
+//! starts the task and its shutdown stops it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kefu_core::now_ms;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::metrics::Metrics;
+use crate::store::{JobState, Settled, Store};
+
+/// Spawns the task that settles the confirmations due, at once and then every `period`, until
+/// `stopping` turns true (or its sender is gone). Each change is logged (the job id, account
+/// and outcome, never content) and counted in `kefu_confirmations_total`.
+pub(crate) fn spawn_settler(
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    period: Duration,
+    mut stopping: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if *stopping.borrow() {
+                return;
+            }
+            settle_once(store.as_ref(), &metrics).await;
+            tokio::select! {
+                () = tokio::time::sleep(period) => {}
+                _ = stopping.wait_for(|stop| *stop) => return,
+            }
+        }
+    })
+}
+
+/// Settles the confirmations due now; returns what changed (nothing if the store failed, which
+/// is logged: the next round finds them still due).
+async fn settle_once(store: &dyn Store, metrics: &Metrics) -> Vec<Settled> {
+    let settled = match store.settle_confirmations(now_ms()).await {
+        Ok(settled) => settled,
+        Err(error) => {
+            tracing::warn!("cannot settle the confirmations due: {error}");
+            return Vec::new();
+        }
+    };
+    for change in &settled {
+        let result = match (change.state, change.reason) {
+            (JobState::Delivered, _) => "delivered",
+            (_, Some(reason)) => {
+                metrics.failure(&change.account, reason);
+                reason.as_str()
+            }
+            (state, None) => state.as_str(),
+        };
+        metrics.confirmation(&change.account, result);
+        if change.state == JobState::Delivered {
+            tracing::info!(
+                job = change.id,
+                account = change.account.as_str(),
+                "delivered: no failure was reported within the confirmation window"
+            );
+        } else {
+            tracing::warn!(
+                job = change.id,
+                account = change.account.as_str(),
+                outcome = change.state.as_str(),
+                reason = change.reason.map(|reason| reason.as_str()),
+                "not confirmed within the confirmation window"
+            );
+        }
+    }
+    settled
+}
