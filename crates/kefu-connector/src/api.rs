@@ -219,14 +219,18 @@ async fn authenticate(
     }
 }
 
-async fn not_found(request: Request) -> ApiError {
+async fn not_found(request: Request) -> Response {
+    no_route(request.uri().path())
+}
+
+/// The answer to a path without a route; also the answer to a callback route's wrong secret, so
+/// that the two cannot be told apart.
+pub(crate) fn no_route(path: &str) -> Response {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        format!(
-            "no route {}: the desk API is under /v1/messages, /v1/sessions and /v1/events",
-            request.uri().path()
-        ),
+        format!("no route {path}: the desk API is under /v1/messages, /v1/sessions and /v1/events"),
     )
+    .into_response()
 }
 
 async fn method_not_allowed(request: Request) -> ApiError {
@@ -311,6 +315,7 @@ async fn count_request(
         Some("/v1/tokens/{account}/refresh") => "/v1/tokens/{account}/refresh",
         Some("/v1/callbacks/dialogue/{secret}") => "/v1/callbacks/dialogue/{secret}",
         Some("/v1/callbacks/wechat/{name}") => "/v1/callbacks/wechat/{name}",
+        Some("/v1/callbacks/yunzhenji/{secret}") => "/v1/callbacks/yunzhenji/{secret}",
         Some("/healthz") => "/healthz",
         Some("/metrics") => "/metrics",
         _ => "other",

@@ -1,6 +1,7 @@
 //! The inbound event: one schema for the Dialogue platform's handoff callback and the standard
 //! WeChat callbacks. The fields are described in the [module docs](super).
 
+use kefu_payload::yunzhenji::VendorCallback;
 use kefu_payload::{CallbackEvent, HandoffCallback, KefuState};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -15,6 +16,8 @@ pub enum Source {
     Dialogue,
     /// A standard callback of a configured WeChat account.
     Wechat,
+    /// A push of a configured yunzhenji account.
+    Yunzhenji,
 }
 
 impl Source {
@@ -23,6 +26,7 @@ impl Source {
         match self {
             Source::Dialogue => "dialogue",
             Source::Wechat => "wechat",
+            Source::Yunzhenji => "yunzhenji",
         }
     }
 }
@@ -48,6 +52,11 @@ pub enum EventKind {
     Rating,
     /// Anything else (another event, a state report without content); see `event` and `raw`.
     Other,
+    /// yunzhenji: the account sent one of the relay's messages (`chatMsg` with `api_send_id`);
+    /// sent, which is not yet delivered.
+    Sent,
+    /// yunzhenji: one of the relay's messages could not be sent (`chatMsgSendFail`).
+    SendFailed,
 }
 
 impl EventKind {
@@ -62,6 +71,8 @@ impl EventKind {
             EventKind::HandoffRequested => "handoff_requested",
             EventKind::Rating => "rating",
             EventKind::Other => "other",
+            EventKind::Sent => "sent",
+            EventKind::SendFailed => "send_failed",
         }
     }
 }
@@ -158,6 +169,12 @@ pub fn dialogue_event(
         "msg_id": null,
         "created_at": callback.createtime,
         "received_at_ms": received_at_ms,
+        "sender": null,
+        "receiver": null,
+        "text": null,
+        "message_id": null,
+        "api_send_id": null,
+        "error": null,
         "raw": raw,
     }))
 }
@@ -192,7 +209,57 @@ pub fn wechat_event(
         "msg_id": message.msg_id,
         "created_at": message.create_time,
         "received_at_ms": received_at_ms,
+        "sender": null,
+        "receiver": null,
+        "text": null,
+        "message_id": null,
+        "api_send_id": null,
+        "error": null,
         "raw": message.raw,
+    }))
+}
+
+/// The event JSON of a yunzhenji push, without its `id`: `openid` is the customer or group it
+/// is about, `message_id` the relay's message it names, and `raw` the body as received.
+pub fn yunzhenji_event(
+    account: &str,
+    callback: &VendorCallback,
+    kind: EventKind,
+    conversation: &str,
+    message_id: Option<i64>,
+    raw: Map<String, Value>,
+    received_at_ms: i64,
+) -> Map<String, Value> {
+    let failure = kind == EventKind::SendFailed;
+    // As for the other sources, `content` is text, or rich content as JSON text.
+    let content = callback.content.as_ref().map(|content| match content {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    });
+    object(json!({
+        "source": Source::Yunzhenji.as_str(),
+        "account": account,
+        "kind": kind.as_str(),
+        "openid": conversation,
+        "appid": null,
+        "channel": null,
+        "from": null,
+        "content": content,
+        "msgtype": callback.msg_type,
+        "event": callback.kind.as_str(),
+        "kfstate": null,
+        "assessment": null,
+        "agent": null,
+        "msg_id": callback.api_send_svrid,
+        "created_at": null,
+        "received_at_ms": received_at_ms,
+        "sender": callback.sender,
+        "receiver": callback.receiver,
+        "text": callback.text.as_ref().filter(|_| !failure),
+        "message_id": message_id,
+        "api_send_id": callback.api_send_id,
+        "error": callback.text.as_ref().filter(|_| failure),
+        "raw": raw,
     }))
 }
 
@@ -320,7 +387,9 @@ mod tests {
                 "content": "我要转人工", "msgtype": null, "event": "customerStuffEnter",
                 "kfstate": "needperson", "assessment": null,
                 "agent": {"name": "小红", "avatar": "https://a", "openid": "oA"},
-                "msg_id": null, "created_at": 1700000000, "received_at_ms": 5, "raw": {}
+                "msg_id": null, "created_at": 1700000000, "received_at_ms": 5,
+                "sender": null, "receiver": null, "text": null, "message_id": null,
+                "api_send_id": null, "error": null, "raw": {}
             })
         );
     }

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -12,8 +12,9 @@ use kefu_payload::KefuState;
 use serde_json::json;
 
 use super::query::Query;
+use super::yunzhenji::{MAX_BODY_BYTES, YunzhenjiRejection};
 use super::{Inbound, millis};
-use crate::store::{Admission, DIALOGUE_ACCOUNT, NewDialogue, NewWechat, StoreError};
+use crate::store::{Admission, DIALOGUE_ACCOUNT, NewDialogue, NewWechat, NewYunzhenji, StoreError};
 use kefu_core::now_ms;
 
 /// How long a callback may wait for the store before it is answered 503: well within the
@@ -23,6 +24,10 @@ const STORE_DEADLINE: Duration = Duration::from_secs(3);
 /// The one answer to every refused Dialogue callback (protocols.md §3.5).
 const DIALOGUE_REFUSED: &str = r#"{"errcode":400,"errmsg":"invalid callback"}"#;
 const DIALOGUE_OK: &str = r#"{"errcode":0,"errmsg":"ok"}"#;
+
+/// The answers to yunzhenji's pushes, in the vendor's own spelling (`message`, not `errmsg`).
+const YUNZHENJI_OK: &str = r#"{"errcode":0,"message":"ok"}"#;
+const YUNZHENJI_REFUSED: &str = r#"{"errcode":400,"message":"invalid callback"}"#;
 
 /// `GET /v1/events`, `GET /v1/sessions`, `GET /v1/sessions/{openid}`: for the authenticated
 /// router.
@@ -41,6 +46,7 @@ pub fn callback_routes() -> Router<Inbound> {
             "/v1/callbacks/wechat/{name}",
             get(wechat_verify).post(wechat_callback),
         )
+        .route("/v1/callbacks/yunzhenji/{secret}", post(yunzhenji_callback))
 }
 
 fn json_answer(status: StatusCode, body: &'static str) -> Response {
@@ -332,6 +338,99 @@ async fn wechat_callback(
                 "WeChat callback answered 503 so that WeChat retries; it may or may not have been stored (a retry of a stored one is recognised as a redelivery): {error}"
             );
             text_answer(StatusCode::SERVICE_UNAVAILABLE, "busy, retry")
+        }
+    }
+}
+
+/// A yunzhenji push. A wrong secret is answered exactly as a path without a route, before the
+/// body is read; nothing in the logs or the metrics holds the path.
+async fn yunzhenji_callback(
+    State(inbound): State<Inbound>,
+    Path(secret): Path<String>,
+    request: Request,
+) -> Response {
+    let inbound = &inbound;
+    let metrics = &inbound.inner.metrics;
+    let receiver = &inbound.inner.yunzhenji;
+    let refusals = &inbound.inner.refusal_logs.yunzhenji;
+    let Some(index) = receiver.account(&secret) else {
+        metrics.callback("yunzhenji", "rejected", "secret");
+        if let Some(left_out) = sampled(refusals) {
+            tracing::warn!(
+                reason = "secret",
+                left_out,
+                "yunzhenji callback refused: no account has this callback secret; answered as an unknown route{}",
+                left_out_note(left_out)
+            );
+        }
+        return crate::api::no_route(request.uri().path());
+    };
+    let account = receiver.name(index).to_owned();
+    let now = now_ms();
+    let received = match axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES).await {
+        Ok(body) => receiver
+            .receive(index, &body, now)
+            .map(|received| (received, body.len())),
+        Err(_) => Err(YunzhenjiRejection::Body),
+    };
+    let (received, body_bytes) = match received {
+        Ok(received) => received,
+        Err(rejection) => {
+            metrics.callback("yunzhenji", "rejected", rejection.reason());
+            if let Some(left_out) = sampled(refusals) {
+                tracing::warn!(
+                    account = account.as_str(),
+                    reason = rejection.reason(),
+                    left_out,
+                    "yunzhenji callback refused: {rejection}{}",
+                    left_out_note(left_out)
+                );
+            }
+            return json_answer(StatusCode::BAD_REQUEST, YUNZHENJI_REFUSED);
+        }
+    };
+    let kind = received.kind;
+    let new = NewYunzhenji {
+        account: account.clone(),
+        conversation: received.conversation,
+        body: serde_json::Value::Object(received.event).to_string(),
+        dedup_key: received.dedup_key,
+        dedup_expires_ms: now.saturating_add(millis(inbound.inner.dedup_retention)),
+        report: received.report,
+        webhook: inbound.inner.webhook.is_some(),
+    };
+    match admit(inbound.inner.store.admit_yunzhenji(new)).await {
+        Ok(Admission::Stored(event)) => {
+            metrics.callback("yunzhenji", "stored", kind.as_str());
+            tracing::debug!(
+                account = account.as_str(),
+                event = event.id,
+                kind = kind.as_str(),
+                body_bytes,
+                "yunzhenji callback stored"
+            );
+            inbound.publish(event);
+            json_answer(StatusCode::OK, YUNZHENJI_OK)
+        }
+        Ok(Admission::Duplicate | Admission::Replayed) => {
+            metrics.callback("yunzhenji", "duplicate", kind.as_str());
+            tracing::debug!(
+                account = account.as_str(),
+                kind = kind.as_str(),
+                "yunzhenji callback redelivered, dropped"
+            );
+            json_answer(StatusCode::OK, YUNZHENJI_OK)
+        }
+        Err(error) => {
+            metrics.callback("yunzhenji", "unavailable", "store");
+            tracing::error!(
+                account = account.as_str(),
+                "yunzhenji callback answered 503 so that the vendor retries; it may or may not have been stored (a retry of a stored one is recognised as a redelivery): {error}"
+            );
+            json_answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"errcode":-1,"message":"busy, retry"}"#,
+            )
         }
     }
 }

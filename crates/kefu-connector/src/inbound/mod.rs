@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `POST /v1/callbacks/dialogue/{secret}` | the secret path segment (`callbacks.dialogue_secret`) | `200 {"errcode":0,"errmsg":"ok"}` once stored (or recognised as a redelivery); any refusal `400 {"errcode":400,"errmsg":"invalid callback"}`, always the same |
 //! | `GET /v1/callbacks/wechat/{name}` | `signature` (OA/MP) or `msg_signature` (WeCom) | URL verification: `echostr` (OA/MP) or its decrypted text (WeCom), exactly, as `text/plain` |
+//! | `POST /v1/callbacks/yunzhenji/{secret}` | the secret path segment (`yunzhenji.<name>.callback_secret`), which names the account | `200 {"errcode":0,"message":"ok"}` once stored (or recognised as a redelivery); a wrong secret is answered as a path without a route (`404`), before the body is read; a body that is no `chatMsg`/`chatMsgSendFail` push, or larger than 64 KiB, `400 {"errcode":400,"message":"invalid callback"}` |
 //! | `POST /v1/callbacks/wechat/{name}` | `signature` (an account in `plain` mode) or `msg_signature` (safe and compatible modes, WeCom) | `200 success` once stored (or recognised as a redelivery); any refusal before authentication (unknown account included) one `403`, any unusable authenticated push one `400`, a replay `403 replayed request` |
 //! | `GET /v1/events?after=<id>&wait=<s>&limit=<n>` | bearer | `{"events": [...], "next": <id>}`: events with an id above `after`, oldest first; waits up to `wait` seconds (capped by `events.max_wait_secs`) for one if there is none; an `after` beyond the newest id is `409 {"error": {"message", "field": "after", "newest": <id>}}` (the store was reset) |
 //! | `GET /v1/sessions/{openid}?account=<name>` | bearer | the user's [`Session`](session::Session) on that account (`dialogue` when absent), or 404 |
@@ -24,28 +25,34 @@
 //!
 //! # The event
 //!
-//! One JSON schema for both sources. Every key is always present; `null` when it does not apply.
+//! One JSON schema for every source. Every key is always present; `null` when it does not apply.
 //!
 //! | Key | Type | Meaning |
 //! |---|---|---|
 //! | `id` | integer | The event id: increasing, never reused. The cursor of `GET /v1/events`, and the `X-Kefu-Event-Id` of the webhook: deduplicate on it, since delivery is at least once. |
-//! | `source` | string | `dialogue` (the handoff callback) or `wechat` (a standard callback) |
-//! | `account` | string | The `[wechat.<name>]` account; `null` for `dialogue` |
-//! | `kind` | string | `message`, `user_enter`, `user_quit`, `agent_enter`, `agent_quit`, `handoff_requested` (the user asked for a person: the conversation entered `needperson`), `rating`, or `other` |
-//! | `openid` | string | The user: `userid` (Dialogue) or `FromUserName` (WeChat). Events of one user are delivered in `id` order. |
+//! | `source` | string | `dialogue` (the handoff callback), `wechat` (a standard callback) or `yunzhenji` (a `chatMsg` or `chatMsgSendFail` push) |
+//! | `account` | string | The `[wechat.<name>]` or `[yunzhenji.<name>]` account; `null` for `dialogue` |
+//! | `kind` | string | `message`, `user_enter`, `user_quit`, `agent_enter`, `agent_quit`, `handoff_requested` (the user asked for a person: the conversation entered `needperson`), `rating`, `other`; yunzhenji: `message` (a customer's), `sent` (the echo of one of the relay's messages: sent, not yet delivered), `send_failed` (one of the relay's messages failed: it is now `failed` with reason `send_failed`) |
+//! | `openid` | string | The user: `userid` (Dialogue), `FromUserName` (WeChat), or the customer or group (yunzhenji: the `target_wxid` to answer to). Events of one user are delivered in `id` order. |
 //! | `appid` | string | Dialogue `appid`; WeChat `ToUserName` |
 //! | `channel` | integer | Dialogue `channel`: echo it when answering |
 //! | `from` | integer | Dialogue `from`: 0 the user, 1 a bot answer, 2 an agent inside the platform (only 0 is confirmed) |
-//! | `content` | string | Dialogue `content/msg` (text or rich JSON as a string); WeChat `Content` |
-//! | `msgtype` | string | Dialogue `content/msgtype`; WeChat `MsgType` |
-//! | `event` | string | Dialogue `event` (`userEnter`, `customerStuffEnter`, …); WeChat `Event` |
+//! | `content` | string | Dialogue `content/msg` (text or rich JSON as a string); WeChat `Content`; yunzhenji `content` (a string, or the object as JSON text) |
+//! | `msgtype` | string | Dialogue `content/msgtype`; WeChat `MsgType`; yunzhenji `msg_type` |
+//! | `event` | string | Dialogue `event` (`userEnter`, `customerStuffEnter`, …); WeChat `Event`; yunzhenji `chatMsg` or `chatMsgSendFail` |
 //! | `kfstate` | string | Dialogue `kfstate`: `asking`, `personserving`, `complete` or `needperson` |
 //! | `assessment` | integer | Dialogue rating, 1 (very dissatisfied) to 5 (very satisfied) |
 //! | `agent` | object | `{"name", "avatar", "openid"}`: Dialogue `customerInfo`, WeChat `KfAccount` (as `name`) |
-//! | `msg_id` | string | WeChat `MsgId` |
-//! | `created_at` | integer | `createtime` / `CreateTime`, Unix seconds |
+//! | `msg_id` | string | WeChat `MsgId`; yunzhenji `api_send_svrid` |
+//! | `created_at` | integer | `createtime` / `CreateTime`, Unix seconds (yunzhenji: `null`, its time is in `raw`) |
 //! | `received_at_ms` | integer | When the connector stored it, Unix milliseconds |
-//! | `raw` | object | Every field of the decrypted plaintext as received: XML elements as strings (nested elements as objects, repeated ones as arrays), or the JSON object |
+//! | `sender` | string | yunzhenji `from_wxid` |
+//! | `receiver` | string | yunzhenji `to_wxid` |
+//! | `text` | string | yunzhenji: the text of a text message |
+//! | `message_id` | integer | yunzhenji: the relay's message (`GET /v1/messages/{id}`) that a `sent` or `send_failed` event is about: its `api_send_id` |
+//! | `api_send_id` | string | yunzhenji `api_send_id` as received |
+//! | `error` | string | yunzhenji: a `chatMsgSendFail`'s reason (`message`) |
+//! | `raw` | object | Every field of the decrypted plaintext as received: XML elements as strings (nested elements as objects, repeated ones as arrays), or the JSON object (yunzhenji: the body as received) |
 //!
 //! The webhook's request and its signature are described in [`webhook`].
 
@@ -58,6 +65,7 @@ pub mod query;
 pub mod session;
 pub mod webhook;
 pub mod wechat;
+pub mod yunzhenji;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -73,6 +81,7 @@ use dialogue::DialogueReceiver;
 use session::DeskAction;
 use webhook::WebhookDispatcher;
 use wechat::Accounts;
+use yunzhenji::YunzhenjiReceiver;
 
 /// How often expired dedup and replay keys and old events are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
@@ -102,6 +111,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     dialogue: DialogueReceiver,
     accounts: Accounts,
+    yunzhenji: YunzhenjiReceiver,
     replay_window: Duration,
     dedup_retention: Duration,
     max_wait: Duration,
@@ -121,6 +131,7 @@ struct RefusalLogs {
     dialogue: log_limit::LogLimit,
     wechat_verify: log_limit::LogLimit,
     wechat_push: log_limit::LogLimit,
+    yunzhenji: log_limit::LogLimit,
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -181,6 +192,7 @@ impl Inbound {
                     config.callbacks.replay_window.as_secs(),
                 ),
                 accounts: Accounts::new(&config.wechat)?,
+                yunzhenji: YunzhenjiReceiver::new(&config.yunzhenji),
                 replay_window: config.callbacks.replay_window,
                 dedup_retention: config.callbacks.dedup_retention,
                 max_wait: config.events.max_wait,
