@@ -8,8 +8,9 @@ use clap::Args;
 
 use crate::faults::parse_rate;
 use crate::{
-    ApiAccount, ApiSettings, DEFAULT_MAX_MESSAGES, DEFAULT_OA_ORIGINAL_ID, OaAccount, OaFormat,
-    OaMode, Sandbox, SandboxConfig,
+    ApiAccount, ApiSettings, DEFAULT_GATEWAY_SYSTEM, DEFAULT_MAX_MESSAGES, DEFAULT_OA_APPID,
+    DEFAULT_OA_ORIGINAL_ID, GatewaySettings, OaAccount, OaFormat, OaMode, Sandbox, SandboxConfig,
+    YunzhenjiAccount, YunzhenjiSettings,
 };
 
 /// Arguments of `sandbox`.
@@ -85,7 +86,7 @@ pub struct SandboxArgs {
     /// oa:wx0a0a0a0a0a0a0a0a:0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a and
     /// mp:wx0b0b0b0b0b0b0b0b:0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b. An Official Account push
     /// (--oa-appid) opens the send window of the account with the same AppID.
-    #[arg(long = "api-account", value_name = "KIND:APPID:SECRET", value_parser = AccountParser)]
+    #[arg(long = "api-account", value_name = "KIND:APPID:SECRET", value_parser = ACCOUNT_PARSER)]
     pub api_accounts: Vec<ApiAccount>,
     /// How long an access token lives; it is renewed in its last 5 minutes (or last half, if
     /// shorter), with the old one working until it expires.
@@ -97,6 +98,28 @@ pub struct SandboxArgs {
     /// How many custom/send messages one user message allows (45047 after).
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub quota_per_message: u32,
+    /// A yunzhenji account (POST /wechat/sendMessage) as APP_ID:ACCESS_TOKEN:WXID; repeat the
+    /// flag for more. Without it, yzj-sandbox:yzj-sandbox-token:1688850000000001.
+    #[arg(long = "yzj-account", value_name = "APP_ID:ACCESS_TOKEN:WXID", value_parser = YZJ_ACCOUNT_PARSER)]
+    pub yzj_accounts: Vec<YunzhenjiAccount>,
+    /// Where yunzhenji's chatMsg and chatMsgSendFail pushes go (http:// only), such as the
+    /// connector's /v1/callbacks/yunzhenji/{callback_secret}.
+    #[arg(long, value_name = "URL")]
+    pub yzj_callback_url: Option<String>,
+    /// How long after a sendMessage call its pushes start, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub yzj_push_delay_ms: u64,
+    /// Fraction of accepted yunzhenji messages that fail: a chatMsgSendFail follows their
+    /// chatMsg (0.0 to 1.0).
+    #[arg(long, default_value_t = 0.0, value_name = "RATE", value_parser = parse_rate)]
+    pub yzj_failure_rate: f64,
+    /// The `system` header the company gateway expects.
+    #[arg(long, default_value = DEFAULT_GATEWAY_SYSTEM, value_name = "NAME")]
+    pub gateway_system: String,
+    /// The api.weixin.qq.com account the company gateway sends through: its users (those who
+    /// wrote) are the gateway's known openIds.
+    #[arg(long, default_value = DEFAULT_OA_APPID, value_name = "APPID")]
+    pub gateway_appid: String,
 }
 
 impl std::fmt::Debug for SandboxArgs {
@@ -124,6 +147,12 @@ impl std::fmt::Debug for SandboxArgs {
             .field("token_lifetime_secs", &self.token_lifetime_secs)
             .field("send_window_secs", &self.send_window_secs)
             .field("quota_per_message", &self.quota_per_message)
+            .field("yzj_accounts", &self.yzj_accounts)
+            .field("yzj_callback_url", &redacted(&self.yzj_callback_url))
+            .field("yzj_push_delay_ms", &self.yzj_push_delay_ms)
+            .field("yzj_failure_rate", &self.yzj_failure_rate)
+            .field("gateway_system", &self.gateway_system)
+            .field("gateway_appid", &self.gateway_appid)
             .finish()
     }
 }
@@ -176,7 +205,27 @@ impl SandboxArgs {
             max_messages: self.max_messages,
             oa: self.oa_account(),
             api: self.api_settings(),
+            yunzhenji: self.yunzhenji_settings(),
+            gateway: GatewaySettings {
+                system: self.gateway_system.clone(),
+                appid: self.gateway_appid.clone(),
+            },
             limits: kefu_http_server::ServerLimits::default(),
+        }
+    }
+
+    /// The yunzhenji accounts and pushes; the default account when none is given.
+    fn yunzhenji_settings(&self) -> YunzhenjiSettings {
+        let defaults = YunzhenjiSettings::default();
+        YunzhenjiSettings {
+            accounts: if self.yzj_accounts.is_empty() {
+                defaults.accounts
+            } else {
+                self.yzj_accounts.clone()
+            },
+            callback_url: self.yzj_callback_url.clone(),
+            push_delay: Duration::from_millis(self.yzj_push_delay_ms),
+            failure_rate: self.yzj_failure_rate,
         }
     }
 
@@ -215,31 +264,46 @@ impl SandboxArgs {
     }
 }
 
-/// Parses `--api-account` without echoing it: clap's own errors quote the value, and this one
-/// holds an AppSecret.
+/// Parses an account flag without echoing it: clap's own errors quote the value, and this one
+/// holds a secret.
 #[derive(Debug, Clone, Copy)]
-struct AccountParser;
+struct SecretParser<T: Clone + Send + Sync + 'static> {
+    flag: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+}
 
-impl clap::builder::TypedValueParser for AccountParser {
-    type Value = ApiAccount;
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for SecretParser<T> {
+    type Value = T;
 
     fn parse_ref(
         &self,
         cmd: &clap::Command,
         _arg: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
-    ) -> Result<ApiAccount, clap::Error> {
+    ) -> Result<T, clap::Error> {
         let refuse = |reason: &str| {
             clap::Error::raw(
                 clap::error::ErrorKind::ValueValidation,
-                format!("invalid value for --api-account: {reason}\n"),
+                format!("invalid value for {}: {reason}\n", self.flag),
             )
             .with_cmd(cmd)
         };
         let text = value.to_str().ok_or_else(|| refuse("not UTF-8"))?;
-        ApiAccount::parse(text).map_err(|reason| refuse(&reason))
+        (self.parse)(text).map_err(|reason| refuse(&reason))
     }
 }
+
+/// The parser of `--api-account`.
+const ACCOUNT_PARSER: SecretParser<ApiAccount> = SecretParser {
+    flag: "--api-account",
+    parse: ApiAccount::parse,
+};
+
+/// The parser of `--yzj-account`.
+const YZJ_ACCOUNT_PARSER: SecretParser<YunzhenjiAccount> = SecretParser {
+    flag: "--yzj-account",
+    parse: YunzhenjiAccount::parse,
+};
 
 /// `--appid` means the Official Account or Mini Program AppID in kefu-connector's commands; the
 /// receive-id flag is `--bot-appid`. Refusing the old name by name beats clap's guess at a similar

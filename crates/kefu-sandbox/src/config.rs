@@ -8,6 +8,8 @@ use std::time::Duration;
 use wxbizmsgcrypt::MsgCrypt;
 
 use crate::cgibin::ApiSettings;
+use crate::gateway::GatewaySettings;
+use crate::yunzhenji::YunzhenjiSettings;
 use crate::oa::{OaAccount, OfficialAccount};
 use crate::push::{Target, parse_callback_url};
 
@@ -45,6 +47,10 @@ pub struct SandboxConfig {
     pub oa: Option<OaAccount>,
     /// The accounts of `api.weixin.qq.com` and the clocks of its rules.
     pub api: ApiSettings,
+    /// yunzhenji's accounts and pushes (one default account).
+    pub yunzhenji: YunzhenjiSettings,
+    /// The company gateway: its `system` header and the account it sends through.
+    pub gateway: GatewaySettings,
     /// Timeouts for slow clients and the connection limit, as `serve`'s defaults unless changed.
     pub limits: kefu_http_server::ServerLimits,
 }
@@ -69,6 +75,8 @@ impl SandboxConfig {
             max_messages: DEFAULT_MAX_MESSAGES,
             oa: None,
             api: ApiSettings::default(),
+            yunzhenji: YunzhenjiSettings::default(),
+            gateway: GatewaySettings::default(),
             limits: kefu_http_server::ServerLimits::default(),
         }
     }
@@ -92,6 +100,8 @@ impl fmt::Debug for SandboxConfig {
             .field("max_messages", &self.max_messages)
             .field("oa", &self.oa)
             .field("api", &self.api)
+            .field("yunzhenji", &self.yunzhenji)
+            .field("gateway", &self.gateway)
             .field("limits", &self.limits)
             .finish()
     }

@@ -313,11 +313,14 @@ mod config;
 mod control;
 mod dialogue;
 mod faults;
+mod gateway;
 mod oa;
 mod push;
 mod server;
 mod state;
 mod user;
+mod vendors_control;
+mod yunzhenji;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -335,19 +338,30 @@ pub use cgibin::{
 pub use command::{SandboxArgs, run};
 pub use config::{DEFAULT_MAX_MESSAGES, SandboxConfig, SandboxError};
 pub use faults::Fault;
+pub use gateway::{
+    DEFAULT_GATEWAY_SYSTEM, GatewayChange, GatewayInjection, GatewayMessage, GatewaySettings,
+    GatewayStatus,
+};
 pub use oa::{DEFAULT_OA_ORIGINAL_ID, OaAccount, OaFormat, OaMode, OaPushOutcome, OaSay};
 pub use push::CallbackDelivery;
 pub use state::{RecordedMessage, UserSnapshot};
 pub use user::{AskForPerson, DEFAULT_USER_APPID, Redelivery, Say, SayError, SayOutcome};
+pub use yunzhenji::{
+    CustomerSays, DEFAULT_YZJ_ACCESS_TOKEN, DEFAULT_YZJ_APP_ID, DEFAULT_YZJ_WXID,
+    YunzhenjiAccount, YunzhenjiChange, YunzhenjiError, YunzhenjiMessage, YunzhenjiPush,
+    YunzhenjiSettings, YunzhenjiStatus,
+};
 
 use cgibin::WeChatApi;
 use config::{check_token, crypt, official_account};
 use dialogue::Platform;
 use faults::{Faults, check_rate};
+use gateway::Gateway;
 use oa::OfficialAccount;
 use push::{Target, parse_callback_url};
 use server::App;
 use state::Store;
+use yunzhenji::Yunzhenji;
 
 /// A running sandbox. Stop it with [`Sandbox::stop`]; dropping it stops accepting connections
 /// too, without waiting.
@@ -381,7 +395,23 @@ impl Sandbox {
             .api
             .check()
             .map_err(|(setting, reason)| SandboxError::config(setting, reason))?;
+        config
+            .yunzhenji
+            .check()
+            .map_err(|reason| SandboxError::config("--yzj-account", reason))?;
+        let yzj_failure_rate = check_rate(config.yunzhenji.failure_rate)
+            .map_err(|reason| SandboxError::config("--yzj-failure-rate", reason))?;
+        let yzj_callback = config
+            .yunzhenji
+            .callback_url
+            .as_deref()
+            .map(parse_callback_url)
+            .transpose()
+            .map_err(|reason| SandboxError::config("--yzj-callback-url", reason))?;
         let seed = config.seed.unwrap_or_else(|| rand::rng().random());
+        let api = WeChatApi::new(&config.api, config.max_messages, seed);
+        Gateway::check(&config.gateway, &api)
+            .map_err(|(setting, reason)| SandboxError::config(setting, reason))?;
 
         let listener =
             TcpListener::bind(config.listen)
@@ -401,9 +431,21 @@ impl Sandbox {
         let target = callbacks.redacted();
         let oa_target = oa.as_ref().and_then(OfficialAccount::redacted_target);
         let oa_enabled = oa.is_some();
+        let yunzhenji = Yunzhenji::new(
+            &YunzhenjiSettings {
+                failure_rate: yzj_failure_rate,
+                ..config.yunzhenji.clone()
+            },
+            Target::new(yzj_callback),
+            config.max_messages,
+            seed,
+            stopping.clone(),
+        );
         let app = Arc::new(App {
             platform: Platform::new(&config.token, crypt.clone(), Arc::clone(&store), seed),
-            api: WeChatApi::new(&config.api, config.max_messages, seed),
+            api,
+            yunzhenji: Arc::new(yunzhenji),
+            gateway: Gateway::new(&config.gateway, config.max_messages),
             store,
             faults: Faults::new(config.latency, system_error_rate, drop_rate, seed),
             callbacks,
@@ -433,6 +475,10 @@ impl Sandbox {
                 .map(|(appid, kind)| format!("{}:{appid}", kind.as_str()))
                 .collect::<Vec<_>>()
                 .join(","),
+            yunzhenji_apps = %app.yunzhenji.app_ids().collect::<Vec<_>>().join(","),
+            yunzhenji_callback = app.yunzhenji.redacted_target().as_deref(),
+            gateway_system = %config.gateway.system,
+            gateway_appid = %config.gateway.appid,
             "sandbox listening"
         );
         Ok(Sandbox {

@@ -1,0 +1,477 @@
+//! yunzhenji's `POST /wechat/sendMessage` (protocols.md §7): its checks, what it accepted, and
+//! the `chatMsg` / `chatMsgSendFail` pushes that follow, delivered in the background. The
+//! routes, codes and push shapes are documented in [`crate`].
+
+mod check;
+mod pushes;
+mod settings;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq as _;
+use tokio::sync::watch;
+
+pub use settings::{
+    DEFAULT_YZJ_ACCESS_TOKEN, DEFAULT_YZJ_APP_ID, DEFAULT_YZJ_WXID, YunzhenjiAccount,
+    YunzhenjiSettings,
+};
+
+use crate::push::{CallbackDelivery, Target};
+use crate::state::keep;
+use check::Refusal;
+use pushes::Planned;
+
+/// The `message` of a simulated `chatMsgSendFail`.
+const FAILURE_MESSAGE: &str = "消息发送失败 (sandbox failure_rate)";
+
+/// One message yunzhenji accepted, as `GET /sandbox/yunzhenji/messages` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct YunzhenjiMessage {
+    /// Position among every accepted message, from 1.
+    pub seq: u64,
+    /// The account's `app_id`.
+    pub app_id: String,
+    /// The sending WeCom account.
+    pub wxid: String,
+    /// The customer or group it went to.
+    pub target_wxid: String,
+    /// Its index in the call's `messages`.
+    pub idx: usize,
+    /// Its `msg_type`.
+    pub msg_type: String,
+    /// Its `content`, as sent.
+    pub content: Value,
+    /// Its `api_send_id`, as a string (a number is written in decimal), if sent.
+    pub api_send_id: Option<String>,
+    /// The vendor's id for it.
+    pub api_send_svrid: String,
+    /// Its `delayed_time` (0: at once).
+    pub delayed_time: u64,
+    /// `true` when the sandbox decided it fails (a `chatMsgSendFail` follows its `chatMsg`).
+    pub fails: bool,
+    /// When the sandbox accepted it, in Unix milliseconds.
+    pub received_at_ms: u64,
+}
+
+/// One push to the callback URL, as `GET /sandbox/yunzhenji/pushes` lists it, once it was
+/// delivered or given up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct YunzhenjiPush {
+    /// Position among every finished push, from 1.
+    pub seq: u64,
+    /// `chatMsg` or `chatMsgSendFail`.
+    pub event: String,
+    /// The `api_send_id` it carries, as a string, if any (a customer's message has none).
+    pub api_send_id: Option<String>,
+    /// The `api_send_svrid` it carries.
+    pub api_send_svrid: String,
+    /// The JSON body posted.
+    pub body: Value,
+    /// How many times it was posted (at most 3).
+    pub attempts: u32,
+    /// What the last attempt got.
+    pub callback: CallbackDelivery,
+}
+
+/// The state of the yunzhenji side, as `GET /sandbox/yunzhenji` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct YunzhenjiStatus {
+    /// The callback URL without its path (which may hold a secret), if set.
+    pub callback: Option<String>,
+    /// How long after a call its pushes start.
+    pub push_delay_ms: u64,
+    /// The fraction of accepted messages that fail.
+    pub failure_rate: f64,
+    /// How many messages the next valid call accepts, if limited.
+    pub partial_next: Option<usize>,
+    /// Messages accepted, including evicted records.
+    pub accepted: u64,
+    /// Pushes finished (delivered or given up), including evicted records.
+    pub pushes: u64,
+}
+
+/// The body of `POST /sandbox/yunzhenji/settings`: what to change.
+///
+/// ```json
+/// {"callback_url": "http://127.0.0.1:8080/v1/callbacks/yunzhenji/secret", "push_delay_ms": 200, "failure_rate": 0.5}
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct YunzhenjiChange {
+    /// Where the pushes go from now on (`http://` only).
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    /// How long after a call its pushes start, from now on.
+    #[serde(default)]
+    pub push_delay_ms: Option<u64>,
+    /// The fraction of messages accepted from now on that fail, 0.0..=1.0.
+    #[serde(default)]
+    pub failure_rate: Option<f64>,
+}
+
+/// The body of `POST /sandbox/yunzhenji/customers/{wxid}/say`: a customer writes to the WeCom
+/// account (or in a group it is in).
+///
+/// ```json
+/// {"text": "你好", "app_id": "yzj-sandbox", "group": "R:10696051737"}
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerSays {
+    /// What the customer writes. Must not be empty.
+    pub text: String,
+    /// The account written to; the first configured one when absent.
+    #[serde(default)]
+    pub app_id: Option<String>,
+    /// The group the customer writes in (the push's `to_wxid`); the account's wxid when absent.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+impl CustomerSays {
+    /// The customer writes `text` to the first account.
+    pub fn new(text: impl Into<String>) -> CustomerSays {
+        CustomerSays {
+            text: text.into(),
+            app_id: None,
+            group: None,
+        }
+    }
+}
+
+/// Why a control request on the yunzhenji side was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum YunzhenjiError {
+    /// A value is invalid.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl YunzhenjiError {
+    fn invalid(field: &'static str, reason: impl Into<String>) -> YunzhenjiError {
+        YunzhenjiError::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The field at fault.
+    pub fn field(&self) -> &'static str {
+        match self {
+            YunzhenjiError::Invalid { field, .. } => field,
+        }
+    }
+}
+
+/// One answer of `wechat/sendMessage`: always HTTP 200.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reply {
+    pub(crate) body: String,
+    pub(crate) code: i64,
+}
+
+#[derive(Debug)]
+struct State {
+    messages: VecDeque<YunzhenjiMessage>,
+    pushes: VecDeque<YunzhenjiPush>,
+    accepted: u64,
+    pushed: u64,
+    push_delay: Duration,
+    failure_rate: f64,
+    partial_next: Option<usize>,
+    rng: StdRng,
+}
+
+/// The vendor. Deliberately not `Debug`: it holds access tokens.
+pub(crate) struct Yunzhenji {
+    accounts: Vec<YunzhenjiAccount>,
+    target: Target,
+    shutdown: watch::Receiver<bool>,
+    max_records: usize,
+    state: Mutex<State>,
+}
+
+impl Yunzhenji {
+    /// The vendor for `settings` (already checked, with a validated `target`), keeping at most
+    /// `max_records` messages and as many pushes; `seed` makes the failures and ids repeatable.
+    pub(crate) fn new(
+        settings: &YunzhenjiSettings,
+        target: Target,
+        max_records: usize,
+        seed: u64,
+        shutdown: watch::Receiver<bool>,
+    ) -> Yunzhenji {
+        Yunzhenji {
+            accounts: settings.accounts.clone(),
+            target,
+            shutdown,
+            max_records,
+            state: Mutex::new(State {
+                messages: VecDeque::new(),
+                pushes: VecDeque::new(),
+                accepted: 0,
+                pushed: 0,
+                push_delay: settings.push_delay,
+                failure_rate: settings.failure_rate,
+                partial_next: None,
+                // A stream of its own, so that these draws shift no other.
+                rng: StdRng::seed_from_u64(seed ^ 0x797a_6a21_7975_6e7a),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The `app_id`s, for the startup log.
+    pub(crate) fn app_ids(&self) -> impl Iterator<Item = &str> {
+        self.accounts.iter().map(|a| a.app_id.as_str())
+    }
+
+    /// The callback URL without its path, safe to log.
+    pub(crate) fn redacted_target(&self) -> Option<String> {
+        self.target.redacted()
+    }
+
+    /// `{"errcode":-1,"message":…}`, the answer of a busy vendor.
+    pub(crate) fn system_error(&self) -> Reply {
+        refuse(&Refusal::SystemError)
+    }
+
+    /// Answers one call; the pushes of the messages it accepted go out in the background.
+    pub(crate) fn handle(self: &Arc<Self>, body: &[u8], now_ms: u64) -> Reply {
+        match self.accept(body, now_ms) {
+            Ok((reply, planned)) => {
+                self.schedule(planned);
+                reply
+            }
+            Err(refusal) => refuse(&refusal),
+        }
+    }
+
+    fn accept(&self, body: &[u8], now_ms: u64) -> Result<(Reply, Vec<Planned>), Refusal> {
+        let object = check::json_object(body)?;
+        let call = check::call(&object)?;
+        let account = self
+            .accounts
+            .iter()
+            .find(|a| {
+                a.app_id == call.app_id
+                    && bool::from(a.access_token.as_bytes().ct_eq(call.access_token.as_bytes()))
+            })
+            .ok_or(Refusal::Credentials)?;
+        if account.wxid != call.wxid {
+            return Err(Refusal::Wxid);
+        }
+        let messages = check::messages(call.messages)?;
+        let mut state = self.lock();
+        let accepting = state
+            .partial_next
+            .take()
+            .map_or(messages.len(), |limit| limit.min(messages.len()));
+        let delay = state.push_delay;
+        let mut data = Vec::with_capacity(accepting);
+        let mut echoes = Vec::with_capacity(accepting);
+        let mut failures = Vec::new();
+        for (idx, message) in messages.into_iter().take(accepting).enumerate() {
+            // One draw per message whatever the rate, so that a seed repeats.
+            let fails = state.rng.random::<f64>() < state.failure_rate;
+            let svrid = svrid(&mut state.rng, &account.wxid, call.target_wxid, now_ms);
+            let mut entry = json!({"idx": idx, "api_send_svrid": svrid});
+            if let Some(id) = &message.api_send_id {
+                entry["api_send_id"] = id.clone();
+            }
+            data.push(entry);
+            let after = delay.max(Duration::from_millis(
+                message
+                    .delayed_time
+                    .saturating_mul(1000)
+                    .saturating_sub(now_ms),
+            ));
+            let mut echo = json!({
+                "api_send_svrid": svrid,
+                "from_wxid": account.wxid,
+                "to_wxid": call.target_wxid,
+                "msg_type": message.msg_type,
+                "content": message.content,
+                "create_time": (now_ms + u64::try_from(after.as_millis()).unwrap_or(0)) / 1000,
+            });
+            if let Some(id) = &message.api_send_id {
+                echo["api_send_id"] = id.clone();
+            }
+            echoes.push(Planned::new("chatMsg", account, after, echo));
+            if fails {
+                let mut failure = json!({
+                    "api_send_svrid": svrid,
+                    "to_wxid": call.target_wxid,
+                    "message": FAILURE_MESSAGE,
+                });
+                if let Some(id) = &message.api_send_id {
+                    failure["api_send_id"] = id.clone();
+                }
+                failures.push(Planned::new("chatMsgSendFail", account, after, failure));
+            }
+            let record = YunzhenjiMessage {
+                seq: 0,
+                app_id: account.app_id.clone(),
+                wxid: account.wxid.clone(),
+                target_wxid: call.target_wxid.to_owned(),
+                idx,
+                msg_type: message.msg_type,
+                content: message.content,
+                api_send_id: message.api_send_id.as_ref().map(id_string),
+                api_send_svrid: svrid,
+                delayed_time: message.delayed_time,
+                fails,
+                received_at_ms: now_ms,
+            };
+            state.accepted += 1;
+            let seq = state.accepted;
+            keep(&mut state.messages, YunzhenjiMessage { seq, ..record }, self.max_records);
+        }
+        // chatMsg comes for every handed-over message, delivered or not; the failures after.
+        echoes.extend(failures);
+        let reply = Reply {
+            body: json!({"errcode": 0, "data": data}).to_string(),
+            code: 0,
+        };
+        Ok((reply, echoes))
+    }
+
+    /// The recorded messages in order, all or one target's.
+    pub(crate) fn messages(&self, target_wxid: Option<&str>) -> Vec<YunzhenjiMessage> {
+        self.lock()
+            .messages
+            .iter()
+            .filter(|m| target_wxid.is_none_or(|t| m.target_wxid == t))
+            .cloned()
+            .collect()
+    }
+
+    /// The finished pushes in order.
+    pub(crate) fn pushes(&self) -> Vec<YunzhenjiPush> {
+        self.lock().pushes.iter().cloned().collect()
+    }
+
+    /// What the side is set to, and its counters.
+    pub(crate) fn status(&self) -> YunzhenjiStatus {
+        let state = self.lock();
+        YunzhenjiStatus {
+            callback: self.target.redacted(),
+            push_delay_ms: u64::try_from(state.push_delay.as_millis()).unwrap_or(u64::MAX),
+            failure_rate: state.failure_rate,
+            partial_next: state.partial_next,
+            accepted: state.accepted,
+            pushes: state.pushed,
+        }
+    }
+
+    /// Applies a change of settings: all of it, or nothing when a value is invalid.
+    pub(crate) fn change(&self, change: &YunzhenjiChange) -> Result<YunzhenjiStatus, YunzhenjiError> {
+        let uri = change
+            .callback_url
+            .as_deref()
+            .map(crate::push::parse_callback_url)
+            .transpose()
+            .map_err(|reason| YunzhenjiError::invalid("callback_url", reason))?;
+        let rate = change
+            .failure_rate
+            .map(crate::faults::check_rate)
+            .transpose()
+            .map_err(|reason| YunzhenjiError::invalid("failure_rate", reason))?;
+        if let Some(uri) = uri {
+            self.target.set(uri);
+        }
+        {
+            let mut state = self.lock();
+            if let Some(rate) = rate {
+                state.failure_rate = rate;
+            }
+            if let Some(ms) = change.push_delay_ms {
+                state.push_delay = Duration::from_millis(ms);
+            }
+        }
+        Ok(self.status())
+    }
+
+    /// The next valid call accepts only its first `accept` messages: its `data` misses the
+    /// others, which are neither recorded nor pushed.
+    pub(crate) fn accept_only(&self, accept: usize) -> YunzhenjiStatus {
+        self.lock().partial_next = Some(accept);
+        self.status()
+    }
+
+    /// A customer writes: a `chatMsg` without `api_send_id` is pushed at once (with the
+    /// retries), and reported.
+    pub(crate) async fn customer_says(
+        &self,
+        customer: &str,
+        says: CustomerSays,
+        now_ms: u64,
+    ) -> Result<YunzhenjiPush, YunzhenjiError> {
+        if customer.is_empty() {
+            return Err(YunzhenjiError::invalid("wxid", "must not be empty"));
+        }
+        if says.text.is_empty() {
+            return Err(YunzhenjiError::invalid("text", "must not be empty"));
+        }
+        let account = match &says.app_id {
+            None => self.accounts.first(),
+            Some(app_id) => self.accounts.iter().find(|a| &a.app_id == app_id),
+        }
+        .ok_or_else(|| YunzhenjiError::invalid("app_id", "no yunzhenji account has it"))?;
+        let to = says.group.as_deref().unwrap_or(&account.wxid);
+        let svrid = svrid(&mut self.lock().rng, customer, to, now_ms);
+        let data = json!({
+            "api_send_svrid": svrid,
+            "from_wxid": customer,
+            "to_wxid": to,
+            "msg_type": "text",
+            "content": {"items": [{"type": "text", "text": says.text}]},
+            "create_time": now_ms / 1000,
+        });
+        let planned = Planned::new("chatMsg", account, Duration::ZERO, data);
+        Ok(self.push(planned).await)
+    }
+}
+
+/// An `api_send_id` as a string: a string as it is, a number in decimal.
+fn id_string(id: &Value) -> String {
+    match id {
+        Value::String(id) => id.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A vendor message id shaped like the documented one (`168…,7…,1675997660116ABKocO`): the
+/// two parties, the time in milliseconds and five random letters.
+fn svrid(rng: &mut StdRng, from: &str, to: &str, now_ms: u64) -> String {
+    let letters: String = (0..5)
+        .map(|_| {
+            let i = rng.random_range(0..52u8);
+            char::from(if i < 26 { b'A' + i } else { b'a' + i - 26 })
+        })
+        .collect();
+    format!("{from},{to},{now_ms}{letters}")
+}
+
+/// `{"errcode":N,"message":"…"}`: the vendor's key is `message`, not `errmsg`.
+fn refuse(refusal: &Refusal) -> Reply {
+    Reply {
+        body: json!({"errcode": refusal.code(), "message": refusal.message()}).to_string(),
+        code: refusal.code(),
+    }
+}
