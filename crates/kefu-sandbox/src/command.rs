@@ -8,9 +8,9 @@ use clap::Args;
 
 use crate::faults::parse_rate;
 use crate::{
-    ApiAccount, ApiSettings, DEFAULT_GATEWAY_SYSTEM, DEFAULT_MAX_MESSAGES, DEFAULT_OA_APPID,
-    DEFAULT_OA_ORIGINAL_ID, GatewaySettings, OaAccount, OaFormat, OaMode, Sandbox, SandboxConfig,
-    YunzhenjiAccount, YunzhenjiSettings,
+    ApiAccount, ApiSettings, DEFAULT_GATEWAY_SYSTEM, DEFAULT_MAX_MESSAGES, DEFAULT_OA_ORIGINAL_ID,
+    GatewaySettings, OaAccount, OaFormat, OaMode, Sandbox, SandboxConfig, YunzhenjiAccount,
+    YunzhenjiSettings,
 };
 
 /// Arguments of `sandbox`.
@@ -117,9 +117,9 @@ pub struct SandboxArgs {
     #[arg(long, default_value = DEFAULT_GATEWAY_SYSTEM, value_name = "NAME")]
     pub gateway_system: String,
     /// The api.weixin.qq.com account the company gateway sends through: its users (those who
-    /// wrote) are the gateway's known openIds.
-    #[arg(long, default_value = DEFAULT_OA_APPID, value_name = "APPID")]
-    pub gateway_appid: String,
+    /// wrote) are the gateway's known openIds [default: the first oa account].
+    #[arg(long, value_name = "APPID")]
+    pub gateway_appid: Option<String>,
 }
 
 impl std::fmt::Debug for SandboxArgs {
@@ -534,6 +534,55 @@ mod tests {
             .to_string();
         assert!(!error.contains("Sec ret"), "{error}");
         assert!(parse(&["--token-lifetime-secs", "0"]).is_err());
+    }
+
+    #[test]
+    fn vendor_flags() {
+        let config = parse(&[]).unwrap().to_config();
+        assert_eq!(config.yunzhenji, YunzhenjiSettings::default());
+        assert_eq!(config.gateway, GatewaySettings::default());
+        let args = parse(&[
+            "--yzj-account",
+            "yzj-a:YzjSecretA:1688",
+            "--yzj-account",
+            "yzj-b:YzjSecretB:1689",
+            "--yzj-callback-url",
+            "http://127.0.0.1:9/v1/callbacks/yunzhenji/hidden",
+            "--yzj-push-delay-ms",
+            "250",
+            "--yzj-failure-rate",
+            "0.5",
+            "--gateway-system",
+            "MY_SYSTEM",
+            "--gateway-appid",
+            "wxGateway",
+        ])
+        .unwrap();
+        let debug = format!("{args:?}");
+        assert!(
+            !debug.contains("YzjSecret") && !debug.contains("hidden") && debug.contains("yzj-a"),
+            "{debug}"
+        );
+        let config = args.to_config();
+        let apps: Vec<&str> = config
+            .yunzhenji
+            .accounts
+            .iter()
+            .map(|a| a.app_id.as_str())
+            .collect();
+        assert_eq!(apps, ["yzj-a", "yzj-b"]);
+        assert_eq!(config.yunzhenji.push_delay, Duration::from_millis(250));
+        assert_eq!(config.yunzhenji.failure_rate, 0.5);
+        assert_eq!(config.gateway.system, "MY_SYSTEM");
+        assert_eq!(config.gateway.appid.as_deref(), Some("wxGateway"));
+        let error = parse(&["--yzj-account", "yzj:Sec ret:1688"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--yzj-account") && !error.contains("Sec ret"),
+            "{error}"
+        );
+        assert!(parse(&["--yzj-failure-rate", "2"]).is_err());
     }
 
     #[test]

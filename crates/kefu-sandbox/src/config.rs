@@ -9,9 +9,9 @@ use wxbizmsgcrypt::MsgCrypt;
 
 use crate::cgibin::ApiSettings;
 use crate::gateway::GatewaySettings;
-use crate::yunzhenji::YunzhenjiSettings;
 use crate::oa::{OaAccount, OfficialAccount};
 use crate::push::{Target, parse_callback_url};
+use crate::yunzhenji::YunzhenjiSettings;
 
 /// How many accepted messages a sandbox keeps by default; the oldest go first.
 pub const DEFAULT_MAX_MESSAGES: usize = 100_000;

@@ -72,9 +72,11 @@ pub(crate) async fn control(app: &App, request: Request<RequestBody>) -> Respons
                 .await
                 .unwrap_or_else(|response| *response)
         }
-        ["sandbox", "yunzhenji", rest @ ..] => crate::vendors_control::yunzhenji(app, rest, request)
-            .await
-            .unwrap_or_else(|response| *response),
+        ["sandbox", "yunzhenji", rest @ ..] => {
+            crate::vendors_control::yunzhenji(app, rest, request)
+                .await
+                .unwrap_or_else(|response| *response)
+        }
         ["sandbox", "gateway", rest @ ..] => crate::vendors_control::gateway(app, rest, request)
             .await
             .unwrap_or_else(|response| *response),

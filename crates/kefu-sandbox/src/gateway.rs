@@ -10,7 +10,7 @@ use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::cgibin::{DEFAULT_OA_APPID, WeChatApi};
+use crate::cgibin::{AccountKind, WeChatApi};
 use crate::state::keep;
 
 /// The `system` header the gateway expects by default.
@@ -27,16 +27,18 @@ const MAX_INJECTED_CALLS: u32 = 10_000;
 pub struct GatewaySettings {
     /// The `system` header every call must carry ([`DEFAULT_GATEWAY_SYSTEM`]).
     pub system: String,
-    /// The `api.weixin.qq.com` account the gateway sends through ([`DEFAULT_OA_APPID`]): its
-    /// users are the gateway's, with its send window and quota.
-    pub appid: String,
+    /// The `api.weixin.qq.com` account the gateway sends through: its users are the gateway's,
+    /// with its send window and quota. `None` takes the first Official Account of
+    /// [`SandboxConfig::api`](crate::SandboxConfig::api) (by default
+    /// [`DEFAULT_OA_APPID`](crate::DEFAULT_OA_APPID)), else the first account.
+    pub appid: Option<String>,
 }
 
 impl Default for GatewaySettings {
     fn default() -> Self {
         GatewaySettings {
             system: DEFAULT_GATEWAY_SYSTEM.to_owned(),
-            appid: DEFAULT_OA_APPID.to_owned(),
+            appid: None,
         }
     }
 }
@@ -92,8 +94,9 @@ pub struct GatewayChange {
 pub struct GatewayStatus {
     /// The `system` header expected.
     pub system: String,
-    /// The account it sends through.
-    pub appid: String,
+    /// The account it sends through; `None` when the sandbox has no `api.weixin.qq.com`
+    /// account at all (then every call answers `data.errcode` −1).
+    pub appid: Option<String>,
     /// `data.errcode` written as a string.
     pub errcode_as_string: bool,
     /// The injection still pending, if any.
@@ -124,39 +127,49 @@ struct State {
 /// The gateway.
 #[derive(Debug)]
 pub(crate) struct Gateway {
-    settings: GatewaySettings,
+    system: String,
+    /// The account it sends through, resolved.
+    appid: Option<String>,
     max_records: usize,
     state: Mutex<State>,
 }
 
 impl Gateway {
-    /// The gateway for `settings` (checked against the accounts by [`Gateway::check`]).
-    pub(crate) fn new(settings: &GatewaySettings, max_records: usize) -> Gateway {
-        Gateway {
-            settings: settings.clone(),
-            max_records,
-            state: Mutex::new(State::default()),
-        }
-    }
-
-    /// Refuses an empty `system` or an AppID that is not an account of `api`.
-    pub(crate) fn check(settings: &GatewaySettings, api: &WeChatApi) -> Result<(), (&'static str, String)> {
+    /// The gateway for `settings`, sending through one of `api`'s accounts. Refuses an empty
+    /// `system` or an AppID that is not an account of `api`.
+    pub(crate) fn new(
+        settings: &GatewaySettings,
+        api: &WeChatApi,
+        max_records: usize,
+    ) -> Result<Gateway, (&'static str, String)> {
         if settings.system.is_empty() || !settings.system.bytes().all(|b| b.is_ascii_graphic()) {
             return Err((
                 "--gateway-system",
                 "the system header must be non-empty printable ASCII".to_owned(),
             ));
         }
-        if api.snapshot(&settings.appid).is_none() {
-            return Err((
-                "--gateway-appid",
-                format!(
-                    "no api.weixin.qq.com account has the AppID {}; add it with --api-account",
-                    settings.appid
-                ),
-            ));
-        }
-        Ok(())
+        let appid = match &settings.appid {
+            Some(appid) if api.snapshot(appid).is_none() => {
+                return Err((
+                    "--gateway-appid",
+                    format!(
+                        "no api.weixin.qq.com account has the AppID {appid}; add it with --api-account"
+                    ),
+                ));
+            }
+            Some(appid) => Some(appid.clone()),
+            None => api
+                .accounts()
+                .find(|(_, kind)| *kind == AccountKind::Oa)
+                .or_else(|| api.accounts().next())
+                .map(|(appid, _)| appid.to_owned()),
+        };
+        Ok(Gateway {
+            system: settings.system.clone(),
+            appid,
+            max_records,
+            state: Mutex::new(State::default()),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -165,7 +178,11 @@ impl Gateway {
 
     /// HTTP 500 `{"code":500,…}`: the answer of a failing gateway.
     pub(crate) fn system_error(&self) -> Answer {
-        failure(StatusCode::INTERNAL_SERVER_ERROR, 500, "系统异常,请联系管理员")
+        failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            500,
+            "系统异常,请联系管理员",
+        )
     }
 
     /// Answers one call: `system` is the raw header, if any.
@@ -179,7 +196,7 @@ impl Gateway {
     ) -> Answer {
         match system {
             None => return failure(StatusCode::OK, 401, "缺少请求头 system"),
-            Some(system) if system != self.settings.system.as_bytes() => {
+            Some(system) if system != self.system.as_bytes() => {
                 return failure(StatusCode::OK, 402, "system 无效: 调用系统未授权");
             }
             Some(_) => {}
@@ -207,7 +224,9 @@ impl Gateway {
             return failure(StatusCode::OK, 400, "msg 不能为空");
         };
         let (data, as_string) = match self.injected() {
-            Some(GatewayInjection { code: Some(code), .. }) => {
+            Some(GatewayInjection {
+                code: Some(code), ..
+            }) => {
                 return failure(StatusCode::OK, code, "injected by the sandbox");
             }
             Some(injection) => {
@@ -216,10 +235,16 @@ impl Gateway {
                     "injected by the sandbox (POST /sandbox/gateway/inject) rid: {}",
                     api.rid()
                 );
-                (json!({"errcode": errcode, "errmsg": errmsg}), injection.as_string)
+                (
+                    json!({"errcode": errcode, "errmsg": errmsg}),
+                    injection.as_string,
+                )
             }
             None => {
-                let reply = api.send_text(&self.settings.appid, open_id, msg, now_ms);
+                let reply = self
+                    .appid
+                    .as_deref()
+                    .and_then(|appid| api.send_text(appid, open_id, msg, now_ms));
                 let data = reply
                     .and_then(|reply| serde_json::from_str(&reply.body).ok())
                     .unwrap_or_else(|| json!({"errcode": -1, "errmsg": "system error"}));
@@ -311,8 +336,8 @@ impl Gateway {
     pub(crate) fn status(&self) -> GatewayStatus {
         let state = self.lock();
         GatewayStatus {
-            system: self.settings.system.clone(),
-            appid: self.settings.appid.clone(),
+            system: self.system.clone(),
+            appid: self.appid.clone(),
             errcode_as_string: state.errcode_as_string,
             injected: state.injected,
             accepted: state.accepted,

@@ -347,9 +347,9 @@ pub use push::CallbackDelivery;
 pub use state::{RecordedMessage, UserSnapshot};
 pub use user::{AskForPerson, DEFAULT_USER_APPID, Redelivery, Say, SayError, SayOutcome};
 pub use yunzhenji::{
-    CustomerSays, DEFAULT_YZJ_ACCESS_TOKEN, DEFAULT_YZJ_APP_ID, DEFAULT_YZJ_WXID,
-    YunzhenjiAccount, YunzhenjiChange, YunzhenjiError, YunzhenjiMessage, YunzhenjiPush,
-    YunzhenjiSettings, YunzhenjiStatus,
+    CustomerSays, DEFAULT_YZJ_ACCESS_TOKEN, DEFAULT_YZJ_APP_ID, DEFAULT_YZJ_WXID, YunzhenjiAccount,
+    YunzhenjiChange, YunzhenjiError, YunzhenjiMessage, YunzhenjiPush, YunzhenjiSettings,
+    YunzhenjiStatus,
 };
 
 use cgibin::WeChatApi;
@@ -410,7 +410,7 @@ impl Sandbox {
             .map_err(|reason| SandboxError::config("--yzj-callback-url", reason))?;
         let seed = config.seed.unwrap_or_else(|| rand::rng().random());
         let api = WeChatApi::new(&config.api, config.max_messages, seed);
-        Gateway::check(&config.gateway, &api)
+        let gateway = Gateway::new(&config.gateway, &api, config.max_messages)
             .map_err(|(setting, reason)| SandboxError::config(setting, reason))?;
 
         let listener =
@@ -445,7 +445,7 @@ impl Sandbox {
             platform: Platform::new(&config.token, crypt.clone(), Arc::clone(&store), seed),
             api,
             yunzhenji: Arc::new(yunzhenji),
-            gateway: Gateway::new(&config.gateway, config.max_messages),
+            gateway,
             store,
             faults: Faults::new(config.latency, system_error_rate, drop_rate, seed),
             callbacks,
@@ -478,7 +478,7 @@ impl Sandbox {
             yunzhenji_apps = %app.yunzhenji.app_ids().collect::<Vec<_>>().join(","),
             yunzhenji_callback = app.yunzhenji.redacted_target().as_deref(),
             gateway_system = %config.gateway.system,
-            gateway_appid = %config.gateway.appid,
+            gateway_appid = app.gateway.status().appid.as_deref(),
             "sandbox listening"
         );
         Ok(Sandbox {
@@ -660,6 +660,64 @@ impl Sandbox {
     /// A user of the account as the send rules see them.
     pub fn api_user(&self, appid: &str, openid: &str) -> Option<ApiUser> {
         self.app.api.user(appid, openid)
+    }
+
+    /// yunzhenji's messages accepted by `POST /wechat/sendMessage`, in order: all, or one
+    /// target's. The same data as `GET /sandbox/yunzhenji/messages[?target_wxid=…]`.
+    pub fn yunzhenji_messages(&self, target_wxid: Option<&str>) -> Vec<YunzhenjiMessage> {
+        self.app.yunzhenji.messages(target_wxid)
+    }
+
+    /// yunzhenji's finished pushes (delivered or given up), in order, as
+    /// `GET /sandbox/yunzhenji/pushes` lists them.
+    pub fn yunzhenji_pushes(&self) -> Vec<YunzhenjiPush> {
+        self.app.yunzhenji.pushes()
+    }
+
+    /// Changes where yunzhenji pushes, how long after a call, and how many messages fail, as
+    /// `POST /sandbox/yunzhenji/settings` does: all of the change, or nothing.
+    pub fn set_yunzhenji(
+        &self,
+        change: &YunzhenjiChange,
+    ) -> Result<YunzhenjiStatus, YunzhenjiError> {
+        self.app.yunzhenji.change(change)
+    }
+
+    /// The next valid `sendMessage` call accepts only its first `accept` messages (a partial
+    /// `data` array), as `POST /sandbox/yunzhenji/partial` does.
+    pub fn yunzhenji_accept_only(&self, accept: usize) -> YunzhenjiStatus {
+        self.app.yunzhenji.accept_only(accept)
+    }
+
+    /// A customer (`wxid`) writes to the WeCom account, as
+    /// `POST /sandbox/yunzhenji/customers/{wxid}/say` does: a `chatMsg` without `api_send_id`
+    /// is pushed at once, and reported.
+    pub async fn yunzhenji_customer_says(
+        &self,
+        wxid: &str,
+        says: CustomerSays,
+    ) -> Result<YunzhenjiPush, YunzhenjiError> {
+        self.app
+            .yunzhenji
+            .customer_says(wxid, says, server::unix_ms())
+            .await
+    }
+
+    /// The company gateway's accepted messages, in order: all, or one user's. The same data as
+    /// `GET /sandbox/gateway/messages[?openid=…]`.
+    pub fn gateway_messages(&self, open_id: Option<&str>) -> Vec<GatewayMessage> {
+        self.app.gateway.messages(open_id)
+    }
+
+    /// Sets what the gateway's next calls answer, as `POST /sandbox/gateway/inject` does.
+    /// `Err` says what is wrong with the injection.
+    pub fn gateway_inject(&self, injection: GatewayInjection) -> Result<GatewayStatus, String> {
+        self.app.gateway.inject(injection)
+    }
+
+    /// Changes how the gateway writes its answers, as `POST /sandbox/gateway/settings` does.
+    pub fn set_gateway(&self, change: GatewayChange) -> GatewayStatus {
+        self.app.gateway.change(change)
     }
 
     /// Stops gracefully: stops accepting, answers the requests in flight (latency is cut short),

@@ -490,43 +490,50 @@ async fn vendor_send(
     }
     let header = |name| request.headers().get(name).map(|v| v.as_bytes().to_vec());
     let system = header("system");
-    let content_type = header(CONTENT_TYPE.as_str()).map(|v| String::from_utf8_lossy(&v).into_owned());
-    processed_despite_drops(app, request, closer, started, |body, system_error| match vendor {
-        Vendor::Yunzhenji => {
-            let reply = if system_error {
-                app.yunzhenji.system_error()
-            } else {
-                app.yunzhenji.handle(body, unix_ms())
-            };
-            Answered {
-                status: StatusCode::OK,
-                body: reply.body,
-                code: reply.code,
-                errcode: None,
-                rid: None,
+    let content_type =
+        header(CONTENT_TYPE.as_str()).map(|v| String::from_utf8_lossy(&v).into_owned());
+    processed_despite_drops(
+        app,
+        request,
+        closer,
+        started,
+        |body, system_error| match vendor {
+            Vendor::Yunzhenji => {
+                let reply = if system_error {
+                    app.yunzhenji.system_error()
+                } else {
+                    app.yunzhenji.handle(body, unix_ms())
+                };
+                Answered {
+                    status: StatusCode::OK,
+                    body: reply.body,
+                    code: reply.code,
+                    errcode: None,
+                    rid: None,
+                }
             }
-        }
-        Vendor::Gateway => {
-            let answer = if system_error {
-                app.gateway.system_error()
-            } else {
-                app.gateway.handle(
-                    &app.api,
-                    system.as_deref(),
-                    content_type.as_deref(),
-                    body,
-                    unix_ms(),
-                )
-            };
-            Answered {
-                status: answer.status,
-                body: answer.body,
-                code: answer.code,
-                errcode: answer.errcode,
-                rid: None,
+            Vendor::Gateway => {
+                let answer = if system_error {
+                    app.gateway.system_error()
+                } else {
+                    app.gateway.handle(
+                        &app.api,
+                        system.as_deref(),
+                        content_type.as_deref(),
+                        body,
+                        unix_ms(),
+                    )
+                };
+                Answered {
+                    status: answer.status,
+                    body: answer.body,
+                    code: answer.code,
+                    errcode: answer.errcode,
+                    rid: None,
+                }
             }
-        }
-    })
+        },
+    )
     .await
 }
 

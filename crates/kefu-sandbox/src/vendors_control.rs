@@ -33,7 +33,10 @@ fn expect(method: &Method, allowed: Method) -> Result<(), Box<Response<Body>>> {
 }
 
 /// 400 for a query that is not the route's.
-fn query(request: &Request<RequestBody>, name: &str) -> Result<Option<String>, Box<Response<Body>>> {
+fn query(
+    request: &Request<RequestBody>,
+    name: &str,
+) -> Result<Option<String>, Box<Response<Body>>> {
     filter_query(request.uri().query(), name)
         .map_err(|message| Box::new(error_response(StatusCode::BAD_REQUEST, &message, None)))
 }
@@ -65,8 +68,7 @@ pub(crate) async fn yunzhenji(app: &App, rest: &[&str], request: Request<Request
         }
         ["partial"] => {
             expect(&method, Method::POST)?;
-            let partial =
-                parse::<Partial>(&read_body(request).await?, false, r#"{"accept": N}"#)?;
+            let partial = parse::<Partial>(&read_body(request).await?, false, r#"{"accept": N}"#)?;
             json_value(StatusCode::OK, &vendor.accept_only(partial.accept))
         }
         ["messages"] => {

@@ -283,24 +283,58 @@ mod tests {
             (json!({"msg_type": "gif", "content": {}}), 40005),
             (json!({"msg_type": "text"}), 40001),
             (json!({"msg_type": "text", "content": {"items": []}}), 40006),
-            (json!({"msg_type": "text", "content": {"items": [{"type": "text"}]}}), 40006),
-            (json!({"msg_type": "text", "content": {"items": [{"text": "x"}]}}), 40006),
-            (json!({"msg_type": "announcement", "content": {"text": ""}}), 40006),
-            (json!({"msg_type": "link", "content": {"cover": "c", "desc": "d", "title": "t"}}), 40006),
+            (
+                json!({"msg_type": "text", "content": {"items": [{"type": "text"}]}}),
+                40006,
+            ),
+            (
+                json!({"msg_type": "text", "content": {"items": [{"text": "x"}]}}),
+                40006,
+            ),
+            (
+                json!({"msg_type": "announcement", "content": {"text": ""}}),
+                40006,
+            ),
+            (
+                json!({"msg_type": "link", "content": {"cover": "c", "desc": "d", "title": "t"}}),
+                40006,
+            ),
             (json!({"msg_type": "file", "content": {"url": "u"}}), 40006),
-            (json!({"msg_type": "voice", "content": {"url": "u", "duration": 61}}), 40007),
-            (json!({"msg_type": "voice", "content": {"url": "u", "duration": 0}}), 40007),
-            (json!({"msg_type": "voice", "content": {"url": "u", "duration": -3}}), 40007),
+            (
+                json!({"msg_type": "voice", "content": {"url": "u", "duration": 61}}),
+                40007,
+            ),
+            (
+                json!({"msg_type": "voice", "content": {"url": "u", "duration": 0}}),
+                40007,
+            ),
+            (
+                json!({"msg_type": "voice", "content": {"url": "u", "duration": -3}}),
+                40007,
+            ),
             (json!({"msg_type": "voice", "content": {"url": "u"}}), 40006),
-            (json!({"msg_type": "picture", "content": {"url": "u"}, "api_send_id": 1.5}), 40001),
-            (json!({"msg_type": "picture", "content": {"url": "u"}, "api_send_id": {}}), 40001),
-            (json!({"msg_type": "picture", "content": {"url": "u"}, "delayed_time": "0"}), 40001),
+            (
+                json!({"msg_type": "picture", "content": {"url": "u"}, "api_send_id": 1.5}),
+                40001,
+            ),
+            (
+                json!({"msg_type": "picture", "content": {"url": "u"}, "api_send_id": {}}),
+                40001,
+            ),
+            (
+                json!({"msg_type": "picture", "content": {"url": "u"}, "delayed_time": "0"}),
+                40001,
+            ),
             (json!("text"), 40001),
         ];
         for (message, code) in cases {
             let error = check(json!([text("ok"), message])).unwrap_err();
             assert_eq!(error.code(), code, "{message}: {error:?}");
-            assert!(error.message().contains("messages[1]"), "{}", error.message());
+            assert!(
+                error.message().contains("messages[1]"),
+                "{}",
+                error.message()
+            );
         }
         // The types without documented fields take any object.
         assert!(check(json!([{"msg_type": "video", "content": {"anything": 1}}])).is_ok());

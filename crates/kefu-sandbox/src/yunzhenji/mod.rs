@@ -270,7 +270,11 @@ impl Yunzhenji {
             .iter()
             .find(|a| {
                 a.app_id == call.app_id
-                    && bool::from(a.access_token.as_bytes().ct_eq(call.access_token.as_bytes()))
+                    && bool::from(
+                        a.access_token
+                            .as_bytes()
+                            .ct_eq(call.access_token.as_bytes()),
+                    )
             })
             .ok_or(Refusal::Credentials)?;
         if account.wxid != call.wxid {
@@ -340,7 +344,11 @@ impl Yunzhenji {
             };
             state.accepted += 1;
             let seq = state.accepted;
-            keep(&mut state.messages, YunzhenjiMessage { seq, ..record }, self.max_records);
+            keep(
+                &mut state.messages,
+                YunzhenjiMessage { seq, ..record },
+                self.max_records,
+            );
         }
         // chatMsg comes for every handed-over message, delivered or not; the failures after.
         echoes.extend(failures);
@@ -380,7 +388,10 @@ impl Yunzhenji {
     }
 
     /// Applies a change of settings: all of it, or nothing when a value is invalid.
-    pub(crate) fn change(&self, change: &YunzhenjiChange) -> Result<YunzhenjiStatus, YunzhenjiError> {
+    pub(crate) fn change(
+        &self,
+        change: &YunzhenjiChange,
+    ) -> Result<YunzhenjiStatus, YunzhenjiError> {
         let uri = change
             .callback_url
             .as_deref()

@@ -86,7 +86,10 @@ impl Yunzhenji {
             tokio::time::sleep(RETRY_PAUSE * 2u32.pow(attempts - 1)).await;
         };
         let data = &planned.body["data"];
-        let event = planned.body["event"].as_str().unwrap_or_default().to_owned();
+        let event = planned.body["event"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         tracing::info!(
             event,
             attempts,

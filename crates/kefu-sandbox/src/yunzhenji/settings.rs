@@ -141,7 +141,10 @@ impl YunzhenjiSettings {
     pub(crate) fn check(&self) -> Result<(), String> {
         for (i, account) in self.accounts.iter().enumerate() {
             account.check()?;
-            if self.accounts[..i].iter().any(|a| a.app_id == account.app_id) {
+            if self.accounts[..i]
+                .iter()
+                .any(|a| a.app_id == account.app_id)
+            {
                 return Err(format!("the app_id {} is given twice", account.app_id));
             }
         }
@@ -158,7 +161,10 @@ mod tests {
         let account = YunzhenjiAccount::parse("yzj:Top:Secret:x").unwrap_err();
         assert!(account.contains("wxid of yzj"), "{account}");
         let account = YunzhenjiAccount::parse("yzj:TopSecret:1688").unwrap();
-        assert_eq!((account.app_id.as_str(), account.wxid.as_str()), ("yzj", "1688"));
+        assert_eq!(
+            (account.app_id.as_str(), account.wxid.as_str()),
+            ("yzj", "1688")
+        );
         assert!(!format!("{account:?}").contains("TopSecret"));
         for bad in ["yzj:t", "yzj::w", ":t:w", "yzj:T p:w"] {
             let error = YunzhenjiAccount::parse(bad).unwrap_err();
