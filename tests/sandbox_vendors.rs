@@ -591,6 +591,10 @@ async fn yunzhenji_settings_are_checked_whole() {
             r#"{"callback_url":"https://example.com/hidden","push_delay_ms":7}"#,
             "callback_url",
         ),
+        (
+            r#"{"push_delay_ms":3600001,"failure_rate":0.5}"#,
+            "push_delay_ms",
+        ),
     ] {
         let (status, error) =
             control(&sandbox, Method::POST, "/sandbox/yunzhenji/settings", body).await;
@@ -601,9 +605,14 @@ async fn yunzhenji_settings_are_checked_whole() {
         );
         assert!(!error.to_string().contains("hidden"), "{error}");
     }
+    // A message scheduled far in the future is accepted; its pushes wait, boundedly.
+    let mut far = text("later", None);
+    far["delayed_time"] = json!(u64::MAX);
+    assert_eq!(send(&sandbox, &call("t", vec![far])).await["errcode"], 0);
     let (status, now) = control(&sandbox, Method::GET, "/sandbox/yunzhenji", "").await;
     assert_eq!(status, 200);
     assert_eq!(now["push_delay_ms"], 20, "a refused change changes nothing");
+    assert_eq!(now["failure_rate"], 0.0);
     assert_eq!(now["callback"], Value::Null);
     let (status, _) = control(
         &sandbox,

@@ -398,7 +398,7 @@ impl Sandbox {
         config
             .yunzhenji
             .check()
-            .map_err(|reason| SandboxError::config("--yzj-account", reason))?;
+            .map_err(|(setting, reason)| SandboxError::config(setting, reason))?;
         let yzj_failure_rate = check_rate(config.yunzhenji.failure_rate)
             .map_err(|reason| SandboxError::config("--yzj-failure-rate", reason))?;
         let yzj_callback = config

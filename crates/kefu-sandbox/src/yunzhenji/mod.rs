@@ -27,6 +27,9 @@ use crate::state::keep;
 use check::Refusal;
 use pushes::Planned;
 
+/// The furthest a message's `delayed_time` postpones its pushes.
+const MAX_SCHEDULED: Duration = Duration::from_secs(24 * 3600);
+
 /// The `message` of a simulated `chatMsgSendFail`.
 const FAILURE_MESSAGE: &str = "消息发送失败 (sandbox failure_rate)";
 
@@ -299,12 +302,14 @@ impl Yunzhenji {
                 entry["api_send_id"] = id.clone();
             }
             data.push(entry);
-            let after = delay.max(Duration::from_millis(
+            // A message scheduled later (delayed_time) is sent then, within a day's bound.
+            let scheduled = Duration::from_millis(
                 message
                     .delayed_time
                     .saturating_mul(1000)
                     .saturating_sub(now_ms),
-            ));
+            );
+            let after = delay.max(scheduled.min(MAX_SCHEDULED));
             let mut echo = json!({
                 "api_send_svrid": svrid,
                 "from_wxid": account.wxid,
@@ -398,6 +403,11 @@ impl Yunzhenji {
             .map(crate::push::parse_callback_url)
             .transpose()
             .map_err(|reason| YunzhenjiError::invalid("callback_url", reason))?;
+        let delay = change.push_delay_ms.map(Duration::from_millis);
+        delay
+            .map(settings::check_delay)
+            .transpose()
+            .map_err(|reason| YunzhenjiError::invalid("push_delay_ms", reason))?;
         let rate = change
             .failure_rate
             .map(crate::faults::check_rate)
@@ -411,8 +421,8 @@ impl Yunzhenji {
             if let Some(rate) = rate {
                 state.failure_rate = rate;
             }
-            if let Some(ms) = change.push_delay_ms {
-                state.push_delay = Duration::from_millis(ms);
+            if let Some(delay) = delay {
+                state.push_delay = delay;
             }
         }
         Ok(self.status())

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
+use tokio::time::Instant;
 
 use super::{Yunzhenji, YunzhenjiAccount, YunzhenjiPush, id_string};
 use crate::push::CallbackDelivery;
@@ -17,15 +18,16 @@ pub(crate) const PUSH_ATTEMPTS: u32 = 3;
 /// The pause before the second attempt; it doubles for each one after.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
-/// One push to make: its body and how long after the call it is due.
+/// One push to make: its body and when it is due.
 #[derive(Debug, Clone)]
 pub(crate) struct Planned {
-    after: Duration,
+    due: Instant,
     body: Value,
 }
 
 impl Planned {
-    /// `{"event", "app_id", "wxid", "data"}`, the shape documented in [`crate`].
+    /// `{"event", "app_id", "wxid", "data"}`, the shape documented in [`crate`], due `after`
+    /// from now.
     pub(crate) fn new(
         event: &str,
         account: &YunzhenjiAccount,
@@ -33,7 +35,7 @@ impl Planned {
         data: Value,
     ) -> Planned {
         Planned {
-            after,
+            due: Instant::now() + after,
             body: json!({
                 "event": event,
                 "app_id": account.app_id,
@@ -45,8 +47,8 @@ impl Planned {
 }
 
 impl Yunzhenji {
-    /// Posts `planned` in order, each once its delay (counted from now) has passed, in a task
-    /// of its own that ends when the sandbox stops.
+    /// Posts `planned` in order, each once it is due, in a task of its own that ends when the
+    /// sandbox stops.
     pub(super) fn schedule(self: &Arc<Self>, planned: Vec<Planned>) {
         if planned.is_empty() {
             return;
@@ -54,10 +56,9 @@ impl Yunzhenji {
         let this = Arc::clone(self);
         let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
-            let start = tokio::time::Instant::now();
             let pushes = async {
                 for push in planned {
-                    tokio::time::sleep_until(start + push.after).await;
+                    tokio::time::sleep_until(push.due).await;
                     this.push(push).await;
                 }
             };

@@ -10,6 +10,9 @@ pub const DEFAULT_YZJ_ACCESS_TOKEN: &str = "yzj-sandbox-token";
 /// The `wxid` (the WeCom account the vendor drives) of the default yunzhenji account.
 pub const DEFAULT_YZJ_WXID: &str = "1688850000000001";
 
+/// The longest push delay a sandbox takes: its runs are short, so a longer one is a mistake.
+pub(crate) const MAX_PUSH_DELAY: Duration = Duration::from_secs(3600);
+
 /// One yunzhenji application: its `app_id`, `access_token` and the WeCom account it sends
 /// from.
 ///
@@ -137,19 +140,37 @@ impl fmt::Debug for YunzhenjiSettings {
 }
 
 impl YunzhenjiSettings {
-    /// Refuses an invalid account or an `app_id` given twice.
-    pub(crate) fn check(&self) -> Result<(), String> {
+    /// Refuses an invalid account, an `app_id` given twice, or a push delay above an hour;
+    /// the error names the setting.
+    pub(crate) fn check(&self) -> Result<(), (&'static str, String)> {
         for (i, account) in self.accounts.iter().enumerate() {
-            account.check()?;
+            account
+                .check()
+                .map_err(|reason| ("--yzj-account", reason))?;
             if self.accounts[..i]
                 .iter()
                 .any(|a| a.app_id == account.app_id)
             {
-                return Err(format!("the app_id {} is given twice", account.app_id));
+                return Err((
+                    "--yzj-account",
+                    format!("the app_id {} is given twice", account.app_id),
+                ));
             }
         }
-        Ok(())
+        check_delay(self.push_delay).map_err(|reason| ("--yzj-push-delay-ms", reason))
     }
+}
+
+/// A push delay of at most [`MAX_PUSH_DELAY`].
+pub(crate) fn check_delay(delay: Duration) -> Result<(), String> {
+    if delay > MAX_PUSH_DELAY {
+        return Err(format!(
+            "{} ms is above the longest delay, {} ms",
+            delay.as_millis(),
+            MAX_PUSH_DELAY.as_millis()
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -173,7 +194,10 @@ mod tests {
         let mut settings = YunzhenjiSettings::default();
         assert_eq!(settings.check(), Ok(()));
         settings.accounts.push(settings.accounts[0].clone());
-        assert!(settings.check().unwrap_err().contains("twice"));
+        assert!(settings.check().unwrap_err().1.contains("twice"));
+        settings.accounts.pop();
+        settings.push_delay = MAX_PUSH_DELAY + Duration::from_millis(1);
+        assert_eq!(settings.check().unwrap_err().0, "--yzj-push-delay-ms");
         settings.callback_url = Some("http://127.0.0.1:1/hidden".into());
         let debug = format!("{settings:?}");
         assert!(!debug.contains(DEFAULT_YZJ_ACCESS_TOKEN) && !debug.contains("hidden"));
