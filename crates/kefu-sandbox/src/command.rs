@@ -183,11 +183,26 @@ Routes:
                                            custom/send and typing calls answer N (45009, …)
   GET  /sandbox/accounts/{appid}/users/{openid}        the user's send window, quota, typing
   POST /sandbox/accounts/{appid}/users/{openid}/write  the user writes: window open, quota reset
+  POST /wechat/sendMessage                 yunzhenji: up to 5 messages from a WeCom account
+  GET  /sandbox/yunzhenji                  its callback (without path), delay, failure rate
+  POST /sandbox/yunzhenji/settings         {\"callback_url\", \"push_delay_ms\", \"failure_rate\"}
+  POST /sandbox/yunzhenji/partial          {\"accept\": N}: the next call accepts its first N only
+  GET  /sandbox/yunzhenji/messages[?target_wxid=…]   accepted messages with their svrids
+  GET  /sandbox/yunzhenji/pushes           the chatMsg / chatMsgSendFail pushes and their fate
+  POST /sandbox/yunzhenji/customers/{wxid}/say   {\"text\": …}: a customer's chatMsg, pushed now
+  POST /wisdom-api/weixin/v1/sendCustomerMessage  the company gateway (header system: NEW_MEMBER)
+  GET  /sandbox/gateway                    its system header, account, pending injection
+  POST /sandbox/gateway/settings           {\"errcode_as_string\": true}
+  POST /sandbox/gateway/inject             {\"errcode\": N, \"count\": C} or {\"code\": M, \"count\": C}
+  GET  /sandbox/gateway/messages[?openid=…]   the gateway's accepted messages
 
 On startup one line goes to stdout:
   sandbox listening addr=127.0.0.1:8090 base_url=http://127.0.0.1:8090/openapi api_base_url=http://127.0.0.1:8090 seed=…
-Point the connector's dialogue.base_url at base_url, and a WeChat account's api_base_url
-at api_base_url. SIGINT or SIGTERM stops the sandbox.";
+Point the connector's dialogue.base_url at base_url, and a WeChat account's api_base_url,
+a yunzhenji account's base_url and a gateway's base_url at api_base_url. The default
+yunzhenji account is yzj-sandbox / yzj-sandbox-token / wxid 1688850000000001; the gateway's
+openIds are the users of its api.weixin.qq.com account (the first oa one) who wrote.
+SIGINT or SIGTERM stops the sandbox.";
 
 impl SandboxArgs {
     /// The in-process configuration these arguments describe.
