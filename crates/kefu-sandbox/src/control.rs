@@ -99,17 +99,7 @@ async fn account_route(
     request: Request<RequestBody>,
 ) -> Result<Response<Body>, Box<Response<Body>>> {
     let method = request.method().clone();
-    let expect = |allowed: Method| {
-        if method == allowed {
-            Ok(())
-        } else {
-            Err(Box::new(method_not_allowed(if allowed == Method::GET {
-                "GET"
-            } else {
-                "POST"
-            })))
-        }
-    };
+    let expect = |allowed: Method| expect(&method, allowed);
     let unknown = || {
         Box::new(error_response(
             StatusCode::NOT_FOUND,
@@ -434,7 +424,18 @@ pub(crate) fn json_value<T: Serialize>(status: StatusCode, value: &T) -> Respons
     }
 }
 
-pub(crate) fn method_not_allowed(allow: &'static str) -> Response<Body> {
+/// Refuses a method other than `allowed` (GET or POST) with 405.
+pub(crate) fn expect(method: &Method, allowed: Method) -> Result<(), Box<Response<Body>>> {
+    if *method == allowed {
+        Ok(())
+    } else if allowed == Method::GET {
+        Err(Box::new(method_not_allowed("GET")))
+    } else {
+        Err(Box::new(method_not_allowed("POST")))
+    }
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut response = error_response(
         StatusCode::METHOD_NOT_ALLOWED,
         &format!("this route only accepts {allow}"),

@@ -477,16 +477,8 @@ async fn vendor_send(
     closer: Closer,
     started: Instant,
 ) -> Response<Body> {
-    if request.method() != Method::POST {
-        let mut response = error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "this endpoint only accepts POST",
-            None,
-        );
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("POST"));
-        return response;
+    if let Err(refused) = crate::control::expect(request.method(), Method::POST) {
+        return *refused;
     }
     let header = |name| request.headers().get(name).map(|v| v.as_bytes().to_vec());
     let system = header("system");

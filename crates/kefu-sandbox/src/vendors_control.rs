@@ -6,7 +6,7 @@ use kefu_http_server::RequestBody;
 use serde::Deserialize;
 
 use crate::control::{
-    delivery_status, filter_query, json_value, method_not_allowed, not_found, parse, read_body,
+    delivery_status, expect, filter_query, json_value, not_found, parse, read_body,
 };
 use crate::gateway::{GatewayChange, GatewayInjection};
 use crate::server::{App, Body, error_response, unix_ms};
@@ -20,17 +20,6 @@ struct Partial {
 }
 
 type Answer = Result<Response<Body>, Box<Response<Body>>>;
-
-/// Refuses a method other than `allowed`.
-fn expect(method: &Method, allowed: Method) -> Result<(), Box<Response<Body>>> {
-    if *method == allowed {
-        Ok(())
-    } else if allowed == Method::GET {
-        Err(Box::new(method_not_allowed("GET")))
-    } else {
-        Err(Box::new(method_not_allowed("POST")))
-    }
-}
 
 /// 400 for a query that is not the route's.
 fn query(

@@ -297,11 +297,8 @@ impl Yunzhenji {
             // One draw per message whatever the rate, so that a seed repeats.
             let fails = state.rng.random::<f64>() < state.failure_rate;
             let svrid = svrid(&mut state.rng, &account.wxid, call.target_wxid, now_ms);
-            let mut entry = json!({"idx": idx, "api_send_svrid": svrid});
-            if let Some(id) = &message.api_send_id {
-                entry["api_send_id"] = id.clone();
-            }
-            data.push(entry);
+            let id = &message.api_send_id;
+            data.push(with_id(json!({"idx": idx, "api_send_svrid": svrid}), id));
             // A message scheduled later (delayed_time) is sent then, within a day's bound.
             let scheduled = Duration::from_millis(
                 message
@@ -310,50 +307,41 @@ impl Yunzhenji {
                     .saturating_sub(now_ms),
             );
             let after = delay.max(scheduled.min(MAX_SCHEDULED));
-            let mut echo = json!({
+            let sent_at_ms = now_ms.saturating_add(u64::try_from(after.as_millis()).unwrap_or(0));
+            let echo = json!({
                 "api_send_svrid": svrid,
                 "from_wxid": account.wxid,
                 "to_wxid": call.target_wxid,
                 "msg_type": message.msg_type,
                 "content": message.content,
-                "create_time": (now_ms + u64::try_from(after.as_millis()).unwrap_or(0)) / 1000,
+                "create_time": sent_at_ms / 1000,
             });
-            if let Some(id) = &message.api_send_id {
-                echo["api_send_id"] = id.clone();
-            }
-            echoes.push(Planned::new("chatMsg", account, after, echo));
+            echoes.push(Planned::new("chatMsg", account, after, with_id(echo, id)));
             if fails {
-                let mut failure = json!({
+                let failure = json!({
                     "api_send_svrid": svrid,
                     "to_wxid": call.target_wxid,
                     "message": FAILURE_MESSAGE,
                 });
-                if let Some(id) = &message.api_send_id {
-                    failure["api_send_id"] = id.clone();
-                }
+                let failure = with_id(failure, id);
                 failures.push(Planned::new("chatMsgSendFail", account, after, failure));
             }
+            state.accepted += 1;
             let record = YunzhenjiMessage {
-                seq: 0,
+                seq: state.accepted,
                 app_id: account.app_id.clone(),
                 wxid: account.wxid.clone(),
                 target_wxid: call.target_wxid.to_owned(),
                 idx,
+                api_send_id: id.as_ref().map(id_string),
                 msg_type: message.msg_type,
                 content: message.content,
-                api_send_id: message.api_send_id.as_ref().map(id_string),
                 api_send_svrid: svrid,
                 delayed_time: message.delayed_time,
                 fails,
                 received_at_ms: now_ms,
             };
-            state.accepted += 1;
-            let seq = state.accepted;
-            keep(
-                &mut state.messages,
-                YunzhenjiMessage { seq, ..record },
-                self.max_records,
-            );
+            keep(&mut state.messages, record, self.max_records);
         }
         // chatMsg comes for every handed-over message, delivered or not; the failures after.
         echoes.extend(failures);
@@ -469,6 +457,14 @@ impl Yunzhenji {
     }
 }
 
+/// `object` with `"api_send_id"` set to `id`, when the message was sent with one.
+fn with_id(mut object: Value, id: &Option<Value>) -> Value {
+    if let Some(id) = id {
+        object["api_send_id"] = id.clone();
+    }
+    object
+}
+
 /// An `api_send_id` as a string: a string as it is, a number in decimal.
 fn id_string(id: &Value) -> String {
     match id {
@@ -494,5 +490,86 @@ fn refuse(refusal: &Refusal) -> Reply {
     Reply {
         body: json!({"errcode": refusal.code(), "message": refusal.message()}).to_string(),
         code: refusal.code(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vendor(failure_rate: f64, seed: u64) -> Yunzhenji {
+        let settings = YunzhenjiSettings {
+            failure_rate,
+            ..YunzhenjiSettings::default()
+        };
+        let (_, shutdown) = watch::channel(false);
+        Yunzhenji::new(&settings, Target::new(None), 100, seed, shutdown)
+    }
+
+    fn call(count: usize) -> Vec<u8> {
+        let messages: Vec<Value> = (0..count)
+            .map(|i| json!({"msg_type": "picture", "content": {"url": "u"}, "api_send_id": i}))
+            .collect();
+        json!({"app_id": DEFAULT_YZJ_APP_ID, "access_token": DEFAULT_YZJ_ACCESS_TOKEN,
+            "wxid": DEFAULT_YZJ_WXID, "target_wxid": "7881", "messages": messages})
+        .to_string()
+        .into_bytes()
+    }
+
+    fn failures(vendor: &Yunzhenji) -> Vec<bool> {
+        for _ in 0..8 {
+            let (_, planned) = vendor.accept(&call(5), 1_700_000_000_000).unwrap();
+            let fails = planned
+                .iter()
+                .filter(|p| p.body()["event"] == "chatMsgSendFail")
+                .count();
+            let recorded = vendor.messages(None);
+            assert_eq!(
+                recorded.iter().rev().take(5).filter(|m| m.fails).count(),
+                fails
+            );
+        }
+        vendor.messages(None).into_iter().map(|m| m.fails).collect()
+    }
+
+    #[test]
+    fn failures_repeat_with_the_seed_and_honour_the_rate() {
+        let a = failures(&vendor(0.5, 7));
+        assert_eq!(a, failures(&vendor(0.5, 7)));
+        assert_ne!(a, failures(&vendor(0.5, 8)));
+        assert!(a.contains(&true) && a.contains(&false));
+        assert!(failures(&vendor(0.0, 7)).iter().all(|f| !f));
+        assert!(failures(&vendor(1.0, 7)).iter().all(|f| *f));
+    }
+
+    #[test]
+    fn svrids_look_like_the_vendor_s_and_ids_read_as_strings() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let id = svrid(&mut rng, "1688", "7881", 1_675_997_660_116);
+        let (prefix, letters) = id.split_at(id.len() - 5);
+        assert_eq!(prefix, "1688,7881,1675997660116");
+        assert!(letters.bytes().all(|b| b.is_ascii_alphabetic()), "{id}");
+        assert_ne!(id, svrid(&mut rng, "1688", "7881", 1_675_997_660_116));
+        assert_eq!(id_string(&json!("k-1")), "k-1");
+        assert_eq!(id_string(&json!(42)), "42");
+        assert_eq!(with_id(json!({}), &None), json!({}));
+        assert_eq!(
+            with_id(json!({}), &Some(json!(7))),
+            json!({"api_send_id": 7})
+        );
+    }
+
+    #[test]
+    fn a_partial_limit_applies_to_one_valid_call() {
+        let vendor = vendor(0.0, 1);
+        vendor.accept_only(1);
+        assert!(vendor.accept(b"{}", 0).is_err());
+        let (reply, planned) = vendor.accept(&call(3), 0).unwrap();
+        assert_eq!(planned.len(), 1);
+        let reply: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(reply["data"].as_array().unwrap().len(), 1);
+        let (_, planned) = vendor.accept(&call(3), 0).unwrap();
+        assert_eq!(planned.len(), 3);
+        assert_eq!(vendor.status().accepted, 4);
     }
 }

@@ -46,6 +46,14 @@ impl Planned {
     }
 }
 
+#[cfg(test)]
+impl Planned {
+    /// The body to post.
+    pub(crate) fn body(&self) -> &Value {
+        &self.body
+    }
+}
+
 impl Yunzhenji {
     /// Posts `planned` in order, each once it is due, in a task of its own that ends when the
     /// sandbox stops.
