@@ -98,28 +98,9 @@ pub struct SandboxArgs {
     /// How many custom/send messages one user message allows (45047 after).
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub quota_per_message: u32,
-    /// A yunzhenji account (POST /wechat/sendMessage) as APP_ID:ACCESS_TOKEN:WXID; repeat the
-    /// flag for more. Without it, yzj-sandbox:yzj-sandbox-token:1688850000000001.
-    #[arg(long = "yzj-account", value_name = "APP_ID:ACCESS_TOKEN:WXID", value_parser = YZJ_ACCOUNT_PARSER)]
-    pub yzj_accounts: Vec<YunzhenjiAccount>,
-    /// Where yunzhenji's chatMsg and chatMsgSendFail pushes go (http:// only), such as the
-    /// connector's /v1/callbacks/yunzhenji/{callback_secret}.
-    #[arg(long, value_name = "URL")]
-    pub yzj_callback_url: Option<String>,
-    /// How long after a sendMessage call its pushes start, in milliseconds.
-    #[arg(long, default_value_t = 1000, value_name = "MS")]
-    pub yzj_push_delay_ms: u64,
-    /// Fraction of accepted yunzhenji messages that fail: a chatMsgSendFail follows their
-    /// chatMsg (0.0 to 1.0).
-    #[arg(long, default_value_t = 0.0, value_name = "RATE", value_parser = parse_rate)]
-    pub yzj_failure_rate: f64,
-    /// The `system` header the company gateway expects.
-    #[arg(long, default_value = DEFAULT_GATEWAY_SYSTEM, value_name = "NAME")]
-    pub gateway_system: String,
-    /// The api.weixin.qq.com account the company gateway sends through: its users (those who
-    /// wrote) are the gateway's known openIds [default: the first oa account].
-    #[arg(long, value_name = "APPID")]
-    pub gateway_appid: Option<String>,
+    /// yunzhenji's and the company gateway's flags, boxed so that the subcommands stay small.
+    #[command(flatten)]
+    pub vendors: Box<VendorArgs>,
 }
 
 impl std::fmt::Debug for SandboxArgs {
@@ -147,13 +128,70 @@ impl std::fmt::Debug for SandboxArgs {
             .field("token_lifetime_secs", &self.token_lifetime_secs)
             .field("send_window_secs", &self.send_window_secs)
             .field("quota_per_message", &self.quota_per_message)
+            .field("vendors", &self.vendors)
+            .finish()
+    }
+}
+
+/// The vendors' flags of `sandbox`: yunzhenji's accounts and pushes, and the company gateway.
+///
+/// `Debug` shows the access tokens and the callback URL as `<redacted>`.
+#[derive(Args)]
+pub struct VendorArgs {
+    /// A yunzhenji account (POST /wechat/sendMessage) as APP_ID:ACCESS_TOKEN:WXID; repeat the
+    /// flag for more. Without it, yzj-sandbox:yzj-sandbox-token:1688850000000001.
+    #[arg(long = "yzj-account", value_name = "APP_ID:ACCESS_TOKEN:WXID", value_parser = YZJ_ACCOUNT_PARSER)]
+    pub yzj_accounts: Vec<YunzhenjiAccount>,
+    /// Where yunzhenji's chatMsg and chatMsgSendFail pushes go (http:// only), such as the
+    /// connector's /v1/callbacks/yunzhenji/{callback_secret}.
+    #[arg(long, value_name = "URL")]
+    pub yzj_callback_url: Option<String>,
+    /// How long after a sendMessage call its pushes start, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub yzj_push_delay_ms: u64,
+    /// Fraction of accepted yunzhenji messages that fail: a chatMsgSendFail follows their
+    /// chatMsg (0.0 to 1.0).
+    #[arg(long, default_value_t = 0.0, value_name = "RATE", value_parser = parse_rate)]
+    pub yzj_failure_rate: f64,
+    /// The `system` header the company gateway expects.
+    #[arg(long, default_value = DEFAULT_GATEWAY_SYSTEM, value_name = "NAME")]
+    pub gateway_system: String,
+    /// The api.weixin.qq.com account the company gateway sends through: its users (those who
+    /// wrote) are the gateway's known openIds [default: the first oa account].
+    #[arg(long, value_name = "APPID")]
+    pub gateway_appid: Option<String>,
+}
+
+impl std::fmt::Debug for VendorArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VendorArgs")
             .field("yzj_accounts", &self.yzj_accounts)
-            .field("yzj_callback_url", &redacted(&self.yzj_callback_url))
+            .field(
+                "yzj_callback_url",
+                &self.yzj_callback_url.as_ref().map(|_| "<redacted>"),
+            )
             .field("yzj_push_delay_ms", &self.yzj_push_delay_ms)
             .field("yzj_failure_rate", &self.yzj_failure_rate)
             .field("gateway_system", &self.gateway_system)
             .field("gateway_appid", &self.gateway_appid)
             .finish()
+    }
+}
+
+impl VendorArgs {
+    /// The yunzhenji accounts and pushes; the default account when none is given.
+    fn yunzhenji_settings(&self) -> YunzhenjiSettings {
+        let defaults = YunzhenjiSettings::default();
+        YunzhenjiSettings {
+            accounts: if self.yzj_accounts.is_empty() {
+                defaults.accounts
+            } else {
+                self.yzj_accounts.clone()
+            },
+            callback_url: self.yzj_callback_url.clone(),
+            push_delay: Duration::from_millis(self.yzj_push_delay_ms),
+            failure_rate: self.yzj_failure_rate,
+        }
     }
 }
 
@@ -220,27 +258,12 @@ impl SandboxArgs {
             max_messages: self.max_messages,
             oa: self.oa_account(),
             api: self.api_settings(),
-            yunzhenji: self.yunzhenji_settings(),
+            yunzhenji: self.vendors.yunzhenji_settings(),
             gateway: GatewaySettings {
-                system: self.gateway_system.clone(),
-                appid: self.gateway_appid.clone(),
+                system: self.vendors.gateway_system.clone(),
+                appid: self.vendors.gateway_appid.clone(),
             },
             limits: kefu_http_server::ServerLimits::default(),
-        }
-    }
-
-    /// The yunzhenji accounts and pushes; the default account when none is given.
-    fn yunzhenji_settings(&self) -> YunzhenjiSettings {
-        let defaults = YunzhenjiSettings::default();
-        YunzhenjiSettings {
-            accounts: if self.yzj_accounts.is_empty() {
-                defaults.accounts
-            } else {
-                self.yzj_accounts.clone()
-            },
-            callback_url: self.yzj_callback_url.clone(),
-            push_delay: Duration::from_millis(self.yzj_push_delay_ms),
-            failure_rate: self.yzj_failure_rate,
         }
     }
 

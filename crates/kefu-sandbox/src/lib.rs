@@ -458,7 +458,7 @@ pub use cgibin::{
     AccountKind, ApiAccount, ApiAccountSnapshot, ApiRequest, ApiSettings, ApiUser,
     DEFAULT_MP_APPID, DEFAULT_MP_SECRET, DEFAULT_OA_APPID, DEFAULT_OA_SECRET, Injection,
 };
-pub use command::{SandboxArgs, run};
+pub use command::{SandboxArgs, VendorArgs, run};
 pub use config::{DEFAULT_MAX_MESSAGES, SandboxConfig, SandboxError};
 pub use faults::Fault;
 pub use gateway::{
