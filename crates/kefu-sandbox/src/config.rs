@@ -21,7 +21,7 @@ pub const DEFAULT_MAX_MESSAGES: usize = 100_000;
 /// `Debug` shows the TOKEN and the EncodingAESKey as `<redacted>`.
 #[derive(Clone)]
 pub struct SandboxConfig {
-    /// Where to listen; port 0 picks a free port ([`Sandbox::addr`] tells which).
+    /// Where to listen; port 0 picks a free port ([`Sandbox::addr`](crate::Sandbox::addr) tells which).
     pub listen: SocketAddr,
     /// The TOKEN that the URLs must carry.
     pub token: String,
@@ -38,12 +38,12 @@ pub struct SandboxConfig {
     /// The fraction of platform requests dropped without an answer, 0.0..=1.0.
     pub drop_rate: f64,
     /// The RNG seed of the faults (and `rid`s); `None` picks one at random, which
-    /// [`Sandbox::seed`] reports so that a run can be repeated.
+    /// [`Sandbox::seed`](crate::Sandbox::seed) reports so that a run can be repeated.
     pub seed: Option<u64>,
     /// How many accepted messages to keep (the oldest go first); 0 keeps none.
     pub max_messages: usize,
     /// The Official Account whose message pushes the sandbox emulates, if any. A push opens
-    /// the send window of the [`ApiAccount`] with the same AppID, if there is one.
+    /// the send window of the [`ApiAccount`](crate::ApiAccount) with the same AppID, if there is one.
     pub oa: Option<OaAccount>,
     /// The accounts of `api.weixin.qq.com` and the clocks of its rules.
     pub api: ApiSettings,
