@@ -8,8 +8,9 @@ use clap::Args;
 
 use crate::faults::parse_rate;
 use crate::{
-    ApiAccount, ApiSettings, DEFAULT_MAX_MESSAGES, DEFAULT_OA_ORIGINAL_ID, OaAccount, OaFormat,
-    OaMode, Sandbox, SandboxConfig,
+    ApiAccount, ApiSettings, DEFAULT_GATEWAY_SYSTEM, DEFAULT_MAX_MESSAGES, DEFAULT_OA_ORIGINAL_ID,
+    GatewaySettings, OaAccount, OaFormat, OaMode, Sandbox, SandboxConfig, YunzhenjiAccount,
+    YunzhenjiSettings,
 };
 
 /// Arguments of `sandbox`.
@@ -85,7 +86,7 @@ pub struct SandboxArgs {
     /// oa:wx0a0a0a0a0a0a0a0a:0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a and
     /// mp:wx0b0b0b0b0b0b0b0b:0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b. An Official Account push
     /// (--oa-appid) opens the send window of the account with the same AppID.
-    #[arg(long = "api-account", value_name = "KIND:APPID:SECRET", value_parser = AccountParser)]
+    #[arg(long = "api-account", value_name = "KIND:APPID:SECRET", value_parser = ACCOUNT_PARSER)]
     pub api_accounts: Vec<ApiAccount>,
     /// How long an access token lives; it is renewed in its last 5 minutes (or last half, if
     /// shorter), with the old one working until it expires.
@@ -97,6 +98,9 @@ pub struct SandboxArgs {
     /// How many custom/send messages one user message allows (45047 after).
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub quota_per_message: u32,
+    /// yunzhenji's and the company gateway's flags, boxed so that the subcommands stay small.
+    #[command(flatten)]
+    pub vendors: Box<VendorArgs>,
 }
 
 impl std::fmt::Debug for SandboxArgs {
@@ -124,7 +128,70 @@ impl std::fmt::Debug for SandboxArgs {
             .field("token_lifetime_secs", &self.token_lifetime_secs)
             .field("send_window_secs", &self.send_window_secs)
             .field("quota_per_message", &self.quota_per_message)
+            .field("vendors", &self.vendors)
             .finish()
+    }
+}
+
+/// The vendors' flags of `sandbox`: yunzhenji's accounts and pushes, and the company gateway.
+///
+/// `Debug` shows the access tokens and the callback URL as `<redacted>`.
+#[derive(Args)]
+pub struct VendorArgs {
+    /// A yunzhenji account (POST /wechat/sendMessage) as APP_ID:ACCESS_TOKEN:WXID; repeat the
+    /// flag for more. Without it, yzj-sandbox:yzj-sandbox-token:1688850000000001.
+    #[arg(long = "yzj-account", value_name = "APP_ID:ACCESS_TOKEN:WXID", value_parser = YZJ_ACCOUNT_PARSER)]
+    pub yzj_accounts: Vec<YunzhenjiAccount>,
+    /// Where yunzhenji's chatMsg and chatMsgSendFail pushes go (http:// only), such as the
+    /// connector's /v1/callbacks/yunzhenji/{callback_secret}.
+    #[arg(long, value_name = "URL")]
+    pub yzj_callback_url: Option<String>,
+    /// How long after a sendMessage call its pushes start, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub yzj_push_delay_ms: u64,
+    /// Fraction of accepted yunzhenji messages that fail: a chatMsgSendFail follows their
+    /// chatMsg (0.0 to 1.0).
+    #[arg(long, default_value_t = 0.0, value_name = "RATE", value_parser = parse_rate)]
+    pub yzj_failure_rate: f64,
+    /// The `system` header the company gateway expects.
+    #[arg(long, default_value = DEFAULT_GATEWAY_SYSTEM, value_name = "NAME")]
+    pub gateway_system: String,
+    /// The api.weixin.qq.com account the company gateway sends through: its users (those who
+    /// wrote) are the gateway's known openIds [default: the first oa account].
+    #[arg(long, value_name = "APPID")]
+    pub gateway_appid: Option<String>,
+}
+
+impl std::fmt::Debug for VendorArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VendorArgs")
+            .field("yzj_accounts", &self.yzj_accounts)
+            .field(
+                "yzj_callback_url",
+                &self.yzj_callback_url.as_ref().map(|_| "<redacted>"),
+            )
+            .field("yzj_push_delay_ms", &self.yzj_push_delay_ms)
+            .field("yzj_failure_rate", &self.yzj_failure_rate)
+            .field("gateway_system", &self.gateway_system)
+            .field("gateway_appid", &self.gateway_appid)
+            .finish()
+    }
+}
+
+impl VendorArgs {
+    /// The yunzhenji accounts and pushes; the default account when none is given.
+    fn yunzhenji_settings(&self) -> YunzhenjiSettings {
+        let defaults = YunzhenjiSettings::default();
+        YunzhenjiSettings {
+            accounts: if self.yzj_accounts.is_empty() {
+                defaults.accounts
+            } else {
+                self.yzj_accounts.clone()
+            },
+            callback_url: self.yzj_callback_url.clone(),
+            push_delay: Duration::from_millis(self.yzj_push_delay_ms),
+            failure_rate: self.yzj_failure_rate,
+        }
     }
 }
 
@@ -154,11 +221,26 @@ Routes:
                                            custom/send and typing calls answer N (45009, …)
   GET  /sandbox/accounts/{appid}/users/{openid}        the user's send window, quota, typing
   POST /sandbox/accounts/{appid}/users/{openid}/write  the user writes: window open, quota reset
+  POST /wechat/sendMessage                 yunzhenji: up to 5 messages from a WeCom account
+  GET  /sandbox/yunzhenji                  its callback (without path), delay, failure rate
+  POST /sandbox/yunzhenji/settings         {\"callback_url\", \"push_delay_ms\", \"failure_rate\"}
+  POST /sandbox/yunzhenji/partial          {\"accept\": N}: the next call accepts its first N only
+  GET  /sandbox/yunzhenji/messages[?target_wxid=…]   accepted messages with their svrids
+  GET  /sandbox/yunzhenji/pushes           the chatMsg / chatMsgSendFail pushes and their fate
+  POST /sandbox/yunzhenji/customers/{wxid}/say   {\"text\": …}: a customer's chatMsg, pushed now
+  POST /wisdom-api/weixin/v1/sendCustomerMessage  the company gateway (header system: NEW_MEMBER)
+  GET  /sandbox/gateway                    its system header, account, pending injection
+  POST /sandbox/gateway/settings           {\"errcode_as_string\": true}
+  POST /sandbox/gateway/inject             {\"errcode\": N, \"count\": C} or {\"code\": M, \"count\": C}
+  GET  /sandbox/gateway/messages[?openid=…]   the gateway's accepted messages
 
 On startup one line goes to stdout:
   sandbox listening addr=127.0.0.1:8090 base_url=http://127.0.0.1:8090/openapi api_base_url=http://127.0.0.1:8090 seed=…
-Point the connector's dialogue.base_url at base_url, and a WeChat account's api_base_url
-at api_base_url. SIGINT or SIGTERM stops the sandbox.";
+Point the connector's dialogue.base_url at base_url, and a WeChat account's api_base_url,
+a yunzhenji account's base_url and a gateway's base_url at api_base_url. The default
+yunzhenji account is yzj-sandbox / yzj-sandbox-token / wxid 1688850000000001; the gateway's
+openIds are the users of its api.weixin.qq.com account (the first oa one) who wrote.
+SIGINT or SIGTERM stops the sandbox.";
 
 impl SandboxArgs {
     /// The in-process configuration these arguments describe.
@@ -176,6 +258,11 @@ impl SandboxArgs {
             max_messages: self.max_messages,
             oa: self.oa_account(),
             api: self.api_settings(),
+            yunzhenji: self.vendors.yunzhenji_settings(),
+            gateway: GatewaySettings {
+                system: self.vendors.gateway_system.clone(),
+                appid: self.vendors.gateway_appid.clone(),
+            },
             limits: kefu_http_server::ServerLimits::default(),
         }
     }
@@ -215,31 +302,46 @@ impl SandboxArgs {
     }
 }
 
-/// Parses `--api-account` without echoing it: clap's own errors quote the value, and this one
-/// holds an AppSecret.
+/// Parses an account flag without echoing it: clap's own errors quote the value, and this one
+/// holds a secret.
 #[derive(Debug, Clone, Copy)]
-struct AccountParser;
+struct SecretParser<T: Clone + Send + Sync + 'static> {
+    flag: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+}
 
-impl clap::builder::TypedValueParser for AccountParser {
-    type Value = ApiAccount;
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for SecretParser<T> {
+    type Value = T;
 
     fn parse_ref(
         &self,
         cmd: &clap::Command,
         _arg: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
-    ) -> Result<ApiAccount, clap::Error> {
+    ) -> Result<T, clap::Error> {
         let refuse = |reason: &str| {
             clap::Error::raw(
                 clap::error::ErrorKind::ValueValidation,
-                format!("invalid value for --api-account: {reason}\n"),
+                format!("invalid value for {}: {reason}\n", self.flag),
             )
             .with_cmd(cmd)
         };
         let text = value.to_str().ok_or_else(|| refuse("not UTF-8"))?;
-        ApiAccount::parse(text).map_err(|reason| refuse(&reason))
+        (self.parse)(text).map_err(|reason| refuse(&reason))
     }
 }
+
+/// The parser of `--api-account`.
+const ACCOUNT_PARSER: SecretParser<ApiAccount> = SecretParser {
+    flag: "--api-account",
+    parse: ApiAccount::parse,
+};
+
+/// The parser of `--yzj-account`.
+const YZJ_ACCOUNT_PARSER: SecretParser<YunzhenjiAccount> = SecretParser {
+    flag: "--yzj-account",
+    parse: YunzhenjiAccount::parse,
+};
 
 /// `--appid` means the Official Account or Mini Program AppID in kefu-connector's commands; the
 /// receive-id flag is `--bot-appid`. Refusing the old name by name beats clap's guess at a similar
@@ -470,6 +572,55 @@ mod tests {
             .to_string();
         assert!(!error.contains("Sec ret"), "{error}");
         assert!(parse(&["--token-lifetime-secs", "0"]).is_err());
+    }
+
+    #[test]
+    fn vendor_flags() {
+        let config = parse(&[]).unwrap().to_config();
+        assert_eq!(config.yunzhenji, YunzhenjiSettings::default());
+        assert_eq!(config.gateway, GatewaySettings::default());
+        let args = parse(&[
+            "--yzj-account",
+            "yzj-a:YzjSecretA:1688",
+            "--yzj-account",
+            "yzj-b:YzjSecretB:1689",
+            "--yzj-callback-url",
+            "http://127.0.0.1:9/v1/callbacks/yunzhenji/hidden",
+            "--yzj-push-delay-ms",
+            "250",
+            "--yzj-failure-rate",
+            "0.5",
+            "--gateway-system",
+            "MY_SYSTEM",
+            "--gateway-appid",
+            "wxGateway",
+        ])
+        .unwrap();
+        let debug = format!("{args:?}");
+        assert!(
+            !debug.contains("YzjSecret") && !debug.contains("hidden") && debug.contains("yzj-a"),
+            "{debug}"
+        );
+        let config = args.to_config();
+        let apps: Vec<&str> = config
+            .yunzhenji
+            .accounts
+            .iter()
+            .map(|a| a.app_id.as_str())
+            .collect();
+        assert_eq!(apps, ["yzj-a", "yzj-b"]);
+        assert_eq!(config.yunzhenji.push_delay, Duration::from_millis(250));
+        assert_eq!(config.yunzhenji.failure_rate, 0.5);
+        assert_eq!(config.gateway.system, "MY_SYSTEM");
+        assert_eq!(config.gateway.appid.as_deref(), Some("wxGateway"));
+        let error = parse(&["--yzj-account", "yzj:Sec ret:1688"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--yzj-account") && !error.contains("Sec ret"),
+            "{error}"
+        );
+        assert!(parse(&["--yzj-failure-rate", "2"]).is_err());
     }
 
     #[test]

@@ -8,8 +8,10 @@ use std::time::Duration;
 use wxbizmsgcrypt::MsgCrypt;
 
 use crate::cgibin::ApiSettings;
+use crate::gateway::GatewaySettings;
 use crate::oa::{OaAccount, OfficialAccount};
 use crate::push::{Target, parse_callback_url};
+use crate::yunzhenji::YunzhenjiSettings;
 
 /// How many accepted messages a sandbox keeps by default; the oldest go first.
 pub const DEFAULT_MAX_MESSAGES: usize = 100_000;
@@ -19,7 +21,7 @@ pub const DEFAULT_MAX_MESSAGES: usize = 100_000;
 /// `Debug` shows the TOKEN and the EncodingAESKey as `<redacted>`.
 #[derive(Clone)]
 pub struct SandboxConfig {
-    /// Where to listen; port 0 picks a free port ([`Sandbox::addr`] tells which).
+    /// Where to listen; port 0 picks a free port ([`Sandbox::addr`](crate::Sandbox::addr) tells which).
     pub listen: SocketAddr,
     /// The TOKEN that the URLs must carry.
     pub token: String,
@@ -36,15 +38,19 @@ pub struct SandboxConfig {
     /// The fraction of platform requests dropped without an answer, 0.0..=1.0.
     pub drop_rate: f64,
     /// The RNG seed of the faults (and `rid`s); `None` picks one at random, which
-    /// [`Sandbox::seed`] reports so that a run can be repeated.
+    /// [`Sandbox::seed`](crate::Sandbox::seed) reports so that a run can be repeated.
     pub seed: Option<u64>,
     /// How many accepted messages to keep (the oldest go first); 0 keeps none.
     pub max_messages: usize,
     /// The Official Account whose message pushes the sandbox emulates, if any. A push opens
-    /// the send window of the [`ApiAccount`] with the same AppID, if there is one.
+    /// the send window of the [`ApiAccount`](crate::ApiAccount) with the same AppID, if there is one.
     pub oa: Option<OaAccount>,
     /// The accounts of `api.weixin.qq.com` and the clocks of its rules.
     pub api: ApiSettings,
+    /// yunzhenji's accounts and pushes (one default account).
+    pub yunzhenji: YunzhenjiSettings,
+    /// The company gateway: its `system` header and the account it sends through.
+    pub gateway: GatewaySettings,
     /// Timeouts for slow clients and the connection limit, as `serve`'s defaults unless changed.
     pub limits: kefu_http_server::ServerLimits,
 }
@@ -69,6 +75,8 @@ impl SandboxConfig {
             max_messages: DEFAULT_MAX_MESSAGES,
             oa: None,
             api: ApiSettings::default(),
+            yunzhenji: YunzhenjiSettings::default(),
+            gateway: GatewaySettings::default(),
             limits: kefu_http_server::ServerLimits::default(),
         }
     }
@@ -92,6 +100,8 @@ impl fmt::Debug for SandboxConfig {
             .field("max_messages", &self.max_messages)
             .field("oa", &self.oa)
             .field("api", &self.api)
+            .field("yunzhenji", &self.yunzhenji)
+            .field("gateway", &self.gateway)
             .field("limits", &self.limits)
             .finish()
     }

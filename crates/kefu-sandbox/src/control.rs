@@ -35,7 +35,7 @@ pub(crate) async fn control(app: &App, request: Request<RequestBody>) -> Respons
             if method != Method::GET {
                 return method_not_allowed("GET");
             }
-            match messages_query(request.uri().query()) {
+            match filter_query(request.uri().query(), "openid") {
                 Ok(openid) => json_value(StatusCode::OK, &app.store.messages(openid.as_deref())),
                 Err(message) => error_response(StatusCode::BAD_REQUEST, &message, None),
             }
@@ -72,6 +72,14 @@ pub(crate) async fn control(app: &App, request: Request<RequestBody>) -> Respons
                 .await
                 .unwrap_or_else(|response| *response)
         }
+        ["sandbox", "yunzhenji", rest @ ..] => {
+            crate::vendors_control::yunzhenji(app, rest, request)
+                .await
+                .unwrap_or_else(|response| *response)
+        }
+        ["sandbox", "gateway", rest @ ..] => crate::vendors_control::gateway(app, rest, request)
+            .await
+            .unwrap_or_else(|response| *response),
         ["sandbox", "accounts", appid, rest @ ..] if !appid.is_empty() => {
             let appid = (*appid).to_owned();
             account_route(app, &appid, rest, request)
@@ -91,17 +99,7 @@ async fn account_route(
     request: Request<RequestBody>,
 ) -> Result<Response<Body>, Box<Response<Body>>> {
     let method = request.method().clone();
-    let expect = |allowed: Method| {
-        if method == allowed {
-            Ok(())
-        } else {
-            Err(Box::new(method_not_allowed(if allowed == Method::GET {
-                "GET"
-            } else {
-                "POST"
-            })))
-        }
-    };
+    let expect = |allowed: Method| expect(&method, allowed);
     let unknown = || {
         Box::new(error_response(
             StatusCode::NOT_FOUND,
@@ -119,7 +117,7 @@ async fn account_route(
         }
         ["messages"] => {
             expect(Method::GET)?;
-            let openid = messages_query(request.uri().query()).map_err(|message| {
+            let openid = filter_query(request.uri().query(), "openid").map_err(|message| {
                 Box::new(error_response(StatusCode::BAD_REQUEST, &message, None))
             })?;
             let requests = app.api.requests(appid, openid.as_deref());
@@ -171,9 +169,9 @@ async fn account_route(
 }
 
 /// Every route, for the 404 answer.
-const ROUTES: &str = "POST /openapi/sendmsg/{TOKEN}, POST /openapi/kefustate/get/{TOKEN}, POST /openapi/kefustate/change/{TOKEN}, GET /sandbox/messages[?openid=…], GET /sandbox/users/{openid}, POST /sandbox/users/{openid}/say, /ask-for-person, /rate, /enter, /leave and /redeliver, POST /sandbox/oa/users/{openid}/say and /redeliver, POST /cgi-bin/stable_token, POST /cgi-bin/message/custom/send?access_token=…, POST /cgi-bin/message/custom/typing and /cgi-bin/message/custom/business/typing, GET /sandbox/accounts/{appid}, GET /sandbox/accounts/{appid}/messages[?openid=…], POST /sandbox/accounts/{appid}/supersede, POST /sandbox/accounts/{appid}/inject, GET /sandbox/accounts/{appid}/users/{openid}, POST /sandbox/accounts/{appid}/users/{openid}/write";
+const ROUTES: &str = "POST /openapi/sendmsg/{TOKEN}, POST /openapi/kefustate/get/{TOKEN}, POST /openapi/kefustate/change/{TOKEN}, GET /sandbox/messages[?openid=…], GET /sandbox/users/{openid}, POST /sandbox/users/{openid}/say, /ask-for-person, /rate, /enter, /leave and /redeliver, POST /sandbox/oa/users/{openid}/say and /redeliver, POST /cgi-bin/stable_token, POST /cgi-bin/message/custom/send?access_token=…, POST /cgi-bin/message/custom/typing and /cgi-bin/message/custom/business/typing, GET /sandbox/accounts/{appid}, GET /sandbox/accounts/{appid}/messages[?openid=…], POST /sandbox/accounts/{appid}/supersede, POST /sandbox/accounts/{appid}/inject, GET /sandbox/accounts/{appid}/users/{openid}, POST /sandbox/accounts/{appid}/users/{openid}/write, POST /wechat/sendMessage, GET /sandbox/yunzhenji, POST /sandbox/yunzhenji/settings, POST /sandbox/yunzhenji/partial, GET /sandbox/yunzhenji/messages[?target_wxid=…], GET /sandbox/yunzhenji/pushes, POST /sandbox/yunzhenji/customers/{wxid}/say, POST /wisdom-api/weixin/v1/sendCustomerMessage, GET /sandbox/gateway, POST /sandbox/gateway/settings, POST /sandbox/gateway/inject, GET /sandbox/gateway/messages[?openid=…]";
 
-fn not_found() -> Response<Body> {
+pub(crate) fn not_found() -> Response<Body> {
     error_response(
         StatusCode::NOT_FOUND,
         &format!("no such route; the sandbox serves {ROUTES}"),
@@ -321,7 +319,7 @@ async fn oa_route(
 
 /// 200 unless the push could not be delivered (502). The target's own status, even a 5xx, is
 /// an answer and reported as such.
-fn delivery_status(delivery: &CallbackDelivery) -> StatusCode {
+pub(crate) fn delivery_status(delivery: &CallbackDelivery) -> StatusCode {
     match delivery {
         CallbackDelivery::Failed { .. } => StatusCode::BAD_GATEWAY,
         _ => StatusCode::OK,
@@ -339,7 +337,7 @@ fn say_error(error: &SayError) -> Response<Body> {
 }
 
 /// Reads a control request body (at most 64 KiB).
-async fn read_body(request: Request<RequestBody>) -> Result<Bytes, Box<Response<Body>>> {
+pub(crate) async fn read_body(request: Request<RequestBody>) -> Result<Bytes, Box<Response<Body>>> {
     match Limited::new(request.into_body(), MAX_CONTROL_BODY)
         .collect()
         .await
@@ -361,7 +359,7 @@ async fn read_body(request: Request<RequestBody>) -> Result<Bytes, Box<Response<
 }
 
 /// Parses a JSON body; an empty one (or only whitespace) reads as `{}` when `optional`.
-fn parse<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(
     body: &[u8],
     optional: bool,
     shape: &str,
@@ -380,26 +378,26 @@ fn parse<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Reads `?openid=…`; any other parameter is refused, so that a typo does not silently list
-/// everything.
-fn messages_query(query: Option<&str>) -> Result<Option<String>, String> {
-    let mut openid = None;
+/// Reads `?<name>=…` (such as `openid`); any other parameter is refused, so that a typo does
+/// not silently list everything.
+pub(crate) fn filter_query(query: Option<&str>, name: &str) -> Result<Option<String>, String> {
+    let mut found = None;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = percent_decode_str(value)
             .decode_utf8()
             .map_err(|_| format!("the {key} parameter is not UTF-8 once percent-decoded"))?;
-        match key {
-            "openid" if openid.is_none() => openid = Some(value.into_owned()),
-            "openid" => return Err("openid is given twice".to_owned()),
-            other => {
-                return Err(format!(
-                    "unknown query parameter {other:?}; the only one is openid"
-                ));
-            }
+        if key != name {
+            return Err(format!(
+                "unknown query parameter {key:?}; the only one is {name}"
+            ));
         }
+        if found.is_some() {
+            return Err(format!("{name} is given twice"));
+        }
+        found = Some(value.into_owned());
     }
-    Ok(openid)
+    Ok(found)
 }
 
 /// The path's segments after the leading `/`, percent-decoded; `None` when one is not UTF-8.
@@ -415,7 +413,7 @@ fn decode_segments(path: &str) -> Option<Vec<String>> {
         .collect()
 }
 
-fn json_value<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+pub(crate) fn json_value<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     match serde_json::to_string(value) {
         Ok(body) => json_response(status, body),
         Err(error) => error_response(
@@ -423,6 +421,17 @@ fn json_value<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
             &format!("cannot write the answer: {error}"),
             None,
         ),
+    }
+}
+
+/// Refuses a method other than `allowed` (GET or POST) with 405.
+pub(crate) fn expect(method: &Method, allowed: Method) -> Result<(), Box<Response<Body>>> {
+    if *method == allowed {
+        Ok(())
+    } else if allowed == Method::GET {
+        Err(Box::new(method_not_allowed("GET")))
+    } else {
+        Err(Box::new(method_not_allowed("POST")))
     }
 }
 
@@ -444,6 +453,7 @@ mod tests {
 
     #[test]
     fn the_messages_query_takes_only_openid() {
+        let messages_query = |query| filter_query(query, "openid");
         assert_eq!(messages_query(None), Ok(None));
         assert_eq!(messages_query(Some("")), Ok(None));
         assert_eq!(

@@ -1,6 +1,7 @@
-//! `kefu-sandbox` (also `kefu-connector sandbox`): the Dialogue Open Platform (微信对话开放平台)
-//! and `api.weixin.qq.com` (stable_token, custom/send, typing) emulated on loopback, with
-//! simulated users, so that the demo, the tests and users' own integration tests run offline.
+//! `kefu-sandbox` (also `kefu-connector sandbox`): the Dialogue Open Platform (微信对话开放平台),
+//! `api.weixin.qq.com` (stable_token, custom/send, typing), yunzhenji's `wechat/sendMessage` and
+//! a company gateway's `sendCustomerMessage` emulated on loopback, with simulated users, so that
+//! the demo, the tests and users' own integration tests run offline.
 //!
 //! # Dialogue platform endpoints (protocols.md §4.2–4.6)
 //!
@@ -46,18 +47,21 @@
 //!
 //! # Faults (for tests and benchmarks)
 //!
-//! Faults apply to the platform endpoints only (the three Dialogue ones and the `cgi-bin` ones
-//! below, which share one RNG), after the body has been read: first the latency, then at most
-//! one fault. A Dialogue request hit by a fault is not processed and not recorded. A `cgi-bin`
-//! request that is dropped **is** processed (a token issued, a message accepted and recorded,
-//! the quota counted) before its connection is closed, as when the platform acted and the
-//! answer was lost; one answered `-1` is not processed.
+//! Faults apply to the platform endpoints only (the three Dialogue ones, the `cgi-bin` ones and
+//! the two vendors' send endpoints below, which share one RNG), after the body has been read:
+//! first the latency, then at most one fault. A Dialogue request hit by a fault is not processed
+//! and not recorded. A `cgi-bin` or vendor request that is dropped **is** processed (a token
+//! issued, a message accepted and recorded, the quota counted, yunzhenji's pushes scheduled)
+//! before its connection is closed, as when the platform acted and the answer was lost; one
+//! answered with the system error is not processed.
 //!
 //! * `latency`: a delay before every answer (cut short when the sandbox stops);
 //! * `drop_rate`: the fraction of requests read and then answered by closing the connection,
 //!   without a response: the client cannot know what happened (an ambiguous failure);
 //! * `system_error_rate`: the fraction answered `{"success":false,"code":-1,"msg":"系统异常,请稍候再试","rid":…}`
-//!   (Dialogue) or `{"errcode":-1,"errmsg":"system error rid: …"}` (`cgi-bin`);
+//!   (Dialogue), `{"errcode":-1,"errmsg":"system error rid: …"}` (`cgi-bin`),
+//!   `{"errcode":-1,"message":"系统繁忙,请稍后再试"}` (yunzhenji, HTTP 200) or HTTP 500
+//!   `{"code":500,"msg":"系统异常,请联系管理员","data":null}` (the gateway);
 //! * `seed`: seeds the RNG. Each request draws the same two numbers whatever the rates, so the
 //!   same seed and the same sequence of requests give the same faults (and the same `rid`s).
 //!   Concurrent requests draw in the order their bodies finish arriving.
@@ -82,6 +86,16 @@
 //! | `POST /sandbox/accounts/{appid}/inject` | `{"errcode": N, "count": C}` (N not 0, C from 1 to 10,000): the account's next C `custom/send` and typing calls with a valid token answer `{"errcode":N,"errmsg":"injected by the sandbox … rid: …"}` and are not accepted, for the codes its rules cannot produce (45009, 45011, 70000, …); replaces an injection still pending; answer [`Injection`] |
 //! | `GET /sandbox/accounts/{appid}/users/{openid}` | [`ApiUser`]: `{"openid","wrote_at_ms","sent_since_wrote","interaction_at_ms","typing_until_ms"}` |
 //! | `POST /sandbox/accounts/{appid}/users/{openid}/write` | no body (or `{}`); the user writes to the account without a push: the window opens, the quota starts again; answer [`ApiUser`] |
+//! | `GET /sandbox/yunzhenji` | [`YunzhenjiStatus`]: `{"callback","push_delay_ms","failure_rate","partial_next","accepted","pushes"}` (`callback` without its path) |
+//! | `POST /sandbox/yunzhenji/settings` | body [`YunzhenjiChange`] `{"callback_url"?,"push_delay_ms"?,"failure_rate"?}`: applied whole or not at all (422 with the `field`); answer [`YunzhenjiStatus`] |
+//! | `POST /sandbox/yunzhenji/partial` | `{"accept": N}`: the next valid `sendMessage` accepts only its first N messages; answer [`YunzhenjiStatus`] |
+//! | `GET /sandbox/yunzhenji/messages[?target_wxid=…]` | the accepted messages in order: a JSON array of [`YunzhenjiMessage`] `{"seq","app_id","wxid","target_wxid","idx","msg_type","content","api_send_id","api_send_svrid","delayed_time","fails","received_at_ms"}` |
+//! | `GET /sandbox/yunzhenji/pushes` | the finished pushes in order: a JSON array of [`YunzhenjiPush`] `{"seq","event","api_send_id","api_send_svrid","body","attempts","callback"}` |
+//! | `POST /sandbox/yunzhenji/customers/{wxid}/say` | body [`CustomerSays`] `{"text","app_id"?,"group"?}`: the customer's `chatMsg` is pushed at once; answer [`YunzhenjiPush`] (502 when it could not be delivered) |
+//! | `GET /sandbox/gateway` | [`GatewayStatus`]: `{"system","appid","errcode_as_string","injected","accepted"}` |
+//! | `POST /sandbox/gateway/settings` | body [`GatewayChange`] `{"errcode_as_string"?: bool}`; answer [`GatewayStatus`] |
+//! | `POST /sandbox/gateway/inject` | body [`GatewayInjection`] `{"errcode": N, "count": C, "as_string"?: bool}` or `{"code": M, "count": C}` (N not 0, M not 200, C from 1 to 10,000): the next C valid calls answer it and accept nothing; replaces an injection still pending; answer [`GatewayStatus`] |
+//! | `GET /sandbox/gateway/messages[?openid=…]` | the gateway's accepted messages in order: a JSON array of [`GatewayMessage`] `{"seq","open_id","msg","received_at_ms"}` |
 //!
 //! Answers are 200 with the outcome (what the target answered: its status, body and the elapsed
 //! time, or `not_configured` without a URL), or 502 with the same outcome when the push could not
@@ -242,6 +256,114 @@
 //! ([`OaAccount::appid`]): so give the push account the API account's AppID, such as
 //! [`DEFAULT_OA_APPID`], to play a whole conversation. Other `cgi-bin` paths are 404.
 //!
+//! # yunzhenji (云真机, protocols.md §7)
+//!
+//! **`POST /wechat/sendMessage`** stands in for `https://oapi-yzj.miaokol.com/wechat/sendMessage`:
+//! point a yunzhenji account's `base_url` at [`Sandbox::url`]. The sandbox plays the accounts of
+//! [`SandboxConfig::yunzhenji`] (`--yzj-account APP_ID:ACCESS_TOKEN:WXID`, repeatable); without
+//! any, one:
+//!
+//! | `app_id` | `access_token` | `wxid` |
+//! |---|---|---|
+//! | [`DEFAULT_YZJ_APP_ID`] `yzj-sandbox` | [`DEFAULT_YZJ_ACCESS_TOKEN`] `yzj-sandbox-token` | [`DEFAULT_YZJ_WXID`] `1688850000000001` |
+//!
+//! Every answer is HTTP 200 with a JSON body. A refusal is `{"errcode":N,"message":"…"}`: the
+//! key is **`message`**, not `errmsg`, as the vendor documents. **The vendor publishes no error
+//! codes** (protocols.md §11 item 14): the codes below are the sandbox's own, so a client should
+//! treat any non-zero `errcode` alike (terminal, with the `message` text). Checks run in this
+//! order; the first failure answers:
+//!
+//! 1. 40000: the body is not a JSON object;
+//! 2. 40001: `app_id`, `access_token`, `wxid` or `target_wxid` missing, empty or not a string, or
+//!    `messages` not an array (`message` names the field);
+//! 3. 40002: `app_id` and `access_token` do not name an account (the token is compared in constant
+//!    time, and the message does not say which of the two is wrong);
+//! 4. 40003: `wxid` is not the account's WeCom account;
+//! 5. 40004: `messages` holds 0 or more than 5 messages;
+//! 6. for each message in order (`message` names `messages[i]…`): not an object, no `msg_type`,
+//!    no `content` object, an `api_send_id` that is neither a string nor an integer, or a
+//!    `delayed_time` that is not a non-negative integer 40001; an unknown `msg_type` 40005; a
+//!    missing or empty content field 40006: `text` needs a non-empty `items` array whose items
+//!    have a `type`, and a `text` item its `text` (other item types, such as emoji, are
+//!    unconfirmed and pass); `announcement` `text`; `picture` `url`; `link` `cover`, `desc`,
+//!    `title` and `url`; `file` `title` and `url`; `voice` `url` and `duration` (and
+//!    `org_content`, if present, a string), a `duration` outside 1..=60 being 40007. `video`,
+//!    `program`, `card` and `channel` take any content object: the vendor lists them without
+//!    their fields.
+//!
+//! Then `{"errcode":0,"data":[{"idx":0,"api_send_svrid":"…","api_send_id":"…"},…]}`: one entry
+//! per accepted message, `api_send_id` echoed as it was sent (string or number) and only if it
+//! was sent. `api_send_svrid` reads `<from>,<to>,<Unix ms><5 letters>`, like the vendor's
+//! `168…,7…,1675997660116ABKocO`. After `POST /sandbox/yunzhenji/partial` `{"accept": N}`, the
+//! next valid call accepts only its first N messages: `data` lacks the others, which are neither
+//! recorded nor pushed (a refused call leaves the limit pending).
+//!
+//! **The pushes.** `errcode` 0 means the vendor passed the call on, not that anything was
+//! delivered. For each accepted message the sandbox later POSTs (`Content-Type:
+//! application/json`) to the callback URL (`--yzj-callback-url`, or `callback_url` of
+//! `POST /sandbox/yunzhenji/settings`):
+//!
+//! ```text
+//! {"event":"chatMsg","app_id":"yzj-sandbox","wxid":"1688850000000001",
+//!  "data":{"api_send_id":"42","api_send_svrid":"1688850000000001,7881300000000001,1700000000000ABKocO",
+//!          "from_wxid":"1688850000000001","to_wxid":"7881300000000001","msg_type":"text",
+//!          "content":{"items":[{"type":"text","text":"您好"}]},"create_time":1700000000}}
+//! ```
+//!
+//! for every message whether or not it is delivered, as the vendor documents, and then, for the
+//! messages that fail (the fraction `--yzj-failure-rate`, or `failure_rate`, decided when they
+//! are accepted with the seeded RNG and shown as `fails` in the record):
+//!
+//! ```text
+//! {"event":"chatMsgSendFail","app_id":"yzj-sandbox","wxid":"1688850000000001",
+//!  "data":{"api_send_id":"42","api_send_svrid":"…","to_wxid":"7881300000000001","message":"消息发送失败 (sandbox failure_rate)"}}
+//! ```
+//!
+//! `api_send_id` appears only for messages sent with one, as sent. A call's pushes go out in
+//! order (its `chatMsg`s, then its `chatMsgSendFail`s), starting `--yzj-push-delay-ms` (1,000
+//! by default, at most an hour) after the call, or at the message's `delayed_time` if later (a
+//! day at most). Each push is retried while the target answers other than 2xx or cannot be
+//! reached, 3 attempts in all (250 ms, then 500 ms apart, 5 s each at most); pushes run in the
+//! background, never holding up an answer, and stop with the sandbox. Finished pushes are listed
+//! by `GET /sandbox/yunzhenji/pushes`. The real callback schema and its authentication are
+//! unconfirmed (protocols.md §11 item 14): this is the sandbox's best reading of the vendor's
+//! pages, and it carries no signature.
+//!
+//! **A customer writes.** `POST /sandbox/yunzhenji/customers/{wxid}/say` `{"text"}` pushes at
+//! once a `chatMsg` without `api_send_id`, `from_wxid` = the customer, `to_wxid` = the account's
+//! wxid (or `"group"`, a group's id), `msg_type` `text`.
+//!
+//! # The company gateway (protocols.md §8)
+//!
+//! **`POST /wisdom-api/weixin/v1/sendCustomerMessage`** stands in for the three documented
+//! hosts: point a gateway account's `base_url` at [`Sandbox::url`]. The gateway sends through
+//! one of the sandbox's `api.weixin.qq.com` accounts ([`GatewaySettings::appid`],
+//! `--gateway-appid`; by default the first Official Account, [`DEFAULT_OA_APPID`]), so its known
+//! `openId`s are that account's users: make one write with
+//! `POST /sandbox/accounts/{appid}/users/{openid}/write`, and the account's send window and quota
+//! apply. Checks, in order; the first failure answers HTTP 200 with
+//! `{"code":N,"msg":"…","data":null}`. The gateway's own codes are undocumented (protocols.md §11
+//! item 15; a sibling page shows 402), so these are the sandbox's choice:
+//!
+//! 1. no `system` header 401; one other than [`GatewaySettings::system`] (`NEW_MEMBER` by
+//!    default, `--gateway-system`; compared exactly) 402;
+//! 2. a `Content-Type` other than `application/json` (parameters allowed) 415 (inferred);
+//! 3. a body that is not a JSON object 400; no non-empty string `openId` (camelCase: `openid` or
+//!    `touser` do not count) 400 `openId 不能为空`; no non-empty string `msg` (rich JSON is not
+//!    taken) 400 `msg 不能为空`.
+//!
+//! Then the text goes to WeChat as the account's `custom/send` (recorded with the account's
+//! requests), and whatever WeChat answers comes back wrapped, **always with `code` 200**:
+//! `{"code":200,"msg":"操作成功","data":{"errcode":0,"errmsg":"ok"}}`, or for a user who never
+//! wrote `{"code":200,"msg":"操作成功","data":{"errcode":40003,"errmsg":"invalid openid rid: …"}}`
+//! (likewise 45015, 45047, 45002, an injected account code, …). Only `data.errcode` 0 is an
+//! accepted message (`GET /sandbox/gateway/messages`). With `errcode_as_string`
+//! (`POST /sandbox/gateway/settings`) `data.errcode` is a numeric string (`"0"`, `"40003"`), as
+//! the gateway's page types it. `POST /sandbox/gateway/inject` answers the next calls (after the
+//! checks above) with a WeChat `errcode` inside code 200 (40001 stands for the gateway's own
+//! token trouble), as a string with `"as_string": true`, or with a gateway `code` other than
+//! 200; an injected answer accepts nothing.
+//!
 //! # In process
 //!
 //! ```no_run
@@ -298,9 +420,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Secrets: the TOKENs and the EncodingAESKeys (the bot's and the OA's) never appear in logs,
-//! answers or error messages; logged paths show `{TOKEN}` in place of the TOKEN segment, and the
-//! push URLs are logged without their paths.
+//! Secrets: the TOKENs, the EncodingAESKeys (the bot's and the OA's) and yunzhenji's access
+//! tokens never appear in logs, answers or error messages; logged paths show `{TOKEN}` in place
+//! of the TOKEN segment, request bodies and the gateway's `system` header are never logged, and
+//! the push URLs are logged without their paths.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -313,11 +436,14 @@ mod config;
 mod control;
 mod dialogue;
 mod faults;
+mod gateway;
 mod oa;
 mod push;
 mod server;
 mod state;
 mod user;
+mod vendors_control;
+mod yunzhenji;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -332,22 +458,33 @@ pub use cgibin::{
     AccountKind, ApiAccount, ApiAccountSnapshot, ApiRequest, ApiSettings, ApiUser,
     DEFAULT_MP_APPID, DEFAULT_MP_SECRET, DEFAULT_OA_APPID, DEFAULT_OA_SECRET, Injection,
 };
-pub use command::{SandboxArgs, run};
+pub use command::{SandboxArgs, VendorArgs, run};
 pub use config::{DEFAULT_MAX_MESSAGES, SandboxConfig, SandboxError};
 pub use faults::Fault;
+pub use gateway::{
+    DEFAULT_GATEWAY_SYSTEM, GatewayChange, GatewayInjection, GatewayMessage, GatewaySettings,
+    GatewayStatus,
+};
 pub use oa::{DEFAULT_OA_ORIGINAL_ID, OaAccount, OaFormat, OaMode, OaPushOutcome, OaSay};
 pub use push::CallbackDelivery;
 pub use state::{RecordedMessage, UserSnapshot};
 pub use user::{AskForPerson, DEFAULT_USER_APPID, Redelivery, Say, SayError, SayOutcome};
+pub use yunzhenji::{
+    CustomerSays, DEFAULT_YZJ_ACCESS_TOKEN, DEFAULT_YZJ_APP_ID, DEFAULT_YZJ_WXID, YunzhenjiAccount,
+    YunzhenjiChange, YunzhenjiError, YunzhenjiMessage, YunzhenjiPush, YunzhenjiSettings,
+    YunzhenjiStatus,
+};
 
 use cgibin::WeChatApi;
 use config::{check_token, crypt, official_account};
 use dialogue::Platform;
 use faults::{Faults, check_rate};
+use gateway::Gateway;
 use oa::OfficialAccount;
 use push::{Target, parse_callback_url};
 use server::App;
 use state::Store;
+use yunzhenji::Yunzhenji;
 
 /// A running sandbox. Stop it with [`Sandbox::stop`]; dropping it stops accepting connections
 /// too, without waiting.
@@ -381,7 +518,23 @@ impl Sandbox {
             .api
             .check()
             .map_err(|(setting, reason)| SandboxError::config(setting, reason))?;
+        config
+            .yunzhenji
+            .check()
+            .map_err(|(setting, reason)| SandboxError::config(setting, reason))?;
+        let yzj_failure_rate = check_rate(config.yunzhenji.failure_rate)
+            .map_err(|reason| SandboxError::config("--yzj-failure-rate", reason))?;
+        let yzj_callback = config
+            .yunzhenji
+            .callback_url
+            .as_deref()
+            .map(parse_callback_url)
+            .transpose()
+            .map_err(|reason| SandboxError::config("--yzj-callback-url", reason))?;
         let seed = config.seed.unwrap_or_else(|| rand::rng().random());
+        let api = WeChatApi::new(&config.api, config.max_messages, seed);
+        let gateway = Gateway::new(&config.gateway, &api, config.max_messages)
+            .map_err(|(setting, reason)| SandboxError::config(setting, reason))?;
 
         let listener =
             TcpListener::bind(config.listen)
@@ -401,9 +554,21 @@ impl Sandbox {
         let target = callbacks.redacted();
         let oa_target = oa.as_ref().and_then(OfficialAccount::redacted_target);
         let oa_enabled = oa.is_some();
+        let yunzhenji = Yunzhenji::new(
+            &YunzhenjiSettings {
+                failure_rate: yzj_failure_rate,
+                ..config.yunzhenji.clone()
+            },
+            Target::new(yzj_callback),
+            config.max_messages,
+            seed,
+            stopping.clone(),
+        );
         let app = Arc::new(App {
             platform: Platform::new(&config.token, crypt.clone(), Arc::clone(&store), seed),
-            api: WeChatApi::new(&config.api, config.max_messages, seed),
+            api,
+            yunzhenji: Arc::new(yunzhenji),
+            gateway,
             store,
             faults: Faults::new(config.latency, system_error_rate, drop_rate, seed),
             callbacks,
@@ -433,6 +598,10 @@ impl Sandbox {
                 .map(|(appid, kind)| format!("{}:{appid}", kind.as_str()))
                 .collect::<Vec<_>>()
                 .join(","),
+            yunzhenji_apps = %app.yunzhenji.app_ids().collect::<Vec<_>>().join(","),
+            yunzhenji_callback = app.yunzhenji.redacted_target().as_deref(),
+            gateway_system = %config.gateway.system,
+            gateway_appid = app.gateway.status().appid.as_deref(),
             "sandbox listening"
         );
         Ok(Sandbox {
@@ -614,6 +783,64 @@ impl Sandbox {
     /// A user of the account as the send rules see them.
     pub fn api_user(&self, appid: &str, openid: &str) -> Option<ApiUser> {
         self.app.api.user(appid, openid)
+    }
+
+    /// yunzhenji's messages accepted by `POST /wechat/sendMessage`, in order: all, or one
+    /// target's. The same data as `GET /sandbox/yunzhenji/messages[?target_wxid=…]`.
+    pub fn yunzhenji_messages(&self, target_wxid: Option<&str>) -> Vec<YunzhenjiMessage> {
+        self.app.yunzhenji.messages(target_wxid)
+    }
+
+    /// yunzhenji's finished pushes (delivered or given up), in order, as
+    /// `GET /sandbox/yunzhenji/pushes` lists them.
+    pub fn yunzhenji_pushes(&self) -> Vec<YunzhenjiPush> {
+        self.app.yunzhenji.pushes()
+    }
+
+    /// Changes where yunzhenji pushes, how long after a call, and how many messages fail, as
+    /// `POST /sandbox/yunzhenji/settings` does: all of the change, or nothing.
+    pub fn set_yunzhenji(
+        &self,
+        change: &YunzhenjiChange,
+    ) -> Result<YunzhenjiStatus, YunzhenjiError> {
+        self.app.yunzhenji.change(change)
+    }
+
+    /// The next valid `sendMessage` call accepts only its first `accept` messages (a partial
+    /// `data` array), as `POST /sandbox/yunzhenji/partial` does.
+    pub fn yunzhenji_accept_only(&self, accept: usize) -> YunzhenjiStatus {
+        self.app.yunzhenji.accept_only(accept)
+    }
+
+    /// A customer (`wxid`) writes to the WeCom account, as
+    /// `POST /sandbox/yunzhenji/customers/{wxid}/say` does: a `chatMsg` without `api_send_id`
+    /// is pushed at once, and reported.
+    pub async fn yunzhenji_customer_says(
+        &self,
+        wxid: &str,
+        says: CustomerSays,
+    ) -> Result<YunzhenjiPush, YunzhenjiError> {
+        self.app
+            .yunzhenji
+            .customer_says(wxid, says, server::unix_ms())
+            .await
+    }
+
+    /// The company gateway's accepted messages, in order: all, or one user's. The same data as
+    /// `GET /sandbox/gateway/messages[?openid=…]`.
+    pub fn gateway_messages(&self, open_id: Option<&str>) -> Vec<GatewayMessage> {
+        self.app.gateway.messages(open_id)
+    }
+
+    /// Sets what the gateway's next calls answer, as `POST /sandbox/gateway/inject` does.
+    /// `Err` says what is wrong with the injection.
+    pub fn gateway_inject(&self, injection: GatewayInjection) -> Result<GatewayStatus, String> {
+        self.app.gateway.inject(injection)
+    }
+
+    /// Changes how the gateway writes its answers, as `POST /sandbox/gateway/settings` does.
+    pub fn set_gateway(&self, change: GatewayChange) -> GatewayStatus {
+        self.app.gateway.change(change)
     }
 
     /// Stops gracefully: stops accepting, answers the requests in flight (latency is cut short),

@@ -21,12 +21,14 @@ use wxbizmsgcrypt::MsgCrypt;
 use crate::cgibin::{self, WeChatApi};
 use crate::dialogue::{Platform, route};
 use crate::faults::{Fault, Faults};
+use crate::gateway::Gateway;
 use crate::oa::{OaPushOutcome, OaSay, OfficialAccount};
 use crate::push::{CallbackDelivery, Target};
 use crate::state::{Pushed, Store};
 use crate::user::{
     AskForPerson, HANDOFF_KEYWORD, Redelivery, Say, SayError, SayOutcome, UserAction,
 };
+use crate::yunzhenji::Yunzhenji;
 
 /// The largest `/openapi` request body read.
 pub(crate) const MAX_PLATFORM_BODY: usize = 1024 * 1024;
@@ -49,6 +51,10 @@ pub(crate) struct App {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// The Official Account whose pushes the sandbox emulates, if configured.
     pub(crate) oa: Option<OfficialAccount>,
+    /// yunzhenji's `wechat/sendMessage` and its pushes.
+    pub(crate) yunzhenji: Arc<Yunzhenji>,
+    /// The company gateway.
+    pub(crate) gateway: Gateway,
 }
 
 impl App {
@@ -284,6 +290,9 @@ async fn handle(app: Arc<App>, request: Request<RequestBody>, closer: Closer) ->
     if let Some(route) = cgibin::Route::of(&path) {
         return cgi_bin(&app, route, request, closer, started).await;
     }
+    if let Some(vendor) = Vendor::of(&path) {
+        return vendor_send(&app, vendor, request, closer, started).await;
+    }
     let response = crate::control::control(&app, request).await;
     tracing::info!(
         method = %method,
@@ -422,23 +431,139 @@ async fn cgi_bin(
     closer: Closer,
     started: Instant,
 ) -> Response<Body> {
-    let path = request.uri().path().to_owned();
     let query = request.uri().query().map(str::to_owned);
+    processed_despite_drops(app, request, closer, started, |body, system_error| {
+        let reply = if system_error {
+            app.api.system_error()
+        } else {
+            app.api.handle(route, query.as_deref(), body, unix_ms())
+        };
+        Answered {
+            status: StatusCode::OK,
+            body: reply.body,
+            code: reply.code,
+            errcode: None,
+            rid: reply.rid,
+        }
+    })
+    .await
+}
+
+/// The vendors' send endpoints, which stand in for other hosts than `api.weixin.qq.com`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Vendor {
+    /// yunzhenji's `POST /wechat/sendMessage`.
+    Yunzhenji,
+    /// The company gateway's `POST /wisdom-api/weixin/v1/sendCustomerMessage`.
+    Gateway,
+}
+
+impl Vendor {
+    fn of(path: &str) -> Option<Vendor> {
+        match path {
+            "/wechat/sendMessage" => Some(Vendor::Yunzhenji),
+            "/wisdom-api/weixin/v1/sendCustomerMessage" => Some(Vendor::Gateway),
+            _ => None,
+        }
+    }
+}
+
+/// A vendor's send endpoint. Neither the body (yunzhenji's holds the `access_token`) nor the
+/// `system` header is logged.
+async fn vendor_send(
+    app: &App,
+    vendor: Vendor,
+    request: Request<RequestBody>,
+    closer: Closer,
+    started: Instant,
+) -> Response<Body> {
+    if let Err(refused) = crate::control::expect(request.method(), Method::POST) {
+        return *refused;
+    }
+    let header = |name| request.headers().get(name).map(|v| v.as_bytes().to_vec());
+    let system = header("system");
+    let content_type =
+        header(CONTENT_TYPE.as_str()).map(|v| String::from_utf8_lossy(&v).into_owned());
+    processed_despite_drops(
+        app,
+        request,
+        closer,
+        started,
+        |body, system_error| match vendor {
+            Vendor::Yunzhenji => {
+                let reply = if system_error {
+                    app.yunzhenji.system_error()
+                } else {
+                    app.yunzhenji.handle(body, unix_ms())
+                };
+                Answered {
+                    status: StatusCode::OK,
+                    body: reply.body,
+                    code: reply.code,
+                    errcode: None,
+                    rid: None,
+                }
+            }
+            Vendor::Gateway => {
+                let answer = if system_error {
+                    app.gateway.system_error()
+                } else {
+                    app.gateway.handle(
+                        &app.api,
+                        system.as_deref(),
+                        content_type.as_deref(),
+                        body,
+                        unix_ms(),
+                    )
+                };
+                Answered {
+                    status: answer.status,
+                    body: answer.body,
+                    code: answer.code,
+                    errcode: answer.errcode,
+                    rid: None,
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// What an endpoint answered, for the response and the log.
+struct Answered {
+    status: StatusCode,
+    body: String,
+    /// The code of the answer (`errcode`, or the gateway's outer `code`).
+    code: i64,
+    /// The gateway's inner `data.errcode`.
+    errcode: Option<i64>,
+    rid: Option<String>,
+}
+
+/// Reads the body, draws the faults, waits the latency, and answers with `process`, which is
+/// told whether to answer the system error. A dropped request **is** processed, as when the
+/// platform acted and the answer was lost; then the connection closes without an answer.
+async fn processed_despite_drops(
+    app: &App,
+    request: Request<RequestBody>,
+    closer: Closer,
+    started: Instant,
+    process: impl FnOnce(&[u8], bool) -> Answered,
+) -> Response<Body> {
+    let path = request.uri().path().to_owned();
     let body = match read_platform_body(app, &path, request).await {
         Ok(body) => body,
         Err(response) => return *response,
     };
     let fault = app.faults.roll();
     wait_latency(app).await;
-    let reply = match fault {
-        Some(Fault::SystemError) => app.api.system_error(),
-        // A dropped request is processed like any other; only its answer is lost.
-        Some(Fault::Drop) | None => app.api.handle(route, query.as_deref(), &body, unix_ms()),
-    };
+    let answer = process(&body, fault == Some(Fault::SystemError));
     tracing::info!(
         path,
-        errcode = reply.code,
-        rid = reply.rid.as_deref(),
+        status = answer.status.as_u16(),
+        code = answer.code,
+        errcode = answer.errcode,
+        rid = answer.rid.as_deref(),
         fault = fault.map(Fault::as_str),
         request_bytes = body.len(),
         elapsed_ms = elapsed_ms(started),
@@ -448,7 +573,7 @@ async fn cgi_bin(
         closer.close_now();
         return std::future::pending().await;
     }
-    json_response(StatusCode::OK, reply.body)
+    json_response(answer.status, answer.body)
 }
 
 /// A JSON answer.

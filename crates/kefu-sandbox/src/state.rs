@@ -352,6 +352,17 @@ impl UserEntry<'_> {
     }
 }
 
+/// Keeps a record at the end of `records`, evicting the oldest beyond `max` (0 keeps none).
+pub(crate) fn keep<T>(records: &mut VecDeque<T>, record: T, max: usize) {
+    if max == 0 {
+        return;
+    }
+    if records.len() >= max {
+        records.pop_front();
+    }
+    records.push_back(record);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -190,7 +190,7 @@ impl WeChatApi {
     }
 
     /// A fresh `rid`: three groups of 8 lowercase hexadecimal digits, like the platform's.
-    fn rid(&self) -> String {
+    pub(crate) fn rid(&self) -> String {
         let [a, b, c]: [u32; 3] = self
             .rids
             .lock()
@@ -281,6 +281,26 @@ impl WeChatApi {
     fn send(&self, query: Option<&str>, raw: &[u8], now_ms: u64) -> Result<Reply, Refusal> {
         // The body is parsed without the lock, which other requests wait for.
         let index = self.account(&self.lock(), query, now_ms)?;
+        self.send_as(index, raw, now_ms)
+    }
+
+    /// A text that a system holding the account's token (the company gateway) sends through
+    /// `custom/send`: the same checks, record and answer. `None` for an unknown AppID.
+    pub(crate) fn send_text(
+        &self,
+        appid: &str,
+        openid: &str,
+        text: &str,
+        now_ms: u64,
+    ) -> Option<Reply> {
+        let index = self.index(appid)?;
+        let raw = json!({"touser": openid, "msgtype": "text", "text": {"content": text}});
+        let answer = self.send_as(index, raw.to_string().as_bytes(), now_ms);
+        Some(answer.unwrap_or_else(|refusal| self.refuse(refusal)))
+    }
+
+    /// `custom/send` past the token check, for the account at `index`.
+    fn send_as(&self, index: usize, raw: &[u8], now_ms: u64) -> Result<Reply, Refusal> {
         if let Some(reply) = self.injected(index) {
             return Ok(reply);
         }
