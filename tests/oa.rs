@@ -2,8 +2,10 @@
 //! `custom/send` → an in-process sandbox playing api.weixin.qq.com, with its token, window,
 //! quota and error rules.
 
+#[path = "common/trace.rs"]
+mod trace;
+
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kefu_connector::config::Config;
@@ -14,6 +16,7 @@ use kefu_connector::sandbox::{
 };
 use kefu_connector::serve::Relay;
 use serde_json::{Value, json};
+use trace::captured_trace;
 
 const API_KEY: &str = "oa-desk-key-0123456789abcdef";
 /// The callback configuration of the `shop` account.
@@ -575,37 +578,6 @@ async fn tokens_one_fetch_for_a_cold_crowd_one_replay_when_superseded_and_reused
     setup.stop().await;
 }
 
-/// A writer into a shared buffer, for the relay's tracing output.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The trace output of every test of this binary: a global subscriber (a scoped one misses
-/// the callsites whose interest other threads cached while they had none).
-fn captured_trace() -> &'static Captured {
-    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
-    CAPTURED.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
-        captured
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_access_token_or_appsecret_in_any_trace_line() {
     let captured = captured_trace();
@@ -630,7 +602,7 @@ async fn no_access_token_or_appsecret_in_any_trace_line() {
     tokens.push(current_token(&setup).await);
     assert_ne!(tokens[0], tokens[1]);
     setup.stop().await;
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     assert!(text.lines().count() > 20, "trace output captured: {text}");
     assert!(text.contains("access token fetched"), "{text}");
     assert!(!text.contains(DEFAULT_OA_SECRET), "the AppSecret leaked");
