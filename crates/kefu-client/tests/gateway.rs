@@ -66,8 +66,15 @@ async fn code_200_with_a_wechat_refusal_is_a_failure() {
     let provider = provider(&fake);
     let job = jobs(&provider, 1, json!({"openid": "oNOBODY", "msg": "hi"})).remove(0);
     let attempt = provider.send(&job).await;
-    // The outer code alone says the call succeeded: a client checking only it would be wrong.
     assert_eq!(fake.seen().len(), 1);
+    // The outer code alone says the call succeeded: a client checking only it would be wrong.
+    let only_code =
+        kefu_client::kefu_payload::gateway::classify(200, br#"{"code":200,"msg":"ok","data":{}}"#);
+    assert_ne!(
+        only_code.class,
+        Class::Success,
+        "a code without data.errcode is no success"
+    );
     assert_eq!(
         attempt.class,
         Class::Terminal(Reason::Recipient),
