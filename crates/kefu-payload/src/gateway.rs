@@ -90,8 +90,8 @@ pub fn read_desk_message(body: &Map<String, Value>) -> Result<DeskMessage, Inval
 /// ```
 /// use kefu_core::{Class, Reason};
 /// use kefu_payload::gateway::classify;
-/// let refused = br#"{"code":200,"msg":"操作成功","data":{"errcode":40003,"errmsg":"invalid openid rid: 66f3bd4d-25a283a9"}}"#;
-/// let attempt = classify(200, refused);
+/// let refused = r#"{"code":200,"msg":"操作成功","data":{"errcode":40003,"errmsg":"invalid openid rid: 66f3bd4d-25a283a9"}}"#;
+/// let attempt = classify(200, refused.as_bytes());
 /// assert_eq!(attempt.class, Class::Terminal(Reason::Recipient));
 /// assert_eq!(attempt.rid.as_deref(), Some("66f3bd4d-25a283a9"));
 /// ```

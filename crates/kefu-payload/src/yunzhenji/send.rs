@@ -71,7 +71,7 @@ struct Body<'a> {
 /// ```
 /// use kefu_payload::yunzhenji::{Account, send_body, stored_message};
 /// let account = Account { app_id: "A", access_token: "T", wxid: "W" };
-/// let message = stored_message(br#"{"msg_type":"text","content":{"items":[{"type":"text","text":"您好"}]}}"#).unwrap();
+/// let message = stored_message(r#"{"msg_type":"text","content":{"items":[{"type":"text","text":"您好"}]}}"#.as_bytes()).unwrap();
 /// let body = send_body(account, "C", vec![(42, message)]);
 /// assert_eq!(
 ///     String::from_utf8(body).unwrap(),
