@@ -15,7 +15,6 @@
 //! ```
 
 use core::fmt;
-use std::time::Duration;
 
 use hyper::header::{HeaderName, HeaderValue};
 use kefu_core::{
@@ -23,9 +22,8 @@ use kefu_core::{
 };
 use kefu_payload::gateway::{classify, read_desk_message};
 
-use crate::post::{Endpoint, Posted, post_json};
+use crate::post::{Endpoint, PostSettings, Posted, Poster};
 use crate::settings::SettingsError;
-use crate::transport::{HttpClient, http_client};
 
 /// The send path.
 pub const SEND_PATH: &str = "/wisdom-api/weixin/v1/sendCustomerMessage";
@@ -35,11 +33,6 @@ pub const OPERATION_SEND: &str = "sendCustomerMessage";
 
 /// The `system` header's value unless set: the calling-system identifier the page documents.
 pub const DEFAULT_SYSTEM: &str = "NEW_MEMBER";
-
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// The gateway's three documented hosts (protocols.md §8.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,9 +82,7 @@ pub struct GatewayProviderBuilder {
     name: String,
     base_url: Option<String>,
     system: String,
-    connect_timeout: Duration,
-    request_timeout: Duration,
-    http: Option<HttpClient>,
+    post: PostSettings,
 }
 
 impl GatewayProviderBuilder {
@@ -114,24 +105,7 @@ impl GatewayProviderBuilder {
         self
     }
 
-    /// Bounds DNS, TCP connect and TLS of a call of its own client. Default 5 s.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Bounds a whole call. Default 10 s. A call that times out is ambiguous and never resent.
-    pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
-        self
-    }
-
-    /// A pooled client to share with other providers. Without one, the provider builds its own
-    /// with the connect timeout.
-    pub fn http(mut self, http: HttpClient) -> Self {
-        self.http = Some(http);
-        self
-    }
+    crate::post::post_setters!();
 
     /// Checks the settings and builds the provider. No connection is made here.
     pub fn build(self) -> Result<GatewayProvider, SettingsError> {
@@ -146,26 +120,13 @@ impl GatewayProviderBuilder {
         }
         let system = HeaderValue::from_str(&self.system)
             .map_err(|_| SettingsError::Invalid { field: "system" })?;
-        for (which, value) in [
-            ("connect timeout", self.connect_timeout),
-            ("request timeout", self.request_timeout),
-        ] {
-            if value.is_zero() {
-                return Err(SettingsError::Zero { which });
-            }
-        }
         let endpoint = Endpoint::new(&base_url, SEND_PATH)?;
-        let http = match self.http {
-            Some(http) => http,
-            None => http_client(self.connect_timeout, DEFAULT_POOL_IDLE_TIMEOUT)
-                .map_err(|_| SettingsError::Tls)?,
-        };
+        let poster = self.post.build()?;
         Ok(GatewayProvider {
             name: self.name,
             endpoint,
             system,
-            request_timeout: self.request_timeout,
-            http,
+            poster,
         })
     }
 }
@@ -182,8 +143,7 @@ pub struct GatewayProvider {
     name: String,
     endpoint: Endpoint,
     system: HeaderValue,
-    request_timeout: Duration,
-    http: HttpClient,
+    poster: Poster,
 }
 
 impl fmt::Debug for GatewayProvider {
@@ -203,9 +163,7 @@ impl GatewayProvider {
             name: name.into(),
             base_url: None,
             system: DEFAULT_SYSTEM.to_owned(),
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            http: None,
+            post: PostSettings::default(),
         }
     }
 
@@ -226,15 +184,11 @@ impl GatewayProvider {
             );
         }
         let started = tokio::time::Instant::now();
-        let posted = post_json(
-            &self.http,
-            &self.endpoint,
-            Some((HeaderName::from_static("system"), self.system.clone())),
-            job.payload.clone(),
-            self.request_timeout,
-            MAX_RESPONSE_BYTES,
-        )
-        .await;
+        let system = Some((HeaderName::from_static("system"), self.system.clone()));
+        let posted = self
+            .poster
+            .post(&self.endpoint, system, job.payload.clone())
+            .await;
         let shown = &self.endpoint.shown;
         let attempt = match posted {
             Posted::Answer { status, body } => {
@@ -329,5 +283,16 @@ mod tests {
             assert_eq!(provider.system, DEFAULT_SYSTEM);
         }
         assert_eq!(GatewayEnvironment::parse("staging"), None);
+        let err = GatewayProvider::builder("g")
+            .environment(GatewayEnvironment::Test)
+            .request_timeout(std::time::Duration::ZERO)
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            SettingsError::Zero {
+                which: "request timeout"
+            }
+        );
     }
 }

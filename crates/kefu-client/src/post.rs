@@ -10,7 +10,7 @@ use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
 use hyper::{Method, Request, Uri};
 
 use crate::settings::SettingsError;
-use crate::transport::{HttpClient, exchange};
+use crate::transport::{HttpClient, exchange, http_client};
 
 /// Where a provider posts: the URI, and the same as text for messages (no secret in it).
 #[derive(Debug, Clone)]
@@ -54,9 +54,109 @@ pub(crate) enum Posted {
     MaybeSent(String),
 }
 
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// The transport setters of a vendor provider's builder, whose settings are in a field `post`
+/// ([`PostSettings`]): one text for both builders.
+macro_rules! post_setters {
+    () => {
+        /// Bounds DNS, TCP connect and TLS of a call of its own client. Default 5 s.
+        pub fn connect_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.post.connect_timeout = timeout;
+            self
+        }
+
+        /// Bounds a whole call. Default 10 s. A call that times out is ambiguous and never
+        /// resent.
+        pub fn request_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.post.request_timeout = timeout;
+            self
+        }
+
+        /// A pooled client to share with other providers. Without one, the provider builds
+        /// its own with the connect timeout.
+        pub fn http(mut self, http: crate::transport::HttpClient) -> Self {
+            self.post.http = Some(http);
+            self
+        }
+    };
+}
+pub(crate) use post_setters;
+
+/// A vendor provider's transport settings, as its builder collects them.
+#[derive(Debug, Clone)]
+pub(crate) struct PostSettings {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) http: Option<HttpClient>,
+}
+
+impl Default for PostSettings {
+    fn default() -> PostSettings {
+        PostSettings {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            http: None,
+        }
+    }
+}
+
+impl PostSettings {
+    /// Checks the timeouts and takes the shared client, or builds one with the connect timeout.
+    pub(crate) fn build(self) -> Result<Poster, SettingsError> {
+        for (which, value) in [
+            ("connect timeout", self.connect_timeout),
+            ("request timeout", self.request_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(SettingsError::Zero { which });
+            }
+        }
+        let http = match self.http {
+            Some(http) => http,
+            None => http_client(self.connect_timeout, DEFAULT_POOL_IDLE_TIMEOUT)
+                .map_err(|_| SettingsError::Tls)?,
+        };
+        Ok(Poster {
+            http,
+            request_timeout: self.request_timeout,
+        })
+    }
+}
+
+/// Posts JSON for a vendor provider.
+pub(crate) struct Poster {
+    http: HttpClient,
+    request_timeout: Duration,
+}
+
+impl Poster {
+    /// POSTs `payload` as JSON to `endpoint`, with `header` if given, within the request
+    /// timeout, reading at most 64 KiB of answer.
+    pub(crate) async fn post(
+        &self,
+        endpoint: &Endpoint,
+        header: Option<(HeaderName, HeaderValue)>,
+        payload: Vec<u8>,
+    ) -> Posted {
+        post_json(
+            &self.http,
+            endpoint,
+            header,
+            payload,
+            self.request_timeout,
+            MAX_RESPONSE_BYTES,
+        )
+        .await
+    }
+}
+
 /// POSTs `payload` as JSON to `endpoint`, with `header` if given, within `timeout`, reading at
 /// most `limit` bytes of answer.
-pub(crate) async fn post_json(
+async fn post_json(
     http: &HttpClient,
     endpoint: &Endpoint,
     header: Option<(HeaderName, HeaderValue)>,

@@ -32,9 +32,8 @@ use kefu_payload::yunzhenji::{
     Account, MAX_BATCH, classify_batch, read_desk_message, send_body, stored_message,
 };
 
-use crate::post::{Endpoint, Posted, post_json};
+use crate::post::{Endpoint, PostSettings, Posted, Poster};
 use crate::settings::{SettingsError, token_like};
-use crate::transport::{HttpClient, http_client};
 use crate::wechat::redact::redact;
 
 /// The vendor's host.
@@ -50,11 +49,6 @@ pub const OPERATION_SEND: &str = "sendMessage";
 /// §7.2: undocumented, so configurable).
 pub const DEFAULT_CONFIRM_WINDOW: Duration = Duration::from_secs(300);
 
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
-
 /// Configures a [`YunzhenjiProvider`]; made by [`YunzhenjiProvider::builder`]. `Debug` hides
 /// the access token.
 #[derive(Clone)]
@@ -65,9 +59,7 @@ pub struct YunzhenjiProviderBuilder {
     wxid: String,
     base_url: String,
     confirm_window: Duration,
-    connect_timeout: Duration,
-    request_timeout: Duration,
-    http: Option<HttpClient>,
+    post: PostSettings,
 }
 
 impl fmt::Debug for YunzhenjiProviderBuilder {
@@ -79,8 +71,7 @@ impl fmt::Debug for YunzhenjiProviderBuilder {
             .field("wxid", &self.wxid)
             .field("base_url", &self.base_url)
             .field("confirm_window", &self.confirm_window)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("request_timeout", &self.request_timeout)
+            .field("post", &self.post)
             .finish_non_exhaustive()
     }
 }
@@ -101,24 +92,7 @@ impl YunzhenjiProviderBuilder {
         self
     }
 
-    /// Bounds DNS, TCP connect and TLS of a call of its own client. Default 5 s.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Bounds a whole call. Default 10 s. A call that times out is ambiguous and never resent.
-    pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
-        self
-    }
-
-    /// A pooled client to share with other providers. Without one, the provider builds its own
-    /// with the connect timeout.
-    pub fn http(mut self, http: HttpClient) -> Self {
-        self.http = Some(http);
-        self
-    }
+    crate::post::post_setters!();
 
     /// Checks the settings and builds the provider. No connection is made here.
     pub fn build(self) -> Result<YunzhenjiProvider, SettingsError> {
@@ -128,21 +102,13 @@ impl YunzhenjiProviderBuilder {
         token_like("app_id", &self.app_id)?;
         token_like("access_token", &self.access_token)?;
         token_like("wxid", &self.wxid)?;
-        for (which, value) in [
-            ("confirm window", self.confirm_window),
-            ("connect timeout", self.connect_timeout),
-            ("request timeout", self.request_timeout),
-        ] {
-            if value.is_zero() {
-                return Err(SettingsError::Zero { which });
-            }
+        if self.confirm_window.is_zero() {
+            return Err(SettingsError::Zero {
+                which: "confirm window",
+            });
         }
         let endpoint = Endpoint::new(&self.base_url, SEND_PATH)?;
-        let http = match self.http {
-            Some(http) => http,
-            None => http_client(self.connect_timeout, DEFAULT_POOL_IDLE_TIMEOUT)
-                .map_err(|_| SettingsError::Tls)?,
-        };
+        let poster = self.post.build()?;
         Ok(YunzhenjiProvider {
             name: self.name,
             app_id: self.app_id,
@@ -150,8 +116,7 @@ impl YunzhenjiProviderBuilder {
             wxid: self.wxid,
             endpoint,
             confirm_window: self.confirm_window,
-            request_timeout: self.request_timeout,
-            http,
+            poster,
         })
     }
 }
@@ -178,8 +143,7 @@ pub struct YunzhenjiProvider {
     wxid: String,
     endpoint: Endpoint,
     confirm_window: Duration,
-    request_timeout: Duration,
-    http: HttpClient,
+    poster: Poster,
 }
 
 impl fmt::Debug for YunzhenjiProvider {
@@ -210,9 +174,7 @@ impl YunzhenjiProvider {
             wxid: wxid.into(),
             base_url: DEFAULT_BASE_URL.to_owned(),
             confirm_window: DEFAULT_CONFIRM_WINDOW,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            http: None,
+            post: PostSettings::default(),
         }
     }
 
@@ -302,15 +264,7 @@ impl YunzhenjiProvider {
     async fn post(&self, body: Vec<u8>, ids: &[String]) -> Vec<Attempt> {
         let request_bytes = body.len();
         let started = tokio::time::Instant::now();
-        let posted = post_json(
-            &self.http,
-            &self.endpoint,
-            None,
-            body,
-            self.request_timeout,
-            MAX_RESPONSE_BYTES,
-        )
-        .await;
+        let posted = self.poster.post(&self.endpoint, None, body).await;
         let shown = &self.endpoint.shown;
         let attempts = match posted {
             Posted::Answer { status, body } => classify_batch(status, &body, ids)
