@@ -253,6 +253,26 @@ for name, body in [
 ]:
     seed("yunzhenji_callback", name, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
 
+# --- yunzhenji: `size\n` then a desk body or a sendMessage answer (protocols.md §7).
+for name, size, body in [
+    ("desk-multimsg", 5, {"target_wxid": "wxid_c", "msg": {"multimsg": ["您好", {"announcement": "通知"}, {"picture": {"url": "https://e.com/p.png"}}, {"link": {"cover": "https://e.com/c.png", "desc": "D", "title": "T", "url": "https://e.com"}}, {"file": {"title": "a.pdf", "url": "https://e.com/a.pdf"}}, {"voice": {"url": "https://e.com/v.mp3", "duration": 3}}]}}),
+    ("desk-unspecified", 1, {"target_wxid": "wxid_c", "msg": {"video": {"url": "https://e.com/v.mp4"}}}),
+    ("answer-partial", 3, {"errcode": "0", "data": [{"idx": 0, "api_send_svrid": "S0", "api_send_id": "1"}, {"idx": 2, "api_send_svrid": "S2", "api_send_id": "3"}]}),
+    ("answer-refused", 2, {"errcode": 10003, "message": "企微号不在线"}),
+]:
+    seed("yunzhenji", name, f"{size}\n" + json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+
+# --- gateway: a desk body or a sendCustomerMessage answer (protocols.md §8.2).
+for name, body in [
+    ("desk-text", {"openid": "oc63ewmuBYT11PkeC2IEsT0n2gggg", "msg": "客服消息"}),
+    ("desk-rich", {"openid": "o1", "msg": {"image": {"media_id": "M"}}}),
+    ("answer-ok", {"code": 200, "msg": "操作成功", "data": {"errcode": 0, "errmsg": "ok"}}),
+    ("answer-40003", {"code": 200, "msg": "操作成功", "data": {"errcode": 40003, "errmsg": "invalid openid rid: 66f3bd4d-25a283a9-73c6a452"}}),
+    ("answer-string-code", {"code": "200", "msg": "操作成功", "data": {"errcode": "42001", "errmsg": "access_token expired"}}),
+    ("answer-402", {"code": 402, "msg": "无权限"}),
+]:
+    seed("gateway", name, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+
 for directory in CORPUS.glob("*/"):
     for old in directory.glob("seed-*"):
         old.unlink()

@@ -3,7 +3,10 @@
 //! * [`Client`]: the Dialogue Open Platform (微信对话开放平台) third-party customer-service
 //!   endpoints, `sendmsg`, `kefustate/get` and `kefustate/change` (protocols.md §4);
 //! * [`wechat::WechatProvider`]: an Official Account's or Mini Program's `custom/send` and
-//!   typing with access tokens (protocols.md §5, §6), behind [`kefu_core::Provider`].
+//!   typing with access tokens (protocols.md §5, §6), behind [`kefu_core::Provider`];
+//! * [`yunzhenji::YunzhenjiProvider`]: yunzhenji's `wechat/sendMessage` from a WeCom account,
+//!   in batches of up to 5, confirmed by callbacks (protocols.md §7);
+//! * [`gateway::GatewayProvider`]: a company gateway's `sendCustomerMessage` (protocols.md §8).
 //!
 //! Both run on one pooled hyper/rustls client build ([`http_client`]). What follows describes
 //! the Dialogue client; the [`wechat`] module describes its own.
@@ -59,9 +62,13 @@ mod client;
 pub mod dialogue;
 mod envelope;
 mod error;
+pub mod gateway;
+mod post;
 mod retry;
+mod settings;
 mod transport;
 pub mod wechat;
+pub mod yunzhenji;
 
 pub use client::{
     BACKUP_BASE_URL, Client, ClientBuilder, DEFAULT_BASE_URL, KefuStateReply, KefuSwitch, Reply,
@@ -75,4 +82,5 @@ pub use kefu_core;
 /// The payload crate whose types the typed calls take, re-exported so that versions match.
 pub use kefu_payload;
 pub use retry::{classify, retry};
+pub use settings::SettingsError;
 pub use transport::{Connector, HttpClient, http_client};

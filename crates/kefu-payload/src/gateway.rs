@@ -5,6 +5,7 @@
 //! and `code` is 200 even when WeChat refused the message, so success needs all three of HTTP
 //! 2xx, `code == 200` and `data.errcode == 0`.
 
+use crate::unreadable::unreadable;
 use kefu_core::{Attempt, Class, Invalid, Reason};
 use serde_json::{Map, Value, json};
 
@@ -89,29 +90,19 @@ pub fn read_desk_message(body: &Map<String, Value>) -> Result<DeskMessage, Inval
 /// ```
 /// use kefu_core::{Class, Reason};
 /// use kefu_payload::gateway::classify;
-/// let refused = br#"{"code":200,"msg":"操作成功","data":{"errcode":40003,"errmsg":"invalid openid rid: 66f3bd4d-25a283a9"}}"#;
-/// let attempt = classify(200, refused);
+/// let refused = r#"{"code":200,"msg":"操作成功","data":{"errcode":40003,"errmsg":"invalid openid rid: 66f3bd4d-25a283a9"}}"#;
+/// let attempt = classify(200, refused.as_bytes());
 /// assert_eq!(attempt.class, Class::Terminal(Reason::Recipient));
 /// assert_eq!(attempt.rid.as_deref(), Some("66f3bd4d-25a283a9"));
 /// ```
 pub fn classify(status: u16, body: &[u8]) -> Attempt {
     let ok_status = (200..300).contains(&status);
     let unreadable = |what: &str| {
-        if ok_status || status >= 500 || status < 200 {
-            Attempt::new(
-                Class::Ambiguous,
-                None,
-                format!(
-                    "HTTP {status}, {what}: the message may have been delivered, so it is not resent"
-                ),
-            )
-        } else {
-            Attempt::new(
-                Class::Terminal(Reason::Unknown),
-                None,
-                format!("HTTP {status}, {what}"),
-            )
-        }
+        unreadable(
+            status,
+            what,
+            "the message may have been delivered, so it is not resent",
+        )
     };
     let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
         return unreadable("the answer is not a JSON object");

@@ -70,6 +70,7 @@ pub mod limits;
 mod model;
 mod msg;
 mod sendmsg;
+mod unreadable;
 mod xml;
 pub mod yunzhenji;
 

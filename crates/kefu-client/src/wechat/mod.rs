@@ -28,7 +28,7 @@
 
 mod counters;
 mod provider;
-mod redact;
+pub(crate) mod redact;
 mod token;
 
 pub use counters::CountersSnapshot;

@@ -19,6 +19,7 @@ use kefu_payload::cgibin::{
 use super::counters::{Counters, CountersSnapshot};
 use super::redact::{REDACTED, redact};
 use super::token::{AccessToken, TokenConfig, TokenManager};
+use crate::post::causes;
 use crate::transport::{HttpClient, exchange, http_client};
 
 /// The platform's API host.
@@ -517,18 +518,6 @@ fn maybe_sent(call: Call, operation: &str, shown: &str, what: &str) -> Attempt {
         None,
         format!("{operation} ({shown}): {what}; {consequence}"),
     )
-}
-
-/// The causes under a transport error, `: cause: cause…`, for the attempt's message.
-fn causes(error: &crate::Error) -> String {
-    let mut text = String::new();
-    let mut next = std::error::Error::source(error);
-    while let Some(cause) = next {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    text
 }
 
 impl Provider for WechatProvider {

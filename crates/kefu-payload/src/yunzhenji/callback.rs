@@ -23,7 +23,7 @@
 //! | field | key names, in order | values taken |
 //! |---|---|---|
 //! | kind | `event`, `event_type`, `callback_type`, `notify_type`, `cmd`, `type`, `action` | a string equal, without case, to `chatMsg` or `chatMsgSendFail` |
-//! | `api_send_id` | `api_send_id` | a non-empty string (trimmed) or a number (as its decimal text) |
+//! | `api_send_id` | `api_send_id` | a non-empty string (trimmed) or a number (as its decimal text; `42.0` as `42`) |
 //! | `api_send_svrid` | `api_send_svrid`, `send_svrid`, `svrid` | likewise |
 //! | sender | `from_wxid`, `sender_wxid`, `sender`, `from_user`, `from` | a non-empty string |
 //! | receiver | `to_wxid`, `receiver_wxid`, `receiver`, `target_wxid`, `to_user`, `to` | a non-empty string |
@@ -273,11 +273,15 @@ fn string(value: &Value) -> Option<String> {
     }
 }
 
-/// An id from a non-empty string (trimmed) or a number.
+/// An id from a non-empty string (trimmed) or a number; a whole number written as a float
+/// (`42.0`, as some JSON encoders do) reads as the integer the relay sent.
 fn id(value: &Value) -> Option<String> {
     match value {
         Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::Number(n) => Some(match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => format!("{f:.0}"),
+            _ => n.to_string(),
+        }),
         _ => None,
     }
 }
@@ -443,6 +447,10 @@ mod tests {
                 .api_send_id,
             None
         );
+        let float =
+            parse_callback(br#"{"event":"chatMsg","api_send_id":42.0,"svrid":1.5}"#).unwrap();
+        assert_eq!(float.api_send_id.as_deref(), Some("42"));
+        assert_eq!(float.api_send_svrid.as_deref(), Some("1.5"));
     }
 
     #[test]

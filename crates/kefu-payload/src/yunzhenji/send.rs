@@ -3,6 +3,7 @@
 
 use core::fmt;
 
+use crate::unreadable::unreadable;
 use kefu_core::{Attempt, Class, Reason};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -70,7 +71,7 @@ struct Body<'a> {
 /// ```
 /// use kefu_payload::yunzhenji::{Account, send_body, stored_message};
 /// let account = Account { app_id: "A", access_token: "T", wxid: "W" };
-/// let message = stored_message(br#"{"msg_type":"text","content":{"items":[{"type":"text","text":"您好"}]}}"#).unwrap();
+/// let message = stored_message(r#"{"msg_type":"text","content":{"items":[{"type":"text","text":"您好"}]}}"#.as_bytes()).unwrap();
 /// let body = send_body(account, "C", vec![(42, message)]);
 /// assert_eq!(
 ///     String::from_utf8(body).unwrap(),
@@ -126,21 +127,11 @@ pub fn classify_batch(status: u16, body: &[u8], ids: &[String]) -> Vec<Attempt> 
     let all = |attempt: Attempt| vec![attempt; ids.len()];
     let ok_status = (200..300).contains(&status);
     let unreadable = |what: &str| {
-        if ok_status || status >= 500 || status < 200 {
-            Attempt::new(
-                Class::Ambiguous,
-                None,
-                format!(
-                    "HTTP {status}, {what}: the messages may have been taken, so they are not resent"
-                ),
-            )
-        } else {
-            Attempt::new(
-                Class::Terminal(Reason::Unknown),
-                None,
-                format!("HTTP {status}, {what}"),
-            )
-        }
+        unreadable(
+            status,
+            what,
+            "the messages may have been taken, so they are not resent",
+        )
     };
     let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
         return all(unreadable("the answer is not a JSON object"));
