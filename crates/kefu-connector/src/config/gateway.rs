@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use kefu_client::gateway::{DEFAULT_SYSTEM, GatewayEnvironment};
+
 use super::ConfigError;
 use super::layers::Layers;
 use super::setting::Setting;
@@ -10,16 +12,6 @@ use super::tables::{AccountKey, Table, Tables, key};
 
 /// The section whose tables are the accounts.
 pub(crate) const SECTION: &str = "gateway";
-
-/// The `system:` header the gateway documents.
-pub const DEFAULT_GATEWAY_SYSTEM: &str = "NEW_MEMBER";
-
-/// The gateway's documented hosts by environment (protocols.md §8.1).
-pub const GATEWAY_ENVIRONMENTS: &[(&str, &str)] = &[
-    ("test", "https://guide-api-test.feihe.com"),
-    ("uat", "https://guide-api-uat.feihe.com"),
-    ("prod", "https://guide-api.feihe.com"),
-];
 
 const ACCOUNTS: Setting = Setting::optional(
     "delivery.gateway_accounts",
@@ -47,7 +39,7 @@ pub const GATEWAY_KEYS: &[AccountKey] = &[
     ),
     key(
         "system",
-        Some(DEFAULT_GATEWAY_SYSTEM),
+        Some(DEFAULT_SYSTEM),
         false,
         "the `system:` header that identifies the calling system",
     ),
@@ -79,16 +71,7 @@ pub(crate) fn load(
     layers: &Layers,
     names: &BTreeSet<String>,
 ) -> Result<Vec<GatewayAccount>, ConfigError> {
-    names
-        .iter()
-        .map(|name| {
-            account(&Table {
-                layers,
-                tables: &TABLES,
-                name,
-            })
-        })
-        .collect()
+    TABLES.load(layers, names, account)
 }
 
 fn account(table: &Table) -> Result<GatewayAccount, ConfigError> {
@@ -96,8 +79,9 @@ fn account(table: &Table) -> Result<GatewayAccount, ConfigError> {
         table.non_empty("environment")?,
         table.non_empty("base_url")?,
     ) {
-        (Some(environment), None) => environment
-            .choice(GATEWAY_ENVIRONMENTS, "`test`, `uat` or `prod`")?
+        (Some(environment), None) => GatewayEnvironment::parse(environment.text())
+            .ok_or_else(|| environment.rejected("`test`, `uat` or `prod`"))?
+            .base_url()
             .to_owned(),
         (None, Some(base_url)) => base_url.base_url()?,
         (Some(environment), Some(base_url)) => {
@@ -120,7 +104,7 @@ fn account(table: &Table) -> Result<GatewayAccount, ConfigError> {
             )));
         }
     };
-    let system = table.or_default("system", DEFAULT_GATEWAY_SYSTEM)?;
+    let system = table.or_default("system", DEFAULT_SYSTEM)?;
     // It is sent as an HTTP header value as it is.
     if !system.text().bytes().all(|b| b.is_ascii_graphic()) {
         return Err(system.rejected("printable ASCII without spaces (it is an HTTP header value)"));

@@ -47,7 +47,7 @@ pub use dialogue::DialogueConfig;
 pub use files::{
     DEFAULT_CONFIG_FILE, check_given_file, config_file, file_settings, settings_origin,
 };
-pub use gateway::{DEFAULT_GATEWAY_SYSTEM, GATEWAY_ENVIRONMENTS, GATEWAY_KEYS, GatewayAccount};
+pub use gateway::{GATEWAY_KEYS, GatewayAccount};
 pub use help::settings_help;
 pub use inbound::{CallbacksConfig, EventsConfig, ReceiveIdPolicy, WebhookConfig};
 pub use schema::{SECTIONS, find_setting, settings};
@@ -59,7 +59,7 @@ pub use wechat::{
     AccountKind, DEFAULT_API_BASE_URL, MP_TYPING_PATH, OA_TYPING_PATH, SendConfig, TokensConfig,
     WECHAT_KEYS, WechatAccount, WechatMode, wechat_env,
 };
-pub use yunzhenji::{DEFAULT_YUNZHENJI_BASE_URL, YUNZHENJI_KEYS, YunzhenjiAccount};
+pub use yunzhenji::{YUNZHENJI_KEYS, YunzhenjiAccount};
 
 use layers::{ConfigFile, Layers};
 

@@ -172,6 +172,27 @@ impl Tables {
     }
 }
 
+impl Tables {
+    /// Reads every account of `names` with `read`, in order.
+    pub(crate) fn load<T>(
+        &'static self,
+        layers: &Layers,
+        names: &BTreeSet<String>,
+        read: impl Fn(&Table) -> Result<T, ConfigError>,
+    ) -> Result<Vec<T>, ConfigError> {
+        names
+            .iter()
+            .map(|name| {
+                read(&Table {
+                    layers,
+                    tables: self,
+                    name,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Refuses a name that two kinds of account share: the name alone says, in a desk's message and
 /// in a stored job, which account sends.
 pub(crate) fn check_unique<'a>(
@@ -192,6 +213,7 @@ pub(crate) fn check_unique<'a>(
 }
 
 /// One account's table, read through the layers.
+#[derive(Clone, Copy)]
 pub(crate) struct Table<'a> {
     /// The layered settings.
     pub(crate) layers: &'a Layers,

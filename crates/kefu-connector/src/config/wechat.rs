@@ -227,17 +227,7 @@ pub(crate) fn load(
     layers: &Layers,
     names: &BTreeSet<String>,
 ) -> Result<(Vec<WechatAccount>, TokensConfig), ConfigError> {
-    let accounts = names
-        .iter()
-        .map(|name| {
-            Account(Table {
-                layers,
-                tables: &TABLES,
-                name,
-            })
-            .load()
-        })
-        .collect::<Result<_, _>>()?;
+    let accounts = TABLES.load(layers, names, |table| Account(*table).load())?;
     let tokens = TokensConfig {
         fetch_timeout: layers.setting(&FETCH_TIMEOUT_MS)?.millis(1, 600_000)?,
     };

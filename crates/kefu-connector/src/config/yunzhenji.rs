@@ -5,6 +5,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use kefu_client::yunzhenji::DEFAULT_BASE_URL;
+
 use super::ConfigError;
 use super::field::Field;
 use super::inbound::path_segment;
@@ -15,9 +17,6 @@ use super::tables::{AccountKey, Table, Tables, key};
 
 /// The section whose tables are the accounts.
 pub(crate) const SECTION: &str = "yunzhenji";
-
-/// The vendor's documented base URL.
-pub const DEFAULT_YUNZHENJI_BASE_URL: &str = "https://oapi-yzj.miaokol.com";
 
 /// The fewest characters, and the fewest different ones, of a callback secret: the secret is
 /// the callback's only authentication (the vendor documents none), so it must not be guessable.
@@ -51,7 +50,7 @@ pub const YUNZHENJI_KEYS: &[AccountKey] = &[
     ),
     key(
         "base_url",
-        Some(DEFAULT_YUNZHENJI_BASE_URL),
+        Some(DEFAULT_BASE_URL),
         false,
         "base URL of the vendor's API, for a stand-in such as the sandbox",
     ),
@@ -102,16 +101,7 @@ pub(crate) fn load(
     layers: &Layers,
     names: &BTreeSet<String>,
 ) -> Result<Vec<YunzhenjiAccount>, ConfigError> {
-    let accounts: Vec<YunzhenjiAccount> = names
-        .iter()
-        .map(|name| {
-            account(&Table {
-                layers,
-                tables: &TABLES,
-                name,
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    let accounts = TABLES.load(layers, names, account)?;
     for (i, account) in accounts.iter().enumerate() {
         if let Some(other) = accounts
             .iter()
@@ -154,9 +144,7 @@ fn account(table: &Table) -> Result<YunzhenjiAccount, ConfigError> {
             .required("wxid", "the wxid of the sending WeCom account")?
             .text()
             .to_owned(),
-        base_url: table
-            .or_default("base_url", DEFAULT_YUNZHENJI_BASE_URL)?
-            .base_url()?,
+        base_url: table.or_default("base_url", DEFAULT_BASE_URL)?.base_url()?,
         callback_secret: path_segment(unguessable(&callback_secret)?, &callback_secret)?,
         confirm_window: table
             .or_default("confirm_window_secs", "300")?
