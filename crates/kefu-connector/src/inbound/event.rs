@@ -169,12 +169,6 @@ pub fn dialogue_event(
         "msg_id": null,
         "created_at": callback.createtime,
         "received_at_ms": received_at_ms,
-        "sender": null,
-        "receiver": null,
-        "text": null,
-        "message_id": null,
-        "api_send_id": null,
-        "error": null,
         "raw": raw,
     }))
 }
@@ -209,12 +203,6 @@ pub fn wechat_event(
         "msg_id": message.msg_id,
         "created_at": message.create_time,
         "received_at_ms": received_at_ms,
-        "sender": null,
-        "receiver": null,
-        "text": null,
-        "message_id": null,
-        "api_send_id": null,
-        "error": null,
         "raw": message.raw,
     }))
 }
@@ -263,11 +251,25 @@ pub fn yunzhenji_event(
     }))
 }
 
+/// The keys only yunzhenji's events fill, `null` in the others: every event has every key.
+const YUNZHENJI_KEYS: [&str; 6] = [
+    "sender",
+    "receiver",
+    "text",
+    "message_id",
+    "api_send_id",
+    "error",
+];
+
 fn object(value: Value) -> Map<String, Value> {
-    match value {
+    let mut map = match value {
         Value::Object(map) => map,
         _ => Map::new(),
+    };
+    for key in YUNZHENJI_KEYS {
+        map.entry(key).or_insert(Value::Null);
     }
+    map
 }
 
 /// The stored event body: `id` first, then the rest.

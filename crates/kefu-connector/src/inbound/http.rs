@@ -401,7 +401,7 @@ async fn yunzhenji_callback(
     };
     match admit(inbound.inner.store.admit_yunzhenji(new)).await {
         Ok(Admission::Stored(event)) => {
-            metrics.callback("yunzhenji", "stored", kind.as_str());
+            metrics.callback("yunzhenji", "stored", "none");
             tracing::debug!(
                 account = account.as_str(),
                 event = event.id,
@@ -413,7 +413,7 @@ async fn yunzhenji_callback(
             json_answer(StatusCode::OK, YUNZHENJI_OK)
         }
         Ok(Admission::Duplicate | Admission::Replayed) => {
-            metrics.callback("yunzhenji", "duplicate", kind.as_str());
+            metrics.callback("yunzhenji", "duplicate", "none");
             tracing::debug!(
                 account = account.as_str(),
                 kind = kind.as_str(),
