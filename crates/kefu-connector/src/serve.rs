@@ -9,8 +9,10 @@ use std::time::Duration;
 use clap::Args;
 use kefu_client::Client;
 use kefu_client::dialogue::DialogueProvider;
+use kefu_client::gateway::GatewayProvider;
 use kefu_client::kefu_payload::cgibin::AccountKind as CgiAccountKind;
 use kefu_client::wechat::WechatProvider;
+use kefu_client::yunzhenji::YunzhenjiProvider;
 use kefu_core::RetryPolicy;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -133,6 +135,7 @@ impl Relay {
             let name = provider.name().to_owned();
             providers.register(name, Arc::clone(provider) as Arc<dyn kefu_core::Provider>);
         }
+        register_vendor_providers(config, &mut providers)?;
         let providers = Arc::new(providers);
         let policy = retry_policy(config);
         let metrics = Arc::new(Metrics::default());
@@ -342,6 +345,48 @@ pub fn wechat_providers(
         providers.push(Arc::new(provider));
     }
     Ok(providers)
+}
+
+/// Registers the providers of the `[yunzhenji.<name>]` and `[gateway.<name>]` accounts under
+/// their names, with the platform's timeouts.
+pub fn register_vendor_providers(
+    config: &Config,
+    providers: &mut Providers,
+) -> Result<(), ServeError> {
+    let refused = |account: &str| {
+        let account = account.to_owned();
+        move |error: kefu_client::SettingsError| ServeError::Account {
+            account,
+            reason: error.to_string(),
+        }
+    };
+    let timeouts = &config.dialogue;
+    for account in &config.yunzhenji {
+        let provider = YunzhenjiProvider::builder(
+            &account.name,
+            &account.app_id,
+            account.access_token.expose(),
+            &account.wxid,
+        )
+        .base_url(&account.base_url)
+        .confirm_window(account.confirm_window)
+        .connect_timeout(timeouts.connect_timeout)
+        .request_timeout(timeouts.request_timeout)
+        .build()
+        .map_err(refused(&account.name))?;
+        providers.register(account.name.clone(), Arc::new(provider));
+    }
+    for account in &config.gateway {
+        let provider = GatewayProvider::builder(&account.name)
+            .base_url(&account.base_url)
+            .system(&account.system)
+            .connect_timeout(timeouts.connect_timeout)
+            .request_timeout(timeouts.request_timeout)
+            .build()
+            .map_err(refused(&account.name))?;
+        providers.register(account.name.clone(), Arc::new(provider));
+    }
+    Ok(())
 }
 
 /// The retry policy the configuration describes.
