@@ -384,7 +384,8 @@ fn demo_plays_the_whole_handoff() {
     // belong to, and what to run next last.
     let mut at = 0;
     for line in [
-        "The sandbox plays WeChat's Dialogue platform, an Official Account's api.weixin.qq.com and",
+        "The sandbox plays WeChat's Dialogue platform, an Official Account's api.weixin.qq.com,",
+        "yunzhenji, a company gateway and their users;",
         "the built-in desk stands in for your agent desk.",
         "1. the user asks for a person",
         "2. the desk hears it",
@@ -412,6 +413,15 @@ fn demo_plays_the_whole_handoff() {
         "/cgi-bin/message/custom/send image",
         "/cgi-bin/message/custom/send msgmenu",
         "The relay's session of oDEMO_oa_user_0001 on \"shop\"",
+        "8. a customer writes to the WeCom account yunzhenji drives (account \"wecom_sales\" in the relay)",
+        "desk ← webhook event #4 message from 7881300000000001 on \"wecom_sales\"",
+        "makes message 16 accepted, not yet delivered",
+        "desk ← webhook event #5 sent from 7881300000000001 on \"wecom_sales\"",
+        "message 16: delivered",
+        "yunzhenji #1 text api_send_id 16",
+        "9. the desk reaches oDEMO_oa_user_0001 through the company gateway (account \"feihe\")",
+        "message 17: status \"delivered\"",
+        "gateway #1 openId oDEMO_oa_user_0001",
         "Next, the same with separate processes and kefu.example.toml",
         "kefu-connector serve --config kefu.example.toml",
     ] {

@@ -3,7 +3,10 @@
 
 use crate::config::Config;
 use crate::desk::Desk;
-use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::sandbox::{
+    DEFAULT_YZJ_ACCESS_TOKEN, DEFAULT_YZJ_APP_ID, DEFAULT_YZJ_WXID, Sandbox, SandboxConfig,
+    YunzhenjiChange,
+};
 use crate::serve::Relay;
 
 /// The desk's bearer key of a loopback relay.
@@ -15,6 +18,18 @@ pub const OA_APPID: &str = "wx0000000000000000";
 /// The relay's `[wechat.<name>]` account for the sandbox's Official Account, when it has one:
 /// its callbacks arrive at `/v1/callbacks/wechat/shop`, and the desk sends with `"account":"shop"`.
 pub const OA_ACCOUNT: &str = "shop";
+/// The relay's `[yunzhenji.<name>]` account for the sandbox's default yunzhenji account: the desk
+/// sends with `"account":"wecom_sales"` and a `target_wxid`.
+pub const YUNZHENJI_ACCOUNT: &str = "wecom_sales";
+/// The callback secret of [`YUNZHENJI_ACCOUNT`]: the sandbox pushes to
+/// `/v1/callbacks/yunzhenji/<this>`.
+pub const YUNZHENJI_CALLBACK_SECRET: &str = "loopback-yunzhenji-secret-0123456789";
+/// The confirm window of [`YUNZHENJI_ACCOUNT`], in seconds: short, so that an accepted message
+/// is delivered within a demo.
+pub const YUNZHENJI_CONFIRM_WINDOW_SECS: u64 = 1;
+/// The relay's `[gateway.<name>]` account for the sandbox's company gateway, which sends
+/// through the sandbox's Official Account.
+pub const GATEWAY_ACCOUNT: &str = "feihe";
 
 /// A running sandbox, a relay delivering to it, and a desk client of the relay.
 pub struct Loopback {
@@ -35,7 +50,9 @@ impl Loopback {
     /// When the sandbox plays an Official Account ([`SandboxConfig::oa`]) whose AppID is one of
     /// its `api.weixin.qq.com` accounts, the relay also gets the account [`OA_ACCOUNT`] (the
     /// OA's Token, key and AppID, the AppSecret, the sandbox as `api_base_url`), and the OA's
-    /// pushes go to its callback.
+    /// pushes go to its callback. The relay always gets the yunzhenji account
+    /// [`YUNZHENJI_ACCOUNT`] (the sandbox's default one, whose pushes go to its callback) and the
+    /// gateway account [`GATEWAY_ACCOUNT`].
     /// `overrides` are settings by environment-variable name, applied last, e.g.
     /// `("KEFU_DELIVERY_MAX_ATTEMPTS", "10")` or `("KEFU_WEBHOOK_URL", …)`.
     pub async fn start(
@@ -64,6 +81,7 @@ impl Loopback {
         let oa = oa_settings(&config_of_oa, &sandbox.api_base_url());
         let with_oa = !oa.is_empty();
         settings.extend(oa);
+        settings.extend(vendor_settings(&sandbox.url()));
         settings.extend(overrides.iter().cloned());
         let config = Config::from_settings(&settings).map_err(|e| e.to_string())?;
         let relay = Relay::start(&config).await.map_err(|e| e.to_string())?;
@@ -85,6 +103,18 @@ impl Loopback {
                     "http://{}/v1/callbacks/wechat/{OA_ACCOUNT}",
                     relay.addr
                 ))
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(account) = config.yunzhenji_account(YUNZHENJI_ACCOUNT) {
+            sandbox
+                .set_yunzhenji(&YunzhenjiChange {
+                    callback_url: Some(format!(
+                        "http://{}/v1/callbacks/yunzhenji/{}",
+                        relay.addr,
+                        account.callback_secret.expose()
+                    )),
+                    ..YunzhenjiChange::default()
+                })
                 .map_err(|e| e.to_string())?;
         }
         let desk = Desk::new(format!("http://{}", relay.addr), API_KEY);
@@ -126,5 +156,41 @@ fn oa_settings(sandbox: &SandboxConfig, api_base_url: &str) -> Vec<(&'static str
         ("KEFU_WECHAT_SHOP_RECEIVE_ID", oa.appid.clone()),
         ("KEFU_WECHAT_SHOP_SECRET", api.secret.clone()),
         ("KEFU_WECHAT_SHOP_API_BASE_URL", api_base_url.to_owned()),
+    ]
+}
+
+/// The relay settings of [`YUNZHENJI_ACCOUNT`] and [`GATEWAY_ACCOUNT`], both on the sandbox.
+fn vendor_settings(sandbox_url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "KEFU_CALLBACKS_YUNZHENJI_ACCOUNTS",
+            YUNZHENJI_ACCOUNT.to_owned(),
+        ),
+        (
+            "KEFU_YUNZHENJI_WECOM_SALES_APP_ID",
+            DEFAULT_YZJ_APP_ID.to_owned(),
+        ),
+        (
+            "KEFU_YUNZHENJI_WECOM_SALES_ACCESS_TOKEN",
+            DEFAULT_YZJ_ACCESS_TOKEN.to_owned(),
+        ),
+        (
+            "KEFU_YUNZHENJI_WECOM_SALES_WXID",
+            DEFAULT_YZJ_WXID.to_owned(),
+        ),
+        (
+            "KEFU_YUNZHENJI_WECOM_SALES_BASE_URL",
+            sandbox_url.to_owned(),
+        ),
+        (
+            "KEFU_YUNZHENJI_WECOM_SALES_CALLBACK_SECRET",
+            YUNZHENJI_CALLBACK_SECRET.to_owned(),
+        ),
+        (
+            "KEFU_YUNZHENJI_WECOM_SALES_CONFIRM_WINDOW_SECS",
+            YUNZHENJI_CONFIRM_WINDOW_SECS.to_string(),
+        ),
+        ("KEFU_DELIVERY_GATEWAY_ACCOUNTS", GATEWAY_ACCOUNT.to_owned()),
+        ("KEFU_GATEWAY_FEIHE_BASE_URL", sandbox_url.to_owned()),
     ]
 }

@@ -14,6 +14,8 @@
 //! It prints what the sandbox received, decrypted, and the relay's view of the session. Then the
 //! same relay serves an Official Account conversation (see `oa.rs`): the user writes to the OA,
 //! the desk hears it, shows typing, answers through `custom/send`, and runs into the quota.
+//! Then (see `vendors.rs`) a customer writes to the WeCom account yunzhenji drives, and the desk
+//! answers through yunzhenji and reaches the OA's user through the company gateway.
 //! Finally it prints what to run next. The desk acts in the demo's own task, so the output comes
 //! in a fixed order.
 
@@ -38,6 +40,7 @@ use crate::loopback::Loopback;
 use crate::sandbox::{SandboxConfig, Say};
 
 mod oa;
+mod vendors;
 
 const TOKEN: &str = "DEMOTOKEN0123456789abcdefghij";
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
@@ -222,7 +225,11 @@ async fn hear(heard: &mut mpsc::UnboundedReceiver<Heard>, kind: &str) -> Result<
         };
         println!(
             "   desk ← webhook event #{id} {this} from {openid}{on}{}",
-            match (event["content"].as_str(), event["assessment"].as_i64()) {
+            // yunzhenji's `content` is the vendor's JSON; its `text` is what the customer wrote.
+            match (
+                event["text"].as_str().or(event["content"].as_str()),
+                event["assessment"].as_i64(),
+            ) {
                 (_, Some(stars)) if this == "rating" => format!(" ({stars} stars)"),
                 (Some(text), _) if !text.is_empty() => format!(": \"{text}\""),
                 _ => String::new(),
@@ -265,11 +272,12 @@ async fn play() -> Result<(), String> {
 
     println!("kefu-connector demo");
     println!(
-        "The sandbox plays WeChat's Dialogue platform, an Official Account's api.weixin.qq.com and"
+        "The sandbox plays WeChat's Dialogue platform, an Official Account's api.weixin.qq.com,"
     );
     println!(
-        "their users; the relay is `kefu-connector serve`, which stores and forwards both ways;"
+        "yunzhenji, a company gateway and their users; the relay is `kefu-connector serve`, which"
     );
+    println!("stores and forwards both ways;");
     println!("the built-in desk stands in for your agent desk.");
     println!("  sandbox (Dialogue):     {}", setup.sandbox.base_url());
     println!("  sandbox (cgi-bin):      {}", setup.sandbox.api_base_url());
@@ -351,6 +359,8 @@ async fn play() -> Result<(), String> {
 
     println!();
     oa::converse(&setup, &mut desk, &mut heard).await?;
+    println!();
+    vendors::converse(&setup, &mut desk, &mut heard).await?;
 
     setup.stop().await;
     desk_server.abort();

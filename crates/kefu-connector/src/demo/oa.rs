@@ -150,8 +150,8 @@ async fn wait_for(setup: &Loopback, desk: &BuiltInDesk) -> Result<(), String> {
     Ok(())
 }
 
-/// The status of message `id` once it is no longer queued.
-async fn settled(setup: &Loopback, id: i64) -> Result<Value, String> {
+/// The status of message `id` once it is no longer queued (an `accepted` one included).
+pub(super) async fn settled(setup: &Loopback, id: i64) -> Result<Value, String> {
     loop {
         let status = setup
             .desk
@@ -161,7 +161,7 @@ async fn settled(setup: &Loopback, id: i64) -> Result<Value, String> {
             .body;
         if matches!(
             status["status"].as_str(),
-            Some("delivered" | "failed" | "ambiguous")
+            Some("accepted" | "delivered" | "failed" | "ambiguous")
         ) {
             return Ok(status);
         }
