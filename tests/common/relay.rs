@@ -1,0 +1,51 @@
+//! A relay's settings on a sandbox, and waiting for a message's status, for the end-to-end tests
+//! of one provider each.
+
+use std::path::Path;
+use std::time::Duration;
+
+use kefu_connector::desk::Desk;
+use kefu_connector::sandbox::{Sandbox, SandboxConfig};
+use serde_json::Value;
+
+/// The Dialogue settings of [`sandbox_config`].
+const TOKEN: &str = "RELAYTESTTOKEN0123";
+const AES_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+const BOT_APPID: &str = "Gg8HejYTkUsEIlG";
+
+/// A sandbox without faults, whose Dialogue bot is the relay's of [`settings`].
+pub fn sandbox_config() -> SandboxConfig {
+    SandboxConfig::new(TOKEN, AES_KEY, BOT_APPID)
+}
+
+/// The settings every relay of these tests needs, by environment variable: loopback, the desk's
+/// key, the sandbox's Dialogue bot, the outbox, quick retries. The test adds its accounts.
+pub fn settings(sandbox: &Sandbox, outbox: &Path, api_key: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("KEFU_SERVER_LISTEN", "127.0.0.1:0".into()),
+        ("KEFU_SERVER_API_KEY", api_key.into()),
+        ("KEFU_DIALOGUE_TOKEN", TOKEN.into()),
+        ("KEFU_DIALOGUE_AES_KEY", AES_KEY.into()),
+        ("KEFU_DIALOGUE_BOT_APPID", BOT_APPID.into()),
+        ("KEFU_DIALOGUE_BASE_URL", sandbox.base_url()),
+        ("KEFU_OUTBOX_PATH", outbox.display().to_string()),
+        ("KEFU_DELIVERY_INITIAL_BACKOFF_MS", "5".into()),
+    ]
+}
+
+/// Message `id`'s status once it is one of `states` (bounded by a deadline, not a timed
+/// assertion).
+pub async fn status_in(desk: &Desk, id: i64, states: &[&str]) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = desk.get(&format!("/v1/messages/{id}")).await.unwrap().body;
+        if states.contains(&status["status"].as_str().unwrap_or_default()) {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "message {id} never {states:?}: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
