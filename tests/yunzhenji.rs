@@ -348,11 +348,19 @@ async fn a_wrong_secret_is_answered_as_an_unknown_route_and_a_bad_body_stores_no
         .await
         .unwrap();
     assert_eq!(bad.status, 400, "{}", bad.text);
+    let text = "长".repeat(30_000);
+    let large = json!({"event": "chatMsg", "data": {"from_wxid": CUSTOMER, "content": text}});
+    let large = Desk::new(setup.callback_url(), "unused")
+        .post("", &large)
+        .await
+        .unwrap();
+    assert_eq!(large.status, 400, "a body over 64 KiB: {}", large.text);
     assert!(setup.events().await.is_empty(), "nothing stored");
     let metrics = setup.desk.get("/metrics").await.unwrap().text;
     for line in [
         r#"kefu_callbacks_total{source="yunzhenji",outcome="rejected",reason="secret"} 1"#,
         r#"kefu_callbacks_total{source="yunzhenji",outcome="rejected",reason="parse"} 1"#,
+        r#"kefu_callbacks_total{source="yunzhenji",outcome="rejected",reason="body"} 1"#,
         r#"kefu_http_requests_total{route="/v1/callbacks/yunzhenji/{secret}",status="404"} 1"#,
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
