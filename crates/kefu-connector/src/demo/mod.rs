@@ -391,6 +391,19 @@ For the Official Account, add its push to the sandbox and the account to the rel
   curl -H 'Authorization: Bearer demo-desk-key-0123456789' -H 'Content-Type: application/json' \\
       -d '{\"account\":\"shop\",\"openid\":\"oUSER\",\"msg\":\"hello\"}' http://127.0.0.1:8080/v1/messages
   curl http://127.0.0.1:9000/sandbox/accounts/wx0a0a0a0a0a0a0a0a/messages
+For yunzhenji and the company gateway, point yunzhenji's pushes at the relay and add both accounts:
+  kefu-connector sandbox … \\
+      --yzj-callback-url http://127.0.0.1:8080/v1/callbacks/yunzhenji/demo-yunzhenji-secret-0123456789
+  KEFU_CALLBACKS_YUNZHENJI_ACCOUNTS=wecom_sales KEFU_YUNZHENJI_WECOM_SALES_APP_ID=yzj-sandbox \\
+      KEFU_YUNZHENJI_WECOM_SALES_ACCESS_TOKEN=yzj-sandbox-token KEFU_YUNZHENJI_WECOM_SALES_WXID=1688850000000001 \\
+      KEFU_YUNZHENJI_WECOM_SALES_BASE_URL=http://127.0.0.1:9000 \\
+      KEFU_YUNZHENJI_WECOM_SALES_CALLBACK_SECRET=demo-yunzhenji-secret-0123456789 \\
+      KEFU_DELIVERY_GATEWAY_ACCOUNTS=feihe KEFU_GATEWAY_FEIHE_BASE_URL=http://127.0.0.1:9000 \\
+      kefu-connector serve --config kefu.example.toml
+  curl -H 'Content-Type: application/json' -d '{\"text\":\"你好\"}' http://127.0.0.1:9000/sandbox/yunzhenji/customers/7881300000000001/say
+  curl -H 'Authorization: Bearer demo-desk-key-0123456789' -H 'Content-Type: application/json' \\
+      -d '{\"account\":\"wecom_sales\",\"target_wxid\":\"7881300000000001\",\"msg\":\"hello\"}' http://127.0.0.1:8080/v1/messages
+  curl http://127.0.0.1:9000/sandbox/yunzhenji/messages
 Then `kefu-connector serve --help` for every setting, and `kefu-connector crypt --help` to decrypt by hand.
 ";
 
