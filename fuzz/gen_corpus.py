@@ -242,6 +242,18 @@ for name, body in [
     seed("desk_api", name, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
 seed("desk_api", "truncated", '{"openid":"o1","channel":7,"msg":"hi"')
 
+# --- cgibin: `size\n` then a desk body, a text to split, or an answer (protocols.md §5).
+for name, text in [
+    ('answer-45015', '64\n{"errcode":45015,"errmsg":"response out of time limit or subscription is canceled rid: 5f3ded7d-22929d02-4ba1f5f6"}'),
+    ('answer-token', '64\n{"access_token":"ACCESS_TOKEN","expires_in":7200}'),
+    ('desk-link', '2000\n{"openid":"oMP","msg":{"link":{"title":"t","description":"d","url":"https://e.com","thumb_url":"https://e.com/t.png"}}}'),
+    ('desk-msgmenu', '2000\n{"openid":"oUSER","msg":{"msgmenu":{"head_content":"满意吗","list":[{"id":"101","content":"满意"}],"tail_content":"谢谢"}},"kf_account":"a@b"}'),
+    ('desk-multimsg', '64\n{"openid":"oUSER","msg":{"multimsg":["一",{"image":{"media_id":"M"}},{"news":{"articles":[{"title":"t","url":"u"}]}}]}}'),
+    ('desk-text', '2000\n{"openid":"oUSER","msg":"您好 <a href=\\"https://e.com/?a=1&b=2\\">链接</a>"}'),
+    ('split-links', '16\n<a href="x">一二三四五六</a> tail <a unclosed'),
+]:
+    seed("cgibin", name, text)
+
 # --- yunzhenji_callback: the shape the sandbox pushes (common to the relay and the sandbox), and
 # other spellings and nestings the parser must also read.
 for name, body in [
