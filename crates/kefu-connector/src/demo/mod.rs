@@ -300,10 +300,9 @@ async fn play() -> Result<(), String> {
         .say(USER, Say::new("我要转人工"))
         .await
         .map_err(|e| e.to_string())?;
-    let callback = serde_json::to_value(&said.callback).unwrap_or_default();
     println!(
-        "   {USER}: \"我要转人工\" → the platform's callback to the relay: HTTP {} in {} ms",
-        callback["status"], callback["elapsed_ms"]
+        "   {USER}: \"我要转人工\" → the platform's callback to the relay: {}",
+        answered(&said.callback)
     );
 
     println!("2. the desk hears it, takes the session, answers and asks for a rating");
@@ -406,6 +405,15 @@ For yunzhenji and the company gateway, point yunzhenji's pushes at the relay and
   curl http://127.0.0.1:9000/sandbox/yunzhenji/messages
 Then `kefu-connector serve --help` for every setting, and `kefu-connector crypt --help` to decrypt by hand.
 ";
+
+/// How the relay answered a push or callback of the sandbox: `HTTP 200 in 4 ms`.
+fn answered(delivery: &impl serde::Serialize) -> String {
+    let delivery = serde_json::to_value(delivery).unwrap_or_default();
+    format!(
+        "HTTP {} in {} ms",
+        delivery["status"], delivery["elapsed_ms"]
+    )
+}
 
 /// The relay's view of a user's session: `GET /v1/sessions/{openid}`.
 async fn session_of(desk: &Desk, openid: &str) -> Result<Value, String> {

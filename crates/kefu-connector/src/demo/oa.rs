@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{BuiltInDesk, Heard, all_delivered, hear};
+use super::{BuiltInDesk, Heard, all_delivered, answered, hear};
 use crate::loopback::{Loopback, OA_ACCOUNT};
 use crate::sandbox::{DEFAULT_OA_APPID, OaAccount, OaSay};
 
@@ -37,10 +37,9 @@ pub(super) async fn converse(
         .oa_say(OA_USER, OaSay::new(USER_TEXT))
         .await
         .map_err(|e| e.to_string())?;
-    let callback = serde_json::to_value(&pushed.callback).unwrap_or_default();
     println!(
-        "   {OA_USER}: \"{USER_TEXT}\" → the OA's encrypted push to /v1/callbacks/wechat/{OA_ACCOUNT}: HTTP {} in {} ms",
-        callback["status"], callback["elapsed_ms"]
+        "   {OA_USER}: \"{USER_TEXT}\" → the OA's encrypted push to /v1/callbacks/wechat/{OA_ACCOUNT}: {}",
+        answered(&pushed.callback)
     );
 
     println!("6. the desk hears it, shows typing and answers through custom/send");

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::oa::{OA_USER, settled};
-use super::{BuiltInDesk, Heard, hear};
+use super::{BuiltInDesk, Heard, answered, hear};
 use crate::loopback::{
     GATEWAY_ACCOUNT, Loopback, YUNZHENJI_ACCOUNT, YUNZHENJI_CONFIRM_WINDOW_SECS,
 };
@@ -32,10 +32,9 @@ pub(super) async fn converse(
         .yunzhenji_customer_says(CUSTOMER, CustomerSays::new(CUSTOMER_TEXT))
         .await
         .map_err(|e| e.to_string())?;
-    let callback = serde_json::to_value(&pushed.callback).unwrap_or_default();
     println!(
-        "   {CUSTOMER}: \"{CUSTOMER_TEXT}\" → yunzhenji's chatMsg push to /v1/callbacks/yunzhenji/<callback_secret>: HTTP {} in {} ms",
-        callback["status"], callback["elapsed_ms"]
+        "   {CUSTOMER}: \"{CUSTOMER_TEXT}\" → yunzhenji's chatMsg push to /v1/callbacks/yunzhenji/<callback_secret>: {}",
+        answered(&pushed.callback)
     );
     let asked = hear(heard, "message").await?;
     let target = asked["openid"].as_str().unwrap_or(CUSTOMER).to_owned();
