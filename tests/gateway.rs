@@ -148,3 +148,32 @@ async fn the_wrong_system_header_is_refused_by_the_gateway() {
     assert!(setup.sandbox.gateway_messages(Some("oUSER")).is_empty());
     setup.stop().await;
 }
+
+/// 40001, 42001 and 40014 are the gateway's own token trouble: tried once more, then failed
+/// with reason `config`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_s_token_trouble_is_retried_once_then_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = start(&dir.path().join("o.db"), "NEW_MEMBER").await;
+    setup.user_writes("oUSER");
+    let inject = |count| GatewayInjection {
+        errcode: Some(40001),
+        code: None,
+        count,
+        as_string: false,
+    };
+    setup.sandbox.gateway_inject(inject(1)).unwrap();
+    let id = setup.post("oUSER", json!("一次")).await;
+    let status = setup.final_status(id).await;
+    assert_eq!(
+        status["status"], "delivered",
+        "once, then through: {status}"
+    );
+    setup.sandbox.gateway_inject(inject(5)).unwrap();
+    let id = setup.post("oUSER", json!("两次")).await;
+    let status = setup.final_status(id).await;
+    assert_eq!(status["status"], "failed", "{status}");
+    assert_eq!(status["reason"], "config", "{status}");
+    assert_eq!(setup.sandbox.gateway_messages(Some("oUSER")).len(), 1);
+    setup.stop().await;
+}
