@@ -314,6 +314,11 @@ async fn a_customer_message_reaches_the_desk_once() {
     assert_eq!(event["text"], "您好");
     assert_eq!(event["msg_id"], push.api_send_svrid.as_str());
     assert_eq!(event["raw"], push.body, "the body as received");
+    assert_eq!(event["created_at"], push.body["data"]["create_time"]);
+    assert!(
+        event["created_at"].as_i64().is_some_and(|t| t > 0),
+        "{event}"
+    );
     // A redelivery is acknowledged and dropped.
     let url = setup.callback_url();
     let desk = Desk::new(url, "unused");
