@@ -31,7 +31,7 @@
 //! | content | `content`, `msg_content` | any value but `null` |
 //! | text of a `chatMsg` | from the content: the `text` of its `items` whose `type` is `text` or absent, joined; else its `text` string; else the content itself when a string | |
 //! | text of a `chatMsgSendFail` | `message`, `reason`, `fail_reason`, `errmsg`, `error_msg`, `error` | a non-empty string |
-//! | `create_time` | `create_time`, `created_at`, `send_time`, `msg_time`, `timestamp` | a positive number or a string of digits: Unix seconds, or milliseconds (from 10^11 on, which as seconds would be past the year 5000) converted to seconds |
+//! | `create_time` | `create_time`, `created_at`, `send_time`, `msg_time`, `timestamp` | a positive integer or a string of digits: Unix seconds, or milliseconds (from 10^11 on, which as seconds would be past the year 5000) converted to seconds |
 //!
 //! The top-level `wxid` (the account) is deliberately no candidate for the sender or the
 //! receiver: it names our own account in both directions.
@@ -40,6 +40,8 @@ use core::fmt;
 use std::collections::VecDeque;
 
 use serde_json::{Map, Value};
+
+use crate::cgibin::response::integer;
 
 /// How many levels of objects and arrays below the top the walk looks into.
 pub const MAX_DEPTH: usize = 8;
@@ -300,19 +302,10 @@ fn id(value: &Value) -> Option<String> {
 /// Values from here on are milliseconds: as seconds they would be past the year 5000.
 const FIRST_MILLISECOND_VALUE: i64 = 100_000_000_000;
 
-/// Unix seconds from a positive whole number or string of digits, in seconds or milliseconds
+/// Unix seconds from a positive integer or string of digits, in seconds or milliseconds
 /// (the vendor's unit is unknown, and either is common in such APIs).
 fn unix_seconds(value: &Value) -> Option<i64> {
-    let number = match value {
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-                .map(|f| f as i64)
-        }),
-        Value::String(s) => s.trim().parse::<i64>().ok(),
-        _ => None,
-    }?;
-    match number {
+    match integer(value)? {
         n if n <= 0 => None,
         n if n >= FIRST_MILLISECOND_VALUE => Some(n / 1000),
         n => Some(n),
@@ -443,7 +436,10 @@ mod tests {
             time(json!({"create_time": " 1700000000 "})),
             Some(1_700_000_000)
         );
-        assert_eq!(time(json!({"send_time": 1.7e9})), Some(1_700_000_000));
+        assert_eq!(
+            time(json!({"msg_time": 1_700_000_000})),
+            Some(1_700_000_000)
+        );
         assert_eq!(
             time(json!({"create_time": "yesterday", "timestamp": 5})),
             Some(5)
