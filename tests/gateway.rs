@@ -7,19 +7,11 @@ mod relay;
 
 use std::path::Path;
 
-use kefu_connector::config::Config;
-use kefu_connector::desk::Desk;
 use kefu_connector::sandbox::{DEFAULT_OA_APPID, GatewayChange, GatewayInjection, Sandbox};
-use kefu_connector::serve::Relay;
+use relay::Setup;
 use serde_json::{Value, json};
 
 const API_KEY: &str = "gateway-desk-key-0123456789abcdef";
-
-struct Setup {
-    sandbox: Sandbox,
-    relay: Relay,
-    desk: Desk,
-}
 
 /// The sandbox and a relay with the account `feihe` on its gateway, sending the `system`
 /// header `system`.
@@ -33,22 +25,10 @@ async fn start(outbox: &Path, system: &str) -> Setup {
         ("KEFU_GATEWAY_FEIHE_BASE_URL", sandbox.url()),
         ("KEFU_GATEWAY_FEIHE_SYSTEM", system.into()),
     ]);
-    let config = Config::from_settings(&settings).expect("the relay's settings");
-    let relay = Relay::start(&config).await.expect("the relay starts");
-    let desk = Desk::new(format!("http://{}", relay.addr), API_KEY);
-    Setup {
-        sandbox,
-        relay,
-        desk,
-    }
+    Setup::start(sandbox, &settings, API_KEY).await
 }
 
 impl Setup {
-    async fn stop(self) {
-        self.relay.stop().await;
-        self.sandbox.stop().await;
-    }
-
     /// `openid` writes to the Official Account the gateway sends through: its window opens.
     fn user_writes(&self, openid: &str) {
         self.sandbox

@@ -2,6 +2,8 @@
 //! `custom/send` → an in-process sandbox playing api.weixin.qq.com, with its token, window,
 //! quota and error rules.
 
+#[path = "common/relay.rs"]
+mod relay;
 #[path = "common/trace.rs"]
 mod trace;
 
@@ -15,6 +17,7 @@ use kefu_connector::sandbox::{
     OaAccount, OaSay, Sandbox, SandboxConfig,
 };
 use kefu_connector::serve::Relay;
+use relay::Setup;
 use serde_json::{Value, json};
 use trace::captured_trace;
 
@@ -23,37 +26,21 @@ const API_KEY: &str = "oa-desk-key-0123456789abcdef";
 const SHOP_CALLBACK_TOKEN: &str = "shopcallbacktoken";
 const SHOP_AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 
-/// A sandbox and a relay with two sending accounts on it: `shop` (OA) and `mini` (MP).
-struct Setup {
-    sandbox: Sandbox,
-    relay: Relay,
-    desk: Desk,
-}
-
 fn relay_config(sandbox: &Sandbox, outbox: &Path, oa_secret: &str) -> Config {
     Config::from_settings(&relay_settings(sandbox, outbox, oa_secret))
         .expect("the relay's settings")
 }
 
-/// The relay's settings by environment variable.
+/// The relay's settings by environment variable: two sending accounts, `shop` (OA) and `mini`
+/// (MP).
 fn relay_settings(
     sandbox: &Sandbox,
     outbox: &Path,
     oa_secret: &str,
 ) -> Vec<(&'static str, String)> {
     let api = sandbox.api_base_url();
-    vec![
-        ("KEFU_SERVER_LISTEN", "127.0.0.1:0".into()),
-        ("KEFU_SERVER_API_KEY", API_KEY.into()),
-        ("KEFU_DIALOGUE_TOKEN", "OATESTTOKEN0123".into()),
-        (
-            "KEFU_DIALOGUE_AES_KEY",
-            "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR".into(),
-        ),
-        ("KEFU_DIALOGUE_BOT_APPID", "Gg8HejYTkUsEIlG".into()),
-        ("KEFU_DIALOGUE_BASE_URL", sandbox.base_url()),
-        ("KEFU_OUTBOX_PATH", outbox.display().to_string()),
-        ("KEFU_DELIVERY_INITIAL_BACKOFF_MS", "5".into()),
+    let mut settings = relay::settings(sandbox, outbox, API_KEY);
+    settings.extend([
         ("KEFU_CALLBACKS_WECHAT_ACCOUNTS", "shop,mini".into()),
         ("KEFU_WECHAT_SHOP_TOKEN", SHOP_CALLBACK_TOKEN.into()),
         ("KEFU_WECHAT_SHOP_AES_KEY", SHOP_AES_KEY.into()),
@@ -65,33 +52,19 @@ fn relay_settings(
         ("KEFU_WECHAT_MINI_RECEIVE_ID", DEFAULT_MP_APPID.into()),
         ("KEFU_WECHAT_MINI_SECRET", DEFAULT_MP_SECRET.into()),
         ("KEFU_WECHAT_MINI_API_BASE_URL", api),
-    ]
+    ]);
+    settings
 }
 
 /// The default sandbox and a relay whose account `shop` has the sandbox's OA AppSecret.
 async fn start_oa(outbox: &Path) -> Setup {
-    start_with(sandbox_config(), outbox, DEFAULT_OA_SECRET).await
+    start_with(relay::sandbox_config(), outbox, DEFAULT_OA_SECRET).await
 }
 
 async fn start_with(sandbox: SandboxConfig, outbox: &Path, oa_secret: &str) -> Setup {
     let sandbox = Sandbox::start(sandbox).await.expect("the sandbox starts");
-    let relay = Relay::start(&relay_config(&sandbox, outbox, oa_secret))
-        .await
-        .expect("the relay starts");
-    let desk = Desk::new(format!("http://{}", relay.addr), API_KEY);
-    Setup {
-        sandbox,
-        relay,
-        desk,
-    }
-}
-
-fn sandbox_config() -> SandboxConfig {
-    SandboxConfig::new(
-        "OATESTTOKEN0123",
-        "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR",
-        "Gg8HejYTkUsEIlG",
-    )
+    let settings = relay_settings(&sandbox, outbox, oa_secret);
+    Setup::start(sandbox, &settings, API_KEY).await
 }
 
 impl Setup {
@@ -102,11 +75,6 @@ impl Setup {
             .unwrap();
     }
 
-    async fn stop(self) {
-        self.relay.stop().await;
-        self.sandbox.stop().await;
-    }
-
     /// Posts a message; the id of its first job.
     async fn post(&self, body: Value) -> i64 {
         let reply = self.desk.post("/v1/messages", &body).await.unwrap();
@@ -114,28 +82,9 @@ impl Setup {
         reply.body["id"].as_i64().unwrap()
     }
 
-    /// The job's status once final (bounded by a deadline, not a timed assertion).
+    /// The job's status once final.
     async fn final_status(&self, id: i64) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let status = self
-                .desk
-                .get(&format!("/v1/messages/{id}"))
-                .await
-                .unwrap()
-                .body;
-            if matches!(
-                status["status"].as_str(),
-                Some("delivered" | "failed" | "ambiguous")
-            ) {
-                return status;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "job {id} stuck: {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        relay::status_in(&self.desk, id, &["delivered", "failed", "ambiguous"]).await
     }
 
     async fn delivered(&self, id: i64) {
@@ -193,7 +142,7 @@ fn wire(bodies: &[String]) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_msgtype_of_oa_and_mp_reaches_the_platform_raw_and_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = sandbox_config();
+    let mut config = relay::sandbox_config();
     config.api.quota_per_message = 20;
     let setup = start_with(config, &dir.path().join("o.db"), DEFAULT_OA_SECRET).await;
     setup.oa_user_writes("oUSER");
@@ -477,7 +426,7 @@ async fn every_failure_reason_surfaces_with_its_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_send_window_elapses_and_a_wrong_appsecret_is_config() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = sandbox_config();
+    let mut config = relay::sandbox_config();
     config.api.send_window = Duration::from_millis(1);
     let setup = start_with(
         config,
@@ -511,7 +460,7 @@ async fn the_send_window_elapses_and_a_wrong_appsecret_is_config() {
 async fn tokens_one_fetch_for_a_cold_crowd_one_replay_when_superseded_and_reused_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("o.db");
-    let mut config = sandbox_config();
+    let mut config = relay::sandbox_config();
     config.api.quota_per_message = 1_000;
     let setup = start_with(config.clone(), &outbox, DEFAULT_OA_SECRET).await;
     setup.oa_user_writes("oUSER");
@@ -631,7 +580,7 @@ async fn an_oa_user_s_push_shows_the_session_and_its_window_then_a_send_succeeds
     let setup = start_oa(&dir.path().join("o.db")).await;
     // A second sandbox plays the user's phone: its Official Account pushes to the relay, which
     // is only known once the relay has started on the first sandbox's api.weixin.qq.com.
-    let mut phone = sandbox_config();
+    let mut phone = relay::sandbox_config();
     let mut oa = OaAccount::new(SHOP_CALLBACK_TOKEN, SHOP_AES_KEY, DEFAULT_OA_APPID);
     oa.callback_url = Some(format!(
         "http://{}/v1/callbacks/wechat/shop",

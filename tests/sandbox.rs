@@ -1303,8 +1303,9 @@ async fn the_official_account_push_can_be_replayed_or_reencrypted() {
 
 #[test]
 fn the_binary_prints_its_address_answers_and_stops_on_sigterm() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kefu-connector"))
-        .args([
+    let mut child = common::spawn_logging(
+        env!("CARGO_BIN_EXE_kefu-connector"),
+        &[
             "sandbox",
             "--listen",
             "127.0.0.1:0",
@@ -1324,23 +1325,12 @@ fn the_binary_prints_its_address_answers_and_stops_on_sigterm() {
             OA_APPID,
             "--oa-format",
             "json",
-        ])
-        .env_remove("KEFU_DIALOGUE_TOKEN")
-        .env_remove("KEFU_DIALOGUE_AES_KEY")
-        .env_remove("KEFU_DIALOGUE_BOT_APPID")
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
+        ],
+        "debug",
+    );
     let line = common::startup_line(&mut child);
     assert!(line.starts_with("sandbox listening "), "{line:?}");
-    let field = |name: &str| {
-        line.split_whitespace()
-            .find_map(|part| part.strip_prefix(&format!("{name}=")))
-            .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
-            .to_owned()
-    };
+    let field = |name: &str| common::startup_field(&line, name);
     let addr = field("addr");
     let base_url = field("base_url");
     assert_eq!(base_url, format!("http://{addr}/openapi"));

@@ -568,10 +568,9 @@ async fn configured_accounts_replace_the_defaults() {
 /// level no AppSecret or access token in its logs; it stops on SIGTERM.
 #[test]
 fn the_binary_serves_the_api_and_logs_no_secret() {
-    use std::process::{Command, Stdio};
-
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kefu-sandbox"))
-        .args([
+    let mut child = common::spawn_logging(
+        env!("CARGO_BIN_EXE_kefu-sandbox"),
+        &[
             "--listen",
             "127.0.0.1:0",
             "--token",
@@ -582,21 +581,11 @@ fn the_binary_serves_the_api_and_logs_no_secret() {
             "BinBot",
             "--api-account",
             "oa:wxBinary:BinarySecret0123",
-        ])
-        .env_remove("KEFU_DIALOGUE_TOKEN")
-        .env_remove("KEFU_DIALOGUE_AES_KEY")
-        .env_remove("KEFU_DIALOGUE_BOT_APPID")
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
+        ],
+        "trace",
+    );
     let line = common::startup_line(&mut child);
-    let api = line
-        .split_whitespace()
-        .find_map(|part| part.strip_prefix("api_base_url="))
-        .unwrap_or_else(|| panic!("no api_base_url= in {line:?}"))
-        .to_owned();
+    let api = common::startup_field(&line, "api_base_url");
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -41,33 +41,6 @@ async fn start(config: SandboxConfig) -> Sandbox {
     Sandbox::start(config).await.expect("the sandbox starts")
 }
 
-/// `(status, body)` of one exchange with optional extra headers; `Err` when the connection
-/// ended without an answer.
-async fn exchange(
-    method: Method,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Result<(u16, String), String> {
-    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
-    let mut request = Request::builder().method(method).uri(url);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request
-        .body(Full::new(Bytes::copy_from_slice(body)))
-        .map_err(|e| e.to_string())?;
-    let response = http.request(request).await.map_err(|e| format!("{e:?}"))?;
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((status, String::from_utf8(body.to_bytes().to_vec()).unwrap()))
-}
-
 /// A yunzhenji call: HTTP 200 and a JSON body, always.
 async fn send(sandbox: &Sandbox, body: &Value) -> Value {
     let url = format!("{}{SEND}", sandbox.url());
@@ -647,7 +620,7 @@ async fn yunzhenji_faults_answer_minus_one_or_drop_after_accepting() {
     push_to(&sandbox, &receiver, 0.0).await;
     let url = format!("{}{SEND}", sandbox.url());
     let body = call("t", vec![text("x", Some(json!("d1")))]).to_string();
-    let dropped = exchange(Method::POST, &url, &[], body.as_bytes()).await;
+    let dropped = common::exchange_with(Method::POST, &url, &[], body.as_bytes()).await;
     assert!(dropped.is_err(), "{dropped:?}");
     assert_eq!(
         sandbox.yunzhenji_messages(None).len(),
@@ -665,7 +638,7 @@ async fn yunzhenji_faults_answer_minus_one_or_drop_after_accepting() {
 /// A gateway call with these headers; the answer's HTTP status and JSON body.
 async fn gateway(sandbox: &Sandbox, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
     let url = format!("{}{GATEWAY}", sandbox.url());
-    let (status, text) = exchange(Method::POST, &url, headers, body.as_bytes())
+    let (status, text) = common::exchange_with(Method::POST, &url, headers, body.as_bytes())
         .await
         .unwrap();
     (status, serde_json::from_str(&text).unwrap())
@@ -885,7 +858,7 @@ async fn gateway_faults_and_a_configured_system() {
     let sandbox = start(config).await;
     sandbox.api_user_writes(DEFAULT_OA_APPID, "oUSER").unwrap();
     let url = format!("{}{GATEWAY}", sandbox.url());
-    let dropped = exchange(
+    let dropped = common::exchange_with(
         Method::POST,
         &url,
         &HEADERS,
@@ -943,10 +916,9 @@ async fn configured_yunzhenji_accounts_replace_the_default() {
 /// yunzhenji's access token nor a callback URL's path.
 #[test]
 fn the_binary_serves_both_vendors_and_logs_no_access_token() {
-    use std::process::{Command, Stdio};
-
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kefu-sandbox"))
-        .args([
+    let mut child = common::spawn_logging(
+        env!("CARGO_BIN_EXE_kefu-sandbox"),
+        &[
             "--listen",
             "127.0.0.1:0",
             "--token",
@@ -961,21 +933,11 @@ fn the_binary_serves_both_vendors_and_logs_no_access_token() {
             "http://127.0.0.1:9/v1/callbacks/yunzhenji/CallbackPathSecret",
             "--yzj-push-delay-ms",
             "0",
-        ])
-        .env_remove("KEFU_DIALOGUE_TOKEN")
-        .env_remove("KEFU_DIALOGUE_AES_KEY")
-        .env_remove("KEFU_DIALOGUE_BOT_APPID")
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
+        ],
+        "trace",
+    );
     let line = common::startup_line(&mut child);
-    let base = line
-        .split_whitespace()
-        .find_map(|part| part.strip_prefix("api_base_url="))
-        .unwrap_or_else(|| panic!("no api_base_url= in {line:?}"))
-        .to_owned();
+    let base = common::startup_field(&line, "api_base_url");
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -997,7 +959,7 @@ fn the_binary_serves_both_vendors_and_logs_no_access_token() {
             .unwrap();
         assert!(answer.contains("40002"), "{answer}");
         let url = format!("{base}{GATEWAY}");
-        let (status, answer) = exchange(Method::POST, &url, &HEADERS, gateway_body("oX", "hi").as_bytes())
+        let (status, answer) = common::exchange_with(Method::POST, &url, &HEADERS, gateway_body("oX", "hi").as_bytes())
             .await
             .unwrap();
         assert_eq!(status, 200);

@@ -10,26 +10,18 @@ mod trace;
 use std::path::Path;
 use std::time::Duration;
 
-use kefu_connector::config::Config;
 use kefu_connector::desk::Desk;
 use kefu_connector::sandbox::{
     CustomerSays, DEFAULT_YZJ_ACCESS_TOKEN, DEFAULT_YZJ_APP_ID, DEFAULT_YZJ_WXID, Sandbox,
     YunzhenjiChange,
 };
-use kefu_connector::serve::Relay;
+use relay::Setup;
 use serde_json::{Value, json};
 use trace::captured_trace;
 
 const API_KEY: &str = "yzj-desk-key-0123456789abcdef";
 const CALLBACK_SECRET: &str = "yzjCallbackSecret0123456789abcdef";
 const CUSTOMER: &str = "7881300000000001";
-
-/// A sandbox playing yunzhenji and a relay with the account `yzj` on it.
-struct Setup {
-    sandbox: Sandbox,
-    relay: Relay,
-    desk: Desk,
-}
 
 /// How the sandbox and the relay are set up.
 struct Options {
@@ -51,6 +43,7 @@ impl Default for Options {
     }
 }
 
+/// A sandbox playing yunzhenji and a relay with the account `yzj` on it.
 async fn start(outbox: &Path, options: Options) -> Setup {
     let mut config = relay::sandbox_config();
     config.drop_rate = options.drop_rate;
@@ -72,14 +65,7 @@ async fn start(outbox: &Path, options: Options) -> Setup {
             options.window_secs.to_string(),
         ),
     ]);
-    let config = Config::from_settings(&settings).expect("the relay's settings");
-    let relay = Relay::start(&config).await.expect("the relay starts");
-    let desk = Desk::new(format!("http://{}", relay.addr), API_KEY);
-    let setup = Setup {
-        sandbox,
-        relay,
-        desk,
-    };
+    let setup = Setup::start(sandbox, &settings, API_KEY).await;
     if options.pushes {
         setup.push_to_relay();
     }
@@ -102,11 +88,6 @@ impl Setup {
                 ..YunzhenjiChange::default()
             })
             .expect("the callback URL");
-    }
-
-    async fn stop(self) {
-        self.relay.stop().await;
-        self.sandbox.stop().await;
     }
 
     /// Posts a message; the ids of its jobs.
@@ -314,6 +295,11 @@ async fn a_customer_message_reaches_the_desk_once() {
     assert_eq!(event["text"], "您好");
     assert_eq!(event["msg_id"], push.api_send_svrid.as_str());
     assert_eq!(event["raw"], push.body, "the body as received");
+    assert_eq!(event["created_at"], push.body["data"]["create_time"]);
+    assert!(
+        event["created_at"].as_i64().is_some_and(|t| t > 0),
+        "{event}"
+    );
     // A redelivery is acknowledged and dropped.
     let url = setup.callback_url();
     let desk = Desk::new(url, "unused");

@@ -2,7 +2,7 @@
 //! spawned binary's startup line and SIGTERM stop.
 
 use std::io::{BufRead as _, BufReader, Read as _};
-use std::process::{Child, ExitStatus};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,10 +18,24 @@ pub async fn exchange(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<(u16, String), String> {
+    let headers: Vec<(&str, &str)> = content_type
+        .map(|content_type| ("content-type", content_type))
+        .into_iter()
+        .collect();
+    exchange_with(method, url, &headers, body).await
+}
+
+/// [`exchange`] with any headers.
+pub async fn exchange_with(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(u16, String), String> {
     let http = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut request = Request::builder().method(method).uri(url);
-    if let Some(content_type) = content_type {
-        request = request.header("content-type", content_type);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
     let request = request
         .body(Full::new(Bytes::copy_from_slice(body)))
@@ -34,6 +48,30 @@ pub async fn exchange(
         .await
         .map_err(|e| e.to_string())?;
     Ok((status, String::from_utf8(body.to_bytes().to_vec()).unwrap()))
+}
+
+/// Starts `program` with `args`, logging at `log_level`, with piped stdout and stderr; the
+/// Dialogue settings of the environment are removed, so only `args` configure it.
+pub fn spawn_logging(program: &str, args: &[&str], log_level: &str) -> Child {
+    std::process::Command::new(program)
+        .args(args)
+        .env_remove("KEFU_DIALOGUE_TOKEN")
+        .env_remove("KEFU_DIALOGUE_AES_KEY")
+        .env_remove("KEFU_DIALOGUE_BOT_APPID")
+        .env("RUST_LOG", log_level)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts")
+}
+
+/// The value of `name=` in a startup line.
+pub fn startup_field(line: &str, name: &str) -> String {
+    let prefix = format!("{name}=");
+    line.split_whitespace()
+        .find_map(|part| part.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in {line:?}"))
+        .to_owned()
 }
 
 /// The first line the child printed on its piped stdout: its startup line.

@@ -1,11 +1,13 @@
-//! A relay's settings on a sandbox, and waiting for a message's status, for the end-to-end tests
-//! of one provider each.
+//! A relay's settings on a sandbox, the two started together, and waiting for a message's
+//! status, for the end-to-end tests of one provider each.
 
 use std::path::Path;
 use std::time::Duration;
 
+use kefu_connector::config::Config;
 use kefu_connector::desk::Desk;
 use kefu_connector::sandbox::{Sandbox, SandboxConfig};
+use kefu_connector::serve::Relay;
 use serde_json::Value;
 
 /// The Dialogue settings of [`sandbox_config`].
@@ -31,6 +33,33 @@ pub fn settings(sandbox: &Sandbox, outbox: &Path, api_key: &str) -> Vec<(&'stati
         ("KEFU_OUTBOX_PATH", outbox.display().to_string()),
         ("KEFU_DELIVERY_INITIAL_BACKOFF_MS", "5".into()),
     ]
+}
+
+/// A sandbox, a relay on it, and the desk's client of that relay.
+pub struct Setup {
+    pub sandbox: Sandbox,
+    pub relay: Relay,
+    pub desk: Desk,
+}
+
+impl Setup {
+    /// Starts a relay with `settings` next to `sandbox`; the desk authenticates with `api_key`.
+    pub async fn start(sandbox: Sandbox, settings: &[(&str, String)], api_key: &str) -> Setup {
+        let config = Config::from_settings(settings).expect("the relay's settings");
+        let relay = Relay::start(&config).await.expect("the relay starts");
+        let desk = Desk::new(format!("http://{}", relay.addr), api_key);
+        Setup {
+            sandbox,
+            relay,
+            desk,
+        }
+    }
+
+    /// Stops the relay, then the sandbox.
+    pub async fn stop(self) {
+        self.relay.stop().await;
+        self.sandbox.stop().await;
+    }
 }
 
 /// Message `id`'s status once it is one of `states` (bounded by a deadline, not a timed

@@ -31,8 +31,7 @@ pub const SEND_PATH: &str = "/wisdom-api/weixin/v1/sendCustomerMessage";
 /// The operation of a stored message job.
 pub const OPERATION_SEND: &str = "sendCustomerMessage";
 
-/// The `system` header's value unless set: the calling-system identifier the page documents.
-pub const DEFAULT_SYSTEM: &str = "NEW_MEMBER";
+pub use kefu_payload::gateway::DEFAULT_SYSTEM;
 
 /// The gateway's three documented hosts (protocols.md §8.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

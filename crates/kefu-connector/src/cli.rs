@@ -55,10 +55,12 @@ pub enum Command {
     /// Send one message to a user now, without the outbox, for scripts.
     Send(SendArgs),
     /// Emulate the platforms on loopback, for demos and offline tests: the Dialogue platform's
-    /// sendmsg and kefustate, and api.weixin.qq.com's stable_token, custom/send and typing for
-    /// Official Accounts and Mini Programs, with their checks and error bodies; simulated users
-    /// that trigger callbacks; and fault injection (latency, -1 system errors, dropped
-    /// connections). The same as the kefu-sandbox binary.
+    /// sendmsg and kefustate; api.weixin.qq.com's stable_token, custom/send and typing for
+    /// Official Accounts and Mini Programs; the yunzhenji vendor's wechat/sendMessage, with its
+    /// chatMsg and chatMsgSendFail pushes to a callback URL; and the company gateway's
+    /// sendCustomerMessage, which wraps custom/send's answers. Each with its checks and error
+    /// bodies; simulated users and customers that trigger callbacks; and fault injection
+    /// (latency, -1 system errors, dropped connections). The same as the kefu-sandbox binary.
     Sandbox(SandboxArgs),
     /// Show the whole handoff on loopback, with no setup: the sandbox and the relay start
     /// in-process, a built-in desk takes a session, answers with a text, a news card and a

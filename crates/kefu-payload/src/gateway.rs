@@ -13,6 +13,10 @@ use crate::cgibin::desk::{key_name, openid, string};
 use crate::cgibin::response::integer;
 use crate::cgibin::{Call, classify as classify_cgibin};
 
+/// The `system` header's value unless set: the calling-system identifier the gateway's page
+/// documents. Here, next to the wire format, so that the client and the sandbox agree on it.
+pub const DEFAULT_SYSTEM: &str = "NEW_MEMBER";
+
 /// The longest text accepted, in bytes: the gateway presumably sends an OA text message, whose
 /// limit is 2,048 bytes (45002, protocols.md §5.4).
 pub const MAX_TEXT_BYTES: usize = 2048;

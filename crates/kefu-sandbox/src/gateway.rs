@@ -13,8 +13,7 @@ use serde_json::{Value, json};
 use crate::cgibin::{AccountKind, WeChatApi};
 use crate::state::keep;
 
-/// The `system` header the gateway expects by default.
-pub const DEFAULT_GATEWAY_SYSTEM: &str = "NEW_MEMBER";
+pub use kefu_payload::gateway::DEFAULT_SYSTEM as DEFAULT_GATEWAY_SYSTEM;
 
 /// The gateway's `msg` when the call itself worked, whatever WeChat answered.
 const OK_MSG: &str = "操作成功";

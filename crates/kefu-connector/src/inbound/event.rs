@@ -239,7 +239,7 @@ pub fn yunzhenji_event(
         "assessment": null,
         "agent": null,
         "msg_id": callback.api_send_svrid,
-        "created_at": null,
+        "created_at": callback.create_time,
         "received_at_ms": received_at_ms,
         "sender": callback.sender,
         "receiver": callback.receiver,

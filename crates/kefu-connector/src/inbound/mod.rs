@@ -44,7 +44,7 @@
 //! | `assessment` | integer | Dialogue rating, 1 (very dissatisfied) to 5 (very satisfied) |
 //! | `agent` | object | `{"name", "avatar", "openid"}`: Dialogue `customerInfo`, WeChat `KfAccount` (as `name`) |
 //! | `msg_id` | string | WeChat `MsgId`; yunzhenji `api_send_svrid` |
-//! | `created_at` | integer | `createtime` / `CreateTime`, Unix seconds (yunzhenji: `null`, its time is in `raw`) |
+//! | `created_at` | integer | `createtime` / `CreateTime`, Unix seconds (yunzhenji: `create_time`, in seconds whether it came in seconds or milliseconds; `null` when the push has none) |
 //! | `received_at_ms` | integer | When the connector stored it, Unix milliseconds |
 //! | `sender` | string | yunzhenji `from_wxid` |
 //! | `receiver` | string | yunzhenji `to_wxid` |

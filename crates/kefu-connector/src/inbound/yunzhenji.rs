@@ -260,6 +260,7 @@ mod tests {
         assert_eq!(event["msg_id"], "s1");
         assert_eq!(event["message_id"], Value::Null);
         assert_eq!(event["raw"]["data"]["create_time"], 1_700_000_000);
+        assert_eq!(event["created_at"], 1_700_000_000);
     }
 
     #[test]

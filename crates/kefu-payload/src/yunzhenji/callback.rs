@@ -31,6 +31,7 @@
 //! | content | `content`, `msg_content` | any value but `null` |
 //! | text of a `chatMsg` | from the content: the `text` of its `items` whose `type` is `text` or absent, joined; else its `text` string; else the content itself when a string | |
 //! | text of a `chatMsgSendFail` | `message`, `reason`, `fail_reason`, `errmsg`, `error_msg`, `error` | a non-empty string |
+//! | `create_time` | `create_time`, `created_at`, `send_time`, `msg_time`, `timestamp` | a positive integer or a string of digits: Unix seconds, or milliseconds (from 10^11 on, which as seconds would be past the year 5000) converted to seconds |
 //!
 //! The top-level `wxid` (the account) is deliberately no candidate for the sender or the
 //! receiver: it names our own account in both directions.
@@ -39,6 +40,8 @@ use core::fmt;
 use std::collections::VecDeque;
 
 use serde_json::{Map, Value};
+
+use crate::cgibin::response::integer;
 
 /// How many levels of objects and arrays below the top the walk looks into.
 pub const MAX_DEPTH: usize = 8;
@@ -70,6 +73,13 @@ const RECEIVER_KEYS: &[&str] = &[
 ];
 const MSG_TYPE_KEYS: &[&str] = &["msgtype", "messagetype", "contenttype"];
 const CONTENT_KEYS: &[&str] = &["content", "msgcontent"];
+const TIME_KEYS: &[&str] = &[
+    "createtime",
+    "createdat",
+    "sendtime",
+    "msgtime",
+    "timestamp",
+];
 const FAILURE_KEYS: &[&str] = &[
     "message",
     "reason",
@@ -135,6 +145,8 @@ pub struct VendorCallback {
     pub content: Option<Value>,
     /// The text of a text message, or a failure's reason.
     pub text: Option<String>,
+    /// When the vendor says the message was sent, Unix seconds.
+    pub create_time: Option<i64>,
 }
 
 /// Why a body is not a callback this relay understands.
@@ -198,6 +210,7 @@ pub fn parse_callback(body: &[u8]) -> Result<VendorCallback, CallbackError> {
         msg_type: find(&objects, MSG_TYPE_KEYS, string),
         content,
         text,
+        create_time: find(&objects, TIME_KEYS, unix_seconds),
     })
 }
 
@@ -286,6 +299,19 @@ fn id(value: &Value) -> Option<String> {
     }
 }
 
+/// Values from here on are milliseconds: as seconds they would be past the year 5000.
+const FIRST_MILLISECOND_VALUE: i64 = 100_000_000_000;
+
+/// Unix seconds from a positive integer or string of digits, in seconds or milliseconds
+/// (the vendor's unit is unknown, and either is common in such APIs).
+fn unix_seconds(value: &Value) -> Option<i64> {
+    match integer(value)? {
+        n if n <= 0 => None,
+        n if n >= FIRST_MILLISECOND_VALUE => Some(n / 1000),
+        n => Some(n),
+    }
+}
+
 fn content_text(content: &Value) -> Option<String> {
     match content {
         Value::String(_) => string(content),
@@ -339,6 +365,7 @@ mod tests {
                     json!({"items": [{"type": "text", "text": "您好"}, {"type": "text", "text": "!"}]})
                 ),
                 text: Some("您好!".into()),
+                create_time: Some(1_700_000_000),
             }
         );
     }
@@ -388,6 +415,45 @@ mod tests {
         assert_eq!(callback.receiver.as_deref(), Some("GROUP@chatroom"));
         assert_eq!(callback.msg_type.as_deref(), Some("text"));
         assert_eq!(callback.text.as_deref(), Some("plain"));
+    }
+
+    #[test]
+    fn the_time_in_seconds_or_milliseconds() {
+        let time = |value: Value| {
+            parse(json!({"event": "chatMsg", "data": value}))
+                .unwrap()
+                .create_time
+        };
+        assert_eq!(
+            time(json!({"createTime": 1_700_000_000})),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            time(json!({"timestamp": 1_700_000_000_123_i64})),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            time(json!({"create_time": " 1700000000 "})),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            time(json!({"msg_time": 1_700_000_000})),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            time(json!({"create_time": "yesterday", "timestamp": 5})),
+            Some(5)
+        );
+        for nothing in [
+            json!({}),
+            json!({"create_time": 0}),
+            json!({"create_time": -3}),
+            json!({"create_time": 1.5}),
+            json!({"create_time": 1e300}),
+            json!({"create_time": [1]}),
+        ] {
+            assert_eq!(time(nothing.clone()), None, "{nothing}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use rusqlite::{Transaction, params};
 use serde_json::{Map, Value};
 
 use super::inbound::{EventRow, insert_event, is_duplicate};
-use crate::inbound::event::EventKind;
+use crate::inbound::event::{EventKind, Source};
 use crate::store::{Admission, NewYunzhenji, ReportKind, SendReport, StoreError};
 
 /// Admits a yunzhenji callback: drops a redelivery, else stores its event and applies its
@@ -25,7 +25,7 @@ pub(super) fn admit(
     let event = match serde_json::from_str::<Value>(&new.body) {
         Ok(Value::Object(event)) => event,
         _ => Map::from_iter([
-            ("source".to_owned(), Value::from(YUNZHENJI)),
+            ("source".to_owned(), Value::from(Source::Yunzhenji.as_str())),
             ("account".to_owned(), Value::from(new.account.as_str())),
             ("raw".to_owned(), Value::from(new.body)),
         ]),
@@ -53,9 +53,6 @@ pub(super) fn admit(
     }
     Ok(Admission::Stored(stored))
 }
-
-/// The `source` of a yunzhenji event.
-const YUNZHENJI: &str = "yunzhenji";
 
 /// How a report on a job still `sending` is kept until the attempt's outcome is recorded.
 pub(super) const EARLY_TAKEN: &str = "taken";
