@@ -8,7 +8,9 @@ pub(crate) const REDACTED: &str = "<redacted>";
 /// replaced by `<redacted>`.
 ///
 /// The parameter rule catches a token this process never held (echoed by a proxy, say); the
-/// exact rule catches one that appears without its parameter name.
+/// exact rule catches one that appears without its parameter name, also as Rust's `{:?}` or JSON
+/// writes it (a vendor's echo quoted in a description escapes `"` and `\`, which the plain form
+/// would no longer match).
 pub(crate) fn redact(text: &str, token: Option<&str>) -> String {
     const PARAM: &str = "access_token=";
     let mut out = String::with_capacity(text.len());
@@ -23,10 +25,18 @@ pub(crate) fn redact(text: &str, token: Option<&str>) -> String {
         rest = &rest[end..];
     }
     out.push_str(rest);
-    match token.filter(|t| !t.is_empty()) {
-        Some(token) => out.replace(token, REDACTED),
-        None => out,
-    }
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return out;
+    };
+    let debug = token.escape_debug().to_string();
+    let json = serde_json::to_string(token).unwrap_or_default();
+    let json = json
+        .strip_prefix('"')
+        .and_then(|quoted| quoted.strip_suffix('"'))
+        .unwrap_or(token);
+    [debug.as_str(), json, token]
+        .into_iter()
+        .fold(out, |text, form| text.replace(form, REDACTED))
 }
 
 #[cfg(test)]
@@ -52,5 +62,22 @@ mod tests {
             "token <redacted> echoed"
         );
         assert_eq!(redact("nothing here", Some("")), "nothing here");
+    }
+
+    #[test]
+    fn redacts_the_token_as_debug_and_json_escape_it() {
+        let token = "TOK\"QUOTE\\BACK-é-secret";
+        for text in [
+            format!(
+                "message {:?} from the vendor",
+                format!("invalid {token} for app")
+            ),
+            format!("body {}", serde_json::json!({ "access_token": token })),
+            format!("plain {token}"),
+        ] {
+            let redacted = redact(&text, Some(token));
+            assert!(!redacted.contains("QUOTE"), "{redacted}");
+            assert!(redacted.contains(REDACTED), "{redacted}");
+        }
     }
 }

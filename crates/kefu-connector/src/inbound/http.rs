@@ -14,8 +14,11 @@ use serde_json::json;
 use super::query::Query;
 use super::yunzhenji::{MAX_BODY_BYTES, YunzhenjiRejection};
 use super::{Inbound, millis};
-use crate::store::{Admission, DIALOGUE_ACCOUNT, NewDialogue, NewWechat, NewYunzhenji, StoreError};
-use kefu_core::now_ms;
+use crate::store::{
+    Admission, DIALOGUE_ACCOUNT, JobState, NewDialogue, NewWechat, NewYunzhenji, StoreError,
+    YunzhenjiAdmission,
+};
+use kefu_core::{Reason, now_ms};
 
 /// How long a callback may wait for the store before it is answered 503: well within the
 /// platforms' 5 s deadline, so that they retry rather than time out.
@@ -102,9 +105,7 @@ fn log_name(name: &str) -> &str {
 }
 
 /// Waits for an admission within [`STORE_DEADLINE`].
-async fn admit(
-    admit: impl Future<Output = Result<Admission, StoreError>>,
-) -> Result<Admission, String> {
+async fn admit<T>(admit: impl Future<Output = Result<T, StoreError>>) -> Result<T, String> {
     match tokio::time::timeout(STORE_DEADLINE, admit).await {
         Ok(Ok(admission)) => Ok(admission),
         Ok(Err(error)) => Err(error.to_string()),
@@ -399,7 +400,17 @@ async fn yunzhenji_callback(
         report: received.report,
         webhook: inbound.inner.webhook.is_some(),
     };
-    match admit(inbound.inner.store.admit_yunzhenji(new)).await {
+    let admitted = admit(inbound.inner.store.admit_yunzhenji(new)).await;
+    if let Ok(YunzhenjiAdmission {
+        moved_to: Some(JobState::Failed),
+        ..
+    }) = &admitted
+    {
+        // A failure report fails the job here, not in delivery: count it with the others.
+        metrics.failure(account.as_str(), Reason::SendFailed);
+        metrics.confirmation(account.as_str(), Reason::SendFailed.as_str());
+    }
+    match admitted.map(|admitted| admitted.admission) {
         Ok(Admission::Stored(event)) => {
             metrics.callback("yunzhenji", "stored", "none");
             tracing::debug!(

@@ -16,8 +16,11 @@
 //! | `chatMsg` with `api_send_id` | the echo of a send: our message id in decimal | `sent` | taken: an ambiguous send becomes `accepted` |
 //! | `chatMsgSendFail` | a failed send, `api_send_id` naming it | `send_failed` | failed: `failed` with reason `send_failed` and the vendor's text |
 //!
-//! The redelivery key is the account, the event type and `api_send_svrid`, or the SHA-256 of the
-//! body when there is no svrid.
+//! The redelivery key is the account, the event type, `api_send_svrid` and `api_send_id`, or the
+//! SHA-256 of the body when there is no svrid. The two forms are tagged apart, and the svrid form
+//! holds its parts as a JSON array, so that no push can take another's key: a push carrying a
+//! genuine report's svrid but another (or no) `api_send_id` does not turn the genuine report into
+//! a "redelivery" that is dropped.
 
 use kefu_payload::yunzhenji::{CallbackError, CallbackKind, VendorCallback, parse_callback};
 use serde_json::{Map, Value};
@@ -159,9 +162,10 @@ impl YunzhenjiReceiver {
         let conversation = conversation(&callback, &account.wxid, kind);
         let dedup_key = match &callback.api_send_svrid {
             Some(svrid) => format!(
-                "yunzhenji:{}:{}:{svrid}",
+                "yunzhenji:{}:{}:svrid:{}",
                 account.name,
-                callback.kind.as_str()
+                callback.kind.as_str(),
+                serde_json::json!([svrid, callback.api_send_id])
             ),
             None => format!(
                 "yunzhenji:{}:{}:sha256:{}",
@@ -248,7 +252,10 @@ mod tests {
         assert_eq!(received.kind, EventKind::Message);
         assert_eq!(received.conversation, "7cust");
         assert!(received.report.is_none());
-        assert_eq!(received.dedup_key, "yunzhenji:a:chatMsg:s1");
+        assert_eq!(
+            received.dedup_key,
+            r#"yunzhenji:a:chatMsg:svrid:["s1",null]"#
+        );
         let event = Value::Object(received.event);
         assert_eq!(event["source"], "yunzhenji");
         assert_eq!(event["kind"], "message");
@@ -310,6 +317,33 @@ mod tests {
         let event = Value::Object(received.event);
         assert_eq!(event["kind"], "send_failed");
         assert_eq!(event["error"], "offline");
+    }
+
+    #[test]
+    fn no_push_takes_the_redelivery_key_of_another_report() {
+        let key = |body: &[u8]| receiver().receive(0, body, 5).unwrap().dedup_key;
+        let genuine = key(br#"{"event":"chatMsgSendFail","data":{"api_send_id":"42","api_send_svrid":"S","message":"x"}}"#);
+        let same_svrid_no_id =
+            key(br#"{"event":"chatMsgSendFail","data":{"api_send_svrid":"S","message":"x"}}"#);
+        let same_svrid_other_id = key(
+            br#"{"event":"chatMsgSendFail","data":{"api_send_id":"43","api_send_svrid":"S","message":"x"}}"#,
+        );
+        assert_ne!(genuine, same_svrid_no_id);
+        assert_ne!(genuine, same_svrid_other_id);
+
+        let without_svrid =
+            br#"{"event":"chatMsgSendFail","data":{"api_send_id":"42","message":"x"}}"#;
+        let hashed = key(without_svrid);
+        let hash = hashed.rsplit(':').next().unwrap();
+        let posing = format!(
+            r#"{{"event":"chatMsgSendFail","data":{{"api_send_svrid":"sha256:{hash}","message":"x"}}}}"#
+        );
+        assert_ne!(key(posing.as_bytes()), hashed);
+        assert_eq!(
+            key(without_svrid),
+            hashed,
+            "a true redelivery keeps its key"
+        );
     }
 
     #[test]

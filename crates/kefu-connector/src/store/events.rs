@@ -31,6 +31,17 @@ pub enum Admission {
     Replayed,
 }
 
+/// What became of a yunzhenji callback: its [`Admission`], and the state its report moved its
+/// job to, if it moved one (a report kept on a job still `sending` moves nothing yet), so that
+/// the relay counts the callbacks that fail a delivered or accepted message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YunzhenjiAdmission {
+    /// Stored, or dropped as a redelivery.
+    pub admission: Admission,
+    /// The job's new state, if the report changed it.
+    pub moved_to: Option<crate::store::JobState>,
+}
+
 /// A Dialogue callback to admit.
 #[derive(Debug, Clone)]
 pub struct NewDialogue {

@@ -76,7 +76,7 @@ pub use crate::idempotency::{Claim, Claimed, Earlier, Saved};
 pub use crate::inbound::session::Session;
 pub use events::{
     Admission, NewDialogue, NewWechat, NewYunzhenji, PendingEvent, Purged, ReportKind, SendReport,
-    WebhookOutcome,
+    WebhookOutcome, YunzhenjiAdmission,
 };
 pub use jobs::{
     DIALOGUE_ACCOUNT, DeskCall, Idempotent, JobState, JobStatus, NewJob, Outcome, PendingJob,
@@ -168,7 +168,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// Admits a yunzhenji callback in one transaction: drops a redelivery (its `dedup_key`),
     /// else stores the event for the desk and applies its report to the job it names (see the
     /// confirmation rules in the [module docs](self)).
-    fn admit_yunzhenji(&self, new: NewYunzhenji) -> BoxFuture<'_, StoreResult<Admission>>;
+    fn admit_yunzhenji(&self, new: NewYunzhenji) -> BoxFuture<'_, StoreResult<YunzhenjiAdmission>>;
 
     /// Remembers the plain signature of a URL verification that passed until `expires_ms`, so
     /// that a push reusing it is refused as a replay.

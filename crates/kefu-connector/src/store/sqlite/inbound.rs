@@ -12,6 +12,7 @@ use crate::inbound::session::{ChangedBy, Session};
 use crate::store::{
     Admission, DIALOGUE_ACCOUNT, DeskCall, EventPage, EventStore, NewDialogue, NewWechat,
     NewYunzhenji, PendingEvent, Purged, SessionStore, StoreError, StoreResult, WebhookOutcome,
+    YunzhenjiAdmission,
 };
 
 /// The events still to push, in order, and the highest event id.
@@ -439,7 +440,7 @@ impl EventStore for SqliteStore {
         self.boxed(Box::new(move |tx, group| admit_wechat(tx, group.now, new)))
     }
 
-    fn admit_yunzhenji(&self, new: NewYunzhenji) -> BoxFuture<'_, StoreResult<Admission>> {
+    fn admit_yunzhenji(&self, new: NewYunzhenji) -> BoxFuture<'_, StoreResult<YunzhenjiAdmission>> {
         self.boxed(Box::new(move |tx, group| {
             yunzhenji::admit(tx, group.now, new)
         }))

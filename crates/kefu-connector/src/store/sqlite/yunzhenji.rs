@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 
 use super::inbound::{EventRow, insert_event, is_duplicate};
 use crate::inbound::event::{EventKind, Source};
-use crate::store::{Admission, NewYunzhenji, ReportKind, SendReport, StoreError};
+use crate::store::{
+    Admission, JobState, NewYunzhenji, ReportKind, SendReport, StoreError, YunzhenjiAdmission,
+};
 
 /// Admits a yunzhenji callback: drops a redelivery, else stores its event and applies its
 /// report to the job it names, in the one transaction.
@@ -16,9 +18,12 @@ pub(super) fn admit(
     tx: &Transaction<'_>,
     now: i64,
     new: NewYunzhenji,
-) -> Result<Admission, StoreError> {
+) -> Result<YunzhenjiAdmission, StoreError> {
     if is_duplicate(tx, &new.dedup_key, now)? {
-        return Ok(Admission::Duplicate);
+        return Ok(YunzhenjiAdmission {
+            admission: Admission::Duplicate,
+            moved_to: None,
+        });
     }
     // The body is the desk's event as the endpoint built it; one that is not an object is
     // still stored (the vendor's schema is unconfirmed), kept whole under `raw`.
@@ -48,10 +53,14 @@ pub(super) fn admit(
             dedup_expires_ms: new.dedup_expires_ms,
         },
     )?;
-    if let Some(report) = &new.report {
-        apply_report(tx, now, &new.account, report)?;
-    }
-    Ok(Admission::Stored(stored))
+    let moved_to = match &new.report {
+        Some(report) => apply_report(tx, now, &new.account, report)?,
+        None => None,
+    };
+    Ok(YunzhenjiAdmission {
+        admission: Admission::Stored(stored),
+        moved_to,
+    })
 }
 
 /// How a report on a job still `sending` is kept until the attempt's outcome is recorded.
@@ -75,26 +84,29 @@ pub(super) fn early_report(kind: Option<&str>, message: Option<String>) -> Optio
 /// `sending` keeps the report for its attempt's outcome ([`Outcome::after_report`]); a failure
 /// report outweighs an echo there, as it does once the job is settled.
 ///
+/// Returns the job's new state if the report changed it.
+///
 /// [`Outcome::after_report`]: crate::store::Outcome::after_report
 fn apply_report(
     tx: &Transaction<'_>,
     now: i64,
     account: &str,
     report: &SendReport,
-) -> Result<(), StoreError> {
+) -> Result<Option<JobState>, StoreError> {
     match &report.kind {
         ReportKind::Taken => {
-            tx.prepare_cached(
-                "UPDATE outbox SET state = 'accepted', confirm_by_ms = ?3, error_code = NULL,
+            let moved = tx
+                .prepare_cached(
+                    "UPDATE outbox SET state = 'accepted', confirm_by_ms = ?3, error_code = NULL,
                      reason = NULL, error_message = NULL, updated_at_ms = ?4
                  WHERE id = ?1 AND account = ?2 AND state = 'ambiguous'",
-            )?
-            .execute(params![
-                report.job_id,
-                account,
-                now.saturating_add(report.confirm_window_ms),
-                now
-            ])?;
+                )?
+                .execute(params![
+                    report.job_id,
+                    account,
+                    now.saturating_add(report.confirm_window_ms),
+                    now
+                ])?;
             tx.prepare_cached(
                 "UPDATE outbox SET early_report = ?3, early_window_ms = ?4
                  WHERE id = ?1 AND account = ?2 AND state = 'sending' AND early_report IS NULL",
@@ -105,29 +117,31 @@ fn apply_report(
                 EARLY_TAKEN,
                 report.confirm_window_ms
             ])?;
+            Ok((moved > 0).then_some(JobState::Accepted))
         }
         ReportKind::Failed { message } => {
-            tx.prepare_cached(
-                "UPDATE outbox SET state = 'failed', reason = ?3, error_code = NULL,
+            let moved = tx
+                .prepare_cached(
+                    "UPDATE outbox SET state = 'failed', reason = ?3, error_code = NULL,
                      error_message = ?4, confirm_by_ms = NULL, updated_at_ms = ?5
                  WHERE id = ?1 AND account = ?2
                    AND state IN ('accepted', 'ambiguous', 'delivered')",
-            )?
-            .execute(params![
-                report.job_id,
-                account,
-                Reason::SendFailed.as_str(),
-                message,
-                now
-            ])?;
+                )?
+                .execute(params![
+                    report.job_id,
+                    account,
+                    Reason::SendFailed.as_str(),
+                    message,
+                    now
+                ])?;
             tx.prepare_cached(
                 "UPDATE outbox SET early_report = ?3, early_message = ?4
                  WHERE id = ?1 AND account = ?2 AND state = 'sending'",
             )?
             .execute(params![report.job_id, account, EARLY_FAILED, message])?;
+            Ok((moved > 0).then_some(JobState::Failed))
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -201,7 +215,7 @@ mod tests {
     }
 
     async fn admit(outbox: &SqliteStore, new: NewYunzhenji) -> Admission {
-        outbox.admit_yunzhenji(new).await.unwrap()
+        outbox.admit_yunzhenji(new).await.unwrap().admission
     }
 
     #[tokio::test]
@@ -237,11 +251,16 @@ mod tests {
         let ambiguous_job = job(&outbox, "yzj", ambiguous(Some(i64::MAX))).await;
         let delivered = job(&outbox, "yzj", Some(Outcome::Delivered)).await;
         for (n, id) in [accepted, ambiguous_job, delivered].into_iter().enumerate() {
-            admit(
-                &outbox,
-                callback(&format!("{n}:chatMsgSendFail"), failed(id)),
-            )
-            .await;
+            let key = format!("{n}:chatMsgSendFail");
+            let admitted = outbox.admit_yunzhenji(callback(&key, failed(id))).await;
+            assert_eq!(
+                admitted.unwrap().moved_to,
+                Some(JobState::Failed),
+                "the relay counts it"
+            );
+            let again = format!("{n}:again");
+            let admitted = outbox.admit_yunzhenji(callback(&again, failed(id))).await;
+            assert_eq!(admitted.unwrap().moved_to, None, "failed already");
             let status = outbox.get(id).await.unwrap().unwrap();
             assert_eq!(status.status, JobState::Failed, "job {id}");
             assert_eq!(status.reason, Some(Reason::SendFailed));
