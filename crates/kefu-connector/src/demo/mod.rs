@@ -223,8 +223,15 @@ async fn hear(heard: &mut mpsc::UnboundedReceiver<Heard>, kind: &str) -> Result<
             Some(account) => format!(" on \"{account}\""),
             None => String::new(),
         };
+        // `openid` names the conversation: the user who wrote, or whom the relay's own message
+        // (a yunzhenji `sent` or `send_failed` report) went to.
+        let party = if matches!(this, "sent" | "send_failed") {
+            "to"
+        } else {
+            "from"
+        };
         println!(
-            "   desk ← webhook event #{id} {this} from {openid}{on}{}",
+            "   desk ← webhook event #{id} {this} {party} {openid}{on}{}",
             // yunzhenji's `content` is the vendor's JSON; its `text` is what the customer wrote.
             match (
                 event["text"].as_str().or(event["content"].as_str()),
