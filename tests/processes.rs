@@ -416,7 +416,7 @@ fn demo_plays_the_whole_handoff() {
         "8. a customer writes to the WeCom account yunzhenji drives (account \"wecom_sales\" in the relay)",
         "desk ← webhook event #4 message from 7881300000000001 on \"wecom_sales\"",
         "makes message 16 accepted, not yet delivered",
-        "desk ← webhook event #5 sent from 7881300000000001 on \"wecom_sales\"",
+        "desk ← webhook event #5 sent to 7881300000000001 on \"wecom_sales\"",
         "message 16: delivered",
         "yunzhenji #1 text api_send_id 16",
         "9. the desk reaches oDEMO_oa_user_0001 through the company gateway (account \"feihe\")",
