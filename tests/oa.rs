@@ -507,14 +507,8 @@ async fn tokens_one_fetch_for_a_cold_crowd_one_replay_when_superseded_and_reused
     // A restart on the same outbox reuses the stored token: no fetch.
     let Setup { sandbox, relay, .. } = setup;
     relay.stop().await;
-    let relay = Relay::start(&relay_config(&sandbox, &outbox, DEFAULT_OA_SECRET))
-        .await
-        .unwrap();
-    let setup = Setup {
-        desk: Desk::new(format!("http://{}", relay.addr), API_KEY),
-        sandbox,
-        relay,
-    };
+    let settings = relay_settings(&sandbox, &outbox, DEFAULT_OA_SECRET);
+    let setup = Setup::start(sandbox, &settings, API_KEY).await;
     let id = setup
         .post(json!({"account": "shop", "openid": "oUSER", "msg": "restarted"}))
         .await;
@@ -718,14 +712,8 @@ async fn token_refresh_forces_through_the_running_relay_or_the_store_and_says_wh
     assert_eq!(code, 1, "ignored again, within 30 s: {out}{err}");
     assert!(out.contains("ignored the refresh"), "{out}");
     let fetches = sandbox.api_account(DEFAULT_OA_APPID).unwrap().token_fetches;
-    let relay = Relay::start(&relay_config(&sandbox, &outbox, DEFAULT_OA_SECRET))
-        .await
-        .unwrap();
-    let setup = Setup {
-        desk: Desk::new(format!("http://{}", relay.addr), API_KEY),
-        sandbox,
-        relay,
-    };
+    let settings = relay_settings(&sandbox, &outbox, DEFAULT_OA_SECRET);
+    let setup = Setup::start(sandbox, &settings, API_KEY).await;
     let id = setup
         .post(json!({"account": "shop", "openid": "oUSER", "msg": "restarted"}))
         .await;

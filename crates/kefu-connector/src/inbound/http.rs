@@ -394,7 +394,7 @@ async fn yunzhenji_callback(
     let new = NewYunzhenji {
         account: account.clone(),
         conversation: received.conversation,
-        body: serde_json::Value::Object(received.event).to_string(),
+        event: received.event,
         dedup_key: received.dedup_key,
         dedup_expires_ms: now.saturating_add(millis(inbound.inner.dedup_retention)),
         report: received.report,

@@ -89,9 +89,9 @@ pub struct NewYunzhenji {
     pub account: String,
     /// The customer or group the event is about: a conversation's webhook pushes keep order.
     pub conversation: String,
-    /// The event JSON for the desk, exactly as pushed: an object, to which the store adds the
-    /// event's `id` as for every event (anything else is kept as a string under `raw`).
-    pub body: String,
+    /// The event for the desk, exactly as pushed, but for its `id`, which the store adds as for
+    /// every event. Its `kind` names the stored event's kind.
+    pub event: Map<String, Value>,
     /// api_send_svrid + event type (or a body hash when the vendor gave no svrid).
     pub dedup_key: String,
     /// When the key expires, in Unix milliseconds.

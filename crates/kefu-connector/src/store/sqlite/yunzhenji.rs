@@ -4,10 +4,10 @@
 
 use kefu_core::Reason;
 use rusqlite::{Transaction, params};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::inbound::{EventRow, insert_event, is_duplicate};
-use crate::inbound::event::{EventKind, Source};
+use crate::inbound::event::EventKind;
 use crate::store::{
     Admission, JobState, NewYunzhenji, ReportKind, SendReport, StoreError, YunzhenjiAdmission,
 };
@@ -25,16 +25,7 @@ pub(super) fn admit(
             moved_to: None,
         });
     }
-    // The body is the desk's event as the endpoint built it; one that is not an object is
-    // still stored (the vendor's schema is unconfirmed), kept whole under `raw`.
-    let event = match serde_json::from_str::<Value>(&new.body) {
-        Ok(Value::Object(event)) => event,
-        _ => Map::from_iter([
-            ("source".to_owned(), Value::from(Source::Yunzhenji.as_str())),
-            ("account".to_owned(), Value::from(new.account.as_str())),
-            ("raw".to_owned(), Value::from(new.body)),
-        ]),
-    };
+    let event = new.event;
     let kind = event
         .get("kind")
         .and_then(Value::as_str)
@@ -181,7 +172,11 @@ mod tests {
         NewYunzhenji {
             account: "yzj".into(),
             conversation: "wxid_customer".into(),
-            body: r#"{"source":"yunzhenji","account":"yzj","kind":"send_failed"}"#.into(),
+            event:
+                serde_json::json!({"source": "yunzhenji", "account": "yzj", "kind": "send_failed"})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
             dedup_key: key.into(),
             dedup_expires_ms: i64::MAX,
             report,
@@ -343,7 +338,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_event_gets_its_id_and_kind_and_a_body_that_is_no_object_is_kept_raw() {
+    async fn the_event_gets_its_id_and_kind() {
         let (_dir, outbox) = open().await;
         let Admission::Stored(stored) = admit(&outbox, callback("a", None)).await else {
             panic!("not stored")
@@ -352,14 +347,6 @@ mod tests {
         assert_eq!(body["id"], stored.id);
         assert_eq!(body["kind"], "send_failed");
         assert_eq!(stored.openid, "wxid_customer");
-        let mut odd = callback("b", None);
-        odd.body = "not json".into();
-        let Admission::Stored(stored) = admit(&outbox, odd).await else {
-            panic!("not stored")
-        };
-        let body: Value = serde_json::from_str(&stored.body).unwrap();
-        assert_eq!(body["raw"], "not json");
-        assert_eq!(body["source"], "yunzhenji");
     }
 
     /// A job of `account` whose request is on its way.
