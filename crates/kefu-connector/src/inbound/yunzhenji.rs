@@ -5,7 +5,7 @@
 //! credential, and it says which account the push is for. It is compared in constant time with
 //! every account's secret, all of them each time; a wrong one is answered as an unknown route,
 //! so that the route reveals nothing about the secrets. The schema is unconfirmed (§11 item 14):
-//! [`parse_callback`] finds the fields wherever the vendor puts them, and the body is kept as
+//! [`read_callback`] finds the fields wherever the vendor puts them, and the body is kept as
 //! received in the event's `raw`.
 //!
 //! What the relay relies on, and what the desk gets:
@@ -22,7 +22,7 @@
 //! genuine report's svrid but another (or no) `api_send_id` does not turn the genuine report into
 //! a "redelivery" that is dropped.
 
-use kefu_payload::yunzhenji::{CallbackError, CallbackKind, VendorCallback, parse_callback};
+use kefu_payload::yunzhenji::{CallbackError, CallbackKind, VendorCallback, read_callback};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
@@ -128,12 +128,12 @@ impl YunzhenjiReceiver {
         received_at_ms: i64,
     ) -> Result<Received, YunzhenjiRejection> {
         let account = self.accounts.get(index).ok_or(YunzhenjiRejection::Body)?;
-        let callback = parse_callback(body).map_err(YunzhenjiRejection::Parse)?;
-        // parse_callback accepted the body as a JSON object, so this is one.
         let raw = match serde_json::from_slice(body) {
             Ok(Value::Object(raw)) => raw,
-            _ => Map::new(),
+            Ok(_) => return Err(YunzhenjiRejection::Parse(CallbackError::NotObject)),
+            Err(_) => return Err(YunzhenjiRejection::Parse(CallbackError::NotJson)),
         };
+        let callback = read_callback(&raw).map_err(YunzhenjiRejection::Parse)?;
         let job_id = callback
             .api_send_id
             .as_deref()

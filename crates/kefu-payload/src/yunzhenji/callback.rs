@@ -192,6 +192,12 @@ pub fn parse_callback(body: &[u8]) -> Result<VendorCallback, CallbackError> {
     let Value::Object(top) = &value else {
         return Err(CallbackError::NotObject);
     };
+    read_callback(top)
+}
+
+/// Reads a yunzhenji callback that the caller has already parsed, for a caller that keeps the
+/// parsed body (as the relay keeps it as the event's `raw`) instead of parsing it twice.
+pub fn read_callback(top: &Map<String, Value>) -> Result<VendorCallback, CallbackError> {
     let objects = walk(top);
     let kind = event(&objects)?;
     let content = find(&objects, CONTENT_KEYS, |v| {

@@ -12,7 +12,9 @@ mod callback;
 mod desk;
 mod send;
 
-pub use callback::{CallbackError, CallbackKind, MAX_DEPTH, VendorCallback, parse_callback};
+pub use callback::{
+    CallbackError, CallbackKind, MAX_DEPTH, VendorCallback, parse_callback, read_callback,
+};
 pub use desk::{
     DeskMessage, MAX_TEXT_BYTES, MAX_TITLE_BYTES, MAX_URL_BYTES, MAX_WXID_BYTES, Message,
     read_desk_message,
