@@ -79,7 +79,7 @@ pub enum Command {
     /// --inbound: sandbox users push handoff callbacks instead, and it reports how fast the relay
     /// acknowledges them while the desk's webhook is slow.
     Bench(BenchArgs),
-    /// Access tokens of the [wechat.<name>] accounts: `token refresh --account NAME --force`
+    /// Access tokens of the `[wechat.<name>]` accounts: `token refresh --account NAME --force`
     /// forces a new one (for a leaked token; the platform allows 20 a day, at least 30 s apart).
     #[command(subcommand)]
     Token(TokenArgs),

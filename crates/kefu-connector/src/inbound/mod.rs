@@ -15,7 +15,7 @@
 //! | `GET /v1/sessions?state=needperson&limit=<n>&account=<name>` | bearer | `{"sessions": [...]}` of that account (`dialogue` when absent), longest in their state first |
 //!
 //! A callback is acknowledged only once it is durably stored (§9.3), through the relay's
-//! [`Store`](crate::store::Store); delivery to the desk happens afterwards and never holds up the
+//! [`Store`]; delivery to the desk happens afterwards and never holds up the
 //! answer. A redelivery is recognised by its key (Dialogue: bot APPID, userid, createtime and the
 //! SHA-256 of the decrypted plaintext; WeChat: `MsgId`, or `FromUserName`, `CreateTime` and
 //! `Event`), acknowledged and dropped; keys are kept for `callbacks.dedup_retention_secs`, at least
