@@ -177,6 +177,14 @@ impl Metrics {
         }
     }
 
+    /// Counts a confirmation that ended in a failure for `reason`, under that reason both in
+    /// `kefu_confirmations_total` and in `kefu_delivery_failures_total`, since the job failed
+    /// there and not in delivery.
+    pub fn confirmation_failed(&self, account: &str, reason: Reason) {
+        self.failure(account, reason);
+        self.confirmation(account, reason.as_str());
+    }
+
     /// The `[wechat.<name>]` providers whose token counters are exported, labelled by their
     /// configured name only (never the AppID, a token or the AppSecret). Set once, at start.
     pub fn wechat_accounts(&self, providers: Vec<Arc<WechatProvider>>) {

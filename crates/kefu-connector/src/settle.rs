@@ -50,15 +50,11 @@ async fn settle_once(store: &dyn Store, metrics: &Metrics) -> Vec<Settled> {
         }
     };
     for change in &settled {
-        let result = match (change.state, change.reason) {
-            (JobState::Delivered, _) => "delivered",
-            (_, Some(reason)) => {
-                metrics.failure(&change.account, reason);
-                reason.as_str()
-            }
-            (state, None) => state.as_str(),
-        };
-        metrics.confirmation(&change.account, result);
+        match (change.state, change.reason) {
+            (JobState::Delivered, _) => metrics.confirmation(&change.account, "delivered"),
+            (_, Some(reason)) => metrics.confirmation_failed(&change.account, reason),
+            (state, None) => metrics.confirmation(&change.account, state.as_str()),
+        }
         if change.state == JobState::Delivered {
             tracing::info!(
                 job = change.id,

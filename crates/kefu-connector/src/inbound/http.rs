@@ -407,8 +407,7 @@ async fn yunzhenji_callback(
     }) = &admitted
     {
         // A failure report fails the job here, not in delivery: count it with the others.
-        metrics.failure(account.as_str(), Reason::SendFailed);
-        metrics.confirmation(account.as_str(), Reason::SendFailed.as_str());
+        metrics.confirmation_failed(account.as_str(), Reason::SendFailed);
     }
     match admitted.map(|admitted| admitted.admission) {
         Ok(Admission::Stored(event)) => {
