@@ -249,6 +249,8 @@ for name, text in [
     ('desk-link', '2000\n{"openid":"oMP","msg":{"link":{"title":"t","description":"d","url":"https://e.com","thumb_url":"https://e.com/t.png"}}}'),
     ('desk-msgmenu', '2000\n{"openid":"oUSER","msg":{"msgmenu":{"head_content":"满意吗","list":[{"id":"101","content":"满意"}],"tail_content":"谢谢"}},"kf_account":"a@b"}'),
     ('desk-multimsg', '64\n{"openid":"oUSER","msg":{"multimsg":["一",{"image":{"media_id":"M"}},{"news":{"articles":[{"title":"t","url":"u"}]}}]}}'),
+    # An escaped backslash before a `u` is not a `\\uXXXX` escape (the target once said it was).
+    ('desk-backslash-u', '20\n{"openid":"o\\\\\\\\unu","msg":"a\\\\u4f60"}'),
     ('desk-text', '2000\n{"openid":"oUSER","msg":"您好 <a href=\\"https://e.com/?a=1&b=2\\">链接</a>"}'),
     ('split-links', '16\n<a href="x">一二三四五六</a> tail <a unclosed'),
 ]:

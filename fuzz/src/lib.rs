@@ -39,6 +39,19 @@ pub fn fields<const N: usize>(text: &str) -> [&str; N] {
     out
 }
 
+/// `true` when serialized JSON holds a `\uXXXX` escape. An escaped backslash followed by a `u`
+/// (`\\u`, which an ID may well contain) is a backslash and a letter, not an escape, so a plain
+/// substring search would be wrong.
+pub fn has_unicode_escape(json: &str) -> bool {
+    let mut bytes = json.bytes();
+    while let Some(byte) = bytes.next() {
+        if byte == b'\\' && bytes.next() == Some(b'u') {
+            return true;
+        }
+    }
+    false
+}
+
 /// The account of the Dialogue vectors V2/V3: sample key, bot APPID.
 pub fn bot_crypt() -> MsgCrypt {
     must(MsgCrypt::new("token", SAMPLE_KEY, BOT_APPID))

@@ -587,6 +587,20 @@ mod tests {
     }
 
     #[test]
+    fn a_backslash_before_u_is_escaped_not_taken_for_a_unicode_escape() {
+        // Found by the cgibin fuzz target: the body must carry `\\u` (a backslash, then `u`).
+        assert_eq!(
+            body(
+                Message::Text(Text {
+                    content: s(r"a\u4f60")
+                }),
+                None
+            ),
+            r#"{"touser":"oUSER","msgtype":"text","text":{"content":"a\\u4f60"}}"#
+        );
+    }
+
+    #[test]
     fn kf_account_goes_in_customservice() {
         assert_eq!(
             body(
