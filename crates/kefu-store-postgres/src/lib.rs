@@ -19,6 +19,8 @@ mod config;
 mod connect;
 mod error;
 pub mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::{MAX_RELAY_NAME, MigrateMode, PgConfig, PgUrl, RelayId};
 pub use connect::{connect, connect_one, ping};
