@@ -443,6 +443,34 @@ mod tests {
     }
 
     #[test]
+    fn parsing_any_text_never_panics() {
+        // A small deterministic generator over the characters that matter to the parsers.
+        const ALPHABET: &[char] = &[
+            'p', 'o', 's', 't', 'g', 'r', 'e', ':', '/', '@', '?', '&', '=', '%', '\'', '\\', ' ',
+            'a', '1', '[', ']', ',', 'ä', '€', 'w', 'd',
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let prefixes = ["", "postgres://", "postgresql://u:p@", "host=h password="];
+        for _ in 0..20_000 {
+            let len = (next() % 24) as usize;
+            let mut text = prefixes[(next() % 4) as usize].to_owned();
+            for _ in 0..len {
+                text.push(ALPHABET[(next() % ALPHABET.len() as u64) as usize]);
+            }
+            if let Ok(config) = PgConfig::new(&text) {
+                let _ = format!("{config:?}");
+                let _ = config.session_config(&RelayId::generate("fuzz"));
+            }
+        }
+    }
+
+    #[test]
     fn percent_decoding_never_panics() {
         for s in ["%", "%4", "%zz", "a%41", "%E2%82%AC", "%%", "ä%"] {
             let _ = percent_decode(s);

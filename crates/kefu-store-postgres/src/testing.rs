@@ -459,7 +459,24 @@ fn missing() {
         );
     }
     static BANNER: std::sync::Once = std::sync::Once::new();
-    BANNER.call_once(|| eprintln!("{SKIP_BANNER}"));
+    BANNER.call_once(|| {
+        // Straight to the process's stderr: libtest captures `eprintln!` of passing tests.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr().lock(), "{SKIP_BANNER}");
+    });
+}
+
+/// Whether PostgreSQL is installed, for a test that starts a [`Cluster`] of its own: `false`
+/// after printing [`SKIP_BANNER`] (once per binary) when it is not.
+///
+/// # Panics
+/// When it is not installed and `KEFU_REQUIRE_POSTGRES=1`.
+pub fn postgres_available() -> bool {
+    if find_binaries().is_some() {
+        return true;
+    }
+    missing();
+    false
 }
 
 /// A database of its own for one test, on the binary's shared cluster.

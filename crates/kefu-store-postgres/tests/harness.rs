@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kefu_store_postgres::testing::{Cluster, find_binaries, postgres_required};
+use kefu_store_postgres::testing::{Cluster, postgres_available};
 
 const CHILD: &str = "KEFU_PG_HARNESS_CHILD";
 
@@ -25,12 +25,7 @@ fn child_starts_the_shared_cluster() {
 
 #[test]
 fn no_postgres_outlives_its_test_binary() {
-    if find_binaries().is_none() {
-        assert!(
-            !postgres_required(),
-            "KEFU_REQUIRE_POSTGRES=1 but PostgreSQL is not installed"
-        );
-        eprintln!("{}", kefu_store_postgres::testing::SKIP_BANNER);
+    if !postgres_available() {
         return;
     }
     let out = Command::new(std::env::current_exe().unwrap())
@@ -82,11 +77,7 @@ fn is_postgres(proc_dir: &std::path::Path) -> bool {
 
 #[test]
 fn a_dropped_cluster_is_stopped_and_removed() {
-    if find_binaries().is_none() {
-        assert!(
-            !postgres_required(),
-            "KEFU_REQUIRE_POSTGRES=1 but PostgreSQL is not installed"
-        );
+    if !postgres_available() {
         return;
     }
     let cluster = Cluster::start(false).unwrap();

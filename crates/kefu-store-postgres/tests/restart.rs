@@ -1,19 +1,14 @@
 //! The pool over a database that stops and restarts, and the password kept out of every error,
 //! on a cluster of this test's own (`Cluster::start`), since it is stopped and restarted.
 
-use kefu_store_postgres::testing::{Cluster, PASSWORD_ROLE, find_binaries, postgres_required};
+use kefu_store_postgres::testing::{Cluster, PASSWORD_ROLE, postgres_available};
 use kefu_store_postgres::{PgConfig, PgError, RelayId, connect, connect_one, ping};
 
 const PASSWORD: &str = "pw-Zq81xK3vVh";
 
 /// A cluster of its own with the password role, or `None` (skipped) without PostgreSQL.
 async fn cluster() -> Option<Cluster> {
-    if find_binaries().is_none() {
-        assert!(
-            !postgres_required(),
-            "KEFU_REQUIRE_POSTGRES=1 but PostgreSQL is not installed"
-        );
-        eprintln!("{}", kefu_store_postgres::testing::SKIP_BANNER);
+    if !postgres_available() {
         return None;
     }
     let cluster = tokio::task::spawn_blocking(|| Cluster::start(false))
