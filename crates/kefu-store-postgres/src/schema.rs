@@ -103,8 +103,21 @@ pub async fn migrate(client: &mut Client, applied_by: &str) -> Result<Migrated, 
     let migrations = MIGRATIONS;
     let known = LATEST;
     let tx = client.transaction().await?;
+    // Wait for another migrator as long as it takes (it holds the lock only while it
+    // migrates); the connection's lock_timeout applies again to the migration's own DDL, so that
+    // a long transaction elsewhere fails it rather than queueing everyone behind it.
+    let lock_timeout: String = tx
+        .query_one("SELECT current_setting('lock_timeout')", &[])
+        .await?
+        .try_get(0)?;
+    tx.batch_execute("SET LOCAL lock_timeout = 0").await?;
     tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&LOCK.0, &LOCK.1])
         .await?;
+    tx.execute(
+        "SELECT set_config('lock_timeout', $1, true)",
+        &[&lock_timeout],
+    )
+    .await?;
     tx.batch_execute(BOOTSTRAP).await?;
     let from: i32 = tx
         .query_one(

@@ -225,3 +225,66 @@ async fn every_connection_commits_synchronously_and_names_its_relay() {
     assert_eq!(sync, "on");
     kefu_store_postgres::ping(&pool).await.unwrap();
 }
+
+/// Run by `two_processes_migrate_once` in a child process: migrates the database named by
+/// `KEFU_PG_MIGRATE_URL` and prints what it found. Does nothing otherwise.
+#[tokio::test]
+async fn child_migrates() {
+    let Ok(url) = std::env::var("KEFU_PG_MIGRATE_URL") else {
+        return;
+    };
+    let mut config = kefu_store_postgres::PgConfig::new(&url).unwrap();
+    config.relay_name = "child".into();
+    let relay = kefu_store_postgres::RelayId::generate("child");
+    let (mut client, connection) = connect_one(&config, &relay).await.unwrap();
+    tokio::spawn(connection);
+    let migrated = migrate(&mut client, relay.as_str()).await.unwrap();
+    println!("MIGRATED from={} to={}", migrated.from, migrated.to);
+}
+
+#[tokio::test]
+async fn two_processes_migrate_once() {
+    let Some(db) = empty_database().await else {
+        return;
+    };
+    let url = db.cluster.url(&db.name);
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "child_migrates",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("KEFU_PG_MIGRATE_URL", &url)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut found = Vec::new();
+    for child in children {
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout
+            .lines()
+            .find_map(|l| l.split_once("MIGRATED ").map(|(_, rest)| rest.to_owned()))
+            .unwrap_or_else(|| panic!("no MIGRATED line in {stdout}"));
+        found.push(line);
+    }
+    found.sort();
+    assert_eq!(found, ["from=0 to=1", "from=1 to=1"]);
+    let admin = db.admin().await.unwrap();
+    assert_eq!(versions(&admin).await.len(), 1);
+    assert_eq!(tables(&admin).await, TABLES);
+}
