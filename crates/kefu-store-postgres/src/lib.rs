@@ -1,0 +1,33 @@
+//! kefu-connector's PostgreSQL store, for several relays sharing one database (issue 12): the
+//! `[store]` settings ([`PgConfig`], whose URL is a secret), the connections ([`connect`],
+//! [`connect_one`]) set up so that an acknowledged write is flushed on the server
+//! (`synchronous_commit=on`), the versioned `kefu` schema and its migrator ([`migrate`]), and
+//! errors the relay can act on ([`PgError`]).
+//!
+//! The store itself (the write lanes and the storage traits over this schema) comes next; see
+//! `notes/pg-design.md` in the project for the whole design.
+//!
+//! With the `testing` feature, [`testing`] starts a throwaway PostgreSQL cluster from the
+//! system's binaries for tests.
+//!
+//! Connections are unencrypted (TCP or a unix socket): TLS is not supported yet, and a URL that
+//! requires it (`sslmode=require`) is refused.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod connect;
+mod error;
+pub mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::{MAX_RELAY_NAME, MigrateMode, PgConfig, PgUrl, RelayId};
+pub use connect::{connect, connect_one, ping};
+pub use error::PgError;
+pub use schema::{LATEST, Migrated, check_schema, migrate, schema_version};
+
+/// The connection pool [`connect`] returns (deadpool-postgres).
+pub use deadpool_postgres::Pool;
+/// The driver, for the statements of the store built on this crate.
+pub use tokio_postgres;
