@@ -21,15 +21,15 @@
 use axum::http::HeaderMap;
 use sha2::{Digest as _, Sha256};
 
+// The claim's data lives with the store that keeps it; these names keep their paths here.
+pub use kefu_store::idempotency::{Claim, Claimed, DESK_SCOPE, Earlier, Saved};
+
 /// The request header that carries the key.
 pub const HEADER: &str = "idempotency-key";
 /// The response header that marks an answer given again for a repeated request.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// The longest key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 255;
-/// The scope of every key: the relay has one desk key, so one desk. A relay with several desk
-/// keys would scope by key, so that two desks' keys cannot collide.
-pub const DESK_SCOPE: &str = "desk";
 
 /// Why an `Idempotency-Key` header is refused: the message says what a valid key is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,7 +64,7 @@ pub fn key_of(headers: &HeaderMap) -> Result<Option<String>, KeyError> {
     Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
 }
 
-/// The SHA-256, in hex, of what makes two requests the same: the method, the route template,
+/// The SHA-256, in hex, of what makes two requests the same ([`Claim::request_hash`]): the method, the route template,
 /// the path parameters and the body. Every part is length-prefixed, so that moving bytes
 /// between parts changes the hash.
 pub fn request_hash(method: &str, route: &str, params: &[&str], body: &[u8]) -> String {
@@ -78,51 +78,6 @@ pub fn request_hash(method: &str, route: &str, params: &[&str], body: &[u8]) -> 
         hash.update(part);
     }
     hex::encode(hash.finalize())
-}
-
-/// A key to claim in the transaction that does a request's work.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    /// The key's scope, [`DESK_SCOPE`].
-    pub scope: String,
-    /// The desk's key.
-    pub key: String,
-    /// The route template, for the message when the key is reused on another request.
-    pub route: String,
-    /// See [`request_hash`].
-    pub request_hash: String,
-    /// How long the key is kept, in milliseconds.
-    pub retention_ms: i64,
-}
-
-/// An answer saved with its key, given again, byte for byte, to a repeated request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Saved {
-    /// The HTTP status.
-    pub status: u16,
-    /// The body.
-    pub body: Vec<u8>,
-}
-
-/// What a claimed key found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Earlier {
-    /// The same request was done before: its answer.
-    Same(Saved),
-    /// The key was used for another request, on this route template.
-    Other {
-        /// The route template of the request that used the key first.
-        route: String,
-    },
-}
-
-/// What a request with a key got from the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claimed<T> {
-    /// The key was new (or had expired): the work was done and the answer saved with the key.
-    Done(T),
-    /// The key was already used; nothing was done.
-    Earlier(Earlier),
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use kefu_payload::KefuState;
 use rusqlite::{OptionalExtension as _, Transaction, params};
 use serde_json::{Map, Value};
 
-use super::{SqliteStore, yunzhenji};
+use super::{SqliteStore, sql, yunzhenji};
 use crate::inbound::event::{self, EventKind};
 use crate::inbound::session::{ChangedBy, Session};
 use crate::store::{
@@ -17,10 +17,12 @@ use crate::store::{
 
 /// The events still to push, in order, and the highest event id.
 fn pending_events(tx: &Transaction<'_>) -> Result<(Vec<PendingEvent>, i64), StoreError> {
-    let mut statement = tx.prepare(
-        "SELECT id, openid, body, attempts, not_before_ms FROM inbound_events
+    let mut statement = tx
+        .prepare(
+            "SELECT id, openid, body, attempts, not_before_ms FROM inbound_events
          WHERE webhook_state = 'pending' ORDER BY id",
-    )?;
+        )
+        .map_err(sql)?;
     let pending = statement
         .query_map([], |row| {
             Ok(PendingEvent {
@@ -30,8 +32,10 @@ fn pending_events(tx: &Transaction<'_>) -> Result<(Vec<PendingEvent>, i64), Stor
                 attempts: row.get(3)?,
                 not_before_ms: row.get(4)?,
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+        })
+        .map_err(sql)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql)?;
     Ok((pending, latest_event_id(tx)?))
 }
 
@@ -43,15 +47,18 @@ fn latest_event_id(tx: &Transaction<'_>) -> Result<i64, StoreError> {
             [],
             |row| row.get(0),
         )
-        .optional()?;
+        .optional()
+        .map_err(sql)?;
     Ok(from_sequence.unwrap_or_default())
 }
 
 pub(super) fn is_duplicate(tx: &Transaction<'_>, key: &str, now: i64) -> Result<bool, StoreError> {
     Ok(tx
-        .prepare_cached("SELECT 1 FROM inbound_dedup WHERE key = ?1 AND expires_at_ms > ?2")?
+        .prepare_cached("SELECT 1 FROM inbound_dedup WHERE key = ?1 AND expires_at_ms > ?2")
+        .map_err(sql)?
         .query_row(params![key, now], |_| Ok(()))
-        .optional()?
+        .optional()
+        .map_err(sql)?
         .is_some())
 }
 
@@ -90,7 +97,8 @@ pub(super) fn insert_event(
         "INSERT INTO inbound_events (source, account, openid, kind, body, received_at_ms,
                                      webhook_state, not_before_ms, updated_at_ms)
          VALUES (?1, ?2, ?3, ?4, '', ?5, ?6, ?5, ?5)",
-    )?
+    )
+    .map_err(sql)?
     .execute(params![
         source,
         account,
@@ -98,15 +106,20 @@ pub(super) fn insert_event(
         kind,
         now,
         if webhook { "pending" } else { "none" }
-    ])?;
+    ])
+    .map_err(sql)?;
     let id = tx.last_insert_rowid();
     let body = event::with_id(id, event);
-    tx.prepare_cached("UPDATE inbound_events SET body = ?2 WHERE id = ?1")?
-        .execute(params![id, body])?;
+    tx.prepare_cached("UPDATE inbound_events SET body = ?2 WHERE id = ?1")
+        .map_err(sql)?
+        .execute(params![id, body])
+        .map_err(sql)?;
     tx.prepare_cached(
         "INSERT OR REPLACE INTO inbound_dedup (key, event_id, expires_at_ms) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![dedup_key, id, dedup_expires_ms])?;
+    )
+    .map_err(sql)?
+    .execute(params![dedup_key, id, dedup_expires_ms])
+    .map_err(sql)?;
     Ok(PendingEvent {
         id,
         openid: openid.to_owned(),
@@ -179,8 +192,8 @@ fn remember_plain_signature(
     tx.prepare_cached(
         "INSERT INTO inbound_replay (key, body_sha256, expires_at_ms) VALUES (?1, ?2, ?3)
          ON CONFLICT (key) DO UPDATE SET expires_at_ms = max(expires_at_ms, excluded.expires_at_ms)",
-    )?
-    .execute(params![key, body_sha256, expires_ms])?;
+    ).map_err(sql)?
+    .execute(params![key, body_sha256, expires_ms]).map_err(sql)?;
     Ok(())
 }
 
@@ -194,9 +207,11 @@ fn admit_wechat(tx: &Transaction<'_>, now: i64, new: NewWechat) -> Result<Admiss
     let seen: Option<String> = tx
         .prepare_cached(
             "SELECT body_sha256 FROM inbound_replay WHERE key = ?1 AND expires_at_ms > ?2",
-        )?
+        )
+        .map_err(sql)?
         .query_row(params![new.replay_key, now], |row| row.get(0))
-        .optional()?;
+        .optional()
+        .map_err(sql)?;
     match seen {
         Some(body) if body == new.body_sha256 => return Ok(Admission::Duplicate),
         Some(_) => return Ok(Admission::Replayed),
@@ -205,12 +220,14 @@ fn admit_wechat(tx: &Transaction<'_>, now: i64, new: NewWechat) -> Result<Admiss
     tx.prepare_cached(
         "INSERT OR REPLACE INTO inbound_replay (key, body_sha256, expires_at_ms)
          VALUES (?1, ?2, ?3)",
-    )?
+    )
+    .map_err(sql)?
     .execute(params![
         new.replay_key,
         new.body_sha256,
         new.replay_expires_ms
-    ])?;
+    ])
+    .map_err(sql)?;
     if let Some(plain) = &new.plain_replay_key {
         remember_plain_signature(tx, plain, &new.body_sha256, new.replay_expires_ms)?;
     }
@@ -251,10 +268,13 @@ fn events_after(
     limit: u32,
 ) -> Result<Vec<(i64, String)>, StoreError> {
     let mut statement = tx
-        .prepare_cached("SELECT id, body FROM inbound_events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+        .prepare_cached("SELECT id, body FROM inbound_events WHERE id > ?1 ORDER BY id LIMIT ?2")
+        .map_err(sql)?;
     let rows = statement
-        .query_map(params![after, limit], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<Result<Vec<_>, _>>()?;
+        .query_map(params![after, limit], |row| Ok((row.get(0)?, row.get(1)?)))
+        .map_err(sql)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql)?;
     Ok(rows)
 }
 
@@ -312,9 +332,11 @@ fn load_session(
     let row = tx
         .prepare_cached(&format!(
             "SELECT {SESSION_COLUMNS} FROM sessions WHERE account = ?1 AND openid = ?2"
-        ))?
+        ))
+        .map_err(sql)?
         .query_row(params![account, openid], read_session)
-        .optional()?;
+        .optional()
+        .map_err(sql)?;
     row.map(finish_session).transpose()
 }
 
@@ -326,17 +348,21 @@ fn list_sessions(
     state: Option<KefuState>,
     limit: u32,
 ) -> Result<Vec<Session>, StoreError> {
-    let mut statement = tx.prepare_cached(&format!(
-        "SELECT {SESSION_COLUMNS} FROM sessions
+    let mut statement = tx
+        .prepare_cached(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions
          WHERE account = ?1 AND (?2 IS NULL OR state = ?2)
          ORDER BY state_since_ms, openid LIMIT ?3"
-    ))?;
+        ))
+        .map_err(sql)?;
     let rows = statement
         .query_map(
             params![account, state.map(KefuState::as_str), limit],
             read_session,
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
+        )
+        .map_err(sql)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql)?;
     rows.into_iter().map(finish_session).collect()
 }
 
@@ -344,7 +370,8 @@ fn save_session(tx: &Transaction<'_>, session: &Session) -> Result<(), StoreErro
     tx.prepare_cached(&format!(
         "INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS})
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-    ))?
+    ))
+    .map_err(sql)?
     .execute(params![
         session.account,
         session.openid,
@@ -360,7 +387,8 @@ fn save_session(tx: &Transaction<'_>, session: &Session) -> Result<(), StoreErro
         session.last_event_id,
         session.desk_pending_until_ms,
         session.last_user_message_at_ms,
-    ])?;
+    ])
+    .map_err(sql)?;
     Ok(())
 }
 
@@ -401,8 +429,10 @@ fn record_webhook(
         "UPDATE inbound_events SET webhook_state = ?2, attempts = attempts + 1,
              not_before_ms = IFNULL(?3, not_before_ms), last_error = ?4, updated_at_ms = ?5
          WHERE id = ?1",
-    )?
-    .execute(params![id, state, not_before, error, now])?;
+    )
+    .map_err(sql)?
+    .execute(params![id, state, not_before, error, now])
+    .map_err(sql)?;
     Ok(())
 }
 
@@ -413,15 +443,15 @@ fn purge(tx: &Transaction<'_>, now: i64, events_before_ms: i64) -> Result<Purged
         dedup_keys: tx.execute(
             "DELETE FROM inbound_dedup WHERE expires_at_ms <= ?1",
             params![now],
-        )?,
+        ).map_err(sql)?,
         replay_keys: tx.execute(
             "DELETE FROM inbound_replay WHERE expires_at_ms <= ?1",
             params![now],
-        )?,
+        ).map_err(sql)?,
         events: tx.execute(
             "DELETE FROM inbound_events WHERE received_at_ms < ?1 AND webhook_state <> 'pending'",
             params![events_before_ms],
-        )?,
+        ).map_err(sql)?,
     })
 }
 

@@ -3,7 +3,7 @@
 use kefu_core::{BoxFuture, Job, Reason};
 use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, params};
 
-use super::{Group, SqliteStore, inbound, keys, yunzhenji};
+use super::{Group, SqliteStore, inbound, keys, sql, yunzhenji};
 use crate::store::{
     Claimed, DeskCall, Idempotent, JobState, JobStatus, JobStore, NewJob, Outcome, PendingJob,
     ResendError, Settled, StoreError, StoreResult,
@@ -13,41 +13,48 @@ use crate::store::{
 /// the report a callback made while they were being sent), and returns the queued ones in
 /// order.
 pub(super) fn recover(conn: &mut Connection) -> Result<Vec<PendingJob>, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction().map_err(sql)?;
     let now = kefu_core::now_ms();
     tx.execute(
         "UPDATE outbox SET state = 'failed', reason = ?2, error_code = NULL,
              error_message = early_message, updated_at_ms = ?3
          WHERE state = 'sending' AND early_report = ?1",
         params![yunzhenji::EARLY_FAILED, Reason::SendFailed.as_str(), now],
-    )?;
+    )
+    .map_err(sql)?;
     tx.execute(
         "UPDATE outbox SET state = 'accepted', confirm_by_ms = ?2 + IFNULL(early_window_ms, 0),
              error_code = NULL, reason = NULL, error_message = NULL, updated_at_ms = ?2
          WHERE state = 'sending' AND early_report = ?1",
         params![yunzhenji::EARLY_TAKEN, now],
-    )?;
+    )
+    .map_err(sql)?;
     tx.execute(
         "UPDATE outbox SET state = 'ambiguous', updated_at_ms = ?1,
              error_message = 'the connector stopped while this was being sent; it may have been delivered'
          WHERE state = 'sending'",
         params![now],
-    )?;
+    ).map_err(sql)?;
     tx.execute(
         "UPDATE outbox SET early_report = NULL, early_message = NULL, early_window_ms = NULL
          WHERE early_report IS NOT NULL",
         [],
-    )?;
+    )
+    .map_err(sql)?;
     let pending = {
-        let mut statement = tx.prepare(
-            "SELECT id, account, recipient, operation, payload, attempts, not_before_ms
+        let mut statement = tx
+            .prepare(
+                "SELECT id, account, recipient, operation, payload, attempts, not_before_ms
              FROM outbox WHERE state = 'queued' ORDER BY seq",
-        )?;
+            )
+            .map_err(sql)?;
         statement
-            .query_map([], read_pending)?
-            .collect::<Result<Vec<_>, _>>()?
+            .query_map([], read_pending)
+            .map_err(sql)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql)?
     };
-    tx.commit()?;
+    tx.commit().map_err(sql)?;
     Ok(pending)
 }
 
@@ -70,22 +77,26 @@ fn insert(
     group: &mut Group,
     jobs: Vec<NewJob>,
 ) -> Result<Vec<PendingJob>, StoreError> {
-    let mut statement = tx.prepare_cached(
-        "INSERT INTO outbox (seq, account, recipient, operation, payload, state, not_before_ms,
+    let mut statement = tx
+        .prepare_cached(
+            "INSERT INTO outbox (seq, account, recipient, operation, payload, state, not_before_ms,
                              created_at_ms, updated_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6, ?6)",
-    )?;
+        )
+        .map_err(sql)?;
     let mut stored = Vec::with_capacity(jobs.len());
     for job in jobs {
         group.last_seq += 1;
-        statement.execute(params![
-            group.last_seq,
-            job.account,
-            job.recipient,
-            job.operation,
-            job.payload,
-            group.now
-        ])?;
+        statement
+            .execute(params![
+                group.last_seq,
+                job.account,
+                job.recipient,
+                job.operation,
+                job.payload,
+                group.now
+            ])
+            .map_err(sql)?;
         stored.push(PendingJob {
             job: Job {
                 id: tx.last_insert_rowid(),
@@ -102,26 +113,30 @@ fn insert(
 }
 
 fn mark_sending(tx: &Transaction<'_>, now: i64, ids: &[i64]) -> Result<(), StoreError> {
-    let mut statement = tx.prepare_cached(
-        "UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at_ms = ?2
+    let mut statement = tx
+        .prepare_cached(
+            "UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at_ms = ?2
          WHERE id = ?1",
-    )?;
+        )
+        .map_err(sql)?;
     for id in ids {
-        statement.execute(params![id, now])?;
+        statement.execute(params![id, now]).map_err(sql)?;
     }
     Ok(())
 }
 
 fn record(tx: &Transaction<'_>, now: i64, id: i64, outcome: Outcome) -> Result<(), StoreError> {
     let early = tx
-        .prepare_cached("SELECT early_report, early_message FROM outbox WHERE id = ?1")?
+        .prepare_cached("SELECT early_report, early_message FROM outbox WHERE id = ?1")
+        .map_err(sql)?
         .query_row(params![id], |row| {
             Ok(yunzhenji::early_report(
                 row.get::<_, Option<String>>(0)?.as_deref(),
                 row.get(1)?,
             ))
         })
-        .optional()?
+        .optional()
+        .map_err(sql)?
         .flatten();
     let outcome = match &early {
         Some(report) => outcome.after_report(report),
@@ -179,7 +194,8 @@ fn record(tx: &Transaction<'_>, now: i64, id: i64, outcome: Outcome) -> Result<(
              confirm_by_ms = ?8, early_report = NULL, early_message = NULL,
              early_window_ms = NULL
          WHERE id = ?1",
-    )?
+    )
+    .map_err(sql)?
     .execute(params![
         id,
         state.as_str(),
@@ -189,7 +205,8 @@ fn record(tx: &Transaction<'_>, now: i64, id: i64, outcome: Outcome) -> Result<(
         message,
         now,
         confirm_by
-    ])?;
+    ])
+    .map_err(sql)?;
     Ok(())
 }
 
@@ -199,10 +216,12 @@ const UNCONFIRMED: &str = "no callback confirmed within the confirmation window 
 /// Settles every confirmation whose window ended at or before `now_ms`.
 fn settle(tx: &Transaction<'_>, now: i64, now_ms: i64) -> Result<Vec<Settled>, StoreError> {
     let due = {
-        let mut statement = tx.prepare_cached(
-            "SELECT id, account, state FROM outbox
+        let mut statement = tx
+            .prepare_cached(
+                "SELECT id, account, state FROM outbox
              WHERE confirm_by_ms IS NOT NULL AND confirm_by_ms <= ?1 ORDER BY confirm_by_ms, id",
-        )?;
+            )
+            .map_err(sql)?;
         statement
             .query_map(params![now_ms], |row| {
                 Ok((
@@ -210,8 +229,10 @@ fn settle(tx: &Transaction<'_>, now: i64, now_ms: i64) -> Result<Vec<Settled>, S
                     row.get::<_, String>(1)?,
                     row.get::<_, String>(2)?,
                 ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?
+            })
+            .map_err(sql)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql)?
     };
     let mut settled = Vec::with_capacity(due.len());
     for (id, account, state) in due {
@@ -224,8 +245,10 @@ fn settle(tx: &Transaction<'_>, now: i64, now_ms: i64) -> Result<Vec<Settled>, S
             ),
             // Only these two keep a window; a stray one is cleared, not acted on.
             _ => {
-                tx.prepare_cached("UPDATE outbox SET confirm_by_ms = NULL WHERE id = ?1")?
-                    .execute(params![id])?;
+                tx.prepare_cached("UPDATE outbox SET confirm_by_ms = NULL WHERE id = ?1")
+                    .map_err(sql)?
+                    .execute(params![id])
+                    .map_err(sql)?;
                 continue;
             }
         };
@@ -233,14 +256,16 @@ fn settle(tx: &Transaction<'_>, now: i64, now_ms: i64) -> Result<Vec<Settled>, S
             "UPDATE outbox SET state = ?2, reason = ?3, error_message = IFNULL(?4, error_message),
                  confirm_by_ms = NULL, updated_at_ms = ?5
              WHERE id = ?1",
-        )?
+        )
+        .map_err(sql)?
         .execute(params![
             id,
             state.as_str(),
             reason.map(Reason::as_str),
             message,
             now
-        ])?;
+        ])
+        .map_err(sql)?;
         settled.push(Settled {
             id,
             account,
@@ -257,7 +282,8 @@ fn get(tx: &Transaction<'_>, id: i64) -> Result<Option<JobStatus>, StoreError> {
             "SELECT account, recipient, operation, state, attempts, error_code, reason,
                     error_message, created_at_ms, updated_at_ms, confirm_by_ms
              FROM outbox WHERE id = ?1",
-        )?
+        )
+        .map_err(sql)?
         .query_row(params![id], |row| {
             Ok((
                 JobStatus {
@@ -278,7 +304,8 @@ fn get(tx: &Transaction<'_>, id: i64) -> Result<Option<JobStatus>, StoreError> {
                 row.get::<_, Option<String>>(6)?,
             ))
         })
-        .optional()?;
+        .optional()
+        .map_err(sql)?;
     let Some((mut status, state, reason)) = row else {
         return Ok(None);
     };
@@ -312,23 +339,30 @@ fn resend(
              confirm_by_ms = NULL
          WHERE id = ?1",
         params![id, group.now, group.last_seq],
-    )?;
-    Ok(Ok(tx.query_row(
-        "SELECT id, account, recipient, operation, payload, attempts, not_before_ms
+    )
+    .map_err(sql)?;
+    Ok(Ok(tx
+        .query_row(
+            "SELECT id, account, recipient, operation, payload, attempts, not_before_ms
          FROM outbox WHERE id = ?1",
-        params![id],
-        read_pending,
-    )?))
+            params![id],
+            read_pending,
+        )
+        .map_err(sql)?))
 }
 
 fn depth(tx: &Transaction<'_>) -> Result<Vec<(JobState, u64)>, StoreError> {
-    let mut statement = tx.prepare_cached("SELECT state, COUNT(*) FROM outbox GROUP BY state")?;
-    let rows = statement.query_map([], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))
-    })?;
+    let mut statement = tx
+        .prepare_cached("SELECT state, COUNT(*) FROM outbox GROUP BY state")
+        .map_err(sql)?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))
+        })
+        .map_err(sql)?;
     let mut counts = Vec::new();
     for row in rows {
-        let (state, count) = row?;
+        let (state, count) = row.map_err(sql)?;
         if let Some(state) = JobState::parse(&state) {
             counts.push((state, count));
         }

@@ -3,7 +3,7 @@
 
 use rusqlite::{OptionalExtension as _, Transaction, params};
 
-use super::Group;
+use super::{Group, sql};
 use crate::idempotency::{Claim, Claimed, Earlier, Saved};
 use crate::store::{Idempotent, StoreError};
 
@@ -18,7 +18,8 @@ pub(super) fn earlier(
         .prepare_cached(
             "SELECT route, request_hash, status, response_body FROM idempotency_keys
              WHERE scope = ?1 AND key = ?2 AND expires_ms > ?3",
-        )?
+        )
+        .map_err(sql)?
         .query_row(params![claim.scope, claim.key, now], |row| {
             Ok((
                 row.get::<_, String>(0)?,
@@ -27,7 +28,8 @@ pub(super) fn earlier(
                 row.get::<_, Vec<u8>>(3)?,
             ))
         })
-        .optional()?;
+        .optional()
+        .map_err(sql)?;
     Ok(row.map(|(route, hash, status, body)| {
         if hash == claim.request_hash {
             Earlier::Same(Saved { status, body })
@@ -48,7 +50,8 @@ pub(super) fn save(
         "INSERT OR REPLACE INTO idempotency_keys
              (scope, key, route, request_hash, status, response_body, created_ms, expires_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
+    )
+    .map_err(sql)?
     .execute(params![
         claim.scope,
         claim.key,
@@ -58,15 +61,18 @@ pub(super) fn save(
         saved.body,
         now,
         now.saturating_add(claim.retention_ms)
-    ])?;
+    ])
+    .map_err(sql)?;
     Ok(())
 }
 
 /// Removes the keys expired at `now`; returns how many.
 pub(super) fn purge(tx: &Transaction<'_>, now: i64) -> Result<usize, StoreError> {
     Ok(tx
-        .prepare_cached("DELETE FROM idempotency_keys WHERE expires_ms <= ?1")?
-        .execute(params![now])?)
+        .prepare_cached("DELETE FROM idempotency_keys WHERE expires_ms <= ?1")
+        .map_err(sql)?
+        .execute(params![now])
+        .map_err(sql)?)
 }
 
 /// Does `work` unless `key` is in use, and saves the key with the answer for the ids `done`

@@ -32,10 +32,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{PendingJob, Store, StoreError, StoreResult};
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(error: rusqlite::Error) -> StoreError {
-        StoreError::new(error.to_string())
-    }
+/// A SQLite failure as the store's error. (`StoreError` belongs to kefu-store, which knows no
+/// backend, so the conversion is a function here rather than a `From`.)
+fn sql(error: rusqlite::Error) -> StoreError {
+    StoreError::new(error.to_string())
 }
 
 /// What a command sees of its group besides the transaction.
@@ -79,19 +79,22 @@ impl SqliteStore {
     /// recovers from an interrupted run, and returns the jobs still to deliver, in order.
     pub fn open(path: &Path) -> Result<(SqliteStore, Vec<PendingJob>), StoreError> {
         let lock = lock_owner(path)?;
-        let mut conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(1))?;
+        let mut conn = Connection::open(path).map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(1))
+            .map_err(sql)?;
         // No exclusive locking mode: other processes may read the file while the relay runs
         // (`sqlite3 … "VACUUM INTO 'backup.sqlite3'"`, inspection); the lock file above keeps a
         // second relay out.
         conn.pragma_update(None, "journal_mode", "WAL")
-            .and_then(|()| conn.pragma_update(None, "synchronous", "FULL"))?;
+            .and_then(|()| conn.pragma_update(None, "synchronous", "FULL"))
+            .map_err(sql)?;
         schema::migrate(&mut conn)?;
         let pending = jobs::recover(&mut conn)?;
-        let last_seq: i64 =
-            conn.query_row("SELECT IFNULL(MAX(seq), 0) FROM outbox", [], |row| {
+        let last_seq: i64 = conn
+            .query_row("SELECT IFNULL(MAX(seq), 0) FROM outbox", [], |row| {
                 row.get(0)
-            })?;
+            })
+            .map_err(sql)?;
         let (commands, receiver) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("kefu-outbox".into())
@@ -165,7 +168,7 @@ impl Store for SqliteStore {
 
     fn ping(&self) -> BoxFuture<'_, StoreResult<()>> {
         self.boxed(Box::new(|tx, _| {
-            Ok(tx.query_row("SELECT 1", [], |_| Ok(()))?)
+            Ok(tx.query_row("SELECT 1", [], |_| Ok(())).map_err(sql)?)
         }))
     }
 
@@ -253,7 +256,9 @@ fn run_store(
 /// Moves everything in the WAL into the database file and empties the WAL, so that the file
 /// alone holds every committed row (a stopped relay's outbox can be copied on its own).
 fn checkpoint(conn: &Connection) -> Result<(), StoreError> {
-    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+    let busy: i64 = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+        .map_err(sql)?;
     if busy != 0 {
         return Err(StoreError::new(
             "the checkpoint could not finish: another process is reading the outbox",
@@ -270,7 +275,7 @@ fn execute_group(conn: &mut Connection, last_seq: &mut i64, group: &mut Vec<Comm
         last_seq: *last_seq,
     };
     let result = (|| -> Result<(), StoreError> {
-        let tx = conn.transaction()?;
+        let tx = conn.transaction().map_err(sql)?;
         for command in group.drain(..) {
             match command {
                 Command::Run(work) => {
@@ -286,7 +291,7 @@ fn execute_group(conn: &mut Connection, last_seq: &mut i64, group: &mut Vec<Comm
                 }
             }
         }
-        tx.commit()?;
+        tx.commit().map_err(sql)?;
         Ok(())
     })();
     let failure = result.err();
@@ -311,15 +316,16 @@ fn in_savepoint<T>(
     work: impl FnOnce(&Transaction<'_>, &mut Group) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let seq_before = group.last_seq;
-    tx.execute_batch("SAVEPOINT work")?;
+    tx.execute_batch("SAVEPOINT work").map_err(sql)?;
     match work(tx, group) {
         Ok(value) => {
-            tx.execute_batch("RELEASE work")?;
+            tx.execute_batch("RELEASE work").map_err(sql)?;
             Ok(value)
         }
         Err(error) => {
             group.last_seq = seq_before;
-            tx.execute_batch("ROLLBACK TO work; RELEASE work")?;
+            tx.execute_batch("ROLLBACK TO work; RELEASE work")
+                .map_err(sql)?;
             Err(error)
         }
     }

@@ -19,6 +19,7 @@
 
 use rusqlite::Connection;
 
+use super::sql;
 use crate::store::StoreError;
 
 /// The migrations, version 1 first: the version a file is at is the number of them applied.
@@ -153,8 +154,9 @@ CREATE INDEX outbox_confirming ON outbox (confirm_by_ms) WHERE confirm_by_ms IS 
 #[cfg(test)]
 pub(crate) fn create_at(conn: &Connection, version: usize) -> Result<(), StoreError> {
     for (index, migration) in MIGRATIONS.iter().enumerate().take(version) {
-        conn.execute_batch(migration)?;
-        conn.pragma_update(None, "user_version", index + 1)?;
+        conn.execute_batch(migration).map_err(sql)?;
+        conn.pragma_update(None, "user_version", index + 1)
+            .map_err(sql)?;
     }
     Ok(())
 }
@@ -162,8 +164,10 @@ pub(crate) fn create_at(conn: &Connection, version: usize) -> Result<(), StoreEr
 /// Brings the database to the newest version, in one transaction: a crash leaves it at the
 /// version it had. A file written by a newer relay is refused rather than misread.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let tx = conn.transaction()?;
-    let version: usize = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let tx = conn.transaction().map_err(sql)?;
+    let version: usize = tx
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(sql)?;
     if version > MIGRATIONS.len() {
         return Err(StoreError::new(format!(
             "the outbox file is at schema version {version}, newer than this relay knows ({}); run the relay that wrote it, or a newer one",
@@ -171,9 +175,10 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         )));
     }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
-        tx.execute_batch(migration)?;
-        tx.pragma_update(None, "user_version", index + 1)?;
+        tx.execute_batch(migration).map_err(sql)?;
+        tx.pragma_update(None, "user_version", index + 1)
+            .map_err(sql)?;
     }
-    tx.commit()?;
+    tx.commit().map_err(sql)?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 use kefu_core::{BoxFuture, StoredToken, TokenStore, TokenStoreError};
 use rusqlite::{OptionalExtension as _, params};
 
-use super::SqliteStore;
+use super::{SqliteStore, sql};
 use crate::store::StoreError;
 
 fn token_error(error: StoreError) -> TokenStoreError {
@@ -22,7 +22,8 @@ impl TokenStore for SqliteStore {
                     .prepare_cached(
                         "SELECT token, fetched_at_ms, expires_at_ms FROM access_tokens
                          WHERE appid = ?1",
-                    )?
+                    )
+                    .map_err(sql)?
                     .query_row(params![appid], |row| {
                         Ok(StoredToken {
                             token: row.get(0)?,
@@ -30,7 +31,8 @@ impl TokenStore for SqliteStore {
                             expires_at_ms: row.get(2)?,
                         })
                     })
-                    .optional()?)
+                    .optional()
+                    .map_err(sql)?)
             }))
             .await
             .map_err(token_error)
@@ -53,13 +55,15 @@ impl TokenStore for SqliteStore {
                          fetched_at_ms = excluded.fetched_at_ms,
                          expires_at_ms = excluded.expires_at_ms
                      WHERE excluded.expires_at_ms > access_tokens.expires_at_ms",
-                )?
+                )
+                .map_err(sql)?
                 .execute(params![
                     appid,
                     token.token,
                     token.fetched_at_ms,
                     token.expires_at_ms
-                ])?;
+                ])
+                .map_err(sql)?;
                 Ok(())
             }))
             .await
@@ -76,8 +80,10 @@ impl TokenStore for SqliteStore {
         Box::pin(async move {
             self.run(Box::new(move |tx, _| {
                 let dropped = tx
-                    .prepare_cached("DELETE FROM access_tokens WHERE appid = ?1 AND token = ?2")?
-                    .execute(params![appid, failed])?;
+                    .prepare_cached("DELETE FROM access_tokens WHERE appid = ?1 AND token = ?2")
+                    .map_err(sql)?
+                    .execute(params![appid, failed])
+                    .map_err(sql)?;
                 Ok(dropped > 0)
             }))
             .await

@@ -7,6 +7,7 @@ use rusqlite::{Transaction, params};
 use serde_json::Value;
 
 use super::inbound::{EventRow, insert_event, is_duplicate};
+use super::sql;
 use crate::inbound::event::EventKind;
 use crate::store::{
     Admission, JobState, NewYunzhenji, ReportKind, SendReport, StoreError, YunzhenjiAdmission,
@@ -91,23 +92,27 @@ fn apply_report(
                     "UPDATE outbox SET state = 'accepted', confirm_by_ms = ?3, error_code = NULL,
                      reason = NULL, error_message = NULL, updated_at_ms = ?4
                  WHERE id = ?1 AND account = ?2 AND state = 'ambiguous'",
-                )?
+                )
+                .map_err(sql)?
                 .execute(params![
                     report.job_id,
                     account,
                     now.saturating_add(report.confirm_window_ms),
                     now
-                ])?;
+                ])
+                .map_err(sql)?;
             tx.prepare_cached(
                 "UPDATE outbox SET early_report = ?3, early_window_ms = ?4
                  WHERE id = ?1 AND account = ?2 AND state = 'sending' AND early_report IS NULL",
-            )?
+            )
+            .map_err(sql)?
             .execute(params![
                 report.job_id,
                 account,
                 EARLY_TAKEN,
                 report.confirm_window_ms
-            ])?;
+            ])
+            .map_err(sql)?;
             Ok((moved > 0).then_some(JobState::Accepted))
         }
         ReportKind::Failed { message } => {
@@ -117,19 +122,23 @@ fn apply_report(
                      error_message = ?4, confirm_by_ms = NULL, updated_at_ms = ?5
                  WHERE id = ?1 AND account = ?2
                    AND state IN ('accepted', 'ambiguous', 'delivered')",
-                )?
+                )
+                .map_err(sql)?
                 .execute(params![
                     report.job_id,
                     account,
                     Reason::SendFailed.as_str(),
                     message,
                     now
-                ])?;
+                ])
+                .map_err(sql)?;
             tx.prepare_cached(
                 "UPDATE outbox SET early_report = ?3, early_message = ?4
                  WHERE id = ?1 AND account = ?2 AND state = 'sending'",
-            )?
-            .execute(params![report.job_id, account, EARLY_FAILED, message])?;
+            )
+            .map_err(sql)?
+            .execute(params![report.job_id, account, EARLY_FAILED, message])
+            .map_err(sql)?;
             Ok((moved > 0).then_some(JobState::Failed))
         }
     }

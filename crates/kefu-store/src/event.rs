@@ -1,5 +1,5 @@
 //! The inbound event: one schema for the Dialogue platform's handoff callback and the standard
-//! WeChat callbacks. The fields are described in the [module docs](super).
+//! WeChat callbacks. The relay's `inbound` module describes the fields.
 
 use kefu_payload::yunzhenji::VendorCallback;
 use kefu_payload::{CallbackEvent, HandoffCallback, KefuState};

@@ -3,9 +3,9 @@
 use kefu_core::{Composed, Job, Reason};
 use serde::Serialize;
 
+use crate::ReportKind;
 use crate::idempotency::{Claim, Saved};
-use crate::inbound::session::DeskAction;
-use crate::store::ReportKind;
+use crate::session::DeskAction;
 
 /// The account of the Dialogue platform: the account of every job stored before accounts
 /// existed, and of every desk message that names none.
@@ -215,7 +215,7 @@ impl Outcome {
     }
 }
 
-/// A confirmation that [`JobStore::settle_confirmations`](crate::store::JobStore::settle_confirmations)
+/// A confirmation that [`JobStore::settle_confirmations`](crate::JobStore::settle_confirmations)
 /// settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settled {

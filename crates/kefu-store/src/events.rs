@@ -3,7 +3,7 @@
 use kefu_payload::HandoffCallback;
 use serde_json::{Map, Value};
 
-use crate::inbound::message::StandardMessage;
+use crate::message::StandardMessage;
 
 /// An event still to be pushed to the webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub struct YunzhenjiAdmission {
     /// Stored, or dropped as a redelivery.
     pub admission: Admission,
     /// The job's new state, if the report changed it.
-    pub moved_to: Option<crate::store::JobState>,
+    pub moved_to: Option<crate::JobState>,
 }
 
 /// A Dialogue callback to admit.
