@@ -4,7 +4,7 @@ use kefu_core::{BoxFuture, StoredToken, TokenStore, TokenStoreError};
 use rusqlite::{OptionalExtension as _, params};
 
 use super::{SqliteStore, sql};
-use crate::store::StoreError;
+use kefu_store::StoreError;
 
 fn token_error(error: StoreError) -> TokenStoreError {
     TokenStoreError(error.to_string())
@@ -125,7 +125,7 @@ mod tests {
         }
         // A restart reuses the stored token, also through the relay's handle on the store.
         let (store, _) = SqliteStore::open(&path).unwrap();
-        let relay: Arc<dyn crate::store::Store> = Arc::new(store.clone());
+        let relay: Arc<dyn kefu_store::Store> = Arc::new(store.clone());
         assert_eq!(
             relay.tokens().load("wx1").await.unwrap(),
             Some(token("new", 2_000))

@@ -1,6 +1,6 @@
 //! yunzhenji's callbacks: each stored as an event for the desk, with what it reports about one
 //! of the relay's jobs applied to that job in the same transaction (the rules are in
-//! [`crate::store`]'s contract).
+//! [`kefu_store`]'s contract).
 
 use kefu_core::Reason;
 use rusqlite::{Transaction, params};
@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::inbound::{EventRow, insert_event, is_duplicate};
 use super::sql;
-use crate::inbound::event::EventKind;
-use crate::store::{
+use kefu_store::event::EventKind;
+use kefu_store::{
     Admission, JobState, NewYunzhenji, ReportKind, SendReport, StoreError, YunzhenjiAdmission,
 };
 
@@ -72,13 +72,13 @@ pub(super) fn early_report(kind: Option<&str>, message: Option<String>) -> Optio
 }
 
 /// Applies a callback's report to the job it names, if that job is `account`'s and in a state
-/// the report may change (see the confirmation rules in [`crate::store`]). A job still
+/// the report may change (see the confirmation rules in [`kefu_store`]). A job still
 /// `sending` keeps the report for its attempt's outcome ([`Outcome::after_report`]); a failure
 /// report outweighs an echo there, as it does once the job is settled.
 ///
 /// Returns the job's new state if the report changed it.
 ///
-/// [`Outcome::after_report`]: crate::store::Outcome::after_report
+/// [`Outcome::after_report`]: kefu_store::Outcome::after_report
 fn apply_report(
     tx: &Transaction<'_>,
     now: i64,
@@ -147,8 +147,8 @@ fn apply_report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sqlite::SqliteStore;
-    use crate::store::{Claimed, EventStore as _, JobState, JobStore as _, NewJob, Outcome};
+    use crate::SqliteStore;
+    use kefu_store::{Claimed, EventStore as _, JobState, JobStore as _, NewJob, Outcome};
 
     const WINDOW_MS: i64 = 300_000;
 

@@ -7,9 +7,9 @@ use rusqlite::{OptionalExtension as _, Transaction, params};
 use serde_json::{Map, Value};
 
 use super::{SqliteStore, sql, yunzhenji};
-use crate::inbound::event::{self, EventKind};
-use crate::inbound::session::{ChangedBy, Session};
-use crate::store::{
+use kefu_store::event::{self, EventKind};
+use kefu_store::session::{ChangedBy, Session};
+use kefu_store::{
     Admission, DIALOGUE_ACCOUNT, DeskCall, EventPage, EventStore, NewDialogue, NewWechat,
     NewYunzhenji, PendingEvent, Purged, SessionStore, StoreError, StoreResult, WebhookOutcome,
     YunzhenjiAdmission,
@@ -535,9 +535,9 @@ impl SessionStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inbound::message::StandardMessage;
-    use crate::inbound::session::DeskAction;
     use kefu_payload::HandoffCallback;
+    use kefu_store::message::StandardMessage;
+    use kefu_store::session::DeskAction;
 
     fn callback(userid: &str, kfstate: KefuState, text: &str) -> HandoffCallback {
         HandoffCallback {

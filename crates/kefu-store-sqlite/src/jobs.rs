@@ -4,7 +4,7 @@ use kefu_core::{BoxFuture, Job, Reason};
 use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, params};
 
 use super::{Group, SqliteStore, inbound, keys, sql, yunzhenji};
-use crate::store::{
+use kefu_store::{
     Claimed, DeskCall, Idempotent, JobState, JobStatus, JobStore, NewJob, Outcome, PendingJob,
     ResendError, Settled, StoreError, StoreResult,
 };
@@ -452,8 +452,8 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::idempotency::{self, Claim, Saved};
-    use crate::store::{DIALOGUE_ACCOUNT, Store as _};
+    use kefu_store::idempotency::{self, Claim, Saved};
+    use kefu_store::{DIALOGUE_ACCOUNT, Store as _};
 
     fn job(openid: &str, payload: &str) -> NewJob {
         NewJob {
@@ -930,8 +930,8 @@ mod migration {
     use rusqlite::Connection;
 
     use super::*;
-    use crate::store::sqlite::schema;
-    use crate::store::{DIALOGUE_ACCOUNT, SessionStore as _};
+    use crate::schema;
+    use kefu_store::{DIALOGUE_ACCOUNT, SessionStore as _};
 
     const OLD: &str = "
         CREATE TABLE outbox (
