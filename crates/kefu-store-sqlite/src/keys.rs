@@ -68,11 +68,9 @@ pub(super) fn save(
 
 /// Removes the keys expired at `now`; returns how many.
 pub(super) fn purge(tx: &Transaction<'_>, now: i64) -> Result<usize, StoreError> {
-    Ok(tx
-        .prepare_cached("DELETE FROM idempotency_keys WHERE expires_ms <= ?1")
-        .map_err(sql)?
-        .execute(params![now])
-        .map_err(sql)?)
+    tx.prepare_cached("DELETE FROM idempotency_keys WHERE expires_ms <= ?1")
+        .and_then(|mut statement| statement.execute(params![now]))
+        .map_err(sql)
 }
 
 /// Does `work` unless `key` is in use, and saves the key with the answer for the ids `done`
