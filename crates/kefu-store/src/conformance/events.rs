@@ -121,55 +121,39 @@ fn wechat(replay: &str, body: &str, dedup: &str, expires_ms: i64) -> NewWechat {
 /// URL verification's signature counts too; expired keys count no more and are purged.
 pub async fn replays_are_refused_and_expired_keys_no_longer_count<F: Fresh>(fresh: F) {
     let store = fresh.store();
-    let admit = |new: NewWechat| {
-        let store = store.clone();
-        async move { store.admit_wechat(new).await.unwrap() }
-    };
     let live = i64::MAX;
-    assert!(matches!(
-        admit(wechat("r1", "b1", "d1", live)).await,
-        Admission::Stored(_)
-    ));
-    assert_eq!(
-        admit(wechat("r1", "b1", "d1", live)).await,
-        Admission::Duplicate
-    );
-    assert_eq!(
-        admit(wechat("r1", "b2", "d2", live)).await,
-        Admission::Replayed
-    );
-    assert_eq!(
-        admit(wechat("r2", "b3", "d1", live)).await,
-        Admission::Duplicate
-    );
-    // An encrypted push's plain signature is remembered: reused on another body, it is a
-    // replay. An encrypted retry under it, with a new ciphertext, is still a redelivery.
-    assert!(matches!(
-        admit(wechat("r3,p3", "b4", "d4", live)).await,
-        Admission::Stored(_)
-    ));
-    assert_eq!(
-        admit(wechat("p3", "b5", "d5", live)).await,
-        Admission::Replayed
-    );
-    assert_eq!(
-        admit(wechat("r4,p3", "b6", "d4", live)).await,
-        Admission::Duplicate
-    );
     store
         .remember_url_verification("v1".into(), live)
         .await
         .unwrap();
-    assert_eq!(
-        admit(wechat("v1", "b7", "d7", live)).await,
-        Admission::Replayed
-    );
-    // Keys that expired (here: at once) no longer count.
-    for _ in 0..2 {
-        assert!(matches!(
-            admit(wechat("r9", "b9", "d9", 1)).await,
-            Admission::Stored(_)
-        ));
+    // (signature keys, body, redelivery key, expiry, what the push is)
+    let pushes = [
+        ("r1", "b1", "d1", live, "stored"),
+        ("r1", "b1", "d1", live, "redelivery"),
+        ("r1", "b2", "d2", live, "replay"),
+        ("r2", "b3", "d1", live, "redelivery"),
+        // An encrypted push's plain signature is remembered: reused on another body, it is a
+        // replay. An encrypted retry under it, with a new ciphertext, is still a redelivery.
+        ("r3,p3", "b4", "d4", live, "stored"),
+        ("p3", "b5", "d5", live, "replay"),
+        ("r4,p3", "b6", "d4", live, "redelivery"),
+        // A URL verification's signature, reused by a push.
+        ("v1", "b7", "d7", live, "replay"),
+        // Keys that expired (here: at once) no longer count.
+        ("r9", "b9", "d9", 1, "stored"),
+        ("r9", "b9", "d9", 1, "stored"),
+    ];
+    for (replay, body, dedup, expires_ms, expected) in pushes {
+        let admitted = store
+            .admit_wechat(wechat(replay, body, dedup, expires_ms))
+            .await
+            .unwrap();
+        let seen = match admitted {
+            Admission::Stored(_) => "stored",
+            Admission::Duplicate => "redelivery",
+            Admission::Replayed => "replay",
+        };
+        assert_eq!(seen, expected, "{replay} {body} {dedup}");
     }
     assert_eq!(
         store.purge_events(DAY_MS).await.unwrap(),
@@ -253,4 +237,49 @@ pub async fn a_webhook_outcome_is_recorded<F: Fresh>(fresh: F) {
     let purged = store.purge_events(-DAY_MS).await.unwrap();
     assert_eq!(purged.events, 2, "the one still waiting is kept");
     assert_eq!(store.pending_events().await.unwrap().0.len(), 1);
+}
+
+/// Event ids become visible in id order: a reader that follows the feed with the last id it
+/// saw, while admissions run concurrently, misses none of them.
+pub async fn a_reader_following_the_feed_misses_no_event<F: Fresh>(fresh: F) {
+    let store = fresh.store();
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for n in 0..25 {
+                    let user = format!("o{writer}");
+                    let callback = callback(&user, KefuState::Asking, "hi");
+                    let mut new = dialogue(&format!("{writer}:{n}"), callback);
+                    new.webhook = false;
+                    ids.push(stored(&*store, new).await.id);
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    let mut after = 0;
+    // Ends once a page read after every writer finished is empty: each round before that
+    // either reads events or lets the writers run.
+    loop {
+        let finished = writers.iter().all(|writer| writer.is_finished());
+        let page = store.events_after(after, 50).await.unwrap();
+        if finished && page.events.is_empty() {
+            break;
+        }
+        for (id, _) in page.events {
+            assert!(id > after, "{id} after {after}");
+            seen.push(id);
+            after = id;
+        }
+        tokio::task::yield_now().await;
+    }
+    let mut written = Vec::new();
+    for writer in writers {
+        written.extend(writer.await.unwrap());
+    }
+    written.sort_unstable();
+    assert_eq!(seen, written);
 }

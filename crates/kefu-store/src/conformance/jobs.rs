@@ -253,15 +253,24 @@ pub async fn a_desk_call_moves_the_session_with_its_jobs<F: Fresh>(fresh: F) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(session.state, KefuState::PersonServing);
-    assert_eq!(session.agent.as_deref(), Some("小明"));
-    assert_eq!(session.changed_by, ChangedBy::Desk);
-    assert_eq!(session.channel, Some(1));
+    let moved = (
+        session.state,
+        session.agent.as_deref(),
+        session.changed_by,
+        session.channel,
+    );
+    let expected = (
+        KefuState::PersonServing,
+        Some("小明"),
+        ChangedBy::Desk,
+        Some(1),
+    );
+    assert_eq!(moved, expected);
     let serving = store
         .sessions(DIALOGUE_ACCOUNT, Some(KefuState::PersonServing), 10)
         .await
         .unwrap();
-    assert_eq!(serving.len(), 1);
-    assert_eq!(serving[0].openid, "oU");
+    let openids: Vec<&str> = serving.iter().map(|s| s.openid.as_str()).collect();
+    assert_eq!(openids, ["oU"]);
     assert_eq!(store.session("another", "oU").await.unwrap(), None);
 }

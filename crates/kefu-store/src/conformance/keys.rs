@@ -149,36 +149,19 @@ pub async fn a_keyed_resend_queues_once_and_a_refused_one_keeps_the_key_free<F: 
 /// live one stays.
 pub async fn an_expired_key_is_new_again_and_purged<F: Fresh>(fresh: F) {
     let store = fresh.store();
-    let expired = store
-        .insert(vec![job("u", "x")], Some(keyed("gone", "h1", 0)), None)
-        .await
-        .unwrap();
+    let claim = |payload: &str, key: &str, hash: &str, retention_ms: i64| {
+        let keyed = keyed(key, hash, retention_ms);
+        store.insert(vec![job("u", payload)], Some(keyed), None)
+    };
+    let expired = claim("x", "gone", "h1", 0).await.unwrap();
     assert!(matches!(expired, Claimed::Done(_)));
-    let live = store
-        .insert(
-            vec![job("u", "y")],
-            Some(keyed("live", "h", MINUTE_MS)),
-            None,
-        )
-        .await
-        .unwrap();
-    let Claimed::Done(live) = ids(live) else {
+    let Claimed::Done(live) = ids(claim("y", "live", "h", MINUTE_MS).await.unwrap()) else {
         panic!("a new key")
     };
-    let again = store
-        .insert(vec![job("u", "z")], Some(keyed("gone", "h2", 0)), None)
-        .await
-        .unwrap();
+    let again = claim("z", "gone", "h2", 0).await.unwrap();
     assert!(matches!(again, Claimed::Done(_)), "{again:?}");
     assert_eq!(store.purge_keys().await.unwrap(), 1);
-    let repeat = store
-        .insert(
-            vec![job("u", "y")],
-            Some(keyed("live", "h", MINUTE_MS)),
-            None,
-        )
-        .await
-        .unwrap();
+    let repeat = claim("y", "live", "h", MINUTE_MS).await.unwrap();
     assert_eq!(ids(repeat), saved(&live));
     assert_eq!(store.depth().await.unwrap(), vec![(JobState::Queued, 3)]);
 }
