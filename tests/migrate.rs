@@ -129,7 +129,7 @@ async fn a_newer_postgres_schema_is_refused_with_what_to_do() {
         assert_eq!(
             run.stderr,
             format!(
-                "error: the database's kefu schema is at version {newer}, newer than this relay knows ({LATEST}); run the relay that wrote it, or a newer one\n"
+                "error: the database's kefu schema is at version {newer}, newer than this relay knows ({LATEST}); run the relay that wrote it, or a newer one\n(the database: {url})\n"
             )
         );
     }
@@ -182,6 +182,14 @@ async fn postgres_failures_never_show_the_password() {
         let run = migrate(dir.path(), &[], &[("KEFU_STORE_URL", &url)]).await;
         assert_eq!(run.code, code, "{run:?}");
         assert!(run.stderr.starts_with("error: "), "{run:?}");
+        if code == 1 {
+            assert!(
+                run.stderr.contains(&format!(
+                    "(the database: postgres://{PASSWORD_ROLE}:***@127.0.0.1:"
+                )),
+                "{run:?}"
+            );
+        }
         assert!(!run.stderr.contains("Wrong-pw"), "{run:?}");
         assert!(!run.stdout.contains("Wrong-pw"), "{run:?}");
     }

@@ -137,7 +137,11 @@ pub fn run(args: MigrateArgs) -> ExitCode {
         Some(pg) => block_on(async {
             match postgres(pg, args.check).await {
                 Ok(versions) => report(&versions, args.check),
-                Err(error) => fail(&error),
+                Err(error) => {
+                    let code = fail(&error);
+                    eprintln!("(the database: {})", pg.url);
+                    code
+                }
             }
         }),
         None => match sqlite(&outbox_path, args.check) {
