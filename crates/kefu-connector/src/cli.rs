@@ -53,7 +53,7 @@ pub enum Command {
     /// The desk posts messages to /v1/messages and handoff steps to /v1/sessions/{openid}/…;
     /// each is acknowledged only once durably stored, then delivered in order per user.
     Serve(ServeArgs),
-    /// Bring the store's schema to this build's version: the PostgreSQL database of [store] url,
+    /// Bring the store's schema to this build's version: the PostgreSQL database of `[store] url`,
     /// else the SQLite file of outbox.path. `--check` changes nothing and exits 1 if that is due.
     Migrate(MigrateArgs),
     /// Send one message to a user now, without the outbox, for scripts.

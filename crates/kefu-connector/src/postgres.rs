@@ -73,7 +73,7 @@ pub async fn durability_warnings(
 ) -> Result<Vec<String>, PgError> {
     let mut plain = config.url.expose().clone();
     plain
-        .application_name(&relay.application_name())
+        .application_name(relay.application_name())
         .connect_timeout(Duration::from_millis(config.connect_timeout_ms));
     let (client, connection) = plain.connect(NoTls).await?;
     let driver = tokio::spawn(connection);
