@@ -393,3 +393,42 @@ async fn the_start_up_path_migrates_or_refuses_and_warns() {
         );
     }
 }
+
+/// Until the PostgreSQL store exists, `serve` refuses a `[store] url` as a configuration error
+/// that names what is missing, without the URL's password.
+#[tokio::test]
+async fn serve_refuses_a_store_url_until_the_postgres_store_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kefu-connector"));
+    command
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_clear()
+        .envs([
+            ("KEFU_SERVER_API_KEY", "0123456789abcdef-desk"),
+            ("KEFU_SERVER_LISTEN", "127.0.0.1:0"),
+            ("KEFU_DIALOGUE_TOKEN", "tokentokentoken"),
+            (
+                "KEFU_DIALOGUE_AES_KEY",
+                "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+            ),
+            ("KEFU_DIALOGUE_BOT_APPID", "Gg8HejYTkUsEIlG"),
+            (
+                "KEFU_STORE_URL",
+                "postgres://kefu:Wrong-pw-4711@127.0.0.1:1/kefu",
+            ),
+        ])
+        .stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no PostgreSQL store yet (PgStore)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Wrong-pw"), "{stderr}");
+    assert!(!dir.path().join("kefu-outbox.sqlite3").exists());
+}

@@ -34,9 +34,10 @@ pub const EXIT_STATUS: &str = "\
 Exit status (every subcommand):
   0  success
   1  failure at run time: the platform refused or could not be reached, a port is in use, a
-     payload did not decrypt, the demo or the bench found a fault
+     payload did not decrypt, the demo or the bench found a fault, the store failed (and for
+     `migrate --check`, a migration is due)
   2  usage or configuration error: a wrong or missing flag, an invalid or missing setting, a
-     missing directory; the message on stderr names it
+     missing directory, a store schema newer than this build; the message on stderr names it
 
 Configuration: serve, send, crypt and migrate read --config, else ./kefu.toml if it exists; KEFU_*
 environment variables override the file. Start with kefu.example.toml (see `serve --help`).";
