@@ -124,13 +124,7 @@ async fn a_newer_postgres_schema_is_refused_with_what_to_do() {
     };
     let admin = db.admin().await.unwrap();
     let newer = LATEST + 1;
-    admin
-        .execute(
-            "INSERT INTO kefu.schema_migrations (version, applied_by) VALUES ($1, 'a newer relay')",
-            &[&newer],
-        )
-        .await
-        .unwrap();
+    db.record_version(newer).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let url = db.cluster.url(&db.name);
     let env = [("KEFU_STORE_URL", url.as_str())];
@@ -381,13 +375,7 @@ async fn the_start_up_path_migrates_or_refuses_and_warns() {
         .get(0);
     assert_eq!(sync, "on");
 
-    admin
-        .execute(
-            "INSERT INTO kefu.schema_migrations (version, applied_by) VALUES ($1, 'the future')",
-            &[&(LATEST + 1)],
-        )
-        .await
-        .unwrap();
+    db.record_version(LATEST + 1).await.unwrap();
     for mode in [MigrateMode::Auto, MigrateMode::Manual] {
         config.migrate = mode;
         let refused = prepare(&config)
