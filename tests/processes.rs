@@ -643,7 +643,9 @@ fn help_documents_the_exit_statuses() {
     ] {
         assert!(text.contains(expected), "{expected} in {text}");
     }
-    for sub in ["crypt", "serve", "send", "sandbox", "demo", "bench"] {
+    for sub in [
+        "crypt", "serve", "migrate", "send", "sandbox", "demo", "bench",
+    ] {
         assert!(text.contains(&format!("\n  {sub} ")), "{sub} in {text}");
     }
 }

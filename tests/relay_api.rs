@@ -62,10 +62,9 @@ async fn requests_without_the_right_key_are_401() {
         401
     );
     // Health stays open for probes; the metrics, which count the callbacks' refusals, do not.
-    assert_eq!(
-        desk.with_key("nope").get("/healthz").await.unwrap().status,
-        200
-    );
+    let health = desk.with_key("nope").get("/healthz").await.unwrap();
+    assert_eq!(health.status, 200);
+    assert_eq!(health.body, json!({"status": "ok", "store": "sqlite"}));
     assert_eq!(
         desk.with_key("nope").get("/metrics").await.unwrap().status,
         401

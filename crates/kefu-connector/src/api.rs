@@ -15,7 +15,7 @@
 //! | `GET /v1/events?after=…&wait=…` | inbound events, long poll (see [`crate::inbound`]) |
 //! | `/v1/callbacks/…` | WeChat's callbacks, without the bearer key (see [`crate::inbound`]) |
 //! | `POST /v1/tokens/{account}/refresh` | `{"force": true}`: forces a new access token for a `[wechat.<name>]` account (what `token refresh --force` calls; see [`crate::token`]) |
-//! | `GET /healthz` | liveness and store health |
+//! | `GET /healthz` | `{"status": "ok", "store": "sqlite"}` (or `"postgres"`); 503 with `"status": "unavailable"` when the store does not answer |
 //! | `GET /metrics` | Prometheus text |
 //!
 //! Every `/v1` route but the callbacks, and `/metrics`, demands `Authorization: Bearer
@@ -76,6 +76,8 @@ pub struct ApiState {
     pub providers: Arc<Providers>,
     /// The Dialogue platform, whose handoff (`/v1/sessions/{openid}/…`) has calls of its own.
     pub dialogue: Arc<DialogueProvider>,
+    /// The store's kind, which `/healthz` names: `"sqlite"` or `"postgres"`.
+    pub store_backend: &'static str,
     /// The inbound side: callbacks, events and sessions.
     pub inbound: Inbound,
     /// How long an `Idempotency-Key` is remembered.
@@ -859,11 +861,25 @@ async fn store_session_action(
 }
 
 async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
-    match state.store.ping().await {
-        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+    health(state.store_backend, state.store.ping().await)
+}
+
+/// `{"status": "ok", "store": …}`, or 503 with `"status": "unavailable"` when the store did not
+/// answer. Why it did not goes to the log only: the route is open to anyone who can reach it.
+fn health(store: &'static str, answered: crate::store::StoreResult<()>) -> Response {
+    match answered {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({"status": "ok", "store": store})),
+        )
+            .into_response(),
         Err(error) => {
-            tracing::error!("health check failed: {error}");
-            (StatusCode::SERVICE_UNAVAILABLE, "outbox unavailable\n").into_response()
+            tracing::error!(store, "health check failed: {error}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "store": store})),
+            )
+                .into_response()
         }
     }
 }
@@ -1003,6 +1019,35 @@ mod tests {
                 error.message().starts_with("the body is not valid JSON"),
                 "{error:?}"
             );
+        }
+    }
+
+    /// The answer names the store and its state, never why it failed.
+    #[tokio::test]
+    async fn health_names_the_store_and_nothing_more() {
+        use http_body_util::BodyExt as _;
+        let cases = [
+            ("sqlite", Ok(()), 200, r#"{"status":"ok","store":"sqlite"}"#),
+            (
+                "postgres",
+                Ok(()),
+                200,
+                r#"{"status":"ok","store":"postgres"}"#,
+            ),
+            (
+                "postgres",
+                Err(crate::store::StoreError::new(
+                    "postgres store unavailable: connection refused to 10.0.0.7",
+                )),
+                503,
+                r#"{"status":"unavailable","store":"postgres"}"#,
+            ),
+        ];
+        for (store, answered, status, body) in cases {
+            let response = health(store, answered);
+            assert_eq!(response.status().as_u16(), status);
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(std::str::from_utf8(&bytes).unwrap(), body);
         }
     }
 }

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use crate::bench::BenchArgs;
 use crate::crypt::CryptArgs;
 use crate::demo::DemoArgs;
+use crate::migrate::MigrateArgs;
 use crate::sandbox::SandboxArgs;
 use crate::send::SendArgs;
 use crate::serve::ServeArgs;
@@ -33,11 +34,12 @@ pub const EXIT_STATUS: &str = "\
 Exit status (every subcommand):
   0  success
   1  failure at run time: the platform refused or could not be reached, a port is in use, a
-     payload did not decrypt, the demo or the bench found a fault
+     payload did not decrypt, the demo or the bench found a fault, the store failed (and for
+     `migrate --check`, a migration is due)
   2  usage or configuration error: a wrong or missing flag, an invalid or missing setting, a
-     missing directory; the message on stderr names it
+     missing directory, a store schema newer than this build; the message on stderr names it
 
-Configuration: serve, send and crypt read --config, else ./kefu.toml if it exists; KEFU_*
+Configuration: serve, send, crypt and migrate read --config, else ./kefu.toml if it exists; KEFU_*
 environment variables override the file. Start with kefu.example.toml (see `serve --help`).";
 
 /// The subcommands.
@@ -52,6 +54,9 @@ pub enum Command {
     /// The desk posts messages to /v1/messages and handoff steps to /v1/sessions/{openid}/…;
     /// each is acknowledged only once durably stored, then delivered in order per user.
     Serve(ServeArgs),
+    /// Bring the store's schema to this build's version: the PostgreSQL database of `[store] url`,
+    /// else the SQLite file of outbox.path. `--check` changes nothing and exits 1 if that is due.
+    Migrate(MigrateArgs),
     /// Send one message to a user now, without the outbox, for scripts.
     Send(SendArgs),
     /// Emulate the platforms on loopback, for demos and offline tests: the Dialogue platform's

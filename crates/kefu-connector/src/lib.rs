@@ -18,6 +18,8 @@ pub mod idempotency;
 pub mod inbound;
 pub mod loopback;
 pub mod metrics;
+pub mod migrate;
+pub mod postgres;
 pub mod providers;
 pub mod send;
 mod sequencer;

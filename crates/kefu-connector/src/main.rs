@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Crypt(args) => kefu_connector::crypt::run(args),
         Command::Serve(args) => kefu_connector::serve::run(args),
+        Command::Migrate(args) => kefu_connector::migrate::run(args),
         Command::Send(args) => kefu_connector::send::run(args),
         Command::Sandbox(args) => kefu_connector::sandbox::run(args),
         Command::Demo(args) => kefu_connector::demo::run(args),

@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::runtime::{announce, block_on, stop_signals};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{DIALOGUE_ACCOUNT, Store};
+use crate::store::{DIALOGUE_ACCOUNT, PendingJob, Store};
 
 /// How long a stopping service waits for the desk API's requests in flight, then for requests
 /// already on their way to the platform.
@@ -52,6 +52,9 @@ pub enum ServeError {
     /// The outbox could not be opened.
     #[error("cannot open the outbox: {0}")]
     Outbox(#[from] crate::store::StoreError),
+    /// The PostgreSQL database of `[store] url` could not be used (its text names no secret).
+    #[error("{0}")]
+    Postgres(#[from] kefu_store_postgres::PgError),
     /// The inbound side (callbacks, events, sessions, webhook) could not start.
     #[error("cannot start the inbound side: {0}")]
     Inbound(#[from] crate::inbound::InboundError),
@@ -87,9 +90,17 @@ pub enum ServeError {
 impl ServeError {
     /// Whether the configuration is at fault (exit status 2) rather than the machine.
     pub fn is_config(&self) -> bool {
+        use kefu_store_postgres::PgError;
         matches!(
             self,
-            ServeError::Config(_) | ServeError::Account { .. } | ServeError::OutboxDirectory { .. }
+            ServeError::Config(_)
+                | ServeError::Account { .. }
+                | ServeError::OutboxDirectory { .. }
+                | ServeError::Postgres(
+                    PgError::Config(_)
+                        | PgError::SchemaTooNew { .. }
+                        | PgError::SchemaBehind { .. }
+                )
         )
     }
 }
@@ -108,19 +119,7 @@ impl Relay {
     /// Opens the outbox, resumes pending work, and starts serving the desk API.
     pub async fn start(config: &Config) -> Result<Relay, ServeError> {
         let api_key = config.api_key()?.clone();
-        // SQLite's own error for this is "unable to open database file", which names neither
-        // the directory nor the setting.
-        if let Some(dir) = config
-            .outbox_path
-            .parent()
-            .filter(|dir| !dir.as_os_str().is_empty() && !dir.is_dir())
-        {
-            return Err(ServeError::OutboxDirectory {
-                dir: dir.display().to_string(),
-            });
-        }
-        let (sqlite, pending) = SqliteStore::open(&config.outbox_path)?;
-        let store: Arc<dyn Store> = Arc::new(sqlite);
+        let (store, pending) = open_store(config).await?;
         if !pending.is_empty() {
             tracing::info!(jobs = pending.len(), "resuming stored jobs");
         }
@@ -163,6 +162,7 @@ impl Relay {
             api_key,
             providers,
             dialogue,
+            store_backend: config.store.backend(),
             inbound: inbound.clone(),
             idempotency_retention: config.idempotency_retention,
             wechat,
@@ -233,6 +233,30 @@ impl Relay {
         let _ = self.stop.send(());
         let _ = self.task.await;
     }
+}
+
+/// Opens the store the configuration names, with the jobs it still has to deliver.
+async fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Vec<PendingJob>), ServeError> {
+    if config.store.postgres().is_some() {
+        // The one place where the PostgreSQL store plugs in: `crate::postgres::prepare` (connect,
+        // migrate or check the schema, warn about the server's durability), then `PgStore::open`.
+        return Err(ServeError::Postgres(kefu_store_postgres::PgError::Config(
+            "store.url (KEFU_STORE_URL) is set, but this build of the relay has no PostgreSQL store yet (PgStore); unset it to keep everything in the SQLite file of outbox.path".into(),
+        )));
+    }
+    // SQLite's own error for this is "unable to open database file", which names neither the
+    // directory nor the setting.
+    if let Some(dir) = config
+        .outbox_path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty() && !dir.is_dir())
+    {
+        return Err(ServeError::OutboxDirectory {
+            dir: dir.display().to_string(),
+        });
+    }
+    let (sqlite, pending) = SqliteStore::open(&config.outbox_path)?;
+    Ok((Arc::new(sqlite), pending))
 }
 
 /// Serves `app` on `listener` with the slow-client timeouts and the connection limit, until

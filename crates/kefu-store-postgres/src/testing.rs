@@ -500,6 +500,20 @@ impl TestDb {
     pub async fn admin(&self) -> Result<Client, HarnessError> {
         self.cluster.admin(&self.name).await
     }
+
+    /// Records `version` in `kefu.schema_migrations` as applied by `a newer relay`, for the
+    /// tests of a schema newer than this build knows.
+    pub async fn record_version(&self, version: i32) -> Result<(), HarnessError> {
+        self.admin()
+            .await?
+            .execute(
+                "INSERT INTO kefu.schema_migrations (version, applied_by) VALUES ($1, 'a newer relay')",
+                &[&version],
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| HarnessError(format!("recording schema version {version}: {e}")))
+    }
 }
 
 /// A new database with the `kefu` schema at the newest version, cloned from a template migrated

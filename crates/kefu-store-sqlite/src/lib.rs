@@ -83,17 +83,7 @@ impl SqliteStore {
     /// Opens (or creates) the store at `path`, brings its schema to the newest version,
     /// recovers from an interrupted run, and returns the jobs still to deliver, in order.
     pub fn open(path: &Path) -> Result<(SqliteStore, Vec<PendingJob>), StoreError> {
-        let lock = lock_owner(path)?;
-        let mut conn = Connection::open(path).map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(1))
-            .map_err(sql)?;
-        // No exclusive locking mode: other processes may read the file while the relay runs
-        // (`sqlite3 … "VACUUM INTO 'backup.sqlite3'"`, inspection); the lock file above keeps a
-        // second relay out.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .and_then(|()| conn.pragma_update(None, "synchronous", "FULL"))
-            .map_err(sql)?;
-        schema::migrate(&mut conn)?;
+        let (lock, mut conn) = open_migrated(path)?;
         let pending = jobs::recover(&mut conn)?;
         let last_seq: i64 = conn
             .query_row("SELECT IFNULL(MAX(seq), 0) FROM outbox", [], |row| {
@@ -110,6 +100,15 @@ impl SqliteStore {
             })
             .map_err(|e| StoreError::new(format!("cannot start the store thread: {e}")))?;
         Ok((SqliteStore { commands }, pending))
+    }
+
+    /// Brings the file at `path` to the newest schema ([`schema::LATEST`]) without starting a
+    /// store or recovering its jobs, and returns its version before. It takes the file's lock, so
+    /// it is refused while a relay runs on the file.
+    pub fn migrate_file(path: &Path) -> Result<usize, StoreError> {
+        let before = schema::file_version(path)?;
+        open_migrated(path)?;
+        Ok(before)
     }
 
     /// Runs `work` inside the store's next group transaction, under a savepoint, and answers
@@ -186,6 +185,23 @@ impl Store for SqliteStore {
             answer.await.map_err(|_| stopped())?
         })
     }
+}
+
+/// Takes the file's lock, opens it in WAL mode with `synchronous=FULL` and migrates it: the
+/// lock is held for as long as the returned file lives.
+fn open_migrated(path: &Path) -> Result<(std::fs::File, Connection), StoreError> {
+    let lock = lock_owner(path)?;
+    let mut conn = Connection::open(path).map_err(sql)?;
+    conn.busy_timeout(std::time::Duration::from_secs(1))
+        .map_err(sql)?;
+    // No exclusive locking mode: other processes may read the file while the relay runs
+    // (`sqlite3 … "VACUUM INTO 'backup.sqlite3'"`, inspection); the lock file keeps a second
+    // relay out.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .and_then(|()| conn.pragma_update(None, "synchronous", "FULL"))
+        .map_err(sql)?;
+    schema::migrate(&mut conn)?;
+    Ok((lock, conn))
 }
 
 /// Takes the outbox's lock file (`<path>.lock`, held for the life of the store thread), so

@@ -17,13 +17,29 @@
 //! | `idempotency_keys` | the desk's `Idempotency-Key`s with the answer saved for each |
 //! | `access_tokens` | one access token per AppID, with its lifetime |
 
-use rusqlite::Connection;
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
 
 use super::sql;
 use kefu_store::StoreError;
 
 /// The migrations, version 1 first: the version a file is at is the number of them applied.
 const MIGRATIONS: [&str; 3] = [V1, V2, V3];
+
+/// The version this build brings a file to.
+pub const LATEST: usize = MIGRATIONS.len();
+
+/// The version of the file at `path`, read without changing it (a running relay allows that):
+/// 0 when there is no file yet.
+pub fn file_version(path: &Path) -> Result<usize, StoreError> {
+    if !path.exists() {
+        return Ok(0);
+    }
+    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|conn| conn.query_row("PRAGMA user_version", [], |row| row.get(0)))
+        .map_err(sql)
+}
 
 const V1: &str = "
 CREATE TABLE IF NOT EXISTS outbox (
@@ -181,4 +197,33 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     tx.commit().map_err(sql)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SqliteStore;
+
+    #[test]
+    fn migrate_file_brings_a_file_to_the_latest_version_and_says_where_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        assert_eq!(file_version(&path).unwrap(), 0);
+        assert!(!path.exists(), "reading the version created the file");
+        let conn = Connection::open(&path).unwrap();
+        create_at(&conn, 2).unwrap();
+        drop(conn);
+        assert_eq!(SqliteStore::migrate_file(&path).unwrap(), 2);
+        assert_eq!(file_version(&path).unwrap(), LATEST);
+        assert_eq!(SqliteStore::migrate_file(&path).unwrap(), LATEST);
+    }
+
+    #[test]
+    fn migrate_file_is_refused_while_a_store_holds_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        let (store, _) = SqliteStore::open(&path).unwrap();
+        assert!(SqliteStore::migrate_file(&path).is_err());
+        drop(store);
+    }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::layers::{ConfigFile, Layers};
 use super::schema::{check_file, settings};
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, StoreConfig};
 
 /// The file `serve`, `send` and `crypt` read when no `--config` is given, in the working
 /// directory.
@@ -72,20 +72,38 @@ impl Config {
     /// `./kefu.toml` if it exists), overridden by the process environment; `serving` also
     /// demands `server.api_key`. An error says where the settings were looked for.
     pub fn load_cli(given: Option<&Path>, serving: bool) -> Result<Config, ConfigError> {
-        check_given_file(given)?;
-        let file = config_file(given);
-        let loaded = Config::load(file.as_deref(), |name| std::env::var(name).ok());
-        let checked = loaded.and_then(|config| match serving {
-            true => config.api_key().map(|_| config.clone()),
-            false => Ok(config),
-        });
-        checked.map_err(|error| {
-            ConfigError(format!(
-                "{error}\n({})",
-                settings_origin(given, file.as_deref())
-            ))
+        from_cli(given, |file| {
+            let config = Config::load(file, |name| std::env::var(name).ok())?;
+            if serving {
+                config.api_key()?;
+            }
+            Ok(config)
         })
     }
+}
+
+/// [`load_store`](super::load_store) for a subcommand run from the command line, reading its
+/// settings as [`Config::load_cli`] does.
+pub fn load_store_cli(given: Option<&Path>) -> Result<(StoreConfig, PathBuf), ConfigError> {
+    from_cli(given, |file| {
+        super::load_store(file, |name| std::env::var(name).ok())
+    })
+}
+
+/// Runs `load` on the file a command line names (see [`config_file`]); an error says where the
+/// settings were looked for.
+fn from_cli<T>(
+    given: Option<&Path>,
+    load: impl FnOnce(Option<&Path>) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    check_given_file(given)?;
+    let file = config_file(given);
+    load(file.as_deref()).map_err(|error| {
+        ConfigError(format!(
+            "{error}\n({})",
+            settings_origin(given, file.as_deref())
+        ))
+    })
 }
 
 #[cfg(test)]

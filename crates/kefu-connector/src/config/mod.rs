@@ -11,6 +11,7 @@
 //! | `server` | `[server]`, `[metrics]`, `[log]` |
 //! | `dialogue` | `[dialogue]`, the Dialogue platform provider |
 //! | `delivery` | `[outbox]`, `[delivery]` |
+//! | `store` | `[store]`: SQLite (the outbox file) or a shared PostgreSQL database |
 //! | `inbound` | `[callbacks]`, `[webhook]`, `[events]` |
 //! | `wechat` | `[wechat.<name>]` accounts, `[tokens]`, `callbacks.wechat_accounts` |
 //! | `yunzhenji` | `[yunzhenji.<name>]` accounts, `callbacks.yunzhenji_accounts` |
@@ -34,6 +35,7 @@ mod schema;
 mod secret;
 mod server;
 mod setting;
+mod store;
 mod tables;
 mod wechat;
 mod yunzhenji;
@@ -45,7 +47,8 @@ use std::time::Duration;
 pub use delivery::DeliveryConfig;
 pub use dialogue::DialogueConfig;
 pub use files::{
-    DEFAULT_CONFIG_FILE, check_given_file, config_file, file_settings, settings_origin,
+    DEFAULT_CONFIG_FILE, check_given_file, config_file, file_settings, load_store_cli,
+    settings_origin,
 };
 pub use gateway::{GATEWAY_KEYS, GatewayAccount};
 pub use help::settings_help;
@@ -54,6 +57,7 @@ pub use schema::{SECTIONS, find_setting, settings};
 pub use secret::Secret;
 pub use server::LogFormat;
 pub use setting::Setting;
+pub use store::StoreConfig;
 pub use tables::{AccountKey, RESERVED_NAME};
 pub use wechat::{
     AccountKind, DEFAULT_API_BASE_URL, MP_TYPING_PATH, OA_TYPING_PATH, SendConfig, TokensConfig,
@@ -78,8 +82,10 @@ pub struct Config {
     pub server_limits: crate::http_server::ServerLimits,
     /// The platform account.
     pub dialogue: DialogueConfig,
-    /// The outbox file.
+    /// The outbox file, where the relay keeps everything when `store` names no database.
     pub outbox_path: PathBuf,
+    /// The `[store]` section: the PostgreSQL database, if one is configured.
+    pub store: StoreConfig,
     /// Delivery and retries.
     pub delivery: DeliveryConfig,
     /// Inbound callbacks: the Dialogue callback's secret, replay and dedup windows.
@@ -160,12 +166,7 @@ impl Config {
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let file = file.map(ConfigFile::read).transpose()?;
-        if let Some(file) = &file {
-            schema::check_file(file.table(), file.path())?;
-        }
-        let layers = Layers::new(file.as_ref())
-            .with_env(schema::settings().map(|setting| setting.key), &env);
+        let layers = flat_layers(file, &env)?;
         // The accounts' variables are known once their names are: from the file's tables and
         // from the settings that list them (callbacks.wechat_accounts, …), which the layers
         // above give.
@@ -187,6 +188,10 @@ impl Config {
         let server = server::load(&layers)?;
         let dialogue = dialogue::load(&layers)?;
         let (outbox_path, delivery) = delivery::load(&layers)?;
+        let store = store::load(&layers)?;
+        store.check_request_timeout(
+            u64::try_from(dialogue.request_timeout.as_millis()).unwrap_or(u64::MAX),
+        )?;
         let inbound = inbound::load(&layers)?;
         let (wechat, tokens) = wechat::load(&layers, &wechat_names)?;
         let yunzhenji = yunzhenji::load(&layers, &yunzhenji_names)?;
@@ -199,6 +204,7 @@ impl Config {
             server_limits: server.limits,
             dialogue,
             outbox_path,
+            store,
             delivery,
             callbacks: inbound.callbacks,
             webhook: inbound.webhook,
@@ -211,6 +217,32 @@ impl Config {
             log_format: server.log_format,
         })
     }
+}
+
+/// The settings of the store alone (`[store]`, and `outbox.path` for SQLite), from the file (if
+/// any) under the environment read through `env`: what `kefu-connector migrate` needs, without
+/// the platform's credentials that serving demands. Unknown keys are refused as in
+/// [`Config::load`].
+pub fn load_store(
+    file: Option<&Path>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(StoreConfig, PathBuf), ConfigError> {
+    let layers = flat_layers(file, &env)?;
+    let (outbox_path, _) = delivery::load(&layers)?;
+    Ok((store::load(&layers)?, outbox_path))
+}
+
+/// The file (checked for unknown sections and keys) under the environment variables of every
+/// flat setting.
+fn flat_layers(
+    file: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Layers, ConfigError> {
+    let file = file.map(ConfigFile::read).transpose()?;
+    if let Some(file) = &file {
+        schema::check_file(file.table(), file.path())?;
+    }
+    Ok(Layers::new(file.as_ref()).with_env(schema::settings().map(|setting| setting.key), env))
 }
 
 #[cfg(test)]

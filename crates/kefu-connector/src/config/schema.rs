@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::setting::Setting;
 use super::tables::Tables;
-use super::{ConfigError, delivery, dialogue, gateway, inbound, server, wechat, yunzhenji};
+use super::{ConfigError, delivery, dialogue, gateway, inbound, server, store, wechat, yunzhenji};
 
 /// Every flat setting (`[section]` key), by owning module, in the order `--help` lists them. The
 /// account tables are described by [`WECHAT_KEYS`](super::WECHAT_KEYS),
@@ -15,6 +15,7 @@ pub const SECTIONS: &[&[Setting]] = &[
     server::SETTINGS,
     dialogue::SETTINGS,
     delivery::SETTINGS,
+    store::SETTINGS,
     inbound::SETTINGS,
     wechat::SETTINGS,
     yunzhenji::SETTINGS,

@@ -1,0 +1,426 @@
+//! `kefu-connector migrate` as operators run it, against a throwaway PostgreSQL cluster (see
+//! `kefu_store_postgres::testing`; skipped loudly where PostgreSQL is not installed) and against
+//! a SQLite file; and the relay's start-up checks on PostgreSQL (`kefu_connector::postgres`).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use kefu_connector::postgres::prepare;
+use kefu_connector::store::sqlite::SqliteStore;
+use kefu_store_postgres::testing::{PASSWORD_ROLE, empty_database, fresh_database};
+use kefu_store_postgres::{LATEST, MigrateMode, PgError};
+
+/// What one run of the binary gave.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `kefu-connector migrate ARGS` in `dir` with only `env` set (no config file there, no
+/// platform credentials).
+async fn migrate(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    binary(dir, &[&["migrate"], args].concat(), env).await
+}
+
+/// Runs the binary with `args` in `dir`, with only `env` set.
+async fn binary(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kefu-connector"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("the binary runs");
+    Run {
+        code: out.status.code().expect("an exit status, not a signal"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Both `migrate` and `migrate --check` exit 2 with `stderr`.
+async fn both_refuse(dir: &Path, env: &[(&str, &str)], stderr: &str) {
+    for args in [&[][..], &["--check"]] {
+        let run = migrate(dir, args, env).await;
+        assert_eq!((run.code, run.stderr.as_str()), (2, stderr), "{args:?}");
+    }
+}
+
+/// `kefu.schema_migrations` in one line: `1 by <applied_by>, …`.
+async fn applied(client: &kefu_store_postgres::tokio_postgres::Client) -> String {
+    client
+        .query_one(
+            "SELECT string_agg(version || ' by ' || applied_by, ', ' ORDER BY version) FROM kefu.schema_migrations",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_postgres_database_is_migrated_once_and_checked() {
+    let Some(db) = empty_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = db.cluster.url(&db.name);
+    let env = [
+        ("KEFU_STORE_URL", url.as_str()),
+        ("KEFU_STORE_RELAY_NAME", "ops"),
+    ];
+
+    let due = migrate(dir.path(), &["--check"], &env).await;
+    assert_eq!(due.code, 1, "{due:?}");
+    assert_eq!(
+        due.stdout,
+        format!(
+            "postgres kefu schema: version 0, this relay needs {LATEST}: run kefu-connector migrate\n"
+        )
+    );
+    let admin = db.admin().await.unwrap();
+    let exists: bool = admin
+        .query_one("SELECT to_regnamespace('kefu') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!exists, "--check created nothing");
+
+    let first = migrate(dir.path(), &[], &env).await;
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(
+        first.stdout,
+        format!("postgres kefu schema: version {LATEST} (was 0)\n")
+    );
+    let first_applied = applied(&admin).await;
+    assert!(first_applied.starts_with("1 by ops-"), "{first_applied}");
+    assert!(!first_applied.contains(','), "{first_applied}");
+
+    let again = migrate(dir.path(), &[], &env).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(
+        again.stdout,
+        format!("postgres kefu schema: version {LATEST} (was {LATEST})\n")
+    );
+    let current = migrate(dir.path(), &["--check"], &env).await;
+    assert_eq!(current.code, 0, "{current:?}");
+    assert_eq!(
+        current.stdout,
+        format!("postgres kefu schema: version {LATEST}, current\n")
+    );
+    assert_eq!(applied(&admin).await, first_applied);
+}
+
+#[tokio::test]
+async fn a_newer_postgres_schema_is_refused_with_what_to_do() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let admin = db.admin().await.unwrap();
+    let newer = LATEST + 1;
+    db.record_version(newer).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = db.cluster.url(&db.name);
+    let env = [("KEFU_STORE_URL", url.as_str())];
+    both_refuse(
+        dir.path(),
+        &env,
+        &format!(
+            "error: the database's kefu schema is at version {newer}, newer than this relay knows ({LATEST}); run the relay that wrote it, or a newer one\n(the database: {url})\n"
+        ),
+    )
+    .await;
+    assert!(
+        applied(&admin).await.ends_with("by a newer relay"),
+        "nothing was changed"
+    );
+}
+
+#[tokio::test]
+async fn postgres_failures_never_show_the_password() {
+    let Some(db) = empty_database().await else {
+        return;
+    };
+    let admin = db.cluster.admin("postgres").await.unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD 'Right-pw-4711';
+             ALTER DATABASE {} OWNER TO {PASSWORD_ROLE}",
+            db.name
+        ))
+        .await
+        .unwrap();
+    let port = db.cluster.port();
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (url, code) in [
+        (
+            format!(
+                "postgres://{PASSWORD_ROLE}:Wrong-pw-4711@127.0.0.1:{port}/{}",
+                db.name
+            ),
+            1,
+        ),
+        (
+            format!("postgresql://{PASSWORD_ROLE}:Wrong-pw-4711@127.0.0.1:{closed_port}/kefu"),
+            1,
+        ),
+        (
+            format!("mysql://{PASSWORD_ROLE}:Wrong-pw-4711@127.0.0.1:{port}/kefu"),
+            2,
+        ),
+        (
+            format!(
+                "postgres://{PASSWORD_ROLE}:Wrong-pw-4711@127.0.0.1:{port}/kefu?sslmode=require"
+            ),
+            2,
+        ),
+    ] {
+        let run = migrate(dir.path(), &[], &[("KEFU_STORE_URL", &url)]).await;
+        assert_eq!(run.code, code, "{run:?}");
+        assert!(run.stderr.starts_with("error: "), "{run:?}");
+        if code == 1 {
+            assert!(
+                run.stderr.contains(&format!(
+                    "(the database: postgres://{PASSWORD_ROLE}:***@127.0.0.1:"
+                )),
+                "{run:?}"
+            );
+        }
+        assert!(!run.stderr.contains("Wrong-pw"), "{run:?}");
+        assert!(!run.stdout.contains("Wrong-pw"), "{run:?}");
+    }
+    let url = format!(
+        "postgres://{PASSWORD_ROLE}:Right-pw-4711@127.0.0.1:{port}/{}",
+        db.name
+    );
+    let run = migrate(dir.path(), &[], &[("KEFU_STORE_URL", &url)]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        format!("postgres kefu schema: version {LATEST} (was 0)\n")
+    );
+}
+
+#[tokio::test]
+async fn a_sqlite_file_is_migrated_once_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.sqlite3");
+    let outbox = path.to_str().unwrap();
+    // A config file that names the file; no platform credentials anywhere.
+    let config = dir.path().join("migrate.toml");
+    std::fs::write(&config, format!("[outbox]\npath = {outbox:?}\n")).unwrap();
+    let args = ["--config", config.to_str().unwrap()];
+
+    let due = migrate(dir.path(), &[&args[..], &["--check"]].concat(), &[]).await;
+    assert_eq!(due.code, 1, "{due:?}");
+    assert_eq!(
+        due.stdout,
+        "sqlite outbox schema: version 0, this relay needs 3: run kefu-connector migrate\n"
+    );
+    assert!(!path.exists(), "--check created nothing");
+
+    let first = migrate(dir.path(), &args, &[]).await;
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(first.stdout, "sqlite outbox schema: version 3 (was 0)\n");
+    let again = migrate(dir.path(), &args, &[]).await;
+    assert_eq!(again.stdout, "sqlite outbox schema: version 3 (was 3)\n");
+    let current = migrate(dir.path(), &[&args[..], &["--check"]].concat(), &[]).await;
+    assert_eq!(current.code, 0, "{current:?}");
+    assert_eq!(current.stdout, "sqlite outbox schema: version 3, current\n");
+
+    // The variable wins over the file, as for serve.
+    let other = dir.path().join("other.sqlite3");
+    let run = migrate(
+        dir.path(),
+        &args,
+        &[("KEFU_OUTBOX_PATH", other.to_str().unwrap())],
+    )
+    .await;
+    assert_eq!(run.stdout, "sqlite outbox schema: version 3 (was 0)\n");
+    assert!(other.exists());
+}
+
+#[tokio::test]
+async fn a_running_relay_keeps_the_sqlite_migration_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.sqlite3");
+    let env = [("KEFU_OUTBOX_PATH", path.to_str().unwrap())];
+    // This test process holds the file as a running relay does.
+    let (store, _pending) = SqliteStore::open(&path).unwrap();
+    let refused = migrate(dir.path(), &[], &env).await;
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains("is in use by another process"),
+        "{refused:?}"
+    );
+    // A check only reads, which the relay allows.
+    let checked = migrate(dir.path(), &["--check"], &env).await;
+    assert_eq!(checked.code, 0, "{checked:?}");
+    drop(store);
+}
+
+#[tokio::test]
+async fn a_newer_sqlite_file_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.sqlite3");
+    let env = [("KEFU_OUTBOX_PATH", path.to_str().unwrap())];
+    assert_eq!(migrate(dir.path(), &[], &env).await.code, 0);
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 9)
+        .unwrap();
+    both_refuse(
+        dir.path(),
+        &env,
+        &format!(
+            "error: the outbox file {} is at schema version 9, newer than this relay knows (3); run the relay that wrote it, or a newer one\n",
+            path.display()
+        ),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn configuration_errors_exit_2_and_help_explains() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = migrate(dir.path(), &["--config", "missing.toml"], &[]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("missing.toml does not exist"),
+        "{run:?}"
+    );
+    let run = migrate(dir.path(), &[], &[("KEFU_STORE_POOL_SIZE", "0")]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("store.pool_size"), "{run:?}");
+
+    let help = migrate(dir.path(), &["--help"], &[]).await;
+    assert_eq!(help.code, 0, "{help:?}");
+    for text in [
+        "--check",
+        "KEFU_STORE_URL",
+        "outbox.path",
+        "Exit status",
+        "newer than this build",
+    ] {
+        assert!(help.stdout.contains(text), "{text}: {}", help.stdout);
+    }
+}
+
+/// `serve`'s start on PostgreSQL: the schema brought up to date (auto) or checked (manual), and
+/// the server's durability settings warned about.
+#[tokio::test]
+async fn the_start_up_path_migrates_or_refuses_and_warns() {
+    let Some(db) = empty_database().await else {
+        return;
+    };
+    let mut config = db.config.clone();
+    config.migrate = MigrateMode::Manual;
+    let refused = prepare(&config)
+        .await
+        .err()
+        .expect("an older schema is refused");
+    assert_eq!(
+        refused,
+        PgError::SchemaBehind {
+            found: 0,
+            known: LATEST
+        }
+    );
+    assert!(
+        refused.to_string().contains("run `kefu-connector migrate`"),
+        "{refused}"
+    );
+
+    config.migrate = MigrateMode::Auto;
+    let prepared = prepare(&config).await.unwrap();
+    assert_eq!((prepared.schema.from, prepared.schema.to), (0, LATEST));
+    assert!(prepared.relay.as_str().starts_with("test-"));
+    // The test cluster runs without fsync.
+    assert_eq!(prepared.warnings.len(), 1, "{:?}", prepared.warnings);
+    assert!(prepared.warnings[0].contains("fsync=off"));
+
+    let admin = db.admin().await.unwrap();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET synchronous_commit = off",
+            db.name
+        ))
+        .await
+        .unwrap();
+    config.migrate = MigrateMode::Manual;
+    let prepared = prepare(&config).await.unwrap();
+    assert_eq!((prepared.schema.from, prepared.schema.to), (LATEST, LATEST));
+    assert_eq!(prepared.warnings.len(), 2, "{:?}", prepared.warnings);
+    assert!(
+        prepared.warnings[1].contains("default synchronous_commit is off"),
+        "{:?}",
+        prepared.warnings
+    );
+    // The relay's own connections commit synchronously all the same.
+    let client = prepared.pool.get().await.unwrap();
+    let sync: String = client
+        .query_one("SHOW synchronous_commit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sync, "on");
+
+    db.record_version(LATEST + 1).await.unwrap();
+    for mode in [MigrateMode::Auto, MigrateMode::Manual] {
+        config.migrate = mode;
+        let refused = prepare(&config)
+            .await
+            .err()
+            .expect("a newer schema is refused");
+        assert_eq!(
+            refused,
+            PgError::SchemaTooNew {
+                found: LATEST + 1,
+                known: LATEST
+            }
+        );
+    }
+}
+
+/// Until the PostgreSQL store exists, `serve` refuses a `[store] url` as a configuration error
+/// that names what is missing, without the URL's password.
+#[tokio::test]
+async fn serve_refuses_a_store_url_until_the_postgres_store_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = binary(
+        dir.path(),
+        &["serve"],
+        &[
+            ("KEFU_SERVER_API_KEY", "0123456789abcdef-desk"),
+            ("KEFU_SERVER_LISTEN", "127.0.0.1:0"),
+            ("KEFU_DIALOGUE_TOKEN", "tokentokentoken"),
+            (
+                "KEFU_DIALOGUE_AES_KEY",
+                "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+            ),
+            ("KEFU_DIALOGUE_BOT_APPID", "Gg8HejYTkUsEIlG"),
+            (
+                "KEFU_STORE_URL",
+                "postgres://kefu:Wrong-pw-4711@127.0.0.1:1/kefu",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("no PostgreSQL store yet (PgStore)"),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("Wrong-pw"), "{run:?}");
+    assert!(!dir.path().join("kefu-outbox.sqlite3").exists());
+}
