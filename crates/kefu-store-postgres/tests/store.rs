@@ -1,0 +1,481 @@
+//! `PgStore` over the throwaway cluster: call order, claims racing across relays, event ids
+//! across purges and concurrent writers, the order between outcomes recorded without waiting
+//! and what follows them, start-up recovery, and durability across a server restart.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use kefu_core::{Reason, StoredToken, TokenStore as _};
+use kefu_store::idempotency::DESK_SCOPE;
+use kefu_store::{
+    Admission, Claim, Claimed, Earlier, EventStore as _, Idempotent, JobState, JobStore as _,
+    NewJob, NewYunzhenji, Outcome, PendingJob, ReportKind, ResendError, Saved, SendReport, Settled,
+    Store as _,
+};
+use kefu_store_postgres::testing::{Cluster, fresh_database, postgres_available};
+use kefu_store_postgres::{PgConfig, PgStore};
+
+fn job(recipient: &str, payload: &str) -> NewJob {
+    NewJob {
+        account: "shop".into(),
+        recipient: recipient.into(),
+        operation: "custom/send".into(),
+        payload: payload.as_bytes().to_vec(),
+    }
+}
+
+async fn open(config: &PgConfig) -> (PgStore, Vec<PendingJob>) {
+    PgStore::open(config).await.unwrap()
+}
+
+async fn insert(store: &PgStore, jobs: Vec<NewJob>) -> Vec<PendingJob> {
+    match store.insert(jobs, None, None).await.unwrap() {
+        Claimed::Done(stored) => stored,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn payloads(jobs: &[PendingJob]) -> Vec<String> {
+    jobs.iter()
+        .map(|j| String::from_utf8_lossy(&j.job.payload).into_owned())
+        .collect()
+}
+
+fn keyed(key: &str) -> Idempotent {
+    Idempotent {
+        claim: Claim {
+            scope: DESK_SCOPE.into(),
+            key: key.into(),
+            route: "/v1/messages".into(),
+            request_hash: "h".into(),
+            retention_ms: 60_000,
+        },
+        answer: |ids| Saved {
+            status: 202,
+            body: format!("{ids:?}").into_bytes(),
+        },
+    }
+}
+
+fn callback(key: &str, report: Option<SendReport>, webhook: bool) -> NewYunzhenji {
+    NewYunzhenji {
+        account: "shop".into(),
+        conversation: "wxid_customer".into(),
+        event: serde_json::json!({"source": "yunzhenji", "account": "shop", "kind": "message"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        dedup_key: key.into(),
+        dedup_expires_ms: i64::MAX,
+        report,
+        webhook,
+    }
+}
+
+async fn admit(store: &PgStore, new: NewYunzhenji) -> Admission {
+    store.admit_yunzhenji(new).await.unwrap().admission
+}
+
+fn stored_id(admission: Admission) -> i64 {
+    match admission {
+        Admission::Stored(event) => event.id,
+        other => panic!("not stored: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_taken_in_call_order_and_come_back_in_that_order() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let (store, pending) = open(&db.config).await;
+    assert!(pending.is_empty());
+    // Called in order, polled the other way round: the store orders them as called.
+    let first = store.insert(vec![job("u", "1"), job("v", "a")], None, None);
+    let second = store.insert(vec![job("u", "2")], None, None);
+    let third = store.insert(vec![job("v", "b"), job("u", "3")], None, None);
+    let (c, b, a) = (third.await, second.await, first.await);
+    for claimed in [a, b, c] {
+        assert!(matches!(claimed.unwrap(), Claimed::Done(_)));
+    }
+    drop(store);
+    let (_store, pending) = open(&db.config).await;
+    assert_eq!(payloads(&pending), ["1", "a", "2", "b", "3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_requests_with_one_key_on_two_relays_store_once() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let (one, _) = open(&db.config).await;
+    let mut other_config = db.config.clone();
+    other_config.relay_name = "other".into();
+    let (two, _) = open(&other_config).await;
+    let tasks: Vec<_> = (0..50)
+        .map(|n| {
+            let store = if n % 2 == 0 { one.clone() } else { two.clone() };
+            tokio::spawn(async move {
+                store
+                    .insert(vec![job("u", "x")], Some(keyed("race")), None)
+                    .await
+            })
+        })
+        .collect();
+    let mut done = Vec::new();
+    let mut earlier = Vec::new();
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            Claimed::Done(stored) => done.push(stored[0].id()),
+            Claimed::Earlier(Earlier::Same(saved)) => earlier.push(saved.body),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(done.len(), 1, "exactly one request does the work");
+    let answer = format!("[{}]", done[0]).into_bytes();
+    assert!(earlier.iter().all(|body| *body == answer));
+    assert_eq!(one.depth().await.unwrap(), vec![(JobState::Queued, 1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_resend_leaves_its_key_free_and_a_done_one_answers_again() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let (store, _) = open(&db.config).await;
+    let id = insert(&store, vec![job("u", "x")]).await[0].id();
+    assert_eq!(
+        store.resend(id, Some(keyed("r"))).await.unwrap(),
+        Claimed::Done(Err(ResendError::NotResendable(JobState::Queued)))
+    );
+    store.mark_sending(id).await.unwrap();
+    store
+        .record(
+            id,
+            Outcome::Ambiguous {
+                message: "timed out".into(),
+                confirm_by_ms: None,
+            },
+        )
+        .unwrap();
+    match store.resend(id, Some(keyed("r"))).await.unwrap() {
+        Claimed::Done(Ok(job)) => assert_eq!(job.id(), id),
+        other => panic!("not queued: {other:?}"),
+    }
+    match store.resend(id, Some(keyed("r"))).await.unwrap() {
+        Claimed::Earlier(Earlier::Same(saved)) => {
+            assert_eq!(saved.body, format!("[{id}]").into_bytes())
+        }
+        other => panic!("not replayed: {other:?}"),
+    }
+    assert_eq!(
+        store.resend(i64::MAX, None).await.unwrap(),
+        Claimed::Done(Err(ResendError::NotFound))
+    );
+}
+
+/// Regression guard for the ordering rule: an outcome recorded without waiting is applied
+/// before a resend, a read, or the next `mark_sending` requested after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_recorded_without_waiting_is_seen_by_everything_requested_after_it() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let (store, _) = open(&db.config).await;
+    for n in 0..20 {
+        let id = insert(&store, vec![job("u", &n.to_string())]).await[0].id();
+        store.mark_sending_many(&[id]).await.unwrap();
+        let failed = Outcome::Failed {
+            code: Some(45015),
+            reason: Reason::Config,
+            message: "refused".into(),
+        };
+        store.record(id, failed).unwrap();
+        if n % 2 == 0 {
+            assert_eq!(
+                store.get(id).await.unwrap().unwrap().status,
+                JobState::Failed
+            );
+        } else {
+            assert!(matches!(
+                store.resend(id, None).await.unwrap(),
+                Claimed::Done(Ok(_))
+            ));
+        }
+    }
+    store.checkpoint().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_ids_increase_across_a_purge_and_a_redelivery_is_dropped() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let (store, _) = open(&db.config).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(stored_id(
+            admit(&store, callback(&format!("k{n}"), None, false)).await,
+        ));
+    }
+    assert_eq!(ids, [1, 2, 3]);
+    assert_eq!(
+        admit(&store, callback("k1", None, false)).await,
+        Admission::Duplicate
+    );
+    // Received before now - 0 ms once the clock has moved on.
+    let start = kefu_core::now_ms();
+    while kefu_core::now_ms() == start {
+        tokio::task::yield_now().await;
+    }
+    let purged = store.purge_events(0).await.unwrap();
+    assert_eq!(purged.events, 3);
+    let page = store.events_after(0, 10).await.unwrap();
+    assert!(page.events.is_empty());
+    assert_eq!(page.newest, 3);
+    let next = stored_id(admit(&store, callback("k3", None, true)).await);
+    assert_eq!(next, 4);
+    let page = store.events_after(3, 10).await.unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert!(
+        page.events[0].1.contains("\"id\":4"),
+        "{}",
+        page.events[0].1
+    );
+    let (pending, newest) = store.pending_events().await.unwrap();
+    assert_eq!((pending.len(), newest), (1, 4));
+    store
+        .record_webhook(4, kefu_store::WebhookOutcome::Delivered)
+        .unwrap();
+    assert!(store.pending_events().await.unwrap().0.is_empty());
+}
+
+/// Two relays admit events while a reader follows the feed: it never finds an id below one it
+/// has already read (ids become visible in id order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_never_skips_an_event_of_concurrent_writers() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let (one, _) = open(&db.config).await;
+    let mut other_config = db.config.clone();
+    other_config.relay_name = "other".into();
+    let (two, _) = open(&other_config).await;
+    const EACH: usize = 40;
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = if w % 2 == 0 { one.clone() } else { two.clone() };
+            tokio::spawn(async move {
+                for n in 0..EACH {
+                    let key = format!("w{w}-{n}");
+                    store
+                        .admit_yunzhenji(callback(&key, None, false))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let reader = {
+        let store = one.clone();
+        tokio::spawn(async move {
+            let mut seen: Vec<i64> = Vec::new();
+            let mut after = 0;
+            while seen.len() < 4 * EACH {
+                let page = store.events_after(after, 7).await.unwrap();
+                for (id, _) in page.events {
+                    assert!(id > after, "id {id} after {after}");
+                    seen.push(id);
+                    after = id;
+                }
+                tokio::task::yield_now().await;
+            }
+            seen
+        })
+    };
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let seen = reader.await.unwrap();
+    let expected: Vec<i64> = (1..=(4 * EACH) as i64).collect();
+    assert_eq!(seen, expected, "every id once, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_recovers_only_its_own_previous_runs_sending_jobs() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let (store, _) = open(&db.config).await;
+    let ids: Vec<i64> = insert(
+        &store,
+        vec![job("u", "a"), job("v", "b"), job("w", "c"), job("x", "d")],
+    )
+    .await
+    .iter()
+    .map(PendingJob::id)
+    .collect();
+    store.mark_sending_many(&ids[..3]).await.unwrap();
+    // A vendor reported on two of them while they were being sent.
+    let report = |job_id, kind| {
+        Some(SendReport {
+            job_id,
+            kind,
+            confirm_window_ms: 300_000,
+        })
+    };
+    let failed = ReportKind::Failed {
+        message: "对方已删除好友".into(),
+    };
+    admit(&store, callback("r1", report(ids[1], failed), false)).await;
+    admit(
+        &store,
+        callback("r2", report(ids[2], ReportKind::Taken), false),
+    )
+    .await;
+    // Another relay, under another name, is sending one too.
+    let mut other_config = db.config.clone();
+    other_config.relay_name = "other".into();
+    let (other, _) = open(&other_config).await;
+    other.mark_sending(ids[3]).await.unwrap();
+    drop(store);
+
+    let (store, pending) = open(&db.config).await;
+    assert!(pending.is_empty());
+    let status = |id| {
+        let store = store.clone();
+        async move { store.get(id).await.unwrap().unwrap() }
+    };
+    let ambiguous = status(ids[0]).await;
+    assert_eq!(ambiguous.status, JobState::Ambiguous);
+    assert!(ambiguous.error_message.unwrap().contains("stopped"));
+    let failed = status(ids[1]).await;
+    assert_eq!(
+        (
+            failed.status,
+            failed.reason,
+            failed.error_message.as_deref()
+        ),
+        (
+            JobState::Failed,
+            Some(Reason::SendFailed),
+            Some("对方已删除好友")
+        )
+    );
+    let accepted = status(ids[2]).await;
+    assert_eq!(accepted.status, JobState::Accepted);
+    assert!(accepted.confirm_by_ms.is_some());
+    assert_eq!(status(ids[3]).await.status, JobState::Sending);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmations_settle_once_and_tokens_are_compared_before_they_are_dropped() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let (store, _) = open(&db.config).await;
+    let ids: Vec<i64> = insert(&store, vec![job("u", "a"), job("v", "b")])
+        .await
+        .iter()
+        .map(PendingJob::id)
+        .collect();
+    store.mark_sending_many(&ids).await.unwrap();
+    store
+        .record(ids[0], Outcome::Accepted { confirm_by_ms: 100 })
+        .unwrap();
+    store
+        .record(
+            ids[1],
+            Outcome::Ambiguous {
+                message: "timed out".into(),
+                confirm_by_ms: Some(200),
+            },
+        )
+        .unwrap();
+    assert_eq!(store.settle_confirmations(99).await.unwrap(), vec![]);
+    assert_eq!(
+        store.settle_confirmations(i64::MAX).await.unwrap(),
+        vec![
+            Settled {
+                id: ids[0],
+                account: "shop".into(),
+                state: JobState::Delivered,
+                reason: None,
+            },
+            Settled {
+                id: ids[1],
+                account: "shop".into(),
+                state: JobState::Failed,
+                reason: Some(Reason::Unconfirmed),
+            },
+        ]
+    );
+    assert_eq!(store.settle_confirmations(i64::MAX).await.unwrap(), vec![]);
+
+    let token = |token: &str, expires_at_ms| StoredToken {
+        token: token.into(),
+        fetched_at_ms: 0,
+        expires_at_ms,
+    };
+    store.save("wx1", &token("new", 2_000)).await.unwrap();
+    store.save("wx1", &token("old", 1_000)).await.unwrap();
+    assert_eq!(store.load("wx1").await.unwrap(), Some(token("new", 2_000)));
+    assert!(!store.invalidate("wx1", "old").await.unwrap());
+    let tokens = Arc::new(store.clone()).tokens();
+    assert!(tokens.invalidate("wx1", "new").await.unwrap());
+    assert_eq!(store.load("wx1").await.unwrap(), None);
+}
+
+/// What was acknowledged survives `pg_ctl restart` (fsync on), and the store carries on after
+/// it without being reopened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_a_server_restart_and_the_store_carries_on() {
+    if !postgres_available() {
+        return;
+    }
+    let cluster = tokio::task::spawn_blocking(|| Cluster::start(true))
+        .await
+        .unwrap()
+        .unwrap();
+    let cluster = Arc::new(cluster);
+    let name = cluster.create_database(None).await.unwrap();
+    let config = cluster.config(&name);
+    let (store, _) = open(&config).await;
+    let acked = insert(&store, vec![job("u", "1"), job("u", "2")]).await;
+    let event = stored_id(admit(&store, callback("k", None, true)).await);
+
+    let c = cluster.clone();
+    tokio::task::spawn_blocking(move || c.restart())
+        .await
+        .unwrap()
+        .unwrap();
+    // The lanes' connections died with the server: a call may fail once, then they reconnect.
+    let mut after = None;
+    for _ in 0..20 {
+        match store.insert(vec![job("u", "3")], None, None).await {
+            Ok(Claimed::Done(stored)) => {
+                after = Some(stored);
+                break;
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    assert!(
+        after.is_some(),
+        "the store did not carry on after the restart"
+    );
+    drop(store);
+
+    let (store, pending) = open(&config).await;
+    assert_eq!(payloads(&pending), ["1", "2", "3"]);
+    assert_eq!(pending[0].id(), acked[0].id());
+    let page = store.events_after(0, 10).await.unwrap();
+    assert_eq!(
+        page.events
+            .iter()
+            .map(|(id, _)| *id)
+            .collect::<HashSet<_>>(),
+        HashSet::from([event])
+    );
+}
