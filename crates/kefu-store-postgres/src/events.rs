@@ -16,7 +16,7 @@ use kefu_store::{
 use serde_json::{Map, Value};
 
 use crate::error::PgError;
-use crate::jobs::lock_conversations;
+use crate::jobs::LOCK_CONVERSATIONS;
 use crate::lane::{Group, repeatable, work};
 use crate::sql::{self, Conn};
 use crate::store::PgStore;
@@ -79,7 +79,12 @@ pub(crate) async fn insert_event(
         dedup_key,
     } = row;
     if webhook {
-        lock_conversations(c, g.now, WEBHOOK_LANE, vec![("", openid)]).await?;
+        sql::execute(
+            c,
+            LOCK_CONVERSATIONS,
+            &[&WEBHOOK_LANE, &vec![""], &vec![openid], &g.now],
+        )
+        .await?;
     }
     let id: i64 = sql::get(
         &sql::query_one(

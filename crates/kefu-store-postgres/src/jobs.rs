@@ -61,21 +61,13 @@ pub(crate) async fn queued(c: &Conn) -> Result<Vec<PendingJob>, PgError> {
         .collect()
 }
 
-/// Locks the conversations of `pairs` (account, key) in lane `lane`.
-pub(crate) async fn lock_conversations(
-    c: &Conn,
-    now: i64,
-    lane: &str,
-    mut pairs: Vec<(&str, &str)>,
-) -> Result<(), PgError> {
-    if pairs.is_empty() {
-        return Ok(());
-    }
+/// The conversations of `pairs` (account, key), each once, as the parameters of
+/// [`LOCK_CONVERSATIONS`] (with the lane and the time).
+fn conversations<'a>(pairs: Vec<(&'a str, &'a str)>) -> (Vec<&'a str>, Vec<&'a str>) {
+    let mut pairs = pairs;
     pairs.sort_unstable();
     pairs.dedup();
-    let (accounts, keys): (Vec<&str>, Vec<&str>) = pairs.into_iter().unzip();
-    sql::execute(c, LOCK_CONVERSATIONS, &[&lane, &accounts, &keys, &now]).await?;
-    Ok(())
+    pairs.into_iter().unzip()
 }
 
 /// Stores `jobs` in order, after their conversations' locks.
@@ -83,30 +75,33 @@ async fn insert_jobs(c: &Conn, now: i64, jobs: Vec<NewJob>) -> Result<Vec<Pendin
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    lock_conversations(
-        c,
-        now,
-        JOB_LANE,
+    let (lock_accounts, lock_keys) = conversations(
         jobs.iter()
             .map(|j| (j.account.as_str(), j.recipient.as_str()))
             .collect(),
-    )
-    .await?;
+    );
     let accounts: Vec<&str> = jobs.iter().map(|j| j.account.as_str()).collect();
     let recipients: Vec<&str> = jobs.iter().map(|j| j.recipient.as_str()).collect();
     let operations: Vec<&str> = jobs.iter().map(|j| j.operation.as_str()).collect();
     let payloads: Vec<&[u8]> = jobs.iter().map(|j| j.payload.as_slice()).collect();
-    // nextval runs after the sort, so seq follows the input order.
-    let mut rows: Vec<(i64, i64)> = sql::query(
+    // The seqs are taken after the locks; nextval runs after the sort, so they follow the
+    // input order.
+    let mut rows: Vec<(i64, i64)> = sql::execute_then_query(
         c,
-        "INSERT INTO kefu.jobs (seq, account, recipient, operation, payload, state,
-                                not_before_ms, created_at_ms, updated_at_ms)
-         SELECT nextval('kefu.job_seq'), t.a, t.r, t.op, t.p, 'queued', $5, $5, $5
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[])
-              WITH ORDINALITY AS t(a, r, op, p, ord)
-         ORDER BY t.ord
-         RETURNING seq, id",
-        &[&accounts, &recipients, &operations, &payloads, &now],
+        (
+            LOCK_CONVERSATIONS,
+            &[&JOB_LANE, &lock_accounts, &lock_keys, &now],
+        ),
+        (
+            "INSERT INTO kefu.jobs (seq, account, recipient, operation, payload, state,
+                                    not_before_ms, created_at_ms, updated_at_ms)
+             SELECT nextval('kefu.job_seq'), t.a, t.r, t.op, t.p, 'queued', $5, $5, $5
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[])
+                  WITH ORDINALITY AS t(a, r, op, p, ord)
+             ORDER BY t.ord
+             RETURNING seq, id",
+            &[&accounts, &recipients, &operations, &payloads, &now],
+        ),
     )
     .await?
     .iter()
@@ -379,7 +374,6 @@ async fn requeue(c: &Conn, now: i64, id: i64) -> Result<Result<PendingJob, Resen
     }
     let account: String = sql::get(&row, 1)?;
     let recipient: String = sql::get(&row, 2)?;
-    lock_conversations(c, now, JOB_LANE, vec![(&account, &recipient)]).await?;
     let sql = format!(
         "UPDATE kefu.jobs SET state = 'queued', attempts = 0, not_before_ms = $2,
              updated_at_ms = $2, error_code = NULL, reason = NULL, error_message = NULL,
@@ -387,8 +381,24 @@ async fn requeue(c: &Conn, now: i64, id: i64) -> Result<Result<PendingJob, Resen
          WHERE id = $1
          RETURNING {PENDING_COLUMNS}"
     );
-    let row = sql::query_one(c, &sql, &[&id, &now]).await?;
-    Ok(Ok(read_pending(&row)?))
+    let rows = sql::execute_then_query(
+        c,
+        (
+            LOCK_CONVERSATIONS,
+            &[
+                &JOB_LANE,
+                &vec![account.as_str()],
+                &vec![recipient.as_str()],
+                &now,
+            ],
+        ),
+        (&sql, &[&id, &now]),
+    )
+    .await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| PgError::Data(format!("job {id} vanished while it was locked")))?;
+    Ok(Ok(read_pending(row)?))
 }
 
 async fn depth(c: &Conn) -> Result<Vec<(JobState, u64)>, PgError> {

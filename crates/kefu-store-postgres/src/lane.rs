@@ -115,9 +115,11 @@ impl<T: Send + 'static> Call for Reply<T> {
     fn run<'c>(self: Box<Self>, c: &'c Conn, g: &'c mut Group) -> BoxFuture<'c, Deferred> {
         let Reply { work, reply } = *self;
         Box::pin(async move {
-            let result = match enter(c, g).await {
-                Ok(before) => {
-                    let result = work(c, g).await;
+            let result = match enter(g) {
+                Ok((savepoint, before)) => {
+                    // Pipelined: the savepoint and the work's first statement leave together.
+                    let (saved, result) = tokio::join!(c.batch_execute(savepoint), work(c, g));
+                    let result = saved.map_err(|e| broke(g, e)).and(result);
                     leave(c, g, before, result).await
                 }
                 Err(error) => Err(error),
@@ -428,10 +430,11 @@ fn requeue(retry: &mut VecDeque<Detached>, detached: Vec<Detached>) {
 /// command dropped; a deadlock or serialisation failure fails the group, so that the command is
 /// tried again in order.
 async fn run_detached(c: &Conn, g: &mut Group, d: &Detached) {
-    let Ok(before) = enter(c, g).await else {
+    let Ok((savepoint, before)) = enter(g) else {
         return;
     };
-    let result = (d.work)(c, g).await;
+    let (saved, result) = tokio::join!(c.batch_execute(savepoint), (d.work)(c, g));
+    let result = saved.map_err(|e| broke(g, e)).and(result);
     if let Err(error) = leave(c, g, before, result).await {
         if matches!(error.code(), Some("40P01" | "40001")) {
             g.broken.get_or_insert(error);
@@ -441,9 +444,10 @@ async fn run_detached(c: &Conn, g: &mut Group, d: &Detached) {
     }
 }
 
-/// Starts a command's savepoint (releasing the previous command's in the same round trip);
-/// returns the group state to restore if the command fails.
-async fn enter(c: &Conn, g: &mut Group) -> Result<Option<i64>, PgError> {
+/// The statement that starts a command's savepoint (releasing the previous command's in the
+/// same round trip), to send ahead of the command's own; and the group state to restore if
+/// the command fails.
+fn enter(g: &mut Group) -> Result<(&'static str, Option<i64>), PgError> {
     if let Some(broken) = &g.broken {
         return Err(broken.clone());
     }
@@ -452,17 +456,15 @@ async fn enter(c: &Conn, g: &mut Group) -> Result<Option<i64>, PgError> {
     } else {
         "SAVEPOINT work"
     };
-    match c.batch_execute(sql).await {
-        Ok(()) => {
-            g.savepoint = true;
-            Ok(g.newest_event)
-        }
-        Err(error) => {
-            let error = PgError::from(error);
-            g.broken = Some(error.clone());
-            Err(error)
-        }
-    }
+    g.savepoint = true;
+    Ok((sql, g.newest_event))
+}
+
+/// Marks the group's transaction as unable to commit, because of `error`.
+fn broke(g: &mut Group, error: tokio_postgres::Error) -> PgError {
+    let error = PgError::from(error);
+    g.broken.get_or_insert(error.clone());
+    error
 }
 
 /// Ends a command: a failed one is rolled back to its savepoint, leaving the group's others.

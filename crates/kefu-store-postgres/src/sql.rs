@@ -42,6 +42,21 @@ pub(crate) async fn execute(c: &Conn, sql: &str, params: Params<'_>) -> Result<u
     Ok(c.execute(&statement, params).await?)
 }
 
+/// Runs `first`, then `second`, pipelined: both are sent before either answer is read, and the
+/// server runs them in that order (so `second` runs under the locks `first` took). `second`'s
+/// rows are returned.
+pub(crate) async fn execute_then_query(
+    c: &Conn,
+    first: (&str, Params<'_>),
+    second: (&str, Params<'_>),
+) -> Result<Vec<Row>, PgError> {
+    // Prepared first, so that the two statements are sent in order (a statement not yet in the
+    // cache would be parsed in a round trip of its own, in between).
+    let (one, two) = tokio::try_join!(c.prepare_cached(first.0), c.prepare_cached(second.0))?;
+    let (_, rows) = tokio::try_join!(c.execute(&one, first.1), c.query(&two, second.1))?;
+    Ok(rows)
+}
+
 /// Column `index` of `row`, as `T`.
 pub(crate) fn get<'r, T: FromSql<'r>>(row: &'r Row, index: usize) -> Result<T, PgError> {
     Ok(row.try_get(index)?)
