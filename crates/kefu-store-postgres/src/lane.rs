@@ -54,7 +54,7 @@ pub(crate) struct Group {
     newest_event: Option<i64>,
     /// Why the group's transaction cannot commit, once it cannot.
     broken: Option<PgError>,
-    /// Whether the savepoint `work` exists.
+    /// Whether the transaction has begun, with the savepoint `work`.
     savepoint: bool,
 }
 
@@ -365,9 +365,7 @@ async fn execute(
         requeue(retry, detached);
         return false;
     };
-    if let Err(error) = c.batch_execute("BEGIN").await {
-        g.broken = Some(error.into());
-    }
+    // The transaction begins with the first command's savepoint, in its round trip.
     let mut answers = Vec::with_capacity(commands.len());
     for d in &detached {
         run_detached(c, &mut g, d).await;
@@ -444,8 +442,8 @@ async fn run_detached(c: &Conn, g: &mut Group, d: &Detached) {
     }
 }
 
-/// The statement that starts a command's savepoint (releasing the previous command's in the
-/// same round trip), to send ahead of the command's own; and the group state to restore if
+/// The statement that starts a command's savepoint (releasing the previous command's, or
+/// beginning the transaction, in the same round trip), to send ahead of the command's own; and the group state to restore if
 /// the command fails.
 fn enter(g: &mut Group) -> Result<(&'static str, Option<i64>), PgError> {
     if let Some(broken) = &g.broken {
@@ -454,7 +452,7 @@ fn enter(g: &mut Group) -> Result<(&'static str, Option<i64>), PgError> {
     let sql = if g.savepoint {
         "RELEASE SAVEPOINT work; SAVEPOINT work"
     } else {
-        "SAVEPOINT work"
+        "BEGIN; SAVEPOINT work"
     };
     g.savepoint = true;
     Ok((sql, g.newest_event))
