@@ -1,8 +1,9 @@
 //! The inbound tables (events, redelivery and replay keys), and [`EventStore`] over them.
 //!
 //! Event ids come from the counter row `kefu.counters('event_id')`, updated in the transaction
-//! that stores the event and locked by it until its commit (design §4): transactions that store
-//! events take their ids one after the other, so ids become visible in id order and a reader
+//! that stores the event and locked by it until its commit (design §4; a lane group that admits
+//! callbacks locks it first, see `lane::Group`): transactions that store events take their ids
+//! one after the other, so ids become visible in id order and a reader
 //! that asks for the events after the last id it saw never skips one. The counter never goes
 //! down, so ids are never reused, also across purges.
 
@@ -356,15 +357,15 @@ impl EventStore for PgStore {
     }
 
     fn admit_dialogue(&self, new: NewDialogue) -> BoxFuture<'_, StoreResult<Admission>> {
-        self.api(work(move |c, g| Box::pin(admit_dialogue(c, g, new))))
+        self.admit(work(move |c, g| Box::pin(admit_dialogue(c, g, new))))
     }
 
     fn admit_wechat(&self, new: NewWechat) -> BoxFuture<'_, StoreResult<Admission>> {
-        self.api(work(move |c, g| Box::pin(admit_wechat(c, g, new))))
+        self.admit(work(move |c, g| Box::pin(admit_wechat(c, g, new))))
     }
 
     fn admit_yunzhenji(&self, new: NewYunzhenji) -> BoxFuture<'_, StoreResult<YunzhenjiAdmission>> {
-        self.api(work(move |c, g| Box::pin(yunzhenji::admit(c, g, new))))
+        self.admit(work(move |c, g| Box::pin(yunzhenji::admit(c, g, new))))
     }
 
     fn remember_url_verification(

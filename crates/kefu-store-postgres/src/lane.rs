@@ -56,6 +56,11 @@ pub(crate) struct Group {
     broken: Option<PgError>,
     /// Whether the transaction has begun, with the savepoint `work`.
     savepoint: bool,
+    /// Whether the group locks the event counter first. A group that may store events takes
+    /// the counter before any other lock, and holds it to the commit: were it taken by a
+    /// command in the middle, a later command's lease or session lock would come after it,
+    /// and two relays' groups could wait on each other.
+    events_first: bool,
 }
 
 impl Group {
@@ -146,9 +151,11 @@ struct Detached {
 }
 
 enum Command {
-    /// `after`: the other lane's position this command waits for.
+    /// `after`: the other lane's position this command waits for; `events`: whether it may
+    /// store events.
     Call {
         after: u64,
+        events: bool,
         call: Box<dyn Call>,
     },
     Detached {
@@ -208,15 +215,18 @@ impl Lane {
         Ok(())
     }
 
-    /// Queues `work` now; the future answers after its group's commit.
+    /// Queues `work` now; the future answers after its group's commit. `events`: the work may
+    /// store events (see [`Group`]'s lock order).
     pub(crate) fn call<T: Send + 'static>(
         &self,
         after: u64,
+        events: bool,
         work: Work<T>,
     ) -> BoxFuture<'static, StoreResult<T>> {
         let (reply, answer) = oneshot::channel();
         let sent = self.send(Command::Call {
             after,
+            events,
             call: Box::new(Reply { work, reply }),
         });
         Box::pin(async move {
@@ -341,6 +351,9 @@ async fn execute(
         newest_event: None,
         broken: None,
         savepoint: false,
+        events_first: commands
+            .iter()
+            .any(|c| matches!(c, Command::Call { events: true, .. })),
     };
     if conn.as_ref().is_some_and(|c| c.is_closed()) {
         *conn = None;
@@ -451,6 +464,8 @@ fn enter(g: &mut Group) -> Result<(&'static str, Option<i64>), PgError> {
     }
     let sql = if g.savepoint {
         "RELEASE SAVEPOINT work; SAVEPOINT work"
+    } else if g.events_first {
+        "BEGIN; SELECT 1 FROM kefu.counters WHERE name = 'event_id' FOR UPDATE; SAVEPOINT work"
     } else {
         "BEGIN; SAVEPOINT work"
     };

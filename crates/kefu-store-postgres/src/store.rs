@@ -102,7 +102,13 @@ impl PgStore {
     /// Queues `work` on the api lane now, after the outcomes recorded before.
     pub(crate) fn api<T: Send + 'static>(&self, work: Work<T>) -> BoxFuture<'_, StoreResult<T>> {
         let after = self.inner.delivery.position();
-        self.inner.api.call(after, work)
+        self.inner.api.call(after, false, work)
+    }
+
+    /// [`PgStore::api`] for work that may store events.
+    pub(crate) fn admit<T: Send + 'static>(&self, work: Work<T>) -> BoxFuture<'_, StoreResult<T>> {
+        let after = self.inner.delivery.position();
+        self.inner.api.call(after, true, work)
     }
 
     /// Queues `work` on the delivery lane now.
@@ -110,7 +116,7 @@ impl PgStore {
         &self,
         work: Work<T>,
     ) -> BoxFuture<'_, StoreResult<T>> {
-        self.inner.delivery.call(0, work)
+        self.inner.delivery.call(0, false, work)
     }
 
     /// Queues `work` on the delivery lane without waiting for it.
