@@ -17,14 +17,11 @@ use kefu_store::{
 use serde_json::{Map, Value};
 
 use crate::error::PgError;
-use crate::jobs::LOCK_CONVERSATIONS;
 use crate::lane::{Group, repeatable, work};
+use crate::locks::{LOCK_CONVERSATIONS, Locks, WEBHOOK_LANE};
 use crate::sql::{self, Conn};
 use crate::store::PgStore;
 use crate::{sessions, yunzhenji};
-
-/// The webhook lane's name in `kefu.leases`; its conversations are keyed by openid alone.
-const WEBHOOK_LANE: &str = "webhook";
 
 const NEWEST: &str = "SELECT value FROM kefu.counters WHERE name = 'event_id'";
 
@@ -357,15 +354,33 @@ impl EventStore for PgStore {
     }
 
     fn admit_dialogue(&self, new: NewDialogue) -> BoxFuture<'_, StoreResult<Admission>> {
-        self.admit(work(move |c, g| Box::pin(admit_dialogue(c, g, new))))
+        let mut locks = Locks::default()
+            .counter()
+            .session(DIALOGUE_ACCOUNT, &new.callback.userid);
+        if new.webhook {
+            locks = locks.webhook(&new.callback.userid);
+        }
+        self.api(locks, work(move |c, g| Box::pin(admit_dialogue(c, g, new))))
     }
 
     fn admit_wechat(&self, new: NewWechat) -> BoxFuture<'_, StoreResult<Admission>> {
-        self.admit(work(move |c, g| Box::pin(admit_wechat(c, g, new))))
+        let openid = &new.message.from_user_name;
+        let mut locks = Locks::default().counter().session(&new.account, openid);
+        if new.webhook {
+            locks = locks.webhook(openid);
+        }
+        self.api(locks, work(move |c, g| Box::pin(admit_wechat(c, g, new))))
     }
 
     fn admit_yunzhenji(&self, new: NewYunzhenji) -> BoxFuture<'_, StoreResult<YunzhenjiAdmission>> {
-        self.admit(work(move |c, g| Box::pin(yunzhenji::admit(c, g, new))))
+        let mut locks = Locks::default().counter();
+        if new.webhook {
+            locks = locks.webhook(&new.conversation);
+        }
+        self.api(
+            locks,
+            work(move |c, g| Box::pin(yunzhenji::admit(c, g, new))),
+        )
     }
 
     fn remember_url_verification(
@@ -373,11 +388,14 @@ impl EventStore for PgStore {
         key: String,
         expires_ms: i64,
     ) -> BoxFuture<'_, StoreResult<()>> {
-        self.api(work(move |c, _| {
-            Box::pin(async move {
-                remember_plain_signature(c, &key, URL_VERIFICATION, expires_ms).await
-            })
-        }))
+        self.api(
+            Locks::default(),
+            work(move |c, _| {
+                Box::pin(async move {
+                    remember_plain_signature(c, &key, URL_VERIFICATION, expires_ms).await
+                })
+            }),
+        )
     }
 
     fn events_after(&self, after: i64, limit: u32) -> BoxFuture<'_, StoreResult<EventPage>> {

@@ -14,20 +14,10 @@ use tokio_postgres::Row;
 
 use crate::error::PgError;
 use crate::lane::{Group, repeatable, work};
+use crate::locks::{JOB_LANE, LOCK_CONVERSATIONS, Locks};
 use crate::sql::{self, Conn};
 use crate::store::PgStore;
 use crate::{keys, sessions, yunzhenji};
-
-/// Locks (creating them if need be) the lease rows of the conversations `$2`/`$3` of lane `$1`
-/// in one fixed order, and bumps their version: new work was queued.
-pub(crate) const LOCK_CONVERSATIONS: &str = "
-INSERT INTO kefu.leases (lane, account, key, version, updated_at_ms)
-SELECT $1::text, t.a, t.k, 1, $4 FROM unnest($2::text[], $3::text[]) AS t(a, k) ORDER BY t.a, t.k
-ON CONFLICT (lane, account, key) DO UPDATE SET version = kefu.leases.version + 1,
-    updated_at_ms = excluded.updated_at_ms";
-
-/// The jobs lane's name in `kefu.leases`.
-const JOB_LANE: &str = "job";
 
 const PENDING_COLUMNS: &str = "id, account, recipient, operation, payload, attempts, not_before_ms";
 
@@ -426,9 +416,17 @@ impl JobStore for PgStore {
         key: Option<Idempotent>,
         desk_call: Option<DeskCall>,
     ) -> BoxFuture<'_, StoreResult<Claimed<Vec<PendingJob>>>> {
-        self.api(work(move |c, g| {
-            Box::pin(insert(c, g, jobs, key, desk_call))
-        }))
+        let mut locks = Locks::default();
+        if let Some(call) = &desk_call {
+            locks = locks.session(&call.account, &call.openid);
+        }
+        for job in &jobs {
+            locks = locks.job(&job.account, &job.recipient);
+        }
+        self.api(
+            locks,
+            work(move |c, g| Box::pin(insert(c, g, jobs, key, desk_call))),
+        )
     }
 
     fn mark_sending(&self, id: i64) -> BoxFuture<'_, StoreResult<()>> {
@@ -459,7 +457,11 @@ impl JobStore for PgStore {
         id: i64,
         key: Option<Idempotent>,
     ) -> BoxFuture<'_, StoreResult<Claimed<Result<PendingJob, ResendError>>>> {
-        self.api(work(move |c, g| Box::pin(resend(c, g, id, key))))
+        // Its conversation is known only once the job is read: it is locked then.
+        self.api(
+            Locks::default(),
+            work(move |c, g| Box::pin(resend(c, g, id, key))),
+        )
     }
 
     fn depth(&self) -> BoxFuture<'_, StoreResult<Vec<(JobState, u64)>>> {

@@ -28,6 +28,7 @@ use kefu_store::{StoreError, StoreResult};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::PgError;
+use crate::locks::{self, Locks};
 use crate::sql::Conn;
 
 /// How many commands at most share one transaction.
@@ -54,13 +55,8 @@ pub(crate) struct Group {
     newest_event: Option<i64>,
     /// Why the group's transaction cannot commit, once it cannot.
     broken: Option<PgError>,
-    /// Whether the transaction has begun, with the savepoint `work`.
+    /// Whether the savepoint `work` exists.
     savepoint: bool,
-    /// Whether the group locks the event counter first. A group that may store events takes
-    /// the counter before any other lock, and holds it to the commit: were it taken by a
-    /// command in the middle, a later command's lease or session lock would come after it,
-    /// and two relays' groups could wait on each other.
-    events_first: bool,
 }
 
 impl Group {
@@ -151,11 +147,11 @@ struct Detached {
 }
 
 enum Command {
-    /// `after`: the other lane's position this command waits for; `events`: whether it may
-    /// store events.
+    /// `after`: the other lane's position this command waits for; `locks`: what it will lock,
+    /// for the group to lock first.
     Call {
         after: u64,
-        events: bool,
+        locks: Locks,
         call: Box<dyn Call>,
     },
     Detached {
@@ -215,18 +211,18 @@ impl Lane {
         Ok(())
     }
 
-    /// Queues `work` now; the future answers after its group's commit. `events`: the work may
-    /// store events (see [`Group`]'s lock order).
+    /// Queues `work` now; the future answers after its group's commit. `locks`: what the work
+    /// will lock (see [`crate::locks`]).
     pub(crate) fn call<T: Send + 'static>(
         &self,
         after: u64,
-        events: bool,
+        locks: Locks,
         work: Work<T>,
     ) -> BoxFuture<'static, StoreResult<T>> {
         let (reply, answer) = oneshot::channel();
         let sent = self.send(Command::Call {
             after,
-            events,
+            locks,
             call: Box::new(Reply { work, reply }),
         });
         Box::pin(async move {
@@ -343,7 +339,7 @@ async fn execute(
     conn: &mut Option<Object>,
     relay: &Arc<str>,
     retry: &mut VecDeque<Detached>,
-    commands: Vec<Command>,
+    mut commands: Vec<Command>,
 ) -> bool {
     let mut g = Group {
         now: kefu_core::now_ms(),
@@ -351,9 +347,6 @@ async fn execute(
         newest_event: None,
         broken: None,
         savepoint: false,
-        events_first: commands
-            .iter()
-            .any(|c| matches!(c, Command::Call { events: true, .. })),
     };
     if conn.as_ref().is_some_and(|c| c.is_closed()) {
         *conn = None;
@@ -378,7 +371,26 @@ async fn execute(
         requeue(retry, detached);
         return false;
     };
-    // The transaction begins with the first command's savepoint, in its round trip.
+    let mut locks = Locks::default();
+    for command in &mut commands {
+        if let Command::Call { locks: more, .. } = command {
+            locks.absorb(more);
+        }
+    }
+    // A group that may store events takes the counter before any other lock, and holds it to
+    // the commit: taken by a command in the middle, it would come after a former command's
+    // locks, and two relays' groups could wait on each other.
+    let begin = if locks.has_counter() {
+        "BEGIN; SELECT 1 FROM kefu.counters WHERE name = 'event_id' FOR UPDATE"
+    } else {
+        "BEGIN"
+    };
+    let (begun, locked) = tokio::join!(c.batch_execute(begin), locks::take(c, g.now, locks));
+    if let Err(error) = begun {
+        g.broken = Some(error.into());
+    } else if let Err(error) = locked {
+        g.broken = Some(error);
+    }
     let mut answers = Vec::with_capacity(commands.len());
     for d in &detached {
         run_detached(c, &mut g, d).await;
@@ -455,8 +467,8 @@ async fn run_detached(c: &Conn, g: &mut Group, d: &Detached) {
     }
 }
 
-/// The statement that starts a command's savepoint (releasing the previous command's, or
-/// beginning the transaction, in the same round trip), to send ahead of the command's own; and the group state to restore if
+/// The statement that starts a command's savepoint (releasing the previous command's in the
+/// same round trip), to send ahead of the command's own; and the group state to restore if
 /// the command fails.
 fn enter(g: &mut Group) -> Result<(&'static str, Option<i64>), PgError> {
     if let Some(broken) = &g.broken {
@@ -464,10 +476,8 @@ fn enter(g: &mut Group) -> Result<(&'static str, Option<i64>), PgError> {
     }
     let sql = if g.savepoint {
         "RELEASE SAVEPOINT work; SAVEPOINT work"
-    } else if g.events_first {
-        "BEGIN; SELECT 1 FROM kefu.counters WHERE name = 'event_id' FOR UPDATE; SAVEPOINT work"
     } else {
-        "BEGIN; SAVEPOINT work"
+        "SAVEPOINT work"
     };
     g.savepoint = true;
     Ok((sql, g.newest_event))

@@ -23,6 +23,7 @@ mod events;
 mod jobs;
 mod keys;
 mod lane;
+mod locks;
 pub mod schema;
 mod sessions;
 mod sql;

@@ -24,6 +24,7 @@ use crate::config::{MigrateMode, PgConfig, RelayId};
 use crate::connect::{connect, ping};
 use crate::error::PgError;
 use crate::lane::{Lane, Repeatable, Work};
+use crate::locks::Locks;
 use crate::schema::{check_schema, migrate};
 use crate::sql::{self, Conn};
 
@@ -99,16 +100,15 @@ impl PgStore {
         Ok(self.inner.pool.get().await?)
     }
 
-    /// Queues `work` on the api lane now, after the outcomes recorded before.
-    pub(crate) fn api<T: Send + 'static>(&self, work: Work<T>) -> BoxFuture<'_, StoreResult<T>> {
+    /// Queues `work`, which will lock `locks`, on the api lane now, after the outcomes recorded
+    /// before.
+    pub(crate) fn api<T: Send + 'static>(
+        &self,
+        locks: Locks,
+        work: Work<T>,
+    ) -> BoxFuture<'_, StoreResult<T>> {
         let after = self.inner.delivery.position();
-        self.inner.api.call(after, false, work)
-    }
-
-    /// [`PgStore::api`] for work that may store events.
-    pub(crate) fn admit<T: Send + 'static>(&self, work: Work<T>) -> BoxFuture<'_, StoreResult<T>> {
-        let after = self.inner.delivery.position();
-        self.inner.api.call(after, true, work)
+        self.inner.api.call(after, locks, work)
     }
 
     /// Queues `work` on the delivery lane now.
@@ -116,7 +116,7 @@ impl PgStore {
         &self,
         work: Work<T>,
     ) -> BoxFuture<'_, StoreResult<T>> {
-        self.inner.delivery.call(0, false, work)
+        self.inner.delivery.call(0, Locks::default(), work)
     }
 
     /// Queues `work` on the delivery lane without waiting for it.

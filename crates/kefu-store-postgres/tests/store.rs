@@ -517,3 +517,29 @@ async fn groups_admitting_the_same_users_in_opposite_orders_do_not_deadlock() {
         }
     }
 }
+
+/// The same for job inserts: each group locks all its conversations first, in one order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_inserting_for_the_same_users_in_opposite_orders_do_not_deadlock() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let (one, _) = open(&db.config).await;
+    let mut other_config = db.config.clone();
+    other_config.relay_name = "other".into();
+    let (two, _) = open(&other_config).await;
+    for round in 0..20 {
+        let n = round.to_string();
+        let a1 = one.insert(vec![job("u1", &n)], None, None);
+        let a2 = one.insert(vec![job("u2", &n)], None, None);
+        let b1 = two.insert(vec![job("u2", &n)], None, None);
+        let b2 = two.insert(vec![job("u1", &n)], None, None);
+        let (a1, a2, b1, b2) = tokio::join!(a1, a2, b1, b2);
+        for result in [a1, a2, b1, b2] {
+            if let Err(error) = result {
+                panic!("round {round}: {error}");
+            }
+        }
+    }
+    assert_eq!(one.depth().await.unwrap(), vec![(JobState::Queued, 80)]);
+}
