@@ -11,6 +11,11 @@ use crate::session::DeskAction;
 /// existed, and of every desk message that names none.
 pub const DIALOGUE_ACCOUNT: &str = "dialogue";
 
+/// The error message of a job that recovery found `sending` and turned `ambiguous`, as the
+/// desk reads it on the job: the same on every backend.
+pub const INTERRUPTED_MESSAGE: &str =
+    "the connector stopped while this was being sent; it may have been delivered";
+
 /// Where a job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

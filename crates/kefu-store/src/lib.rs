@@ -11,6 +11,10 @@
 //! `kefu-store-postgres`, for several relays sharing one database), and the relay depends on
 //! them, never the other way round.
 //!
+//! With the `conformance` feature, the `conformance` module holds the checks every backend
+//! must pass, written against the traits alone, and `conformance_suite!` turns them into a
+//! backend's tests.
+//!
 //! # The contract every backend keeps
 //!
 //! * **Durable when resolved.** A future that resolves `Ok` has made its writes durable: they
@@ -81,6 +85,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod event;
 mod events;
 pub mod idempotency;
@@ -99,8 +105,8 @@ pub use events::{
 };
 pub use idempotency::{Claim, Claimed, Earlier, Saved};
 pub use jobs::{
-    DIALOGUE_ACCOUNT, DeskCall, Idempotent, JobState, JobStatus, NewJob, Outcome, PendingJob,
-    ResendError, Settled,
+    DIALOGUE_ACCOUNT, DeskCall, INTERRUPTED_MESSAGE, Idempotent, JobState, JobStatus, NewJob,
+    Outcome, PendingJob, ResendError, Settled,
 };
 pub use session::Session;
 

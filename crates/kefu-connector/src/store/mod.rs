@@ -4,4 +4,5 @@
 
 pub use kefu_store::*;
 
-pub mod sqlite;
+/// The embedded backend, [`kefu_store_sqlite`].
+pub use kefu_store_sqlite as sqlite;

@@ -4,9 +4,9 @@ use kefu_core::{BoxFuture, Job, Reason};
 use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, params};
 
 use super::{Group, SqliteStore, inbound, keys, sql, yunzhenji};
-use crate::store::{
-    Claimed, DeskCall, Idempotent, JobState, JobStatus, JobStore, NewJob, Outcome, PendingJob,
-    ResendError, Settled, StoreError, StoreResult,
+use kefu_store::{
+    Claimed, DeskCall, INTERRUPTED_MESSAGE, Idempotent, JobState, JobStatus, JobStore, NewJob,
+    Outcome, PendingJob, ResendError, Settled, StoreError, StoreResult,
 };
 
 /// Turns the jobs left `sending` by an interrupted run into `ambiguous` (or settles them by
@@ -30,11 +30,11 @@ pub(super) fn recover(conn: &mut Connection) -> Result<Vec<PendingJob>, StoreErr
     )
     .map_err(sql)?;
     tx.execute(
-        "UPDATE outbox SET state = 'ambiguous', updated_at_ms = ?1,
-             error_message = 'the connector stopped while this was being sent; it may have been delivered'
+        "UPDATE outbox SET state = 'ambiguous', updated_at_ms = ?1, error_message = ?2
          WHERE state = 'sending'",
-        params![now],
-    ).map_err(sql)?;
+        params![now, INTERRUPTED_MESSAGE],
+    )
+    .map_err(sql)?;
     tx.execute(
         "UPDATE outbox SET early_report = NULL, early_message = NULL, early_window_ms = NULL
          WHERE early_report IS NOT NULL",
@@ -452,8 +452,8 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::idempotency::{self, Claim, Saved};
-    use crate::store::{DIALOGUE_ACCOUNT, Store as _};
+    use kefu_store::idempotency::{self, Claim, Saved};
+    use kefu_store::{DIALOGUE_ACCOUNT, Store as _};
 
     fn job(openid: &str, payload: &str) -> NewJob {
         NewJob {
@@ -470,66 +470,6 @@ mod tests {
             Claimed::Done(stored) => stored,
             other => panic!("{other:?}"),
         }
-    }
-
-    async fn resend_plain(store: &SqliteStore, id: i64) -> Result<PendingJob, ResendError> {
-        match store.resend(id, None).await.unwrap() {
-            Claimed::Done(queued) => queued,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    /// Regression (issue 10): two requests for one user could reach delivery in the order their
-    /// commits were reported rather than stored. The relay sequences on the call; the store must
-    /// therefore take a call when it is made, not when its future is first polled.
-    #[tokio::test]
-    async fn calls_are_taken_in_call_order_not_poll_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, _) = SqliteStore::open(&dir.path().join("outbox.sqlite3")).unwrap();
-        let first = store.insert(vec![job("a", "first")], None, None);
-        let second = store.insert(vec![job("a", "second")], None, None);
-        let resent = store.resend(1, None);
-        let (second, first) = (second.await.unwrap(), first.await.unwrap());
-        let id = |claimed: Claimed<Vec<PendingJob>>| match claimed {
-            Claimed::Done(stored) => stored[0].id(),
-            other => panic!("{other:?}"),
-        };
-        assert!(id(first) < id(second));
-        // The resend was asked for after the first insert: it found the job already stored.
-        assert!(matches!(
-            resent.await.unwrap(),
-            Claimed::Done(Err(ResendError::NotResendable(JobState::Queued)))
-        ));
-    }
-
-    #[tokio::test]
-    async fn jobs_survive_a_reopen_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("outbox.sqlite3");
-        {
-            let (outbox, pending) = SqliteStore::open(&path).unwrap();
-            assert!(pending.is_empty());
-            let ids: Vec<i64> =
-                insert_plain(&outbox, vec![job("a", "1"), job("b", "2"), job("a", "3")])
-                    .await
-                    .iter()
-                    .map(PendingJob::id)
-                    .collect();
-            assert_eq!(ids.len(), 3);
-            outbox.mark_sending(ids[1]).await.unwrap();
-        }
-        let (outbox, pending) = SqliteStore::open(&path).unwrap();
-        let payloads: Vec<_> = pending.iter().map(|j| j.job.payload.as_slice()).collect();
-        assert_eq!(payloads, [b"1", b"3"]);
-        // The job interrupted mid-send is never resent on our own initiative.
-        let interrupted = outbox.get(2).await.unwrap().unwrap();
-        assert_eq!(interrupted.status, JobState::Ambiguous);
-        assert!(
-            interrupted
-                .error_message
-                .unwrap()
-                .contains("may have been delivered")
-        );
     }
 
     #[test]
@@ -583,181 +523,6 @@ mod tests {
         assert_eq!(jobs_in(&backup), 2);
     }
 
-    #[tokio::test]
-    async fn concurrent_inserts_share_commits_and_all_land() {
-        let dir = tempfile::tempdir().unwrap();
-        let (outbox, _) = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
-        let tasks: Vec<_> = (0..200)
-            .map(|i| {
-                let outbox = outbox.clone();
-                tokio::spawn(
-                    async move { insert_plain(&outbox, vec![job("u", &i.to_string())]).await },
-                )
-            })
-            .collect();
-        let mut ids = Vec::new();
-        for task in tasks {
-            ids.extend(task.await.unwrap().iter().map(PendingJob::id));
-        }
-        ids.sort_unstable();
-        ids.dedup();
-        assert_eq!(ids.len(), 200);
-        let depth = outbox.depth().await.unwrap();
-        assert_eq!(depth, vec![(JobState::Queued, 200)]);
-    }
-
-    #[tokio::test]
-    async fn outcomes_and_resend() {
-        let dir = tempfile::tempdir().unwrap();
-        let (outbox, _) = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
-        let ids: Vec<i64> = insert_plain(&outbox, vec![job("u", "x"), job("u", "y")])
-            .await
-            .iter()
-            .map(PendingJob::id)
-            .collect();
-        outbox.mark_sending(ids[0]).await.unwrap();
-        outbox
-            .record(
-                ids[0],
-                Outcome::Failed {
-                    code: Some(1001),
-                    reason: Reason::Config,
-                    message: "TOKEN invalid".into(),
-                },
-            )
-            .unwrap();
-        let status = outbox.get(ids[0]).await.unwrap().unwrap();
-        assert_eq!(status.status, JobState::Failed);
-        assert_eq!(status.error_code, Some(1001));
-        assert_eq!(status.reason, Some(Reason::Config));
-        assert_eq!(status.account, DIALOGUE_ACCOUNT);
-        assert_eq!(status.attempts, 1);
-
-        assert_eq!(
-            resend_plain(&outbox, ids[1]).await,
-            Err(ResendError::NotResendable(JobState::Queued))
-        );
-        assert_eq!(resend_plain(&outbox, 999).await, Err(ResendError::NotFound));
-        let again = resend_plain(&outbox, ids[0]).await.unwrap();
-        assert_eq!(again.job.payload, b"x");
-        let status = outbox.get(ids[0]).await.unwrap().unwrap();
-        assert_eq!(status.status, JobState::Queued);
-        assert_eq!(status.error_code, None);
-        assert_eq!(status.reason, None);
-        assert_eq!(outbox.get(12345).await.unwrap(), None);
-    }
-
-    /// Stores three jobs for one user; returns their ids.
-    async fn three_jobs(outbox: &SqliteStore) -> Vec<i64> {
-        let jobs = vec![job("u", "a"), job("u", "b"), job("u", "c")];
-        let stored = insert_plain(outbox, jobs).await;
-        stored.iter().map(PendingJob::id).collect()
-    }
-
-    /// Sends `id` once and leaves it with `outcome`.
-    async fn sent(outbox: &SqliteStore, id: i64, outcome: Outcome) {
-        outbox.mark_sending_many(&[id]).await.unwrap();
-        outbox.record(id, outcome).unwrap();
-    }
-
-    #[tokio::test]
-    async fn confirmations_settle_once_when_their_window_ends() {
-        let dir = tempfile::tempdir().unwrap();
-        let (outbox, _) = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
-        let ids = three_jobs(&outbox).await;
-        sent(&outbox, ids[0], Outcome::Accepted { confirm_by_ms: 100 }).await;
-        let ambiguous = |confirm_by_ms| Outcome::Ambiguous {
-            message: "timed out".into(),
-            confirm_by_ms,
-        };
-        sent(&outbox, ids[1], ambiguous(Some(200))).await;
-        sent(&outbox, ids[2], ambiguous(None)).await;
-        let accepted = outbox.get(ids[0]).await.unwrap().unwrap();
-        assert_eq!(
-            (accepted.status, accepted.confirm_by_ms),
-            (JobState::Accepted, Some(100))
-        );
-        assert!(!accepted.status.is_final());
-        // Not resendable: the platform took it.
-        assert_eq!(
-            resend_plain(&outbox, ids[0]).await,
-            Err(ResendError::NotResendable(JobState::Accepted))
-        );
-
-        assert_eq!(outbox.settle_confirmations(99).await.unwrap(), vec![]);
-        let settled = outbox.settle_confirmations(150).await.unwrap();
-        assert_eq!(
-            settled,
-            vec![Settled {
-                id: ids[0],
-                account: DIALOGUE_ACCOUNT.into(),
-                state: JobState::Delivered,
-                reason: None,
-            }]
-        );
-        let settled = outbox.settle_confirmations(200).await.unwrap();
-        assert_eq!(
-            settled,
-            vec![Settled {
-                id: ids[1],
-                account: DIALOGUE_ACCOUNT.into(),
-                state: JobState::Failed,
-                reason: Some(Reason::Unconfirmed),
-            }]
-        );
-        assert_eq!(outbox.settle_confirmations(i64::MAX).await.unwrap(), vec![]);
-        let delivered = outbox.get(ids[0]).await.unwrap().unwrap();
-        assert_eq!(
-            (delivered.status, delivered.confirm_by_ms),
-            (JobState::Delivered, None)
-        );
-        let unconfirmed = outbox.get(ids[1]).await.unwrap().unwrap();
-        assert_eq!(unconfirmed.status, JobState::Failed);
-        assert_eq!(unconfirmed.reason, Some(Reason::Unconfirmed));
-        assert!(
-            unconfirmed
-                .error_message
-                .unwrap()
-                .contains("confirmation window")
-        );
-        // Without a window, ambiguous until the desk decides.
-        assert_eq!(
-            outbox.get(ids[2]).await.unwrap().unwrap().status,
-            JobState::Ambiguous
-        );
-    }
-
-    #[tokio::test]
-    async fn a_resend_of_an_ambiguous_job_ends_its_window() {
-        let dir = tempfile::tempdir().unwrap();
-        let (outbox, _) = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
-        let id = insert_plain(&outbox, vec![job("u", "a")]).await[0].id();
-        let outcome = Outcome::Ambiguous {
-            message: "timed out".into(),
-            confirm_by_ms: Some(100),
-        };
-        sent(&outbox, id, outcome).await;
-        resend_plain(&outbox, id).await.unwrap();
-        assert_eq!(outbox.settle_confirmations(i64::MAX).await.unwrap(), vec![]);
-        let status = outbox.get(id).await.unwrap().unwrap();
-        assert_eq!(
-            (status.status, status.confirm_by_ms),
-            (JobState::Queued, None)
-        );
-    }
-
-    #[tokio::test]
-    async fn a_batch_is_marked_sending_together() {
-        let dir = tempfile::tempdir().unwrap();
-        let (outbox, _) = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
-        let ids = three_jobs(&outbox).await;
-        outbox.mark_sending_many(&ids[..2]).await.unwrap();
-        let mut depth = outbox.depth().await.unwrap();
-        depth.sort_by_key(|(state, _)| state.as_str());
-        assert_eq!(depth, vec![(JobState::Queued, 1), (JobState::Sending, 2)]);
-        assert_eq!(outbox.get(ids[0]).await.unwrap().unwrap().attempts, 1);
-    }
-
     fn keyed(key: &str, hash: &str) -> Idempotent {
         Idempotent {
             claim: Claim {
@@ -774,93 +539,11 @@ mod tests {
         }
     }
 
-    fn saved(body: &str) -> Claimed<Vec<i64>> {
-        Claimed::Earlier(idempotency::Earlier::Same(Saved {
-            status: 202,
-            body: body.as_bytes().to_vec(),
-        }))
-    }
-
     fn ids(claimed: Claimed<Vec<PendingJob>>) -> Claimed<Vec<i64>> {
         match claimed {
             Claimed::Done(jobs) => Claimed::Done(jobs.iter().map(PendingJob::id).collect()),
             Claimed::Earlier(earlier) => Claimed::Earlier(earlier),
         }
-    }
-
-    #[tokio::test]
-    async fn a_key_stores_once_across_a_reopen_and_refuses_another_request() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("o.sqlite3");
-        {
-            let (outbox, _) = SqliteStore::open(&path).unwrap();
-            let first = outbox
-                .insert(
-                    vec![job("u", "x"), job("u", "y")],
-                    Some(keyed("k", "h1")),
-                    None,
-                )
-                .await
-                .unwrap();
-            assert_eq!(ids(first), Claimed::Done(vec![1, 2]));
-            let again = outbox
-                .insert(
-                    vec![job("u", "x"), job("u", "y")],
-                    Some(keyed("k", "h1")),
-                    None,
-                )
-                .await
-                .unwrap();
-            assert_eq!(ids(again), saved("[1, 2]"));
-        }
-        let (outbox, pending) = SqliteStore::open(&path).unwrap();
-        assert_eq!(pending.len(), 2);
-        let after_restart = outbox
-            .insert(vec![job("u", "x")], Some(keyed("k", "h1")), None)
-            .await
-            .unwrap();
-        assert_eq!(ids(after_restart), saved("[1, 2]"));
-        let other = outbox
-            .insert(vec![job("u", "z")], Some(keyed("k", "h2")), None)
-            .await
-            .unwrap();
-        assert_eq!(
-            ids(other),
-            Claimed::Earlier(idempotency::Earlier::Other {
-                route: "/v1/messages".into()
-            })
-        );
-        assert_eq!(outbox.depth().await.unwrap(), vec![(JobState::Queued, 2)]);
-    }
-
-    #[tokio::test]
-    async fn racing_requests_with_one_key_store_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let (outbox, _) = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
-        // Sent together, they share group transactions: the lookup must see the claim made
-        // earlier in the same uncommitted transaction.
-        let tasks: Vec<_> = (0..50)
-            .map(|_| {
-                let outbox = outbox.clone();
-                tokio::spawn(async move {
-                    outbox
-                        .insert(vec![job("u", "x")], Some(keyed("race", "h")), None)
-                        .await
-                })
-            })
-            .collect();
-        let mut done = 0;
-        for task in tasks {
-            match ids(task.await.unwrap().unwrap()) {
-                Claimed::Done(ids) => {
-                    assert_eq!(ids, vec![1]);
-                    done += 1;
-                }
-                earlier => assert_eq!(earlier, saved("[1]")),
-            }
-        }
-        assert_eq!(done, 1);
-        assert_eq!(outbox.depth().await.unwrap(), vec![(JobState::Queued, 1)]);
     }
 
     #[tokio::test]
@@ -889,39 +572,6 @@ mod tests {
             .unwrap();
         assert_eq!(ids(retried), Claimed::Done(vec![1]));
     }
-
-    #[tokio::test]
-    async fn a_keyed_resend_queues_once_and_a_refused_one_keeps_the_key_free() {
-        let dir = tempfile::tempdir().unwrap();
-        let (outbox, _) = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
-        let id = insert_plain(&outbox, vec![job("u", "x")]).await[0].id();
-        // Queued, so not resendable: refused, and the key is not spent.
-        assert_eq!(
-            outbox.resend(id, Some(keyed("r", "h"))).await.unwrap(),
-            Claimed::Done(Err(ResendError::NotResendable(JobState::Queued)))
-        );
-        outbox.mark_sending(id).await.unwrap();
-        outbox
-            .record(
-                id,
-                Outcome::Ambiguous {
-                    message: "timed out".into(),
-                    confirm_by_ms: None,
-                },
-            )
-            .unwrap();
-        match outbox.resend(id, Some(keyed("r", "h"))).await.unwrap() {
-            Claimed::Done(Ok(job)) => assert_eq!(job.id(), id),
-            other => panic!("not queued: {other:?}"),
-        }
-        // Without the key, the second resend would be a 409: with it, the first answer.
-        match outbox.resend(id, Some(keyed("r", "h"))).await.unwrap() {
-            Claimed::Earlier(idempotency::Earlier::Same(saved)) => {
-                assert_eq!(saved.body, format!("[{id}]").into_bytes());
-            }
-            other => panic!("not replayed: {other:?}"),
-        }
-    }
 }
 
 /// A file written before schema versions, with a job of each kind and a session.
@@ -930,8 +580,8 @@ mod migration {
     use rusqlite::Connection;
 
     use super::*;
-    use crate::store::sqlite::schema;
-    use crate::store::{DIALOGUE_ACCOUNT, SessionStore as _};
+    use crate::schema;
+    use kefu_store::{DIALOGUE_ACCOUNT, SessionStore as _};
 
     const OLD: &str = "
         CREATE TABLE outbox (

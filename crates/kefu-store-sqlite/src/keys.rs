@@ -1,11 +1,11 @@
 //! The desk's `Idempotency-Key`s, claimed in the transaction that does a request's work (see
-//! [`crate::idempotency`]).
+//! [`kefu_store::idempotency`]).
 
 use rusqlite::{OptionalExtension as _, Transaction, params};
 
 use super::{Group, sql};
-use crate::idempotency::{Claim, Claimed, Earlier, Saved};
-use crate::store::{Idempotent, StoreError};
+use kefu_store::idempotency::{Claim, Claimed, Earlier, Saved};
+use kefu_store::{Idempotent, StoreError};
 
 /// The live (unexpired) use of `claim`'s key, if there is one. Runs in the write transaction
 /// that would do the work, so no other request can claim the key in between.
@@ -68,11 +68,9 @@ pub(super) fn save(
 
 /// Removes the keys expired at `now`; returns how many.
 pub(super) fn purge(tx: &Transaction<'_>, now: i64) -> Result<usize, StoreError> {
-    Ok(tx
-        .prepare_cached("DELETE FROM idempotency_keys WHERE expires_ms <= ?1")
-        .map_err(sql)?
-        .execute(params![now])
-        .map_err(sql)?)
+    tx.prepare_cached("DELETE FROM idempotency_keys WHERE expires_ms <= ?1")
+        .and_then(|mut statement| statement.execute(params![now]))
+        .map_err(sql)
 }
 
 /// Does `work` unless `key` is in use, and saves the key with the answer for the ids `done`
@@ -101,11 +99,11 @@ pub(super) fn once<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::idempotency::DESK_SCOPE;
+    use kefu_store::idempotency::DESK_SCOPE;
 
     fn db() -> rusqlite::Connection {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&mut conn).unwrap();
+        crate::schema::migrate(&mut conn).unwrap();
         conn
     }
 

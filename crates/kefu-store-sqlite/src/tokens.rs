@@ -4,7 +4,7 @@ use kefu_core::{BoxFuture, StoredToken, TokenStore, TokenStoreError};
 use rusqlite::{OptionalExtension as _, params};
 
 use super::{SqliteStore, sql};
-use crate::store::StoreError;
+use kefu_store::StoreError;
 
 fn token_error(error: StoreError) -> TokenStoreError {
     TokenStoreError(error.to_string())
@@ -18,21 +18,22 @@ impl TokenStore for SqliteStore {
         let appid = appid.to_owned();
         Box::pin(async move {
             self.run(Box::new(move |tx, _| {
-                Ok(tx
-                    .prepare_cached(
-                        "SELECT token, fetched_at_ms, expires_at_ms FROM access_tokens
-                         WHERE appid = ?1",
-                    )
-                    .map_err(sql)?
-                    .query_row(params![appid], |row| {
-                        Ok(StoredToken {
-                            token: row.get(0)?,
-                            fetched_at_ms: row.get(1)?,
-                            expires_at_ms: row.get(2)?,
+                tx.prepare_cached(
+                    "SELECT token, fetched_at_ms, expires_at_ms FROM access_tokens
+                     WHERE appid = ?1",
+                )
+                .and_then(|mut statement| {
+                    statement
+                        .query_row(params![appid], |row| {
+                            Ok(StoredToken {
+                                token: row.get(0)?,
+                                fetched_at_ms: row.get(1)?,
+                                expires_at_ms: row.get(2)?,
+                            })
                         })
-                    })
-                    .optional()
-                    .map_err(sql)?)
+                        .optional()
+                })
+                .map_err(sql)
             }))
             .await
             .map_err(token_error)
@@ -89,50 +90,5 @@ impl TokenStore for SqliteStore {
             .await
             .map_err(token_error)
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-
-    fn token(token: &str, expires_at_ms: i64) -> StoredToken {
-        StoredToken {
-            token: token.into(),
-            fetched_at_ms: 0,
-            expires_at_ms,
-        }
-    }
-
-    #[tokio::test]
-    async fn keeps_the_later_expiring_token_and_invalidates_only_the_failed_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.sqlite3");
-        {
-            let (store, _) = SqliteStore::open(&path).unwrap();
-            assert_eq!(store.load("wx1").await.unwrap(), None);
-            store.save("wx1", &token("new", 2_000)).await.unwrap();
-            // A slower fetch of an older token does not overwrite the fresher one.
-            store.save("wx1", &token("old", 1_000)).await.unwrap();
-            assert_eq!(store.load("wx1").await.unwrap(), Some(token("new", 2_000)));
-            // Another AppID is its own.
-            store.save("wx2", &token("other", 500)).await.unwrap();
-            // Compare-and-invalidate: a token that already changed is left alone.
-            assert!(!store.invalidate("wx1", "old").await.unwrap());
-            assert_eq!(store.load("wx1").await.unwrap(), Some(token("new", 2_000)));
-        }
-        // A restart reuses the stored token, also through the relay's handle on the store.
-        let (store, _) = SqliteStore::open(&path).unwrap();
-        let relay: Arc<dyn crate::store::Store> = Arc::new(store.clone());
-        assert_eq!(
-            relay.tokens().load("wx1").await.unwrap(),
-            Some(token("new", 2_000))
-        );
-        assert_eq!(store.load("wx1").await.unwrap(), Some(token("new", 2_000)));
-        assert!(store.invalidate("wx1", "new").await.unwrap());
-        assert_eq!(store.load("wx1").await.unwrap(), None);
-        assert_eq!(store.load("wx2").await.unwrap(), Some(token("other", 500)));
     }
 }

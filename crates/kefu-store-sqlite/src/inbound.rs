@@ -7,9 +7,9 @@ use rusqlite::{OptionalExtension as _, Transaction, params};
 use serde_json::{Map, Value};
 
 use super::{SqliteStore, sql, yunzhenji};
-use crate::inbound::event::{self, EventKind};
-use crate::inbound::session::{ChangedBy, Session};
-use crate::store::{
+use kefu_store::event::{self, EventKind};
+use kefu_store::session::{ChangedBy, Session};
+use kefu_store::{
     Admission, DIALOGUE_ACCOUNT, DeskCall, EventPage, EventStore, NewDialogue, NewWechat,
     NewYunzhenji, PendingEvent, Purged, SessionStore, StoreError, StoreResult, WebhookOutcome,
     YunzhenjiAdmission,
@@ -535,212 +535,13 @@ impl SessionStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inbound::message::StandardMessage;
-    use crate::inbound::session::DeskAction;
-    use kefu_payload::HandoffCallback;
-
-    fn callback(userid: &str, kfstate: KefuState, text: &str) -> HandoffCallback {
-        HandoffCallback {
-            userid: userid.into(),
-            appid: "wx1".into(),
-            content: Some(text.into()),
-            from: Some(0),
-            kfstate: Some(kfstate),
-            channel: Some(0),
-            createtime: Some(1_700_000_000),
-            ..HandoffCallback::default()
-        }
-    }
-
-    fn dialogue(key: &str, cb: HandoffCallback) -> NewDialogue {
-        NewDialogue {
-            callback: cb,
-            raw: Map::new(),
-            dedup_key: key.into(),
-            dedup_expires_ms: i64::MAX,
-            webhook: true,
-        }
-    }
+    use kefu_store::message::StandardMessage;
+    use kefu_store::session::DeskAction;
 
     async fn open() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
         let (outbox, _) = SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap();
         (dir, outbox)
-    }
-
-    #[tokio::test]
-    async fn admits_once_tracks_the_session_and_survives_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sqlite3");
-        {
-            let (outbox, _) = SqliteStore::open(&path).unwrap();
-            let (pending, latest) = outbox.pending_events().await.unwrap();
-            assert!(pending.is_empty());
-            assert_eq!(latest, 0);
-            let first = dialogue("k1", callback("oU", KefuState::NeedPerson, "我要转人工"));
-            let again = first.clone();
-            let stored = outbox
-                .run(Box::new(move |tx, g| admit_dialogue(tx, g.now, first)))
-                .await
-                .unwrap();
-            let Admission::Stored(event) = stored else {
-                panic!("{stored:?}")
-            };
-            assert_eq!(event.id, 1);
-            let body: Value = serde_json::from_str(&event.body).unwrap();
-            assert_eq!(body["kind"], "handoff_requested");
-            assert_eq!(
-                outbox
-                    .run(Box::new(move |tx, g| admit_dialogue(tx, g.now, again)))
-                    .await
-                    .unwrap(),
-                Admission::Duplicate
-            );
-            let next = dialogue("k2", callback("oU", KefuState::NeedPerson, "在吗"));
-            let Admission::Stored(event) = outbox
-                .run(Box::new(move |tx, g| admit_dialogue(tx, g.now, next)))
-                .await
-                .unwrap()
-            else {
-                panic!()
-            };
-            let body: Value = serde_json::from_str(&event.body).unwrap();
-            assert_eq!(body["kind"], "message", "already waiting for a person");
-            outbox
-                .run(Box::new(|tx, g| {
-                    record_webhook(tx, g.now, 1, &WebhookOutcome::Delivered)
-                }))
-                .await
-                .unwrap();
-        }
-        let (outbox, _) = SqliteStore::open(&path).unwrap();
-        let (pending, latest) = outbox.pending_events().await.unwrap();
-        assert_eq!(latest, 2);
-        assert_eq!(pending.iter().map(|p| p.id).collect::<Vec<_>>(), [2]);
-        let queue = outbox
-            .run(Box::new(|tx, _| {
-                list_sessions(tx, DIALOGUE_ACCOUNT, Some(KefuState::NeedPerson), 10)
-            }))
-            .await
-            .unwrap();
-        assert_eq!(queue.len(), 1);
-        assert_eq!(queue[0].openid, "oU");
-        assert_eq!(queue[0].last_event_id, Some(2));
-        assert!(queue[0].last_user_message_at_ms.is_some());
-        let events = outbox
-            .run(Box::new(|tx, _| events_after(tx, 1, 10)))
-            .await
-            .unwrap();
-        assert_eq!(events.len(), 1);
-        assert_eq!(events[0].0, 2);
-    }
-
-    #[tokio::test]
-    async fn replays_are_refused_and_keys_expire() {
-        let (_dir, outbox) = open().await;
-        let new = |replay: &str, body: &str, dedup: &str| NewWechat {
-            account: "oa".into(),
-            message: StandardMessage {
-                from_user_name: "oU".into(),
-                msg_type: Some("text".into()),
-                content: Some("hi".into()),
-                msg_id: Some("1".into()),
-                ..StandardMessage::default()
-            },
-            replay_key: replay.split(',').next().unwrap_or_default().to_owned(),
-            plain_replay_key: replay.split(',').nth(1).map(str::to_owned),
-            replay_expires_ms: 10_000,
-            body_sha256: body.into(),
-            dedup_key: dedup.into(),
-            dedup_expires_ms: 20_000,
-            webhook: false,
-        };
-        let admit = |new: NewWechat, now: i64| {
-            let outbox = outbox.clone();
-            async move {
-                outbox
-                    .run(Box::new(move |tx, _| admit_wechat(tx, now, new)))
-                    .await
-                    .unwrap()
-            }
-        };
-        assert!(matches!(
-            admit(new("r1", "b1", "d1"), 1_000).await,
-            Admission::Stored(_)
-        ));
-        // The same request again is a redelivery; the same signature on another body a replay.
-        assert_eq!(
-            admit(new("r1", "b1", "d1"), 2_000).await,
-            Admission::Duplicate
-        );
-        assert_eq!(
-            admit(new("r1", "b2", "d2"), 2_000).await,
-            Admission::Replayed
-        );
-        assert_eq!(
-            admit(new("r2", "b3", "d1"), 2_000).await,
-            Admission::Duplicate
-        );
-        // An encrypted push's plain signature is remembered: reused on another body, it is a
-        // replay. An encrypted retry under it, with a new ciphertext, is still a redelivery.
-        assert!(matches!(
-            admit(new("r3,p3", "b4", "d4"), 2_000).await,
-            Admission::Stored(_)
-        ));
-        assert_eq!(
-            admit(new("p3", "b5", "d5"), 2_000).await,
-            Admission::Replayed
-        );
-        assert_eq!(
-            admit(new("r4,p3", "b6", "d4"), 2_000).await,
-            Admission::Duplicate
-        );
-        // After expiry the keys no longer count, and a purge removes them.
-        assert!(matches!(
-            admit(new("r1", "b2", "d1"), 30_000).await,
-            Admission::Stored(_)
-        ));
-        let purged = outbox
-            .run(Box::new(|tx, _| purge(tx, 100_000, 0)))
-            .await
-            .unwrap();
-        assert_eq!(
-            purged,
-            Purged {
-                dedup_keys: 2,
-                replay_keys: 5,
-                events: 0
-            }
-        );
-        let purged = outbox
-            .run(Box::new(|tx, _| purge(tx, 100_000, i64::MAX)))
-            .await
-            .unwrap();
-        assert_eq!(
-            purged.events, 3,
-            "webhook state `none`: nothing waits for them"
-        );
-        let latest = outbox
-            .run(Box::new(|tx, _| latest_event_id(tx)))
-            .await
-            .unwrap();
-        assert_eq!(latest, 3, "ids are never reused");
-        // The user's session on that account knows when the user last wrote; the Dialogue
-        // platform's user of the same id is another.
-        let session = outbox
-            .run(Box::new(|tx, _| load_session(tx, "oa", "oU")))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(session.account, "oa");
-        assert_eq!(session.last_user_message_at_ms, Some(30_000));
-        assert_eq!(
-            outbox
-                .run(Box::new(|tx, _| load_session(tx, DIALOGUE_ACCOUNT, "oU")))
-                .await
-                .unwrap(),
-            None
-        );
     }
 
     #[tokio::test]

@@ -13,14 +13,14 @@
 //! | `inbound_events` | every accepted callback as its event JSON (`body`), with the webhook delivery state (`pending`, `delivered`, `failed`, or `none` when no webhook is configured), attempts and next attempt time; `id` (AUTOINCREMENT, never reused) is the event id and the cursor of `GET /v1/events` |
 //! | `inbound_dedup` | redelivery keys with their expiry |
 //! | `inbound_replay` | (account, timestamp, nonce, signature) of accepted WeChat callbacks, with the SHA-256 of the body and their expiry |
-//! | `sessions` | each (account, user)'s conversation state (see [`crate::inbound::session`]) |
+//! | `sessions` | each (account, user)'s conversation state (see [`kefu_store::session`]) |
 //! | `idempotency_keys` | the desk's `Idempotency-Key`s with the answer saved for each |
 //! | `access_tokens` | one access token per AppID, with its lifetime |
 
 use rusqlite::Connection;
 
 use super::sql;
-use crate::store::StoreError;
+use kefu_store::StoreError;
 
 /// The migrations, version 1 first: the version a file is at is the number of them applied.
 const MIGRATIONS: [&str; 3] = [V1, V2, V3];

@@ -1,5 +1,6 @@
-//! The embedded backend: one SQLite database (WAL, `synchronous=FULL`) owned by one thread that
-//! commits in groups.
+//! kefu-store-sqlite: kefu-connector's embedded backend of the [`kefu_store`] traits
+//! ([`SqliteStore`]): one SQLite database (WAL, `synchronous=FULL`), owned by one relay (a lock
+//! file refuses a second) and by one thread in it, which commits in groups.
 //!
 //! Every call waits for the commit that makes its change durable, but concurrent calls share one
 //! commit: the store thread takes every command waiting in its queue, runs them in a single
@@ -10,16 +11,20 @@
 //! A job's life: `queued` → `sending` (made durable *before* the request leaves) → `delivered`,
 //! `failed`, `ambiguous`, or back to `queued` for a retry; at a platform that confirms by
 //! callback, `accepted` or `ambiguous` with a `confirm_by_ms`, settled later by a callback or by
-//! the end of the window (see [`crate::store`]). A job found in `sending` at start-up was
+//! the end of the window (see [`kefu_store`]). A job found in `sending` at start-up was
 //! interrupted mid-send: it may have reached the user, so it becomes `ambiguous` and is never sent
 //! again on the connector's own initiative.
 //!
 //! The tables and their versions are in [`schema`].
 
+#![forbid(unsafe_code)]
+
 mod inbound;
 mod jobs;
 mod keys;
 pub mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod tokens;
 mod yunzhenji;
 
@@ -30,7 +35,7 @@ use kefu_core::{BoxFuture, TokenStore};
 use rusqlite::{Connection, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{PendingJob, Store, StoreError, StoreResult};
+use kefu_store::{PendingJob, Store, StoreError, StoreResult};
 
 /// A SQLite failure as the store's error. (`StoreError` belongs to kefu-store, which knows no
 /// backend, so the conversion is a function here rather than a `From`.)
@@ -131,7 +136,7 @@ impl SqliteStore {
 
     /// [`SqliteStore::run`] for the traits, with the command sent at once, before the future
     /// is first polled: calls reach the store in the order they are made, which the relay's
-    /// sequencing of deliveries relies on (see the contract in [`crate::store`]).
+    /// sequencing of deliveries relies on (see the contract in [`kefu_store`]).
     fn boxed<T: Send + 'static>(&self, work: TxWork<T>) -> BoxFuture<'_, StoreResult<T>> {
         let (reply, answer) = oneshot::channel();
         let sent = self
@@ -168,7 +173,7 @@ impl Store for SqliteStore {
 
     fn ping(&self) -> BoxFuture<'_, StoreResult<()>> {
         self.boxed(Box::new(|tx, _| {
-            Ok(tx.query_row("SELECT 1", [], |_| Ok(())).map_err(sql)?)
+            tx.query_row("SELECT 1", [], |_| Ok(())).map_err(sql)
         }))
     }
 
