@@ -198,7 +198,7 @@ pub(crate) async fn settle_interrupted(
         &[
             &now,
             &kefu_core::Reason::SendFailed.as_str(),
-            &"the connector stopped while this was being sent; it may have been delivered",
+            &kefu_store::INTERRUPTED_MESSAGE,
             &relays,
         ],
     )
