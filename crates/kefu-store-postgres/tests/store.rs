@@ -1,16 +1,16 @@
-//! `PgStore` over the throwaway cluster: call order, claims racing across relays, event ids
-//! across purges and concurrent writers, the order between outcomes recorded without waiting
-//! and what follows them, start-up recovery, and durability across a server restart.
+//! `PgStore` over the throwaway cluster, beyond the conformance suite: two relays on one
+//! database (claims racing, event ids under concurrent writers, groups locking users in
+//! opposite orders, recovery of only a relay's own previous run), the order between outcomes
+//! recorded without waiting and what follows them, and durability across a server restart.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use kefu_core::{Reason, StoredToken, TokenStore as _};
+use kefu_core::Reason;
 use kefu_store::idempotency::DESK_SCOPE;
 use kefu_store::{
     Admission, Claim, Claimed, Earlier, EventStore as _, Idempotent, JobState, JobStore as _,
-    NewJob, NewYunzhenji, Outcome, PendingJob, ReportKind, ResendError, Saved, SendReport, Settled,
-    Store as _,
+    NewJob, NewYunzhenji, Outcome, PendingJob, ReportKind, Saved, SendReport, Store as _,
 };
 use kefu_store_postgres::testing::{Cluster, fresh_database, postgres_available};
 use kefu_store_postgres::{PgConfig, PgStore};
@@ -84,26 +84,6 @@ fn stored_id(admission: Admission) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_are_taken_in_call_order_and_come_back_in_that_order() {
-    let Some(db) = fresh_database().await else {
-        return;
-    };
-    let (store, pending) = open(&db.config).await;
-    assert!(pending.is_empty());
-    // Called in order, polled the other way round: the store orders them as called.
-    let first = store.insert(vec![job("u", "1"), job("v", "a")], None, None);
-    let second = store.insert(vec![job("u", "2")], None, None);
-    let third = store.insert(vec![job("v", "b"), job("u", "3")], None, None);
-    let (c, b, a) = (third.await, second.await, first.await);
-    for claimed in [a, b, c] {
-        assert!(matches!(claimed.unwrap(), Claimed::Done(_)));
-    }
-    drop(store);
-    let (_store, pending) = open(&db.config).await;
-    assert_eq!(payloads(&pending), ["1", "a", "2", "b", "3"]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_requests_with_one_key_on_two_relays_store_once() {
     let Some(db) = fresh_database().await else {
         return;
@@ -137,43 +117,6 @@ async fn racing_requests_with_one_key_on_two_relays_store_once() {
     assert_eq!(one.depth().await.unwrap(), vec![(JobState::Queued, 1)]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_resend_leaves_its_key_free_and_a_done_one_answers_again() {
-    let Some(db) = fresh_database().await else {
-        return;
-    };
-    let (store, _) = open(&db.config).await;
-    let id = insert(&store, vec![job("u", "x")]).await[0].id();
-    assert_eq!(
-        store.resend(id, Some(keyed("r"))).await.unwrap(),
-        Claimed::Done(Err(ResendError::NotResendable(JobState::Queued)))
-    );
-    store.mark_sending(id).await.unwrap();
-    store
-        .record(
-            id,
-            Outcome::Ambiguous {
-                message: "timed out".into(),
-                confirm_by_ms: None,
-            },
-        )
-        .unwrap();
-    match store.resend(id, Some(keyed("r"))).await.unwrap() {
-        Claimed::Done(Ok(job)) => assert_eq!(job.id(), id),
-        other => panic!("not queued: {other:?}"),
-    }
-    match store.resend(id, Some(keyed("r"))).await.unwrap() {
-        Claimed::Earlier(Earlier::Same(saved)) => {
-            assert_eq!(saved.body, format!("[{id}]").into_bytes())
-        }
-        other => panic!("not replayed: {other:?}"),
-    }
-    assert_eq!(
-        store.resend(i64::MAX, None).await.unwrap(),
-        Claimed::Done(Err(ResendError::NotFound))
-    );
-}
-
 /// Regression guard for the ordering rule: an outcome recorded without waiting is applied
 /// before a resend, a read, or the next `mark_sending` requested after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,50 +147,6 @@ async fn an_outcome_recorded_without_waiting_is_seen_by_everything_requested_aft
         }
     }
     store.checkpoint().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn event_ids_increase_across_a_purge_and_a_redelivery_is_dropped() {
-    let Some(db) = fresh_database().await else {
-        return;
-    };
-    let (store, _) = open(&db.config).await;
-    let mut ids = Vec::new();
-    for n in 0..3 {
-        ids.push(stored_id(
-            admit(&store, callback(&format!("k{n}"), None, false)).await,
-        ));
-    }
-    assert_eq!(ids, [1, 2, 3]);
-    assert_eq!(
-        admit(&store, callback("k1", None, false)).await,
-        Admission::Duplicate
-    );
-    // Received before now - 0 ms once the clock has moved on.
-    let start = kefu_core::now_ms();
-    while kefu_core::now_ms() == start {
-        tokio::task::yield_now().await;
-    }
-    let purged = store.purge_events(0).await.unwrap();
-    assert_eq!(purged.events, 3);
-    let page = store.events_after(0, 10).await.unwrap();
-    assert!(page.events.is_empty());
-    assert_eq!(page.newest, 3);
-    let next = stored_id(admit(&store, callback("k3", None, true)).await);
-    assert_eq!(next, 4);
-    let page = store.events_after(3, 10).await.unwrap();
-    assert_eq!(page.events.len(), 1);
-    assert!(
-        page.events[0].1.contains("\"id\":4"),
-        "{}",
-        page.events[0].1
-    );
-    let (pending, newest) = store.pending_events().await.unwrap();
-    assert_eq!((pending.len(), newest), (1, 4));
-    store
-        .record_webhook(4, kefu_store::WebhookOutcome::Delivered)
-        .unwrap();
-    assert!(store.pending_events().await.unwrap().0.is_empty());
 }
 
 /// Two relays admit events while a reader follows the feed: it never finds an id below one it
@@ -368,64 +267,6 @@ async fn a_restart_recovers_only_its_own_previous_runs_sending_jobs() {
     assert_eq!(status(ids[3]).await.status, JobState::Sending);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn confirmations_settle_once_and_tokens_are_compared_before_they_are_dropped() {
-    let Some(db) = fresh_database().await else {
-        return;
-    };
-    let (store, _) = open(&db.config).await;
-    let ids: Vec<i64> = insert(&store, vec![job("u", "a"), job("v", "b")])
-        .await
-        .iter()
-        .map(PendingJob::id)
-        .collect();
-    store.mark_sending_many(&ids).await.unwrap();
-    store
-        .record(ids[0], Outcome::Accepted { confirm_by_ms: 100 })
-        .unwrap();
-    store
-        .record(
-            ids[1],
-            Outcome::Ambiguous {
-                message: "timed out".into(),
-                confirm_by_ms: Some(200),
-            },
-        )
-        .unwrap();
-    assert_eq!(store.settle_confirmations(99).await.unwrap(), vec![]);
-    assert_eq!(
-        store.settle_confirmations(i64::MAX).await.unwrap(),
-        vec![
-            Settled {
-                id: ids[0],
-                account: "shop".into(),
-                state: JobState::Delivered,
-                reason: None,
-            },
-            Settled {
-                id: ids[1],
-                account: "shop".into(),
-                state: JobState::Failed,
-                reason: Some(Reason::Unconfirmed),
-            },
-        ]
-    );
-    assert_eq!(store.settle_confirmations(i64::MAX).await.unwrap(), vec![]);
-
-    let token = |token: &str, expires_at_ms| StoredToken {
-        token: token.into(),
-        fetched_at_ms: 0,
-        expires_at_ms,
-    };
-    store.save("wx1", &token("new", 2_000)).await.unwrap();
-    store.save("wx1", &token("old", 1_000)).await.unwrap();
-    assert_eq!(store.load("wx1").await.unwrap(), Some(token("new", 2_000)));
-    assert!(!store.invalidate("wx1", "old").await.unwrap());
-    let tokens = Arc::new(store.clone()).tokens();
-    assert!(tokens.invalidate("wx1", "new").await.unwrap());
-    assert_eq!(store.load("wx1").await.unwrap(), None);
-}
-
 /// What was acknowledged survives `pg_ctl restart` (fsync on), and the store carries on after
 /// it without being reopened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -542,4 +383,29 @@ async fn groups_inserting_for_the_same_users_in_opposite_orders_do_not_deadlock(
         }
     }
     assert_eq!(one.depth().await.unwrap(), vec![(JobState::Queued, 80)]);
+}
+
+/// The same callback reaching two relays at once is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_raced_on_two_relays_is_stored_once() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let (one, _) = open(&db.config).await;
+    let mut other_config = db.config.clone();
+    other_config.relay_name = "other".into();
+    let (two, _) = open(&other_config).await;
+    for round in 0..10 {
+        let key = format!("k{round}");
+        let (a, b) = tokio::join!(
+            one.admit_yunzhenji(callback(&key, None, true)),
+            two.admit_yunzhenji(callback(&key, None, true))
+        );
+        let stored = [a.unwrap().admission, b.unwrap().admission]
+            .iter()
+            .filter(|admission| matches!(admission, Admission::Stored(_)))
+            .count();
+        assert_eq!(stored, 1, "round {round}");
+    }
+    assert_eq!(one.events_after(0, 100).await.unwrap().events.len(), 10);
 }
