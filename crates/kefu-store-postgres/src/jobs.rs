@@ -158,7 +158,13 @@ async fn mark_sending(c: &Conn, g: &mut Group, ids: Vec<i64>) -> Result<(), PgEr
     Ok(())
 }
 
+/// Records an attempt's outcome. The common case, a job no callback reported on while it was
+/// being sent, is one statement; a job with such a report is read first, and the report
+/// applied to the outcome ([`Outcome::after_report`]).
 async fn record(c: &Conn, g: &mut Group, id: i64, outcome: Outcome) -> Result<(), PgError> {
+    if apply(c, g.now, id, &outcome, true).await? > 0 {
+        return Ok(());
+    }
     let Some(row) = sql::query_opt(
         c,
         "SELECT early_report, early_message FROM kefu.jobs WHERE id = $1 FOR UPDATE",
@@ -173,6 +179,19 @@ async fn record(c: &Conn, g: &mut Group, id: i64, outcome: Outcome) -> Result<()
         Some(report) => outcome.after_report(&report),
         None => outcome,
     };
+    apply(c, g.now, id, &outcome, false).await?;
+    Ok(())
+}
+
+/// Writes `outcome` on job `id` (only if no report waits on it, with `unreported`), spending
+/// any report; returns how many rows it changed.
+async fn apply(
+    c: &Conn,
+    now: i64,
+    id: i64,
+    outcome: &Outcome,
+    unreported: bool,
+) -> Result<u64, PgError> {
     let (state, not_before, code, reason, message, confirm_by) = match &outcome {
         Outcome::Delivered => (JobState::Delivered, None, None, None, None, None),
         Outcome::Accepted { confirm_by_ms } => (
@@ -225,7 +244,7 @@ async fn record(c: &Conn, g: &mut Group, id: i64, outcome: Outcome) -> Result<()
              error_code = $4, reason = $5, error_message = $6, updated_at_ms = $7,
              confirm_by_ms = $8, early_report = NULL, early_message = NULL,
              early_window_ms = NULL
-         WHERE id = $1",
+         WHERE id = $1 AND (NOT $9 OR early_report IS NULL)",
         &[
             &id,
             &state.as_str(),
@@ -233,12 +252,12 @@ async fn record(c: &Conn, g: &mut Group, id: i64, outcome: Outcome) -> Result<()
             &code,
             &reason,
             &message,
-            &g.now,
+            &now,
             &confirm_by,
+            &unreported,
         ],
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Why an ambiguous job whose window passed failed, as the desk reads it.
