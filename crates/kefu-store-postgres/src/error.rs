@@ -24,6 +24,10 @@ pub enum PgError {
         /// The server's primary message (its detail, which may quote stored values, is left out).
         message: String,
     },
+    /// A stored row holds a value this relay cannot read (a negative count, an unknown state):
+    /// the row was written by something else than a relay.
+    #[error("postgres store: a stored row cannot be read: {0}")]
+    Data(String),
     /// The database's `kefu` schema was written by a newer relay: this one refuses to touch it.
     #[error(
         "the database's kefu schema is at version {found}, newer than this relay knows ({known}); run the relay that wrote it, or a newer one"
@@ -74,6 +78,12 @@ impl PgError {
             },
             other => other,
         }
+    }
+}
+
+impl From<PgError> for kefu_store::StoreError {
+    fn from(e: PgError) -> kefu_store::StoreError {
+        kefu_store::StoreError::new(e.to_string())
     }
 }
 

@@ -1,10 +1,11 @@
-//! kefu-connector's PostgreSQL store, for several relays sharing one database (issue 12): the
-//! `[store]` settings ([`PgConfig`], whose URL is a secret), the connections ([`connect`],
+//! kefu-connector's PostgreSQL store, for several relays sharing one database (issue 12):
+//! [`PgStore`], which implements `kefu_store`'s traits over the `kefu` schema; the `[store]`
+//! settings ([`PgConfig`], whose URL is a secret), the connections ([`connect`],
 //! [`connect_one`]) set up so that an acknowledged write is flushed on the server
 //! (`synchronous_commit=on`), the versioned `kefu` schema and its migrator ([`migrate`]), and
 //! errors the relay can act on ([`PgError`]).
 //!
-//! The store itself (the write lanes and the storage traits over this schema) comes next; see
+//! The fleet side (leases held across relays, liveness, `LISTEN`, leadership) comes next; see
 //! `notes/pg-design.md` in the project for the whole design.
 //!
 //! With the `testing` feature, [`testing`] starts a throwaway PostgreSQL cluster from the
@@ -18,14 +19,25 @@
 mod config;
 mod connect;
 mod error;
+mod events;
+mod jobs;
+mod keys;
+mod lane;
+mod locks;
 pub mod schema;
+mod sessions;
+mod sql;
+mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tokens;
+mod yunzhenji;
 
 pub use config::{MAX_RELAY_NAME, MigrateMode, PgConfig, PgUrl, RelayId};
 pub use connect::{connect, connect_one, ping};
 pub use error::PgError;
 pub use schema::{LATEST, Migrated, check_schema, migrate, schema_version};
+pub use store::PgStore;
 
 /// The connection pool [`connect`] returns (deadpool-postgres).
 pub use deadpool_postgres::Pool;

@@ -16,6 +16,9 @@
 //! * **One database per test:** [`fresh_database`] clones a template migrated once
 //!   (`CREATE DATABASE … TEMPLATE kefu_template`); [`empty_database`] gives one without the
 //!   `kefu` schema.
+//! * **A store per test:** [`fresh_store`] opens a [`PgStore`](crate::PgStore) on a fresh
+//!   database, as the storage traits' conformance suite takes it
+//!   (`kefu_store::conformance_suite!(kefu_store_postgres::testing::fresh_store())`).
 //! * **Skip or fail.** Without PostgreSQL, both return `None` and the first call prints a loud
 //!   line on stderr; with `KEFU_REQUIRE_POSTGRES=1` they panic instead, so that CI cannot pass
 //!   without running the tests.
@@ -24,11 +27,15 @@ use std::fmt;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 
+use kefu_core::BoxFuture;
+use kefu_store::conformance::Fresh;
+use kefu_store::{PendingJob, Store, StoreResult};
 use tokio_postgres::{Client, NoTls};
 
+use crate::PgStore;
 use crate::config::{PgConfig, RelayId};
 
 /// The role that must log in with a password over TCP (scram-sha-256), for tests that need a
@@ -547,5 +554,52 @@ async fn database(cluster: &'static Cluster, template: Option<&str>) -> TestDb {
         config: cluster.config(&name),
         name,
         cluster,
+    }
+}
+
+/// A [`PgStore`] on a database of its own, as the conformance suite takes it.
+pub struct FreshStore {
+    store: PgStore,
+    config: PgConfig,
+}
+
+/// A new, empty store on a fresh database, opened by a relay named `test`; `None` when
+/// PostgreSQL is missing (see the [module docs](self)).
+///
+/// # Panics
+/// When PostgreSQL is required or installed but does not work.
+pub async fn fresh_store() -> Option<FreshStore> {
+    let db = fresh_database().await?;
+    match PgStore::open(&db.config).await {
+        Ok((store, _)) => Some(FreshStore {
+            store,
+            config: db.config,
+        }),
+        Err(e) => panic!("cannot open a store on a fresh database: {e}"),
+    }
+}
+
+impl Fresh for FreshStore {
+    fn store(&self) -> Arc<dyn Store> {
+        Arc::new(self.store.clone())
+    }
+
+    /// Drops this relay once its lanes are done, and opens the next one under the same name,
+    /// which recovers what the first left `sending`.
+    fn reopen(self) -> BoxFuture<'static, StoreResult<(Self, Vec<PendingJob>)>> {
+        Box::pin(async move {
+            let FreshStore { store, config } = self;
+            store.checkpoint().await?;
+            drop(store);
+            let (store, pending) = PgStore::open(&config).await?;
+            Ok((FreshStore { store, config }, pending))
+        })
+    }
+
+    fn recorded(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            // Waits for the lanes, which never fails.
+            let _ = self.store.checkpoint().await;
+        })
     }
 }

@@ -1,0 +1,506 @@
+//! The `kefu.jobs` table: the jobs, and [`JobStore`] over it.
+//!
+//! Order per (account, recipient) (design §3.1): every insert or resend first upserts the
+//! conversation's lease row, which locks it (and bumps its `version`), and only then takes the
+//! job's `seq` from `kefu.job_seq`. Two transactions storing jobs for one conversation therefore
+//! take their `seq`s one after the other, and `seq` order is commit order.
+
+use kefu_core::{BoxFuture, Job, Reason};
+use kefu_store::{
+    Claimed, DeskCall, Idempotent, JobState, JobStatus, JobStore, NewJob, Outcome, PendingJob,
+    ResendError, Settled, StoreResult,
+};
+use tokio_postgres::Row;
+
+use crate::error::PgError;
+use crate::lane::{Group, repeatable, work};
+use crate::locks::{JOB_LANE, LOCK_CONVERSATIONS, Locks};
+use crate::sql::{self, Conn};
+use crate::store::PgStore;
+use crate::{keys, sessions, yunzhenji};
+
+const PENDING_COLUMNS: &str = "id, account, recipient, operation, payload, attempts, not_before_ms";
+
+fn read_pending(row: &Row) -> Result<PendingJob, PgError> {
+    Ok(PendingJob {
+        job: Job {
+            id: sql::get(row, 0)?,
+            account: sql::get(row, 1)?,
+            recipient: sql::get(row, 2)?,
+            operation: sql::get(row, 3)?,
+            payload: sql::get(row, 4)?,
+        },
+        attempts: sql::unsigned(row, 5)?,
+        not_before_ms: sql::get(row, 6)?,
+    })
+}
+
+fn parse_state(id: i64, state: &str) -> Result<JobState, PgError> {
+    JobState::parse(state)
+        .ok_or_else(|| PgError::Data(format!("job {id} has unknown state {state}")))
+}
+
+/// The queued jobs, in the order they are to be delivered.
+pub(crate) async fn queued(c: &Conn) -> Result<Vec<PendingJob>, PgError> {
+    let sql =
+        format!("SELECT {PENDING_COLUMNS} FROM kefu.jobs WHERE state = 'queued' ORDER BY seq");
+    sql::query(c, &sql, &[])
+        .await?
+        .iter()
+        .map(read_pending)
+        .collect()
+}
+
+/// The conversations of `pairs` (account, key), each once, as the parameters of
+/// [`LOCK_CONVERSATIONS`] (with the lane and the time).
+fn conversations<'a>(pairs: Vec<(&'a str, &'a str)>) -> (Vec<&'a str>, Vec<&'a str>) {
+    let mut pairs = pairs;
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs.into_iter().unzip()
+}
+
+/// Stores `jobs` in order, after their conversations' locks.
+async fn insert_jobs(c: &Conn, now: i64, jobs: Vec<NewJob>) -> Result<Vec<PendingJob>, PgError> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (lock_accounts, lock_keys) = conversations(
+        jobs.iter()
+            .map(|j| (j.account.as_str(), j.recipient.as_str()))
+            .collect(),
+    );
+    let accounts: Vec<&str> = jobs.iter().map(|j| j.account.as_str()).collect();
+    let recipients: Vec<&str> = jobs.iter().map(|j| j.recipient.as_str()).collect();
+    let operations: Vec<&str> = jobs.iter().map(|j| j.operation.as_str()).collect();
+    let payloads: Vec<&[u8]> = jobs.iter().map(|j| j.payload.as_slice()).collect();
+    // The seqs are taken after the locks; nextval runs after the sort, so they follow the
+    // input order.
+    let mut rows: Vec<(i64, i64)> = sql::execute_then_query(
+        c,
+        (
+            LOCK_CONVERSATIONS,
+            &[&JOB_LANE, &lock_accounts, &lock_keys, &now],
+        ),
+        (
+            "INSERT INTO kefu.jobs (seq, account, recipient, operation, payload, state,
+                                    not_before_ms, created_at_ms, updated_at_ms)
+             SELECT nextval('kefu.job_seq'), t.a, t.r, t.op, t.p, 'queued', $5, $5, $5
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[])
+                  WITH ORDINALITY AS t(a, r, op, p, ord)
+             ORDER BY t.ord
+             RETURNING seq, id",
+            &[&accounts, &recipients, &operations, &payloads, &now],
+        ),
+    )
+    .await?
+    .iter()
+    .map(|row| Ok((sql::get(row, 0)?, sql::get(row, 1)?)))
+    .collect::<Result<_, PgError>>()?;
+    if rows.len() != jobs.len() {
+        return Err(PgError::Data(format!(
+            "{} jobs given, {} stored",
+            jobs.len(),
+            rows.len()
+        )));
+    }
+    rows.sort_unstable();
+    Ok(jobs
+        .into_iter()
+        .zip(rows)
+        .map(|(job, (_, id))| PendingJob {
+            job: Job {
+                id,
+                account: job.account,
+                recipient: job.recipient,
+                operation: job.operation,
+                payload: job.payload,
+            },
+            attempts: 0,
+            not_before_ms: now,
+        })
+        .collect())
+}
+
+/// An insert: the key, the desk call's session, then the jobs (the design's lock order).
+async fn insert(
+    c: &Conn,
+    g: &mut Group,
+    jobs: Vec<NewJob>,
+    key: Option<Idempotent>,
+    desk_call: Option<DeskCall>,
+) -> Result<Claimed<Vec<PendingJob>>, PgError> {
+    if let Some(key) = &key {
+        if let Some(earlier) = keys::claim(c, &key.claim, g.now).await? {
+            return Ok(Claimed::Earlier(earlier));
+        }
+    }
+    if let Some(call) = &desk_call {
+        sessions::desk_action(c, g.now, call).await?;
+    }
+    let stored = insert_jobs(c, g.now, jobs).await?;
+    if let Some(key) = key {
+        let ids: Vec<i64> = stored.iter().map(PendingJob::id).collect();
+        keys::save(c, &key.claim, &(key.answer)(&ids)).await?;
+    }
+    Ok(Claimed::Done(stored))
+}
+
+async fn mark_sending(c: &Conn, g: &mut Group, ids: Vec<i64>) -> Result<(), PgError> {
+    sql::execute(
+        c,
+        "UPDATE kefu.jobs SET state = 'sending', attempts = attempts + 1, relay_id = $2,
+             updated_at_ms = $3
+         WHERE id = ANY($1)",
+        &[&ids, &&*g.relay, &g.now],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records an attempt's outcome. The common case, a job no callback reported on while it was
+/// being sent, is one statement; a job with such a report is read first, and the report
+/// applied to the outcome ([`Outcome::after_report`]).
+async fn record(c: &Conn, g: &mut Group, id: i64, outcome: Outcome) -> Result<(), PgError> {
+    if apply(c, g.now, id, &outcome, true).await? > 0 {
+        return Ok(());
+    }
+    let Some(row) = sql::query_opt(
+        c,
+        "SELECT early_report, early_message FROM kefu.jobs WHERE id = $1 FOR UPDATE",
+        &[&id],
+    )
+    .await?
+    else {
+        return Ok(());
+    };
+    let early: Option<String> = sql::get(&row, 0)?;
+    let outcome = match yunzhenji::early_report(early.as_deref(), sql::get(&row, 1)?) {
+        Some(report) => outcome.after_report(&report),
+        None => outcome,
+    };
+    apply(c, g.now, id, &outcome, false).await?;
+    Ok(())
+}
+
+/// Writes `outcome` on job `id` (only if no report waits on it, with `unreported`), spending
+/// any report; returns how many rows it changed.
+async fn apply(
+    c: &Conn,
+    now: i64,
+    id: i64,
+    outcome: &Outcome,
+    unreported: bool,
+) -> Result<u64, PgError> {
+    let (state, not_before, code, reason, message, confirm_by) = match &outcome {
+        Outcome::Delivered => (JobState::Delivered, None, None, None, None, None),
+        Outcome::Accepted { confirm_by_ms } => (
+            JobState::Accepted,
+            None,
+            None,
+            None,
+            None,
+            Some(*confirm_by_ms),
+        ),
+        Outcome::Retry {
+            not_before_ms,
+            code,
+            message,
+        } => (
+            JobState::Queued,
+            Some(*not_before_ms),
+            *code,
+            None,
+            Some(message.as_str()),
+            None,
+        ),
+        Outcome::Failed {
+            code,
+            reason,
+            message,
+        } => (
+            JobState::Failed,
+            None,
+            *code,
+            Some(reason.as_str()),
+            Some(message.as_str()),
+            None,
+        ),
+        Outcome::Ambiguous {
+            message,
+            confirm_by_ms,
+        } => (
+            JobState::Ambiguous,
+            None,
+            None,
+            None,
+            Some(message.as_str()),
+            *confirm_by_ms,
+        ),
+    };
+    sql::execute(
+        c,
+        "UPDATE kefu.jobs SET state = $2, not_before_ms = coalesce($3, not_before_ms),
+             error_code = $4, reason = $5, error_message = $6, updated_at_ms = $7,
+             confirm_by_ms = $8, early_report = NULL, early_message = NULL,
+             early_window_ms = NULL
+         WHERE id = $1 AND (NOT $9 OR early_report IS NULL)",
+        &[
+            &id,
+            &state.as_str(),
+            &not_before,
+            &code,
+            &reason,
+            &message,
+            &now,
+            &confirm_by,
+            &unreported,
+        ],
+    )
+    .await
+}
+
+/// Why an ambiguous job whose window passed failed, as the desk reads it.
+const UNCONFIRMED: &str = "no callback confirmed within the confirmation window that the platform took this message; it most likely never left, and the desk may send it again";
+
+/// Settles, in one statement, every confirmation whose window ended at or before `$1`
+/// (clearing a stray window on a job in another state), and returns the settled jobs with their
+/// state before.
+const SETTLE: &str = "
+WITH due AS (
+    SELECT id, account, state, confirm_by_ms FROM kefu.jobs
+    WHERE confirm_by_ms IS NOT NULL AND confirm_by_ms <= $1 FOR UPDATE),
+settled AS (
+    UPDATE kefu.jobs j SET
+        state = CASE due.state WHEN 'accepted' THEN 'delivered' ELSE 'failed' END,
+        reason = CASE due.state WHEN 'accepted' THEN NULL ELSE $4 END,
+        error_message = CASE due.state WHEN 'accepted' THEN j.error_message ELSE $2 END,
+        confirm_by_ms = NULL, updated_at_ms = $3
+    FROM due WHERE j.id = due.id AND due.state IN ('accepted', 'ambiguous')
+    RETURNING due.id, due.account, due.state, due.confirm_by_ms),
+stray AS (
+    UPDATE kefu.jobs j SET confirm_by_ms = NULL
+    FROM due WHERE j.id = due.id AND due.state NOT IN ('accepted', 'ambiguous'))
+SELECT id, account, state FROM settled ORDER BY confirm_by_ms, id";
+
+async fn settle(c: &Conn, now: i64, now_ms: i64) -> Result<Vec<Settled>, PgError> {
+    let rows = sql::query(
+        c,
+        SETTLE,
+        &[&now_ms, &UNCONFIRMED, &now, &Reason::Unconfirmed.as_str()],
+    )
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let id: i64 = sql::get(row, 0)?;
+            let before: String = sql::get(row, 2)?;
+            let (state, reason) = match parse_state(id, &before)? {
+                JobState::Accepted => (JobState::Delivered, None),
+                _ => (JobState::Failed, Some(Reason::Unconfirmed)),
+            };
+            Ok(Settled {
+                id,
+                account: sql::get(row, 1)?,
+                state,
+                reason,
+            })
+        })
+        .collect()
+}
+
+async fn get(c: &Conn, id: i64) -> Result<Option<JobStatus>, PgError> {
+    let Some(row) = sql::query_opt(
+        c,
+        "SELECT account, recipient, operation, state, attempts, error_code, reason,
+                error_message, created_at_ms, updated_at_ms, confirm_by_ms
+         FROM kefu.jobs WHERE id = $1",
+        &[&id],
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    let state: String = sql::get(&row, 3)?;
+    let reason: Option<String> = sql::get(&row, 6)?;
+    Ok(Some(JobStatus {
+        id,
+        account: sql::get(&row, 0)?,
+        openid: sql::get(&row, 1)?,
+        operation: sql::get(&row, 2)?,
+        status: parse_state(id, &state)?,
+        attempts: sql::unsigned(&row, 4)?,
+        error_code: sql::get(&row, 5)?,
+        reason: match reason {
+            None => None,
+            Some(name) => Some(
+                Reason::parse(&name)
+                    .ok_or_else(|| PgError::Data(format!("job {id} has unknown reason {name}")))?,
+            ),
+        },
+        error_message: sql::get(&row, 7)?,
+        confirm_by_ms: sql::get(&row, 10)?,
+        created_at_ms: sql::get(&row, 8)?,
+        updated_at_ms: sql::get(&row, 9)?,
+    }))
+}
+
+/// A resend: the key, then the job (locked), its conversation, and a new `seq`.
+async fn resend(
+    c: &Conn,
+    g: &mut Group,
+    id: i64,
+    key: Option<Idempotent>,
+) -> Result<Claimed<Result<PendingJob, ResendError>>, PgError> {
+    if let Some(key) = &key {
+        if let Some(earlier) = keys::claim(c, &key.claim, g.now).await? {
+            return Ok(Claimed::Earlier(earlier));
+        }
+    }
+    let queued = requeue(c, g.now, id).await?;
+    if let Some(key) = key {
+        match &queued {
+            Ok(job) => keys::save(c, &key.claim, &(key.answer)(&[job.id()])).await?,
+            Err(_) => keys::release(c, &key.claim).await?,
+        }
+    }
+    Ok(Claimed::Done(queued))
+}
+
+async fn requeue(c: &Conn, now: i64, id: i64) -> Result<Result<PendingJob, ResendError>, PgError> {
+    let Some(row) = sql::query_opt(
+        c,
+        "SELECT state, account, recipient FROM kefu.jobs WHERE id = $1 FOR UPDATE",
+        &[&id],
+    )
+    .await?
+    else {
+        return Ok(Err(ResendError::NotFound));
+    };
+    let state: String = sql::get(&row, 0)?;
+    let state = parse_state(id, &state)?;
+    if !matches!(state, JobState::Failed | JobState::Ambiguous) {
+        return Ok(Err(ResendError::NotResendable(state)));
+    }
+    let account: String = sql::get(&row, 1)?;
+    let recipient: String = sql::get(&row, 2)?;
+    let sql = format!(
+        "UPDATE kefu.jobs SET state = 'queued', attempts = 0, not_before_ms = $2,
+             updated_at_ms = $2, error_code = NULL, reason = NULL, error_message = NULL,
+             seq = nextval('kefu.job_seq'), confirm_by_ms = NULL
+         WHERE id = $1
+         RETURNING {PENDING_COLUMNS}"
+    );
+    let rows = sql::execute_then_query(
+        c,
+        (
+            LOCK_CONVERSATIONS,
+            &[
+                &JOB_LANE,
+                &vec![account.as_str()],
+                &vec![recipient.as_str()],
+                &now,
+            ],
+        ),
+        (&sql, &[&id, &now]),
+    )
+    .await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| PgError::Data(format!("job {id} vanished while it was locked")))?;
+    Ok(Ok(read_pending(row)?))
+}
+
+async fn depth(c: &Conn) -> Result<Vec<(JobState, u64)>, PgError> {
+    let rows = sql::query(
+        c,
+        "SELECT state, count(*) FROM kefu.jobs GROUP BY state",
+        &[],
+    )
+    .await?;
+    let mut counts = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let state: String = sql::get(row, 0)?;
+        let count: i64 = sql::get(row, 1)?;
+        if let Some(state) = JobState::parse(&state) {
+            counts.push((state, u64::try_from(count).unwrap_or(0)));
+        }
+    }
+    Ok(counts)
+}
+
+impl JobStore for PgStore {
+    fn insert(
+        &self,
+        jobs: Vec<NewJob>,
+        key: Option<Idempotent>,
+        desk_call: Option<DeskCall>,
+    ) -> BoxFuture<'_, StoreResult<Claimed<Vec<PendingJob>>>> {
+        let mut locks = Locks::default();
+        if let Some(call) = &desk_call {
+            locks = locks.session(&call.account, &call.openid);
+        }
+        for job in &jobs {
+            locks = locks.job(&job.account, &job.recipient);
+        }
+        self.api(
+            locks,
+            work(move |c, g| Box::pin(insert(c, g, jobs, key, desk_call))),
+        )
+    }
+
+    fn mark_sending(&self, id: i64) -> BoxFuture<'_, StoreResult<()>> {
+        self.delivery(work(move |c, g| Box::pin(mark_sending(c, g, vec![id]))))
+    }
+
+    fn mark_sending_many(&self, ids: &[i64]) -> BoxFuture<'_, StoreResult<()>> {
+        let ids = ids.to_vec();
+        self.delivery(work(move |c, g| Box::pin(mark_sending(c, g, ids))))
+    }
+
+    fn record(&self, id: i64, outcome: Outcome) -> StoreResult<()> {
+        self.detach(
+            "a delivery outcome",
+            repeatable(move |c, g| Box::pin(record(c, g, id, outcome.clone()))),
+        )
+    }
+
+    fn get(&self, id: i64) -> BoxFuture<'_, StoreResult<Option<JobStatus>>> {
+        Box::pin(async move {
+            let c = self.reader().await?;
+            Ok(get(&c, id).await?)
+        })
+    }
+
+    fn resend(
+        &self,
+        id: i64,
+        key: Option<Idempotent>,
+    ) -> BoxFuture<'_, StoreResult<Claimed<Result<PendingJob, ResendError>>>> {
+        // Its conversation is known only once the job is read: it is locked then.
+        self.api(
+            Locks::default(),
+            work(move |c, g| Box::pin(resend(c, g, id, key))),
+        )
+    }
+
+    fn depth(&self) -> BoxFuture<'_, StoreResult<Vec<(JobState, u64)>>> {
+        Box::pin(async move {
+            let c = self.reader().await?;
+            Ok(depth(&c).await?)
+        })
+    }
+
+    fn purge_keys(&self) -> BoxFuture<'_, StoreResult<usize>> {
+        Box::pin(async move {
+            let c = self.reader().await?;
+            Ok(keys::purge(&c, kefu_core::now_ms()).await?)
+        })
+    }
+
+    fn settle_confirmations(&self, now_ms: i64) -> BoxFuture<'_, StoreResult<Vec<Settled>>> {
+        Box::pin(async move {
+            let c = self.reader().await?;
+            Ok(settle(&c, kefu_core::now_ms(), now_ms).await?)
+        })
+    }
+}

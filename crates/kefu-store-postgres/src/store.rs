@@ -1,0 +1,228 @@
+//! [`PgStore`]: the relay's storage traits over a PostgreSQL database.
+//!
+//! * **Writes** go through two write lanes ([`crate::lane`]), each one connection that commits
+//!   what waited in one transaction: the *api* lane takes the calls that store work (inserts,
+//!   resends, admissions), the *delivery* lane the calls of delivery (marking jobs `sending`,
+//!   recording outcomes). Each lane takes its calls in call order.
+//! * **Order between them.** A call on the api lane, and every read, first waits until the
+//!   delivery lane has finished everything sent to it before the call was made, so that an
+//!   outcome recorded without waiting is applied before anything requested afterwards through
+//!   the store (the contract's "ordered without waiting").
+//! * **Reads** and the short writes that need no order (tokens, purges, settling) run on the
+//!   pool, one statement or transaction each.
+//! * **Start.** [`PgStore::open`] brings the schema up to date (or checks it), registers this
+//!   relay in `kefu.relays`, and recovers the jobs its previous run (the same `relay_name`) left
+//!   `sending`: `ambiguous`, or settled by a report a callback made meanwhile.
+
+use std::sync::Arc;
+
+use deadpool_postgres::{Object, Pool};
+use kefu_core::{BoxFuture, TokenStore};
+use kefu_store::{PendingJob, Store, StoreResult};
+
+use crate::config::{MigrateMode, PgConfig, RelayId};
+use crate::connect::{connect, ping};
+use crate::error::PgError;
+use crate::lane::{Lane, Repeatable, Work};
+use crate::locks::Locks;
+use crate::schema::{check_schema, migrate};
+use crate::sql::{self, Conn};
+
+/// The connections of the write lanes, besides the pool.
+const LANES: usize = 2;
+
+/// The store. Clones share the pool and the lanes; the lanes stop once the last clone is
+/// dropped and what was sent to them is done.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    api: Lane,
+    delivery: Lane,
+    relay: RelayId,
+}
+
+impl PgStore {
+    /// Connects to the database of `config` as a new relay named `config.relay_name`, brings the
+    /// schema to the newest version (`migrate = "auto"`) or checks that it is (`"manual"`),
+    /// recovers what this relay's previous run left `sending`, and returns the jobs still to
+    /// deliver, in order.
+    ///
+    /// Must be called inside a tokio runtime, which then runs the write lanes.
+    ///
+    /// Errors: [`PgError::Config`], [`PgError::Unavailable`], [`PgError::SchemaTooNew`],
+    /// [`PgError::SchemaBehind`] and [`PgError::Database`], none naming the password.
+    pub async fn open(config: &PgConfig) -> Result<(PgStore, Vec<PendingJob>), PgError> {
+        config.validate()?;
+        let relay = RelayId::generate(&config.relay_name);
+        let pool = connect(config, &relay).await?;
+        let pending = {
+            let mut client = pool.get().await?;
+            match config.migrate {
+                MigrateMode::Auto => {
+                    migrate(&mut client, relay.as_str()).await?;
+                }
+                MigrateMode::Manual => {
+                    check_schema(&client).await?;
+                }
+            }
+            start(&client, config, &relay).await?
+        };
+        let mut lanes = config.clone();
+        lanes.pool_size = LANES;
+        let lane_pool = connect(&lanes, &relay).await?;
+        let id: Arc<str> = Arc::from(relay.as_str());
+        let delivery = Lane::start("delivery", lane_pool.clone(), id.clone(), None);
+        let api = Lane::start("api", lane_pool, id, Some(delivery.progress()));
+        let store = PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                api,
+                delivery,
+                relay,
+            }),
+        };
+        Ok((store, pending))
+    }
+
+    /// This relay's id in the database (`kefu.relays`, the `relay_id` of the jobs it sends).
+    pub fn relay(&self) -> &RelayId {
+        &self.inner.relay
+    }
+
+    /// A pooled connection, once the delivery lane has applied every outcome recorded before.
+    pub(crate) async fn reader(&self) -> Result<Object, PgError> {
+        let delivery = &self.inner.delivery;
+        delivery.reached(delivery.position()).await;
+        Ok(self.inner.pool.get().await?)
+    }
+
+    /// Queues `work`, which will lock `locks`, on the api lane now, after the outcomes recorded
+    /// before.
+    pub(crate) fn api<T: Send + 'static>(
+        &self,
+        locks: Locks,
+        work: Work<T>,
+    ) -> BoxFuture<'_, StoreResult<T>> {
+        let after = self.inner.delivery.position();
+        self.inner.api.call(after, locks, work)
+    }
+
+    /// Queues `work` on the delivery lane now.
+    pub(crate) fn delivery<T: Send + 'static>(
+        &self,
+        work: Work<T>,
+    ) -> BoxFuture<'_, StoreResult<T>> {
+        self.inner.delivery.call(0, Locks::default(), work)
+    }
+
+    /// Queues `work` on the delivery lane without waiting for it.
+    pub(crate) fn detach(&self, what: &'static str, work: Repeatable) -> StoreResult<()> {
+        self.inner.delivery.detach(0, what, work)
+    }
+}
+
+/// Registers `relay`, then, in the same transaction, ends its predecessors under the same name
+/// and recovers the jobs they left `sending`; returns the queued jobs in order.
+async fn start(c: &Conn, config: &PgConfig, relay: &RelayId) -> Result<Vec<PendingJob>, PgError> {
+    let now = kefu_core::now_ms();
+    let pid = i32::try_from(std::process::id()).unwrap_or(0);
+    let ttl = i64::try_from(config.lease_ttl_ms).unwrap_or(i64::MAX);
+    c.batch_execute("BEGIN").await?;
+    let recovered = async {
+        sql::execute(
+            c,
+            "INSERT INTO kefu.relays (relay_id, name, pid, started_at_ms, alive_until_ms)
+             VALUES ($1, $2, $3, kefu.now_ms(), kefu.now_ms() + $4)",
+            &[&relay.as_str(), &config.relay_name, &pid, &ttl],
+        )
+        .await?;
+        let previous: Vec<String> = sql::query(
+            c,
+            "UPDATE kefu.relays SET alive_until_ms = 0,
+                 stopped_at_ms = coalesce(stopped_at_ms, kefu.now_ms())
+             WHERE name = $1 AND relay_id <> $2
+             RETURNING relay_id",
+            &[&config.relay_name, &relay.as_str()],
+        )
+        .await?
+        .iter()
+        .map(|row| sql::get(row, 0))
+        .collect::<Result<_, _>>()?;
+        settle_interrupted(c, now, &previous).await?;
+        crate::jobs::queued(c).await
+    }
+    .await;
+    match recovered {
+        Ok(pending) => {
+            c.batch_execute("COMMIT").await?;
+            Ok(pending)
+        }
+        Err(error) => {
+            let _ = c.batch_execute("ROLLBACK").await;
+            Err(error)
+        }
+    }
+}
+
+/// Settles the jobs that `relays` left `sending`: a failure a callback reported meanwhile makes
+/// the job `failed`, a report that the vendor took it `accepted` for the report's window, and
+/// anything else `ambiguous` (it may have reached the user, so it is never sent again).
+/// Returns how many it settled.
+pub(crate) async fn settle_interrupted(
+    c: &Conn,
+    now: i64,
+    relays: &[String],
+) -> Result<u64, PgError> {
+    if relays.is_empty() {
+        return Ok(0);
+    }
+    sql::execute(
+        c,
+        "UPDATE kefu.jobs j SET
+             state = CASE j.early_report WHEN 'failed' THEN 'failed' WHEN 'taken' THEN 'accepted'
+                     ELSE 'ambiguous' END,
+             reason = CASE j.early_report WHEN 'failed' THEN $2 WHEN 'taken' THEN NULL
+                      ELSE j.reason END,
+             error_code = CASE WHEN j.early_report IS NULL THEN j.error_code END,
+             error_message = CASE j.early_report WHEN 'failed' THEN j.early_message
+                             WHEN 'taken' THEN NULL ELSE $3 END,
+             confirm_by_ms = CASE j.early_report WHEN 'taken'
+                             THEN $1 + coalesce(j.early_window_ms, 0) ELSE j.confirm_by_ms END,
+             early_report = NULL, early_message = NULL, early_window_ms = NULL,
+             updated_at_ms = $1
+         WHERE j.state = 'sending' AND j.relay_id = ANY($4)",
+        &[
+            &now,
+            &kefu_core::Reason::SendFailed.as_str(),
+            &kefu_store::INTERRUPTED_MESSAGE,
+            &relays,
+        ],
+    )
+    .await
+}
+
+impl Store for PgStore {
+    fn ping(&self) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move { Ok(ping(&self.inner.pool).await?) })
+    }
+
+    fn tokens(self: Arc<Self>) -> Arc<dyn TokenStore> {
+        self
+    }
+
+    /// Waits until both lanes have applied everything sent to them, outcomes recorded without
+    /// waiting included: a relay that stops after this leaves nothing only in memory.
+    fn checkpoint(&self) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            let (api, delivery) = (&self.inner.api, &self.inner.delivery);
+            let (api_at, delivery_at) = (api.position(), delivery.position());
+            delivery.reached(delivery_at).await;
+            api.reached(api_at).await;
+            Ok(())
+        })
+    }
+}
