@@ -5,10 +5,10 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use kefu_connector::postgres::prepare;
+use kefu_connector::postgres::open;
 use kefu_connector::store::sqlite::SqliteStore;
 use kefu_store_postgres::testing::{PASSWORD_ROLE, empty_database, fresh_database};
-use kefu_store_postgres::{LATEST, MigrateMode, PgError};
+use kefu_store_postgres::{LATEST, MigrateMode, PgError, schema_version};
 
 /// What one run of the binary gave.
 #[derive(Debug)]
@@ -316,8 +316,8 @@ async fn configuration_errors_exit_2_and_help_explains() {
     }
 }
 
-/// `serve`'s start on PostgreSQL: the schema brought up to date (auto) or checked (manual), and
-/// the server's durability settings warned about.
+/// `serve`'s start on PostgreSQL: the schema brought up to date (auto) or checked (manual), the
+/// server's durability settings warned about, and a second relay on the database refused.
 #[tokio::test]
 async fn the_start_up_path_migrates_or_refuses_and_warns() {
     let Some(db) = empty_database().await else {
@@ -325,7 +325,7 @@ async fn the_start_up_path_migrates_or_refuses_and_warns() {
     };
     let mut config = db.config.clone();
     config.migrate = MigrateMode::Manual;
-    let refused = prepare(&config)
+    let refused = open(&config)
         .await
         .err()
         .expect("an older schema is refused");
@@ -342,12 +342,22 @@ async fn the_start_up_path_migrates_or_refuses_and_warns() {
     );
 
     config.migrate = MigrateMode::Auto;
-    let prepared = prepare(&config).await.unwrap();
-    assert_eq!((prepared.schema.from, prepared.schema.to), (0, LATEST));
-    assert!(prepared.relay.as_str().starts_with("test-"));
+    let opened = open(&config).await.unwrap();
+    assert!(opened.store.relay().as_str().starts_with("test-"));
     // The test cluster runs without fsync.
-    assert_eq!(prepared.warnings.len(), 1, "{:?}", prepared.warnings);
-    assert!(prepared.warnings[0].contains("fsync=off"));
+    assert_eq!(opened.warnings.len(), 1, "{:?}", opened.warnings);
+    assert!(opened.warnings[0].contains("fsync=off"));
+    let second = open(&config)
+        .await
+        .err()
+        .expect("a second relay is refused");
+    assert!(
+        second
+            .to_string()
+            .contains("another relay is running on this database"),
+        "{second}"
+    );
+    drop(opened);
 
     let admin = db.admin().await.unwrap();
     admin
@@ -358,27 +368,22 @@ async fn the_start_up_path_migrates_or_refuses_and_warns() {
         .await
         .unwrap();
     config.migrate = MigrateMode::Manual;
-    let prepared = prepare(&config).await.unwrap();
-    assert_eq!((prepared.schema.from, prepared.schema.to), (LATEST, LATEST));
-    assert_eq!(prepared.warnings.len(), 2, "{:?}", prepared.warnings);
-    assert!(
-        prepared.warnings[1].contains("default synchronous_commit is off"),
-        "{:?}",
-        prepared.warnings
-    );
-    // The relay's own connections commit synchronously all the same.
-    let client = prepared.pool.get().await.unwrap();
-    let sync: String = client
-        .query_one("SHOW synchronous_commit", &[])
+    let opened = open(&config)
         .await
-        .unwrap()
-        .get(0);
-    assert_eq!(sync, "on");
+        .expect("the database is free again once the first relay's store is dropped");
+    assert_eq!(schema_version(&admin).await.unwrap(), LATEST);
+    assert_eq!(opened.warnings.len(), 2, "{:?}", opened.warnings);
+    assert!(
+        opened.warnings[1].contains("default synchronous_commit is off"),
+        "{:?}",
+        opened.warnings
+    );
+    drop(opened);
 
     db.record_version(LATEST + 1).await.unwrap();
     for mode in [MigrateMode::Auto, MigrateMode::Manual] {
         config.migrate = mode;
-        let refused = prepare(&config)
+        let refused = open(&config)
             .await
             .err()
             .expect("a newer schema is refused");
@@ -392,10 +397,10 @@ async fn the_start_up_path_migrates_or_refuses_and_warns() {
     }
 }
 
-/// Until the PostgreSQL store exists, `serve` refuses a `[store] url` as a configuration error
-/// that names what is missing, without the URL's password.
+/// `serve` on a database it cannot reach fails (exit 1: the machine, not the configuration)
+/// without the URL's password, and creates no SQLite file instead.
 #[tokio::test]
-async fn serve_refuses_a_store_url_until_the_postgres_store_exists() {
+async fn serve_on_an_unreachable_database_fails_without_its_password() {
     let dir = tempfile::tempdir().unwrap();
     let run = binary(
         dir.path(),
@@ -416,11 +421,8 @@ async fn serve_refuses_a_store_url_until_the_postgres_store_exists() {
         ],
     )
     .await;
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(
-        run.stderr.contains("no PostgreSQL store yet (PgStore)"),
-        "{run:?}"
-    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("postgres store unavailable"), "{run:?}");
     assert!(!run.stderr.contains("Wrong-pw"), "{run:?}");
     assert!(!dir.path().join("kefu-outbox.sqlite3").exists());
 }

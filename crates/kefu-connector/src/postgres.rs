@@ -1,67 +1,103 @@
-//! The relay's start on PostgreSQL (`[store] url`): connect, bring the schema to this relay's
-//! version or refuse it, and say once what in the server's settings weakens an acknowledgement.
-//! The PostgreSQL store opens on what [`prepare`] returns.
+//! The relay's start on PostgreSQL (`[store] url`): take the database for this relay alone, open
+//! the store (which brings the schema to this relay's version or refuses it), and say once what in
+//! the server's settings weakens an acknowledgement.
 
 use std::time::Duration;
 
-use kefu_store_postgres::tokio_postgres::NoTls;
-use kefu_store_postgres::{
-    MigrateMode, Migrated, PgConfig, PgError, Pool, RelayId, check_schema, connect, migrate,
-};
+use kefu_store::PendingJob;
+use kefu_store_postgres::tokio_postgres::{Client, NoTls};
+use kefu_store_postgres::{PgConfig, PgError, PgStore, RelayId, connect_one};
+use tokio::task::JoinHandle;
 
-/// What [`prepare`] made sure of, for the store that opens on it.
-pub struct Prepared {
-    /// This process's identity among the relays sharing the database.
-    pub relay: RelayId,
-    /// The connection pool; every connection commits synchronously.
-    pub pool: Pool,
-    /// The schema's version before and after (the same with `migrate = "manual"`).
-    pub schema: Migrated,
+/// The advisory lock (in the `kefu` namespace of the migrator's lock) that one relay holds for
+/// as long as it runs on a database.
+const SOLE_RELAY_LOCK: (i32, i32) = (1_801_807_477, 1);
+
+/// This relay's hold on the database: the session that keeps [`SOLE_RELAY_LOCK`]. Until relays
+/// share a database's conversations through leases, a second relay on the same database would
+/// deliver the same queued jobs, so it is refused, as a second relay on an SQLite file is.
+/// Dropping it ends the session, and the server releases the lock.
+pub struct SoleRelay {
+    _client: Client,
+    driver: JoinHandle<()>,
+}
+
+impl Drop for SoleRelay {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// The store of a relay on PostgreSQL, with what it had queued, and the hold that keeps a second
+/// relay off the database.
+pub struct Opened {
+    /// The store.
+    pub store: PgStore,
+    /// The jobs still to deliver, in order per (account, recipient).
+    pub pending: Vec<PendingJob>,
+    /// Held for as long as the relay runs.
+    pub sole: SoleRelay,
     /// The warnings about the server's settings, already logged.
     pub warnings: Vec<String>,
 }
 
-/// Connects to the database, then brings its `kefu` schema to this relay's version
-/// (`[store] migrate = "auto"`) or checks that it is at that version (`"manual"`), and logs a
-/// warning for each server setting that weakens an acknowledgement ([`durability_warnings`]).
+/// Takes the database for this relay alone, then opens the store: its schema brought to this
+/// relay's version (`[store] migrate = "auto"`) or checked (`"manual"`), and the jobs that an
+/// earlier run under the same `relay_name` left mid-send recovered as ambiguous. Logs a warning
+/// for each server setting that weakens an acknowledgement ([`durability_warnings`]).
 ///
-/// Errors: [`PgError::SchemaBehind`] (manual mode: run `kefu-connector migrate`) and
+/// Errors: [`PgError::Config`] when another relay runs on the database;
+/// [`PgError::SchemaBehind`] (manual mode: run `kefu-connector migrate`) and
 /// [`PgError::SchemaTooNew`] (run the relay that wrote it, or a newer one), whose texts say what
-/// to do; [`PgError::Unavailable`] when the database cannot be reached; [`PgError::Config`]
-/// when the server will not commit this relay's writes synchronously. None names the password.
-pub async fn prepare(config: &PgConfig) -> Result<Prepared, PgError> {
-    let relay = RelayId::generate(&config.relay_name);
-    let pool = connect(config, &relay).await?;
-    let schema = {
-        let mut client = pool.get().await?;
-        match config.migrate {
-            MigrateMode::Auto => migrate(&mut client, relay.as_str()).await?,
-            MigrateMode::Manual => {
-                let version = check_schema(&client).await?;
-                Migrated {
-                    from: version,
-                    to: version,
-                }
-            }
-        }
-    };
-    tracing::info!(
-        relay = %relay,
-        database = %config.url,
-        "postgres kefu schema: version {} (was {})",
-        schema.to,
-        schema.from
-    );
-    let warnings = durability_warnings(config, &relay).await?;
+/// to do; [`PgError::Unavailable`] when the database cannot be reached. None names the password.
+pub async fn open(config: &PgConfig) -> Result<Opened, PgError> {
+    let sole = take_database(config).await?;
+    let (store, pending) = PgStore::open(config).await?;
+    tracing::info!(relay = %store.relay(), database = %config.url, "opened the postgres store");
+    let warnings = durability_warnings(config, store.relay()).await?;
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
-    Ok(Prepared {
-        relay,
-        pool,
-        schema,
+    Ok(Opened {
+        store,
+        pending,
+        sole,
         warnings,
     })
+}
+
+/// Takes [`SOLE_RELAY_LOCK`] on a session of its own, waiting up to the connect timeout for a
+/// relay that is stopping (its session ends a moment after its process does).
+async fn take_database(config: &PgConfig) -> Result<SoleRelay, PgError> {
+    let relay = RelayId::generate(&config.relay_name);
+    let (client, connection) = connect_one(config, &relay).await?;
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let sole = SoleRelay {
+        _client: client,
+        driver,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(config.connect_timeout_ms);
+    loop {
+        let taken: bool = sole
+            ._client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, $2)",
+                &[&SOLE_RELAY_LOCK.0, &SOLE_RELAY_LOCK.1],
+            )
+            .await?
+            .try_get(0)?;
+        if taken {
+            return Ok(sole);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(PgError::Config(
+                "another relay is running on this database: this version runs one relay per database; stop the other relay, or give this one a database of its own".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The server's `fsync` and the `synchronous_commit` a client gets by default, read on a

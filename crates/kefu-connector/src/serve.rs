@@ -119,7 +119,7 @@ impl Relay {
     /// Opens the outbox, resumes pending work, and starts serving the desk API.
     pub async fn start(config: &Config) -> Result<Relay, ServeError> {
         let api_key = config.api_key()?.clone();
-        let (store, pending) = open_store(config).await?;
+        let (store, pending, held) = open_store(config).await?;
         if !pending.is_empty() {
             tracing::info!(jobs = pending.len(), "resuming stored jobs");
         }
@@ -217,6 +217,7 @@ impl Relay {
                     "the outbox was not checkpointed at stop (its WAL still holds recent rows, which is safe): {error}"
                 );
             }
+            drop(held);
         });
         tracing::info!(%addr, "desk API listening");
         Ok(Relay {
@@ -235,14 +236,16 @@ impl Relay {
     }
 }
 
+/// What the relay holds besides the store while it runs: on PostgreSQL, its hold on the database.
+type Held = Option<crate::postgres::SoleRelay>;
+
 /// Opens the store the configuration names, with the jobs it still has to deliver.
-async fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Vec<PendingJob>), ServeError> {
-    if config.store.postgres().is_some() {
-        // The one place where the PostgreSQL store plugs in: `crate::postgres::prepare` (connect,
-        // migrate or check the schema, warn about the server's durability), then `PgStore::open`.
-        return Err(ServeError::Postgres(kefu_store_postgres::PgError::Config(
-            "store.url (KEFU_STORE_URL) is set, but this build of the relay has no PostgreSQL store yet (PgStore); unset it to keep everything in the SQLite file of outbox.path".into(),
-        )));
+async fn open_store(
+    config: &Config,
+) -> Result<(Arc<dyn Store>, Vec<PendingJob>, Held), ServeError> {
+    if let Some(pg) = config.store.postgres() {
+        let opened = crate::postgres::open(pg).await?;
+        return Ok((Arc::new(opened.store), opened.pending, Some(opened.sole)));
     }
     // SQLite's own error for this is "unable to open database file", which names neither the
     // directory nor the setting.
@@ -256,7 +259,7 @@ async fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Vec<PendingJob>)
         });
     }
     let (sqlite, pending) = SqliteStore::open(&config.outbox_path)?;
-    Ok((Arc::new(sqlite), pending))
+    Ok((Arc::new(sqlite), pending, None))
 }
 
 /// Serves `app` on `listener` with the slow-client timeouts and the connection limit, until
