@@ -3,59 +3,34 @@
 //! the same database refused, and what was acknowledged still there after a restart. Runs on a
 //! throwaway cluster (`kefu_store_postgres::testing`; skipped loudly where PostgreSQL is missing).
 
-use std::collections::HashMap;
-use std::time::Duration;
+#[path = "common/relay.rs"]
+mod relay;
 
-use kefu_connector::desk::Desk;
-use kefu_connector::loopback::Loopback;
-use kefu_connector::sandbox::SandboxConfig;
+use std::collections::HashMap;
+
+use kefu_connector::config::Config;
+use kefu_connector::loopback::OA_APPID;
+use kefu_connector::sandbox::Sandbox;
 use kefu_connector::serve::Relay;
 use kefu_store_postgres::testing::fresh_database;
+use relay::Setup;
 use serde_json::{Value, json};
 
-const TOKEN: &str = "PGTOKEN0123456789";
-const KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
-const BOT: &str = "Gg8HejYTkUsEIlG";
-
-/// Message `id`'s status once it is final (bounded by a deadline, not a timed assertion).
-async fn final_status(desk: &Desk, id: i64) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = desk.get(&format!("/v1/messages/{id}")).await.unwrap().body;
-        if matches!(
-            status["status"].as_str(),
-            Some("delivered" | "failed" | "ambiguous")
-        ) {
-            return status;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "message {id} stuck: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+const API_KEY: &str = "postgres-desk-key-0123456789abcdef";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_on_postgres_delivers_in_order_alone_on_its_database_and_keeps_it_all() {
     let Some(db) = fresh_database().await else {
         return;
     };
-    let url = db.cluster.url(&db.name);
-    let overrides = [
-        ("KEFU_STORE_URL", url.clone()),
-        ("KEFU_STORE_RELAY_NAME", "pg-e2e".to_owned()),
-        ("KEFU_DELIVERY_INITIAL_BACKOFF_MS", "5".to_owned()),
-    ];
-    let Loopback {
-        sandbox,
-        relay,
-        desk,
-        config,
-        ..
-    } = Loopback::start(SandboxConfig::new(TOKEN, KEY, BOT), &overrides)
-        .await
-        .unwrap();
+    let outbox = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(relay::sandbox_config()).await.unwrap();
+    let mut settings = relay::settings(&sandbox, &outbox.path().join("unused.sqlite3"), API_KEY);
+    settings.push(("KEFU_STORE_URL", db.cluster.url(&db.name)));
+    settings.push(("KEFU_STORE_RELAY_NAME", "pg-e2e".to_owned()));
+    settings.push(("KEFU_DIALOGUE_APPID", OA_APPID.to_owned()));
+    let setup = Setup::start(sandbox, &settings, API_KEY).await;
+    let desk = &setup.desk;
 
     let health = desk.get("/healthz").await.unwrap();
     assert_eq!(health.status, 200, "{}", health.text);
@@ -79,10 +54,12 @@ async fn a_relay_on_postgres_delivers_in_order_alone_on_its_database_and_keeps_i
         }
     }
     for &id in &ids {
-        assert_eq!(final_status(&desk, id).await["status"], "delivered");
+        let status = relay::status_in(desk, id, &["delivered", "failed", "ambiguous"]).await;
+        assert_eq!(status["status"], "delivered", "{status}");
     }
     for (user, texts) in &posted {
-        let got: Vec<Value> = sandbox
+        let got: Vec<Value> = setup
+            .sandbox
             .messages(Some(user))
             .iter()
             .map(|m| serde_json::to_value(&m.msg).unwrap())
@@ -90,7 +67,12 @@ async fn a_relay_on_postgres_delivers_in_order_alone_on_its_database_and_keeps_i
         let want: Vec<Value> = texts.iter().map(|t| json!(t)).collect();
         assert_eq!(got, want, "{user}: order, content or count differs");
     }
+    assert!(
+        !outbox.path().join("unused.sqlite3").exists(),
+        "the relay wrote to SQLite as well"
+    );
 
+    let config = Config::from_settings(&settings).unwrap();
     let second = Relay::start(&config)
         .await
         .err()
@@ -103,27 +85,26 @@ async fn a_relay_on_postgres_delivers_in_order_alone_on_its_database_and_keeps_i
         "{second}"
     );
 
+    let Setup { sandbox, relay, .. } = setup;
     relay.stop().await;
-    let relay = Relay::start(&config)
-        .await
-        .expect("the database is free once the relay stopped");
-    let desk = Desk::new(
-        format!("http://{}", relay.addr),
-        config.api_key().unwrap().expose(),
-    );
+    let setup = Setup::start(sandbox, &settings, API_KEY).await;
     for &id in &ids {
-        let status = desk.get(&format!("/v1/messages/{id}")).await.unwrap().body;
+        let status = setup
+            .desk
+            .get(&format!("/v1/messages/{id}"))
+            .await
+            .unwrap()
+            .body;
         assert_eq!(status["status"], "delivered", "{status}");
     }
     let delivered: usize = posted
         .keys()
-        .map(|user| sandbox.messages(Some(user)).len())
+        .map(|user| setup.sandbox.messages(Some(user)).len())
         .sum();
     assert_eq!(
         delivered,
         ids.len(),
         "nothing was sent again after the restart"
     );
-    relay.stop().await;
-    sandbox.stop().await;
+    setup.stop().await;
 }

@@ -192,52 +192,7 @@ async fn apply(
     outcome: &Outcome,
     unreported: bool,
 ) -> Result<u64, PgError> {
-    let (state, not_before, code, reason, message, confirm_by) = match &outcome {
-        Outcome::Delivered => (JobState::Delivered, None, None, None, None, None),
-        Outcome::Accepted { confirm_by_ms } => (
-            JobState::Accepted,
-            None,
-            None,
-            None,
-            None,
-            Some(*confirm_by_ms),
-        ),
-        Outcome::Retry {
-            not_before_ms,
-            code,
-            message,
-        } => (
-            JobState::Queued,
-            Some(*not_before_ms),
-            *code,
-            None,
-            Some(message.as_str()),
-            None,
-        ),
-        Outcome::Failed {
-            code,
-            reason,
-            message,
-        } => (
-            JobState::Failed,
-            None,
-            *code,
-            Some(reason.as_str()),
-            Some(message.as_str()),
-            None,
-        ),
-        Outcome::Ambiguous {
-            message,
-            confirm_by_ms,
-        } => (
-            JobState::Ambiguous,
-            None,
-            None,
-            None,
-            Some(message.as_str()),
-            *confirm_by_ms,
-        ),
-    };
+    let columns = outcome.columns();
     sql::execute(
         c,
         "UPDATE kefu.jobs SET state = $2, not_before_ms = coalesce($3, not_before_ms),
@@ -247,13 +202,13 @@ async fn apply(
          WHERE id = $1 AND (NOT $9 OR early_report IS NULL)",
         &[
             &id,
-            &state.as_str(),
-            &not_before,
-            &code,
-            &reason,
-            &message,
+            &columns.state.as_str(),
+            &columns.not_before_ms,
+            &columns.error_code,
+            &columns.reason,
+            &columns.error_message,
             &now,
-            &confirm_by,
+            &columns.confirm_by_ms,
             &unreported,
         ],
     )

@@ -142,52 +142,7 @@ fn record(tx: &Transaction<'_>, now: i64, id: i64, outcome: Outcome) -> Result<(
         Some(report) => outcome.after_report(report),
         None => outcome,
     };
-    let (state, not_before, code, reason, message, confirm_by) = match &outcome {
-        Outcome::Delivered => (JobState::Delivered, None, None, None, None, None),
-        Outcome::Accepted { confirm_by_ms } => (
-            JobState::Accepted,
-            None,
-            None,
-            None,
-            None,
-            Some(*confirm_by_ms),
-        ),
-        Outcome::Retry {
-            not_before_ms,
-            code,
-            message,
-        } => (
-            JobState::Queued,
-            Some(*not_before_ms),
-            *code,
-            None,
-            Some(message),
-            None,
-        ),
-        Outcome::Failed {
-            code,
-            reason,
-            message,
-        } => (
-            JobState::Failed,
-            None,
-            *code,
-            Some(reason.as_str()),
-            Some(message),
-            None,
-        ),
-        Outcome::Ambiguous {
-            message,
-            confirm_by_ms,
-        } => (
-            JobState::Ambiguous,
-            None,
-            None,
-            None,
-            Some(message),
-            *confirm_by_ms,
-        ),
-    };
+    let columns = outcome.columns();
     tx.prepare_cached(
         "UPDATE outbox SET state = ?2, not_before_ms = IFNULL(?3, not_before_ms),
              error_code = ?4, reason = ?5, error_message = ?6, updated_at_ms = ?7,
@@ -198,13 +153,13 @@ fn record(tx: &Transaction<'_>, now: i64, id: i64, outcome: Outcome) -> Result<(
     .map_err(sql)?
     .execute(params![
         id,
-        state.as_str(),
-        not_before,
-        code,
-        reason,
-        message,
+        columns.state.as_str(),
+        columns.not_before_ms,
+        columns.error_code,
+        columns.reason,
+        columns.error_message,
         now,
-        confirm_by
+        columns.confirm_by_ms
     ])
     .map_err(sql)?;
     Ok(())

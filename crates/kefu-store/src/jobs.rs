@@ -192,7 +192,76 @@ pub enum Outcome {
     },
 }
 
+/// The job columns an [`Outcome`] writes, the same on every backend. Recording an outcome also
+/// spends any early report waiting on the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutcomeColumns<'a> {
+    /// The job's new state.
+    pub state: JobState,
+    /// The earliest start of the next attempt; `None` keeps the job's.
+    pub not_before_ms: Option<i64>,
+    /// The platform's code, if it answered with one.
+    pub error_code: Option<i64>,
+    /// Why the job failed, as the desk reads it.
+    pub reason: Option<&'a str>,
+    /// The failure's description.
+    pub error_message: Option<&'a str>,
+    /// When the job's confirmation window ends (Unix ms), for a job still to be confirmed.
+    pub confirm_by_ms: Option<i64>,
+}
+
 impl Outcome {
+    /// The columns this outcome writes on its job.
+    pub fn columns(&self) -> OutcomeColumns<'_> {
+        let none = OutcomeColumns {
+            state: JobState::Delivered,
+            not_before_ms: None,
+            error_code: None,
+            reason: None,
+            error_message: None,
+            confirm_by_ms: None,
+        };
+        match self {
+            Outcome::Delivered => none,
+            Outcome::Accepted { confirm_by_ms } => OutcomeColumns {
+                state: JobState::Accepted,
+                confirm_by_ms: Some(*confirm_by_ms),
+                ..none
+            },
+            Outcome::Retry {
+                not_before_ms,
+                code,
+                message,
+            } => OutcomeColumns {
+                state: JobState::Queued,
+                not_before_ms: Some(*not_before_ms),
+                error_code: *code,
+                error_message: Some(message),
+                ..none
+            },
+            Outcome::Failed {
+                code,
+                reason,
+                message,
+            } => OutcomeColumns {
+                state: JobState::Failed,
+                error_code: *code,
+                reason: Some(reason.as_str()),
+                error_message: Some(message),
+                ..none
+            },
+            Outcome::Ambiguous {
+                message,
+                confirm_by_ms,
+            } => OutcomeColumns {
+                state: JobState::Ambiguous,
+                error_message: Some(message),
+                confirm_by_ms: *confirm_by_ms,
+                ..none
+            },
+        }
+    }
+
     /// The outcome to record for an attempt when a callback reported on its job while the
     /// request was still on its way (a vendor may push before it answers): a failure report
     /// fails a job the attempt left accepted, ambiguous or delivered (reason `send_failed`, the

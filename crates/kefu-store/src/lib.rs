@@ -106,7 +106,7 @@ pub use events::{
 pub use idempotency::{Claim, Claimed, Earlier, Saved};
 pub use jobs::{
     DIALOGUE_ACCOUNT, DeskCall, INTERRUPTED_MESSAGE, Idempotent, JobState, JobStatus, NewJob,
-    Outcome, PendingJob, ResendError, Settled,
+    Outcome, OutcomeColumns, PendingJob, ResendError, Settled,
 };
 pub use session::Session;
 
