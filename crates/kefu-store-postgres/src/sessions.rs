@@ -133,16 +133,7 @@ pub(crate) async fn save(c: &Conn, session: &Session) -> Result<(), PgError> {
 
 /// Records a desk call on the user's session.
 pub(crate) async fn desk_action(c: &Conn, now: i64, call: &DeskCall) -> Result<(), PgError> {
-    let mut session = lock(c, &call.account, &call.openid)
-        .await?
-        .unwrap_or_else(|| Session::new(&call.account, &call.openid, now));
-    session.apply_desk(call.action, call.agent.as_deref(), now);
-    if let Some(channel) = call.channel {
-        session.channel = Some(channel);
-    }
-    if let Some(appid) = call.appid.as_deref().filter(|a| !a.is_empty()) {
-        session.appid = Some(appid.to_owned());
-    }
+    let session = call.recorded_on(lock(c, &call.account, &call.openid).await?, now);
     save(c, &session).await
 }
 

@@ -3,9 +3,7 @@
 //! `kefu_store`'s contract).
 
 use kefu_core::Reason;
-use kefu_store::event::EventKind;
 use kefu_store::{Admission, JobState, NewYunzhenji, ReportKind, SendReport, YunzhenjiAdmission};
-use serde_json::Value;
 
 use crate::error::PgError;
 use crate::events::{EventRow, claim_dedup, insert_event};
@@ -46,12 +44,8 @@ pub(crate) async fn admit(
         Some(report) => apply_report(c, g.now, &new.account, report).await?,
         None => None,
     };
+    let kind = new.kind();
     let event = new.event;
-    let kind = event
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or(EventKind::Other.as_str())
-        .to_owned();
     let stored = insert_event(
         c,
         g,

@@ -398,15 +398,7 @@ pub(super) fn desk_action(
     now: i64,
     call: &DeskCall,
 ) -> Result<(), StoreError> {
-    let mut session = load_session(tx, &call.account, &call.openid)?
-        .unwrap_or_else(|| Session::new(&call.account, &call.openid, now));
-    session.apply_desk(call.action, call.agent.as_deref(), now);
-    if let Some(channel) = call.channel {
-        session.channel = Some(channel);
-    }
-    if let Some(appid) = call.appid.as_deref().filter(|a| !a.is_empty()) {
-        session.appid = Some(appid.to_owned());
-    }
+    let session = call.recorded_on(load_session(tx, &call.account, &call.openid)?, now);
     save_session(tx, &session)
 }
 

@@ -4,11 +4,9 @@
 
 use kefu_core::Reason;
 use rusqlite::{Transaction, params};
-use serde_json::Value;
 
 use super::inbound::{EventRow, insert_event, is_duplicate};
 use super::sql;
-use kefu_store::event::EventKind;
 use kefu_store::{
     Admission, JobState, NewYunzhenji, ReportKind, SendReport, StoreError, YunzhenjiAdmission,
 };
@@ -26,12 +24,8 @@ pub(super) fn admit(
             moved_to: None,
         });
     }
+    let kind = new.kind();
     let event = new.event;
-    let kind = event
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or(EventKind::Other.as_str())
-        .to_owned();
     let stored = insert_event(
         tx,
         now,

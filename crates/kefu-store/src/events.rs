@@ -102,6 +102,17 @@ pub struct NewYunzhenji {
     pub webhook: bool,
 }
 
+impl NewYunzhenji {
+    /// The stored event's kind: the event's `kind`, or `other` when it names none.
+    pub fn kind(&self) -> String {
+        self.event
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or(crate::event::EventKind::Other.as_str())
+            .to_owned()
+    }
+}
+
 /// What a callback reports about one of the relay's jobs (its `api_send_id`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendReport {

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::ReportKind;
 use crate::idempotency::{Claim, Saved};
-use crate::session::DeskAction;
+use crate::session::{DeskAction, Session};
 
 /// The account of the Dialogue platform: the account of every job stored before accounts
 /// existed, and of every desk message that names none.
@@ -340,4 +340,22 @@ pub struct DeskCall {
     pub channel: Option<u8>,
     /// The AppID the calls carry, if any.
     pub appid: Option<String>,
+}
+
+impl DeskCall {
+    /// The user's session once this call is recorded on it: `session` as stored (a new one when
+    /// the user was never seen), moved by the desk's action, with the channel and AppID the call
+    /// names.
+    pub fn recorded_on(&self, session: Option<Session>, now_ms: i64) -> Session {
+        let mut session =
+            session.unwrap_or_else(|| Session::new(&self.account, &self.openid, now_ms));
+        session.apply_desk(self.action, self.agent.as_deref(), now_ms);
+        if let Some(channel) = self.channel {
+            session.channel = Some(channel);
+        }
+        if let Some(appid) = self.appid.as_deref().filter(|a| !a.is_empty()) {
+            session.appid = Some(appid.to_owned());
+        }
+        session
+    }
 }
