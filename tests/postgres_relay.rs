@@ -108,3 +108,39 @@ async fn a_relay_on_postgres_delivers_in_order_alone_on_its_database_and_keeps_i
     );
     setup.stop().await;
 }
+
+/// `kefu-connector bench --store URL` runs the relay on the database and checks what it measured:
+/// every acknowledged message final, none lost, none sent twice.
+#[test]
+fn the_bench_runs_the_relay_on_postgres() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = runtime.block_on(fresh_database()) else {
+        return;
+    };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kefu-connector"))
+        .args([
+            "bench",
+            "--store",
+            &db.cluster.url(&db.name),
+            "--users",
+            "4",
+            "--messages",
+            "100",
+            "--no-direct",
+            "--provider",
+            "dialogue",
+        ])
+        .output()
+        .expect("the binary runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("relay, postgres store"), "{text}");
+    assert!(
+        text.contains("100 accepted: 100 delivered, 0 failed, 0 ambiguous, 0 lost, 0 duplicated"),
+        "{text}"
+    );
+}

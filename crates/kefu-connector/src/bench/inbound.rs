@@ -56,13 +56,14 @@ pub(super) async fn run(args: &BenchArgs) -> Result<InboundReport, String> {
         }),
     );
     let desk = tokio::spawn(async move { axum::serve(listener, desk).await });
-    let overrides = [
+    let mut overrides = vec![
         ("KEFU_WEBHOOK_URL", format!("http://{webhook}/events")),
         (
             "KEFU_WEBHOOK_SECRET",
             "bench-webhook-secret-0123456789".to_owned(),
         ),
     ];
+    overrides.extend(super::store_overrides(args));
     let setup = Arc::new(Loopback::start(super::sandbox_config(args), &overrides).await?);
 
     let users = args.users.max(1);

@@ -75,8 +75,13 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Where to put the outbox [default: a temporary directory]. Its disk decides the fsync cost.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "store")]
     pub outbox: Option<PathBuf>,
+    /// Run the relay on this PostgreSQL database instead of an SQLite file
+    /// (`postgres://user:password@host:port/db`; the relay migrates its `kefu` schema). No other
+    /// relay may run on it.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
     /// Skip the direct-client ceiling.
     #[arg(long)]
     pub no_direct: bool,
@@ -320,6 +325,28 @@ async fn direct_ceiling(args: &BenchArgs) -> Result<(f64, Duration), String> {
     Ok((rate, cpu))
 }
 
+/// The settings that put the relay's store where `args` say: an SQLite file (`--outbox`, else a
+/// temporary one) or a PostgreSQL database (`--store`).
+fn store_overrides(args: &BenchArgs) -> Vec<(&'static str, String)> {
+    match (&args.store, &args.outbox) {
+        (Some(url), _) => vec![
+            ("KEFU_STORE_URL", url.clone()),
+            ("KEFU_STORE_RELAY_NAME", "bench".to_owned()),
+        ],
+        (None, Some(path)) => vec![("KEFU_OUTBOX_PATH", path.display().to_string())],
+        (None, None) => Vec::new(),
+    }
+}
+
+/// The store as the figures name it.
+fn store_name(args: &BenchArgs) -> &'static str {
+    if args.store.is_some() {
+        "postgres store "
+    } else {
+        "sqlite outbox  "
+    }
+}
+
 async fn relay_run(args: &BenchArgs, path: Path) -> Result<RelayReport, String> {
     if path == Path::Oa && args.duration_secs.is_some() {
         return Err("a soak run (--duration-secs) measures the Dialogue path only".into());
@@ -330,9 +357,7 @@ async fn relay_run(args: &BenchArgs, path: Path) -> Result<RelayReport, String> 
         ("KEFU_DELIVERY_INITIAL_BACKOFF_MS", "20".to_owned()),
         ("KEFU_DELIVERY_MAX_ATTEMPTS", "5".to_owned()),
     ];
-    if let Some(path) = &args.outbox {
-        overrides.push(("KEFU_OUTBOX_PATH", path.display().to_string()));
-    }
+    overrides.extend(store_overrides(args));
     let sandbox = match path {
         Path::Dialogue => sandbox_config(args),
         Path::Oa => oa_sandbox_config(args),
@@ -585,7 +610,8 @@ async fn relay_run(args: &BenchArgs, path: Path) -> Result<RelayReport, String> 
         end_to_end: end_to_end.percentiles(),
     };
     println!(
-        "relay, durable outbox      {:>9.0} msg/s accepted   ack p50 {:>7.2} ms  p99 {:>7.2} ms",
+        "relay, {}     {:>9.0} msg/s accepted   ack p50 {:>7.2} ms  p99 {:>7.2} ms",
+        store_name(args),
         report.accepted_per_sec,
         millis(report.ack.0),
         millis(report.ack.1)
