@@ -18,6 +18,7 @@ async fn faulty_load_loses_and_duplicates_nothing(provider: Provider) {
         latency_ms: 0,
         seed: 42,
         outbox: None,
+        store: None,
         no_direct: true,
         provider,
         inbound: false,
