@@ -25,6 +25,13 @@ impl PgUrl {
     /// Parses a connection URL. A URL that does not parse is refused with an error that does not
     /// quote it. TLS (`sslmode=require`) is not supported yet and is refused here.
     pub fn parse(url: &str) -> Result<PgUrl, PgError> {
+        // The driver splits the credentials at the first `@`, so the rest of such a password
+        // would be taken for the host name and shown wherever the host is.
+        if url_parts(url).is_some_and(|(_, authority)| authority.matches('@').count() > 1) {
+            return Err(PgError::Config(
+                "store.url has an unescaped '@' in its user name or password: percent-encode it as %40".into(),
+            ));
+        }
         let secrets = raw_secrets(url);
         let parsed = tokio_postgres::Config::from_str(url).map_err(|e| {
             PgError::Config(scrub(
@@ -111,14 +118,18 @@ impl fmt::Display for PgUrl {
 
 /// The password as the raw text spells it, before parsing: in the user info of a URL
 /// (percent-encoded), in a `password=` query parameter, or in a `password=` pair.
-fn raw_secrets(url: &str) -> Vec<String> {
-    let mut out = Vec::new();
+/// What follows the scheme of a `postgres://` URL, and its authority (`user:password@host:port`).
+fn url_parts(url: &str) -> Option<(&str, &str)> {
     let rest = url
         .strip_prefix("postgres://")
-        .or_else(|| url.strip_prefix("postgresql://"));
-    if let Some(rest) = rest {
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let authority = &rest[..authority_end];
+        .or_else(|| url.strip_prefix("postgresql://"))?;
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    Some((rest, &rest[..authority_end]))
+}
+
+fn raw_secrets(url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some((rest, authority)) = url_parts(url) {
         if let Some(at) = authority.rfind('@') {
             if let Some((_, password)) = authority[..at].split_once(':') {
                 out.push(password.to_owned());
@@ -386,7 +397,7 @@ mod tests {
     fn the_password_is_never_shown() {
         for url in [
             "postgres://kefu:s3cr%40t-pw@db.example:5433/kefu",
-            "postgresql://kefu:s3cr@t-pw@db.example/kefu?sslmode=disable",
+            "postgresql://kefu:s3cr%40t-pw@db.example/kefu?sslmode=disable",
             "postgres://kefu@db.example/kefu?password=s3cr%40t-pw",
             "host=db.example user=kefu password='s3cr@t-pw' dbname=kefu",
             "host=db.example user=kefu password=s3cr@t-pw dbname=kefu",
@@ -394,6 +405,7 @@ mod tests {
             let config = PgConfig::new(url).expect(url);
             let shown = format!("{config:?} {} {:?}", config.url, config.url);
             assert!(!shown.contains("s3cr"), "{shown}");
+            assert!(!shown.contains("t-pw"), "{shown}");
             assert!(shown.contains("***"), "{shown}");
             assert!(shown.contains("db.example"), "{shown}");
         }
@@ -406,13 +418,16 @@ mod tests {
             "host=db.example password=s3cr3t-pw port=x",
             "host=db.example password=s3cr3t-pw s3cr3t-pw",
             "postgres://kefu:s3cr3t-pw@db.example/kefu?sslmode=require",
+            // The driver would take `t-pw@db.example` for the host, and show it.
+            "postgresql://kefu:s3cr3@t-pw@db.example/kefu",
             "",
             "%%%",
         ] {
             let e = PgConfig::new(url).expect_err(url);
             let shown = format!("{e} {e:?}");
             assert!(matches!(e, PgError::Config(_)), "{shown}");
-            assert!(!shown.contains("s3cr3t"), "{shown}");
+            assert!(!shown.contains("s3cr3"), "{shown}");
+            assert!(!shown.contains("t-pw"), "{shown}");
         }
     }
 
