@@ -23,7 +23,7 @@ pub(crate) const WEBHOOK_LANE: &str = "webhook";
 
 /// Locks the sessions `$1`/`$2` (account, openid), in order (the function runs after the sort).
 const LOCK_SESSIONS: &str = "
-SELECT pg_advisory_xact_lock(1801807477, hashtext(t.a || '/' || t.o))
+SELECT pg_advisory_xact_lock(1801807478, hashtext(t.a || '/' || t.o))
 FROM unnest($1::text[], $2::text[]) AS t(a, o) ORDER BY t.a, t.o";
 
 /// What a command will lock, declared when it is called.

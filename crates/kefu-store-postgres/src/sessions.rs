@@ -17,8 +17,10 @@ const COLUMNS: &str = "account, openid, state, agent, channel, appid, changed_by
 
 /// The advisory lock (two int4 keys) of one user's session, taken before the session is read
 /// in a write: it also covers a user with no row yet, so that two relays admitting the same
-/// user's callbacks move the session one after the other.
-const LOCK: &str = "SELECT pg_advisory_xact_lock(1801807477, hashtext($1 || '/' || $2))";
+/// user's callbacks move the session one after the other. Its first key (`kefu` + 1) keeps the
+/// users' hashes apart from the relay-wide locks of the first (`kefu`: the migrator's, the sole
+/// relay's), which a chosen account and openid could otherwise hash onto.
+const LOCK: &str = "SELECT pg_advisory_xact_lock(1801807478, hashtext($1 || '/' || $2))";
 
 fn read(row: &Row) -> Result<Session, PgError> {
     let state: String = sql::get(row, 2)?;
