@@ -146,15 +146,25 @@ async fn insert(
     Ok(Claimed::Done(stored))
 }
 
+/// Marks queued jobs `sending`, all or none: a job no longer queued may be another relay's send
+/// in flight, and must not be sent again.
 async fn mark_sending(c: &Conn, g: &mut Group, ids: Vec<i64>) -> Result<(), PgError> {
-    sql::execute(
+    let marked = sql::execute(
         c,
         "UPDATE kefu.jobs SET state = 'sending', attempts = attempts + 1, relay_id = $2,
              updated_at_ms = $3
-         WHERE id = ANY($1)",
+         WHERE id = ANY($1) AND state = 'queued'",
         &[&ids, &&*g.relay, &g.now],
     )
     .await?;
+    if usize::try_from(marked).ok() != Some(ids.len()) {
+        return Err(PgError::Data(format!(
+            "{} of {} jobs to send are no longer queued: another relay may be sending them, so none is sent",
+            ids.len()
+                .saturating_sub(usize::try_from(marked).unwrap_or(0)),
+            ids.len()
+        )));
+    }
     Ok(())
 }
 

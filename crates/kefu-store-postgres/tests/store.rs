@@ -409,3 +409,30 @@ async fn a_callback_raced_on_two_relays_is_stored_once() {
     }
     assert_eq!(one.events_after(0, 100).await.unwrap().events.len(), 10);
 }
+
+/// A job is marked `sending` once: a second relay that loaded the same queued job (as two
+/// relays on one database would) is refused, for its whole batch, and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_no_longer_queued_is_not_marked_sending_again() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let (one, _) = open(&db.config).await;
+    let stored = insert(&one, vec![job("u", "a"), job("u", "b")]).await;
+    let ids: Vec<i64> = stored.iter().map(PendingJob::id).collect();
+    let mut other_config = db.config.clone();
+    other_config.relay_name = "other".into();
+    let (two, loaded) = open(&other_config).await;
+    assert_eq!(payloads(&loaded), ["a", "b"]);
+
+    one.mark_sending_many(&ids[..1]).await.unwrap();
+    assert!(two.mark_sending_many(&ids).await.is_err());
+    assert!(two.mark_sending(ids[0]).await.is_err());
+    let second = two.get(ids[1]).await.unwrap().unwrap();
+    assert_eq!(
+        (second.status, second.attempts),
+        (JobState::Queued, 0),
+        "a refused batch marks none of its jobs"
+    );
+    two.mark_sending(ids[1]).await.unwrap();
+}
