@@ -426,3 +426,62 @@ async fn serve_on_an_unreachable_database_fails_without_its_password() {
     assert!(!run.stderr.contains("Wrong-pw"), "{run:?}");
     assert!(!dir.path().join("kefu-outbox.sqlite3").exists());
 }
+
+/// After a database restart, the relay takes its lock on the database again by itself, so that a
+/// second relay is still refused (on a cluster of this test's own, since it is restarted).
+#[tokio::test]
+async fn the_relay_takes_its_database_again_after_a_restart() {
+    if !kefu_store_postgres::testing::postgres_available() {
+        return;
+    }
+    let cluster =
+        tokio::task::spawn_blocking(|| kefu_store_postgres::testing::Cluster::start(false))
+            .await
+            .unwrap()
+            .unwrap();
+    let admin = cluster.admin("postgres").await.unwrap();
+    admin.batch_execute("CREATE DATABASE relay").await.unwrap();
+    drop(admin);
+    let mut config = cluster.config("relay");
+    config.connect_timeout_ms = 1_000;
+    let opened = open(&config).await.unwrap();
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.restart().unwrap();
+        cluster
+    })
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(admin) = cluster.admin("relay").await {
+            let held: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1801807477 AND objid = 1 AND granted",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if held == 1 {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay never took its database again"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let second = open(&config)
+        .await
+        .err()
+        .expect("a second relay is refused");
+    assert!(
+        second
+            .to_string()
+            .contains("another relay is running on this database"),
+        "{second}"
+    );
+    drop(opened);
+}

@@ -13,18 +13,20 @@ use tokio::task::JoinHandle;
 /// as long as it runs on a database.
 const SOLE_RELAY_LOCK: (i32, i32) = (1_801_807_477, 1);
 
-/// This relay's hold on the database: the session that keeps [`SOLE_RELAY_LOCK`]. Until relays
-/// share a database's conversations through leases, a second relay on the same database would
-/// deliver the same queued jobs, so it is refused, as a second relay on an SQLite file is.
-/// Dropping it ends the session, and the server releases the lock.
+/// This relay's hold on the database: a task owning the session that keeps
+/// [`SOLE_RELAY_LOCK`]. Until relays share a database's conversations through leases, a second
+/// relay on the same database would deliver the same queued jobs, so it is refused, as a second
+/// relay on an SQLite file is. If the session ends (a database restart), the task takes the lock
+/// again as soon as the database is back; meanwhile the store still refuses to mark a job
+/// `sending` that is no longer queued, so no job is sent twice. Dropping it ends the session,
+/// and the server releases the lock.
 pub struct SoleRelay {
-    _client: Client,
-    driver: JoinHandle<()>,
+    holder: JoinHandle<()>,
 }
 
 impl Drop for SoleRelay {
     fn drop(&mut self) {
-        self.driver.abort();
+        self.holder.abort();
     }
 }
 
@@ -67,29 +69,12 @@ pub async fn open(config: &PgConfig) -> Result<Opened, PgError> {
 }
 
 /// Takes [`SOLE_RELAY_LOCK`] on a session of its own, waiting up to the connect timeout for a
-/// relay that is stopping (its session ends a moment after its process does).
+/// relay that is stopping (its session ends a moment after its process does), then keeps it.
 async fn take_database(config: &PgConfig) -> Result<SoleRelay, PgError> {
-    let relay = RelayId::generate(&config.relay_name);
-    let (client, connection) = connect_one(config, &relay).await?;
-    let driver = tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let sole = SoleRelay {
-        _client: client,
-        driver,
-    };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(config.connect_timeout_ms);
-    loop {
-        let taken: bool = sole
-            ._client
-            .query_one(
-                "SELECT pg_try_advisory_lock($1, $2)",
-                &[&SOLE_RELAY_LOCK.0, &SOLE_RELAY_LOCK.1],
-            )
-            .await?
-            .try_get(0)?;
-        if taken {
-            return Ok(sole);
+    let session = loop {
+        if let Some(session) = try_lock(config).await? {
+            break session;
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(PgError::Config(
@@ -97,6 +82,63 @@ async fn take_database(config: &PgConfig) -> Result<SoleRelay, PgError> {
             ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let config = config.clone();
+    let holder = tokio::spawn(async move {
+        let mut session = session;
+        loop {
+            let (_client, connection) = session;
+            let _ = connection.await;
+            tracing::error!(
+                "the database session holding this relay's lock on the database ended; taking it again"
+            );
+            session = retake(&config).await;
+            tracing::info!("this relay holds its lock on the database again");
+        }
+    });
+    Ok(SoleRelay { holder })
+}
+
+/// A session of this relay's, with the connection future that drives it.
+type LockSession = (
+    Client,
+    JoinHandle<Result<(), kefu_store_postgres::tokio_postgres::Error>>,
+);
+
+/// One attempt at the lock: the session holding it, or `None` when another session holds it.
+/// The session is exempt from `idle_session_timeout`, since it is idle by design.
+async fn try_lock(config: &PgConfig) -> Result<Option<LockSession>, PgError> {
+    let relay = RelayId::generate(&config.relay_name);
+    let (client, connection) = connect_one(config, &relay).await?;
+    let connection = tokio::spawn(connection);
+    // Only PostgreSQL 14 and newer know the setting; older servers have no such timeout.
+    let _ = client.batch_execute("SET idle_session_timeout = 0").await;
+    let taken: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, $2)",
+            &[&SOLE_RELAY_LOCK.0, &SOLE_RELAY_LOCK.1],
+        )
+        .await?
+        .try_get(0)?;
+    Ok(taken.then_some((client, connection)))
+}
+
+/// Takes the lock again after its session ended, retrying every second; logs once if another
+/// relay took the database meanwhile.
+async fn retake(config: &PgConfig) -> LockSession {
+    let mut warned = false;
+    loop {
+        match try_lock(config).await {
+            Ok(Some(session)) => return session,
+            Ok(None) if !warned => {
+                warned = true;
+                tracing::error!(
+                    "another relay took this relay's database while its lock session was down; stop one of them: queued jobs are not sent twice, but each relay keeps its own order"
+                );
+            }
+            Ok(None) | Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
