@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod postgres;
 pub mod providers;
+mod pulled;
 pub mod send;
 mod sequencer;
 pub mod serve;
