@@ -14,6 +14,8 @@ pub mod crypt;
 pub mod delivery;
 pub mod demo;
 pub mod desk;
+#[cfg(test)]
+mod fleet_double;
 pub mod idempotency;
 pub mod inbound;
 pub mod loopback;

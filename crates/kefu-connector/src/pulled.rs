@@ -294,3 +294,268 @@ impl<J: Item, W: Deliver<J>> Pulled<J, W> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use kefu_core::{
+        Attempt, BoxFuture, ComposeRequest, Composed, Invalid, Job, Provider, RetryPolicy,
+    };
+    use kefu_payload::{HandoffCallback, KefuState};
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::delivery::Dispatcher;
+    use crate::fleet_double::{Ground, RelayStore};
+    use crate::inbound::Inbound;
+    use crate::metrics::Metrics;
+    use crate::providers::Providers;
+    use crate::store::{Claimed, JobState, NewDialogue, NewJob};
+
+    /// Every send of the fleet, in the order made: (relay, job id).
+    type Sends = Arc<Mutex<Vec<(usize, i64)>>>;
+
+    /// A gate a send stops at until the test opens it.
+    #[derive(Default)]
+    struct Gate {
+        reached: Notify,
+        open: Notify,
+    }
+
+    /// A provider that accepts every job, recording which relay sent it; the first send may
+    /// stop at a gate.
+    struct Recorder {
+        relay: usize,
+        sends: Sends,
+        gate: Mutex<Option<Arc<Gate>>>,
+    }
+
+    impl Provider for Recorder {
+        fn kind(&self) -> &'static str {
+            "recorder"
+        }
+
+        fn compose(&self, _: ComposeRequest<'_>) -> Result<Vec<Composed>, Invalid> {
+            Err(Invalid::new("msg", "not composed in these tests"))
+        }
+
+        fn send<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Attempt> {
+            Box::pin(async move {
+                let gate = self.gate.lock().unwrap().take();
+                if let Some(gate) = gate {
+                    gate.reached.notify_one();
+                    gate.open.notified().await;
+                }
+                self.sends.lock().unwrap().push((self.relay, job.id));
+                // Let the other relay run between sends, as a network call would.
+                tokio::task::yield_now().await;
+                Attempt::success()
+            })
+        }
+    }
+
+    fn dispatcher(store: &Arc<RelayStore>, relay: usize, sends: &Sends) -> Dispatcher {
+        dispatcher_gated(store, relay, sends, None)
+    }
+
+    fn dispatcher_gated(
+        store: &Arc<RelayStore>,
+        relay: usize,
+        sends: &Sends,
+        gate: Option<Arc<Gate>>,
+    ) -> Dispatcher {
+        let mut providers = Providers::new();
+        let recorder = Recorder {
+            relay,
+            sends: Arc::clone(sends),
+            gate: Mutex::new(gate),
+        };
+        providers.register("acct", Arc::new(recorder));
+        Dispatcher::start(
+            Arc::clone(store) as Arc<dyn Store>,
+            Arc::new(providers),
+            RetryPolicy::default(),
+            4,
+            Arc::new(Metrics::default()),
+            Vec::new(),
+        )
+    }
+
+    async fn insert(store: &RelayStore, recipient: &str) -> PendingJob {
+        let job = NewJob {
+            account: "acct".into(),
+            recipient: recipient.into(),
+            operation: "send".into(),
+            payload: b"{}".to_vec(),
+        };
+        match crate::store::JobStore::insert(store, vec![job], None, None)
+            .await
+            .unwrap()
+        {
+            Claimed::Done(mut jobs) => jobs.remove(0),
+            other => panic!("not stored: {other:?}"),
+        }
+    }
+
+    /// Waits, without timing anything, until `done` holds; fails after many rounds.
+    async fn until(mut done: impl AsyncFnMut() -> bool) {
+        for _ in 0..5_000 {
+            if done().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("never came to pass");
+    }
+
+    async fn delivered(store: &RelayStore, ids: &[i64]) -> bool {
+        for id in ids {
+            let status = crate::store::JobStore::get(store, *id).await.unwrap();
+            if status.map(|status| status.status) != Some(JobState::Delivered) {
+                return false;
+            }
+        }
+        true
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_relays_kicked_for_one_recipient_deliver_in_order_once() {
+        let ground = Ground::new();
+        let relays = [ground.relay(0), ground.relay(1)];
+        let sends = Sends::default();
+        let dispatchers = [
+            dispatcher(&relays[0], 0, &sends),
+            dispatcher(&relays[1], 1, &sends),
+        ];
+        let mut ids = Vec::new();
+        for n in 0..24 {
+            let job = insert(&relays[n % 2], "oU").await;
+            ids.push(job.id());
+            // Both relays learn of every job, as when the desk spreads its calls.
+            dispatchers[0].enqueue(job.clone());
+            dispatchers[1].enqueue(job);
+        }
+        until(async || delivered(&relays[0], &ids).await).await;
+        let sent: Vec<i64> = sends.lock().unwrap().iter().map(|(_, id)| *id).collect();
+        assert_eq!(sent, ids, "each job once, in the order stored");
+        for dispatcher in &dispatchers {
+            dispatcher.shutdown(Duration::from_secs(5)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_relay_that_lost_the_conversation_sends_nothing_more() {
+        let ground = Ground::new();
+        let (a, b) = (ground.relay(0), ground.relay(1));
+        let sends = Sends::default();
+        let gate = Arc::new(Gate::default());
+        let first_sender = dispatcher_gated(&a, 0, &sends, Some(Arc::clone(&gate)));
+        let first = insert(&a, "oL").await;
+        let second = insert(&a, "oL").await;
+        first_sender.enqueue(first.clone());
+        gate.reached.notified().await;
+        // While the first job is on the wire, the conversation passes to relay 1.
+        ground.give(&ConvKey::jobs("acct", "oL"), 1);
+        gate.open.notify_one();
+        until(async || delivered(&a, &[first.id()]).await).await;
+        let taker = dispatcher(&b, 1, &sends);
+        until(async || delivered(&b, &[second.id()]).await).await;
+        assert_eq!(
+            *sends.lock().unwrap(),
+            [(0, first.id()), (1, second.id())],
+            "relay 0 sent nothing after it lost the conversation"
+        );
+        first_sender.shutdown(Duration::from_secs(5)).await;
+        taker.shutdown(Duration::from_secs(5)).await;
+    }
+
+    fn config() -> Config {
+        Config::from_settings(&[
+            ("KEFU_DIALOGUE_TOKEN", "TOKEN0123456789"),
+            (
+                "KEFU_DIALOGUE_AES_KEY",
+                "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+            ),
+            ("KEFU_DIALOGUE_BOT_APPID", "Gg8HejYTkUsEIlG"),
+        ])
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_poll_on_one_relay_wakes_for_an_event_stored_through_another() {
+        let ground = Ground::new();
+        let (a, b) = (ground.relay(0), ground.relay(1));
+        let metrics = Arc::new(Metrics::default());
+        let inbound = Inbound::start(Arc::clone(&b) as Arc<dyn Store>, &config(), metrics)
+            .await
+            .unwrap();
+        let router = crate::inbound::http::desk_routes().with_state(inbound.clone());
+        let poll = tokio::spawn(async move {
+            let request = axum::http::Request::get("/v1/events?after=0&wait=20")
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let response = tower_service::Service::call(&mut router.clone(), request)
+                .await
+                .unwrap();
+            axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap()
+        });
+        until(async || inbound.long_polls() > 0).await;
+        let callback = HandoffCallback {
+            userid: "oE".into(),
+            appid: "wx1".into(),
+            content: Some("hello".into()),
+            kfstate: Some(KefuState::NeedPerson),
+            ..HandoffCallback::default()
+        };
+        let new = NewDialogue {
+            callback,
+            raw: serde_json::Map::new(),
+            dedup_key: "e1".into(),
+            dedup_expires_ms: i64::MAX,
+            webhook: false,
+        };
+        crate::store::EventStore::admit_dialogue(&*a, new)
+            .await
+            .unwrap();
+        let body = poll.await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["next"], 1, "woken for event 1: {body}");
+        inbound.shutdown(Duration::from_secs(5)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn periodic_work_runs_only_on_the_leader() {
+        let ground = Ground::new();
+        let relays = [ground.relay(0), ground.relay(1)];
+        let sends = Sends::default();
+        let mut dispatchers = Vec::new();
+        let mut inbounds = Vec::new();
+        for (n, relay) in relays.iter().enumerate() {
+            dispatchers.push(dispatcher(relay, n, &sends));
+            let store = Arc::clone(relay) as Arc<dyn Store>;
+            let metrics = Arc::new(Metrics::default());
+            inbounds.push(Inbound::start(store, &config(), metrics).await.unwrap());
+        }
+        // Two settle rounds of the leader: the follower's first round (at its start) has
+        // passed too, and so has the first purge round of both.
+        until(async || {
+            relays[0].settles.load(Ordering::SeqCst) >= 2
+                && relays[0].purges.load(Ordering::SeqCst) >= 1
+        })
+        .await;
+        assert_eq!(relays[1].settles.load(Ordering::SeqCst), 0);
+        assert_eq!(relays[1].purges.load(Ordering::SeqCst), 0);
+        ground.elect(1);
+        until(async || relays[1].settles.load(Ordering::SeqCst) >= 1).await;
+        for dispatcher in &dispatchers {
+            dispatcher.shutdown(Duration::from_secs(5)).await;
+        }
+        for inbound in &inbounds {
+            inbound.shutdown(Duration::from_secs(5)).await;
+        }
+    }
+}

@@ -265,6 +265,12 @@ impl Inbound {
         }
     }
 
+    /// How many long polls are waiting, for the tests that wake them.
+    #[cfg(test)]
+    pub(crate) fn long_polls(&self) -> usize {
+        self.inner.latest.receiver_count()
+    }
+
     /// Announces a newly stored event to long polls and the webhook.
     fn publish(&self, event: PendingEvent) {
         self.raise_latest(event.id);
