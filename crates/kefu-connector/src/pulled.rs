@@ -479,6 +479,8 @@ mod tests {
                 "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
             ),
             ("KEFU_DIALOGUE_BOT_APPID", "Gg8HejYTkUsEIlG"),
+            // Longer than any wait of these tests: a long poll returns early only when woken.
+            ("KEFU_EVENTS_MAX_WAIT_SECS", "300"),
         ])
         .unwrap()
     }
@@ -493,7 +495,7 @@ mod tests {
             .unwrap();
         let router = crate::inbound::http::desk_routes().with_state(inbound.clone());
         let poll = tokio::spawn(async move {
-            let request = axum::http::Request::get("/v1/events?after=0&wait=20")
+            let request = axum::http::Request::get("/v1/events?after=0&wait=300")
                 .body(axum::body::Body::empty())
                 .unwrap();
             let response = tower_service::Service::call(&mut router.clone(), request)
@@ -521,6 +523,8 @@ mod tests {
         crate::store::EventStore::admit_dialogue(&*a, new)
             .await
             .unwrap();
+        // Woken, not run out: the poll answers long before its 300 s.
+        until(async || poll.is_finished()).await;
         let body = poll.await.unwrap();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["next"], 1, "woken for event 1: {body}");
