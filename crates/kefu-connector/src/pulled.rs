@@ -307,9 +307,11 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+    use crate::config::WebhookConfig;
     use crate::delivery::Dispatcher;
     use crate::fleet_double::{Ground, RelayStore};
     use crate::inbound::Inbound;
+    use crate::inbound::webhook::WebhookDispatcher;
     use crate::metrics::Metrics;
     use crate::providers::Providers;
     use crate::store::{Claimed, JobState, NewDialogue, NewJob};
@@ -506,21 +508,7 @@ mod tests {
                 .unwrap()
         });
         until(async || inbound.long_polls() > 0).await;
-        let callback = HandoffCallback {
-            userid: "oE".into(),
-            appid: "wx1".into(),
-            content: Some("hello".into()),
-            kfstate: Some(KefuState::NeedPerson),
-            ..HandoffCallback::default()
-        };
-        let new = NewDialogue {
-            callback,
-            raw: serde_json::Map::new(),
-            dedup_key: "e1".into(),
-            dedup_expires_ms: i64::MAX,
-            webhook: false,
-        };
-        crate::store::EventStore::admit_dialogue(&*a, new)
+        crate::store::EventStore::admit_dialogue(&*a, said("oE", "e1"))
             .await
             .unwrap();
         // Woken, not run out: the poll answers long before its 300 s.
@@ -529,6 +517,92 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["next"], 1, "woken for event 1: {body}");
         inbound.shutdown(Duration::from_secs(5)).await;
+    }
+
+    /// A webhook on loopback that acknowledges every push and keeps its event ids in order.
+    async fn webhook() -> (WebhookConfig, Arc<Mutex<Vec<i64>>>) {
+        let pushed = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&pushed);
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: axum::http::HeaderMap| {
+                let seen = Arc::clone(&seen);
+                async move {
+                    let id = headers
+                        .get("x-kefu-event-id")
+                        .and_then(|id| id.to_str().ok())
+                        .and_then(|id| id.parse().ok())
+                        .unwrap_or(-1);
+                    seen.lock().unwrap().push(id);
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = WebhookConfig {
+            url: format!("http://{addr}/hook"),
+            secret: crate::config::Secret::new("0123456789abcdef-webhook"),
+            timeout: Duration::from_secs(5),
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(10),
+            max_attempts: 3,
+            concurrency: 4,
+        };
+        (config, pushed)
+    }
+
+    fn said(openid: &str, key: &str) -> NewDialogue {
+        let callback = HandoffCallback {
+            userid: openid.into(),
+            appid: "wx1".into(),
+            content: Some("hello".into()),
+            kfstate: Some(KefuState::NeedPerson),
+            ..HandoffCallback::default()
+        };
+        NewDialogue {
+            callback,
+            raw: serde_json::Map::new(),
+            dedup_key: key.into(),
+            dedup_expires_ms: i64::MAX,
+            webhook: true,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_users_events_stored_through_two_relays_reach_the_webhook_in_order_once() {
+        let ground = Ground::new();
+        let relays = [ground.relay(0), ground.relay(1)];
+        let (config, pushed) = webhook().await;
+        let mut dispatchers = Vec::new();
+        for relay in &relays {
+            let store = Arc::clone(relay) as Arc<dyn Store>;
+            let metrics = Arc::new(Metrics::default());
+            dispatchers.push(
+                WebhookDispatcher::start(store, config.clone(), metrics, Vec::new()).unwrap(),
+            );
+        }
+        let mut ids = Vec::new();
+        for n in 0..16 {
+            let admitted = crate::store::EventStore::admit_dialogue(
+                &*relays[n % 2],
+                said("oW", &format!("w{n}")),
+            )
+            .await
+            .unwrap();
+            let crate::store::Admission::Stored(event) = admitted else {
+                panic!("not stored: {admitted:?}");
+            };
+            ids.push(event.id);
+            // Only the relay that stored it is told; the other learns from the fleet.
+            dispatchers[n % 2].enqueue(event);
+        }
+        until(async || pushed.lock().unwrap().len() >= ids.len()).await;
+        assert_eq!(*pushed.lock().unwrap(), ids, "each event once, in id order");
+        for dispatcher in &dispatchers {
+            dispatcher.shutdown(Duration::from_secs(5)).await;
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
