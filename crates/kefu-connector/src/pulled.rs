@@ -8,6 +8,10 @@
 //!
 //! [`Queues`] is the switch the dispatchers hold: a local store keeps today's in-memory queues
 //! ([`Conversations`]), exactly as before; a shared store gets [`Pulled`].
+//!
+//! [`Fleet::head`]: crate::store::Fleet::head
+//! [`Fleet::release`]: crate::store::Fleet::release
+//! [`Fleet::poll_every`]: crate::store::Fleet::poll_every
 
 use std::collections::HashMap;
 use std::hash::Hash;

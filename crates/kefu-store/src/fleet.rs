@@ -76,8 +76,10 @@ impl Head {
     }
 }
 
-/// What a store shared by several relays adds; a store owned by one relay implements it
-/// trivially (see the [module docs](self)).
+/// What a store shared by several relays adds. A store that one relay owns alone (SQLite)
+/// implements it trivially: not [`shared`](Fleet::shared) (the relay keeps its queues in
+/// memory, fed by the pending lists of the store's open and by its own calls), always the
+/// leader, nothing to sweep.
 ///
 /// # What a shared backend guarantees
 ///
