@@ -22,7 +22,8 @@ use crate::store::{
     StoreResult, WebhookOutcome, YunzhenjiAdmission,
 };
 
-/// How often a relay of the double claims idle conversations: short, so that tests wait little.
+/// How often a relay of the double claims idle conversations, unless a test says otherwise:
+/// short, so that tests wait little.
 const POLL_EVERY: Duration = Duration::from_millis(10);
 
 /// One conversation's lease row.
@@ -58,6 +59,9 @@ struct Shared {
     /// The relays ended (crashed or stopped): their leases are free.
     gone: Vec<usize>,
     leader: usize,
+    /// Jobs another relay stores into a conversation just as its holder releases it: the race
+    /// the version check closes.
+    racing: Vec<PendingJob>,
 }
 
 /// The shared ground of a simulated fleet: the data, the leases, the newest event id.
@@ -65,18 +69,25 @@ pub(crate) struct Ground {
     sqlite: SqliteStore,
     shared: Mutex<Shared>,
     newest: watch::Sender<i64>,
+    poll_every: Duration,
     _dir: tempfile::TempDir,
 }
 
 impl Ground {
     /// A new, empty fleet; relay 0 leads.
     pub(crate) fn new() -> Arc<Ground> {
+        Ground::polling_every(POLL_EVERY)
+    }
+
+    /// A new, empty fleet whose relays claim idle conversations every `poll_every`.
+    pub(crate) fn polling_every(poll_every: Duration) -> Arc<Ground> {
         let dir = tempfile::tempdir().unwrap();
         let (sqlite, _) = SqliteStore::open(&dir.path().join("outbox.sqlite3")).unwrap();
         Arc::new(Ground {
             sqlite,
             shared: Mutex::new(Shared::default()),
             newest: watch::channel(0).0,
+            poll_every,
             _dir: dir,
         })
     }
@@ -94,6 +105,25 @@ impl Ground {
     /// Hands `key` to `relay`, as the lease passing to another relay does.
     pub(crate) fn give(&self, key: &ConvKey, relay: usize) {
         self.lock().leases.entry(key.clone()).or_default().holder = Some(relay);
+    }
+
+    /// Stores a job for `recipient` of `account` in the data now, and into its conversation's
+    /// queue (bumping its version) only when its holder next releases it, as another relay's
+    /// insert racing that release does.
+    pub(crate) async fn race_the_release(&self, account: &str, recipient: &str) -> PendingJob {
+        let job = NewJob {
+            account: account.into(),
+            recipient: recipient.into(),
+            operation: "send".into(),
+            payload: b"{}".to_vec(),
+        };
+        let Claimed::Done(mut jobs) = self.sqlite.insert(vec![job], None, None).await.unwrap()
+        else {
+            panic!("no key was given");
+        };
+        let job = jobs.remove(0);
+        self.lock().racing.push(job.clone());
+        job
     }
 
     /// Makes `relay` the leader.
@@ -431,6 +461,8 @@ impl Fleet for RelayStore {
     }
 
     fn release(&self, key: &ConvKey, version: i64) -> BoxFuture<'_, StoreResult<bool>> {
+        let racing = std::mem::take(&mut self.ground.lock().racing);
+        self.stored_jobs(&racing);
         let released = {
             let mut shared = self.ground.lock();
             match shared.leases.get_mut(key) {
@@ -471,7 +503,7 @@ impl Fleet for RelayStore {
     }
 
     fn poll_every(&self) -> Duration {
-        POLL_EVERY
+        self.ground.poll_every
     }
 
     fn is_leader(&self) -> bool {

@@ -477,6 +477,21 @@ mod tests {
         taker.shutdown(Duration::from_secs(5)).await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_stored_while_its_conversation_is_let_go_is_delivered_at_once() {
+        // No claim round after the first: only the holder's own re-read can find the job.
+        let ground = Ground::polling_every(Duration::from_secs(3_600));
+        let relay = ground.relay(0);
+        let sends = Sends::default();
+        let dispatcher = dispatcher(&relay, 0, &sends);
+        let racing = ground.race_the_release("acct", "oR").await;
+        // The kick finds the conversation empty; the job lands as the holder lets it go.
+        dispatcher.enqueue(racing.clone());
+        until(async || delivered(&relay, &[racing.id()]).await).await;
+        assert_eq!(*sends.lock().unwrap(), [(0, racing.id())]);
+        dispatcher.shutdown(Duration::from_secs(5)).await;
+    }
+
     fn config() -> Config {
         Config::from_settings(&[
             ("KEFU_DIALOGUE_TOKEN", "TOKEN0123456789"),
