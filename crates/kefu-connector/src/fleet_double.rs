@@ -192,6 +192,18 @@ impl RelayStore {
         }
     }
 
+    /// `admitted`, queued for the webhook once it resolves.
+    fn admitting<'a>(
+        &'a self,
+        admitted: BoxFuture<'a, StoreResult<Admission>>,
+    ) -> BoxFuture<'a, StoreResult<Admission>> {
+        Box::pin(async move {
+            let admission = admitted.await?;
+            self.admitted(&admission);
+            Ok(admission)
+        })
+    }
+
     fn admitted(&self, admission: &Admission) {
         if let Admission::Stored(event) = admission {
             self.ground.stored(
@@ -316,21 +328,11 @@ impl EventStore for RelayStore {
     }
 
     fn admit_dialogue(&self, new: NewDialogue) -> BoxFuture<'_, StoreResult<Admission>> {
-        let admitted = self.ground.sqlite.admit_dialogue(new);
-        Box::pin(async move {
-            let admission = admitted.await?;
-            self.admitted(&admission);
-            Ok(admission)
-        })
+        self.admitting(self.ground.sqlite.admit_dialogue(new))
     }
 
     fn admit_wechat(&self, new: NewWechat) -> BoxFuture<'_, StoreResult<Admission>> {
-        let admitted = self.ground.sqlite.admit_wechat(new);
-        Box::pin(async move {
-            let admission = admitted.await?;
-            self.admitted(&admission);
-            Ok(admission)
-        })
+        self.admitting(self.ground.sqlite.admit_wechat(new))
     }
 
     fn admit_yunzhenji(&self, new: NewYunzhenji) -> BoxFuture<'_, StoreResult<YunzhenjiAdmission>> {
