@@ -66,16 +66,6 @@ pub enum Head {
     Events(Vec<PendingEvent>),
 }
 
-impl Head {
-    /// Whether nothing waits in the conversation.
-    pub fn is_empty(&self) -> bool {
-        match self {
-            Head::Jobs(jobs) => jobs.is_empty(),
-            Head::Events(events) => events.is_empty(),
-        }
-    }
-}
-
 /// What a store shared by several relays adds. A store that one relay owns alone (SQLite)
 /// implements it trivially: not [`shared`](Fleet::shared) (the relay keeps its queues in
 /// memory, fed by the pending lists of the store's open and by its own calls), always the
