@@ -24,8 +24,9 @@ pub(crate) trait Deliver<J>: Send + Sync + 'static {
     }
 
     /// Delivers `items` (1 ..= [`batch_limit`](Deliver::batch_limit) items from the front of
-    /// one queue, in order) to a final state. Returns `false` if the service is stopping or the
-    /// store failed: the items, and the rest of the queue, stay stored for the next start.
+    /// one queue, in order) to a final state. Returns `false` if the service is stopping, the
+    /// store failed, or a shared store handed the conversation to another relay: the items,
+    /// and the rest of the queue, stay stored for the next start or the next holder.
     /// `stopping` turns true when the service stops.
     fn deliver(
         &self,
@@ -41,8 +42,54 @@ pub(crate) trait Deliver<J>: Send + Sync + 'static {
 pub(crate) struct Conversations<K, J, W> {
     worker: W,
     queues: Mutex<HashMap<K, VecDeque<J>>>,
-    tasks: Mutex<JoinSet<()>>,
+    tasks: Tasks,
+}
+
+/// The tasks that work conversations, and the signal that stops them: shared by the queues
+/// kept here and those pulled from a shared store (`pulled.rs`).
+pub(crate) struct Tasks {
+    set: Mutex<JoinSet<()>>,
     stopping: watch::Sender<bool>,
+}
+
+impl Tasks {
+    pub(crate) fn new() -> Tasks {
+        Tasks {
+            set: Mutex::new(JoinSet::new()),
+            stopping: watch::channel(false).0,
+        }
+    }
+
+    /// Runs `task` until it ends or [`shutdown`](Tasks::shutdown) gives up on it.
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        if let Ok(mut set) = self.set.lock() {
+            // A JoinSet keeps finished tasks until they are joined: reap them here, or memory
+            // grows with every conversation that ever emptied its queue.
+            while set.try_join_next().is_some() {}
+            set.spawn(task);
+        }
+    }
+
+    /// A receiver that turns true when [`shutdown`](Tasks::shutdown) begins.
+    pub(crate) fn stopping(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    /// Signals the tasks to stop and waits up to `grace` for them; `what` names them in the
+    /// warning if some are still running then.
+    pub(crate) async fn shutdown(&self, grace: Duration, what: &str) {
+        let _ = self.stopping.send(true);
+        let mut tasks = match self.set.lock() {
+            Ok(mut set) => std::mem::take(&mut *set),
+            Err(_) => return,
+        };
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!("{what} still in flight after {grace:?}");
+            tasks.abort_all();
+        }
+    }
 }
 
 impl<K, J, W> Conversations<K, J, W>
@@ -56,8 +103,7 @@ where
         Arc::new(Conversations {
             worker,
             queues: Mutex::new(HashMap::new()),
-            tasks: Mutex::new(JoinSet::new()),
-            stopping: watch::channel(false).0,
+            tasks: Tasks::new(),
         })
     }
 
@@ -75,34 +121,20 @@ where
         queues.insert(key.clone(), VecDeque::from([item]));
         drop(queues);
         let this = Arc::clone(self);
-        if let Ok(mut tasks) = self.tasks.lock() {
-            // A JoinSet keeps finished tasks until they are joined: reap them here, or memory
-            // grows with every conversation that ever emptied its queue.
-            while tasks.try_join_next().is_some() {}
-            tasks.spawn(async move { this.work_through(key).await });
-        }
+        self.tasks
+            .spawn(async move { this.work_through(key).await });
     }
 
     /// A receiver that turns true when [`shutdown`](Conversations::shutdown) begins, for the
     /// tasks that stop with the queues.
     pub(crate) fn stopping(&self) -> watch::Receiver<bool> {
-        self.stopping.subscribe()
+        self.tasks.stopping()
     }
 
     /// Stops starting new deliveries and waits up to `grace` for those in flight; `what` names
     /// them in the warning if some are still running then.
     pub(crate) async fn shutdown(&self, grace: Duration, what: &str) {
-        let _ = self.stopping.send(true);
-        let mut tasks = match self.tasks.lock() {
-            Ok(mut tasks) => std::mem::take(&mut *tasks),
-            Err(_) => return,
-        };
-        let drained =
-            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
-        if drained.is_err() {
-            tracing::warn!("{what} still in flight after {grace:?}");
-            tasks.abort_all();
-        }
+        self.tasks.shutdown(grace, what).await;
     }
 
     /// Works through one conversation's queue until it is empty or the service stops, taking
@@ -124,7 +156,7 @@ where
             if items.is_empty() {
                 return;
             }
-            if !self.worker.deliver(&items, self.stopping.subscribe()).await {
+            if !self.worker.deliver(&items, self.tasks.stopping()).await {
                 return;
             }
             self.worker

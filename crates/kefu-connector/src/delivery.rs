@@ -26,9 +26,10 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::conversations::{Attempts, Conversations, Deliver, Step, drive};
+use crate::conversations::{Attempts, Deliver, Step, drive};
 use crate::metrics::Metrics;
 use crate::providers::Providers;
+use crate::pulled::Queues;
 use crate::sequencer::{Sequencer, Ticket};
 use crate::settle;
 use crate::store::{Outcome, PendingJob, Store};
@@ -39,7 +40,7 @@ const SETTLE_PERIOD: Duration = Duration::from_secs(1);
 /// Hands stored jobs to per-conversation delivery tasks.
 #[derive(Clone)]
 pub struct Dispatcher {
-    conversations: Arc<Conversations<(String, String), PendingJob, Inner>>,
+    queues: Arc<Queues<PendingJob, Inner>>,
     sequencer: Arc<Sequencer>,
     settler: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
@@ -55,7 +56,9 @@ struct Inner {
 impl Dispatcher {
     /// Starts delivering `pending` (jobs recovered from the store, in order), and the settle
     /// task, which settles the confirmations whose window ended (at once for those that ended
-    /// while the relay was stopped, then about once a second).
+    /// while the relay was stopped, then about once a second). On a store several relays share
+    /// ([`Fleet::shared`](crate::store::Fleet::shared)), the jobs are pulled from the store
+    /// instead (`pulled.rs`): `pending` is empty there, and the claim loop finds the work.
     pub fn start(
         store: Arc<dyn Store>,
         providers: Arc<Providers>,
@@ -64,17 +67,17 @@ impl Dispatcher {
         metrics: Arc<Metrics>,
         pending: Vec<PendingJob>,
     ) -> Dispatcher {
-        let conversations = Conversations::new(Inner {
+        let worker = Inner {
             store: Arc::clone(&store),
             providers,
             policy,
             metrics: Arc::clone(&metrics),
             permits: Semaphore::new(concurrency.max(1)),
-        });
-        let settler =
-            settle::spawn_settler(store, metrics, SETTLE_PERIOD, conversations.stopping());
+        };
+        let queues = Queues::start(&store, worker, None);
+        let settler = settle::spawn_settler(store, metrics, SETTLE_PERIOD, queues.stopping());
         let dispatcher = Dispatcher {
-            conversations,
+            queues: Arc::new(queues),
             sequencer: Sequencer::new(),
             settler: Arc::new(Mutex::new(Some(settler))),
         };
@@ -84,10 +87,10 @@ impl Dispatcher {
         dispatcher
     }
 
-    /// Queues a stored job behind its conversation's earlier jobs.
+    /// Queues a stored job behind its conversation's earlier jobs (on a shared store: kicks
+    /// its conversation, whose task reads the job from the store).
     pub fn enqueue(&self, job: PendingJob) {
-        let conversation = (job.job.account.clone(), job.job.recipient.clone());
-        self.conversations.enqueue(conversation, job);
+        self.queues.enqueue(job);
     }
 
     /// Makes `call`, a store call that queues jobs, and returns its ticket: the jobs given to
@@ -104,7 +107,7 @@ impl Dispatcher {
     /// interrupted mid-send resumes as ambiguous; confirmations left waiting are settled by
     /// the next start.
     pub async fn shutdown(&self, grace: Duration) {
-        self.conversations
+        self.queues
             .shutdown(grace, "deliveries to the platform")
             .await;
         let settler = self.settler.lock().ok().and_then(|mut held| held.take());
@@ -182,12 +185,24 @@ impl Attempts for Delivery<'_> {
             .map(|(job, _)| job.id)
             .collect();
         if !fresh.is_empty() {
-            if let Err(error) = inner.store.mark_sending_many(&fresh).await {
-                tracing::error!(
-                    jobs = fresh.len(),
-                    "cannot mark the jobs as sending: {error}"
-                );
-                return Step::Done(false);
+            match inner.store.mark_sending_many(&fresh).await {
+                Ok(marked) if marked.len() == fresh.len() => {}
+                // The fence of a shared store: another relay holds the conversation now, or
+                // this one's liveness ran out. Nothing may leave; the holder sends them.
+                Ok(_) => {
+                    tracing::info!(
+                        jobs = fresh.len(),
+                        "another relay now delivers this conversation; leaving it"
+                    );
+                    return Step::Done(false);
+                }
+                Err(error) => {
+                    tracing::error!(
+                        jobs = fresh.len(),
+                        "cannot mark the jobs as sending: {error}"
+                    );
+                    return Step::Done(false);
+                }
             }
         }
         for tries in &mut self.tries {

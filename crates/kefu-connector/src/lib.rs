@@ -14,6 +14,8 @@ pub mod crypt;
 pub mod delivery;
 pub mod demo;
 pub mod desk;
+#[cfg(test)]
+mod fleet_double;
 pub mod idempotency;
 pub mod inbound;
 pub mod loopback;
@@ -21,6 +23,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod postgres;
 pub mod providers;
+mod pulled;
 pub mod send;
 mod sequencer;
 pub mod serve;

@@ -211,6 +211,15 @@ impl Relay {
                 dispatcher.shutdown(SHUTDOWN_GRACE),
                 inbound.shutdown(SHUTDOWN_GRACE)
             );
+            // The deliveries have stopped: on a shared store, the others take this relay's
+            // conversations at once rather than after its lease runs out.
+            if store.shared() {
+                if let Err(error) = store.stop().await {
+                    tracing::warn!(
+                        "this relay's conversations were not let go at stop (the others take them when its lease runs out): {error}"
+                    );
+                }
+            }
             // Last: the outbox file alone then holds everything, for a copy or a restore.
             if let Err(error) = store.checkpoint().await {
                 tracing::warn!(

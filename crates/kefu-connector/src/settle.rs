@@ -5,6 +5,11 @@
 //! The windows live in the store, not in memory: a settle after a restart finds the ones that
 //! ended while the relay was stopped. [`Dispatcher::start`](crate::delivery::Dispatcher::start)
 //! starts the task and its shutdown stops it.
+//!
+//! On a store several relays share, only the leader settles
+//! ([`Fleet::is_leader`](crate::store::Fleet::is_leader), checked each round), and it also
+//! sweeps the sends of the relays that are gone ([`Fleet::sweep_gone`](crate::store::Fleet::sweep_gone)):
+//! they become ambiguous (or settle by an early report), each logged.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +35,12 @@ pub(crate) fn spawn_settler(
             if *stopping.borrow() {
                 return;
             }
-            settle_once(store.as_ref(), &metrics).await;
+            if store.is_leader() {
+                settle_once(store.as_ref(), &metrics).await;
+                if store.shared() {
+                    sweep_once(store.as_ref()).await;
+                }
+            }
             tokio::select! {
                 () = tokio::time::sleep(period) => {}
                 _ = stopping.wait_for(|stop| *stop) => return,
@@ -72,4 +82,25 @@ async fn settle_once(store: &dyn Store, metrics: &Metrics) -> Vec<Settled> {
         }
     }
     settled
+}
+
+/// Ends the sends that relays now gone left `sending` (they may have reached the user, so they
+/// are never sent again); returns what changed, each logged by id and state.
+async fn sweep_once(store: &dyn Store) -> Vec<Settled> {
+    let swept = match store.sweep_gone().await {
+        Ok(swept) => swept,
+        Err(error) => {
+            tracing::warn!("cannot sweep the sends of the relays that are gone: {error}");
+            return Vec::new();
+        }
+    };
+    for change in &swept {
+        tracing::warn!(
+            job = change.id,
+            account = change.account.as_str(),
+            outcome = change.state.as_str(),
+            "the relay sending this is gone; it is never sent again"
+        );
+    }
+    swept
 }

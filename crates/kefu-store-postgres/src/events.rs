@@ -26,7 +26,7 @@ use crate::{sessions, yunzhenji};
 const NEWEST: &str = "SELECT value FROM kefu.counters WHERE name = 'event_id'";
 
 /// The highest event id ever given (0 before the first), also after purges.
-async fn newest(c: &Conn) -> Result<i64, PgError> {
+pub(crate) async fn newest(c: &Conn) -> Result<i64, PgError> {
     sql::get(&sql::query_one(c, NEWEST, &[]).await?, 0)
 }
 
@@ -360,7 +360,8 @@ impl EventStore for PgStore {
         if new.webhook {
             locks = locks.webhook(&new.callback.userid);
         }
-        self.api(locks, work(move |c, g| Box::pin(admit_dialogue(c, g, new))))
+        let admitted = self.api(locks, work(move |c, g| Box::pin(admit_dialogue(c, g, new))));
+        self.announced(admitted)
     }
 
     fn admit_wechat(&self, new: NewWechat) -> BoxFuture<'_, StoreResult<Admission>> {
@@ -369,7 +370,8 @@ impl EventStore for PgStore {
         if new.webhook {
             locks = locks.webhook(openid);
         }
-        self.api(locks, work(move |c, g| Box::pin(admit_wechat(c, g, new))))
+        let admitted = self.api(locks, work(move |c, g| Box::pin(admit_wechat(c, g, new))));
+        self.announced(admitted)
     }
 
     fn admit_yunzhenji(&self, new: NewYunzhenji) -> BoxFuture<'_, StoreResult<YunzhenjiAdmission>> {
@@ -377,10 +379,15 @@ impl EventStore for PgStore {
         if new.webhook {
             locks = locks.webhook(&new.conversation);
         }
-        self.api(
+        let admitted = self.api(
             locks,
             work(move |c, g| Box::pin(yunzhenji::admit(c, g, new))),
-        )
+        );
+        Box::pin(async move {
+            let admitted = admitted.await?;
+            self.announce(&admitted.admission);
+            Ok(admitted)
+        })
     }
 
     fn remember_url_verification(

@@ -146,26 +146,30 @@ async fn insert(
     Ok(Claimed::Done(stored))
 }
 
-/// Marks queued jobs `sending`, all or none: a job no longer queued may be another relay's send
-/// in flight, and must not be sent again.
-async fn mark_sending(c: &Conn, g: &mut Group, ids: Vec<i64>) -> Result<(), PgError> {
-    let marked = sql::execute(
+/// Marks queued jobs `sending`, all or none, and returns the ids it marked: a job no longer
+/// queued may be another relay's send in flight, and must not be sent again, nor the jobs
+/// behind it in its conversation.
+async fn mark_sending(c: &Conn, g: &mut Group, ids: Vec<i64>) -> Result<Vec<i64>, PgError> {
+    c.batch_execute("SAVEPOINT mark").await?;
+    let marked: Vec<i64> = sql::query(
         c,
         "UPDATE kefu.jobs SET state = 'sending', attempts = attempts + 1, relay_id = $2,
              updated_at_ms = $3
-         WHERE id = ANY($1) AND state = 'queued'",
+         WHERE id = ANY($1) AND state = 'queued'
+         RETURNING id",
         &[&ids, &&*g.relay, &g.now],
     )
-    .await?;
-    if usize::try_from(marked).ok() != Some(ids.len()) {
-        return Err(PgError::Data(format!(
-            "{} of {} jobs to send are no longer queued: another relay may be sending them, so none is sent",
-            ids.len()
-                .saturating_sub(usize::try_from(marked).unwrap_or(0)),
-            ids.len()
-        )));
+    .await?
+    .iter()
+    .map(|row| sql::get(row, 0))
+    .collect::<Result<_, _>>()?;
+    if marked.len() == ids.len() {
+        c.batch_execute("RELEASE SAVEPOINT mark").await?;
+        return Ok(ids);
     }
-    Ok(())
+    c.batch_execute("ROLLBACK TO SAVEPOINT mark; RELEASE SAVEPOINT mark")
+        .await?;
+    Ok(Vec::new())
 }
 
 /// Records an attempt's outcome. The common case, a job no callback reported on while it was
@@ -413,11 +417,12 @@ impl JobStore for PgStore {
         )
     }
 
-    fn mark_sending(&self, id: i64) -> BoxFuture<'_, StoreResult<()>> {
-        self.delivery(work(move |c, g| Box::pin(mark_sending(c, g, vec![id]))))
+    fn mark_sending(&self, id: i64) -> BoxFuture<'_, StoreResult<bool>> {
+        let marked = self.delivery(work(move |c, g| Box::pin(mark_sending(c, g, vec![id]))));
+        Box::pin(async move { Ok(!marked.await?.is_empty()) })
     }
 
-    fn mark_sending_many(&self, ids: &[i64]) -> BoxFuture<'_, StoreResult<()>> {
+    fn mark_sending_many(&self, ids: &[i64]) -> BoxFuture<'_, StoreResult<Vec<i64>>> {
         let ids = ids.to_vec();
         self.delivery(work(move |c, g| Box::pin(mark_sending(c, g, ids))))
     }

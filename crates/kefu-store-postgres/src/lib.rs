@@ -20,6 +20,7 @@ mod config;
 mod connect;
 mod error;
 mod events;
+mod fleet;
 mod jobs;
 mod keys;
 mod lane;

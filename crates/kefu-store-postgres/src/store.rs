@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use deadpool_postgres::{Object, Pool};
 use kefu_core::{BoxFuture, TokenStore};
-use kefu_store::{PendingJob, Store, StoreResult};
+use kefu_store::{Admission, PendingJob, Store, StoreResult};
+use tokio::sync::watch;
 
 use crate::config::{MigrateMode, PgConfig, RelayId};
 use crate::connect::{connect, ping};
@@ -40,6 +41,8 @@ pub struct PgStore {
 
 struct Inner {
     pool: Pool,
+    /// The newest event id, raised by this store's admissions (see `fleet.rs`).
+    newest: watch::Sender<i64>,
     api: Lane,
     delivery: Lane,
     relay: RelayId,
@@ -69,8 +72,10 @@ impl PgStore {
                     check_schema(&client).await?;
                 }
             }
-            start(&client, config, &relay).await?
+            let pending = start(&client, config, &relay).await?;
+            (pending, crate::events::newest(&client).await?)
         };
+        let (pending, newest) = pending;
         let mut lanes = config.clone();
         lanes.pool_size = LANES;
         let lane_pool = connect(&lanes, &relay).await?;
@@ -80,6 +85,7 @@ impl PgStore {
         let store = PgStore {
             inner: Arc::new(Inner {
                 pool,
+                newest: watch::channel(newest).0,
                 api,
                 delivery,
                 relay,
@@ -91,6 +97,24 @@ impl PgStore {
     /// This relay's id in the database (`kefu.relays`, the `relay_id` of the jobs it sends).
     pub fn relay(&self) -> &RelayId {
         &self.inner.relay
+    }
+
+    /// Raises the newest event id for an event `admission` stored.
+    pub(crate) fn announce(&self, admission: &Admission) {
+        if let Admission::Stored(event) = admission {
+            self.inner.newest.send_if_modified(|newest| {
+                let newer = event.id > *newest;
+                if newer {
+                    *newest = event.id;
+                }
+                newer
+            });
+        }
+    }
+
+    /// The newest event id this store knows of.
+    pub(crate) fn newest(&self) -> watch::Receiver<i64> {
+        self.inner.newest.subscribe()
     }
 
     /// A pooled connection, once the delivery lane has applied every outcome recorded before.

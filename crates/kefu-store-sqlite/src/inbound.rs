@@ -40,7 +40,7 @@ fn pending_events(tx: &Transaction<'_>) -> Result<(Vec<PendingEvent>, i64), Stor
 }
 
 /// The highest event id ever given (0 before the first), also after purges.
-fn latest_event_id(tx: &Transaction<'_>) -> Result<i64, StoreError> {
+pub(crate) fn latest_event_id(tx: &Transaction<'_>) -> Result<i64, StoreError> {
     let from_sequence: Option<i64> = tx
         .query_row(
             "SELECT seq FROM sqlite_sequence WHERE name = 'inbound_events'",
@@ -453,19 +453,26 @@ impl EventStore for SqliteStore {
     }
 
     fn admit_dialogue(&self, new: NewDialogue) -> BoxFuture<'_, StoreResult<Admission>> {
-        self.boxed(Box::new(move |tx, group| {
+        let admitted = self.boxed(Box::new(move |tx, group| {
             admit_dialogue(tx, group.now, new)
-        }))
+        }));
+        Box::pin(async move { self.announced(admitted.await) })
     }
 
     fn admit_wechat(&self, new: NewWechat) -> BoxFuture<'_, StoreResult<Admission>> {
-        self.boxed(Box::new(move |tx, group| admit_wechat(tx, group.now, new)))
+        let admitted = self.boxed(Box::new(move |tx, group| admit_wechat(tx, group.now, new)));
+        Box::pin(async move { self.announced(admitted.await) })
     }
 
     fn admit_yunzhenji(&self, new: NewYunzhenji) -> BoxFuture<'_, StoreResult<YunzhenjiAdmission>> {
-        self.boxed(Box::new(move |tx, group| {
+        let admitted = self.boxed(Box::new(move |tx, group| {
             yunzhenji::admit(tx, group.now, new)
-        }))
+        }));
+        Box::pin(async move {
+            let admitted = admitted.await?;
+            self.announce(&admitted.admission);
+            Ok(admitted)
+        })
     }
 
     fn remember_url_verification(

@@ -349,15 +349,18 @@ impl JobStore for SqliteStore {
         }))
     }
 
-    fn mark_sending(&self, id: i64) -> BoxFuture<'_, StoreResult<()>> {
+    fn mark_sending(&self, id: i64) -> BoxFuture<'_, StoreResult<bool>> {
         self.boxed(Box::new(move |tx, group| {
-            mark_sending(tx, group.now, &[id])
+            mark_sending(tx, group.now, &[id]).map(|()| true)
         }))
     }
 
-    fn mark_sending_many(&self, ids: &[i64]) -> BoxFuture<'_, StoreResult<()>> {
+    /// One relay owns the file: nothing to fence, every id is marked.
+    fn mark_sending_many(&self, ids: &[i64]) -> BoxFuture<'_, StoreResult<Vec<i64>>> {
         let ids = ids.to_vec();
-        self.boxed(Box::new(move |tx, group| mark_sending(tx, group.now, &ids)))
+        self.boxed(Box::new(move |tx, group| {
+            mark_sending(tx, group.now, &ids).map(|()| ids)
+        }))
     }
 
     fn record(&self, id: i64, outcome: Outcome) -> StoreResult<()> {

@@ -19,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+mod fleet;
 mod inbound;
 mod jobs;
 mod keys;
@@ -33,7 +34,7 @@ use std::sync::Arc;
 
 use kefu_core::{BoxFuture, TokenStore};
 use rusqlite::{Connection, Transaction};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use kefu_store::{PendingJob, Store, StoreError, StoreResult};
 
@@ -70,6 +71,8 @@ enum Command {
 #[derive(Clone)]
 pub struct SqliteStore {
     commands: mpsc::UnboundedSender<Command>,
+    /// The newest event id, raised by this store's admissions (see `fleet.rs`).
+    newest: Arc<watch::Sender<i64>>,
 }
 
 /// How many commands at most share one transaction.
@@ -85,6 +88,10 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<(SqliteStore, Vec<PendingJob>), StoreError> {
         let (lock, mut conn) = open_migrated(path)?;
         let pending = jobs::recover(&mut conn)?;
+        let newest = {
+            let tx = conn.transaction().map_err(sql)?;
+            inbound::latest_event_id(&tx)?
+        };
         let last_seq: i64 = conn
             .query_row("SELECT IFNULL(MAX(seq), 0) FROM outbox", [], |row| {
                 row.get(0)
@@ -99,7 +106,13 @@ impl SqliteStore {
                 drop(lock);
             })
             .map_err(|e| StoreError::new(format!("cannot start the store thread: {e}")))?;
-        Ok((SqliteStore { commands }, pending))
+        Ok((
+            SqliteStore {
+                commands,
+                newest: Arc::new(watch::channel(newest).0),
+            },
+            pending,
+        ))
     }
 
     /// Brings the file at `path` to the newest schema ([`schema::LATEST`]) without starting a

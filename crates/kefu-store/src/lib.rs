@@ -77,7 +77,9 @@
 //! * **One relay at a time serves an (account, recipient).** A backend that several relays
 //!   share hands each conversation, with its queued jobs and webhook events, to one live relay
 //!   at a time (PostgreSQL: a lease row per conversation), so that order per user holds across
-//!   relays; the SQLite backend refuses a second relay on the same file.
+//!   relays; the SQLite backend refuses a second relay on the same file. What a shared backend
+//!   guarantees beyond that (leases, the fence on `sending`, leadership, wake-ups) is stated
+//!   on [`Fleet`].
 //! * **Reads** ([`JobStore::get`], [`JobStore::depth`], [`SessionStore::session`],
 //!   [`SessionStore::sessions`]) see at least every write whose future has resolved; they may
 //!   see writes not yet durable, which nothing acknowledges on the strength of.
@@ -89,6 +91,7 @@
 pub mod conformance;
 pub mod event;
 mod events;
+mod fleet;
 pub mod idempotency;
 mod jobs;
 pub mod message;
@@ -103,6 +106,7 @@ pub use events::{
     Admission, NewDialogue, NewWechat, NewYunzhenji, PendingEvent, Purged, ReportKind, SendReport,
     WebhookOutcome, YunzhenjiAdmission,
 };
+pub use fleet::{ConvKey, Fleet, Head, Lane};
 pub use idempotency::{Claim, Claimed, Earlier, Saved};
 pub use jobs::{
     DIALOGUE_ACCOUNT, DeskCall, INTERRUPTED_MESSAGE, Idempotent, JobState, JobStatus, NewJob,
@@ -137,12 +141,15 @@ pub trait JobStore: Send + Sync + 'static {
         desk_call: Option<DeskCall>,
     ) -> BoxFuture<'_, StoreResult<Claimed<Vec<PendingJob>>>>;
 
-    /// Durably marks a job `sending` and counts the attempt, before its request leaves.
-    fn mark_sending(&self, id: i64) -> BoxFuture<'_, StoreResult<()>>;
+    /// Durably marks a job `sending` and counts the attempt, before its request leaves; `false`
+    /// if a shared store did not mark it (see [`JobStore::mark_sending_many`]).
+    fn mark_sending(&self, id: i64) -> BoxFuture<'_, StoreResult<bool>>;
 
     /// Durably marks the jobs of one batch `sending` and counts an attempt for each, in one
-    /// transaction, before the batch's request leaves.
-    fn mark_sending_many(&self, ids: &[i64]) -> BoxFuture<'_, StoreResult<()>>;
+    /// transaction, before the batch's request leaves, and returns the ids it marked: all of
+    /// them, except on a shared store when this relay no longer holds their conversation
+    /// ([`Fleet`]'s fence), which marks none. Fewer ids than asked: send nothing.
+    fn mark_sending_many(&self, ids: &[i64]) -> BoxFuture<'_, StoreResult<Vec<i64>>>;
 
     /// Records the outcome of an attempt, without waiting for it to be durable (see the
     /// ordering rule of the [module docs](self)). Fails only if the store is gone.
@@ -236,8 +243,9 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, StoreResult<Vec<Session>>>;
 }
 
-/// Everything the relay keeps, as one backend provides it.
-pub trait Store: JobStore + EventStore + SessionStore + TokenStore {
+/// Everything the relay keeps, as one backend provides it, and how the relays sharing it (if
+/// any) divide the work ([`Fleet`]).
+pub trait Store: JobStore + EventStore + SessionStore + TokenStore + Fleet {
     /// Checks that the store answers and is readable.
     fn ping(&self) -> BoxFuture<'_, StoreResult<()>>;
 

@@ -205,10 +205,17 @@ impl Inbound {
             }),
         };
         let retention = millis(config.events.retention);
+        if store.shared() {
+            inbound.follow_the_fleet(store.newest_event());
+        }
         let purger = tokio::spawn(async move {
             let mut every = tokio::time::interval(PURGE_EVERY);
             loop {
                 every.tick().await;
+                // On a shared store, one relay purges for the fleet.
+                if !store.is_leader() {
+                    continue;
+                }
                 let purged = store.purge_events(retention).await;
                 match purged {
                     Ok(purged) if purged != crate::store::Purged::default() => {
@@ -258,18 +265,46 @@ impl Inbound {
         }
     }
 
+    /// How many long polls are waiting, for the tests that wake them.
+    #[cfg(test)]
+    pub(crate) fn long_polls(&self) -> usize {
+        self.inner.latest.receiver_count()
+    }
+
     /// Announces a newly stored event to long polls and the webhook.
     fn publish(&self, event: PendingEvent) {
-        self.inner.latest.send_if_modified(|latest| {
-            let newer = event.id > *latest;
-            if newer {
-                *latest = event.id;
-            }
-            newer
-        });
+        self.raise_latest(event.id);
         if let Some(webhook) = &self.inner.webhook {
             webhook.enqueue(event);
         }
+    }
+
+    /// Raises the highest stored event id that long polls wait on to `id`, if it is higher.
+    fn raise_latest(&self, id: i64) {
+        self.inner.latest.send_if_modified(|latest| {
+            let newer = id > *latest;
+            if newer {
+                *latest = id;
+            }
+            newer
+        });
+    }
+
+    /// On a store several relays share, wakes this relay's long polls for the events stored
+    /// through the others too, until the service stops.
+    fn follow_the_fleet(&self, mut newest: watch::Receiver<i64>) {
+        let inbound = self.clone();
+        let mut stopping = self.inner.stopping.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let id = *newest.borrow_and_update();
+                inbound.raise_latest(id);
+                tokio::select! {
+                    changed = newest.changed() => if changed.is_err() { return },
+                    _ = stopping.wait_for(|stop| *stop) => return,
+                }
+            }
+        });
     }
 
     /// The desk call (`enter`, `switch`, `quit`) to record on a Dialogue user's session, in

@@ -29,8 +29,9 @@ use sha2::Sha256;
 use tokio::sync::{Semaphore, watch};
 
 use crate::config::WebhookConfig;
-use crate::conversations::{Attempts, Conversations, Deliver, Step, drive};
+use crate::conversations::{Attempts, Deliver, Step, drive};
 use crate::metrics::Metrics;
+use crate::pulled::Queues;
 use crate::store::{PendingEvent, Store, WebhookOutcome};
 use kefu_core::now_ms;
 
@@ -56,7 +57,7 @@ pub struct WebhookError(String);
 /// Hands stored events to per-user delivery tasks.
 #[derive(Clone)]
 pub struct WebhookDispatcher {
-    conversations: Arc<Conversations<String, PendingEvent, Inner>>,
+    queues: Arc<Queues<PendingEvent, Inner>>,
 }
 
 struct Inner {
@@ -69,7 +70,9 @@ struct Inner {
 }
 
 impl WebhookDispatcher {
-    /// Starts pushing `pending` (events recovered from the store, in order).
+    /// Starts pushing `pending` (events recovered from the store, in order). On a store several
+    /// relays share, the events are pulled from the store instead, by user (`pulled.rs`), and
+    /// an event stored through another relay wakes the claim of this one.
     pub fn start(
         store: Arc<dyn Store>,
         config: WebhookConfig,
@@ -78,15 +81,17 @@ impl WebhookDispatcher {
     ) -> Result<WebhookDispatcher, WebhookError> {
         let http = http_client(config.timeout, Duration::from_secs(30))
             .map_err(|e| WebhookError(e.to_string()))?;
+        let wake = store.shared().then(|| store.newest_event());
+        let worker = Inner {
+            store: Arc::clone(&store),
+            policy: policy(&config),
+            permits: Semaphore::new(config.concurrency.max(1)),
+            config,
+            http,
+            metrics,
+        };
         let dispatcher = WebhookDispatcher {
-            conversations: Conversations::new(Inner {
-                store,
-                policy: policy(&config),
-                permits: Semaphore::new(config.concurrency.max(1)),
-                config,
-                http,
-                metrics,
-            }),
+            queues: Arc::new(Queues::start(&store, worker, wake)),
         };
         for event in pending {
             dispatcher.enqueue(event);
@@ -94,15 +99,16 @@ impl WebhookDispatcher {
         Ok(dispatcher)
     }
 
-    /// Queues a stored event behind the user's earlier events.
+    /// Queues a stored event behind the user's earlier events (on a shared store: kicks the
+    /// user's conversation, whose task reads the event from the store).
     pub fn enqueue(&self, event: PendingEvent) {
-        self.conversations.enqueue(event.openid.clone(), event);
+        self.queues.enqueue(event);
     }
 
     /// Stops starting new attempts and waits up to `grace` for those in flight. Events not
     /// acknowledged stay stored and are sent again on the next start.
     pub async fn shutdown(&self, grace: Duration) {
-        self.conversations.shutdown(grace, "webhook calls").await;
+        self.queues.shutdown(grace, "webhook calls").await;
     }
 }
 

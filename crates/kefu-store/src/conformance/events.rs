@@ -49,6 +49,22 @@ fn kind_of(event: &PendingEvent) -> Value {
     body["kind"].clone()
 }
 
+/// The fleet's newest event id, which long polls wait on, reaches every event an admission
+/// stored (a shared backend: through its notification, so this waits for it, untimed).
+pub async fn the_newest_event_follows_admissions<F: Fresh>(fresh: F) {
+    let store = fresh.store();
+    let mut newest = store.newest_event();
+    let before = *newest.borrow();
+    let event = stored(
+        &*store,
+        dialogue("n1", callback("oN", KefuState::NeedPerson, "hi")),
+    )
+    .await;
+    assert!(event.id > before);
+    let seen = *newest.wait_for(|newest| *newest >= event.id).await.unwrap();
+    assert_eq!(seen, event.id, "no id beyond the one stored");
+}
+
 /// A callback is stored once (a redelivery is dropped), moves the user's session, and waits
 /// for the webhook across a restart until delivered.
 pub async fn admits_once_tracks_the_session_and_survives_a_restart<F: Fresh>(fresh: F) {

@@ -220,11 +220,13 @@ pub async fn a_resend_of_an_ambiguous_job_ends_its_window<F: Fresh>(fresh: F) {
     );
 }
 
-/// `mark_sending_many` marks every job of the batch and counts an attempt for each.
+/// `mark_sending_many` marks every job of the batch, counts an attempt for each, and says so:
+/// the relay that holds the conversation gets every id back.
 pub async fn a_batch_is_marked_sending_together<F: Fresh>(fresh: F) {
     let store = fresh.store();
     let ids = three_jobs(&*store).await;
-    store.mark_sending_many(&ids[..2]).await.unwrap();
+    let marked = store.mark_sending_many(&ids[..2]).await.unwrap();
+    assert_eq!(marked, ids[..2]);
     let mut depth = store.depth().await.unwrap();
     depth.sort_by_key(|(state, _)| state.as_str());
     assert_eq!(depth, vec![(JobState::Queued, 1), (JobState::Sending, 2)]);

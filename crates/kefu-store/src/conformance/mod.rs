@@ -86,6 +86,7 @@ macro_rules! conformance_suite {
             events::events_are_paged_in_order_and_ids_survive_a_purge,
             events::a_webhook_outcome_is_recorded,
             events::a_reader_following_the_feed_misses_no_event,
+            events::the_newest_event_follows_admissions,
             yunzhenji::a_chat_msg_echo_resolves_an_ambiguous_job_to_accepted_for_a_new_window,
             yunzhenji::a_send_failure_fails_an_accepted_ambiguous_or_delivered_job,
             yunzhenji::a_duplicate_is_dropped_before_its_report_is_applied,
