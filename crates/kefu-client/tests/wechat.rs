@@ -4,7 +4,7 @@
 mod fake_cgibin;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fake_cgibin::*;
 use kefu_client::kefu_payload::cgibin::AccountKind;
@@ -649,4 +649,75 @@ async fn after_a_restart_a_stored_token_due_for_refresh_serves_if_the_refresh_fa
             .to_owned()
     });
     assert_eq!(used, stored);
+}
+
+/// Two relays sharing a token store, each with its own provider (its own memory and single
+/// flight), as a fleet on one database.
+fn fleet_of_two(fake: &Fake, store: &Arc<MemoryStore>) -> [Arc<WechatProvider>; 2] {
+    ["relay-1", "relay-2"].map(|relay| {
+        let member = FleetMember {
+            store: store.clone(),
+            relay,
+        };
+        Arc::new(
+            fake.builder(AccountKind::OfficialAccount)
+                .token_store(Arc::new(member))
+                .build()
+                .unwrap(),
+        )
+    })
+}
+
+#[tokio::test]
+async fn a_fleet_on_a_cold_store_fetches_one_token_between_its_relays() {
+    let fake = Fake::start().await;
+    // A second fetch would show: every fetch issues a new token.
+    fake.with(|s| s.rotate_every_fetch = true);
+    let store = Arc::new(MemoryStore::default());
+    let relays = fleet_of_two(&fake, &store);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let provider = relays[i % 2].clone();
+        tasks.spawn(async move {
+            let job = text_job(&provider, &format!("消息 {i}"));
+            provider.send(&job).await
+        });
+    }
+    while let Some(attempt) = tasks.join_next().await {
+        let attempt = attempt.unwrap();
+        assert_eq!(attempt.class, Class::Success, "{}", attempt.message);
+    }
+    assert_eq!(fake.fetches(), 1, "one fetch for the whole fleet");
+    let fetched: u64 = relays.iter().map(|p| p.counters().token_fetches).sum();
+    assert_eq!(fetched, 1);
+    assert!(store.leases.lock().unwrap().is_empty(), "the fetch ended");
+}
+
+#[tokio::test]
+async fn a_relay_fetches_itself_once_a_dead_relays_fetch_lease_runs_out() {
+    let fake = Fake::start().await;
+    let store = Arc::new(MemoryStore::default());
+    // A relay that died while fetching: its lease would hold for a long while.
+    store.leases.lock().unwrap().insert(
+        APPID.to_owned(),
+        ("gone", Instant::now() + Duration::from_secs(600)),
+    );
+    let member = FleetMember {
+        store: store.clone(),
+        relay: "relay-1",
+    };
+    let provider = fake
+        .builder(AccountKind::OfficialAccount)
+        .token_store(Arc::new(member))
+        .token_fetch_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(20),
+        provider.send(&text_job(&provider, "a")),
+    )
+    .await
+    .expect("the relay stopped waiting for the dead relay's fetch");
+    assert_eq!(attempt.class, Class::Success, "{}", attempt.message);
+    assert_eq!(fake.fetches(), 1);
 }

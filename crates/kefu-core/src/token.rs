@@ -36,6 +36,10 @@ pub struct TokenStoreError(pub String);
 /// * [`invalidate`](TokenStore::invalidate) is compare-and-delete, atomic: it drops the stored
 ///   token only if it is still `failed`, and says whether it did.
 /// * Each call is durable when its future resolves.
+/// * [`begin_fetch`](TokenStore::begin_fetch) grants one fetcher per AppID at a time across
+///   every relay sharing the store, until it calls [`end_fetch`](TokenStore::end_fetch) or its
+///   lease runs out (a fetcher that died holds nobody up for longer). A store that one relay
+///   owns alone grants every call: the relay's own single flight is enough.
 pub trait TokenStore: Send + Sync + 'static {
     /// The token stored for `appid`, if any (expired or not: the caller decides).
     fn load<'a>(
@@ -56,4 +60,22 @@ pub trait TokenStore: Send + Sync + 'static {
         appid: &'a str,
         failed: &'a str,
     ) -> BoxFuture<'a, Result<bool, TokenStoreError>>;
+
+    /// Asks to be the one relay that fetches a token for `appid` for the next `lease_ms`
+    /// milliseconds; `false`: another relay is fetching, and will save what it gets. Granted
+    /// again to the same relay while it holds the lease.
+    fn begin_fetch<'a>(
+        &'a self,
+        appid: &'a str,
+        lease_ms: i64,
+    ) -> BoxFuture<'a, Result<bool, TokenStoreError>> {
+        let _ = (appid, lease_ms);
+        Box::pin(async { Ok(true) })
+    }
+
+    /// Ends this relay's fetch for `appid`, saved or failed, so that another may fetch at once.
+    fn end_fetch<'a>(&'a self, appid: &'a str) -> BoxFuture<'a, Result<(), TokenStoreError>> {
+        let _ = appid;
+        Box::pin(async { Ok(()) })
+    }
 }

@@ -1,6 +1,7 @@
 //! The `kefu.access_tokens` table, and [`TokenStore`] over it: one statement each, through the
 //! pool. Saving keeps the later-expiring token, and invalidating compares before it deletes, so
-//! that relays sharing the table never put back an older token nor drop a newer one.
+//! that relays sharing the table never put back an older token nor drop a newer one. A row of
+//! `kefu.token_fetches` is the lease of the one relay fetching an AppID's token.
 
 use kefu_core::{BoxFuture, StoredToken, TokenStore, TokenStoreError};
 
@@ -53,6 +54,34 @@ impl PgStore {
         Ok(())
     }
 
+    async fn begin_token_fetch(&self, appid: &str, lease_ms: i64) -> Result<bool, PgError> {
+        let c = self.reader().await?;
+        // The lease's clock is the database's, like the conversations' leases.
+        let granted = sql::execute(
+            &c,
+            "INSERT INTO kefu.token_fetches (appid, relay_id, until_ms)
+             VALUES ($1, $2, kefu.now_ms() + $3)
+             ON CONFLICT (appid) DO UPDATE SET relay_id = excluded.relay_id,
+                 until_ms = excluded.until_ms
+             WHERE kefu.token_fetches.until_ms < kefu.now_ms()
+                OR kefu.token_fetches.relay_id = excluded.relay_id",
+            &[&appid, &self.relay().as_str(), &lease_ms],
+        )
+        .await?;
+        Ok(granted > 0)
+    }
+
+    async fn end_token_fetch(&self, appid: &str) -> Result<(), PgError> {
+        let c = self.reader().await?;
+        sql::execute(
+            &c,
+            "DELETE FROM kefu.token_fetches WHERE appid = $1 AND relay_id = $2",
+            &[&appid, &self.relay().as_str()],
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn invalidate_token(&self, appid: &str, failed: &str) -> Result<bool, PgError> {
         let c = self.reader().await?;
         let dropped = sql::execute(
@@ -91,5 +120,21 @@ impl TokenStore for PgStore {
                 .await
                 .map_err(token_error)
         })
+    }
+
+    fn begin_fetch<'a>(
+        &'a self,
+        appid: &'a str,
+        lease_ms: i64,
+    ) -> BoxFuture<'a, Result<bool, TokenStoreError>> {
+        Box::pin(async move {
+            self.begin_token_fetch(appid, lease_ms)
+                .await
+                .map_err(token_error)
+        })
+    }
+
+    fn end_fetch<'a>(&'a self, appid: &'a str) -> BoxFuture<'a, Result<(), TokenStoreError>> {
+        Box::pin(async move { self.end_token_fetch(appid).await.map_err(token_error) })
     }
 }

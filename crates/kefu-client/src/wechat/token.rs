@@ -42,6 +42,13 @@ const THROTTLED_HOLD_MS: i64 = 60 * 1000;
 /// The longest token accepted; the platform asks to reserve 512 characters.
 const MAX_TOKEN_LEN: usize = 2048;
 
+/// A fleet fetch lease lasts the fetch timeout and this much more (saving the token, clock
+/// skew between a relay and the database).
+const FLEET_FETCH_MARGIN: Duration = Duration::from_secs(2);
+
+/// How often a relay waiting for another relay's fetch looks for the token it saved.
+const FLEET_FETCH_POLL: Duration = Duration::from_millis(200);
+
 /// An access token. A secret: `Debug` hides it; only [`expose`](AccessToken::expose) shows it,
 /// to put it in a request.
 #[derive(Clone, PartialEq, Eq)]
@@ -132,6 +139,10 @@ struct Failure {
 /// * Cache: in memory, and in the [`TokenStore`] if one is given, so that a restart reuses the
 ///   stored token. A token is fetched again once it is within 5 minutes of its expiry; if that
 ///   fetch fails, the still-valid token keeps serving (the next try is 30 s later).
+/// * Fleet: relays sharing the token store fetch one at a time per AppID
+///   ([`TokenStore::begin_fetch`]); a relay whose turn it is not waits for the token the other
+///   saves, serving meanwhile a token still valid, and fetches itself once the other's lease
+///   runs out.
 /// * Single flight: at most one fetch at a time; callers that waited re-check the cache before
 ///   fetching (double-check), and share the failure of a fetch that ended while they waited
 ///   rather than fetching again. A `config` failure is remembered 10 s and a throttled one 60 s,
@@ -233,7 +244,7 @@ impl TokenManager {
         if let Some(token) = self.stored_fresh().await {
             return Ok(token);
         }
-        match self.fetch(false).await {
+        match self.fetch_in_turn().await {
             Ok(token) => Ok(token),
             Err(error) => {
                 let now = now_ms();
@@ -428,6 +439,53 @@ impl TokenManager {
         };
         if let Err(e) = store.save(&self.appid, &stored).await {
             tracing::warn!(account = %self.account, "token store save failed: {e}");
+        }
+    }
+
+    /// A token fetched in normal mode by this relay once the relays sharing the token store
+    /// agree it is its turn (one fetcher per AppID across the fleet), or the token the relay
+    /// whose turn it was saved meanwhile. A store that cannot be asked, or a turn that outlasts
+    /// its lease (its relay died), fetches anyway: the lease saves quota, `stable_token` in
+    /// normal mode being idempotent across relays.
+    async fn fetch_in_turn(&self) -> Result<AccessToken, TokenError> {
+        let Some(store) = &self.store else {
+            return self.fetch(false).await;
+        };
+        let lease = self.fetch_timeout + FLEET_FETCH_MARGIN;
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let give_up_at = tokio::time::Instant::now() + lease;
+        loop {
+            match store.begin_fetch(&self.appid, lease_ms).await {
+                Ok(true) => {
+                    // Another relay may have saved a token between this relay's look at the
+                    // store and its turn.
+                    let result = match self.stored_fresh().await {
+                        Some(token) => Ok(token),
+                        None => self.fetch(false).await,
+                    };
+                    if let Err(e) = store.end_fetch(&self.appid).await {
+                        tracing::warn!(account = %self.account, "token store could not end this relay's fetch: {e}");
+                    }
+                    return result;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(account = %self.account, "token store could not grant a fetch, fetching: {e}");
+                    return self.fetch(false).await;
+                }
+            }
+            // Another relay refreshes ahead: the token still valid keeps serving meanwhile.
+            if let Some(token) = self.cached_valid(now_ms()) {
+                return Ok(token);
+            }
+            if tokio::time::Instant::now() >= give_up_at {
+                tracing::warn!(account = %self.account, "another relay's access token fetch outlasted its lease, fetching");
+                return self.fetch(false).await;
+            }
+            tokio::time::sleep(FLEET_FETCH_POLL).await;
+            if let Some(token) = self.stored_fresh().await {
+                return Ok(token);
+            }
         }
     }
 

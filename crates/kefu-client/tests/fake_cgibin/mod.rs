@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kefu_client::kefu_payload::cgibin::AccountKind;
 use kefu_client::wechat::{WechatProvider, WechatProviderBuilder};
@@ -234,6 +234,8 @@ fn answer(state: &mut State, seen: Seen) -> Reply {
 #[derive(Default)]
 pub struct MemoryStore {
     pub tokens: Mutex<HashMap<String, StoredToken>>,
+    /// The fleet's fetch leases by AppID: which relay fetches, until when.
+    pub leases: Mutex<HashMap<String, (&'static str, Instant)>>,
 }
 
 impl TokenStore for MemoryStore {
@@ -273,6 +275,72 @@ impl TokenStore for MemoryStore {
                 return Ok(true);
             }
             Ok(false)
+        })
+    }
+}
+
+/// One relay's view of a [`MemoryStore`] shared by a fleet: the tokens are shared, and so are
+/// the fetch leases, granted per AppID to one relay at a time until it ends its fetch or the
+/// lease runs out.
+pub struct FleetMember {
+    pub store: Arc<MemoryStore>,
+    pub relay: &'static str,
+}
+
+impl TokenStore for FleetMember {
+    fn load<'a>(
+        &'a self,
+        appid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StoredToken>, TokenStoreError>> {
+        self.store.load(appid)
+    }
+
+    fn save<'a>(
+        &'a self,
+        appid: &'a str,
+        token: &'a StoredToken,
+    ) -> BoxFuture<'a, Result<(), TokenStoreError>> {
+        self.store.save(appid, token)
+    }
+
+    fn invalidate<'a>(
+        &'a self,
+        appid: &'a str,
+        failed: &'a str,
+    ) -> BoxFuture<'a, Result<bool, TokenStoreError>> {
+        self.store.invalidate(appid, failed)
+    }
+
+    fn begin_fetch<'a>(
+        &'a self,
+        appid: &'a str,
+        lease_ms: i64,
+    ) -> BoxFuture<'a, Result<bool, TokenStoreError>> {
+        Box::pin(async move {
+            let mut leases = self.store.leases.lock().unwrap();
+            let now = Instant::now();
+            let granted = match leases.get(appid) {
+                Some((holder, until)) => *holder == self.relay || *until < now,
+                None => true,
+            };
+            if granted {
+                let until = now + Duration::from_millis(lease_ms as u64);
+                leases.insert(appid.to_owned(), (self.relay, until));
+            }
+            Ok(granted)
+        })
+    }
+
+    fn end_fetch<'a>(&'a self, appid: &'a str) -> BoxFuture<'a, Result<(), TokenStoreError>> {
+        Box::pin(async move {
+            let mut leases = self.store.leases.lock().unwrap();
+            if leases
+                .get(appid)
+                .is_some_and(|(holder, _)| *holder == self.relay)
+            {
+                leases.remove(appid);
+            }
+            Ok(())
         })
     }
 }
