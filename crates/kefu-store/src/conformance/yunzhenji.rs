@@ -25,7 +25,7 @@ async fn job<F: Fresh>(fresh: &F, account: &str, outcome: Option<Outcome>) -> i6
     };
     let id = stored[0].id();
     if let Some(outcome) = outcome {
-        hold(&*outbox, &[id]).await;
+        hold(outbox, &[id]).await;
         outbox.mark_sending_many(&[id]).await.unwrap();
         outbox.record(id, outcome).unwrap();
         fresh.recorded().await;
@@ -287,7 +287,7 @@ pub async fn a_report_that_comes_before_the_answer_settles_the_attempt_when_it_i
     assert_eq!(status.error_message.as_deref(), Some("对方已删除好友"));
     // Once recorded, the early report is spent: a resend's attempt starts clean.
     outbox.resend(failed_first, None).await.unwrap();
-    hold(&*outbox, &[failed_first]).await;
+    hold(outbox, &[failed_first]).await;
     outbox.mark_sending_many(&[failed_first]).await.unwrap();
     outbox.record(failed_first, accepted()).unwrap();
     fresh.recorded().await;
