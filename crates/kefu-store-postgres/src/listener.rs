@@ -124,10 +124,22 @@ async fn session(
             }
         }
     });
+    // Aborted also when the listener itself is (the store stops): the session then ends, and
+    // the server releases the leadership lock at once.
+    let driver = AbortOnDrop(driver);
     let ended = serve(config, &client, &mut notified, newest, leadership).await;
     drop(client);
-    driver.abort();
+    drop(driver);
     ended
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Listens, follows the counter and keeps or seeks the leadership, until the connection fails.

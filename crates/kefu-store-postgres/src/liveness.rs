@@ -35,11 +35,13 @@ impl Registration {
 
     /// One heartbeat: alive for another TTL; the row is inserted again if it was removed (a
     /// relay row is deleted a day after it lapsed, so one that stalled that long comes back).
+    /// A stopped relay stays stopped, even if a beat sent just before the stop arrives after it.
     async fn beat(&self, pool: &Pool) -> Result<(), PgError> {
         let c = pool.get().await?;
         let kept = sql::execute(
             &c,
-            "UPDATE kefu.relays SET alive_until_ms = kefu.now_ms() + $2 WHERE relay_id = $1",
+            "UPDATE kefu.relays SET alive_until_ms = kefu.now_ms() + $2
+             WHERE relay_id = $1 AND stopped_at_ms IS NULL",
             &[&self.relay, &self.ttl_ms],
         )
         .await?;

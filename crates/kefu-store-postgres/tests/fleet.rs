@@ -266,3 +266,42 @@ async fn one_relay_leads_and_another_takes_over_when_it_stops() {
     .await;
     assert!(!relays[leader].is_leader());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_outcome_leaves_a_swept_send_ambiguous() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    // A relay that stalls past its TTL (its heartbeat too slow to bring it back meanwhile),
+    // then records its send's outcome after the sweep.
+    let b = relay(&db, "b").await;
+    eventually("b leads", || async { b.is_leader().then_some(()) }).await;
+    let mut slow = config(&db, "a");
+    slow.heartbeat_ms = 60_000;
+    slow.lease_ttl_ms = 180_000;
+    let a = PgStore::open(&slow).await.unwrap().0;
+    let id = insert(&a, "u", "1").await;
+    head(&a, "u").await.unwrap();
+    assert_eq!(a.mark_sending_many(&[id]).await.unwrap(), [id]);
+    let admin = db.admin().await.unwrap();
+    admin
+        .execute(
+            "UPDATE kefu.relays SET alive_until_ms = 0 WHERE relay_id = $1",
+            &[&a.relay().as_str()],
+        )
+        .await
+        .unwrap();
+    // The leader sweeps it once it has led for a whole TTL.
+    eventually("the sweep", || async {
+        (!b.sweep_gone().await.unwrap().is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(state(&a, id).await, JobState::Ambiguous);
+    a.record(id, Outcome::Delivered).unwrap();
+    a.checkpoint().await.unwrap();
+    assert_eq!(
+        state(&a, id).await,
+        JobState::Ambiguous,
+        "never queued or settled again by the relay that lost it"
+    );
+}
