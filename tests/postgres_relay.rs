@@ -1,6 +1,7 @@
 //! The relay on PostgreSQL (`[store] url`) end to end over loopback: the desk's messages stored in
 //! the database and delivered in order per user, `/healthz` naming the store, a second relay on
-//! the same database refused, and what was acknowledged still there after a restart. Runs on a
+//! the same database serving beside the first (each message delivered once, in order per user,
+//! whichever relay took it), and what was acknowledged still there after a restart. Runs on a
 //! throwaway cluster (`kefu_store_postgres::testing`; skipped loudly where PostgreSQL is missing).
 
 #[path = "common/relay.rs"]
@@ -9,6 +10,7 @@ mod relay;
 use std::collections::HashMap;
 
 use kefu_connector::config::Config;
+use kefu_connector::desk::Desk;
 use kefu_connector::loopback::OA_APPID;
 use kefu_connector::sandbox::Sandbox;
 use kefu_connector::serve::Relay;
@@ -18,8 +20,57 @@ use serde_json::{Value, json};
 
 const API_KEY: &str = "postgres-desk-key-0123456789abcdef";
 
+/// The messages posted so far, per user in the order they were acknowledged, and their ids.
+#[derive(Default)]
+struct Sent {
+    posted: HashMap<String, Vec<String>>,
+    ids: Vec<i64>,
+}
+
+impl Sent {
+    /// Posts rounds `rounds` of one message to each of three users, one after the other, each
+    /// through the next of `desks` in turn.
+    async fn post(&mut self, desks: &[&Desk], rounds: std::ops::Range<usize>) {
+        let mut turn = 0;
+        for i in rounds {
+            for user in ["oPGA", "oPGB", "oPGC"] {
+                let text = format!("{user} 第{i}条");
+                let reply = desks[turn % desks.len()]
+                    .post(
+                        "/v1/messages",
+                        &json!({"openid": user, "channel": 0, "msg": text}),
+                    )
+                    .await
+                    .unwrap();
+                turn += 1;
+                assert_eq!(reply.status, 202, "{}", reply.text);
+                self.ids.push(reply.body["id"].as_i64().unwrap());
+                self.posted.entry(user.to_owned()).or_default().push(text);
+            }
+        }
+    }
+
+    /// Waits until every message is final (read through `desk`), and checks that each was
+    /// delivered, and that each user got exactly its messages, in order.
+    async fn check_delivered(&self, desk: &Desk, sandbox: &Sandbox) {
+        for &id in &self.ids {
+            let status = relay::status_in(desk, id, &["delivered", "failed", "ambiguous"]).await;
+            assert_eq!(status["status"], "delivered", "{status}");
+        }
+        for (user, texts) in &self.posted {
+            let got: Vec<Value> = sandbox
+                .messages(Some(user))
+                .iter()
+                .map(|m| serde_json::to_value(&m.msg).unwrap())
+                .collect();
+            let want: Vec<Value> = texts.iter().map(|t| json!(t)).collect();
+            assert_eq!(got, want, "{user}: order, content or count differs");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_on_postgres_delivers_in_order_alone_on_its_database_and_keeps_it_all() {
+async fn relays_on_one_postgres_deliver_each_message_once_in_order_and_keep_it_all() {
     let Some(db) = fresh_database().await else {
         return;
     };
@@ -36,59 +87,38 @@ async fn a_relay_on_postgres_delivers_in_order_alone_on_its_database_and_keeps_i
     assert_eq!(health.status, 200, "{}", health.text);
     assert_eq!(health.body, json!({"status": "ok", "store": "postgres"}));
 
-    let mut posted: HashMap<String, Vec<String>> = HashMap::new();
-    let mut ids = Vec::new();
-    for i in 0..6 {
-        for user in ["oPGA", "oPGB", "oPGC"] {
-            let text = format!("{user} 第{i}条");
-            let reply = desk
-                .post(
-                    "/v1/messages",
-                    &json!({"openid": user, "channel": 0, "msg": text}),
-                )
-                .await
-                .unwrap();
-            assert_eq!(reply.status, 202, "{}", reply.text);
-            ids.push(reply.body["id"].as_i64().unwrap());
-            posted.entry(user.to_owned()).or_default().push(text);
-        }
-    }
-    for &id in &ids {
-        let status = relay::status_in(desk, id, &["delivered", "failed", "ambiguous"]).await;
-        assert_eq!(status["status"], "delivered", "{status}");
-    }
-    for (user, texts) in &posted {
-        let got: Vec<Value> = setup
-            .sandbox
-            .messages(Some(user))
-            .iter()
-            .map(|m| serde_json::to_value(&m.msg).unwrap())
-            .collect();
-        let want: Vec<Value> = texts.iter().map(|t| json!(t)).collect();
-        assert_eq!(got, want, "{user}: order, content or count differs");
-    }
+    let mut sent = Sent::default();
+    sent.post(&[desk], 0..6).await;
+    sent.check_delivered(desk, &setup.sandbox).await;
     assert!(
         !outbox.path().join("unused.sqlite3").exists(),
         "the relay wrote to SQLite as well"
     );
 
-    let config = Config::from_settings(&settings).unwrap();
+    // A second relay on the same database: both answer, and the messages posted through either,
+    // one after the other, reach each user once and in the order they were acknowledged.
+    let second_settings: Vec<(&str, String)> = settings
+        .iter()
+        .map(|(key, value)| match *key {
+            "KEFU_STORE_RELAY_NAME" => (*key, "pg-e2e-second".to_owned()),
+            _ => (*key, value.clone()),
+        })
+        .collect();
+    let config = Config::from_settings(&second_settings).unwrap();
     let second = Relay::start(&config)
         .await
-        .err()
-        .expect("a second relay on the same database is refused");
-    assert!(second.is_config(), "{second}");
-    assert!(
-        second
-            .to_string()
-            .contains("another relay is running on this database"),
-        "{second}"
-    );
+        .expect("relays share a database");
+    let second_desk = Desk::new(format!("http://{}", second.addr), API_KEY);
+    let health = second_desk.get("/healthz").await.unwrap();
+    assert_eq!(health.status, 200, "{}", health.text);
+    sent.post(&[desk, &second_desk], 6..12).await;
+    sent.check_delivered(&second_desk, &setup.sandbox).await;
+    second.stop().await;
 
     let Setup { sandbox, relay, .. } = setup;
     relay.stop().await;
     let setup = Setup::start(sandbox, &settings, API_KEY).await;
-    for &id in &ids {
+    for &id in &sent.ids {
         let status = setup
             .desk
             .get(&format!("/v1/messages/{id}"))
@@ -97,13 +127,14 @@ async fn a_relay_on_postgres_delivers_in_order_alone_on_its_database_and_keeps_i
             .body;
         assert_eq!(status["status"], "delivered", "{status}");
     }
-    let delivered: usize = posted
+    let delivered: usize = sent
+        .posted
         .keys()
         .map(|user| setup.sandbox.messages(Some(user)).len())
         .sum();
     assert_eq!(
         delivered,
-        ids.len(),
+        sent.ids.len(),
         "nothing was sent again after the restart"
     );
     setup.stop().await;

@@ -119,7 +119,7 @@ impl Relay {
     /// Opens the outbox, resumes pending work, and starts serving the desk API.
     pub async fn start(config: &Config) -> Result<Relay, ServeError> {
         let api_key = config.api_key()?.clone();
-        let (store, pending, held) = open_store(config).await?;
+        let (store, pending) = open_store(config).await?;
         if !pending.is_empty() {
             tracing::info!(jobs = pending.len(), "resuming stored jobs");
         }
@@ -226,7 +226,6 @@ impl Relay {
                     "the outbox was not checkpointed at stop (its WAL still holds recent rows, which is safe): {error}"
                 );
             }
-            drop(held);
         });
         tracing::info!(%addr, "desk API listening");
         Ok(Relay {
@@ -245,16 +244,12 @@ impl Relay {
     }
 }
 
-/// What the relay holds besides the store while it runs: on PostgreSQL, its hold on the database.
-type Held = Option<crate::postgres::SoleRelay>;
-
 /// Opens the store the configuration names, with the jobs it still has to deliver.
-async fn open_store(
-    config: &Config,
-) -> Result<(Arc<dyn Store>, Vec<PendingJob>, Held), ServeError> {
+async fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Vec<PendingJob>), ServeError> {
     if let Some(pg) = config.store.postgres() {
+        // Shared with the other relays of the database: the claim loop finds the work.
         let opened = crate::postgres::open(pg).await?;
-        return Ok((Arc::new(opened.store), opened.pending, Some(opened.sole)));
+        return Ok((Arc::new(opened.store), Vec::new()));
     }
     // SQLite's own error for this is "unable to open database file", which names neither the
     // directory nor the setting.
@@ -268,7 +263,7 @@ async fn open_store(
         });
     }
     let (sqlite, pending) = SqliteStore::open(&config.outbox_path)?;
-    Ok((Arc::new(sqlite), pending, None))
+    Ok((Arc::new(sqlite), pending))
 }
 
 /// Serves `app` on `listener` with the slow-client timeouts and the connection limit, until

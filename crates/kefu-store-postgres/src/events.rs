@@ -259,7 +259,8 @@ async fn admit_wechat(c: &Conn, g: &mut Group, new: NewWechat) -> Result<Admissi
     Ok(Admission::Stored(stored))
 }
 
-fn read_pending(row: &tokio_postgres::Row) -> Result<PendingEvent, PgError> {
+/// An event still to push, from `id, openid, body, attempts, not_before_ms`.
+pub(crate) fn read_pending(row: &tokio_postgres::Row) -> Result<PendingEvent, PgError> {
     Ok(PendingEvent {
         id: sql::get(row, 0)?,
         openid: sql::get(row, 1)?,
@@ -302,6 +303,8 @@ async fn events_after(c: &Conn, after: i64, limit: u32) -> Result<EventPage, PgE
     })
 }
 
+/// Records a push's outcome, only on an event still to push: a late outcome (another relay took
+/// the user's pushes over meanwhile and finished them) changes nothing.
 async fn record_webhook(
     c: &Conn,
     g: &mut Group,
@@ -320,7 +323,7 @@ async fn record_webhook(
         c,
         "UPDATE kefu.events SET webhook_state = $2, attempts = attempts + 1,
              not_before_ms = coalesce($3, not_before_ms), last_error = $4, updated_at_ms = $5
-         WHERE id = $1",
+         WHERE id = $1 AND webhook_state = 'pending'",
         &[&id, &state, &not_before, &error, &g.now],
     )
     .await?;

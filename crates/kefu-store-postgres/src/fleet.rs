@@ -1,18 +1,198 @@
-//! The PostgreSQL store's side of [`Fleet`], for one relay per database (the relay holds the
-//! database's sole-relay lock): the relay keeps its queues in memory, leads always, and
-//! `open`'s recovery does what a sweep does for a fleet. The newest event id is raised by this
-//! store's own admissions, the only ones there are.
+//! The PostgreSQL store's side of [`Fleet`] (design §3.2–§3.4): the store is shared, so the
+//! relay pulls each conversation's head while it holds the conversation's lease row
+//! (`kefu.leases`); a lease is free once its holder let it go or its holder's liveness
+//! (`kefu.relays`, judged on the database's clock) lapsed. Every statement also checks that this
+//! relay is alive, so that a relay that stalled past its TTL takes nothing until its heartbeat
+//! brings it back.
 
 use std::time::Duration;
 
 use kefu_core::BoxFuture;
 use kefu_store::{Admission, ConvKey, Fleet, Head, Lane, Settled, StoreResult};
 use tokio::sync::watch;
+use tokio_postgres::Row;
 
-use crate::store::PgStore;
+use crate::error::PgError;
+use crate::locks::{JOB_LANE, WEBHOOK_LANE};
+use crate::sql::{self, Conn};
+use crate::store::{PgStore, settle_interrupted};
+use crate::{events, jobs};
 
-/// Not used by a relay on a store that is not shared (it never claims).
-const POLL_EVERY: Duration = Duration::from_secs(1);
+/// Whether the lease `l` may be taken by relay `$1`: free, `$1`'s, or its holder's liveness
+/// lapsed; and `$1` itself alive.
+const TAKEABLE: &str = "
+(l.relay_id IS NULL OR l.relay_id = $1 OR NOT EXISTS (
+    SELECT 1 FROM kefu.relays r WHERE r.relay_id = l.relay_id AND r.alive_until_ms > kefu.now_ms()))
+AND EXISTS (SELECT 1 FROM kefu.relays me WHERE me.relay_id = $1
+            AND me.alive_until_ms > kefu.now_ms())";
+
+/// Takes the lease (`$1` relay, `$2` lane, `$3` account, `$4` key) and returns its version as
+/// `c`, for the head's statement.
+fn take_lease() -> String {
+    format!(
+        "WITH c AS (UPDATE kefu.leases l SET relay_id = $1, updated_at_ms = kefu.now_ms()
+                    WHERE l.lane = $2 AND l.account = $3 AND l.key = $4 AND {TAKEABLE}
+                    RETURNING l.version)"
+    )
+}
+
+/// The head of a job conversation: its queued jobs by `seq`, then the version; one row of
+/// NULL jobs when none is queued, no row when the lease was not taken.
+fn job_head() -> String {
+    format!(
+        "{} SELECT j.id, j.account, j.recipient, j.operation, j.payload, j.attempts,
+                   j.not_before_ms, c.version
+            FROM c LEFT JOIN LATERAL (
+                SELECT {} FROM kefu.jobs WHERE account = $3 AND recipient = $4
+                AND state = 'queued' ORDER BY seq LIMIT $5) j ON true",
+        take_lease(),
+        jobs::PENDING_COLUMNS
+    )
+}
+
+/// The head of a user's webhook pushes: events still to push by id (ids become visible in id
+/// order, so none is skipped), then the version.
+fn webhook_head() -> String {
+    format!(
+        "{} SELECT e.id, e.openid, e.body, e.attempts, e.not_before_ms, c.version
+            FROM c LEFT JOIN LATERAL (
+                SELECT id, openid, body, attempts, not_before_ms FROM kefu.events
+                WHERE webhook_state = 'pending' AND openid = $4 ORDER BY id LIMIT $5) e ON true",
+        take_lease()
+    )
+}
+
+/// Lets the lease go unless an insert bumped its version since the head was read.
+const RELEASE: &str = "
+UPDATE kefu.leases SET relay_id = NULL, updated_at_ms = kefu.now_ms()
+WHERE lane = $2 AND account = $3 AND key = $4 AND relay_id = $1 AND version = $5";
+
+/// Takes up to `$3` leases of lane `$2` with work that `$1` may take; two relays claiming at
+/// once take different ones (`SKIP LOCKED`).
+fn claim() -> String {
+    format!(
+        "WITH free AS (
+             SELECT l.lane, l.account, l.key FROM kefu.leases l
+             WHERE l.lane = $2 AND {TAKEABLE}
+               AND (($2 = 'job' AND EXISTS (
+                        SELECT 1 FROM kefu.jobs j WHERE j.account = l.account
+                        AND j.recipient = l.key AND j.state = 'queued'))
+                 OR ($2 = 'webhook' AND EXISTS (
+                        SELECT 1 FROM kefu.events e WHERE e.openid = l.key
+                        AND e.webhook_state = 'pending')))
+             ORDER BY l.updated_at_ms LIMIT $3 FOR UPDATE OF l SKIP LOCKED)
+         UPDATE kefu.leases l SET relay_id = $1, updated_at_ms = kefu.now_ms()
+         FROM free WHERE (l.lane, l.account, l.key) = (free.lane, free.account, free.key)
+         RETURNING l.account, l.key"
+    )
+}
+
+/// A relay row lapsed a day ago, with no send left to settle, is deleted.
+const FORGET_GONE: &str = "
+DELETE FROM kefu.relays r WHERE r.alive_until_ms < kefu.now_ms() - 86400000
+AND NOT EXISTS (SELECT 1 FROM kefu.jobs j WHERE j.state = 'sending' AND j.relay_id = r.relay_id)";
+
+fn lane_name(lane: Lane) -> &'static str {
+    match lane {
+        Lane::Jobs => JOB_LANE,
+        Lane::Webhook => WEBHOOK_LANE,
+    }
+}
+
+fn read_head(lane: Lane, rows: &[Row]) -> Result<Option<(i64, Head)>, PgError> {
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    // The one row of an empty head has no item.
+    let items = rows
+        .iter()
+        .filter(|row| !matches!(row.try_get::<_, Option<i64>>(0), Ok(None)));
+    Ok(Some(match lane {
+        Lane::Jobs => (
+            sql::get(first, 7)?,
+            Head::Jobs(items.map(jobs::read_pending).collect::<Result<_, _>>()?),
+        ),
+        Lane::Webhook => (
+            sql::get(first, 5)?,
+            Head::Events(items.map(events::read_pending).collect::<Result<_, _>>()?),
+        ),
+    }))
+}
+
+async fn head(
+    c: &Conn,
+    relay: &str,
+    key: &ConvKey,
+    limit: usize,
+) -> Result<Option<(i64, Head)>, PgError> {
+    let statement = match key.lane {
+        Lane::Jobs => job_head(),
+        Lane::Webhook => webhook_head(),
+    };
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = sql::query(
+        c,
+        &statement,
+        &[&relay, &lane_name(key.lane), &key.account, &key.key, &limit],
+    )
+    .await?;
+    read_head(key.lane, &rows)
+}
+
+async fn claim_idle(
+    c: &Conn,
+    relay: &str,
+    lane: Lane,
+    max: usize,
+) -> Result<Vec<ConvKey>, PgError> {
+    let max = i64::try_from(max).unwrap_or(i64::MAX);
+    sql::query(c, &claim(), &[&relay, &lane_name(lane), &max])
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(ConvKey {
+                lane,
+                account: sql::get(row, 0)?,
+                key: sql::get(row, 1)?,
+            })
+        })
+        .collect()
+}
+
+async fn sweep(c: &Conn) -> Result<Vec<Settled>, PgError> {
+    let gone: Vec<String> = sql::query(
+        c,
+        "SELECT relay_id FROM kefu.relays WHERE alive_until_ms < kefu.now_ms()",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|row| sql::get(row, 0))
+    .collect::<Result<_, _>>()?;
+    let settled = settle_interrupted(c, kefu_core::now_ms(), &gone).await?;
+    sql::execute(c, FORGET_GONE, &[]).await?;
+    Ok(settled)
+}
+
+/// Lets every lease of `relay` go, marks it stopped, and wakes the fleet.
+async fn stop(c: &Conn, relay: &str) -> Result<(), PgError> {
+    sql::execute(
+        c,
+        "UPDATE kefu.leases SET relay_id = NULL, updated_at_ms = kefu.now_ms()
+         WHERE relay_id = $1",
+        &[&relay],
+    )
+    .await?;
+    sql::execute(
+        c,
+        "UPDATE kefu.relays SET alive_until_ms = 0, stopped_at_ms = kefu.now_ms()
+         WHERE relay_id = $1",
+        &[&relay],
+    )
+    .await?;
+    sql::query(c, "SELECT pg_notify('kefu_work', '')", &[]).await?;
+    Ok(())
+}
 
 impl PgStore {
     /// `admitted`, once its event (if it stored one) is announced.
@@ -30,42 +210,77 @@ impl PgStore {
 
 impl Fleet for PgStore {
     fn shared(&self) -> bool {
-        false
-    }
-
-    fn head(&self, key: &ConvKey, _: usize) -> BoxFuture<'_, StoreResult<Option<(i64, Head)>>> {
-        let empty = match key.lane {
-            Lane::Jobs => Head::Jobs(Vec::new()),
-            Lane::Webhook => Head::Events(Vec::new()),
-        };
-        Box::pin(async move { Ok(Some((0, empty))) })
-    }
-
-    fn release(&self, _: &ConvKey, _: i64) -> BoxFuture<'_, StoreResult<bool>> {
-        Box::pin(async { Ok(true) })
-    }
-
-    fn claim_idle(&self, _: Lane, _: usize) -> BoxFuture<'_, StoreResult<Vec<ConvKey>>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-
-    fn poll_every(&self) -> Duration {
-        POLL_EVERY
-    }
-
-    fn is_leader(&self) -> bool {
         true
     }
 
+    /// Read once the delivery lane has applied the outcomes recorded before, so that a job
+    /// whose outcome is on its way is not taken for one still `sending` and skipped.
+    fn head(&self, key: &ConvKey, limit: usize) -> BoxFuture<'_, StoreResult<Option<(i64, Head)>>> {
+        let key = key.clone();
+        Box::pin(async move {
+            let c = self.reader().await?;
+            Ok(head(&c, self.relay().as_str(), &key, limit).await?)
+        })
+    }
+
+    fn release(&self, key: &ConvKey, version: i64) -> BoxFuture<'_, StoreResult<bool>> {
+        let key = key.clone();
+        Box::pin(async move {
+            let c = self.pooled().await?;
+            let released = sql::execute(
+                &c,
+                RELEASE,
+                &[
+                    &self.relay().as_str(),
+                    &lane_name(key.lane),
+                    &key.account,
+                    &key.key,
+                    &version,
+                ],
+            )
+            .await?;
+            Ok(released == 1)
+        })
+    }
+
+    fn claim_idle(&self, lane: Lane, max: usize) -> BoxFuture<'_, StoreResult<Vec<ConvKey>>> {
+        Box::pin(async move {
+            let c = self.pooled().await?;
+            Ok(claim_idle(&c, self.relay().as_str(), lane, max).await?)
+        })
+    }
+
+    fn poll_every(&self) -> Duration {
+        self.periods().1
+    }
+
+    fn is_leader(&self) -> bool {
+        self.leadership().is_leader()
+    }
+
+    /// Only once this relay has led for a whole TTL: after a database restart every heartbeat
+    /// has lapsed, and the first relay back must not take the others' sends in flight for a
+    /// dead relay's.
     fn sweep_gone(&self) -> BoxFuture<'_, StoreResult<Vec<Settled>>> {
-        Box::pin(async { Ok(Vec::new()) })
+        Box::pin(async move {
+            if !self.leadership().led_for(self.periods().0) {
+                return Ok(Vec::new());
+            }
+            let c = self.pooled().await?;
+            Ok(sweep(&c).await?)
+        })
     }
 
     fn newest_event(&self) -> watch::Receiver<i64> {
         self.newest()
     }
 
+    /// Ends the heartbeat and the listener first, so that nothing marks the relay alive again.
     fn stop(&self) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(async { Ok(()) })
+        Box::pin(async move {
+            self.end_background();
+            let c = self.pooled().await?;
+            Ok(stop(&c, self.relay().as_str()).await?)
+        })
     }
 }

@@ -19,9 +19,12 @@ use crate::sql::{self, Conn};
 use crate::store::PgStore;
 use crate::{keys, sessions, yunzhenji};
 
-const PENDING_COLUMNS: &str = "id, account, recipient, operation, payload, attempts, not_before_ms";
+/// The columns [`read_pending`] reads, in its order.
+pub(crate) const PENDING_COLUMNS: &str =
+    "id, account, recipient, operation, payload, attempts, not_before_ms";
 
-fn read_pending(row: &Row) -> Result<PendingJob, PgError> {
+/// A queued job from a row of [`PENDING_COLUMNS`].
+pub(crate) fn read_pending(row: &Row) -> Result<PendingJob, PgError> {
     Ok(PendingJob {
         job: Job {
             id: sql::get(row, 0)?,
@@ -38,17 +41,6 @@ fn read_pending(row: &Row) -> Result<PendingJob, PgError> {
 fn parse_state(id: i64, state: &str) -> Result<JobState, PgError> {
     JobState::parse(state)
         .ok_or_else(|| PgError::Data(format!("job {id} has unknown state {state}")))
-}
-
-/// The queued jobs, in the order they are to be delivered.
-pub(crate) async fn queued(c: &Conn) -> Result<Vec<PendingJob>, PgError> {
-    let sql =
-        format!("SELECT {PENDING_COLUMNS} FROM kefu.jobs WHERE state = 'queued' ORDER BY seq");
-    sql::query(c, &sql, &[])
-        .await?
-        .iter()
-        .map(read_pending)
-        .collect()
 }
 
 /// The conversations of `pairs` (account, key), each once, as the parameters of
@@ -146,17 +138,23 @@ async fn insert(
     Ok(Claimed::Done(stored))
 }
 
-/// Marks queued jobs `sending`, all or none, and returns the ids it marked: a job no longer
-/// queued may be another relay's send in flight, and must not be sent again, nor the jobs
-/// behind it in its conversation.
+/// Marks queued jobs `sending`, all or none, and returns the ids it marked (design §3.3): a job
+/// no longer queued may be another relay's send in flight, and must not be sent again, nor the
+/// jobs behind it in its conversation; and only while this relay holds the job's conversation
+/// and is alive on the database's clock, so that a relay that lost its lease (it stalled past
+/// its TTL, and another took over) sends nothing more.
 async fn mark_sending(c: &Conn, g: &mut Group, ids: Vec<i64>) -> Result<Vec<i64>, PgError> {
     c.batch_execute("SAVEPOINT mark").await?;
     let marked: Vec<i64> = sql::query(
         c,
-        "UPDATE kefu.jobs SET state = 'sending', attempts = attempts + 1, relay_id = $2,
+        "UPDATE kefu.jobs j SET state = 'sending', attempts = j.attempts + 1, relay_id = $2,
              updated_at_ms = $3
-         WHERE id = ANY($1) AND state = 'queued'
-         RETURNING id",
+         WHERE j.id = ANY($1) AND j.state = 'queued'
+           AND EXISTS (SELECT 1 FROM kefu.leases l WHERE l.lane = 'job'
+                       AND l.account = j.account AND l.key = j.recipient AND l.relay_id = $2)
+           AND EXISTS (SELECT 1 FROM kefu.relays r WHERE r.relay_id = $2
+                       AND r.alive_until_ms > kefu.now_ms())
+         RETURNING j.id",
         &[&ids, &&*g.relay, &g.now],
     )
     .await?
@@ -172,17 +170,20 @@ async fn mark_sending(c: &Conn, g: &mut Group, ids: Vec<i64>) -> Result<Vec<i64>
     Ok(Vec::new())
 }
 
-/// Records an attempt's outcome. The common case, a job no callback reported on while it was
-/// being sent, is one statement; a job with such a report is read first, and the report
-/// applied to the outcome ([`Outcome::after_report`]).
+/// Records an attempt's outcome, only on a job this relay still has `sending`: one that a
+/// sweep settled meanwhile (this relay stalled past its TTL) stays as the sweep left it, never
+/// queued again. The common case, a job no callback reported on while it was being sent, is one
+/// statement; a job with such a report is read first, and the report applied to the outcome
+/// ([`Outcome::after_report`]).
 async fn record(c: &Conn, g: &mut Group, id: i64, outcome: Outcome) -> Result<(), PgError> {
-    if apply(c, g.now, id, &outcome, true).await? > 0 {
+    if apply(c, g, id, &outcome, true).await? > 0 {
         return Ok(());
     }
     let Some(row) = sql::query_opt(
         c,
-        "SELECT early_report, early_message FROM kefu.jobs WHERE id = $1 FOR UPDATE",
-        &[&id],
+        "SELECT early_report, early_message FROM kefu.jobs
+         WHERE id = $1 AND state = 'sending' AND relay_id = $2 FOR UPDATE",
+        &[&id, &&*g.relay],
     )
     .await?
     else {
@@ -193,7 +194,7 @@ async fn record(c: &Conn, g: &mut Group, id: i64, outcome: Outcome) -> Result<()
         Some(report) => outcome.after_report(&report),
         None => outcome,
     };
-    apply(c, g.now, id, &outcome, false).await?;
+    apply(c, g, id, &outcome, false).await?;
     Ok(())
 }
 
@@ -201,7 +202,7 @@ async fn record(c: &Conn, g: &mut Group, id: i64, outcome: Outcome) -> Result<()
 /// any report; returns how many rows it changed.
 async fn apply(
     c: &Conn,
-    now: i64,
+    g: &Group,
     id: i64,
     outcome: &Outcome,
     unreported: bool,
@@ -213,7 +214,8 @@ async fn apply(
              error_code = $4, reason = $5, error_message = $6, updated_at_ms = $7,
              confirm_by_ms = $8, early_report = NULL, early_message = NULL,
              early_window_ms = NULL
-         WHERE id = $1 AND (NOT $9 OR early_report IS NULL)",
+         WHERE id = $1 AND state = 'sending' AND relay_id = $10
+           AND (NOT $9 OR early_report IS NULL)",
         &[
             &id,
             &columns.state.as_str(),
@@ -221,9 +223,10 @@ async fn apply(
             &columns.error_code,
             &columns.reason,
             &columns.error_message,
-            &now,
+            &g.now,
             &columns.confirm_by_ms,
             &unreported,
+            &&*g.relay,
         ],
     )
     .await

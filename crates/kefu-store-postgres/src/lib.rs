@@ -5,8 +5,10 @@
 //! (`synchronous_commit=on`), the versioned `kefu` schema and its migrator ([`migrate`]), and
 //! errors the relay can act on ([`PgError`]).
 //!
-//! The fleet side (leases held across relays, liveness, `LISTEN`, leadership) comes next; see
-//! `notes/pg-design.md` in the project for the whole design.
+//! Several relays share one database as a fleet: each conversation is worked by the relay that
+//! holds its lease row, a relay's liveness is a heartbeat judged on the database's clock, a
+//! `LISTEN` connection per relay follows the fleet's new events and holds the leadership of the
+//! periodic work; see `notes/pg-design.md` in the project for the whole design.
 //!
 //! With the `testing` feature, [`testing`] starts a throwaway PostgreSQL cluster from the
 //! system's binaries for tests.
@@ -24,6 +26,8 @@ mod fleet;
 mod jobs;
 mod keys;
 mod lane;
+mod listener;
+mod liveness;
 mod locks;
 pub mod schema;
 mod sessions;

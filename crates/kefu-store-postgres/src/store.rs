@@ -11,20 +11,25 @@
 //! * **Reads** and the short writes that need no order (tokens, purges, settling) run on the
 //!   pool, one statement or transaction each.
 //! * **Start.** [`PgStore::open`] brings the schema up to date (or checks it), registers this
-//!   relay in `kefu.relays`, and recovers the jobs its previous run (the same `relay_name`) left
-//!   `sending`: `ambiguous`, or settled by a report a callback made meanwhile.
+//!   relay in `kefu.relays`, ends its predecessors under the same `relay_name` that are gone
+//!   (lapsed, or without a session left), and recovers the jobs they left `sending`:
+//!   `ambiguous`, or settled by a report a callback made meanwhile. It then keeps the relay
+//!   alive (`crate::liveness`) and listens to the fleet (`crate::listener`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool};
-use kefu_core::{BoxFuture, TokenStore};
-use kefu_store::{Admission, PendingJob, Store, StoreResult};
+use kefu_core::{BoxFuture, Reason, TokenStore};
+use kefu_store::{Admission, JobState, PendingJob, Settled, Store, StoreResult};
 use tokio::sync::watch;
 
 use crate::config::{MigrateMode, PgConfig, RelayId};
 use crate::connect::{connect, ping};
 use crate::error::PgError;
 use crate::lane::{Lane, Repeatable, Work};
+use crate::listener::{Leadership, listen, raise};
+use crate::liveness::{Background, Registration, heartbeat};
 use crate::locks::Locks;
 use crate::schema::{check_schema, migrate};
 use crate::sql::{self, Conn};
@@ -41,18 +46,27 @@ pub struct PgStore {
 
 struct Inner {
     pool: Pool,
-    /// The newest event id, raised by this store's admissions (see `fleet.rs`).
+    /// The newest event id of the fleet, raised by this store's admissions and the listener.
     newest: watch::Sender<i64>,
     api: Lane,
     delivery: Lane,
     relay: RelayId,
+    /// How long the relay's liveness, and so its leases, outlive its last heartbeat.
+    ttl: Duration,
+    /// How often the relay claims idle work, and the listener polls.
+    poll: Duration,
+    leadership: Arc<Leadership>,
+    /// The heartbeat and the listener.
+    background: Background,
 }
 
 impl PgStore {
     /// Connects to the database of `config` as a new relay named `config.relay_name`, brings the
     /// schema to the newest version (`migrate = "auto"`) or checks that it is (`"manual"`),
-    /// recovers what this relay's previous run left `sending`, and returns the jobs still to
-    /// deliver, in order.
+    /// recovers what this relay's previous runs left `sending`, and starts the heartbeat and the
+    /// listener. The store is shared by the fleet, so it hands out no pending jobs: the relay's
+    /// claim loop finds them ([`Fleet::claim_idle`](kefu_store::Fleet::claim_idle)); the list is
+    /// always empty.
     ///
     /// Must be called inside a tokio runtime, which then runs the write lanes.
     ///
@@ -62,7 +76,12 @@ impl PgStore {
         config.validate()?;
         let relay = RelayId::generate(&config.relay_name);
         let pool = connect(config, &relay).await?;
-        let pending = {
+        let registration = Registration {
+            relay: relay.as_str().to_owned(),
+            name: config.relay_name.clone(),
+            ttl_ms: i64::try_from(config.lease_ttl_ms).unwrap_or(i64::MAX),
+        };
+        let newest = {
             let mut client = pool.get().await?;
             match config.migrate {
                 MigrateMode::Auto => {
@@ -72,10 +91,9 @@ impl PgStore {
                     check_schema(&client).await?;
                 }
             }
-            let pending = start(&client, config, &relay).await?;
-            (pending, crate::events::newest(&client).await?)
+            start(&client, &registration).await?;
+            crate::events::newest(&client).await?
         };
-        let (pending, newest) = pending;
         let mut lanes = config.clone();
         lanes.pool_size = LANES;
         let lane_pool = connect(&lanes, &relay).await?;
@@ -89,9 +107,25 @@ impl PgStore {
                 api,
                 delivery,
                 relay,
+                ttl: Duration::from_millis(config.lease_ttl_ms),
+                poll: Duration::from_millis(config.poll_ms),
+                leadership: Arc::default(),
+                background: Background::default(),
             }),
         };
-        Ok((store, pending))
+        let inner = &store.inner;
+        inner.background.hold(heartbeat(
+            inner.pool.clone(),
+            registration,
+            Duration::from_millis(config.heartbeat_ms),
+        ));
+        inner.background.hold(listen(
+            config.clone(),
+            inner.relay.clone(),
+            inner.newest.clone(),
+            Arc::clone(&inner.leadership),
+        ));
+        Ok((store, Vec::new()))
     }
 
     /// This relay's id in the database (`kefu.relays`, the `relay_id` of the jobs it sends).
@@ -102,14 +136,29 @@ impl PgStore {
     /// Raises the newest event id for an event `admission` stored.
     pub(crate) fn announce(&self, admission: &Admission) {
         if let Admission::Stored(event) = admission {
-            self.inner.newest.send_if_modified(|newest| {
-                let newer = event.id > *newest;
-                if newer {
-                    *newest = event.id;
-                }
-                newer
-            });
+            raise(&self.inner.newest, event.id);
         }
+    }
+
+    /// The relay's liveness period and its polling period.
+    pub(crate) fn periods(&self) -> (Duration, Duration) {
+        (self.inner.ttl, self.inner.poll)
+    }
+
+    /// Whether, and how long, this relay leads.
+    pub(crate) fn leadership(&self) -> &Leadership {
+        &self.inner.leadership
+    }
+
+    /// Ends the heartbeat and the listener (the server then releases the leadership lock).
+    pub(crate) fn end_background(&self) {
+        self.inner.background.end();
+        self.inner.leadership.set(false);
+    }
+
+    /// A pooled connection, without waiting for the lanes.
+    pub(crate) async fn pooled(&self) -> Result<Object, PgError> {
+        Ok(self.inner.pool.get().await?)
     }
 
     /// The newest event id this store knows of.
@@ -149,41 +198,37 @@ impl PgStore {
     }
 }
 
-/// Registers `relay`, then, in the same transaction, ends its predecessors under the same name
-/// and recovers the jobs they left `sending`; returns the queued jobs in order.
-async fn start(c: &Conn, config: &PgConfig, relay: &RelayId) -> Result<Vec<PendingJob>, PgError> {
+/// Registers the relay, then, in the same transaction, ends its predecessors under the same
+/// name that are gone (their liveness lapsed, or none of their sessions is left: a process that
+/// died has its sockets closed by the kernel, while a live twin misconfigured with the same name
+/// keeps its own) and recovers the jobs they left `sending`.
+async fn start(c: &Conn, registration: &Registration) -> Result<(), PgError> {
     let now = kefu_core::now_ms();
-    let pid = i32::try_from(std::process::id()).unwrap_or(0);
-    let ttl = i64::try_from(config.lease_ttl_ms).unwrap_or(i64::MAX);
     c.batch_execute("BEGIN").await?;
     let recovered = async {
-        sql::execute(
-            c,
-            "INSERT INTO kefu.relays (relay_id, name, pid, started_at_ms, alive_until_ms)
-             VALUES ($1, $2, $3, kefu.now_ms(), kefu.now_ms() + $4)",
-            &[&relay.as_str(), &config.relay_name, &pid, &ttl],
-        )
-        .await?;
+        registration.register(c).await?;
         let previous: Vec<String> = sql::query(
             c,
-            "UPDATE kefu.relays SET alive_until_ms = 0,
+            "UPDATE kefu.relays r SET alive_until_ms = 0,
                  stopped_at_ms = coalesce(stopped_at_ms, kefu.now_ms())
-             WHERE name = $1 AND relay_id <> $2
-             RETURNING relay_id",
-            &[&config.relay_name, &relay.as_str()],
+             WHERE r.name = $1 AND r.relay_id <> $2
+               AND (r.alive_until_ms < kefu.now_ms() OR NOT EXISTS (
+                    SELECT 1 FROM pg_stat_activity a
+                    WHERE a.application_name = 'kefu/' || r.relay_id))
+             RETURNING r.relay_id",
+            &[&registration.name, &registration.relay],
         )
         .await?
         .iter()
         .map(|row| sql::get(row, 0))
         .collect::<Result<_, _>>()?;
-        settle_interrupted(c, now, &previous).await?;
-        crate::jobs::queued(c).await
+        settle_interrupted(c, now, &previous).await
     }
     .await;
     match recovered {
-        Ok(pending) => {
+        Ok(_) => {
             c.batch_execute("COMMIT").await?;
-            Ok(pending)
+            Ok(())
         }
         Err(error) => {
             let _ = c.batch_execute("ROLLBACK").await;
@@ -195,16 +240,16 @@ async fn start(c: &Conn, config: &PgConfig, relay: &RelayId) -> Result<Vec<Pendi
 /// Settles the jobs that `relays` left `sending`: a failure a callback reported meanwhile makes
 /// the job `failed`, a report that the vendor took it `accepted` for the report's window, and
 /// anything else `ambiguous` (it may have reached the user, so it is never sent again).
-/// Returns how many it settled.
+/// Returns what it settled.
 pub(crate) async fn settle_interrupted(
     c: &Conn,
     now: i64,
     relays: &[String],
-) -> Result<u64, PgError> {
+) -> Result<Vec<Settled>, PgError> {
     if relays.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
-    sql::execute(
+    let rows = sql::query(
         c,
         "UPDATE kefu.jobs j SET
              state = CASE j.early_report WHEN 'failed' THEN 'failed' WHEN 'taken' THEN 'accepted'
@@ -218,15 +263,30 @@ pub(crate) async fn settle_interrupted(
                              THEN $1 + coalesce(j.early_window_ms, 0) ELSE j.confirm_by_ms END,
              early_report = NULL, early_message = NULL, early_window_ms = NULL,
              updated_at_ms = $1
-         WHERE j.state = 'sending' AND j.relay_id = ANY($4)",
+         WHERE j.state = 'sending' AND j.relay_id = ANY($4)
+         RETURNING j.id, j.account, j.state, j.reason",
         &[
             &now,
-            &kefu_core::Reason::SendFailed.as_str(),
+            &Reason::SendFailed.as_str(),
             &kefu_store::INTERRUPTED_MESSAGE,
             &relays,
         ],
     )
-    .await
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let id: i64 = sql::get(row, 0)?;
+            let state: String = sql::get(row, 2)?;
+            let reason: Option<String> = sql::get(row, 3)?;
+            Ok(Settled {
+                id,
+                account: sql::get(row, 1)?,
+                state: JobState::parse(&state)
+                    .ok_or_else(|| PgError::Data(format!("job {id} has unknown state {state}")))?,
+                reason: reason.as_deref().and_then(Reason::parse),
+            })
+        })
+        .collect()
 }
 
 impl Store for PgStore {

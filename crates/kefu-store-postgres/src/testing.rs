@@ -32,7 +32,7 @@ use std::sync::{Arc, OnceLock};
 
 use kefu_core::BoxFuture;
 use kefu_store::conformance::Fresh;
-use kefu_store::{PendingJob, Store, StoreResult};
+use kefu_store::{Fleet, Head, Lane, PendingJob, Store, StoreResult};
 use tokio_postgres::{Client, NoTls};
 
 use crate::PgStore;
@@ -508,6 +508,30 @@ impl TestDb {
         self.cluster.admin(&self.name).await
     }
 
+    /// Waits until no session of `relay` is left on the server (a dropped store's connections
+    /// close a moment after it is dropped, as a killed process's do), polling
+    /// `pg_stat_activity` every 20 ms for at most 30 s.
+    ///
+    /// Errors: the query failed, or a session was still there after 30 s.
+    pub async fn sessions_ended(&self, relay: &RelayId) -> Result<(), HarnessError> {
+        let admin = self.admin().await?;
+        for _ in 0..1_500 {
+            let left: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                    &[&relay.application_name()],
+                )
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(|e| HarnessError(format!("reading pg_stat_activity: {e}")))?;
+            if left == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Err(HarnessError(format!("{relay}'s sessions did not end")))
+    }
+
     /// Records `version` in `kefu.schema_migrations` as applied by `a newer relay`, for the
     /// tests of a schema newer than this build knows.
     pub async fn record_version(&self, version: i32) -> Result<(), HarnessError> {
@@ -557,6 +581,24 @@ async fn database(cluster: &'static Cluster, template: Option<&str>) -> TestDb {
     }
 }
 
+/// How many conversations, and jobs of each, [`claimed_jobs`] reads at most.
+const CLAIM_ALL: usize = 10_000;
+
+/// The jobs `store`'s relay finds to deliver, as its claim loop finds them: the conversations
+/// with queued jobs that no live relay holds (now held by this one), each read from its head,
+/// in order per conversation.
+///
+/// Errors: the store's.
+pub async fn claimed_jobs(store: &PgStore) -> StoreResult<Vec<PendingJob>> {
+    let mut pending = Vec::new();
+    for key in store.claim_idle(Lane::Jobs, CLAIM_ALL).await? {
+        if let Some((_, Head::Jobs(jobs))) = store.head(&key, CLAIM_ALL).await? {
+            pending.extend(jobs);
+        }
+    }
+    Ok(pending)
+}
+
 /// A [`PgStore`] on a database of its own, as the conformance suite takes it.
 pub struct FreshStore {
     store: PgStore,
@@ -584,14 +626,18 @@ impl Fresh for FreshStore {
         Arc::new(self.store.clone())
     }
 
-    /// Drops this relay once its lanes are done, and opens the next one under the same name,
-    /// which recovers what the first left `sending`.
+    /// Stops this relay as a relay stops (its leases let go, then its lanes done), and opens
+    /// the next one under the same name, which recovers what the first left `sending`. The
+    /// store is shared, so its open hands out no jobs: the jobs still to deliver are those the
+    /// new relay's claim finds, each conversation's read from its head, as the relay reads them.
     fn reopen(self) -> BoxFuture<'static, StoreResult<(Self, Vec<PendingJob>)>> {
         Box::pin(async move {
             let FreshStore { store, config } = self;
+            store.stop().await?;
             store.checkpoint().await?;
             drop(store);
-            let (store, pending) = PgStore::open(&config).await?;
+            let (store, _) = PgStore::open(&config).await?;
+            let pending = claimed_jobs(&store).await?;
             Ok((FreshStore { store, config }, pending))
         })
     }

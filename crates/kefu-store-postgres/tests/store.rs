@@ -9,10 +9,11 @@ use std::sync::Arc;
 use kefu_core::Reason;
 use kefu_store::idempotency::DESK_SCOPE;
 use kefu_store::{
-    Admission, Claim, Claimed, Earlier, EventStore as _, Idempotent, JobState, JobStore as _,
-    NewJob, NewYunzhenji, Outcome, PendingJob, ReportKind, Saved, SendReport, Store as _,
+    Admission, Claim, Claimed, ConvKey, Earlier, EventStore as _, Fleet as _, Head, Idempotent,
+    JobState, JobStore as _, NewJob, NewYunzhenji, Outcome, PendingJob, ReportKind, Saved,
+    SendReport, Store as _,
 };
-use kefu_store_postgres::testing::{Cluster, fresh_database, postgres_available};
+use kefu_store_postgres::testing::{Cluster, claimed_jobs, fresh_database, postgres_available};
 use kefu_store_postgres::{PgConfig, PgStore};
 
 fn job(recipient: &str, payload: &str) -> NewJob {
@@ -26,6 +27,20 @@ fn job(recipient: &str, payload: &str) -> NewJob {
 
 async fn open(config: &PgConfig) -> (PgStore, Vec<PendingJob>) {
     PgStore::open(config).await.unwrap()
+}
+
+/// Takes `recipient`'s conversation for `store`'s relay, as a relay does before it marks its
+/// jobs `sending`; returns its head.
+async fn hold(store: &PgStore, recipient: &str) -> Option<Vec<PendingJob>> {
+    match store
+        .head(&ConvKey::jobs("shop", recipient), 32)
+        .await
+        .unwrap()
+    {
+        Some((_, Head::Jobs(jobs))) => Some(jobs),
+        Some((_, other)) => panic!("{other:?}"),
+        None => None,
+    }
 }
 
 async fn insert(store: &PgStore, jobs: Vec<NewJob>) -> Vec<PendingJob> {
@@ -127,7 +142,8 @@ async fn an_outcome_recorded_without_waiting_is_seen_by_everything_requested_aft
     let (store, _) = open(&db.config).await;
     for n in 0..20 {
         let id = insert(&store, vec![job("u", &n.to_string())]).await[0].id();
-        store.mark_sending_many(&[id]).await.unwrap();
+        hold(&store, "u").await.unwrap();
+        assert_eq!(store.mark_sending_many(&[id]).await.unwrap(), [id]);
         let failed = Outcome::Failed {
             code: Some(45015),
             reason: Reason::Config,
@@ -214,7 +230,14 @@ async fn a_restart_recovers_only_its_own_previous_runs_sending_jobs() {
     .iter()
     .map(PendingJob::id)
     .collect();
-    store.mark_sending_many(&ids[..3]).await.unwrap();
+    for recipient in ["u", "v", "w"] {
+        hold(&store, recipient).await.unwrap();
+    }
+    assert_eq!(store.mark_sending_many(&ids[..1]).await.unwrap(), ids[..1]);
+    assert_eq!(
+        store.mark_sending_many(&ids[1..3]).await.unwrap(),
+        ids[1..3]
+    );
     // A vendor reported on two of them while they were being sent.
     let report = |job_id, kind| {
         Some(SendReport {
@@ -236,11 +259,16 @@ async fn a_restart_recovers_only_its_own_previous_runs_sending_jobs() {
     let mut other_config = db.config.clone();
     other_config.relay_name = "other".into();
     let (other, _) = open(&other_config).await;
-    other.mark_sending(ids[3]).await.unwrap();
+    hold(&other, "x").await.unwrap();
+    assert!(other.mark_sending(ids[3]).await.unwrap());
+    // The first relay dies: its sessions end, and its successor under the same name takes over
+    // at once.
+    let first = store.relay().clone();
     drop(store);
+    db.sessions_ended(&first).await.unwrap();
 
     let (store, pending) = open(&db.config).await;
-    assert!(pending.is_empty());
+    assert!(pending.is_empty(), "a relay of a fleet claims its work");
     let status = |id| {
         let store = store.clone();
         async move { store.get(id).await.unwrap().unwrap() }
@@ -308,7 +336,8 @@ async fn acknowledged_writes_survive_a_server_restart_and_the_store_carries_on()
     );
     drop(store);
 
-    let (store, pending) = open(&config).await;
+    let (store, _) = open(&config).await;
+    let pending = claimed_jobs(&store).await.unwrap();
     assert_eq!(payloads(&pending), ["1", "2", "3"]);
     assert_eq!(pending[0].id(), acked[0].id());
     let page = store.events_after(0, 10).await.unwrap();
@@ -410,8 +439,9 @@ async fn a_callback_raced_on_two_relays_is_stored_once() {
     assert_eq!(one.events_after(0, 100).await.unwrap().events.len(), 10);
 }
 
-/// A job is marked `sending` once: a second relay that loaded the same queued job (as two
-/// relays on one database would) is refused, for its whole batch, and sends nothing.
+/// A job is marked `sending` once: a second relay that takes its conversation over (the first
+/// stopped) is refused for a batch that holds it, and marks none of that batch; while the first
+/// holds the conversation, the second marks nothing of it at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_no_longer_queued_is_not_marked_sending_again() {
     let Some(db) = fresh_database().await else {
@@ -422,10 +452,15 @@ async fn a_job_no_longer_queued_is_not_marked_sending_again() {
     let ids: Vec<i64> = stored.iter().map(PendingJob::id).collect();
     let mut other_config = db.config.clone();
     other_config.relay_name = "other".into();
-    let (two, loaded) = open(&other_config).await;
-    assert_eq!(payloads(&loaded), ["a", "b"]);
+    let (two, _) = open(&other_config).await;
 
+    assert_eq!(payloads(&hold(&one, "u").await.unwrap()), ["a", "b"]);
     assert_eq!(one.mark_sending_many(&ids[..1]).await.unwrap(), ids[..1]);
+    assert_eq!(hold(&two, "u").await, None, "the first relay holds it");
+    assert!(!two.mark_sending(ids[1]).await.unwrap());
+
+    one.stop().await.unwrap();
+    assert_eq!(payloads(&hold(&two, "u").await.unwrap()), ["b"]);
     assert_eq!(
         two.mark_sending_many(&ids).await.unwrap(),
         Vec::<i64>::new()

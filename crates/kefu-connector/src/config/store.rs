@@ -1,7 +1,6 @@
 //! `[store]`: which database the relay keeps its data in. Without `url`, the embedded SQLite file
 //! of `outbox.path`, as one relay alone uses it; with a `postgres://` URL, a PostgreSQL database
-//! (the other settings only matter then; those of leases are for relays sharing it, which this
-//! version does not do yet).
+//! that any number of relays share as a fleet (the other settings only matter then).
 
 use kefu_store_postgres::{MAX_RELAY_NAME, MigrateMode, PgConfig, PgError};
 
@@ -14,7 +13,7 @@ const URL: Setting = Setting::optional(
     "store.url",
     "KEFU_STORE_URL",
     "",
-    "a postgres:// (or postgresql://) URL, postgres://user:password@host:port/database, of a PostgreSQL database for the relay's store (one relay per database in this version: a second one is refused); unset, the relay keeps everything in the SQLite file of outbox.path",
+    "a postgres:// (or postgresql://) URL, postgres://user:password@host:port/database, of a PostgreSQL database for the relay's store, which several relays may share (each user's messages are delivered by one relay at a time, in order); it must allow LISTEN (a direct or session-mode connection, not a transaction-mode pooler); unset, the relay keeps everything in the SQLite file of outbox.path",
 )
 .secret();
 const RELAY_NAME: Setting = Setting::optional(
@@ -39,19 +38,19 @@ const LEASE_TTL_MS: Setting = Setting::optional(
     "store.lease_ttl_ms",
     "KEFU_STORE_LEASE_TTL_MS",
     "15000",
-    "for relays sharing a database (not yet in this version): how long a relay that stopped renewing its liveness keeps its users' queues, in milliseconds; then another relay takes them over, and only the dead relay's interrupted sends become ambiguous (above 3 × store.heartbeat_ms and above dialogue.request_timeout_ms + 2 × store.heartbeat_ms)",
+    "how long a relay that stopped renewing its liveness keeps its users' queues, in milliseconds; then another relay takes them over, and only the dead relay's interrupted sends become ambiguous (above 3 × store.heartbeat_ms and above dialogue.request_timeout_ms + 2 × store.heartbeat_ms)",
 );
 const HEARTBEAT_MS: Setting = Setting::optional(
     "store.heartbeat_ms",
     "KEFU_STORE_HEARTBEAT_MS",
     "2000",
-    "for relays sharing a database (not yet in this version): how often a relay renews its liveness in the database, in milliseconds",
+    "how often a relay renews its liveness in the database, in milliseconds",
 );
 const POLL_MS: Setting = Setting::optional(
     "store.poll_ms",
     "KEFU_STORE_POLL_MS",
     "1000",
-    "for relays sharing a database (not yet in this version): how often a relay looks for work nobody holds and for new events, besides the database's notifications, in milliseconds",
+    "how often a relay looks for work nobody holds (a stopped or dead relay's) and for new events, besides the database's notifications, in milliseconds",
 );
 const MIGRATE: Setting = Setting::optional(
     "store.migrate",

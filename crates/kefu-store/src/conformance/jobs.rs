@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use kefu_core::Reason;
 use kefu_payload::KefuState;
 
-use super::{Fresh, ids_of, insert_plain, job, resend_plain, restart, sent, status};
+use super::{Fresh, hold, ids_of, insert_plain, job, resend_plain, restart, sent, status};
 use crate::session::{ChangedBy, DeskAction};
 use crate::{
     Claimed, DIALOGUE_ACCOUNT, DeskCall, INTERRUPTED_MESSAGE, JobState, Outcome, PendingJob,
@@ -57,6 +57,7 @@ pub async fn a_restart_keeps_the_queue_in_order_and_never_resends_a_job_it_was_s
         let store = fresh.store();
         let jobs = vec![job("a", "1"), job("b", "2"), job("a", "3"), job("a", "4")];
         let ids = ids_of(&insert_plain(&*store, jobs).await);
+        hold(&*store, &[ids[1]]).await;
         store.mark_sending(ids[1]).await.unwrap();
         sent(&fresh, ids[0], failed()).await;
         resend_plain(&*store, ids[0]).await.unwrap();
@@ -111,6 +112,7 @@ pub async fn outcomes_are_recorded_and_only_a_failed_or_ambiguous_job_is_resent<
 ) {
     let store = fresh.store();
     let ids = ids_of(&insert_plain(&*store, vec![job("u", "x"), job("u", "y")]).await);
+    hold(&*store, &[ids[0]]).await;
     store.mark_sending(ids[0]).await.unwrap();
     store.record(ids[0], failed()).unwrap();
     fresh.recorded().await;
@@ -225,6 +227,7 @@ pub async fn a_resend_of_an_ambiguous_job_ends_its_window<F: Fresh>(fresh: F) {
 pub async fn a_batch_is_marked_sending_together<F: Fresh>(fresh: F) {
     let store = fresh.store();
     let ids = three_jobs(&*store).await;
+    hold(&*store, &ids[..2]).await;
     let marked = store.mark_sending_many(&ids[..2]).await.unwrap();
     assert_eq!(marked, ids[..2]);
     let mut depth = store.depth().await.unwrap();

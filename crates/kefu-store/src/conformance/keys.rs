@@ -1,6 +1,6 @@
 //! `Idempotency-Key`s: claimed with the work, exclusive, answered again, expired.
 
-use super::{Fresh, ids_of, insert_plain, job, restart, status};
+use super::{Fresh, hold, ids_of, insert_plain, job, restart, status};
 use crate::idempotency::{Claim, Claimed, DESK_SCOPE, Earlier, Saved};
 use crate::{Idempotent, JobState, Outcome, PendingJob, ResendError};
 
@@ -124,6 +124,7 @@ pub async fn a_keyed_resend_queues_once_and_a_refused_one_keeps_the_key_free<F: 
         store.resend(id, key()).await.unwrap(),
         Claimed::Done(Err(ResendError::NotResendable(JobState::Queued)))
     );
+    hold(&*store, &[id]).await;
     store.mark_sending(id).await.unwrap();
     let outcome = Outcome::Ambiguous {
         message: "timed out".into(),

@@ -140,9 +140,27 @@ async fn resend_plain(store: &dyn Store, id: i64) -> Result<PendingJob, crate::R
     }
 }
 
+/// Takes the conversations of jobs `ids` for this relay, as a relay does before it marks them
+/// `sending`: a shared store marks a job only while the relay holds its conversation
+/// ([`Fleet::head`](crate::Fleet::head)); a store one relay owns needs nothing.
+async fn hold(store: &dyn Store, ids: &[i64]) {
+    if !store.shared() {
+        return;
+    }
+    for id in ids {
+        let job = status(store, *id).await;
+        let held = store
+            .head(&crate::ConvKey::jobs(job.account, job.openid), 1)
+            .await
+            .unwrap();
+        assert!(held.is_some(), "job {id}'s conversation is held elsewhere");
+    }
+}
+
 /// Sends `id` once and leaves it with `outcome`, seen by reads.
 async fn sent<F: Fresh>(fresh: &F, id: i64, outcome: crate::Outcome) {
     let store = fresh.store();
+    hold(&*store, &[id]).await;
     store.mark_sending_many(&[id]).await.unwrap();
     store.record(id, outcome).unwrap();
     fresh.recorded().await;

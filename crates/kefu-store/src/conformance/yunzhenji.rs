@@ -3,7 +3,7 @@
 use kefu_core::Reason;
 use serde_json::Value;
 
-use super::{Fresh, restart};
+use super::{Fresh, hold, restart};
 use crate::{
     Admission, Claimed, JobState, NewJob, NewYunzhenji, Outcome, ReportKind, SendReport, Store,
 };
@@ -25,6 +25,7 @@ async fn job<F: Fresh>(fresh: &F, account: &str, outcome: Option<Outcome>) -> i6
     };
     let id = stored[0].id();
     if let Some(outcome) = outcome {
+        hold(outbox, &[id]).await;
         outbox.mark_sending_many(&[id]).await.unwrap();
         outbox.record(id, outcome).unwrap();
         fresh.recorded().await;
@@ -228,6 +229,7 @@ pub async fn the_event_gets_its_id_and_kind<F: Fresh>(fresh: F) {
 async fn sending<F: Fresh>(fresh: &F, account: &str) -> i64 {
     let id = job(fresh, account, None).await;
     let outbox = fresh.store();
+    hold(&*outbox, &[id]).await;
     outbox.mark_sending_many(&[id]).await.unwrap();
     id
 }
@@ -285,6 +287,7 @@ pub async fn a_report_that_comes_before_the_answer_settles_the_attempt_when_it_i
     assert_eq!(status.error_message.as_deref(), Some("对方已删除好友"));
     // Once recorded, the early report is spent: a resend's attempt starts clean.
     outbox.resend(failed_first, None).await.unwrap();
+    hold(outbox, &[failed_first]).await;
     outbox.mark_sending_many(&[failed_first]).await.unwrap();
     outbox.record(failed_first, accepted()).unwrap();
     fresh.recorded().await;

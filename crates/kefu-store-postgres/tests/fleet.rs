@@ -1,0 +1,307 @@
+//! Several `PgStore`s on one database, as a fleet of relays (design §3, §4): one live holder per
+//! conversation, a takeover once the holder's liveness lapses, only a gone relay's sends made
+//! ambiguous, the release race, the fenced `mark_sending`, the fleet's newest event id, and one
+//! leader at a time. Short TTLs keep the waits short; a wait polls for the state it expects
+//! (with a generous bound) and never asserts on how long it took.
+
+use std::future::Future;
+use std::time::Duration;
+
+use kefu_store::{
+    Admission, ConvKey, EventStore as _, Fleet as _, Head, JobState, JobStore as _, Lane, NewJob,
+    NewYunzhenji, Outcome, PendingJob, Store as _,
+};
+use kefu_store_postgres::testing::{TestDb, fresh_database};
+use kefu_store_postgres::{PgConfig, PgStore};
+
+/// A relay's liveness outlives its last heartbeat by this much.
+const TTL_MS: u64 = 600;
+
+fn config(db: &TestDb, name: &str) -> PgConfig {
+    let mut config = db.config.clone();
+    config.relay_name = name.into();
+    config.lease_ttl_ms = TTL_MS;
+    config.heartbeat_ms = 100;
+    config.poll_ms = 50;
+    config
+}
+
+async fn relay(db: &TestDb, name: &str) -> PgStore {
+    PgStore::open(&config(db, name)).await.unwrap().0
+}
+
+/// Polls `check` until it gives an answer; panics after 30 s.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    for _ in 0..1_500 {
+        if let Some(answer) = check().await {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{what} never happened");
+}
+
+fn conversation(recipient: &str) -> ConvKey {
+    ConvKey::jobs("shop", recipient)
+}
+
+async fn insert(store: &PgStore, recipient: &str, payload: &str) -> i64 {
+    let job = NewJob {
+        account: "shop".into(),
+        recipient: recipient.into(),
+        operation: "custom/send".into(),
+        payload: payload.as_bytes().to_vec(),
+    };
+    match store.insert(vec![job], None, None).await.unwrap() {
+        kefu_store::Claimed::Done(stored) => stored[0].id(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The jobs of `recipient`'s head if `store` takes it, `None` if another live relay holds it.
+async fn head(store: &PgStore, recipient: &str) -> Option<Vec<i64>> {
+    match store.head(&conversation(recipient), 32).await.unwrap() {
+        Some((_, Head::Jobs(jobs))) => Some(jobs.iter().map(PendingJob::id).collect()),
+        Some((_, other)) => panic!("{other:?}"),
+        None => None,
+    }
+}
+
+async fn state(store: &PgStore, id: i64) -> JobState {
+    store.get(id).await.unwrap().unwrap().status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_has_one_live_holder() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let (a, b) = (relay(&db, "a").await, relay(&db, "b").await);
+    let id = insert(&b, "u", "1").await;
+    assert_eq!(head(&a, "u").await, Some(vec![id]));
+    assert_eq!(head(&b, "u").await, None, "a holds it");
+    assert!(b.claim_idle(Lane::Jobs, 10).await.unwrap().is_empty());
+    assert!(b.mark_sending_many(&[id]).await.unwrap().is_empty());
+    // Its holder still has it after another relay stored into it.
+    insert(&b, "u", "2").await;
+    assert_eq!(head(&a, "u").await.map(|ids| ids.len()), Some(2));
+    assert_eq!(a.mark_sending_many(&[id]).await.unwrap(), [id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_holders_conversation_is_taken_over_once_its_liveness_lapses() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let (a, b) = (relay(&db, "a").await, relay(&db, "b").await);
+    let id = insert(&a, "u", "1").await;
+    assert_eq!(head(&a, "u").await, Some(vec![id]));
+    assert_eq!(head(&b, "u").await, None);
+    drop(a);
+    let claimed = eventually("the takeover", || async {
+        let claimed = b.claim_idle(Lane::Jobs, 10).await.unwrap();
+        (!claimed.is_empty()).then_some(claimed)
+    })
+    .await;
+    assert_eq!(claimed, [conversation("u")]);
+    assert_eq!(head(&b, "u").await, Some(vec![id]));
+    assert_eq!(b.mark_sending_many(&[id]).await.unwrap(), [id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_gone_relays_sends_become_ambiguous() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let (a, b) = (relay(&db, "a").await, relay(&db, "b").await);
+    let of_a = insert(&a, "u", "1").await;
+    let of_b = insert(&b, "v", "2").await;
+    head(&a, "u").await.unwrap();
+    head(&b, "v").await.unwrap();
+    assert_eq!(a.mark_sending_many(&[of_a]).await.unwrap(), [of_a]);
+    assert_eq!(b.mark_sending_many(&[of_b]).await.unwrap(), [of_b]);
+    drop(a);
+    let swept = eventually("the sweep", || async {
+        let swept = b.sweep_gone().await.unwrap();
+        (!swept.is_empty()).then_some(swept)
+    })
+    .await;
+    assert!(b.is_leader(), "only the leader sweeps");
+    assert_eq!(
+        swept.iter().map(|s| (s.id, s.state)).collect::<Vec<_>>(),
+        [(of_a, JobState::Ambiguous)]
+    );
+    assert_eq!(state(&b, of_b).await, JobState::Sending);
+    b.record(of_b, Outcome::Delivered).unwrap();
+    b.checkpoint().await.unwrap();
+    assert_eq!(state(&b, of_b).await, JobState::Delivered);
+    assert_eq!(state(&b, of_a).await, JobState::Ambiguous);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_after_an_insert_is_refused() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let (a, b) = (relay(&db, "a").await, relay(&db, "b").await);
+    let first = insert(&a, "u", "1").await;
+    head(&a, "u").await.unwrap();
+    a.mark_sending_many(&[first]).await.unwrap();
+    a.record(first, Outcome::Delivered).unwrap();
+    let Some((version, Head::Jobs(empty))) = a.head(&conversation("u"), 32).await.unwrap() else {
+        panic!("a holds it");
+    };
+    assert!(empty.is_empty());
+    // Another relay stores into it between the head and the release.
+    let second = insert(&b, "u", "2").await;
+    assert!(!a.release(&conversation("u"), version).await.unwrap());
+    let Some((_, Head::Jobs(again))) = a.head(&conversation("u"), 32).await.unwrap() else {
+        panic!("a still holds it");
+    };
+    assert_eq!(
+        again.iter().map(PendingJob::id).collect::<Vec<_>>(),
+        [second]
+    );
+    a.mark_sending_many(&[second]).await.unwrap();
+    a.record(second, Outcome::Delivered).unwrap();
+    let (version, _) = a.head(&conversation("u"), 32).await.unwrap().unwrap();
+    assert!(a.release(&conversation("u"), version).await.unwrap());
+    assert_eq!(head(&b, "u").await, Some(Vec::new()), "let go");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mark_sending_marks_nothing_once_the_lease_or_the_liveness_is_lost() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    // A heartbeat so slow that a lapse the test makes stays until the test is done.
+    let mut slow = config(&db, "a");
+    slow.heartbeat_ms = 60_000;
+    slow.lease_ttl_ms = 180_000;
+    let a = PgStore::open(&slow).await.unwrap().0;
+    let b = relay(&db, "b").await;
+    let ids = [insert(&a, "u", "1").await, insert(&a, "v", "2").await];
+    head(&a, "u").await.unwrap();
+    head(&a, "v").await.unwrap();
+    let admin = db.admin().await.unwrap();
+    let lapse = "UPDATE kefu.relays SET alive_until_ms = 0 WHERE relay_id = $1";
+    admin.execute(lapse, &[&a.relay().as_str()]).await.unwrap();
+    // Still the holder of "v", but no longer alive.
+    assert!(a.mark_sending_many(&ids[1..]).await.unwrap().is_empty());
+    // "u" was taken over.
+    assert_eq!(head(&b, "u").await, Some(vec![ids[0]]));
+    admin
+        .execute(
+            "UPDATE kefu.relays SET alive_until_ms = kefu.now_ms() + 180000 WHERE relay_id = $1",
+            &[&a.relay().as_str()],
+        )
+        .await
+        .unwrap();
+    assert!(a.mark_sending_many(&ids[..1]).await.unwrap().is_empty());
+    assert!(!a.mark_sending(ids[0]).await.unwrap());
+    assert_eq!(state(&a, ids[0]).await, JobState::Queued);
+    assert_eq!(a.mark_sending_many(&ids[1..]).await.unwrap(), ids[1..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_event_rises_for_an_event_another_relay_stored() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let (a, b) = (relay(&db, "a").await, relay(&db, "b").await);
+    let mut newest = b.newest_event();
+    let new = NewYunzhenji {
+        account: "shop".into(),
+        conversation: "wxid_user".into(),
+        event: serde_json::Map::new(),
+        dedup_key: "k".into(),
+        dedup_expires_ms: i64::MAX,
+        report: None,
+        webhook: true,
+    };
+    let Admission::Stored(event) = a.admit_yunzhenji(new).await.unwrap().admission else {
+        panic!("not stored");
+    };
+    let seen = tokio::time::timeout(
+        Duration::from_secs(30),
+        newest.wait_for(|newest| *newest >= event.id),
+    )
+    .await
+    .expect("relay b never heard of the event")
+    .map(|newest| *newest)
+    .unwrap();
+    assert_eq!(seen, event.id);
+    // The user's pushes are one conversation of the webhook lane, which b may claim.
+    let claimed = b.claim_idle(Lane::Webhook, 10).await.unwrap();
+    assert_eq!(claimed, [ConvKey::webhook("wxid_user")]);
+    let Some((_, Head::Events(events))) = b.head(&claimed[0], 10).await.unwrap() else {
+        panic!("b holds it");
+    };
+    assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), [event.id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_relay_leads_and_another_takes_over_when_it_stops() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let relays = [relay(&db, "a").await, relay(&db, "b").await];
+    let leader = eventually("a leader", || async {
+        let leading: Vec<usize> = (0..2).filter(|&n| relays[n].is_leader()).collect();
+        assert!(leading.len() < 2, "two leaders at once");
+        leading.first().copied()
+    })
+    .await;
+    let other = 1 - leader;
+    assert!(!relays[other].is_leader());
+    relays[leader].stop().await.unwrap();
+    assert!(!relays[leader].is_leader());
+    eventually("the handover", || async {
+        relays[other].is_leader().then_some(())
+    })
+    .await;
+    assert!(!relays[leader].is_leader());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_outcome_leaves_a_swept_send_ambiguous() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    // A relay that stalls past its TTL (its heartbeat too slow to bring it back meanwhile),
+    // then records its send's outcome after the sweep.
+    let b = relay(&db, "b").await;
+    eventually("b leads", || async { b.is_leader().then_some(()) }).await;
+    let mut slow = config(&db, "a");
+    slow.heartbeat_ms = 60_000;
+    slow.lease_ttl_ms = 180_000;
+    let a = PgStore::open(&slow).await.unwrap().0;
+    let id = insert(&a, "u", "1").await;
+    head(&a, "u").await.unwrap();
+    assert_eq!(a.mark_sending_many(&[id]).await.unwrap(), [id]);
+    let admin = db.admin().await.unwrap();
+    admin
+        .execute(
+            "UPDATE kefu.relays SET alive_until_ms = 0 WHERE relay_id = $1",
+            &[&a.relay().as_str()],
+        )
+        .await
+        .unwrap();
+    // The leader sweeps it once it has led for a whole TTL.
+    eventually("the sweep", || async {
+        (!b.sweep_gone().await.unwrap().is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(state(&a, id).await, JobState::Ambiguous);
+    a.record(id, Outcome::Delivered).unwrap();
+    a.checkpoint().await.unwrap();
+    assert_eq!(
+        state(&a, id).await,
+        JobState::Ambiguous,
+        "never queued or settled again by the relay that lost it"
+    );
+}
