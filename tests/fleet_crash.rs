@@ -67,8 +67,9 @@ struct Fleet {
 }
 
 impl Fleet {
-    /// Starts relay `i` under its name, waiting for its desk URL; a relay that exits first (the
-    /// database is coming back) is started again, a bounded number of times.
+    /// Starts relay `i` under its name, waiting for its desk URL; a relay that exits first with
+    /// status 1 (the database is coming back) is started again, a bounded number of times, and
+    /// one refused with status 2 (its settings, or the database) fails the test.
     fn start(&self, i: usize) {
         for _ in 0..120 {
             let log = File::options()
@@ -91,7 +92,7 @@ impl Fleet {
                 line.find("http://")
                     .map(|start| line[start..].trim().to_owned())
             });
-            let proc = Proc(child);
+            let mut proc = Proc(child);
             if let Some(url) = url {
                 // Keep draining stdout so that the relay never blocks on a full pipe.
                 std::thread::spawn(move || for _ in lines {});
@@ -99,7 +100,14 @@ impl Fleet {
                 self.urls.lock().unwrap()[i] = Some(url);
                 return;
             }
-            drop(proc);
+            let status = proc.0.wait().unwrap();
+            assert_ne!(
+                status.code(),
+                Some(2),
+                "relay r{} was refused:\n{}",
+                i + 1,
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(250));
         }
         panic!("relay r{} never started:\n{}", i + 1, self.logs());
