@@ -48,7 +48,10 @@ pg_started=
 idle=
 
 stop() {
-    trap - INT TERM EXIT
+    # Ctrl-C reaches the whole process group, and `timeout` passes its signal on twice: a
+    # second one must not cut the clean-up short.
+    trap '' INT TERM
+    trap - EXIT
     echo "stopping the fleet" >&2
     [[ -z $idle ]] || kill "$idle" 2>/dev/null || true
     if ((${#pids[@]})); then

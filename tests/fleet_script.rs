@@ -44,18 +44,24 @@ impl Drop for Script {
     }
 }
 
-/// `count` consecutive ports on 127.0.0.1 that were free just now.
+/// `count` consecutive ports on 127.0.0.1 that were free just now, below the range the kernel
+/// picks the local ports of outgoing connections from (so that the relays' own connections to
+/// PostgreSQL and the sandbox cannot take one before the script binds it).
 fn free_ports(count: u16) -> u16 {
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    assert!(
+        ephemeral > 10_000 + count,
+        "ephemeral ports from {ephemeral}"
+    );
     for _ in 0..100 {
-        let first = TcpListener::bind("127.0.0.1:0").unwrap();
-        let start = first.local_addr().unwrap().port();
-        let Some(end) = start.checked_add(count) else {
-            continue;
-        };
-        let rest: Result<Vec<TcpListener>, _> = (start + 1..end)
+        let start = rand::random_range(10_000..ephemeral - count);
+        let all: Result<Vec<TcpListener>, _> = (start..start + count)
             .map(|port| TcpListener::bind(("127.0.0.1", port)))
             .collect();
-        if rest.is_ok() {
+        if all.is_ok() {
             return start;
         }
     }
