@@ -8,7 +8,8 @@
 //! At the end: every acknowledged message is delivered, failed or ambiguous; the sandbox holds
 //! each delivered one exactly once, no failed one, each ambiguous one at most once, and each
 //! user's in the order they were posted; every acknowledged callback reached the desk's webhook,
-//! each user's in order. Skipped loudly where PostgreSQL is not installed.
+//! each user's in order; and every relay serves the same feed of events, with the ids increasing
+//! and each callback in it once. Skipped loudly where PostgreSQL is not installed.
 
 #[path = "common/hook.rs"]
 mod hook;
@@ -410,6 +411,34 @@ async fn a_fleet_under_sigkills_and_a_database_crash_loses_duplicates_and_reorde
         );
         sleep(Duration::from_millis(200)).await;
     }
+
+    // Every relay serves the same feed: ids increasing, each callback stored once.
+    let mut feed: BTreeMap<i64, Value> = BTreeMap::new();
+    for i in 0..N {
+        let url = fleet.url(i).expect("every relay is up after the chaos");
+        let reply = Desk::new(url, API_KEY)
+            .get("/v1/events?limit=1000")
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "r{}: {}", i + 1, reply.text);
+        let events = reply.body["events"].as_array().unwrap();
+        let ids: Vec<i64> = events.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+        assert!(ids.is_sorted_by(|a, b| a < b), "r{}: {ids:?}", i + 1);
+        for event in events {
+            let id = event["id"].as_i64().unwrap();
+            let known = feed.entry(id).or_insert_with(|| event.clone());
+            assert_eq!(known, event, "r{}: event {id} differs", i + 1);
+        }
+        assert_eq!(feed.len(), events.len(), "r{}: events missing", i + 1);
+    }
+    let mut stored: Vec<&str> = feed
+        .values()
+        .map(|e| e["content"].as_str().unwrap())
+        .collect();
+    stored.sort_unstable();
+    let mut acked: Vec<&str> = called.iter().flatten().map(String::as_str).collect();
+    acked.sort_unstable();
+    assert_eq!(stored, acked, "each acknowledged callback stored once");
     sandbox.stop().await;
 }
 
