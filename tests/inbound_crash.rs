@@ -2,23 +2,16 @@
 //! while the desk's webhook is down survive a SIGKILL, and after a restart each one reaches the
 //! desk, with the event id it had before.
 
+#[path = "common/hook.rs"]
+mod hook;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use bytes::Bytes;
-use hmac::{Hmac, Mac as _};
 use kefu_connector::desk::Desk;
-use kefu_payload::envelope::DialogueCallback;
-use kefu_payload::{HandoffCallback, KefuState};
 use serde_json::Value;
-use sha2::Sha256;
 use wxbizmsgcrypt::MsgCrypt;
 
 const TOKEN: &str = "CRASHINBOUND0123456789";
@@ -77,35 +70,6 @@ fn serve(outbox: &std::path::Path, webhook: &str) -> (Proc, Desk) {
     (Proc(child), Desk::new(url, API_KEY))
 }
 
-/// What the desk's webhook received: (event id header, timestamp, signature, body).
-type Seen = Arc<Mutex<Vec<(String, String, String, String)>>>;
-
-async fn receive(State(seen): State<Seen>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    seen.lock().unwrap().push((
-        header("x-kefu-event-id"),
-        header("x-kefu-timestamp"),
-        header("x-kefu-signature"),
-        String::from_utf8(body.to_vec()).unwrap(),
-    ));
-    StatusCode::OK
-}
-
-fn verify(timestamp: &str, signature: &str, body: &str) -> bool {
-    let mut mac = Hmac::<Sha256>::new_from_slice(HOOK_SECRET.as_bytes()).unwrap();
-    mac.update(format!("{timestamp}.{body}").as_bytes());
-    signature
-        .strip_prefix("sha256=")
-        .and_then(|hex| hex::decode(hex).ok())
-        .is_some_and(|expected| mac.verify_slice(&expected).is_ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_with_undelivered_events_then_each_reaches_the_desk_with_its_id() {
     let dir = tempfile::tempdir().unwrap();
@@ -118,31 +82,12 @@ async fn sigkill_with_undelivered_events_then_each_reaches_the_desk_with_its_id(
     let (relay, desk) = serve(&outbox, &webhook);
 
     let crypt = MsgCrypt::new(TOKEN, KEY, BOT).unwrap();
-    let now_secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
-        });
+    let now_secs = hook::now_secs();
     let mut sent = Vec::new();
     for i in 0..12_i64 {
         let user = format!("oCRASH{}", i % 3);
         let text = format!("message {i} from {user}");
-        let callback = HandoffCallback {
-            userid: user.clone(),
-            appid: "wx0000000000000000".into(),
-            content: Some(text.clone()),
-            from: Some(0),
-            kfstate: Some(KefuState::NeedPerson),
-            channel: Some(0),
-            createtime: Some(now_secs + i),
-            ..HandoffCallback::default()
-        };
-        let body = DialogueCallback {
-            encrypted: crypt
-                .encrypt(callback.to_xml().unwrap().as_bytes())
-                .unwrap(),
-        }
-        .to_json();
+        let body = hook::handoff(&crypt, &user, &text, now_secs + i);
         let reply = desk
             .post_raw(&format!("/v1/callbacks/dialogue/{SECRET}"), body)
             .await
@@ -178,12 +123,8 @@ async fn sigkill_with_undelivered_events_then_each_reaches_the_desk_with_its_id(
     drop(relay); // SIGKILL
 
     // The desk comes up, then the relay again on the same store.
-    let seen: Seen = Arc::default();
-    let app = Router::new()
-        .route("/hook", post(receive))
-        .with_state(Arc::clone(&seen));
     let listener = tokio::net::TcpListener::bind(hook_addr).await.unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let seen = hook::serve_hook(listener);
     let (_relay, desk) = serve(&outbox, &webhook);
 
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -200,7 +141,10 @@ async fn sigkill_with_undelivered_events_then_each_reaches_the_desk_with_its_id(
     };
     let mut by_user: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (id, timestamp, signature, body) in &delivered {
-        assert!(verify(timestamp, signature, body), "{id}: bad signature");
+        assert!(
+            hook::verify(HOOK_SECRET, timestamp, signature, body),
+            "{id}: bad signature"
+        );
         let event: Value = serde_json::from_str(body).unwrap();
         assert_eq!(&event["id"].to_string(), id);
         let content = event["content"].as_str().unwrap();

@@ -11,9 +11,9 @@ use kefu_connector::serve::Relay;
 use serde_json::Value;
 
 /// The Dialogue settings of [`sandbox_config`].
-const TOKEN: &str = "RELAYTESTTOKEN0123";
-const AES_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
-const BOT_APPID: &str = "Gg8HejYTkUsEIlG";
+pub const TOKEN: &str = "RELAYTESTTOKEN0123";
+pub const AES_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+pub const BOT_APPID: &str = "Gg8HejYTkUsEIlG";
 
 /// A sandbox without faults, whose Dialogue bot is the relay's of [`settings`].
 pub fn sandbox_config() -> SandboxConfig {

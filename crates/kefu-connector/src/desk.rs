@@ -52,6 +52,18 @@ impl Desk {
             .await
     }
 
+    /// `POST path` with a JSON body and an `Idempotency-Key`, as a desk sends it when it may
+    /// retry the request (at the same relay or another one of a fleet).
+    pub async fn post_with_key(
+        &self,
+        path: &str,
+        body: &Value,
+        key: &str,
+    ) -> Result<DeskReply, DeskError> {
+        self.send(Method::POST, path, Bytes::from(body.to_string()), Some(key))
+            .await
+    }
+
     /// `POST path` with a raw body, for malformed-input tests.
     pub async fn post_raw(
         &self,
@@ -80,6 +92,16 @@ impl Desk {
         path: &str,
         body: Bytes,
     ) -> Result<DeskReply, DeskError> {
+        self.send(method, path, body, None).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        idempotency_key: Option<&str>,
+    ) -> Result<DeskReply, DeskError> {
         let failed = |message: String| DeskError {
             path: path.to_owned(),
             message,
@@ -88,9 +110,13 @@ impl Desk {
             .method(method)
             .uri(format!("{}{path}", self.base))
             .header(header::AUTHORIZATION, &self.bearer)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body))
-            .map_err(|e| failed(e.to_string()))?;
+            .header(header::CONTENT_TYPE, "application/json");
+        let request = match idempotency_key {
+            Some(key) => request.header(crate::idempotency::HEADER, key),
+            None => request,
+        }
+        .body(Full::new(body))
+        .map_err(|e| failed(e.to_string()))?;
         let response = self
             .http
             .request(request)

@@ -362,12 +362,22 @@ impl Cluster {
 
     /// Restarts the server (`pg_ctl restart -m fast`), keeping its settings.
     pub fn restart(&self) -> Result<(), HarnessError> {
+        self.pg_ctl_restart("fast")
+    }
+
+    /// Crashes the server and starts it again (`pg_ctl restart -m immediate`): no checkpoint,
+    /// so what it acknowledged comes back only from the WAL's crash recovery.
+    pub fn crash_restart(&self) -> Result<(), HarnessError> {
+        self.pg_ctl_restart("immediate")
+    }
+
+    fn pg_ctl_restart(&self, mode: &str) -> Result<(), HarnessError> {
         let mut cmd = self.command("pg_ctl");
         cmd.arg("-D")
             .arg(self.data_dir())
             .arg("-l")
             .arg(self.dir.join("log"))
-            .args(["-m", "fast", "-w", "-t", "120", "restart"])
+            .args(["-m", mode, "-w", "-t", "120", "restart"])
             .stdout(Stdio::null());
         self.run(cmd, "pg_ctl restart").map(|_| ())
     }
