@@ -8,7 +8,7 @@
 //! Several relays share one database as a fleet: each conversation is worked by the relay that
 //! holds its lease row, a relay's liveness is a heartbeat judged on the database's clock, a
 //! `LISTEN` connection per relay follows the fleet's new events and holds the leadership of the
-//! periodic work; see `notes/pg-design.md` in the project for the whole design.
+//! periodic work.
 //!
 //! With the `testing` feature, [`testing`] starts a throwaway PostgreSQL cluster from the
 //! system's binaries for tests.
