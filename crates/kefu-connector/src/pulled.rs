@@ -225,7 +225,7 @@ impl<J: Item, W: Deliver<J>> Pulled<J, W> {
             self.mark_read(key);
             let (version, head) = match self.store.head(key, HEAD_LIMIT).await {
                 Ok(Some(head)) => head,
-                // Another live relay holds it, and will see what was stored.
+                // Another live relay holds it, and will see what was stored; or nothing waits.
                 Ok(None) => return false,
                 Err(error) => {
                     tracing::warn!("cannot read a conversation's queue: {error}");

@@ -62,7 +62,26 @@ fn webhook_head() -> String {
     )
 }
 
-/// Lets the lease go unless an insert bumped its version since the head was read.
+/// Whether the conversation of lease `l` has work: queued jobs, or events still to push.
+const HAS_WORK: &str = "
+(l.lane = 'job' AND EXISTS (SELECT 1 FROM kefu.jobs j WHERE j.account = l.account
+                            AND j.recipient = l.key AND j.state = 'queued'))
+OR (l.lane = 'webhook' AND EXISTS (SELECT 1 FROM kefu.events e WHERE e.openid = l.key
+                                   AND e.webhook_state = 'pending'))";
+
+/// Lets the lease of a conversation without work go by deleting its row, unless an insert
+/// bumped its version since the head was read: rows are kept only for conversations that have
+/// work or a holder, so that the table (which every claim scans) does not grow with every user
+/// ever served. An insert racing the delete creates the row again.
+fn release_empty() -> String {
+    format!(
+        "DELETE FROM kefu.leases l
+         WHERE l.lane = $2 AND l.account = $3 AND l.key = $4 AND l.relay_id = $1
+           AND l.version = $5 AND NOT ({HAS_WORK})"
+    )
+}
+
+/// Lets the lease go, keeping its row for a claim: its conversation still has work.
 const RELEASE: &str = "
 UPDATE kefu.leases SET relay_id = NULL, updated_at_ms = kefu.now_ms()
 WHERE lane = $2 AND account = $3 AND key = $4 AND relay_id = $1 AND version = $5";
@@ -74,12 +93,7 @@ fn claim() -> String {
         "WITH free AS (
              SELECT l.lane, l.account, l.key FROM kefu.leases l
              WHERE l.lane = $2 AND {TAKEABLE}
-               AND (($2 = 'job' AND EXISTS (
-                        SELECT 1 FROM kefu.jobs j WHERE j.account = l.account
-                        AND j.recipient = l.key AND j.state = 'queued'))
-                 OR ($2 = 'webhook' AND EXISTS (
-                        SELECT 1 FROM kefu.events e WHERE e.openid = l.key
-                        AND e.webhook_state = 'pending')))
+               AND ({HAS_WORK})
              ORDER BY l.updated_at_ms LIMIT $3 FOR UPDATE OF l SKIP LOCKED)
          UPDATE kefu.leases l SET relay_id = $1, updated_at_ms = kefu.now_ms()
          FROM free WHERE (l.lane, l.account, l.key) = (free.lane, free.account, free.key)
@@ -227,19 +241,17 @@ impl Fleet for PgStore {
         let key = key.clone();
         Box::pin(async move {
             let c = self.pooled().await?;
-            let released = sql::execute(
-                &c,
-                RELEASE,
-                &[
-                    &self.relay().as_str(),
-                    &lane_name(key.lane),
-                    &key.account,
-                    &key.key,
-                    &version,
-                ],
-            )
-            .await?;
-            Ok(released == 1)
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+                &self.relay().as_str(),
+                &lane_name(key.lane),
+                &key.account,
+                &key.key,
+                &version,
+            ];
+            if sql::execute(&c, &release_empty(), &params).await? == 1 {
+                return Ok(true);
+            }
+            Ok(sql::execute(&c, RELEASE, &params).await? == 1)
         })
     }
 

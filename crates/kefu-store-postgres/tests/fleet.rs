@@ -170,7 +170,9 @@ async fn a_release_after_an_insert_is_refused() {
     a.record(second, Outcome::Delivered).unwrap();
     let (version, _) = a.head(&conversation("u"), 32).await.unwrap().unwrap();
     assert!(a.release(&conversation("u"), version).await.unwrap());
-    assert_eq!(head(&b, "u").await, Some(Vec::new()), "let go");
+    assert_eq!(head(&b, "u").await, None, "let go, and nothing waits");
+    let third = insert(&b, "u", "3").await;
+    assert_eq!(head(&b, "u").await, Some(vec![third]), "let go");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,4 +306,37 @@ async fn a_late_outcome_leaves_a_swept_send_ambiguous() {
         JobState::Ambiguous,
         "never queued or settled again by the relay that lost it"
     );
+}
+
+/// The number of lease rows of lane `job`.
+async fn job_leases(db: &TestDb) -> i64 {
+    let admin = db.admin().await.unwrap();
+    admin
+        .query_one("SELECT count(*) FROM kefu.leases WHERE lane = 'job'", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_let_go_without_work_keeps_no_lease_row() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let (a, b) = (relay(&db, "a").await, relay(&db, "b").await);
+    for user in ["u1", "u2", "u3"] {
+        let id = insert(&a, user, "1").await;
+        assert_eq!(head(&a, user).await, Some(vec![id]));
+        a.mark_sending_many(&[id]).await.unwrap();
+        a.record(id, Outcome::Delivered).unwrap();
+        let (version, _) = a.head(&conversation(user), 32).await.unwrap().unwrap();
+        assert!(a.release(&conversation(user), version).await.unwrap());
+    }
+    assert_eq!(job_leases(&db).await, 0, "every user served ever would stay");
+
+    // A user written to again gets a row again, and another relay takes it.
+    let again = insert(&a, "u2", "2").await;
+    assert_eq!(job_leases(&db).await, 1);
+    assert_eq!(b.claim_idle(Lane::Jobs, 8).await.unwrap(), [conversation("u2")]);
+    assert_eq!(head(&b, "u2").await, Some(vec![again]));
 }

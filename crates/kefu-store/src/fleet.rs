@@ -98,8 +98,10 @@ pub trait Fleet: Send + Sync + 'static {
     fn shared(&self) -> bool;
 
     /// Takes `key` for this relay (or keeps it) and reads up to `limit` of its items in order,
-    /// with the conversation's version; `None` while another live relay holds it. A store that
-    /// is not shared answers with an empty head.
+    /// with the conversation's version; `None` when there is nothing for this relay to do:
+    /// another live relay holds it, or nothing was stored into it since it was last let go (a
+    /// shared store need not remember a conversation without work). A store that is not shared
+    /// answers with an empty head.
     fn head(&self, key: &ConvKey, limit: usize) -> BoxFuture<'_, StoreResult<Option<(i64, Head)>>>;
 
     /// Lets `key` go if nothing was stored into it since `version` (then `true`); `false`: new
