@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use kefu_store_postgres::tokio_postgres::config::Host;
 use kefu_store_postgres::PgConfig;
+use kefu_store_postgres::tokio_postgres::config::Host;
 
 /// The Linux ABI's USER_HZ: `/proc/<pid>/stat` counts CPU time in hundredths of a second.
 const TICKS_PER_SEC: u64 = 100;
@@ -59,10 +59,15 @@ impl Server {
     /// not this machine's to read).
     pub async fn find(url: &str) -> Option<Server> {
         let config = PgConfig::new(url).ok()?;
-        let local = config.url.expose().get_hosts().iter().all(|host| match host {
-            Host::Tcp(name) => matches!(name.as_str(), "localhost" | "127.0.0.1" | "::1"),
-            Host::Unix(_) => true,
-        });
+        let local = config
+            .url
+            .expose()
+            .get_hosts()
+            .iter()
+            .all(|host| match host {
+                Host::Tcp(name) => matches!(name.as_str(), "localhost" | "127.0.0.1" | "::1"),
+                Host::Unix(_) => true,
+            });
         if !local {
             return None;
         }
@@ -117,7 +122,12 @@ mod tests {
                 reaped: 10
             })
         );
-        for bad in ["", "4242 (x", "4242 (x) S 1 2 3", "4242 (x) S -1 1 1 0 0 0 0 0 0 0 1 1 1 1"] {
+        for bad in [
+            "",
+            "4242 (x",
+            "4242 (x) S 1 2 3",
+            "4242 (x) S -1 1 1 0 0 0 0 0 0 0 1 1 1 1",
+        ] {
             assert_eq!(parse_stat(bad), None, "{bad}");
         }
     }

@@ -17,8 +17,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use super::{
-    BenchArgs, Histogram, cpu, micros, micros_f64, millis, pacer, per_message,
-    print_peak_memory,
+    BenchArgs, Histogram, cpu, micros, micros_f64, millis, pacer, per_message, print_peak_memory,
 };
 use crate::loopback::Loopback;
 use crate::sandbox::Say;

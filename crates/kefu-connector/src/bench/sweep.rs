@@ -153,7 +153,10 @@ mod tests {
 
     fn bench_args(line: &[&str]) -> Result<BenchArgs, String> {
         let argv = ["kefu-connector", "bench"].iter().chain(line);
-        match Cli::try_parse_from(argv).map_err(|e| e.to_string())?.command {
+        match Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command
+        {
             Command::Bench(args) => Ok(args),
             other => Err(format!("{other:?}")),
         }
@@ -161,7 +164,8 @@ mod tests {
 
     #[test]
     fn relays_take_a_comma_separated_list_with_a_store() {
-        let args = bench_args(&["--store", "postgres://u@127.0.0.1/db", "--relays", "1,3"]).unwrap();
+        let args =
+            bench_args(&["--store", "postgres://u@127.0.0.1/db", "--relays", "1,3"]).unwrap();
         assert_eq!(args.relays, vec![1, 3]);
         assert!(bench_args(&[]).unwrap().relays.is_empty());
         for wrong in [
@@ -169,7 +173,13 @@ mod tests {
             &["--store", "postgres://u@127.0.0.1/db", "--relays", "0"],
             &["--store", "postgres://u@127.0.0.1/db", "--relays", "1,x"],
             &["--store", "postgres://u@127.0.0.1/db", "--relays", "17"],
-            &["--store", "postgres://u@127.0.0.1/db", "--relays", "1", "--inbound"],
+            &[
+                "--store",
+                "postgres://u@127.0.0.1/db",
+                "--relays",
+                "1",
+                "--inbound",
+            ],
         ] {
             assert!(bench_args(wrong).is_err(), "{wrong:?}");
         }
@@ -221,7 +231,10 @@ mod tests {
         assert!(lines[0].contains("at 1000 msg/s"), "{text}");
         assert!(lines[1].starts_with("sqlite"), "{text}");
         assert!(lines[1].ends_with("90.0 +        – =    90.0"), "{text}");
-        assert!(lines[2].contains(" 3         5123             4988"), "{text}");
+        assert!(
+            lines[2].contains(" 3         5123             4988"),
+            "{text}"
+        );
         assert!(lines[2].contains("1.50 /  12.25 ms"), "{text}");
         assert!(lines[2].ends_with("120.0 +     80.0 =   200.0"), "{text}");
     }
