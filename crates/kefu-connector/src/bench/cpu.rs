@@ -77,9 +77,11 @@ impl Server {
             .await
             .ok()
             .and_then(|row| row.try_get(0).ok());
+        // Read while the session lasts: its backend exits once the client is gone.
+        let stat = backend.and_then(|pid| read_stat(&pid.to_string()));
         drop(client);
         let _ = driver.await;
-        let postmaster = read_stat(&backend?.to_string())?.ppid;
+        let postmaster = stat?.ppid;
         let name = std::fs::read_to_string(format!("/proc/{postmaster}/comm")).ok()?;
         (name.trim() == "postgres").then_some(Server { postmaster })
     }
