@@ -196,5 +196,9 @@ fn the_bench_compares_sqlite_and_postgres_in_one_run() {
     assert!(table[0].contains("at 300 msg/s"), "{text}");
     assert!(table[1].starts_with("sqlite "), "{text}");
     assert!(table[2].starts_with("postgres "), "{text}");
-    assert_eq!(table.len(), 3, "{text}");
+    assert!(
+        table[3].starts_with("load average (1, 5, 15 min): "),
+        "{text}"
+    );
+    assert_eq!(table.len(), 4, "{text}");
 }

@@ -50,6 +50,21 @@ async fn reset(url: &str) -> Result<(), String> {
     dropped
 }
 
+/// The machine's load averages over 1, 5 and 15 minutes, as `/proc/loadavg` gives them
+/// ("unknown" where there is none).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|load| !load.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
 /// One configuration's figures: the closed loop's throughput and CPU, the open loop's latency.
 #[derive(Debug, Clone)]
 struct Row {
@@ -113,6 +128,7 @@ pub async fn run(args: &BenchArgs) -> Result<bool, String> {
     let mut configurations = vec![("sqlite", 1)];
     configurations.extend(args.relays.iter().map(|&n| ("postgres", n)));
     let mut rows = Vec::new();
+    let load_before = load_average();
     for (store, relays) in configurations {
         let mut closed = args.clone();
         closed.relays.clear();
@@ -141,6 +157,11 @@ pub async fn run(args: &BenchArgs) -> Result<bool, String> {
         }
     }
     print!("{}", table(&rows, rate));
+    // Other work on the machine takes CPU from the runs: the figures are read against it.
+    println!(
+        "load average (1, 5, 15 min): {load_before} at the start, {} at the end",
+        load_average()
+    );
     Ok(rows.iter().all(Row::clean))
 }
 
