@@ -19,6 +19,7 @@ async fn faulty_load_loses_and_duplicates_nothing(provider: Provider) {
         seed: 42,
         outbox: None,
         store: None,
+        relays: Vec::new(),
         no_direct: true,
         provider,
         inbound: false,

@@ -175,3 +175,61 @@ fn the_bench_runs_the_relay_on_postgres() {
         "{text}"
     );
 }
+
+/// `bench --store URL --relays 1` runs SQLite and PostgreSQL in one invocation, each closed and
+/// open loop, checks every message of every run, and ends with one table row per configuration.
+#[test]
+fn the_bench_compares_sqlite_and_postgres_in_one_run() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = runtime.block_on(fresh_database()) else {
+        return;
+    };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kefu-connector"))
+        .args([
+            "bench",
+            "--store",
+            &db.cluster.url(&db.name),
+            "--relays",
+            "1",
+            "--users",
+            "4",
+            "--messages",
+            "60",
+            "--rate",
+            "300",
+        ])
+        .output()
+        .expect("the binary runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for run in [
+        "sqlite × 1, closed loop:",
+        "sqlite × 1, open loop:",
+        "postgres × 1, closed loop:",
+        "postgres × 1, open loop:",
+    ] {
+        assert!(text.contains(run), "{run}: {text}");
+    }
+    assert_eq!(
+        text.matches("60 accepted: 60 delivered, 0 failed, 0 ambiguous, 0 lost, 0 duplicated")
+            .count(),
+        4,
+        "{text}"
+    );
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|line| !line.starts_with("store "))
+        .collect();
+    assert!(table[0].contains("at 300 msg/s"), "{text}");
+    assert!(table[1].starts_with("sqlite "), "{text}");
+    assert!(table[2].starts_with("postgres "), "{text}");
+    assert!(
+        table[3].starts_with("load average (1, 5, 15 min): "),
+        "{text}"
+    );
+    assert_eq!(table.len(), 4, "{text}");
+}

@@ -127,6 +127,18 @@ impl Loopback {
         })
     }
 
+    /// Starts one more relay of the same configuration on `127.0.0.1:0`, named `relay_name` in
+    /// the fleet, with a desk client of it: a peer on the same PostgreSQL database, delivering
+    /// to the same sandbox. The sandbox's callbacks keep going to the first relay. Its caller
+    /// stops it before [`Loopback::stop`].
+    pub async fn start_peer(&self, relay_name: &str) -> Result<(Relay, Desk), String> {
+        let mut config = self.config.clone();
+        config.store = config.store.renamed(relay_name);
+        let relay = Relay::start(&config).await.map_err(|e| e.to_string())?;
+        let desk = Desk::new(format!("http://{}", relay.addr), API_KEY);
+        Ok((relay, desk))
+    }
+
     /// Where the outbox lives.
     pub fn outbox_path(&self) -> std::path::PathBuf {
         self.dir.path().join("outbox.sqlite3")

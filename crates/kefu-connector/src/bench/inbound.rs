@@ -17,8 +17,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use super::{
-    BenchArgs, Histogram, cpu_time, micros, micros_f64, millis, pacer, per_message,
-    print_peak_memory,
+    BenchArgs, Histogram, cpu, micros, micros_f64, millis, pacer, per_message, print_peak_memory,
 };
 use crate::loopback::Loopback;
 use crate::sandbox::Say;
@@ -71,7 +70,7 @@ pub(super) async fn run(args: &BenchArgs) -> Result<InboundReport, String> {
     let ack_latency = Arc::new(Histogram::new());
     let rate = args.rate;
     let clock = Instant::now();
-    let cpu_before = cpu_time();
+    let cpu_before = cpu::own();
     let mut tasks = tokio::task::JoinSet::new();
     for user in 0..users {
         let setup = Arc::clone(&setup);
@@ -106,7 +105,7 @@ pub(super) async fn run(args: &BenchArgs) -> Result<InboundReport, String> {
         acknowledged += done.map_err(|e| e.to_string())??;
     }
     let elapsed = clock.elapsed();
-    let cpu = per_message(cpu_time().saturating_sub(cpu_before), acknowledged);
+    let cpu = per_message(cpu::own().saturating_sub(cpu_before), acknowledged);
     let report = InboundReport {
         acknowledged,
         acknowledged_per_sec: acknowledged as f64 / elapsed.as_secs_f64(),

@@ -24,7 +24,9 @@ use crate::desk::Desk;
 use crate::loopback::{Loopback, OA_ACCOUNT, OA_APPID};
 use crate::sandbox::{DEFAULT_OA_APPID, OaAccount, Sandbox, SandboxConfig};
 
+mod cpu;
 mod inbound;
+mod sweep;
 
 const TOKEN: &str = "BENCHTOKEN0123456789abcdef";
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
@@ -82,6 +84,14 @@ pub struct BenchArgs {
     /// relay may run on it.
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
+    /// With --store: compare in one run the Dialogue path on SQLite (a temporary file) and on the
+    /// database with each of these numbers of relays (in process, the users spread round robin
+    /// over them), each run closed loop, then open loop at --rate (default 1000 msg/s), and
+    /// print a table. Each run starts on an empty `kefu` schema: the bench DROPS the database's
+    /// `kefu` schema, so never point it at a database whose data you need.
+    #[arg(long, value_name = "N,N…", value_delimiter = ',', requires = "store",
+          value_parser = sweep::parse_relays, conflicts_with_all = ["inbound", "duration_secs", "outbox"])]
+    pub relays: Vec<usize>,
     /// Skip the direct-client ceiling.
     #[arg(long)]
     pub no_direct: bool,
@@ -121,6 +131,12 @@ pub struct RelayReport {
     pub ack: (Duration, Duration),
     /// Post-to-sandbox latency percentiles (p50, p99) of delivered messages.
     pub end_to_end: (Duration, Duration),
+    /// This process's CPU time (load generator, relays and sandbox) per acknowledged message,
+    /// from the first post to the last delivery.
+    pub cpu: Duration,
+    /// The PostgreSQL server's CPU time per acknowledged message over the same span, when it
+    /// runs on this machine.
+    pub server_cpu: Option<Duration>,
 }
 
 /// Slots of the per-message tables in a soak run, which reuses them round-robin: more than the
@@ -201,6 +217,8 @@ pub fn run(args: BenchArgs) -> ExitCode {
         );
         let outcome = if args.inbound {
             inbound::run(&args).await.map(|_| true)
+        } else if !args.relays.is_empty() {
+            sweep::run(&args).await
         } else {
             paths(&args).await
         };
@@ -228,7 +246,7 @@ async fn paths(args: &BenchArgs) -> Result<bool, String> {
     }
     if args.provider != Provider::Dialogue {
         println!("Official Account (custom/send, JSON with an access token):");
-        let report = relay_run(args, Path::Oa).await?;
+        let report = relay_run(args, Path::Oa, 1).await?;
         clean &= report.lost == 0 && report.duplicated == 0;
     }
     Ok(clean)
@@ -241,14 +259,14 @@ async fn bench(args: &BenchArgs) -> Result<RelayReport, String> {
             "direct client, no outbox   {ceiling:>9.0} msg/s  (the ceiling)  cpu {:>6.1} µs/msg",
             micros_f64(cpu)
         );
-        let report = relay_run(args, Path::Dialogue).await?;
+        let report = relay_run(args, Path::Dialogue, 1).await?;
         println!(
             "relay / direct             {:>9.0} %",
             100.0 * report.delivered_per_sec / ceiling
         );
         Ok(report)
     } else {
-        relay_run(args, Path::Dialogue).await
+        relay_run(args, Path::Dialogue, 1).await
     }
 }
 
@@ -296,7 +314,7 @@ async fn direct_ceiling(args: &BenchArgs) -> Result<(f64, Duration), String> {
     let users = args.users.max(1);
     let total = args.messages.max(users);
     let started = Instant::now();
-    let cpu_before = cpu_time();
+    let cpu_before = cpu::own();
     let mut tasks = tokio::task::JoinSet::new();
     for user in 0..users {
         let client = client.clone();
@@ -320,7 +338,7 @@ async fn direct_ceiling(args: &BenchArgs) -> Result<(f64, Duration), String> {
         done.map_err(|e| e.to_string())??;
     }
     let rate = total as f64 / started.elapsed().as_secs_f64();
-    let cpu = per_message(cpu_time().saturating_sub(cpu_before), total);
+    let cpu = per_message(cpu::own().saturating_sub(cpu_before), total);
     sandbox.stop().await;
     Ok((rate, cpu))
 }
@@ -331,11 +349,16 @@ fn store_overrides(args: &BenchArgs) -> Vec<(&'static str, String)> {
     match (&args.store, &args.outbox) {
         (Some(url), _) => vec![
             ("KEFU_STORE_URL", url.clone()),
-            ("KEFU_STORE_RELAY_NAME", "bench".to_owned()),
+            ("KEFU_STORE_RELAY_NAME", relay_name(1)),
         ],
         (None, Some(path)) => vec![("KEFU_OUTBOX_PATH", path.display().to_string())],
         (None, None) => Vec::new(),
     }
+}
+
+/// The fleet name of the `nth` relay of a run (from 1).
+fn relay_name(nth: usize) -> String {
+    format!("bench-{nth}")
 }
 
 /// The store as the figures name it.
@@ -347,9 +370,14 @@ fn store_name(args: &BenchArgs) -> &'static str {
     }
 }
 
-async fn relay_run(args: &BenchArgs, path: Path) -> Result<RelayReport, String> {
+/// One run of the relay path on `relays` relays (more than one only on PostgreSQL), the users
+/// posting to them round robin.
+async fn relay_run(args: &BenchArgs, path: Path, relays: usize) -> Result<RelayReport, String> {
     if path == Path::Oa && args.duration_secs.is_some() {
         return Err("a soak run (--duration-secs) measures the Dialogue path only".into());
+    }
+    if relays > 1 && args.store.is_none() {
+        return Err("more than one relay needs a PostgreSQL store (--store)".into());
     }
     let mut overrides = vec![
         ("KEFU_DIALOGUE_REQUEST_TIMEOUT_MS", "2000".to_owned()),
@@ -363,7 +391,23 @@ async fn relay_run(args: &BenchArgs, path: Path) -> Result<RelayReport, String> 
         Path::Oa => oa_sandbox_config(args),
     };
     let setup = Loopback::start(sandbox, &overrides).await?;
-    let desk = setup.desk.clone();
+    let mut peers = Vec::new();
+    for nth in 2..=relays {
+        match setup.start_peer(&relay_name(nth)).await {
+            Ok(peer) => peers.push(peer),
+            Err(error) => {
+                stop_all(setup, peers).await;
+                return Err(format!("relay {nth} of {relays}: {error}"));
+            }
+        }
+    }
+    let desks: Vec<Desk> = std::iter::once(setup.desk.clone())
+        .chain(peers.iter().map(|(_, desk)| desk.clone()))
+        .collect();
+    let server = match &args.store {
+        Some(url) => cpu::Server::find(url).await,
+        None => None,
+    };
 
     let users = args.users.max(1);
     if path == Path::Oa {
@@ -380,7 +424,8 @@ async fn relay_run(args: &BenchArgs, path: Path) -> Result<RelayReport, String> 
         .map(|secs| Instant::now() + Duration::from_secs(secs));
     let clock = Instant::now();
     let clock_unix_micros = unix_micros();
-    let cpu_before = cpu_time();
+    let cpu_before = cpu::own();
+    let server_before = server.map(|server| server.cpu());
     let slots = if deadline.is_some() {
         SOAK_SLOTS
     } else {
@@ -452,7 +497,7 @@ async fn relay_run(args: &BenchArgs, path: Path) -> Result<RelayReport, String> 
     let rate = args.rate;
     let mut tasks = tokio::task::JoinSet::new();
     for user in 0..users {
-        let desk = desk.clone();
+        let desk = desk_of(&desks, user).clone();
         let next_index = Arc::clone(&next_index);
         let posted_at = Arc::clone(&posted_at);
         let received = Arc::clone(&received);
@@ -505,7 +550,7 @@ async fn relay_run(args: &BenchArgs, path: Path) -> Result<RelayReport, String> 
                 ack_latency.record(micros(clock) - start);
                 accepted += 1;
                 if keep_ids {
-                    ids.push((index, reply.body["id"].as_i64().unwrap_or_default()));
+                    ids.push((index, user, reply.body["id"].as_i64().unwrap_or_default()));
                 }
             }
             Ok::<_, String>((accepted, ids))
@@ -525,14 +570,20 @@ async fn relay_run(args: &BenchArgs, path: Path) -> Result<RelayReport, String> 
 
     // Wait until nothing is pending, which ends the CPU measurement; then, unless this is a soak
     // run (which keeps no per-message list), read each acknowledged message's final state.
-    wait_until_idle(&desk).await?;
-    let cpu = per_message(cpu_time().saturating_sub(cpu_before), accepted);
+    for desk in &desks {
+        wait_until_idle(desk).await?;
+    }
+    let cpu = per_message(cpu::own().saturating_sub(cpu_before), accepted);
+    let server_cpu = server
+        .zip(server_before)
+        .map(|(server, before)| per_message(server.cpu().saturating_sub(before), accepted));
     let mut delivered = 0;
     let mut failed = 0;
     let mut ambiguous = 0;
     let mut lost = 0;
     let settle_deadline = Instant::now() + Duration::from_secs(120);
-    for (_, id) in &ids {
+    for (_, user, id) in &ids {
+        let desk = desk_of(&desks, *user);
         loop {
             let status = desk
                 .get(&format!("/v1/messages/{id}"))
@@ -587,7 +638,7 @@ async fn relay_run(args: &BenchArgs, path: Path) -> Result<RelayReport, String> 
     } else {
         let reached = ids
             .iter()
-            .filter(|(index, _)| {
+            .filter(|(index, _, _)| {
                 received
                     .get(index % slots)
                     .is_some_and(|c| c.load(Ordering::Relaxed) == 1)
@@ -608,6 +659,8 @@ async fn relay_run(args: &BenchArgs, path: Path) -> Result<RelayReport, String> 
             / Duration::from_micros(last_delivery.load(Ordering::Relaxed).max(1)).as_secs_f64(),
         ack: ack_latency.percentiles(),
         end_to_end: end_to_end.percentiles(),
+        cpu,
+        server_cpu,
     };
     println!(
         "relay, {}     {:>9.0} msg/s accepted   ack p50 {:>7.2} ms  p99 {:>7.2} ms",
@@ -626,6 +679,12 @@ async fn relay_run(args: &BenchArgs, path: Path) -> Result<RelayReport, String> 
         "cpu                        {:>9.1} µs/msg    (all threads, posting to the last delivery)",
         micros_f64(cpu)
     );
+    if let Some(server_cpu) = server_cpu {
+        println!(
+            "postgres cpu               {:>9.1} µs/msg    (the local server's processes, same span)",
+            micros_f64(server_cpu)
+        );
+    }
     println!(
         "outcomes                   {} accepted: {} delivered, {} failed, {} ambiguous, {} lost, {} duplicated",
         report.accepted,
@@ -636,8 +695,21 @@ async fn relay_run(args: &BenchArgs, path: Path) -> Result<RelayReport, String> 
         report.duplicated
     );
     print_peak_memory();
-    setup.stop().await;
+    stop_all(setup, peers).await;
     Ok(report)
+}
+
+/// The relay that `user` posts to: round robin over the run's relays.
+fn desk_of(desks: &[Desk], user: usize) -> &Desk {
+    &desks[user % desks.len()]
+}
+
+/// Stops the peers, then the first relay and the sandbox.
+async fn stop_all(setup: Loopback, peers: Vec<(crate::serve::Relay, Desk)>) {
+    for (relay, _) in peers {
+        relay.stop().await;
+    }
+    setup.stop().await;
 }
 
 /// The index of a bench message in a `custom/send` body: its text is `bench <index>`.
@@ -690,22 +762,6 @@ fn per_message(cpu: Duration, messages: usize) -> Duration {
         .unwrap_or_default()
 }
 
-/// User plus system CPU time of the whole process so far (zero where there is no procfs).
-fn cpu_time() -> Duration {
-    // utime and stime are the 14th and 15th fields of /proc/self/stat, in USER_HZ ticks (100 per
-    // second in the Linux ABI); the command name before them may hold spaces, so count from ')'.
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            let after_name = stat.get(stat.rfind(')')? + 1..)?;
-            let mut fields = after_name.split_whitespace().skip(11);
-            let user: u64 = fields.next()?.parse().ok()?;
-            let system: u64 = fields.next()?.parse().ok()?;
-            Some(Duration::from_millis((user + system) * 10))
-        })
-        .unwrap_or_default()
-}
-
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
@@ -746,7 +802,7 @@ pub async fn relay_report(args: &BenchArgs) -> Result<RelayReport, String> {
         Provider::Oa => Path::Oa,
         Provider::Dialogue | Provider::All => Path::Dialogue,
     };
-    relay_run(args, path).await
+    relay_run(args, path, 1).await
 }
 
 #[cfg(test)]

@@ -93,6 +93,16 @@ impl StoreConfig {
         self.postgres.as_ref()
     }
 
+    /// The same settings for a relay named `relay_name` (without `store.url`, unchanged): a
+    /// second relay of one configuration in the same process, as the bench starts.
+    pub(crate) fn renamed(&self, relay_name: &str) -> StoreConfig {
+        let mut renamed = self.clone();
+        if let Some(pg) = renamed.postgres.as_mut() {
+            pg.relay_name = relay_name.to_owned();
+        }
+        renamed
+    }
+
     /// Refuses a lease that could run out while a send is still in flight: a relay that loses
     /// the database mid-request (up to `request_timeout_ms`) must not overlap the next owner's
     /// first send of that user.
