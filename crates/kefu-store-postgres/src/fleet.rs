@@ -26,13 +26,21 @@ const TAKEABLE: &str = "
 AND EXISTS (SELECT 1 FROM kefu.relays me WHERE me.relay_id = $1
             AND me.alive_until_ms > kefu.now_ms())";
 
-/// Takes the lease (`$1` relay, `$2` lane, `$3` account, `$4` key) and returns its version as
-/// `c`, for the head's statement.
+/// Takes the lease (`$1` relay, `$2` lane, `$3` account, `$4` key), or keeps it, and returns
+/// its version as `c`, for the head's statement. A lease this relay holds already is only
+/// read: a relay working through a conversation reads its head once per delivery, and a
+/// statement that writes nothing commits without waiting for a flush.
 fn take_lease() -> String {
     format!(
-        "WITH c AS (UPDATE kefu.leases l SET relay_id = $1, updated_at_ms = kefu.now_ms()
-                    WHERE l.lane = $2 AND l.account = $3 AND l.key = $4 AND {TAKEABLE}
-                    RETURNING l.version)"
+        "WITH held AS (SELECT l.version FROM kefu.leases l
+                       WHERE l.lane = $2 AND l.account = $3 AND l.key = $4 AND l.relay_id = $1
+                         AND EXISTS (SELECT 1 FROM kefu.relays me WHERE me.relay_id = $1
+                                     AND me.alive_until_ms > kefu.now_ms())),
+              taken AS (UPDATE kefu.leases l SET relay_id = $1, updated_at_ms = kefu.now_ms()
+                        WHERE l.lane = $2 AND l.account = $3 AND l.key = $4
+                          AND l.relay_id IS DISTINCT FROM $1 AND {TAKEABLE}
+                        RETURNING l.version),
+              c AS (SELECT version FROM held UNION ALL SELECT version FROM taken)"
     )
 }
 

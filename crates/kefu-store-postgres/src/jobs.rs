@@ -144,30 +144,33 @@ async fn insert(
 /// and is alive on the database's clock, so that a relay that lost its lease (it stalled past
 /// its TTL, and another took over) sends nothing more.
 async fn mark_sending(c: &Conn, g: &mut Group, ids: Vec<i64>) -> Result<Vec<i64>, PgError> {
-    c.batch_execute("SAVEPOINT mark").await?;
-    let marked: Vec<i64> = sql::query(
+    // One statement, all or none: the jobs that qualify are locked first, and marked only if
+    // every one asked for does.
+    sql::query(
         c,
-        "UPDATE kefu.jobs j SET state = 'sending', attempts = j.attempts + 1, relay_id = $2,
+        "WITH candidates AS (
+             SELECT j.id FROM kefu.jobs j
+             WHERE j.id = ANY($1) AND j.state = 'queued'
+               AND EXISTS (SELECT 1 FROM kefu.leases l WHERE l.lane = 'job'
+                           AND l.account = j.account AND l.key = j.recipient
+                           AND l.relay_id = $2)
+               AND EXISTS (SELECT 1 FROM kefu.relays r WHERE r.relay_id = $2
+                           AND r.alive_until_ms > kefu.now_ms())
+             FOR UPDATE OF j),
+         complete AS (
+             SELECT (SELECT count(*) FROM candidates)
+                    = (SELECT count(DISTINCT id) FROM unnest($1::bigint[]) AS t(id)) AS yes)
+         UPDATE kefu.jobs j SET state = 'sending', attempts = j.attempts + 1, relay_id = $2,
              updated_at_ms = $3
-         WHERE j.id = ANY($1) AND j.state = 'queued'
-           AND EXISTS (SELECT 1 FROM kefu.leases l WHERE l.lane = 'job'
-                       AND l.account = j.account AND l.key = j.recipient AND l.relay_id = $2)
-           AND EXISTS (SELECT 1 FROM kefu.relays r WHERE r.relay_id = $2
-                       AND r.alive_until_ms > kefu.now_ms())
+         FROM complete
+         WHERE complete.yes AND j.id IN (SELECT id FROM candidates)
          RETURNING j.id",
         &[&ids, &&*g.relay, &g.now],
     )
     .await?
     .iter()
     .map(|row| sql::get(row, 0))
-    .collect::<Result<_, _>>()?;
-    if marked.len() == ids.len() {
-        c.batch_execute("RELEASE SAVEPOINT mark").await?;
-        return Ok(ids);
-    }
-    c.batch_execute("ROLLBACK TO SAVEPOINT mark; RELEASE SAVEPOINT mark")
-        .await?;
-    Ok(Vec::new())
+    .collect()
 }
 
 /// Records an attempt's outcome, only on a job this relay still has `sending`: one that a

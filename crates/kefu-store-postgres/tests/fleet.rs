@@ -332,11 +332,18 @@ async fn a_conversation_let_go_without_work_keeps_no_lease_row() {
         let (version, _) = a.head(&conversation(user), 32).await.unwrap().unwrap();
         assert!(a.release(&conversation(user), version).await.unwrap());
     }
-    assert_eq!(job_leases(&db).await, 0, "every user served ever would stay");
+    assert_eq!(
+        job_leases(&db).await,
+        0,
+        "every user served ever would stay"
+    );
 
     // A user written to again gets a row again, and another relay takes it.
     let again = insert(&a, "u2", "2").await;
     assert_eq!(job_leases(&db).await, 1);
-    assert_eq!(b.claim_idle(Lane::Jobs, 8).await.unwrap(), [conversation("u2")]);
+    assert_eq!(
+        b.claim_idle(Lane::Jobs, 8).await.unwrap(),
+        [conversation("u2")]
+    );
     assert_eq!(head(&b, "u2").await, Some(vec![again]));
 }
