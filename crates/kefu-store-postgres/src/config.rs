@@ -285,7 +285,7 @@ impl PgConfig {
     /// The connection settings every connection of `relay` uses (§8 of the design):
     /// `synchronous_commit=on` whatever the server's default, the statement, lock and idle
     /// transaction timeouts, `application_name = kefu/<relay id>`, the connect timeout and TCP
-    /// keepalives.
+    /// keepalives on both ends (the server's need PostgreSQL 12 or newer).
     pub fn session_config(&self, relay: &RelayId) -> tokio_postgres::Config {
         let mut c = self.url.expose().clone();
         let mut options = c.get_options().unwrap_or("").trim().to_owned();
@@ -294,6 +294,13 @@ impl PgConfig {
             format!("statement_timeout={}", self.statement_timeout_ms),
             format!("lock_timeout={}", self.lock_timeout_ms),
             "idle_in_transaction_session_timeout=60000".to_owned(),
+            // The server's side of the connection notices a relay's host that died without
+            // closing its sockets within about 25 s, and ends its sessions: the leadership a
+            // session lock holds is then free for another relay.
+            "tcp_keepalives_idle=10".to_owned(),
+            "tcp_keepalives_interval=5".to_owned(),
+            "tcp_keepalives_count=3".to_owned(),
+            "tcp_user_timeout=25000".to_owned(),
         ] {
             if !options.is_empty() {
                 options.push(' ');

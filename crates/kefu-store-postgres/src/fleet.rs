@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use kefu_core::BoxFuture;
-use kefu_store::{Admission, ConvKey, Fleet, Head, Lane, Settled, StoreResult};
+use kefu_store::{Admission, ConvKey, Fleet, Head, Lane, Settled, Store as _, StoreResult};
 use tokio::sync::watch;
 use tokio_postgres::Row;
 
@@ -27,9 +27,10 @@ AND EXISTS (SELECT 1 FROM kefu.relays me WHERE me.relay_id = $1
             AND me.alive_until_ms > kefu.now_ms())";
 
 /// Takes the lease (`$1` relay, `$2` lane, `$3` account, `$4` key), or keeps it, and returns
-/// its version as `c`, for the head's statement. A lease this relay holds already is only
-/// read: a relay working through a conversation reads its head once per delivery, and a
-/// statement that writes nothing commits without waiting for a flush.
+/// its version as `c`, for the head's statement, with whether this statement took it. A lease
+/// this relay holds already is only read: a relay working through a conversation reads its
+/// head once per delivery, and a statement that writes nothing commits without waiting for a
+/// flush.
 fn take_lease() -> String {
     format!(
         "WITH held AS (SELECT l.version FROM kefu.leases l
@@ -40,7 +41,8 @@ fn take_lease() -> String {
                         WHERE l.lane = $2 AND l.account = $3 AND l.key = $4
                           AND l.relay_id IS DISTINCT FROM $1 AND {TAKEABLE}
                         RETURNING l.version),
-              c AS (SELECT version FROM held UNION ALL SELECT version FROM taken)"
+              c AS (SELECT version, false AS taken FROM held
+                    UNION ALL SELECT version, true FROM taken)"
     )
 }
 
@@ -49,7 +51,7 @@ fn take_lease() -> String {
 fn job_head() -> String {
     format!(
         "{} SELECT j.id, j.account, j.recipient, j.operation, j.payload, j.attempts,
-                   j.not_before_ms, c.version
+                   j.not_before_ms, c.version, c.taken
             FROM c LEFT JOIN LATERAL (
                 SELECT {} FROM kefu.jobs WHERE account = $3 AND recipient = $4
                 AND state = 'queued' ORDER BY seq LIMIT $5) j ON true",
@@ -62,7 +64,7 @@ fn job_head() -> String {
 /// order, so none is skipped), then the version.
 fn webhook_head() -> String {
     format!(
-        "{} SELECT e.id, e.openid, e.body, e.attempts, e.not_before_ms, c.version
+        "{} SELECT e.id, e.openid, e.body, e.attempts, e.not_before_ms, c.version, c.taken
             FROM c LEFT JOIN LATERAL (
                 SELECT id, openid, body, attempts, not_before_ms FROM kefu.events
                 WHERE webhook_state = 'pending' AND openid = $4 ORDER BY id LIMIT $5) e ON true",
@@ -77,19 +79,25 @@ const HAS_WORK: &str = "
 OR (l.lane = 'webhook' AND EXISTS (SELECT 1 FROM kefu.events e WHERE e.openid = l.key
                                    AND e.webhook_state = 'pending'))";
 
+/// Whether a job of the conversation of lease `l` is being sent: its outcome may yet queue
+/// it again, and must find the conversation's row then.
+const IN_FLIGHT: &str = "
+l.lane = 'job' AND EXISTS (SELECT 1 FROM kefu.jobs j WHERE j.account = l.account
+                           AND j.recipient = l.key AND j.state = 'sending')";
+
 /// Lets the lease of a conversation without work go by deleting its row, unless an insert
 /// bumped its version since the head was read: rows are kept only for conversations that have
-/// work or a holder, so that the table (which every claim scans) does not grow with every user
-/// ever served. An insert racing the delete creates the row again.
+/// work, a job in flight or a holder, so that the table (which every claim scans) does not
+/// grow with every user ever served. An insert racing the delete creates the row again.
 fn release_empty() -> String {
     format!(
         "DELETE FROM kefu.leases l
          WHERE l.lane = $2 AND l.account = $3 AND l.key = $4 AND l.relay_id = $1
-           AND l.version = $5 AND NOT ({HAS_WORK})"
+           AND l.version = $5 AND NOT ({HAS_WORK}) AND NOT ({IN_FLIGHT})"
     )
 }
 
-/// Lets the lease go, keeping its row for a claim: its conversation still has work.
+/// Lets the lease go, keeping its row: a job of its conversation is in flight.
 const RELEASE: &str = "
 UPDATE kefu.leases SET relay_id = NULL, updated_at_ms = kefu.now_ms()
 WHERE lane = $2 AND account = $3 AND key = $4 AND relay_id = $1 AND version = $5";
@@ -121,7 +129,8 @@ fn lane_name(lane: Lane) -> &'static str {
     }
 }
 
-fn read_head(lane: Lane, rows: &[Row]) -> Result<Option<(i64, Head)>, PgError> {
+/// The head in `rows`, and whether the statement took the lease (rather than keeping it).
+fn read_head(lane: Lane, rows: &[Row]) -> Result<Option<(i64, Head, bool)>, PgError> {
     let Some(first) = rows.first() else {
         return Ok(None);
     };
@@ -133,14 +142,20 @@ fn read_head(lane: Lane, rows: &[Row]) -> Result<Option<(i64, Head)>, PgError> {
         Lane::Jobs => (
             sql::get(first, 7)?,
             Head::Jobs(items.map(jobs::read_pending).collect::<Result<_, _>>()?),
+            sql::get(first, 8)?,
         ),
         Lane::Webhook => (
             sql::get(first, 5)?,
             Head::Events(items.map(events::read_pending).collect::<Result<_, _>>()?),
+            sql::get(first, 6)?,
         ),
     }))
 }
 
+/// Takes or keeps `key` and reads its head. A statement that took the lease may have waited
+/// for an insert's lock on it, and then sees that insert's version but not its items (they
+/// came after its snapshot): the head is read again, by a statement of its own, so that the
+/// version never runs ahead of the items (a release at that version would leave them behind).
 async fn head(
     c: &Conn,
     relay: &str,
@@ -152,13 +167,13 @@ async fn head(
         Lane::Webhook => webhook_head(),
     };
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = sql::query(
-        c,
-        &statement,
-        &[&relay, &lane_name(key.lane), &key.account, &key.key, &limit],
-    )
-    .await?;
-    read_head(key.lane, &rows)
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+        [&relay, &lane_name(key.lane), &key.account, &key.key, &limit];
+    let mut read = read_head(key.lane, &sql::query(c, &statement, &params).await?)?;
+    if let Some((_, _, true)) = read {
+        read = read_head(key.lane, &sql::query(c, &statement, &params).await?)?;
+    }
+    Ok(read.map(|(version, head, _)| (version, head)))
 }
 
 async fn claim_idle(
@@ -295,9 +310,12 @@ impl Fleet for PgStore {
         self.newest()
     }
 
-    /// Ends the heartbeat and the listener first, so that nothing marks the relay alive again.
+    /// Applies the outcomes recorded so far first: a sweep of the stopped relay would otherwise
+    /// turn its last deliveries into `ambiguous` ones, and drop their outcomes. Then ends the
+    /// heartbeat and the listener, so that nothing marks the relay alive again.
     fn stop(&self) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(async move {
+            self.checkpoint().await?;
             self.end_background();
             let c = self.pooled().await?;
             Ok(stop(&c, self.relay().as_str()).await?)

@@ -142,7 +142,10 @@ async fn insert(
 /// no longer queued may be another relay's send in flight, and must not be sent again, nor the
 /// jobs behind it in its conversation; and only while this relay holds the job's conversation
 /// and is alive on the database's clock, so that a relay that lost its lease (it stalled past
-/// its TTL, and another took over) sends nothing more.
+/// its TTL, and another took over) sends nothing more; and only the front of the
+/// conversation: while an earlier job is still queued or being sent (its outcome not yet
+/// applied, or its relay gone and not yet swept), a later one waits, so that a retried job
+/// never goes out after the job behind it.
 async fn mark_sending(c: &Conn, g: &mut Group, ids: Vec<i64>) -> Result<Vec<i64>, PgError> {
     // One statement, all or none: the jobs that qualify are locked first, and marked only if
     // every one asked for does.
@@ -156,6 +159,9 @@ async fn mark_sending(c: &Conn, g: &mut Group, ids: Vec<i64>) -> Result<Vec<i64>
                            AND l.relay_id = $2)
                AND EXISTS (SELECT 1 FROM kefu.relays r WHERE r.relay_id = $2
                            AND r.alive_until_ms > kefu.now_ms())
+               AND NOT EXISTS (SELECT 1 FROM kefu.jobs e WHERE e.account = j.account
+                               AND e.recipient = j.recipient AND e.seq < j.seq
+                               AND e.state IN ('queued', 'sending') AND e.id <> ALL($1))
              FOR UPDATE OF j),
          complete AS (
              SELECT (SELECT count(*) FROM candidates)

@@ -347,3 +347,24 @@ async fn a_conversation_let_go_without_work_keeps_no_lease_row() {
     );
     assert_eq!(head(&b, "u2").await, Some(vec![again]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waits_while_the_one_before_it_is_still_being_sent() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let a = relay(&db, "a").await;
+    let first = insert(&a, "u", "1").await;
+    let second = insert(&a, "u", "2").await;
+    assert_eq!(head(&a, "u").await, Some(vec![first, second]));
+    assert_eq!(a.mark_sending_many(&[first]).await.unwrap(), [first]);
+    // A relay that reads the head now, before the first job's outcome (say a retry) is
+    // applied, sees only the second: it must not go out before the first.
+    assert_eq!(head(&a, "u").await, Some(vec![second]));
+    assert!(a.mark_sending_many(&[second]).await.unwrap().is_empty());
+    assert_eq!(state(&a, second).await, JobState::Queued);
+
+    a.record(first, Outcome::Delivered).unwrap();
+    a.checkpoint().await.unwrap();
+    assert_eq!(a.mark_sending_many(&[second]).await.unwrap(), [second]);
+}

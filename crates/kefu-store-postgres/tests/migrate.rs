@@ -209,6 +209,17 @@ async fn every_connection_commits_synchronously_and_names_its_relay() {
     assert_eq!(settings.1, format!("kefu/{relay}"));
     assert_eq!(settings.2, "30s");
     assert_eq!(settings.3, "10s");
+    // The server notices a relay's host that died silently: its sessions (the leader's lock)
+    // end within about 25 s rather than the kernel's hours.
+    let row = client
+        .query_one(
+            "SELECT current_setting('tcp_keepalives_idle'), current_setting('tcp_user_timeout')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let keepalive: (String, String) = (row.get(0), row.get(1));
+    assert_eq!(keepalive, ("10".to_owned(), "25000".to_owned()));
 
     let (lane, connection) = connect_one(&db.config, &relay).await.unwrap();
     tokio::spawn(connection);

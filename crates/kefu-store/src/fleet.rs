@@ -86,7 +86,9 @@ pub enum Head {
 /// * **Fenced sending.** [`JobStore::mark_sending_many`](crate::JobStore::mark_sending_many)
 ///   marks a job only while this relay holds its conversation and is live, and returns the ids
 ///   it marked; the jobs of one call share a conversation, so it marks all of them or none. A
-///   relay given fewer ids than it asked has lost the conversation and sends nothing.
+///   relay given fewer ids than it asked has lost the conversation and sends nothing. It marks
+///   only the front of the conversation: while an earlier job is queued or still being sent
+///   (its outcome not applied yet, or its relay gone and not swept yet), it marks nothing.
 /// * **Only a gone relay's sends become ambiguous**, through [`sweep_gone`](Fleet::sweep_gone),
 ///   never those of a live one.
 /// * **Ids visible in id order** (see the crate's contract), so that a long poll woken by
@@ -135,7 +137,8 @@ pub trait Fleet: Send + Sync + 'static {
     fn newest_event(&self) -> watch::Receiver<i64>;
 
     /// Lets every conversation this relay holds go and marks the relay stopped, so that the
-    /// others take its work at once; called once the relay's deliveries have stopped. A store
-    /// that is not shared: nothing.
+    /// others take its work at once; called once the relay's deliveries have stopped. The
+    /// outcomes recorded before are applied first (a stopped relay's sends still `sending` are
+    /// a sweep's). A store that is not shared: nothing.
     fn stop(&self) -> BoxFuture<'_, StoreResult<()>>;
 }

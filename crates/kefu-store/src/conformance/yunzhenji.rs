@@ -14,9 +14,13 @@ const WINDOW_MS: i64 = 300_000;
 async fn job<F: Fresh>(fresh: &F, account: &str, outcome: Option<Outcome>) -> i64 {
     let store = fresh.store();
     let outbox = &*store;
+    // A conversation per job: a shared store marks only the front of a conversation, and
+    // these checks leave some jobs queued while they send others.
+    static RECIPIENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = RECIPIENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let new = NewJob {
         account: account.into(),
-        recipient: "wxid_customer".into(),
+        recipient: format!("wxid_customer_{n}"),
         operation: "wechat/sendMessage".into(),
         payload: b"{}".to_vec(),
     };
