@@ -462,6 +462,15 @@ impl Fleet for RelayStore {
         Box::pin(async move { Ok(head) })
     }
 
+    fn holds(&self, key: &ConvKey) -> BoxFuture<'_, StoreResult<bool>> {
+        let holds = {
+            let shared = self.ground.lock();
+            !shared.gone.contains(&self.me)
+                && shared.leases.get(key).and_then(|lease| lease.holder) == Some(self.me)
+        };
+        Box::pin(async move { Ok(holds) })
+    }
+
     fn release(&self, key: &ConvKey, version: i64) -> BoxFuture<'_, StoreResult<bool>> {
         let racing = std::mem::take(&mut self.ground.lock().racing);
         self.stored_jobs(&racing);

@@ -72,6 +72,13 @@ fn webhook_head() -> String {
     )
 }
 
+/// Whether relay `$1` holds the lease of (`$2` lane, `$3` account, `$4` key) and is alive.
+const HOLDS: &str = "
+SELECT EXISTS (SELECT 1 FROM kefu.leases l WHERE l.lane = $2 AND l.account = $3 AND l.key = $4
+                 AND l.relay_id = $1)
+   AND EXISTS (SELECT 1 FROM kefu.relays me WHERE me.relay_id = $1
+                 AND me.alive_until_ms > kefu.now_ms())";
+
 /// Whether the conversation of lease `l` has work: queued jobs, or events still to push.
 const HAS_WORK: &str = "
 (l.lane = 'job' AND EXISTS (SELECT 1 FROM kefu.jobs j WHERE j.account = l.account
@@ -257,6 +264,25 @@ impl Fleet for PgStore {
         Box::pin(async move {
             let c = self.reader().await?;
             Ok(head(&c, self.relay().as_str(), &key, limit).await?)
+        })
+    }
+
+    fn holds(&self, key: &ConvKey) -> BoxFuture<'_, StoreResult<bool>> {
+        let key = key.clone();
+        Box::pin(async move {
+            let c = self.pooled().await?;
+            let row = sql::query_one(
+                &c,
+                HOLDS,
+                &[
+                    &self.relay().as_str(),
+                    &lane_name(key.lane),
+                    &key.account,
+                    &key.key,
+                ],
+            )
+            .await?;
+            Ok(sql::get(&row, 0)?)
         })
     }
 

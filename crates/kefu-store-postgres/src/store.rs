@@ -113,9 +113,14 @@ impl PgStore {
                 background: Background::default(),
             }),
         };
+        // The heartbeat has a connection of its own: long polls or reads holding every pooled
+        // connection must not let this relay's liveness lapse while it sends.
+        let mut beats = config.clone();
+        beats.pool_size = 1;
+        let heartbeat_pool = connect(&beats, &store.inner.relay).await?;
         let inner = &store.inner;
         inner.background.hold(heartbeat(
-            inner.pool.clone(),
+            heartbeat_pool,
             registration,
             Duration::from_millis(config.heartbeat_ms),
         ));

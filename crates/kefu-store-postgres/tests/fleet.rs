@@ -368,3 +368,42 @@ async fn a_job_waits_while_the_one_before_it_is_still_being_sent() {
     a.checkpoint().await.unwrap();
     assert_eq!(a.mark_sending_many(&[second]).await.unwrap(), [second]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_holds_a_users_pushes_only_until_another_takes_them() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let (a, b) = (relay(&db, "a").await, relay(&db, "b").await);
+    let user = ConvKey::webhook("wxid_hold");
+    assert!(
+        !a.holds(&user).await.unwrap(),
+        "nothing stored, nothing held"
+    );
+    let new = NewYunzhenji {
+        account: "shop".into(),
+        conversation: "wxid_hold".into(),
+        event: serde_json::Map::new(),
+        dedup_key: "k".into(),
+        dedup_expires_ms: i64::MAX,
+        report: None,
+        webhook: true,
+    };
+    a.admit_yunzhenji(new).await.unwrap();
+    assert!(a.head(&user, 8).await.unwrap().is_some());
+    assert!(a.holds(&user).await.unwrap());
+    assert!(!b.holds(&user).await.unwrap());
+
+    // As when a stalled past its liveness and b took the user over meanwhile.
+    db.admin()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE kefu.leases SET relay_id = $1 WHERE lane = 'webhook' AND key = 'wxid_hold'",
+            &[&b.relay().as_str()],
+        )
+        .await
+        .unwrap();
+    assert!(!a.holds(&user).await.unwrap(), "a must stop pushing");
+    assert!(b.holds(&user).await.unwrap());
+}

@@ -50,6 +50,10 @@ impl Fleet for SqliteStore {
         Box::pin(async move { Ok(Some((0, empty))) })
     }
 
+    fn holds(&self, _: &ConvKey) -> BoxFuture<'_, StoreResult<bool>> {
+        Box::pin(async { Ok(true) })
+    }
+
     fn release(&self, _: &ConvKey, _: i64) -> BoxFuture<'_, StoreResult<bool>> {
         Box::pin(async { Ok(true) })
     }

@@ -106,6 +106,12 @@ pub trait Fleet: Send + Sync + 'static {
     /// answers with an empty head.
     fn head(&self, key: &ConvKey, limit: usize) -> BoxFuture<'_, StoreResult<Option<(i64, Head)>>>;
 
+    /// Whether this relay holds `key` and is alive now, on the store's clock: checked before
+    /// each attempt of work that nothing else fences, such as a webhook push, so that a relay
+    /// that lost a user's conversation (it stalled past its liveness, and another took over)
+    /// stops pushing that user's events. A store that is not shared: always.
+    fn holds(&self, key: &ConvKey) -> BoxFuture<'_, StoreResult<bool>>;
+
     /// Lets `key` go if nothing was stored into it since `version` (then `true`); `false`: new
     /// work arrived, read the head again (the conversation stays held).
     fn release(&self, key: &ConvKey, version: i64) -> BoxFuture<'_, StoreResult<bool>>;

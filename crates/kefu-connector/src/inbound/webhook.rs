@@ -32,7 +32,7 @@ use crate::config::WebhookConfig;
 use crate::conversations::{Attempts, Deliver, Step, drive};
 use crate::metrics::Metrics;
 use crate::pulled::Queues;
-use crate::store::{PendingEvent, Store, WebhookOutcome};
+use crate::store::{ConvKey, PendingEvent, Store, WebhookOutcome};
 use kefu_core::now_ms;
 
 /// The signature header's value for `body` sent at `timestamp`: `sha256=<hex>` of
@@ -159,6 +159,9 @@ struct Push<'a> {
 impl Attempts for Push<'_> {
     async fn attempt(&mut self) -> Step {
         let (inner, event) = (self.inner, &self.event);
+        if !inner.still_holds(event).await {
+            return Step::Done(false);
+        }
         self.attempts = self.attempts.saturating_add(1);
         let attempts = self.attempts;
         let (status, error) = match inner.attempt(event).await {
@@ -208,6 +211,25 @@ impl Attempts for Push<'_> {
 }
 
 impl Inner {
+    /// On a shared store, whether this relay still holds the user's conversation: a relay that
+    /// lost it (it stalled past its liveness, and another took over) must not push the user's
+    /// events beside the new holder, out of order. The events stay stored for the holder.
+    async fn still_holds(&self, event: &PendingEvent) -> bool {
+        if !self.store.shared() {
+            return true;
+        }
+        match self.store.holds(&ConvKey::webhook(&event.openid)).await {
+            Ok(holds) => holds,
+            Err(error) => {
+                tracing::warn!(
+                    event = event.id,
+                    "cannot check this relay still holds the user's webhook pushes, so it stops: {error}"
+                );
+                false
+            }
+        }
+    }
+
     /// Pushes one event until it is acknowledged or its attempts run out. Returns `false` if
     /// the service is stopping or the store failed.
     async fn push(&self, event: PendingEvent, mut stopping: watch::Receiver<bool>) -> bool {
