@@ -159,9 +159,14 @@ async fn mark_sending(c: &Conn, g: &mut Group, ids: Vec<i64>) -> Result<Vec<i64>
                            AND l.relay_id = $2)
                AND EXISTS (SELECT 1 FROM kefu.relays r WHERE r.relay_id = $2
                            AND r.alive_until_ms > kefu.now_ms())
+               -- Two tests, not one with state IN (...): each is answered by its partial
+               -- index, where the IN would scan the table.
                AND NOT EXISTS (SELECT 1 FROM kefu.jobs e WHERE e.account = j.account
                                AND e.recipient = j.recipient AND e.seq < j.seq
-                               AND e.state IN ('queued', 'sending') AND e.id <> ALL($1))
+                               AND e.state = 'queued' AND e.id <> ALL($1))
+               AND NOT EXISTS (SELECT 1 FROM kefu.jobs e WHERE e.account = j.account
+                               AND e.recipient = j.recipient AND e.seq < j.seq
+                               AND e.state = 'sending')
              FOR UPDATE OF j),
          complete AS (
              SELECT (SELECT count(*) FROM candidates)

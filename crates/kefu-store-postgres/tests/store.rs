@@ -141,8 +141,10 @@ async fn an_outcome_recorded_without_waiting_is_seen_by_everything_requested_aft
     };
     let (store, _) = open(&db.config).await;
     for n in 0..20 {
-        let id = insert(&store, vec![job("u", &n.to_string())]).await[0].id();
-        hold(&store, "u").await.unwrap();
+        // A user per job: a resent job goes first in its conversation, before any later one.
+        let user = format!("u{n}");
+        let id = insert(&store, vec![job(&user, &n.to_string())]).await[0].id();
+        hold(&store, &user).await.unwrap();
         assert_eq!(store.mark_sending_many(&[id]).await.unwrap(), [id]);
         let failed = Outcome::Failed {
             code: Some(45015),
@@ -472,5 +474,8 @@ async fn a_job_no_longer_queued_is_not_marked_sending_again() {
         (JobState::Queued, 0),
         "a refused batch marks none of its jobs"
     );
-    assert!(two.mark_sending(ids[1]).await.unwrap());
+    assert!(
+        !two.mark_sending(ids[1]).await.unwrap(),
+        "the job before it may still be on the wire: it waits for the sweep"
+    );
 }
