@@ -140,35 +140,40 @@ async fn relays_on_one_postgres_deliver_each_message_once_in_order_and_keep_it_a
     setup.stop().await;
 }
 
-/// `kefu-connector bench --store URL` runs the relay on the database and checks what it measured:
-/// every acknowledged message final, none lost, none sent twice.
-#[test]
-fn the_bench_runs_the_relay_on_postgres() {
+/// Runs `kefu-connector bench --store <a fresh database> <args>` and returns what it printed,
+/// once it succeeded; `None` without PostgreSQL.
+fn bench_on_postgres(args: &[&str]) -> Option<String> {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let Some(db) = runtime.block_on(fresh_database()) else {
-        return;
-    };
+    let db = runtime.block_on(fresh_database())?;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kefu-connector"))
-        .args([
-            "bench",
-            "--store",
-            &db.cluster.url(&db.name),
-            "--users",
-            "4",
-            "--messages",
-            "100",
-            "--no-direct",
-            "--provider",
-            "dialogue",
-        ])
+        .args(["bench", "--store", &db.cluster.url(&db.name)])
+        .args(args)
         .output()
         .expect("the binary runs");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    Some(text)
+}
+
+/// `kefu-connector bench --store URL` runs the relay on the database and checks what it measured:
+/// every acknowledged message final, none lost, none sent twice.
+#[test]
+fn the_bench_runs_the_relay_on_postgres() {
+    let Some(text) = bench_on_postgres(&[
+        "--users",
+        "4",
+        "--messages",
+        "100",
+        "--no-direct",
+        "--provider",
+        "dialogue",
+    ]) else {
+        return;
+    };
     assert!(text.contains("relay, postgres store"), "{text}");
     assert!(
         text.contains("100 accepted: 100 delivered, 0 failed, 0 ambiguous, 0 lost, 0 duplicated"),
@@ -180,32 +185,18 @@ fn the_bench_runs_the_relay_on_postgres() {
 /// open loop, checks every message of every run, and ends with one table row per configuration.
 #[test]
 fn the_bench_compares_sqlite_and_postgres_in_one_run() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let Some(db) = runtime.block_on(fresh_database()) else {
+    let Some(text) = bench_on_postgres(&[
+        "--relays",
+        "1",
+        "--users",
+        "4",
+        "--messages",
+        "60",
+        "--rate",
+        "300",
+    ]) else {
         return;
     };
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kefu-connector"))
-        .args([
-            "bench",
-            "--store",
-            &db.cluster.url(&db.name),
-            "--relays",
-            "1",
-            "--users",
-            "4",
-            "--messages",
-            "60",
-            "--rate",
-            "300",
-        ])
-        .output()
-        .expect("the binary runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     for run in [
         "sqlite × 1, closed loop:",
         "sqlite × 1, open loop:",

@@ -12,13 +12,11 @@ use kefu_client::wechat::WechatProvider;
 use kefu_core::{Class, Job, Provider, Reason, RetryDecision, StopReason};
 use serde_json::json;
 
-#[tokio::test]
-async fn two_hundred_concurrent_sends_on_a_cold_cache_fetch_one_token() {
-    let fake = Fake::start().await;
-    let provider = Arc::new(fake.provider());
+/// Sends `count` texts at once, spread round robin over `providers`, and checks each succeeded.
+async fn send_all_at_once(providers: &[Arc<WechatProvider>], count: usize) {
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..200 {
-        let provider = provider.clone();
+    for i in 0..count {
+        let provider = providers[i % providers.len()].clone();
         tasks.spawn(async move {
             let job = text_job(&provider, &format!("消息 {i}"));
             provider.send(&job).await
@@ -28,6 +26,13 @@ async fn two_hundred_concurrent_sends_on_a_cold_cache_fetch_one_token() {
         let attempt = attempt.unwrap();
         assert_eq!(attempt.class, Class::Success, "{}", attempt.message);
     }
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_sends_on_a_cold_cache_fetch_one_token() {
+    let fake = Fake::start().await;
+    let provider = Arc::new(fake.provider());
+    send_all_at_once(std::slice::from_ref(&provider), 200).await;
     assert_eq!(fake.fetches(), 1);
     assert_eq!(fake.with(|s| s.accepted.len()), 200);
     assert_eq!(provider.counters().token_fetches, 1);
@@ -675,18 +680,7 @@ async fn a_fleet_on_a_cold_store_fetches_one_token_between_its_relays() {
     fake.with(|s| s.rotate_every_fetch = true);
     let store = Arc::new(MemoryStore::default());
     let relays = fleet_of_two(&fake, &store);
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..40 {
-        let provider = relays[i % 2].clone();
-        tasks.spawn(async move {
-            let job = text_job(&provider, &format!("消息 {i}"));
-            provider.send(&job).await
-        });
-    }
-    while let Some(attempt) = tasks.join_next().await {
-        let attempt = attempt.unwrap();
-        assert_eq!(attempt.class, Class::Success, "{}", attempt.message);
-    }
+    send_all_at_once(&relays, 40).await;
     assert_eq!(fake.fetches(), 1, "one fetch for the whole fleet");
     let fetched: u64 = relays.iter().map(|p| p.counters().token_fetches).sum();
     assert_eq!(fetched, 1);
