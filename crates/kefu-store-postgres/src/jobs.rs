@@ -184,6 +184,20 @@ async fn mark_sending(c: &Conn, g: &mut Group, ids: Vec<i64>) -> Result<Vec<i64>
     .collect()
 }
 
+/// Puts back in the queue the jobs of a marking whose answer was lost, if it committed: they
+/// were not sent.
+async fn unmark(c: &Conn, g: &mut Group, ids: Vec<i64>) -> Result<(), PgError> {
+    sql::execute(
+        c,
+        "UPDATE kefu.jobs SET state = 'queued', attempts = greatest(attempts - 1, 0),
+             updated_at_ms = $3
+         WHERE id = ANY($1) AND state = 'sending' AND relay_id = $2",
+        &[&ids, &&*g.relay, &g.now],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Records an attempt's outcome, only on a job this relay still has `sending`: one that a
 /// sweep settled meanwhile (this relay stalled past its TTL) stays as the sweep left it, never
 /// queued again. The common case, a job no callback reported on while it was being sent, is one
@@ -435,13 +449,32 @@ impl JobStore for PgStore {
     }
 
     fn mark_sending(&self, id: i64) -> BoxFuture<'_, StoreResult<bool>> {
-        let marked = self.delivery(work(move |c, g| Box::pin(mark_sending(c, g, vec![id]))));
+        let marked = self.mark_sending_many(&[id]);
         Box::pin(async move { Ok(!marked.await?.is_empty()) })
     }
 
+    /// A marking that fails may still have committed, its answer lost with the connection; the
+    /// caller sends nothing on an error, so the jobs are put back in the queue once the database
+    /// answers (nothing changes if the marking never committed), rather than stay `sending`
+    /// until this relay stops and be called ambiguous then.
     fn mark_sending_many(&self, ids: &[i64]) -> BoxFuture<'_, StoreResult<Vec<i64>>> {
         let ids = ids.to_vec();
-        self.delivery(work(move |c, g| Box::pin(mark_sending(c, g, ids))))
+        let marking = {
+            let ids = ids.clone();
+            self.delivery(work(move |c, g| Box::pin(mark_sending(c, g, ids))))
+        };
+        Box::pin(async move {
+            let marked = marking.await;
+            if marked.is_err() {
+                let unmarking = repeatable(move |c, g| Box::pin(unmark(c, g, ids.clone())));
+                if let Err(error) = self.detach("an unanswered marking", unmarking) {
+                    tracing::warn!(
+                        "jobs whose marking failed stay sending until this relay stops: {error}"
+                    );
+                }
+            }
+            marked
+        })
     }
 
     fn record(&self, id: i64, outcome: Outcome) -> StoreResult<()> {
