@@ -540,6 +540,14 @@ mod tests {
 
     /// A webhook on loopback that acknowledges every push and keeps its event ids in order.
     async fn webhook() -> (WebhookConfig, Arc<Mutex<Vec<i64>>>) {
+        webhook_answering(axum::http::StatusCode::OK).await
+    }
+
+    /// A webhook on loopback that answers every push with `status` and keeps its event ids in
+    /// order; it retries every 10 ms, up to 100 times.
+    async fn webhook_answering(
+        status: axum::http::StatusCode,
+    ) -> (WebhookConfig, Arc<Mutex<Vec<i64>>>) {
         let pushed = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&pushed);
         let app = axum::Router::new().route(
@@ -553,7 +561,7 @@ mod tests {
                         .and_then(|id| id.parse().ok())
                         .unwrap_or(-1);
                     seen.lock().unwrap().push(id);
-                    axum::http::StatusCode::OK
+                    status
                 }
             }),
         );
@@ -566,7 +574,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             initial_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(10),
-            max_attempts: 3,
+            max_attempts: 100,
             concurrency: 4,
         };
         (config, pushed)
@@ -622,6 +630,46 @@ mod tests {
         for dispatcher in &dispatchers {
             dispatcher.shutdown(Duration::from_secs(5)).await;
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_relay_that_lost_a_user_stops_pushing_the_users_events() {
+        let ground = Ground::new();
+        let (a, b) = (ground.relay(0), ground.relay(1));
+        // Relay 0's webhook refuses every push, so it keeps retrying until it loses the user.
+        let (refusing, refused) = webhook_answering(axum::http::StatusCode::BAD_GATEWAY).await;
+        let (accepting, accepted) = webhook().await;
+        let start = |relay: &Arc<RelayStore>, config: WebhookConfig| {
+            let store = Arc::clone(relay) as Arc<dyn Store>;
+            WebhookDispatcher::start(store, config, Arc::new(Metrics::default()), Vec::new())
+                .unwrap()
+        };
+        let first = start(&a, refusing);
+        let admitted = crate::store::EventStore::admit_dialogue(&*a, said("oF", "f1"))
+            .await
+            .unwrap();
+        let crate::store::Admission::Stored(event) = admitted else {
+            panic!("not stored: {admitted:?}");
+        };
+        first.enqueue(event.clone());
+        until(async || !refused.lock().unwrap().is_empty()).await;
+
+        // The user passes to relay 1 while relay 0 is between two attempts.
+        ground.give(&ConvKey::webhook("oF"), 1);
+        let second = start(&b, accepting);
+        second.enqueue(event.clone());
+        until(async || !accepted.lock().unwrap().is_empty()).await;
+        let pushed_by_the_loser = refused.lock().unwrap().len();
+        // Ten of relay 0's retry periods: an unfenced relay would have pushed again.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            refused.lock().unwrap().len(),
+            pushed_by_the_loser,
+            "relay 0 pushed the user's event after it lost the user"
+        );
+        assert_eq!(*accepted.lock().unwrap(), [event.id]);
+        first.shutdown(Duration::from_secs(5)).await;
+        second.shutdown(Duration::from_secs(5)).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
