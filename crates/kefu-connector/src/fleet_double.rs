@@ -210,11 +210,7 @@ impl RelayStore {
                 ConvKey::webhook(&event.openid),
                 Queued::Event(event.clone()),
             );
-            self.ground.newest.send_if_modified(|newest| {
-                let newer = event.id > *newest;
-                *newest = (*newest).max(event.id);
-                newer
-            });
+            crate::store::raise_newest(&self.ground.newest, event.id);
         }
     }
 }

@@ -7,6 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kefu_store::raise_newest;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -62,17 +63,6 @@ impl Leadership {
             _ => {}
         }
     }
-}
-
-/// Raises `newest` to `id` if it is higher.
-pub(crate) fn raise(newest: &watch::Sender<i64>, id: i64) {
-    newest.send_if_modified(|newest| {
-        let newer = id > *newest;
-        if newer {
-            *newest = id;
-        }
-        newer
-    });
 }
 
 /// Starts the listener for `relay`: it runs until aborted, reconnecting after a failure; while
@@ -165,7 +155,7 @@ async fn serve(
             note = notified.recv() => match note {
                 // `kefu_work` (a relay let its conversations go) carries no id: the claim loop
                 // finds that work on its next round.
-                Some(Some(id)) => raise(newest, id),
+                Some(Some(id)) => raise_newest(newest, id),
                 Some(None) => {}
                 None => return PgError::Data("the listener's connection closed".into()),
             },
@@ -191,7 +181,7 @@ async fn poll(
             &[],
         )
         .await?;
-    raise(newest, row.try_get(0)?);
+    raise_newest(newest, row.try_get(0)?);
     if !leadership.is_leader() {
         let taken: bool = client
             .query_one(

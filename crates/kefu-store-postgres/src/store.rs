@@ -28,7 +28,7 @@ use crate::config::{MigrateMode, PgConfig, RelayId};
 use crate::connect::{connect, ping};
 use crate::error::PgError;
 use crate::lane::{Lane, Repeatable, Work};
-use crate::listener::{Leadership, listen, raise};
+use crate::listener::{Leadership, listen};
 use crate::liveness::{Background, Registration, heartbeat};
 use crate::locks::Locks;
 use crate::schema::{check_schema, migrate};
@@ -141,7 +141,7 @@ impl PgStore {
     /// Raises the newest event id for an event `admission` stored.
     pub(crate) fn announce(&self, admission: &Admission) {
         if let Admission::Stored(event) = admission {
-            raise(&self.inner.newest, event.id);
+            kefu_store::raise_newest(&self.inner.newest, event.id);
         }
     }
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use kefu_core::BoxFuture;
-use kefu_store::{Admission, ConvKey, Fleet, Head, Lane, Settled, StoreResult};
+use kefu_store::{Admission, ConvKey, Fleet, Head, Lane, Settled, StoreResult, raise_newest};
 use tokio::sync::watch;
 
 use crate::SqliteStore;
@@ -19,13 +19,7 @@ impl SqliteStore {
     /// Raises the newest event id for an event `admission` stored.
     pub(crate) fn announce(&self, admission: &Admission) {
         if let Admission::Stored(event) = admission {
-            self.newest.send_if_modified(|newest| {
-                let newer = event.id > *newest;
-                if newer {
-                    *newest = event.id;
-                }
-                newer
-            });
+            raise_newest(&self.newest, event.id);
         }
     }
 

@@ -15,6 +15,19 @@ use tokio::sync::watch;
 
 use crate::{PendingEvent, PendingJob, Settled, StoreResult};
 
+/// Raises `newest` to `id` if `id` is higher, waking its receivers only then: the one way a
+/// backend (and the relay) moves a newest-event watch such as [`Fleet::newest_event`]'s, which
+/// never goes back.
+pub fn raise_newest(newest: &watch::Sender<i64>, id: i64) {
+    newest.send_if_modified(|newest| {
+        let newer = id > *newest;
+        if newer {
+            *newest = id;
+        }
+        newer
+    });
+}
+
 /// The two kinds of conversation a relay works through in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Lane {

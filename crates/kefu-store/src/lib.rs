@@ -106,7 +106,7 @@ pub use events::{
     Admission, NewDialogue, NewWechat, NewYunzhenji, PendingEvent, Purged, ReportKind, SendReport,
     WebhookOutcome, YunzhenjiAdmission,
 };
-pub use fleet::{ConvKey, Fleet, Head, Lane};
+pub use fleet::{ConvKey, Fleet, Head, Lane, raise_newest};
 pub use idempotency::{Claim, Claimed, Earlier, Saved};
 pub use jobs::{
     DIALOGUE_ACCOUNT, DeskCall, INTERRUPTED_MESSAGE, Idempotent, JobState, JobStatus, NewJob,

@@ -77,7 +77,7 @@ use wxbizmsgcrypt::MsgCrypt;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::{DIALOGUE_ACCOUNT, DeskCall, PendingEvent, Store, StoreError};
+use crate::store::{DIALOGUE_ACCOUNT, DeskCall, PendingEvent, Store, StoreError, raise_newest};
 use dialogue::DialogueReceiver;
 use session::DeskAction;
 use webhook::WebhookDispatcher;
@@ -273,21 +273,10 @@ impl Inbound {
 
     /// Announces a newly stored event to long polls and the webhook.
     fn publish(&self, event: PendingEvent) {
-        self.raise_latest(event.id);
+        raise_newest(&self.inner.latest, event.id);
         if let Some(webhook) = &self.inner.webhook {
             webhook.enqueue(event);
         }
-    }
-
-    /// Raises the highest stored event id that long polls wait on to `id`, if it is higher.
-    fn raise_latest(&self, id: i64) {
-        self.inner.latest.send_if_modified(|latest| {
-            let newer = id > *latest;
-            if newer {
-                *latest = id;
-            }
-            newer
-        });
     }
 
     /// On a store several relays share, wakes this relay's long polls for the events stored
@@ -298,7 +287,7 @@ impl Inbound {
         tokio::spawn(async move {
             loop {
                 let id = *newest.borrow_and_update();
-                inbound.raise_latest(id);
+                raise_newest(&inbound.inner.latest, id);
                 tokio::select! {
                     changed = newest.changed() => if changed.is_err() { return },
                     _ = stopping.wait_for(|stop| *stop) => return,
