@@ -284,7 +284,7 @@ impl PgConfig {
 
     /// The connection settings every connection of `relay` uses (§8 of the design):
     /// `synchronous_commit=on` whatever the server's default, the statement, lock and idle
-    /// transaction timeouts, `application_name = kefu/<relay id>`, the connect timeout and TCP
+    /// transaction timeouts, generic plans that use the indexes, `application_name = kefu/<relay id>`, the connect timeout and TCP
     /// keepalives on both ends (the server's need PostgreSQL 12 or newer).
     pub fn session_config(&self, relay: &RelayId) -> tokio_postgres::Config {
         let mut c = self.url.expose().clone();
@@ -301,6 +301,13 @@ impl PgConfig {
             "tcp_keepalives_interval=5".to_owned(),
             "tcp_keepalives_count=3".to_owned(),
             "tcp_user_timeout=25000".to_owned(),
+            // Every statement is prepared once per connection and its plan kept: the plans
+            // do not depend on the parameters (states are literals, lookups go by key), and
+            // a custom plan per call cost the server more than running the statement. Every
+            // statement is written for an index, and a plan made while a table was young
+            // (no statistics, a few pages) must not scan it for good once it has grown.
+            "plan_cache_mode=force_generic_plan".to_owned(),
+            "enable_seqscan=off".to_owned(),
         ] {
             if !options.is_empty() {
                 options.push(' ');

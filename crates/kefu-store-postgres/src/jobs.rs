@@ -2,7 +2,8 @@
 //!
 //! Order per (account, recipient) (design §3.1): every insert or resend first upserts the
 //! conversation's lease row, which locks it (and bumps its `version`), and only then takes the
-//! job's `seq` from `kefu.job_seq`. Two transactions storing jobs for one conversation therefore
+//! job's `seq` from `kefu.job_seq`: an insert through its group's locks, which the group takes
+//! before any command runs ([`crate::locks`]), a resend by itself once it has read the job. Two transactions storing jobs for one conversation therefore
 //! take their `seq`s one after the other, and `seq` order is commit order.
 
 use kefu_core::{BoxFuture, Job, Reason};
@@ -43,47 +44,26 @@ fn parse_state(id: i64, state: &str) -> Result<JobState, PgError> {
         .ok_or_else(|| PgError::Data(format!("job {id} has unknown state {state}")))
 }
 
-/// The conversations of `pairs` (account, key), each once, as the parameters of
-/// [`LOCK_CONVERSATIONS`] (with the lane and the time).
-fn conversations<'a>(pairs: Vec<(&'a str, &'a str)>) -> (Vec<&'a str>, Vec<&'a str>) {
-    let mut pairs = pairs;
-    pairs.sort_unstable();
-    pairs.dedup();
-    pairs.into_iter().unzip()
-}
-
-/// Stores `jobs` in order, after their conversations' locks.
+/// Stores `jobs` in order; their group holds their conversations' locks already.
 async fn insert_jobs(c: &Conn, now: i64, jobs: Vec<NewJob>) -> Result<Vec<PendingJob>, PgError> {
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    let (lock_accounts, lock_keys) = conversations(
-        jobs.iter()
-            .map(|j| (j.account.as_str(), j.recipient.as_str()))
-            .collect(),
-    );
     let accounts: Vec<&str> = jobs.iter().map(|j| j.account.as_str()).collect();
     let recipients: Vec<&str> = jobs.iter().map(|j| j.recipient.as_str()).collect();
     let operations: Vec<&str> = jobs.iter().map(|j| j.operation.as_str()).collect();
     let payloads: Vec<&[u8]> = jobs.iter().map(|j| j.payload.as_slice()).collect();
-    // The seqs are taken after the locks; nextval runs after the sort, so they follow the
-    // input order.
-    let mut rows: Vec<(i64, i64)> = sql::execute_then_query(
+    // nextval runs after the sort, so the seqs follow the input order.
+    let mut rows: Vec<(i64, i64)> = sql::query(
         c,
-        (
-            LOCK_CONVERSATIONS,
-            &[&JOB_LANE, &lock_accounts, &lock_keys, &now],
-        ),
-        (
-            "INSERT INTO kefu.jobs (seq, account, recipient, operation, payload, state,
+        "INSERT INTO kefu.jobs (seq, account, recipient, operation, payload, state,
                                     not_before_ms, created_at_ms, updated_at_ms)
              SELECT nextval('kefu.job_seq'), t.a, t.r, t.op, t.p, 'queued', $5, $5, $5
              FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[])
                   WITH ORDINALITY AS t(a, r, op, p, ord)
              ORDER BY t.ord
              RETURNING seq, id",
-            &[&accounts, &recipients, &operations, &payloads, &now],
-        ),
+        &[&accounts, &recipients, &operations, &payloads, &now],
     )
     .await?
     .iter()
@@ -114,7 +94,7 @@ async fn insert_jobs(c: &Conn, now: i64, jobs: Vec<NewJob>) -> Result<Vec<Pendin
         .collect())
 }
 
-/// An insert: the key, the desk call's session, then the jobs (the design's lock order).
+/// An insert: the key, then the desk call's session and the jobs.
 async fn insert(
     c: &Conn,
     g: &mut Group,
@@ -127,10 +107,17 @@ async fn insert(
             return Ok(Claimed::Earlier(earlier));
         }
     }
-    if let Some(call) = &desk_call {
-        sessions::desk_action(c, g.now, call).await?;
-    }
-    let stored = insert_jobs(c, g.now, jobs).await?;
+    // Pipelined: the session's read and the jobs' insert leave together (the group holds the
+    // locks of both already, and neither reads what the other writes).
+    let desk_action = async {
+        match &desk_call {
+            Some(call) => sessions::desk_action(c, g.now, call).await,
+            None => Ok(()),
+        }
+    };
+    let (acted, stored) = tokio::join!(desk_action, insert_jobs(c, g.now, jobs));
+    acted?;
+    let stored = stored?;
     if let Some(key) = key {
         let ids: Vec<i64> = stored.iter().map(PendingJob::id).collect();
         keys::save(c, &key.claim, &(key.answer)(&ids)).await?;
@@ -151,23 +138,29 @@ async fn mark_sending(c: &Conn, g: &mut Group, ids: Vec<i64>) -> Result<Vec<i64>
     // every one asked for does.
     sql::query(
         c,
-        "WITH candidates AS (
-             SELECT j.id FROM kefu.jobs j
-             WHERE j.id = ANY($1) AND j.state = 'queued'
+        "WITH asked AS MATERIALIZED (
+             -- By id alone, so that only the primary key can answer it: the plans must not
+             -- depend on statistics, which a young table lacks, and a cached plan keeps.
+             SELECT j.id, j.account, j.recipient, j.seq, j.state FROM kefu.jobs j
+             WHERE j.id = ANY($1) FOR UPDATE OF j),
+         candidates AS (
+             SELECT j.id FROM asked j
+             WHERE j.state = 'queued'
                AND EXISTS (SELECT 1 FROM kefu.leases l WHERE l.lane = 'job'
                            AND l.account = j.account AND l.key = j.recipient
                            AND l.relay_id = $2)
                AND EXISTS (SELECT 1 FROM kefu.relays r WHERE r.relay_id = $2
                            AND r.alive_until_ms > kefu.now_ms())
                -- Two tests, not one with state IN (...): each is answered by its partial
-               -- index, where the IN would scan the table.
+               -- index, where the IN would scan the table. OFFSET 0 keeps each a subquery run
+               -- per job with the job's conversation as its index condition; turned into a
+               -- join, it was planned as a scan of every conversation's entries.
                AND NOT EXISTS (SELECT 1 FROM kefu.jobs e WHERE e.account = j.account
                                AND e.recipient = j.recipient AND e.seq < j.seq
-                               AND e.state = 'queued' AND e.id <> ALL($1))
+                               AND e.state = 'queued' AND e.id <> ALL($1) OFFSET 0)
                AND NOT EXISTS (SELECT 1 FROM kefu.jobs e WHERE e.account = j.account
                                AND e.recipient = j.recipient AND e.seq < j.seq
-                               AND e.state = 'sending')
-             FOR UPDATE OF j),
+                               AND e.state = 'sending' OFFSET 0)),
          complete AS (
              SELECT (SELECT count(*) FROM candidates)
                     = (SELECT count(DISTINCT id) FROM unnest($1::bigint[]) AS t(id)) AS yes)
@@ -442,9 +435,9 @@ impl JobStore for PgStore {
         for job in &jobs {
             locks = locks.job(&job.account, &job.recipient);
         }
-        self.api(
+        self.api_unordered(
             locks,
-            work(move |c, g| Box::pin(insert(c, g, jobs, key, desk_call))),
+            work(move |c, g| Box::pin(insert(c, g, jobs.clone(), key.clone(), desk_call.clone()))),
         )
     }
 
@@ -461,7 +454,7 @@ impl JobStore for PgStore {
         let ids = ids.to_vec();
         let marking = {
             let ids = ids.clone();
-            self.delivery(work(move |c, g| Box::pin(mark_sending(c, g, ids))))
+            self.delivery(work(move |c, g| Box::pin(mark_sending(c, g, ids.clone()))))
         };
         Box::pin(async move {
             let marked = marking.await;
@@ -499,7 +492,7 @@ impl JobStore for PgStore {
         // Its conversation is known only once the job is read: it is locked then.
         self.api(
             Locks::default(),
-            work(move |c, g| Box::pin(resend(c, g, id, key))),
+            work(move |c, g| Box::pin(resend(c, g, id, key.clone()))),
         )
     }
 

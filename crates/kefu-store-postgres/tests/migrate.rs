@@ -6,7 +6,7 @@ use kefu_store_postgres::{
     LATEST, Migrated, PgError, check_schema, connect, connect_one, migrate, schema_version,
 };
 
-/// The tables of version 1.
+/// The tables of the latest version.
 const TABLES: [&str; 12] = [
     "access_tokens",
     "counters",
@@ -66,11 +66,14 @@ async fn migrates_an_empty_database_then_does_nothing_the_second_time() {
     );
 
     let first = migrate(&mut client, relay.as_str()).await.unwrap();
-    assert_eq!(first, Migrated { from: 0, to: 1 });
-    assert_eq!(LATEST, 1);
+    assert_eq!(first, Migrated { from: 0, to: 2 });
+    assert_eq!(LATEST, 2);
     assert_eq!(tables(&client).await, TABLES);
-    assert_eq!(versions(&client).await, [(1, relay.as_str().to_owned())]);
-    assert_eq!(check_schema(&client).await, Ok(1));
+    assert_eq!(
+        versions(&client).await,
+        [1, 2].map(|version| (version, relay.as_str().to_owned()))
+    );
+    assert_eq!(check_schema(&client).await, Ok(2));
     let counter: i64 = client
         .query_one(
             "SELECT value FROM kefu.counters WHERE name = 'event_id'",
@@ -88,9 +91,12 @@ async fn migrates_an_empty_database_then_does_nothing_the_second_time() {
     assert!(now > 1_700_000_000_000, "{now}");
 
     let second = migrate(&mut client, "another").await.unwrap();
-    assert_eq!(second, Migrated { from: 1, to: 1 });
+    assert_eq!(second, Migrated { from: 2, to: 2 });
     assert_eq!(tables(&client).await, TABLES);
-    assert_eq!(versions(&client).await, [(1, relay.as_str().to_owned())]);
+    assert_eq!(
+        versions(&client).await,
+        [1, 2].map(|version| (version, relay.as_str().to_owned()))
+    );
 }
 
 #[tokio::test]
@@ -111,7 +117,7 @@ async fn concurrent_migrators_migrate_once() {
     let mut from_empty = 0;
     for task in tasks {
         let migrated = task.await.unwrap().unwrap();
-        assert_eq!(migrated.to, 1);
+        assert_eq!(migrated.to, LATEST);
         if migrated.from == 0 {
             from_empty += 1;
         }
@@ -121,7 +127,7 @@ async fn concurrent_migrators_migrate_once() {
         "exactly one migrator found the database empty"
     );
     let admin = db.admin().await.unwrap();
-    assert_eq!(versions(&admin).await.len(), 1);
+    assert_eq!(versions(&admin).await.len(), 2);
     assert_eq!(tables(&admin).await, TABLES);
 }
 
@@ -131,15 +137,15 @@ async fn a_newer_schema_is_refused_and_left_alone() {
         return;
     };
     let admin = db.admin().await.unwrap();
-    db.record_version(2).await.unwrap();
+    db.record_version(3).await.unwrap();
     let relay = db.relay();
     let pool = connect(&db.config, &relay).await.unwrap();
     let mut client = pool.get().await.unwrap();
     let e = migrate(&mut client, relay.as_str()).await.unwrap_err();
-    assert_eq!(e, PgError::SchemaTooNew { found: 2, known: 1 });
+    assert_eq!(e, PgError::SchemaTooNew { found: 3, known: 2 });
     let text = e.to_string();
     assert!(
-        text.contains("version 2, newer than this relay knows (1)"),
+        text.contains("version 3, newer than this relay knows (2)"),
         "{text}"
     );
     assert!(
@@ -148,9 +154,9 @@ async fn a_newer_schema_is_refused_and_left_alone() {
     );
     assert_eq!(
         check_schema(&client).await,
-        Err(PgError::SchemaTooNew { found: 2, known: 1 })
+        Err(PgError::SchemaTooNew { found: 3, known: 2 })
     );
-    assert_eq!(versions(&admin).await.len(), 2);
+    assert_eq!(versions(&admin).await.len(), 3);
 }
 
 #[tokio::test]
@@ -173,7 +179,7 @@ async fn a_newer_schema_is_refused_before_anything_is_created() {
     tokio::spawn(connection);
     assert_eq!(
         migrate(&mut client, relay.as_str()).await,
-        Err(PgError::SchemaTooNew { found: 7, known: 1 })
+        Err(PgError::SchemaTooNew { found: 7, known: 2 })
     );
     assert_eq!(tables(&admin).await, ["schema_migrations"]);
 }
@@ -289,8 +295,8 @@ async fn two_processes_migrate_once() {
         found.push(line);
     }
     found.sort();
-    assert_eq!(found, ["from=0 to=1", "from=1 to=1"]);
+    assert_eq!(found, ["from=0 to=2", "from=2 to=2"]);
     let admin = db.admin().await.unwrap();
-    assert_eq!(versions(&admin).await.len(), 1);
+    assert_eq!(versions(&admin).await.len(), 2);
     assert_eq!(tables(&admin).await, TABLES);
 }
