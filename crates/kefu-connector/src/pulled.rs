@@ -19,7 +19,7 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, broadcast, watch};
 
 use crate::conversations::{Conversations, Deliver, Tasks};
 use crate::store::{ConvKey, Head, Lane, PendingEvent, PendingJob, Store};
@@ -29,6 +29,14 @@ const HEAD_LIMIT: usize = 32;
 
 /// How many conversations one claim takes; the next round takes more.
 const CLAIM_MAX: usize = 64;
+
+/// How long a task keeps a conversation whose head it found empty, waiting for more work
+/// before it lets it go. A desk often writes to a user again within moments: kept, the next
+/// message costs one read of the head instead of a release, a take and two reads. A kept
+/// conversation is read again at once when this relay stores into it (a kick), or another one
+/// does ([`Pulled::follow_elsewhere`]); a missed notification delays it by this much at most
+/// (the release then fails on the version, and the head is read again).
+const LINGER: Duration = Duration::from_millis(100);
 
 /// An item of a conversation: where it queues locally, and where it lives in a shared store.
 pub(crate) trait Item: Clone + Send + Sync + 'static {
@@ -96,7 +104,8 @@ pub(crate) enum Queues<J: Item, W> {
 impl<J: Item, W: Deliver<J>> Queues<J, W> {
     /// The queues `store` calls for, worked by `worker`. On a shared store, the claim loop
     /// starts at once, woken also by each change of `wake` (the webhook lane: new events
-    /// elsewhere in the fleet).
+    /// elsewhere in the fleet); the jobs' lane also follows what other relays store
+    /// ([`Fleet::stored_elsewhere`](crate::store::Fleet::stored_elsewhere)).
     pub(crate) fn start(
         store: &Arc<dyn Store>,
         worker: W,
@@ -114,6 +123,10 @@ impl<J: Item, W: Deliver<J>> Queues<J, W> {
         });
         let claimer = Arc::clone(&pulled);
         pulled.tasks.spawn(claimer.claim_loop(wake));
+        if let Some(stored) = store.stored_elsewhere().filter(|_| J::LANE == Lane::Jobs) {
+            let follower = Arc::clone(&pulled);
+            pulled.tasks.spawn(follower.follow_elsewhere(stored));
+        }
         Queues::Shared(pulled)
     }
 
@@ -144,13 +157,30 @@ impl<J: Item, W: Deliver<J>> Queues<J, W> {
     }
 }
 
+/// The kicks of a conversation whose task runs.
+#[derive(Default)]
+struct Kicks {
+    /// Whether it was kicked since its task last read the head.
+    again: bool,
+    /// Wakes the task while it lingers.
+    wake: Arc<Notify>,
+}
+
+impl Kicks {
+    /// Has the task read the head again before it lets the conversation go.
+    fn kick(&mut self) {
+        self.again = true;
+        self.wake.notify_one();
+    }
+}
+
 /// The conversations of one lane this relay works on a shared store.
 pub(crate) struct Pulled<J, W> {
     store: Arc<dyn Store>,
     worker: W,
     /// The conversations with a running task, each with whether it was kicked again since the
     /// task last read the head.
-    running: Mutex<HashMap<ConvKey, bool>>,
+    running: Mutex<HashMap<ConvKey, Kicks>>,
     tasks: Tasks,
     /// The lane's items, which the store hands out by head.
     items: PhantomData<fn() -> J>,
@@ -163,11 +193,11 @@ impl<J: Item, W: Deliver<J>> Pulled<J, W> {
         let Ok(mut running) = self.running.lock() else {
             return;
         };
-        if let Some(again) = running.get_mut(&key) {
-            *again = true;
+        if let Some(kicks) = running.get_mut(&key) {
+            kicks.kick();
             return;
         }
-        running.insert(key.clone(), false);
+        running.insert(key.clone(), Kicks::default());
         drop(running);
         let this = Arc::clone(self);
         self.tasks.spawn(async move {
@@ -234,6 +264,9 @@ impl<J: Item, W: Deliver<J>> Pulled<J, W> {
             };
             let items = J::from_head(head);
             if items.is_empty() {
+                if self.linger(key, &stopping).await {
+                    continue;
+                }
                 match self.store.release(key, version).await {
                     Ok(true) if self.done(key) => return true,
                     // Kicked, or stored into, since the read: read again.
@@ -269,11 +302,59 @@ impl<J: Item, W: Deliver<J>> Pulled<J, W> {
         true
     }
 
+    /// Has the conversations this relay keeps read again at once when another relay stores into
+    /// them (all of them when it does not say which, or when notes were missed), until the
+    /// service stops. Conversations it does not work are left to their holder, or the claim loop.
+    async fn follow_elsewhere(self: Arc<Self>, mut stored: broadcast::Receiver<Vec<ConvKey>>) {
+        let mut stopping = self.tasks.stopping();
+        loop {
+            let note = tokio::select! {
+                note = stored.recv() => note,
+                _ = stopping.wait_for(|stop| *stop) => return,
+            };
+            let Ok(mut running) = self.running.lock() else {
+                return;
+            };
+            match note {
+                Ok(keys) if !keys.is_empty() => {
+                    for key in keys {
+                        if let Some(kicks) = running.get_mut(&key) {
+                            kicks.kick();
+                        }
+                    }
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    running.values_mut().for_each(Kicks::kick);
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Waits up to [`LINGER`] for a kick of `key`: `true` if one came (or came since the last
+    /// read).
+    async fn linger(&self, key: &ConvKey, stopping: &watch::Receiver<bool>) -> bool {
+        let wake = match self.running.lock() {
+            Ok(running) => match running.get(key) {
+                Some(kicks) if kicks.again => return true,
+                Some(kicks) => Arc::clone(&kicks.wake),
+                None => return false,
+            },
+            Err(_) => return false,
+        };
+        let mut stopping = stopping.clone();
+        tokio::select! {
+            () = wake.notified() => true,
+            () = tokio::time::sleep(LINGER) => false,
+            _ = stopping.wait_for(|stop| *stop) => false,
+        }
+    }
+
     /// Notes that the task is about to read `key`'s head, which covers every kick so far.
     fn mark_read(&self, key: &ConvKey) {
         if let Ok(mut running) = self.running.lock() {
-            if let Some(again) = running.get_mut(key) {
-                *again = false;
+            if let Some(kicks) = running.get_mut(key) {
+                kicks.again = false;
             }
         }
     }
@@ -285,7 +366,7 @@ impl<J: Item, W: Deliver<J>> Pulled<J, W> {
         let Ok(mut running) = self.running.lock() else {
             return true;
         };
-        if running.get(key) == Some(&true) {
+        if running.get(key).is_some_and(|kicks| kicks.again) {
             return false;
         }
         running.remove(key);

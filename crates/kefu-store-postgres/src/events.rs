@@ -363,7 +363,10 @@ impl EventStore for PgStore {
         if new.webhook {
             locks = locks.webhook(&new.callback.userid);
         }
-        let admitted = self.api(locks, work(move |c, g| Box::pin(admit_dialogue(c, g, new))));
+        let admitted = self.api(
+            locks,
+            work(move |c, g| Box::pin(admit_dialogue(c, g, new.clone()))),
+        );
         self.announced(admitted)
     }
 
@@ -373,7 +376,10 @@ impl EventStore for PgStore {
         if new.webhook {
             locks = locks.webhook(openid);
         }
-        let admitted = self.api(locks, work(move |c, g| Box::pin(admit_wechat(c, g, new))));
+        let admitted = self.api(
+            locks,
+            work(move |c, g| Box::pin(admit_wechat(c, g, new.clone()))),
+        );
         self.announced(admitted)
     }
 
@@ -384,7 +390,7 @@ impl EventStore for PgStore {
         }
         let admitted = self.api(
             locks,
-            work(move |c, g| Box::pin(yunzhenji::admit(c, g, new))),
+            work(move |c, g| Box::pin(yunzhenji::admit(c, g, new.clone()))),
         );
         Box::pin(async move {
             let admitted = admitted.await?;
@@ -401,6 +407,7 @@ impl EventStore for PgStore {
         self.api(
             Locks::default(),
             work(move |c, _| {
+                let key = key.clone();
                 Box::pin(async move {
                     remember_plain_signature(c, &key, URL_VERIFICATION, expires_ms).await
                 })

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use kefu_core::BoxFuture;
 use kefu_store::{Admission, ConvKey, Fleet, Head, Lane, Settled, Store as _, StoreResult};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio_postgres::Row;
 
 use crate::error::PgError;
@@ -86,22 +86,33 @@ const HAS_WORK: &str = "
 OR (l.lane = 'webhook' AND EXISTS (SELECT 1 FROM kefu.events e WHERE e.openid = l.key
                                    AND e.webhook_state = 'pending'))";
 
-/// Whether a job of the conversation of lease `l` is being sent: its outcome may yet queue
-/// it again, and must find the conversation's row then.
-const IN_FLIGHT: &str = "
-l.lane = 'job' AND EXISTS (SELECT 1 FROM kefu.jobs j WHERE j.account = l.account
-                           AND j.recipient = l.key AND j.state = 'sending')";
-
 /// Lets the lease of a conversation without work go by deleting its row, unless an insert
 /// bumped its version since the head was read: rows are kept only for conversations that have
 /// work, a job in flight or a holder, so that the table (which every claim scans) does not
 /// grow with every user ever served. An insert racing the delete creates the row again.
-fn release_empty() -> String {
-    format!(
-        "DELETE FROM kefu.leases l
-         WHERE l.lane = $2 AND l.account = $3 AND l.key = $4 AND l.relay_id = $1
-           AND l.version = $5 AND NOT ({HAS_WORK}) AND NOT ({IN_FLIGHT})"
-    )
+///
+/// One statement per lane, its tests on the parameters rather than on `l`'s columns: tests on
+/// the row's columns under `NOT (… OR …)` were planned as hashed subplans, which read every
+/// queued job of every conversation on each release.
+fn release_empty(lane: Lane) -> &'static str {
+    match lane {
+        Lane::Jobs => {
+            "DELETE FROM kefu.leases l
+             WHERE l.lane = $2 AND l.account = $3 AND l.key = $4 AND l.relay_id = $1
+               AND l.version = $5
+               AND NOT EXISTS (SELECT 1 FROM kefu.jobs j WHERE j.account = $3
+                               AND j.recipient = $4 AND j.state = 'queued')
+               AND NOT EXISTS (SELECT 1 FROM kefu.jobs j WHERE j.account = $3
+                               AND j.recipient = $4 AND j.state = 'sending')"
+        }
+        Lane::Webhook => {
+            "DELETE FROM kefu.leases l
+             WHERE l.lane = $2 AND l.account = $3 AND l.key = $4 AND l.relay_id = $1
+               AND l.version = $5
+               AND NOT EXISTS (SELECT 1 FROM kefu.events e WHERE e.openid = $4
+                               AND e.webhook_state = 'pending')"
+        }
+    }
 }
 
 /// Lets the lease go, keeping its row: a job of its conversation is in flight.
@@ -297,7 +308,7 @@ impl Fleet for PgStore {
                 &key.key,
                 &version,
             ];
-            if sql::execute(&c, &release_empty(), &params).await? == 1 {
+            if sql::execute(&c, release_empty(key.lane), &params).await? == 1 {
                 return Ok(true);
             }
             Ok(sql::execute(&c, RELEASE, &params).await? == 1)
@@ -334,6 +345,10 @@ impl Fleet for PgStore {
 
     fn newest_event(&self) -> watch::Receiver<i64> {
         self.newest()
+    }
+
+    fn stored_elsewhere(&self) -> Option<broadcast::Receiver<Vec<ConvKey>>> {
+        Some(PgStore::stored_elsewhere(self))
     }
 
     /// Applies the outcomes recorded so far first: a sweep of the stopped relay would otherwise

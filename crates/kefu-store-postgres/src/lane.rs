@@ -5,10 +5,14 @@
 //! * **Call order.** A command is queued when the store method is called, not when its future is
 //!   first polled, so that calls reach the database in the order they were made (the contract's
 //!   "calls are taken in call order").
-//! * **One transaction, one answer each.** Each command runs under a savepoint of the group's
-//!   transaction: one that fails undoes its own writes only. Answers wait for the `COMMIT`, so an
-//!   `Ok` means durable (`synchronous_commit=on`); when the commit, or the connection, fails,
-//!   every caller of the group gets the error and nothing of it was acknowledged.
+//! * **One transaction, one answer each.** A group runs its commands one after another in one
+//!   transaction. When one of them fails, the group is rolled back and run again with each
+//!   command under a savepoint, so that the one that fails undoes its own writes only: a
+//!   command's work can therefore run more than once, and does nothing but its statements.
+//!   (Savepoints for every group cost the server two statements per command.) Answers wait for
+//!   the `COMMIT`, so an `Ok` means durable (`synchronous_commit=on`); when the commit, or the
+//!   connection, fails, every caller of the group gets the error and nothing of it was
+//!   acknowledged.
 //! * **Ordered without waiting.** A detached command (an attempt's outcome) answers nobody. If
 //!   its group cannot commit it waits in a buffer and runs first in the next group, so that it
 //!   is still applied before anything sent after it; past [`MAX_RETRY`] waiting, one is logged
@@ -29,7 +33,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::PgError;
 use crate::locks::{self, Locks};
-use crate::sql::Conn;
+use crate::sql::{self, Conn};
 
 /// How many commands at most share one transaction.
 const MAX_GROUP: usize = 512;
@@ -46,6 +50,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const LAST_TRIES: u32 = 5;
 
 /// What a command sees of its group besides the connection.
+#[derive(Clone)]
 pub(crate) struct Group {
     /// The group's clock, in Unix milliseconds: every time the group writes.
     pub(crate) now: i64,
@@ -66,9 +71,10 @@ impl Group {
     }
 }
 
-/// A command's work in the group transaction, answered once the group is committed.
+/// A command's work in the group transaction, answered once the group is committed; run again
+/// if its group is run again.
 pub(crate) type Work<T> =
-    Box<dyn for<'c> FnOnce(&'c Conn, &'c mut Group) -> BoxFuture<'c, Result<T, PgError>> + Send>;
+    Box<dyn for<'c> Fn(&'c Conn, &'c mut Group) -> BoxFuture<'c, Result<T, PgError>> + Send + Sync>;
 
 /// A detached command's work: run again if its group could not commit.
 pub(crate) type Repeatable = Arc<
@@ -78,8 +84,9 @@ pub(crate) type Repeatable = Arc<
 /// `f` as a [`Work`] (a function, so that the closure's signature is inferred from the bound).
 pub(crate) fn work<T, F>(f: F) -> Work<T>
 where
-    F: for<'c> FnOnce(&'c Conn, &'c mut Group) -> BoxFuture<'c, Result<T, PgError>>
+    F: for<'c> Fn(&'c Conn, &'c mut Group) -> BoxFuture<'c, Result<T, PgError>>
         + Send
+        + Sync
         + 'static,
 {
     Box::new(f)
@@ -96,13 +103,13 @@ where
     Arc::new(f)
 }
 
-/// An answer held back until the group's commit; it is told whether the commit failed.
-type Deferred = Box<dyn FnOnce(Option<&PgError>) + Send>;
-
 /// A command that answers its caller, with the answer's type erased.
 trait Call: Send {
-    /// Runs the work under its savepoint; the answer is given after the commit.
-    fn run<'c>(self: Box<Self>, c: &'c Conn, g: &'c mut Group) -> BoxFuture<'c, Deferred>;
+    /// Runs the work, under a savepoint when `careful`, and keeps its result for the answer;
+    /// `false` if it failed without a savepoint (the group must be run again, carefully).
+    fn run<'c>(&'c mut self, c: &'c Conn, g: &'c mut Group, careful: bool) -> BoxFuture<'c, bool>;
+    /// Answers, once the group's transaction has ended: `failure` if it did not commit.
+    fn answer(self: Box<Self>, failure: Option<&PgError>);
     /// Answers `error` without running (the lane has no connection).
     fn fail(self: Box<Self>, error: &PgError);
 }
@@ -110,33 +117,65 @@ trait Call: Send {
 struct Reply<T> {
     work: Work<T>,
     reply: oneshot::Sender<StoreResult<T>>,
+    result: Option<Result<T, PgError>>,
 }
 
 impl<T: Send + 'static> Call for Reply<T> {
-    fn run<'c>(self: Box<Self>, c: &'c Conn, g: &'c mut Group) -> BoxFuture<'c, Deferred> {
-        let Reply { work, reply } = *self;
+    fn run<'c>(&'c mut self, c: &'c Conn, g: &'c mut Group, careful: bool) -> BoxFuture<'c, bool> {
         Box::pin(async move {
-            let result = match enter(g) {
-                Ok((savepoint, before)) => {
-                    // Pipelined: the savepoint and the work's first statement leave together.
-                    let (saved, result) = tokio::join!(c.batch_execute(savepoint), work(c, g));
-                    let result = saved.map_err(|e| broke(g, e)).and(result);
-                    leave(c, g, before, result).await
+            let result = match attempt(c, g, careful, &self.work).await {
+                Attempted::Done(result) => result,
+                Attempted::Redo(error) => {
+                    self.result = Some(Err(error));
+                    return false;
                 }
-                Err(error) => Err(error),
             };
-            Box::new(move |failure: Option<&PgError>| {
-                let _ = reply.send(match failure {
-                    Some(failure) => Err(failure.clone().into()),
-                    None => result.map_err(StoreError::from),
-                });
-            }) as Deferred
+            self.result = Some(result);
+            true
         })
+    }
+
+    fn answer(self: Box<Self>, failure: Option<&PgError>) {
+        let Reply { reply, result, .. } = *self;
+        let _ = reply.send(match (failure, result) {
+            (Some(failure), _) => Err(failure.clone().into()),
+            (None, Some(result)) => result.map_err(StoreError::from),
+            (None, None) => Err(stopped()),
+        });
     }
 
     fn fail(self: Box<Self>, error: &PgError) {
         let _ = self.reply.send(Err(error.clone().into()));
     }
+}
+
+/// How a command's run went.
+enum Attempted<T> {
+    /// Its result, to answer (a failure under a savepoint undid its own writes only).
+    Done(Result<T, PgError>),
+    /// It failed without a savepoint: the transaction holds its partial writes, or is aborted.
+    Redo(PgError),
+}
+
+/// Runs `work`: carefully, under a savepoint that a failure rolls back to; otherwise bare.
+async fn attempt<T, W>(c: &Conn, g: &mut Group, careful: bool, work: &W) -> Attempted<T>
+where
+    W: for<'c> Fn(&'c Conn, &'c mut Group) -> BoxFuture<'c, Result<T, PgError>> + ?Sized,
+{
+    if let Some(broken) = &g.broken {
+        return Attempted::Done(Err(broken.clone()));
+    }
+    if !careful {
+        return match work(c, g).await {
+            Ok(value) => Attempted::Done(Ok(value)),
+            Err(error) => Attempted::Redo(error),
+        };
+    }
+    let (savepoint, before) = enter(g);
+    // Pipelined: the savepoint and the work's first statement leave together.
+    let (saved, result) = tokio::join!(c.batch_execute(savepoint), work(c, g));
+    let result = saved.map_err(|e| broke(g, e)).and(result);
+    Attempted::Done(leave(c, g, before, result).await)
 }
 
 /// A detached command, named for the log.
@@ -223,7 +262,11 @@ impl Lane {
         let sent = self.send(Command::Call {
             after,
             locks,
-            call: Box::new(Reply { work, reply }),
+            call: Box::new(Reply {
+                work,
+                reply,
+                result: None,
+            }),
         });
         Box::pin(async move {
             sent?;
@@ -332,6 +375,12 @@ async fn run(
     }
 }
 
+/// A command of a group being run.
+enum Entry {
+    Call(Box<dyn Call>),
+    Detached(Detached),
+}
+
 /// Runs one group (the buffered detached commands first) in one transaction; `false` if it
 /// could not commit.
 async fn execute(
@@ -339,7 +388,7 @@ async fn execute(
     conn: &mut Option<Object>,
     relay: &Arc<str>,
     retry: &mut VecDeque<Detached>,
-    mut commands: Vec<Command>,
+    commands: Vec<Command>,
 ) -> bool {
     let mut g = Group {
         now: kefu_core::now_ms(),
@@ -357,29 +406,101 @@ async fn execute(
             Err(error) => g.broken = Some(error.into()),
         }
     }
-    let mut detached: Vec<Detached> = retry.drain(..).collect();
+    let mut entries: Vec<Entry> = retry.drain(..).map(Entry::Detached).collect();
+    let mut locks = Locks::default();
+    for command in commands {
+        match command {
+            Command::Call {
+                locks: mut more,
+                call,
+                ..
+            } => {
+                locks.absorb(&mut more);
+                entries.push(Entry::Call(call));
+            }
+            Command::Detached { detached, .. } => entries.push(Entry::Detached(detached)),
+        }
+    }
     let Some(c) = conn.as_deref().filter(|_| g.broken.is_none()) else {
         let error = g
             .broken
             .unwrap_or_else(|| PgError::Unavailable("no connection".into()));
-        for command in commands {
-            match command {
-                Command::Call { call, .. } => call.fail(&error),
-                Command::Detached { detached: d, .. } => detached.push(d),
+        let mut detached = Vec::new();
+        for entry in entries {
+            match entry {
+                Entry::Call(call) => call.fail(&error),
+                Entry::Detached(d) => detached.push(d),
             }
         }
         requeue(retry, detached);
         return false;
     };
-    let mut locks = Locks::default();
-    for command in &mut commands {
-        if let Command::Call { locks: more, .. } = command {
-            locks.absorb(more);
+    let fresh = g.clone();
+    let mut careful = false;
+    loop {
+        begin(c, &mut g, &locks).await;
+        if run_all(c, &mut g, &mut entries, careful).await || careful {
+            break;
+        }
+        // A command failed without a savepoint: undo the group, and run it again with one for
+        // each command.
+        if c.batch_execute("ROLLBACK").await.is_err() {
+            g.broken
+                .get_or_insert(PgError::Unavailable("the rollback failed".into()));
+            break;
+        }
+        g = fresh.clone();
+        careful = true;
+    }
+    if g.broken.is_none() {
+        // Sent on commit, one of each per transaction: `kefu_events` if it stored events (the
+        // group holds the event counter already, so it serialises nothing more), and
+        // `kefu_work` with the conversations if it stored jobs, for a relay that keeps one.
+        let newest = g.newest_event.map(|id| id.to_string());
+        let stored =
+            (!locks.jobs().is_empty()).then(|| crate::listener::stored_note(relay, locks.jobs()));
+        if let Err(error) = tokio::try_join!(
+            notify(c, "SELECT pg_notify('kefu_events', $1)", newest),
+            notify(c, "SELECT pg_notify('kefu_work', $1)", stored),
+        ) {
+            g.broken = Some(error);
         }
     }
-    // A group that may store events takes the counter before any other lock, and holds it to
-    // the commit: taken by a command in the middle, it would come after a former command's
-    // locks, and two relays' groups could wait on each other.
+    if g.broken.is_none() {
+        if let Err(error) = c.batch_execute("COMMIT").await {
+            g.broken = Some(error.into());
+        }
+    }
+    let committed = g.broken.is_none();
+    if !committed && (c.batch_execute("ROLLBACK").await.is_err() || c.is_closed()) {
+        *conn = None;
+    }
+    let mut detached = Vec::new();
+    for entry in entries {
+        match entry {
+            Entry::Call(call) => call.answer(g.broken.as_ref()),
+            Entry::Detached(d) => detached.push(d),
+        }
+    }
+    if !committed {
+        requeue(retry, detached);
+    }
+    committed
+}
+
+/// Sends `payload` with the `pg_notify` statement `sql`, if there is one.
+async fn notify(c: &Conn, sql: &str, payload: Option<String>) -> Result<(), PgError> {
+    match payload {
+        Some(payload) => sql::query(c, sql, &[&payload]).await.map(drop),
+        None => Ok(()),
+    }
+}
+
+/// Begins the group's transaction and takes its locks, pipelined. A group that may store
+/// events takes the counter before any other lock, and holds it to the commit: taken by a
+/// command in the middle, it would come after a former command's locks, and two relays'
+/// groups could wait on each other.
+async fn begin(c: &Conn, g: &mut Group, locks: &Locks) {
     let begin = if locks.has_counter() {
         "BEGIN; SELECT 1 FROM kefu.counters WHERE name = 'event_id' FOR UPDATE"
     } else {
@@ -391,48 +512,20 @@ async fn execute(
     } else if let Err(error) = locked {
         g.broken = Some(error);
     }
-    let mut answers = Vec::with_capacity(commands.len());
-    for d in &detached {
-        run_detached(c, &mut g, d).await;
-    }
-    for command in commands {
-        match command {
-            Command::Call { call, .. } => answers.push(call.run(c, &mut g).await),
-            Command::Detached { detached: d, .. } => {
-                run_detached(c, &mut g, &d).await;
-                detached.push(d);
-            }
+}
+
+/// Runs every command of the group in order; `false` as soon as one fails without a savepoint.
+async fn run_all(c: &Conn, g: &mut Group, entries: &mut [Entry], careful: bool) -> bool {
+    for entry in entries {
+        let went_on = match entry {
+            Entry::Call(call) => call.run(c, g, careful).await,
+            Entry::Detached(d) => run_detached(c, g, d, careful).await,
+        };
+        if !went_on {
+            return false;
         }
     }
-    if let (None, Some(newest)) = (&g.broken, g.newest_event) {
-        // One notification per transaction that stored events, sent on commit: the group
-        // already holds the event counter, so it serialises nothing more.
-        if let Err(error) = c
-            .execute(
-                "SELECT pg_notify('kefu_events', $1)",
-                &[&newest.to_string()],
-            )
-            .await
-        {
-            g.broken = Some(error.into());
-        }
-    }
-    if g.broken.is_none() {
-        if let Err(error) = c.batch_execute("COMMIT").await {
-            g.broken = Some(error.into());
-        }
-    }
-    let committed = g.broken.is_none();
-    if !committed {
-        if c.batch_execute("ROLLBACK").await.is_err() || c.is_closed() {
-            *conn = None;
-        }
-        requeue(retry, detached);
-    }
-    for answer in answers {
-        answer(g.broken.as_ref());
-    }
-    committed
+    true
 }
 
 /// Buffers `detached` again, in order, up to [`MAX_RETRY`].
@@ -449,20 +542,20 @@ fn requeue(retry: &mut VecDeque<Detached>, detached: Vec<Detached>) {
     }
 }
 
-/// Runs a detached command under its savepoint. A statement it gets refused is logged and the
-/// command dropped; a deadlock or serialisation failure fails the group, so that the command is
-/// tried again in order.
-async fn run_detached(c: &Conn, g: &mut Group, d: &Detached) {
-    let Ok((savepoint, before)) = enter(g) else {
-        return;
-    };
-    let (saved, result) = tokio::join!(c.batch_execute(savepoint), (d.work)(c, g));
-    let result = saved.map_err(|e| broke(g, e)).and(result);
-    if let Err(error) = leave(c, g, before, result).await {
-        if matches!(error.code(), Some("40P01" | "40001")) {
-            g.broken.get_or_insert(error);
-        } else if g.broken.is_none() {
-            tracing::error!("cannot record {}: {error}", d.what);
+/// Runs a detached command; `false` if it failed without a savepoint. Under one, a statement
+/// it gets refused is logged and the command dropped; a deadlock or serialisation failure
+/// fails the group, so that the command is tried again in order.
+async fn run_detached(c: &Conn, g: &mut Group, d: &Detached, careful: bool) -> bool {
+    match attempt(c, g, careful, &*d.work).await {
+        Attempted::Redo(_) => false,
+        Attempted::Done(Ok(())) => true,
+        Attempted::Done(Err(error)) => {
+            if matches!(error.code(), Some("40P01" | "40001")) {
+                g.broken.get_or_insert(error);
+            } else if g.broken.is_none() {
+                tracing::error!("cannot record {}: {error}", d.what);
+            }
+            true
         }
     }
 }
@@ -470,17 +563,14 @@ async fn run_detached(c: &Conn, g: &mut Group, d: &Detached) {
 /// The statement that starts a command's savepoint (releasing the previous command's in the
 /// same round trip), to send ahead of the command's own; and the group state to restore if
 /// the command fails.
-fn enter(g: &mut Group) -> Result<(&'static str, Option<i64>), PgError> {
-    if let Some(broken) = &g.broken {
-        return Err(broken.clone());
-    }
+fn enter(g: &mut Group) -> (&'static str, Option<i64>) {
     let sql = if g.savepoint {
         "RELEASE SAVEPOINT work; SAVEPOINT work"
     } else {
         "SAVEPOINT work"
     };
     g.savepoint = true;
-    Ok((sql, g.newest_event))
+    (sql, g.newest_event)
 }
 
 /// Marks the group's transaction as unable to commit, because of `error`.
@@ -504,4 +594,66 @@ async fn leave<T>(
         }
     }
     result
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::connect::connect;
+    use crate::testing::fresh_database;
+
+    /// A call that inserts `v` into `lane_test`, then fails if asked to.
+    fn insert(lane: &Lane, v: i32, fail: bool) -> BoxFuture<'static, StoreResult<i32>> {
+        lane.call(
+            0,
+            Locks::default(),
+            work(move |c, _| {
+                Box::pin(async move {
+                    c.execute("INSERT INTO lane_test (v) VALUES ($1)", &[&v])
+                        .await?;
+                    if fail {
+                        c.execute("SELECT 1 / 0", &[]).await?;
+                    }
+                    Ok(v)
+                })
+            }),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_command_that_fails_undoes_its_own_writes_only_and_its_group_commits() {
+        let Some(db) = fresh_database().await else {
+            return;
+        };
+        let admin = db.admin().await.unwrap();
+        admin
+            .batch_execute("CREATE TABLE lane_test (v integer)")
+            .await
+            .unwrap();
+        let relay = db.relay();
+        let pool = connect(&db.config, &relay).await.unwrap();
+        let lane = Lane::start("test", pool, relay.as_str().into(), None);
+        // Sent before the lane's task runs (this runtime has one thread): one group.
+        let calls = [
+            insert(&lane, 1, false),
+            insert(&lane, 2, true),
+            insert(&lane, 3, false),
+        ];
+        let mut answers = Vec::new();
+        for call in calls {
+            answers.push(call.await);
+        }
+        assert_eq!(answers[0].as_ref().ok(), Some(&1), "{answers:?}");
+        assert!(answers[1].is_err(), "{answers:?}");
+        assert_eq!(answers[2].as_ref().ok(), Some(&3), "{answers:?}");
+        let stored: Vec<i32> = admin
+            .query("SELECT v FROM lane_test ORDER BY v", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(stored, [1, 3]);
+        assert_eq!(lane.progress().borrow().to_owned(), 3);
+    }
 }

@@ -1,5 +1,6 @@
 //! The listener (design §4): one dedicated connection, outside the pool, that `LISTEN`s for the
-//! fleet's new events (`kefu_events`) and released work (`kefu_work`), reads the event counter
+//! fleet's new events (`kefu_events`) and its new or released work (`kefu_work`: a relay's
+//! stored jobs name their conversations, [`stored_note`]), reads the event counter
 //! every `poll_ms` and after each reconnect (notifications sent while it was away are lost), and
 //! holds the fleet's leadership: a session advisory lock, which the server releases when the
 //! session ends, so that a dead leader's successor takes over without waiting for a lease.
@@ -7,8 +8,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kefu_store::raise_newest;
-use tokio::sync::{mpsc, watch};
+use kefu_store::{ConvKey, raise_newest};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_postgres::{AsyncMessage, Client};
@@ -19,6 +21,40 @@ use crate::error::PgError;
 
 /// The leadership lock, in the `kefu` namespace (key 0 is the migrator's).
 const LEADER_LOCK: (i32, i32) = (1_801_807_477, 2);
+
+/// The longest `kefu_work` payload sent; the server refuses 8000 bytes and more.
+const MAX_NOTE: usize = 7_000;
+
+/// The `kefu_work` payload of a commit by `relay` that stored jobs into the conversations
+/// `jobs` (account, recipient): JSON, each conversation once (a group stores many jobs into a
+/// busy one), without the conversations if they would not fit.
+pub(crate) fn stored_note(relay: &str, jobs: &[(String, String)]) -> String {
+    let jobs: std::collections::BTreeSet<&(String, String)> = jobs.iter().collect();
+    let note = json!({ "relay": relay, "jobs": jobs }).to_string();
+    if note.len() <= MAX_NOTE {
+        return note;
+    }
+    json!({ "relay": relay, "jobs": [] }).to_string()
+}
+
+/// The conversations of a [`stored_note`] that a relay other than `me` sent; `None` for this
+/// relay's own, or a payload that is not one (a stopped relay's).
+fn read_stored_note(payload: &str, me: &str) -> Option<Vec<ConvKey>> {
+    let note: Value = serde_json::from_str(payload).ok()?;
+    if note.get("relay")?.as_str()? == me {
+        return None;
+    }
+    note.get("jobs")?
+        .as_array()?
+        .iter()
+        .map(|pair| {
+            Some(ConvKey::jobs(
+                pair.get(0)?.as_str()?,
+                pair.get(1)?.as_str()?,
+            ))
+        })
+        .collect()
+}
 
 /// The wait before connecting again after the listener's connection failed.
 const RECONNECT: Duration = Duration::from_secs(1);
@@ -71,12 +107,17 @@ pub(crate) fn listen(
     config: PgConfig,
     relay: RelayId,
     newest: watch::Sender<i64>,
+    stored_elsewhere: broadcast::Sender<Vec<ConvKey>>,
     leadership: Arc<Leadership>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut failing = false;
+        let heard = Heard {
+            newest,
+            stored_elsewhere,
+        };
         loop {
-            let error = session(&config, &relay, &newest, &leadership).await;
+            let error = session(&config, &relay, &heard, &leadership).await;
             leadership.set(false);
             if !failing {
                 tracing::warn!("the listener's database connection failed; reconnecting: {error}");
@@ -87,11 +128,29 @@ pub(crate) fn listen(
     })
 }
 
+/// Where the listener tells what it heard.
+struct Heard {
+    /// The newest event id.
+    newest: watch::Sender<i64>,
+    /// The job conversations other relays stored into.
+    stored_elsewhere: broadcast::Sender<Vec<ConvKey>>,
+}
+
+/// A notification, as the listener acts on it.
+enum Note {
+    /// A new event's id (`kefu_events`).
+    Event(i64),
+    /// Jobs another relay stored (`kefu_work`).
+    StoredElsewhere(Vec<ConvKey>),
+    /// Nothing to do: this relay's own work, or a payload it does not read.
+    Nothing,
+}
+
 /// One session of the listener; returns why it ended.
 async fn session(
     config: &PgConfig,
     relay: &RelayId,
-    newest: &watch::Sender<i64>,
+    heard: &Heard,
     leadership: &Leadership,
 ) -> PgError {
     let (client, mut connection) = match connect_one(config, relay).await {
@@ -101,11 +160,18 @@ async fn session(
     // The connection is driven here, not spawned, to receive the notifications; it stops when
     // the client is dropped or the server goes away.
     let (notes, mut notified) = mpsc::unbounded_channel();
+    let me = relay.as_str().to_owned();
     let driver = tokio::spawn(async move {
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                 Some(Ok(AsyncMessage::Notification(note))) => {
-                    if notes.send(note.payload().parse::<i64>().ok()).is_err() {
+                    let note = match note.channel() {
+                        "kefu_events" => note.payload().parse().map_or(Note::Nothing, Note::Event),
+                        "kefu_work" => read_stored_note(note.payload(), &me)
+                            .map_or(Note::Nothing, Note::StoredElsewhere),
+                        _ => Note::Nothing,
+                    };
+                    if notes.send(note).is_err() {
                         return;
                     }
                 }
@@ -117,7 +183,7 @@ async fn session(
     // Aborted also when the listener itself is (the store stops): the session then ends, and
     // the server releases the leadership lock at once.
     let driver = AbortOnDrop(driver);
-    let ended = serve(config, &client, &mut notified, newest, leadership).await;
+    let ended = serve(config, &client, &mut notified, heard, leadership).await;
     drop(client);
     drop(driver);
     ended
@@ -136,8 +202,8 @@ impl Drop for AbortOnDrop {
 async fn serve(
     config: &PgConfig,
     client: &Client,
-    notified: &mut mpsc::UnboundedReceiver<Option<i64>>,
-    newest: &watch::Sender<i64>,
+    notified: &mut mpsc::UnboundedReceiver<Note>,
+    heard: &Heard,
     leadership: &Leadership,
 ) -> PgError {
     // Only PostgreSQL 14 and newer know the setting; this session is idle by design.
@@ -153,14 +219,16 @@ async fn serve(
     loop {
         tokio::select! {
             note = notified.recv() => match note {
-                // `kefu_work` (a relay let its conversations go) carries no id: the claim loop
-                // finds that work on its next round.
-                Some(Some(id)) => raise_newest(newest, id),
-                Some(None) => {}
+                Some(Note::Event(id)) => raise_newest(&heard.newest, id),
+                // Nobody listening (a relay without job deliveries) is no error.
+                Some(Note::StoredElsewhere(keys)) => drop(heard.stored_elsewhere.send(keys)),
+                // A stopped relay's `kefu_work` names no conversation: the claim loop finds
+                // its work on its next round.
+                Some(Note::Nothing) => {}
                 None => return PgError::Data("the listener's connection closed".into()),
             },
             _ = ticks.tick() => {
-                if let Err(error) = poll(client, newest, leadership).await {
+                if let Err(error) = poll(client, &heard.newest, leadership).await {
                     return error;
                 }
             }
@@ -193,4 +261,49 @@ async fn poll(
         leadership.set(taken);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jobs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, r)| ((*a).to_owned(), (*r).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_stored_note_names_its_conversations_to_every_relay_but_its_sender() {
+        let note = stored_note(
+            "r1",
+            &jobs(&[("shop", "o2"), ("shop", "o\"1"), ("shop", "o2")]),
+        );
+        assert_eq!(
+            read_stored_note(&note, "r2"),
+            Some(vec![
+                ConvKey::jobs("shop", "o\"1"),
+                ConvKey::jobs("shop", "o2")
+            ])
+        );
+        assert_eq!(read_stored_note(&note, "r1"), None);
+    }
+
+    #[test]
+    fn too_many_conversations_to_name_make_a_note_that_names_none() {
+        let many: Vec<(String, String)> = (0..1_000)
+            .map(|i| ("shop".to_owned(), format!("openid-{i:024}")))
+            .collect();
+        let note = stored_note("r1", &many);
+        assert!(note.len() <= MAX_NOTE, "{}", note.len());
+        assert_eq!(read_stored_note(&note, "r2"), Some(Vec::new()));
+    }
+
+    #[test]
+    fn a_stopped_relays_note_or_garbage_names_nothing() {
+        for payload in ["", "r1", "{}", "[1]", r#"{"relay":"r1","jobs":[[1,2]]}"#] {
+            assert_eq!(read_stored_note(payload, "r2"), None, "{payload}");
+        }
+    }
 }

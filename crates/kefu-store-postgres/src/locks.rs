@@ -64,6 +64,11 @@ impl Locks {
         self
     }
 
+    /// The job conversations (account, recipient) a group with these locks stores into.
+    pub(crate) fn jobs(&self) -> &[(String, String)] {
+        &self.jobs
+    }
+
     /// Whether a group with these locks takes the event counter first.
     pub(crate) fn has_counter(&self) -> bool {
         self.counter
@@ -86,13 +91,13 @@ fn split(mut pairs: Vec<(String, String)>) -> (Vec<String>, Vec<String>) {
 
 /// Takes the sessions' and conversations' locks of `locks` (the counter is the caller's, in
 /// its `BEGIN`), pipelined, in the fixed order.
-pub(crate) async fn take(c: &Conn, now: i64, locks: Locks) -> Result<(), PgError> {
+pub(crate) async fn take(c: &Conn, now: i64, locks: &Locks) -> Result<(), PgError> {
     if locks.sessions.is_empty() && locks.jobs.is_empty() && locks.webhook.is_empty() {
         return Ok(());
     }
-    let (session_accounts, session_openids) = split(locks.sessions);
-    let (job_accounts, job_recipients) = split(locks.jobs);
-    let mut webhook = locks.webhook;
+    let (session_accounts, session_openids) = split(locks.sessions.clone());
+    let (job_accounts, job_recipients) = split(locks.jobs.clone());
+    let mut webhook = locks.webhook.clone();
     webhook.sort_unstable();
     webhook.dedup();
     let no_accounts = vec![String::new(); webhook.len()];

@@ -7,7 +7,9 @@
 //! * **Order between them.** A call on the api lane, and every read, first waits until the
 //!   delivery lane has finished everything sent to it before the call was made, so that an
 //!   outcome recorded without waiting is applied before anything requested afterwards through
-//!   the store (the contract's "ordered without waiting").
+//!   the store (the contract's "ordered without waiting"). An insert of new jobs does not wait:
+//!   it reads nothing an outcome writes, and waiting put every acknowledgement behind the
+//!   delivery lane's commits.
 //! * **Reads** and the short writes that need no order (tokens, purges, settling) run on the
 //!   pool, one statement or transaction each.
 //! * **Start.** [`PgStore::open`] brings the schema up to date (or checks it), registers this
@@ -21,8 +23,8 @@ use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool};
 use kefu_core::{BoxFuture, Reason, TokenStore};
-use kefu_store::{Admission, JobState, PendingJob, Settled, Store, StoreResult};
-use tokio::sync::watch;
+use kefu_store::{Admission, ConvKey, JobState, PendingJob, Settled, Store, StoreResult};
+use tokio::sync::{broadcast, watch};
 
 use crate::config::{MigrateMode, PgConfig, RelayId};
 use crate::connect::{connect, ping};
@@ -33,6 +35,10 @@ use crate::liveness::{Background, Registration, heartbeat};
 use crate::locks::Locks;
 use crate::schema::{check_schema, migrate};
 use crate::sql::{self, Conn};
+
+/// How many notes of other relays' stored work wait for a slow reader before the oldest are
+/// dropped (a dropped note delays a kept conversation's next read by the linger, no more).
+const STORED_ELSEWHERE: usize = 1024;
 
 /// The connections of the write lanes, besides the pool.
 const LANES: usize = 2;
@@ -48,6 +54,8 @@ struct Inner {
     pool: Pool,
     /// The newest event id of the fleet, raised by this store's admissions and the listener.
     newest: watch::Sender<i64>,
+    /// The job conversations other relays stored into, as the listener heard them.
+    stored_elsewhere: broadcast::Sender<Vec<ConvKey>>,
     api: Lane,
     delivery: Lane,
     relay: RelayId,
@@ -104,6 +112,7 @@ impl PgStore {
             inner: Arc::new(Inner {
                 pool,
                 newest: watch::channel(newest).0,
+                stored_elsewhere: broadcast::channel(STORED_ELSEWHERE).0,
                 api,
                 delivery,
                 relay,
@@ -128,6 +137,7 @@ impl PgStore {
             config.clone(),
             inner.relay.clone(),
             inner.newest.clone(),
+            inner.stored_elsewhere.clone(),
             Arc::clone(&inner.leadership),
         ));
         Ok((store, Vec::new()))
@@ -166,6 +176,11 @@ impl PgStore {
         Ok(self.inner.pool.get().await?)
     }
 
+    /// The job conversations other relays store into, as they commit.
+    pub(crate) fn stored_elsewhere(&self) -> broadcast::Receiver<Vec<ConvKey>> {
+        self.inner.stored_elsewhere.subscribe()
+    }
+
     /// The newest event id this store knows of.
     pub(crate) fn newest(&self) -> watch::Receiver<i64> {
         self.inner.newest.subscribe()
@@ -187,6 +202,16 @@ impl PgStore {
     ) -> BoxFuture<'_, StoreResult<T>> {
         let after = self.inner.delivery.position();
         self.inner.api.call(after, locks, work)
+    }
+
+    /// Queues `work`, which will lock `locks`, on the api lane now, without waiting for the
+    /// outcomes recorded before: for work that reads nothing an outcome writes.
+    pub(crate) fn api_unordered<T: Send + 'static>(
+        &self,
+        locks: Locks,
+        work: Work<T>,
+    ) -> BoxFuture<'_, StoreResult<T>> {
+        self.inner.api.call(0, locks, work)
     }
 
     /// Queues `work` on the delivery lane now.

@@ -1,7 +1,7 @@
 //! Several `PgStore`s on one database, as a fleet of relays (design §3, §4): one live holder per
 //! conversation, a takeover once the holder's liveness lapses, only a gone relay's sends made
-//! ambiguous, the release race, the fenced `mark_sending`, the fleet's newest event id, and one
-//! leader at a time. Short TTLs keep the waits short; a wait polls for the state it expects
+//! ambiguous, the release race, the fenced `mark_sending`, the fleet's newest event id and stored
+//! conversations, and one leader at a time. Short TTLs keep the waits short; a wait polls for the state it expects
 //! (with a generous bound) and never asserts on how long it took.
 
 use std::future::Future;
@@ -244,6 +244,47 @@ async fn the_newest_event_rises_for_an_event_another_relay_stored() {
         panic!("b holds it");
     };
     assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), [event.id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_hears_which_conversations_another_stored_jobs_into_and_not_its_own() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let (a, b) = (relay(&db, "a").await, relay(&db, "b").await);
+    let mut heard_by_a = a.stored_elsewhere().expect("a shared store tells");
+    let mut heard_by_b = b.stored_elsewhere().expect("a shared store tells");
+    // Heard only once the listeners listen: insert until a note arrives.
+    let mut heard = None;
+    for _ in 0..150 {
+        insert(&b, "oB", "x").await;
+        if let Ok(keys) = tokio::time::timeout(Duration::from_millis(200), heard_by_a.recv()).await
+        {
+            heard = Some(keys.unwrap());
+            break;
+        }
+    }
+    assert_eq!(heard.expect("a never heard b"), [conversation("oB")]);
+    insert(&a, "oA", "y").await;
+    insert(&b, "oC", "z").await;
+    // a hears b's next insert and nothing of its own; b hears a's and nothing of its own.
+    for (heard, own, other) in [
+        (&mut heard_by_a, ["oA"].as_slice(), "oC"),
+        (&mut heard_by_b, ["oB", "oC"].as_slice(), "oA"),
+    ] {
+        loop {
+            let keys = tokio::time::timeout(Duration::from_secs(30), heard.recv())
+                .await
+                .expect("the other relay's insert is heard")
+                .unwrap();
+            for own in own {
+                assert_ne!(keys, [conversation(own)], "a relay heard its own insert");
+            }
+            if keys == [conversation(other)] {
+                break;
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use kefu_core::BoxFuture;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::{PendingEvent, PendingJob, Settled, StoreResult};
 
@@ -154,6 +154,14 @@ pub trait Fleet: Send + Sync + 'static {
     /// of `GET /v1/events`. A receiver rather than a callback: a long poll waits on it with
     /// `wait_for`, and a lagging reader only ever needs the latest value.
     fn newest_event(&self) -> watch::Receiver<i64>;
+
+    /// The job conversations another relay of the fleet stored into, as it tells them
+    /// (PostgreSQL: a notification on each commit), so that this relay, if it keeps one of
+    /// them while it waits for more, reads its head at once rather than when it lets it go.
+    /// An empty list: some conversations, too many to name. A store that is not shared: none.
+    fn stored_elsewhere(&self) -> Option<broadcast::Receiver<Vec<ConvKey>>> {
+        None
+    }
 
     /// Lets every conversation this relay holds go and marks the relay stopped, so that the
     /// others take its work at once; called once the relay's deliveries have stopped. The
