@@ -14,7 +14,7 @@ use kefu_store::{
 use tokio_postgres::Row;
 
 use crate::error::PgError;
-use crate::lane::{Group, repeatable, work};
+use crate::lane::{Bulk, Group, repeatable, work};
 use crate::locks::{JOB_LANE, LOCK_CONVERSATIONS, Locks};
 use crate::sql::{self, Conn};
 use crate::store::PgStore;
@@ -45,7 +45,7 @@ fn parse_state(id: i64, state: &str) -> Result<JobState, PgError> {
 }
 
 /// Stores `jobs` in order; their group holds their conversations' locks already.
-async fn insert_jobs(c: &Conn, now: i64, jobs: Vec<NewJob>) -> Result<Vec<PendingJob>, PgError> {
+async fn insert_jobs(c: &Conn, now: i64, jobs: Vec<&NewJob>) -> Result<Vec<PendingJob>, PgError> {
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
@@ -83,10 +83,10 @@ async fn insert_jobs(c: &Conn, now: i64, jobs: Vec<NewJob>) -> Result<Vec<Pendin
         .map(|(job, (_, id))| PendingJob {
             job: Job {
                 id,
-                account: job.account,
-                recipient: job.recipient,
-                operation: job.operation,
-                payload: job.payload,
+                account: job.account.clone(),
+                recipient: job.recipient.clone(),
+                operation: job.operation.clone(),
+                payload: job.payload.clone(),
             },
             attempts: 0,
             not_before_ms: now,
@@ -94,62 +94,162 @@ async fn insert_jobs(c: &Conn, now: i64, jobs: Vec<NewJob>) -> Result<Vec<Pendin
         .collect())
 }
 
-/// An insert: the key, then the desk call's session and the jobs.
-async fn insert(
+/// What one insert stores: its jobs, and the desk call recorded on the user's session.
+#[derive(Clone)]
+struct NewInsert {
+    jobs: Vec<NewJob>,
+    desk_call: Option<DeskCall>,
+}
+
+/// Inserts without an `Idempotency-Key`, run together when a group has several in a row: the
+/// sessions in two statements and the jobs in one, however many there are.
+struct Inserts;
+
+impl Bulk for Inserts {
+    type Item = NewInsert;
+    type Answer = Vec<PendingJob>;
+
+    fn run<'c>(
+        c: &'c Conn,
+        g: &'c mut Group,
+        items: Vec<&'c NewInsert>,
+    ) -> BoxFuture<'c, Result<Vec<Vec<PendingJob>>, PgError>> {
+        Box::pin(insert_many(c, g.now, items))
+    }
+}
+
+/// Stores `inserts` in order: their desk calls on the sessions, then their jobs. Pipelined: the
+/// sessions' read and the jobs' insert leave together (the group holds the locks of both
+/// already, and neither reads what the other writes).
+async fn insert_many(
+    c: &Conn,
+    now: i64,
+    inserts: Vec<&NewInsert>,
+) -> Result<Vec<Vec<PendingJob>>, PgError> {
+    let calls = inserts
+        .iter()
+        .filter_map(|i| i.desk_call.as_ref())
+        .collect();
+    let jobs = inserts.iter().flat_map(|i| &i.jobs).collect();
+    let (acted, stored) = tokio::join!(
+        sessions::desk_actions(c, now, calls),
+        insert_jobs(c, now, jobs)
+    );
+    acted?;
+    let mut stored = stored?.into_iter();
+    Ok(inserts
+        .iter()
+        .map(|insert| stored.by_ref().take(insert.jobs.len()).collect())
+        .collect())
+}
+
+/// An insert with an `Idempotency-Key`: the key, then the insert.
+async fn insert_once(
     c: &Conn,
     g: &mut Group,
-    jobs: Vec<NewJob>,
-    key: Option<Idempotent>,
-    desk_call: Option<DeskCall>,
+    insert: NewInsert,
+    key: Idempotent,
 ) -> Result<Claimed<Vec<PendingJob>>, PgError> {
-    if let Some(key) = &key {
-        if let Some(earlier) = keys::claim(c, &key.claim, g.now).await? {
-            return Ok(Claimed::Earlier(earlier));
-        }
+    if let Some(earlier) = keys::claim(c, &key.claim, g.now).await? {
+        return Ok(Claimed::Earlier(earlier));
     }
-    // Pipelined: the session's read and the jobs' insert leave together (the group holds the
-    // locks of both already, and neither reads what the other writes).
-    let desk_action = async {
-        match &desk_call {
-            Some(call) => sessions::desk_action(c, g.now, call).await,
-            None => Ok(()),
-        }
-    };
-    let (acted, stored) = tokio::join!(desk_action, insert_jobs(c, g.now, jobs));
-    acted?;
-    let stored = stored?;
-    if let Some(key) = key {
-        let ids: Vec<i64> = stored.iter().map(PendingJob::id).collect();
-        keys::save(c, &key.claim, &(key.answer)(&ids)).await?;
-    }
+    let stored = insert_many(c, g.now, vec![&insert])
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let ids: Vec<i64> = stored.iter().map(PendingJob::id).collect();
+    keys::save(c, &key.claim, &(key.answer)(&ids)).await?;
     Ok(Claimed::Done(stored))
 }
 
-/// Marks queued jobs `sending`, all or none, and returns the ids it marked (design §3.3): a job
-/// no longer queued may be another relay's send in flight, and must not be sent again, nor the
-/// jobs behind it in its conversation; and only while this relay holds the job's conversation
-/// and is alive on the database's clock, so that a relay that lost its lease (it stalled past
-/// its TTL, and another took over) sends nothing more; and only the front of the
-/// conversation: while an earlier job is still queued or being sent (its outcome not yet
-/// applied, or its relay gone and not yet swept), a later one waits, so that a retried job
-/// never goes out after the job behind it.
-async fn mark_sending(c: &Conn, g: &mut Group, ids: Vec<i64>) -> Result<Vec<i64>, PgError> {
-    // One statement, all or none: the jobs that qualify are locked first, and marked only if
-    // every one asked for does.
-    sql::query(
+/// Markings, run together when a group has several in a row: one statement for every run of
+/// them that marks no job twice.
+struct Markings;
+
+impl Bulk for Markings {
+    type Item = Vec<i64>;
+    type Answer = Vec<i64>;
+
+    fn jobs(ids: &Vec<i64>) -> Option<&[i64]> {
+        Some(ids)
+    }
+
+    fn run<'c>(
+        c: &'c Conn,
+        g: &'c mut Group,
+        items: Vec<&'c Vec<i64>>,
+    ) -> BoxFuture<'c, Result<Vec<Vec<i64>>, PgError>> {
+        Box::pin(async move {
+            let mut answers = Vec::with_capacity(items.len());
+            for run in disjoint_runs(&items, |ids| ids.as_slice()) {
+                answers.extend(mark_sending(c, g, run).await?);
+            }
+            Ok(answers)
+        })
+    }
+}
+
+/// `items` cut, in order, into runs in which no id comes twice: one statement applies a run,
+/// and an id twice in it would be applied once, not in turn.
+fn disjoint_runs<'i, T>(items: &[&'i T], ids: impl Fn(&T) -> &[i64]) -> Vec<Vec<&'i T>> {
+    let mut runs: Vec<Vec<&T>> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for item in items {
+        let fresh = ids(item).iter().all(|id| !seen.contains(id));
+        if !fresh || runs.is_empty() {
+            runs.push(Vec::new());
+            seen.clear();
+        }
+        seen.extend(ids(item).iter().copied());
+        if let Some(run) = runs.last_mut() {
+            run.push(item);
+        }
+    }
+    runs
+}
+
+/// Marks queued jobs `sending`, each marking all or none, and returns the ids each marked
+/// (design §3.3): a job no longer queued may be another relay's send in flight, and must not
+/// be sent again, nor the jobs behind it in its conversation; and only while this relay holds
+/// the job's conversation and is alive on the database's clock, so that a relay that lost its
+/// lease (it stalled past its TTL, and another took over) sends nothing more; and only the
+/// front of the conversation: while an earlier job is still queued or being sent (its outcome
+/// not yet applied, or its relay gone and not yet swept), a later one waits, so that a retried
+/// job never goes out after the job behind it.
+///
+/// The markings answer as if run one after another: a job that an earlier marking of the run
+/// marks is still queued when a later one is checked, which refuses the later one's jobs
+/// behind it just as the job in flight would.
+async fn mark_sending(
+    c: &Conn,
+    g: &mut Group,
+    markings: Vec<&Vec<i64>>,
+) -> Result<Vec<Vec<i64>>, PgError> {
+    let mut ids = Vec::new();
+    let mut calls = Vec::new();
+    for (call, marking) in markings.iter().enumerate() {
+        let call = i32::try_from(call).unwrap_or(i32::MAX);
+        ids.extend(marking.iter().copied());
+        calls.extend(std::iter::repeat_n(call, marking.len()));
+    }
+    // One statement: the jobs that qualify are locked first, and a marking's marked only if
+    // every one it asked for does.
+    let rows = sql::query(
         c,
-        "WITH asked AS MATERIALIZED (
+        "WITH input AS (SELECT t.id, t.call FROM unnest($1::bigint[], $2::int[]) AS t(id, call)),
+         asked AS MATERIALIZED (
              -- By id alone, so that only the primary key can answer it: the plans must not
              -- depend on statistics, which a young table lacks, and a cached plan keeps.
              SELECT j.id, j.account, j.recipient, j.seq, j.state FROM kefu.jobs j
              WHERE j.id = ANY($1) FOR UPDATE OF j),
          candidates AS (
-             SELECT j.id FROM asked j
+             SELECT j.id, i.call FROM asked j JOIN input i ON i.id = j.id
              WHERE j.state = 'queued'
                AND EXISTS (SELECT 1 FROM kefu.leases l WHERE l.lane = 'job'
                            AND l.account = j.account AND l.key = j.recipient
-                           AND l.relay_id = $2)
-               AND EXISTS (SELECT 1 FROM kefu.relays r WHERE r.relay_id = $2
+                           AND l.relay_id = $3)
+               AND EXISTS (SELECT 1 FROM kefu.relays r WHERE r.relay_id = $3
                            AND r.alive_until_ms > kefu.now_ms())
                -- Two tests, not one with state IN (...): each is answered by its partial
                -- index, where the IN would scan the table. OFFSET 0 keeps each a subquery run
@@ -157,24 +257,36 @@ async fn mark_sending(c: &Conn, g: &mut Group, ids: Vec<i64>) -> Result<Vec<i64>
                -- join, it was planned as a scan of every conversation's entries.
                AND NOT EXISTS (SELECT 1 FROM kefu.jobs e WHERE e.account = j.account
                                AND e.recipient = j.recipient AND e.seq < j.seq
-                               AND e.state = 'queued' AND e.id <> ALL($1) OFFSET 0)
+                               AND e.state = 'queued'
+                               AND NOT EXISTS (SELECT 1 FROM input o
+                                               WHERE o.id = e.id AND o.call = i.call)
+                               OFFSET 0)
                AND NOT EXISTS (SELECT 1 FROM kefu.jobs e WHERE e.account = j.account
                                AND e.recipient = j.recipient AND e.seq < j.seq
                                AND e.state = 'sending' OFFSET 0)),
          complete AS (
-             SELECT (SELECT count(*) FROM candidates)
-                    = (SELECT count(DISTINCT id) FROM unnest($1::bigint[]) AS t(id)) AS yes)
-         UPDATE kefu.jobs j SET state = 'sending', attempts = j.attempts + 1, relay_id = $2,
-             updated_at_ms = $3
-         FROM complete
-         WHERE complete.yes AND j.id IN (SELECT id FROM candidates)
-         RETURNING j.id",
-        &[&ids, &&*g.relay, &g.now],
+             SELECT c.call FROM candidates c GROUP BY c.call
+             HAVING count(DISTINCT c.id) = (SELECT count(DISTINCT o.id) FROM input o WHERE o.call = c.call))
+         UPDATE kefu.jobs j SET state = 'sending', attempts = j.attempts + 1, relay_id = $3,
+             updated_at_ms = $4
+         FROM candidates c
+         WHERE j.id = c.id AND c.call IN (SELECT call FROM complete)
+         RETURNING j.id, c.call",
+        &[&ids, &calls, &&*g.relay, &g.now],
     )
-    .await?
-    .iter()
-    .map(|row| sql::get(row, 0))
-    .collect()
+    .await?;
+    let mut marked = vec![Vec::new(); markings.len()];
+    for row in &rows {
+        let id: i64 = sql::get(row, 0)?;
+        let call: i32 = sql::get(row, 1)?;
+        if let Some(ids) = usize::try_from(call)
+            .ok()
+            .and_then(|call| marked.get_mut(call))
+        {
+            ids.push(id);
+        }
+    }
+    Ok(marked)
 }
 
 /// Puts back in the queue the jobs of a marking whose answer was lost, if it committed: they
@@ -191,15 +303,84 @@ async fn unmark(c: &Conn, g: &mut Group, ids: Vec<i64>) -> Result<(), PgError> {
     Ok(())
 }
 
-/// Records an attempt's outcome, only on a job this relay still has `sending`: one that a
-/// sweep settled meanwhile (this relay stalled past its TTL) stays as the sweep left it, never
-/// queued again. The common case, a job no callback reported on while it was being sent, is one
-/// statement; a job with such a report is read first, and the report applied to the outcome
-/// ([`Outcome::after_report`]).
-async fn record(c: &Conn, g: &mut Group, id: i64, outcome: Outcome) -> Result<(), PgError> {
-    if apply(c, g, id, &outcome, true).await? > 0 {
-        return Ok(());
+/// Outcomes, recorded together when a group has several in a row.
+struct Outcomes;
+
+impl Bulk for Outcomes {
+    type Item = (i64, Outcome);
+    type Answer = ();
+    /// An outcome may be applied before markings of other jobs that were asked for just
+    /// before it: as if it had been recorded a moment earlier. Of a job of the same
+    /// conversation, the marking then sees the outcome rather than the job in flight, and
+    /// answers as it would have a moment later.
+    const RUNS_EARLY: bool = true;
+
+    fn jobs((id, _): &(i64, Outcome)) -> Option<&[i64]> {
+        Some(std::slice::from_ref(id))
     }
+
+    fn run<'c>(
+        c: &'c Conn,
+        g: &'c mut Group,
+        items: Vec<&'c (i64, Outcome)>,
+    ) -> BoxFuture<'c, Result<Vec<()>, PgError>> {
+        Box::pin(async move {
+            for run in disjoint_runs(&items, |(id, _)| std::slice::from_ref(id)) {
+                record(c, g, run).await?;
+            }
+            Ok(vec![(); items.len()])
+        })
+    }
+}
+
+/// Records attempts' outcomes, only on jobs this relay still has `sending`: one that a sweep
+/// settled meanwhile (this relay stalled past its TTL) stays as the sweep left it, never queued
+/// again. The common case, jobs no callback reported on while they were being sent, is one
+/// statement for them all; a job with such a report is read then, and the report applied to
+/// its outcome ([`Outcome::after_report`]).
+async fn record(c: &Conn, g: &mut Group, outcomes: Vec<&(i64, Outcome)>) -> Result<(), PgError> {
+    let columns: Vec<_> = outcomes
+        .iter()
+        .map(|(_, outcome)| outcome.columns())
+        .collect();
+    let ids: Vec<i64> = outcomes.iter().map(|(id, _)| *id).collect();
+    let states: Vec<&str> = columns.iter().map(|c| c.state.as_str()).collect();
+    let not_before: Vec<Option<i64>> = columns.iter().map(|c| c.not_before_ms).collect();
+    let codes: Vec<Option<i64>> = columns.iter().map(|c| c.error_code).collect();
+    let reasons: Vec<Option<&str>> = columns.iter().map(|c| c.reason).collect();
+    let messages: Vec<Option<&str>> = columns.iter().map(|c| c.error_message).collect();
+    let confirm_by: Vec<Option<i64>> = columns.iter().map(|c| c.confirm_by_ms).collect();
+    let recorded: std::collections::HashSet<i64> = sql::query(
+        c,
+        "UPDATE kefu.jobs j SET state = t.state, not_before_ms = coalesce(t.not_before, j.not_before_ms),
+             error_code = t.code, reason = t.reason, error_message = t.message,
+             updated_at_ms = $8, confirm_by_ms = t.confirm_by, early_message = NULL,
+             early_window_ms = NULL
+         FROM unnest($1::bigint[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::text[],
+                     $7::int8[]) AS t(id, state, not_before, code, reason, message, confirm_by)
+         WHERE j.id = t.id AND j.state = 'sending' AND j.relay_id = $9
+           AND j.early_report IS NULL
+         RETURNING j.id",
+        &[
+            &ids, &states, &not_before, &codes, &reasons, &messages, &confirm_by, &g.now,
+            &&*g.relay,
+        ],
+    )
+    .await?
+    .iter()
+    .map(|row| sql::get(row, 0))
+    .collect::<Result<_, PgError>>()?;
+    for (id, outcome) in outcomes {
+        if !recorded.contains(id) {
+            record_reported(c, g, *id, outcome).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Records the outcome of job `id` if this relay still has it `sending` with a report waiting:
+/// the report applied to the outcome, and spent.
+async fn record_reported(c: &Conn, g: &Group, id: i64, outcome: &Outcome) -> Result<(), PgError> {
     let Some(row) = sql::query_opt(
         c,
         "SELECT early_report, early_message FROM kefu.jobs
@@ -212,22 +393,9 @@ async fn record(c: &Conn, g: &mut Group, id: i64, outcome: Outcome) -> Result<()
     };
     let early: Option<String> = sql::get(&row, 0)?;
     let outcome = match yunzhenji::early_report(early.as_deref(), sql::get(&row, 1)?) {
-        Some(report) => outcome.after_report(&report),
-        None => outcome,
+        Some(report) => outcome.clone().after_report(&report),
+        None => outcome.clone(),
     };
-    apply(c, g, id, &outcome, false).await?;
-    Ok(())
-}
-
-/// Writes `outcome` on job `id` (only if no report waits on it, with `unreported`), spending
-/// any report; returns how many rows it changed.
-async fn apply(
-    c: &Conn,
-    g: &Group,
-    id: i64,
-    outcome: &Outcome,
-    unreported: bool,
-) -> Result<u64, PgError> {
     let columns = outcome.columns();
     sql::execute(
         c,
@@ -235,8 +403,7 @@ async fn apply(
              error_code = $4, reason = $5, error_message = $6, updated_at_ms = $7,
              confirm_by_ms = $8, early_report = NULL, early_message = NULL,
              early_window_ms = NULL
-         WHERE id = $1 AND state = 'sending' AND relay_id = $10
-           AND (NOT $9 OR early_report IS NULL)",
+         WHERE id = $1 AND state = 'sending' AND relay_id = $9",
         &[
             &id,
             &columns.state.as_str(),
@@ -246,11 +413,11 @@ async fn apply(
             &columns.error_message,
             &g.now,
             &columns.confirm_by_ms,
-            &unreported,
             &&*g.relay,
         ],
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 /// Why an ambiguous job whose window passed failed, as the desk reads it.
@@ -435,10 +602,17 @@ impl JobStore for PgStore {
         for job in &jobs {
             locks = locks.job(&job.account, &job.recipient);
         }
-        self.api_unordered(
-            locks,
-            work(move |c, g| Box::pin(insert(c, g, jobs.clone(), key.clone(), desk_call.clone()))),
-        )
+        let insert = NewInsert { jobs, desk_call };
+        match key {
+            None => {
+                let stored = self.api_bulk::<Inserts>(locks, insert);
+                Box::pin(async move { Ok(Claimed::Done(stored.await?)) })
+            }
+            Some(key) => self.api_unordered(
+                locks,
+                work(move |c, g| Box::pin(insert_once(c, g, insert.clone(), key.clone()))),
+            ),
+        }
     }
 
     fn mark_sending(&self, id: i64) -> BoxFuture<'_, StoreResult<bool>> {
@@ -452,10 +626,7 @@ impl JobStore for PgStore {
     /// until this relay stops and be called ambiguous then.
     fn mark_sending_many(&self, ids: &[i64]) -> BoxFuture<'_, StoreResult<Vec<i64>>> {
         let ids = ids.to_vec();
-        let marking = {
-            let ids = ids.clone();
-            self.delivery(work(move |c, g| Box::pin(mark_sending(c, g, ids.clone()))))
-        };
+        let marking = self.delivery_bulk::<Markings>(ids.clone());
         Box::pin(async move {
             let marked = marking.await;
             if marked.is_err() {
@@ -471,10 +642,7 @@ impl JobStore for PgStore {
     }
 
     fn record(&self, id: i64, outcome: Outcome) -> StoreResult<()> {
-        self.detach(
-            "a delivery outcome",
-            repeatable(move |c, g| Box::pin(record(c, g, id, outcome.clone()))),
-        )
+        self.detach_bulk::<Outcomes>("a delivery outcome", (id, outcome))
     }
 
     fn get(&self, id: i64) -> BoxFuture<'_, StoreResult<Option<JobStatus>>> {

@@ -22,6 +22,7 @@
 //!   finished everything sent to it before a given [`Lane::position`]: that is how the store
 //!   keeps "a recorded outcome is durable no later than anything requested afterwards".
 
+use std::any::{Any, TypeId};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -103,8 +104,49 @@ where
     Arc::new(f)
 }
 
+/// Commands of one kind that a group runs together when they come one after another: one set
+/// of statements for all of them instead of one set each (the server's cost is mostly per
+/// statement, not per row). When the group is run again carefully, each runs alone.
+pub(crate) trait Bulk: Send + 'static {
+    /// What one command asks for.
+    type Item: Clone + Send + Sync + 'static;
+    /// What one command answers.
+    type Answer: Send + 'static;
+    /// Whether its commands may run ahead of the commands before them in their group, when
+    /// those all say which jobs they touch ([`Bulk::jobs`]) and none touches theirs: an
+    /// outcome may be applied before a marking of other jobs sent just before it, as if it
+    /// had been recorded a moment earlier.
+    const RUNS_EARLY: bool = false;
+    /// Runs `items`, in order, answering each, in order.
+    fn run<'c>(
+        c: &'c Conn,
+        g: &'c mut Group,
+        items: Vec<&'c Self::Item>,
+    ) -> BoxFuture<'c, Result<Vec<Self::Answer>, PgError>>;
+    /// The jobs `item` reads or writes, if it touches nothing else that another command of
+    /// the lane touches; `None` keeps every command of the group in its place around it.
+    fn jobs(_item: &Self::Item) -> Option<&[i64]> {
+        None
+    }
+}
+
+/// Runs a run of consecutive commands of one [`Bulk`] kind; `false` as [`Call::run`].
+type BulkRunner = for<'c> fn(&'c Conn, &'c mut Group, &'c mut [Entry]) -> BoxFuture<'c, bool>;
+
 /// A command that answers its caller, with the answer's type erased.
 trait Call: Send {
+    /// The bulk kind it belongs to, and how a run of them is run; `None` if it runs alone.
+    fn bulk(&self) -> Option<(TypeId, BulkRunner)> {
+        None
+    }
+    /// The jobs it touches and whether it runs early, as its [`Bulk`] kind says.
+    fn moves(&self) -> Option<(&[i64], bool)> {
+        None
+    }
+    /// Itself, for a [`BulkRunner`] to find its item.
+    fn as_any(&self) -> &dyn Any;
+    /// Itself, for a [`BulkRunner`] to keep its result.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
     /// Runs the work, under a savepoint when `careful`, and keeps its result for the answer;
     /// `false` if it failed without a savepoint (the group must be run again, carefully).
     fn run<'c>(&'c mut self, c: &'c Conn, g: &'c mut Group, careful: bool) -> BoxFuture<'c, bool>;
@@ -121,6 +163,14 @@ struct Reply<T> {
 }
 
 impl<T: Send + 'static> Call for Reply<T> {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
     fn run<'c>(&'c mut self, c: &'c Conn, g: &'c mut Group, careful: bool) -> BoxFuture<'c, bool> {
         Box::pin(async move {
             let result = match attempt(c, g, careful, &self.work).await {
@@ -146,6 +196,133 @@ impl<T: Send + 'static> Call for Reply<T> {
 
     fn fail(self: Box<Self>, error: &PgError) {
         let _ = self.reply.send(Err(error.clone().into()));
+    }
+}
+
+/// A command of a [`Bulk`] kind.
+struct BulkReply<B: Bulk> {
+    item: B::Item,
+    reply: oneshot::Sender<StoreResult<B::Answer>>,
+    result: Option<Result<B::Answer, PgError>>,
+}
+
+impl<B: Bulk> Call for BulkReply<B> {
+    fn bulk(&self) -> Option<(TypeId, BulkRunner)> {
+        Some((TypeId::of::<B>(), run_bulk::<B>))
+    }
+
+    fn moves(&self) -> Option<(&[i64], bool)> {
+        B::jobs(&self.item).map(|jobs| (jobs, B::RUNS_EARLY))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    /// Alone: only a group run carefully runs one this way.
+    fn run<'c>(&'c mut self, c: &'c Conn, g: &'c mut Group, careful: bool) -> BoxFuture<'c, bool> {
+        let item = self.item.clone();
+        let alone: Work<B::Answer> = work(move |c, g| {
+            let item = item.clone();
+            Box::pin(async move {
+                let answers = B::run(c, g, vec![&item]).await?;
+                answers
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| PgError::Data("a bulk command gave no answer".into()))
+            })
+        });
+        Box::pin(async move {
+            match attempt(c, g, careful, &*alone).await {
+                Attempted::Done(result) => {
+                    self.result = Some(result);
+                    true
+                }
+                Attempted::Redo(error) => {
+                    self.result = Some(Err(error));
+                    false
+                }
+            }
+        })
+    }
+
+    fn answer(self: Box<Self>, failure: Option<&PgError>) {
+        let BulkReply { reply, result, .. } = *self;
+        let _ = reply.send(match (failure, result) {
+            (Some(failure), _) => Err(failure.clone().into()),
+            (None, Some(result)) => result.map_err(StoreError::from),
+            (None, None) => Err(stopped()),
+        });
+    }
+
+    fn fail(self: Box<Self>, error: &PgError) {
+        let _ = self.reply.send(Err(error.clone().into()));
+    }
+}
+
+/// The [`BulkReply`] of kind `B` that `entry` holds, if it does.
+fn bulk_reply<B: Bulk>(entry: &Entry) -> Option<&BulkReply<B>> {
+    match entry {
+        Entry::Call(call) => call.as_any().downcast_ref(),
+        Entry::Detached(_) => None,
+    }
+}
+
+/// Runs `entries`, every one a [`BulkReply<B>`], together, bare (a group run carefully runs
+/// each alone); `false` if that failed, and the group must be run again carefully.
+fn run_bulk<'c, B: Bulk>(
+    c: &'c Conn,
+    g: &'c mut Group,
+    entries: &'c mut [Entry],
+) -> BoxFuture<'c, bool> {
+    Box::pin(async move {
+        let answers = match &g.broken {
+            Some(broken) => Err(broken.clone()),
+            None => {
+                let items = entries
+                    .iter()
+                    .filter_map(bulk_reply::<B>)
+                    .map(|reply| &reply.item)
+                    .collect();
+                B::run(c, g, items).await
+            }
+        };
+        let answers = match answers {
+            Ok(answers) if answers.len() == entries.len() => answers,
+            Ok(answers) => {
+                let error = PgError::Data(format!(
+                    "{} bulk commands gave {} answers",
+                    entries.len(),
+                    answers.len()
+                ));
+                g.broken.get_or_insert(error);
+                return false;
+            }
+            // Without a savepoint, the transaction may hold part of the run's writes.
+            Err(_) if g.broken.is_none() => return false,
+            Err(error) => {
+                for entry in entries.iter_mut() {
+                    set_result::<B>(entry, Err(error.clone()));
+                }
+                return true;
+            }
+        };
+        for (entry, answer) in entries.iter_mut().zip(answers) {
+            set_result::<B>(entry, Ok(answer));
+        }
+        true
+    })
+}
+
+fn set_result<B: Bulk>(entry: &mut Entry, result: Result<B::Answer, PgError>) {
+    if let Entry::Call(call) = entry {
+        if let Some(reply) = call.as_any_mut().downcast_mut::<BulkReply<B>>() {
+            reply.result = Some(result);
+        }
     }
 }
 
@@ -182,7 +359,61 @@ where
 #[derive(Clone)]
 struct Detached {
     what: &'static str,
-    work: Repeatable,
+    work: DetachedWork,
+}
+
+#[derive(Clone)]
+enum DetachedWork {
+    /// Run alone.
+    Alone(Repeatable),
+    /// An item of a [`Bulk`] kind whose answers are `()`, run with its neighbours of that kind.
+    Bulk {
+        kind: TypeId,
+        runner: DetachedRunner,
+        item: Arc<dyn Any + Send + Sync>,
+        /// The jobs it touches and whether it runs early ([`Call::moves`]).
+        moves: Option<(Vec<i64>, bool)>,
+    },
+}
+
+/// Runs the items of consecutive detached commands of one bulk kind together.
+type DetachedRunner = for<'c> fn(
+    &'c Conn,
+    &'c mut Group,
+    Vec<&'c (dyn Any + Send + Sync)>,
+) -> BoxFuture<'c, Result<(), PgError>>;
+
+fn run_detached_bulk<'c, B: Bulk<Answer = ()>>(
+    c: &'c Conn,
+    g: &'c mut Group,
+    items: Vec<&'c (dyn Any + Send + Sync)>,
+) -> BoxFuture<'c, Result<(), PgError>> {
+    let items = items
+        .into_iter()
+        .filter_map(|item| item.downcast_ref::<B::Item>())
+        .collect();
+    Box::pin(async move { B::run(c, g, items).await.map(drop) })
+}
+
+impl Detached {
+    /// Its bulk kind, if it has one.
+    fn bulk(&self) -> Option<TypeId> {
+        match &self.work {
+            DetachedWork::Alone(_) => None,
+            DetachedWork::Bulk { kind, .. } => Some(*kind),
+        }
+    }
+
+    /// As [`Call::moves`].
+    fn moves(&self) -> Option<(&[i64], bool)> {
+        match &self.work {
+            DetachedWork::Bulk {
+                moves: Some((jobs, early)),
+                ..
+            } => Some((jobs, *early)),
+            _ => None,
+        }
+    }
 }
 
 enum Command {
@@ -274,6 +505,30 @@ impl Lane {
         })
     }
 
+    /// Queues `item`, a command of bulk kind `B`, now; the future answers after its group's
+    /// commit. `locks`: what it will lock (see [`crate::locks`]).
+    pub(crate) fn bulk<B: Bulk>(
+        &self,
+        after: u64,
+        locks: Locks,
+        item: B::Item,
+    ) -> BoxFuture<'static, StoreResult<B::Answer>> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.send(Command::Call {
+            after,
+            locks,
+            call: Box::new(BulkReply::<B> {
+                item,
+                reply,
+                result: None,
+            }),
+        });
+        Box::pin(async move {
+            sent?;
+            answer.await.map_err(|_| stopped())?
+        })
+    }
+
     /// Queues `work` without waiting for it; a failure is logged, naming `what`.
     pub(crate) fn detach(
         &self,
@@ -283,7 +538,32 @@ impl Lane {
     ) -> StoreResult<()> {
         self.send(Command::Detached {
             after,
-            detached: Detached { what, work },
+            detached: Detached {
+                what,
+                work: DetachedWork::Alone(work),
+            },
+        })
+    }
+
+    /// Queues `item`, of bulk kind `B`, without waiting for it; a failure is logged, naming
+    /// `what`.
+    pub(crate) fn detach_bulk<B: Bulk<Answer = ()>>(
+        &self,
+        after: u64,
+        what: &'static str,
+        item: B::Item,
+    ) -> StoreResult<()> {
+        self.send(Command::Detached {
+            after,
+            detached: Detached {
+                what,
+                work: DetachedWork::Bulk {
+                    kind: TypeId::of::<B>(),
+                    runner: run_detached_bulk::<B>,
+                    moves: B::jobs(&item).map(|jobs| (jobs.to_vec(), B::RUNS_EARLY)),
+                    item: Arc::new(item),
+                },
+            },
         })
     }
 
@@ -421,6 +701,7 @@ async fn execute(
             Command::Detached { detached, .. } => entries.push(Entry::Detached(detached)),
         }
     }
+    let mut entries = early_first(entries);
     let Some(c) = conn.as_deref().filter(|_| g.broken.is_none()) else {
         let error = g
             .broken
@@ -514,18 +795,124 @@ async fn begin(c: &Conn, g: &mut Group, locks: &Locks) {
     }
 }
 
-/// Runs every command of the group in order; `false` as soon as one fails without a savepoint.
+/// Runs every command of the group in order, consecutive commands of one bulk kind together
+/// unless `careful`; `false` as soon as one fails without a savepoint.
 async fn run_all(c: &Conn, g: &mut Group, entries: &mut [Entry], careful: bool) -> bool {
-    for entry in entries {
-        let went_on = match entry {
-            Entry::Call(call) => call.run(c, g, careful).await,
-            Entry::Detached(d) => run_detached(c, g, d, careful).await,
+    let mut next = 0;
+    while next < entries.len() {
+        let kind = |entry: &Entry| match entry {
+            _ if careful => None,
+            Entry::Call(call) => call.bulk().map(|(kind, _)| kind),
+            Entry::Detached(d) => d.bulk(),
+        };
+        let went_on = if let Some(bulk) = kind(&entries[next]) {
+            let end = next
+                + entries[next..]
+                    .iter()
+                    .take_while(|entry| kind(entry) == Some(bulk))
+                    .count();
+            let run = &mut entries[next..end];
+            next = end;
+            run_together(c, g, run).await
+        } else {
+            let went_on = match &mut entries[next] {
+                Entry::Call(call) => call.run(c, g, careful).await,
+                Entry::Detached(d) => run_detached(c, g, d, careful).await,
+            };
+            next += 1;
+            went_on
         };
         if !went_on {
             return false;
         }
     }
     true
+}
+
+/// Runs `run`, consecutive commands of one bulk kind, together; `false` if that failed, and the
+/// group must be run again carefully.
+async fn run_together(c: &Conn, g: &mut Group, run: &mut [Entry]) -> bool {
+    match run.first() {
+        Some(Entry::Call(call)) => match call.bulk() {
+            Some((_, runner)) => runner(c, g, run).await,
+            None => false,
+        },
+        Some(Entry::Detached(first)) => {
+            let DetachedWork::Bulk { runner, .. } = &first.work else {
+                return false;
+            };
+            let runner = *runner;
+            if g.broken.is_some() {
+                // Buffered again with the group, as each would be alone.
+                return true;
+            }
+            let items = run
+                .iter()
+                .filter_map(|entry| match entry {
+                    Entry::Detached(Detached {
+                        work: DetachedWork::Bulk { item, .. },
+                        ..
+                    }) => Some(&**item),
+                    _ => None,
+                })
+                .collect();
+            runner(c, g, items).await.is_ok()
+        }
+        None => true,
+    }
+}
+
+impl Entry {
+    fn moves(&self) -> Option<(&[i64], bool)> {
+        match self {
+            Entry::Call(call) => call.moves(),
+            Entry::Detached(d) => d.moves(),
+        }
+    }
+}
+
+/// Puts the commands that run early ([`Bulk::RUNS_EARLY`]) ahead of the others, so that more
+/// of each kind run together: within each stretch of commands that all say which jobs they
+/// touch, and only if no early one shares a job with any other command of the stretch (then
+/// the stretch keeps its order). Every other command stays in its place, and so does the
+/// order among the early ones and among the rest.
+fn early_first(entries: Vec<Entry>) -> Vec<Entry> {
+    let mut ordered = Vec::with_capacity(entries.len());
+    let mut stretch = Vec::new();
+    for entry in entries {
+        if entry.moves().is_some() {
+            stretch.push(entry);
+        } else {
+            ordered.append(&mut reorder_stretch(std::mem::take(&mut stretch)));
+            ordered.push(entry);
+        }
+    }
+    ordered.append(&mut reorder_stretch(stretch));
+    ordered
+}
+
+fn reorder_stretch(stretch: Vec<Entry>) -> Vec<Entry> {
+    let early = |entry: &Entry| entry.moves().is_some_and(|(_, early)| early);
+    let jobs = |entry: &Entry| {
+        entry
+            .moves()
+            .map(|(jobs, _)| jobs.to_vec())
+            .unwrap_or_default()
+    };
+    let mut others_touch = std::collections::HashSet::new();
+    for entry in stretch.iter().filter(|entry| !early(entry)) {
+        others_touch.extend(jobs(entry));
+    }
+    let shares = stretch
+        .iter()
+        .filter(|entry| early(entry))
+        .any(|entry| jobs(entry).iter().any(|id| others_touch.contains(id)));
+    if shares {
+        return stretch;
+    }
+    let (mut first, rest): (Vec<Entry>, Vec<Entry>) = stretch.into_iter().partition(early);
+    first.extend(rest);
+    first
 }
 
 /// Buffers `detached` again, in order, up to [`MAX_RETRY`].
@@ -546,7 +933,17 @@ fn requeue(retry: &mut VecDeque<Detached>, detached: Vec<Detached>) {
 /// it gets refused is logged and the command dropped; a deadlock or serialisation failure
 /// fails the group, so that the command is tried again in order.
 async fn run_detached(c: &Conn, g: &mut Group, d: &Detached, careful: bool) -> bool {
-    match attempt(c, g, careful, &*d.work).await {
+    let work = match &d.work {
+        DetachedWork::Alone(work) => work.clone(),
+        DetachedWork::Bulk { runner, item, .. } => {
+            let (runner, item) = (*runner, item.clone());
+            repeatable(move |c, g| {
+                let item = item.clone();
+                Box::pin(async move { runner(c, g, vec![&*item]).await })
+            })
+        }
+    };
+    match attempt(c, g, careful, &*work).await {
         Attempted::Redo(_) => false,
         Attempted::Done(Ok(())) => true,
         Attempted::Done(Err(error)) => {

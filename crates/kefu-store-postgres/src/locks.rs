@@ -5,6 +5,7 @@
 //! granted at once), so the group's are an ordering device, not what correctness rests on.
 
 use crate::error::PgError;
+use crate::sessions::LOCK_SESSIONS;
 use crate::sql::Conn;
 
 /// Locks (creating them if need be) the lease rows of the conversations `$2`/`$3` of lane `$1`
@@ -20,11 +21,6 @@ pub(crate) const JOB_LANE: &str = "job";
 
 /// The webhook lane's name in `kefu.leases`; its conversations are keyed by openid alone.
 pub(crate) const WEBHOOK_LANE: &str = "webhook";
-
-/// Locks the sessions `$1`/`$2` (account, openid), in order (the function runs after the sort).
-const LOCK_SESSIONS: &str = "
-SELECT pg_advisory_xact_lock(1801807478, hashtext(t.a || '/' || t.o))
-FROM unnest($1::text[], $2::text[]) AS t(a, o) ORDER BY t.a, t.o";
 
 /// What a command will lock, declared when it is called.
 #[derive(Debug, Default)]

@@ -1,6 +1,8 @@
 //! The `kefu.sessions` table: each (account, user)'s conversation state, read and moved inside
 //! the transactions that admit callbacks and store desk calls, and [`SessionStore`] over it.
 
+use std::collections::BTreeMap;
+
 use kefu_core::BoxFuture;
 use kefu_payload::KefuState;
 use kefu_store::session::{ChangedBy, Session};
@@ -21,6 +23,12 @@ const COLUMNS: &str = "account, openid, state, agent, channel, appid, changed_by
 /// users' hashes apart from the relay-wide locks of the first (`kefu`: the migrator's, the sole
 /// relay's), which a chosen account and openid could otherwise hash onto.
 const LOCK: &str = "SELECT pg_advisory_xact_lock(1801807478, hashtext($1 || '/' || $2))";
+
+/// [`LOCK`] for the sessions `$1`/`$2` (account, openid), in order (the function runs after
+/// the sort), so that two transactions locking the same users cannot wait on each other.
+pub(crate) const LOCK_SESSIONS: &str = "
+SELECT pg_advisory_xact_lock(1801807478, hashtext(t.a || '/' || t.o))
+FROM unnest($1::text[], $2::text[]) AS t(a, o) ORDER BY t.a, t.o";
 
 fn read(row: &Row) -> Result<Session, PgError> {
     let state: String = sql::get(row, 2)?;
@@ -98,9 +106,25 @@ async fn list(
 
 /// Writes `session` (locked by [`lock`] in this transaction).
 pub(crate) async fn save(c: &Conn, session: &Session) -> Result<(), PgError> {
+    save_many(c, &[session]).await
+}
+
+/// Writes `sessions` (each user at most once) over what was stored.
+async fn save_many(c: &Conn, sessions: &[&Session]) -> Result<(), PgError> {
+    let text = |f: fn(&Session) -> &str| sessions.iter().map(|s| f(s)).collect::<Vec<&str>>();
+    let maybe_text = |f: fn(&Session) -> Option<&str>| {
+        sessions.iter().map(|s| f(s)).collect::<Vec<Option<&str>>>()
+    };
+    let number = |f: fn(&Session) -> i64| sessions.iter().map(|s| f(s)).collect::<Vec<i64>>();
+    let maybe_number = |f: fn(&Session) -> Option<i64>| {
+        sessions.iter().map(|s| f(s)).collect::<Vec<Option<i64>>>()
+    };
+    let channels: Vec<Option<i16>> = sessions.iter().map(|s| s.channel.map(i16::from)).collect();
     let sql = format!(
         "INSERT INTO kefu.sessions ({COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int2[],
+             $6::text[], $7::text[], $8::int8[], $9::int8[], $10::int8[], $11::int8[],
+             $12::int8[], $13::int8[], $14::int8[])
          ON CONFLICT (account, openid) DO UPDATE SET state = excluded.state,
              agent = excluded.agent, channel = excluded.channel, appid = excluded.appid,
              changed_by = excluded.changed_by, state_since_ms = excluded.state_since_ms,
@@ -113,30 +137,56 @@ pub(crate) async fn save(c: &Conn, session: &Session) -> Result<(), PgError> {
         c,
         &sql,
         &[
-            &session.account,
-            &session.openid,
-            &session.state.as_str(),
-            &session.agent,
-            &session.channel.map(i16::from),
-            &session.appid,
-            &session.changed_by.as_str(),
-            &session.state_since_ms,
-            &session.requested_at_ms,
-            &session.created_at_ms,
-            &session.updated_at_ms,
-            &session.last_event_id,
-            &session.desk_pending_until_ms,
-            &session.last_user_message_at_ms,
+            &text(|s| &s.account),
+            &text(|s| &s.openid),
+            &text(|s| s.state.as_str()),
+            &maybe_text(|s| s.agent.as_deref()),
+            &channels,
+            &maybe_text(|s| s.appid.as_deref()),
+            &text(|s| s.changed_by.as_str()),
+            &number(|s| s.state_since_ms),
+            &maybe_number(|s| s.requested_at_ms),
+            &number(|s| s.created_at_ms),
+            &number(|s| s.updated_at_ms),
+            &maybe_number(|s| s.last_event_id),
+            &maybe_number(|s| s.desk_pending_until_ms),
+            &maybe_number(|s| s.last_user_message_at_ms),
         ],
     )
     .await?;
     Ok(())
 }
 
-/// Records a desk call on the user's session.
-pub(crate) async fn desk_action(c: &Conn, now: i64, call: &DeskCall) -> Result<(), PgError> {
-    let session = call.recorded_on(lock(c, &call.account, &call.openid).await?, now);
-    save(c, &session).await
+/// Records desk calls, in order, on their users' sessions: the sessions are locked and read in
+/// one round trip, moved, and written back in one statement.
+pub(crate) async fn desk_actions(c: &Conn, now: i64, calls: Vec<&DeskCall>) -> Result<(), PgError> {
+    if calls.is_empty() {
+        return Ok(());
+    }
+    let accounts: Vec<&str> = calls.iter().map(|call| call.account.as_str()).collect();
+    let openids: Vec<&str> = calls.iter().map(|call| call.openid.as_str()).collect();
+    let load = format!(
+        "SELECT {COLUMNS} FROM kefu.sessions
+         WHERE (account, openid) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+    );
+    let rows = sql::execute_then_query(
+        c,
+        (LOCK_SESSIONS, &[&accounts, &openids]),
+        (&load, &[&accounts, &openids]),
+    )
+    .await?;
+    let mut sessions: BTreeMap<(String, String), Session> = BTreeMap::new();
+    for row in &rows {
+        let session = read(row)?;
+        sessions.insert((session.account.clone(), session.openid.clone()), session);
+    }
+    for call in calls {
+        let key = (call.account.clone(), call.openid.clone());
+        let moved = call.recorded_on(sessions.remove(&key), now);
+        sessions.insert(key, moved);
+    }
+    let touched: Vec<&Session> = sessions.values().collect();
+    save_many(c, &touched).await
 }
 
 impl SessionStore for PgStore {

@@ -29,7 +29,7 @@ use tokio::sync::{broadcast, watch};
 use crate::config::{MigrateMode, PgConfig, RelayId};
 use crate::connect::{connect, ping};
 use crate::error::PgError;
-use crate::lane::{Lane, Repeatable, Work};
+use crate::lane::{Bulk, Lane, Repeatable, Work};
 use crate::listener::{Leadership, listen};
 use crate::liveness::{Background, Registration, heartbeat};
 use crate::locks::Locks;
@@ -214,12 +214,31 @@ impl PgStore {
         self.inner.api.call(0, locks, work)
     }
 
-    /// Queues `work` on the delivery lane now.
-    pub(crate) fn delivery<T: Send + 'static>(
+    /// Queues `item`, a command of bulk kind `B` that will lock `locks`, on the api lane now,
+    /// without waiting for the outcomes recorded before (as [`PgStore::api_unordered`]).
+    pub(crate) fn api_bulk<B: Bulk>(
         &self,
-        work: Work<T>,
-    ) -> BoxFuture<'_, StoreResult<T>> {
-        self.inner.delivery.call(0, Locks::default(), work)
+        locks: Locks,
+        item: B::Item,
+    ) -> BoxFuture<'_, StoreResult<B::Answer>> {
+        self.inner.api.bulk::<B>(0, locks, item)
+    }
+
+    /// Queues `item`, a command of bulk kind `B`, on the delivery lane now.
+    pub(crate) fn delivery_bulk<B: Bulk>(
+        &self,
+        item: B::Item,
+    ) -> BoxFuture<'_, StoreResult<B::Answer>> {
+        self.inner.delivery.bulk::<B>(0, Locks::default(), item)
+    }
+
+    /// Queues `item`, of bulk kind `B`, on the delivery lane without waiting for it.
+    pub(crate) fn detach_bulk<B: Bulk<Answer = ()>>(
+        &self,
+        what: &'static str,
+        item: B::Item,
+    ) -> StoreResult<()> {
+        self.inner.delivery.detach_bulk::<B>(0, what, item)
     }
 
     /// Queues `work` on the delivery lane without waiting for it.

@@ -246,6 +246,25 @@ async fn the_newest_event_rises_for_an_event_another_relay_stored() {
     assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), [event.id]);
 }
 
+/// Inserts a job for `recipient` through `from` until `heard` hears of it: a listener hears
+/// only once it listens.
+async fn until_heard(
+    from: &PgStore,
+    heard: &mut tokio::sync::broadcast::Receiver<Vec<ConvKey>>,
+    recipient: &str,
+) {
+    for _ in 0..150 {
+        insert(from, recipient, "x").await;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+        while let Ok(Ok(keys)) = tokio::time::timeout_at(deadline, heard.recv()).await {
+            if keys == [conversation(recipient)] {
+                return;
+            }
+        }
+    }
+    panic!("the insert for {recipient} was never heard");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_hears_which_conversations_another_stored_jobs_into_and_not_its_own() {
     let Some(db) = fresh_database().await else {
@@ -254,17 +273,8 @@ async fn a_relay_hears_which_conversations_another_stored_jobs_into_and_not_its_
     let (a, b) = (relay(&db, "a").await, relay(&db, "b").await);
     let mut heard_by_a = a.stored_elsewhere().expect("a shared store tells");
     let mut heard_by_b = b.stored_elsewhere().expect("a shared store tells");
-    // Heard only once the listeners listen: insert until a note arrives.
-    let mut heard = None;
-    for _ in 0..150 {
-        insert(&b, "oB", "x").await;
-        if let Ok(keys) = tokio::time::timeout(Duration::from_millis(200), heard_by_a.recv()).await
-        {
-            heard = Some(keys.unwrap());
-            break;
-        }
-    }
-    assert_eq!(heard.expect("a never heard b"), [conversation("oB")]);
+    until_heard(&b, &mut heard_by_a, "oB").await;
+    until_heard(&a, &mut heard_by_b, "oA").await;
     insert(&a, "oA", "y").await;
     insert(&b, "oC", "z").await;
     // a hears b's next insert and nothing of its own; b hears a's and nothing of its own.
@@ -447,4 +457,94 @@ async fn a_relay_holds_a_users_pushes_only_until_another_takes_them() {
         .unwrap();
     assert!(!a.holds(&user).await.unwrap(), "a must stop pushing");
     assert!(b.holds(&user).await.unwrap());
+}
+
+/// A group runs consecutive markings, and consecutive outcomes, as one statement each: the
+/// answers must be those of one call after another.
+#[tokio::test]
+async fn markings_and_outcomes_sent_together_answer_as_if_made_one_after_another() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let a = relay(&db, "a").await;
+    let first = insert(&a, "u", "1").await;
+    let second = insert(&a, "u", "2").await;
+    let other = insert(&a, "v", "1").await;
+    assert_eq!(head(&a, "u").await, Some(vec![first, second]));
+    assert_eq!(head(&a, "v").await, Some(vec![other]));
+
+    // Sent before the lane's task runs (this runtime has one thread): one group.
+    let behind = a.mark_sending_many(&[second]);
+    let front = a.mark_sending_many(&[first]);
+    let elsewhere = a.mark_sending_many(&[other, other]);
+    let again = a.mark_sending_many(&[first]);
+    assert!(
+        behind.await.unwrap().is_empty(),
+        "the job behind a queued one"
+    );
+    assert_eq!(front.await.unwrap(), [first]);
+    assert_eq!(
+        elsewhere.await.unwrap(),
+        [other],
+        "an id asked twice in one marking"
+    );
+    assert!(
+        again.await.unwrap().is_empty(),
+        "a job an earlier marking took"
+    );
+    assert_eq!(state(&a, second).await, JobState::Queued);
+
+    // The second outcome of a job finds it no longer sending, as it would one after another.
+    a.record(first, Outcome::Delivered).unwrap();
+    a.record(
+        first,
+        Outcome::Retry {
+            not_before_ms: 0,
+            code: Some(-1),
+            message: "busy".into(),
+        },
+    )
+    .unwrap();
+    a.record(other, Outcome::Delivered).unwrap();
+    a.checkpoint().await.unwrap();
+    assert_eq!(state(&a, first).await, JobState::Delivered);
+    assert_eq!(state(&a, other).await, JobState::Delivered);
+    assert_eq!(a.mark_sending_many(&[second]).await.unwrap(), [second]);
+}
+
+/// Outcomes may be applied ahead of the markings sent just before them in their group, but
+/// never ahead of a marking of their own job: a stale marking of a job in flight must be
+/// refused, not find the job queued again by its outcome and send it a second time.
+#[tokio::test]
+async fn an_outcome_never_overtakes_a_marking_of_its_own_job() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let a = relay(&db, "a").await;
+    let first = insert(&a, "u", "1").await;
+    let other = insert(&a, "v", "1").await;
+    assert_eq!(head(&a, "u").await, Some(vec![first]));
+    assert_eq!(head(&a, "v").await, Some(vec![other]));
+    assert_eq!(a.mark_sending_many(&[first]).await.unwrap(), [first]);
+
+    // Sent before the lane's task runs (this runtime has one thread): one group.
+    let stale = a.mark_sending_many(&[first]);
+    let elsewhere = a.mark_sending_many(&[other]);
+    a.record(
+        first,
+        Outcome::Retry {
+            not_before_ms: 0,
+            code: Some(-1),
+            message: "busy".into(),
+        },
+    )
+    .unwrap();
+    assert!(
+        stale.await.unwrap().is_empty(),
+        "a job in flight marked again"
+    );
+    assert_eq!(elsewhere.await.unwrap(), [other]);
+    a.checkpoint().await.unwrap();
+    assert_eq!(state(&a, first).await, JobState::Queued);
+    assert_eq!(a.get(first).await.unwrap().unwrap().attempts, 1);
 }

@@ -6,7 +6,7 @@ use kefu_core::Reason;
 use kefu_payload::KefuState;
 
 use super::{Fresh, hold, ids_of, insert_plain, job, resend_plain, restart, sent, status};
-use crate::session::{ChangedBy, DeskAction};
+use crate::session::{ChangedBy, DeskAction, Session};
 use crate::{
     Claimed, DIALOGUE_ACCOUNT, DeskCall, INTERRUPTED_MESSAGE, JobState, Outcome, PendingJob,
     ResendError, Settled,
@@ -278,4 +278,51 @@ pub async fn a_desk_call_moves_the_session_with_its_jobs<F: Fresh>(fresh: F) {
     let openids: Vec<&str> = serving.iter().map(|s| s.openid.as_str()).collect();
     assert_eq!(openids, ["oU"]);
     assert_eq!(store.session("another", "oU").await.unwrap(), None);
+}
+
+/// Desk calls made one after another without waiting (which a store may store together) move
+/// each user's session in call order, and each user's only.
+pub async fn desk_calls_made_together_move_sessions_in_call_order<F: Fresh>(fresh: F) {
+    let store = fresh.store();
+    let call = |openid: &str, action: DeskAction, agent: &str, channel: Option<u8>| DeskCall {
+        account: DIALOGUE_ACCOUNT.into(),
+        openid: openid.into(),
+        action,
+        agent: Some(agent.into()),
+        channel,
+        appid: None,
+    };
+    let enter = call("oU", DeskAction::Enter, "小明", Some(1));
+    let switch = call("oU", DeskAction::Switch, "小红", None);
+    let other = call("oV", DeskAction::Enter, "小刚", Some(2));
+    let calls = [
+        store.insert(vec![job("oU", "enter")], None, Some(enter.clone())),
+        store.insert(vec![job("oU", "switch")], None, Some(switch.clone())),
+        store.insert(vec![job("oV", "enter")], None, Some(other.clone())),
+    ];
+    for stored in calls {
+        assert!(matches!(stored.await, Ok(Claimed::Done(ref jobs)) if jobs.len() == 1));
+    }
+    let moved = |session: Session| {
+        (
+            session.state,
+            session.agent,
+            session.channel,
+            session.changed_by,
+        )
+    };
+    let expected_u = switch.recorded_on(Some(enter.recorded_on(None, 0)), 0);
+    let expected_v = other.recorded_on(None, 0);
+    let u = store
+        .session(DIALOGUE_ACCOUNT, "oU")
+        .await
+        .unwrap()
+        .unwrap();
+    let v = store
+        .session(DIALOGUE_ACCOUNT, "oV")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(moved(u), moved(expected_u));
+    assert_eq!(moved(v), moved(expected_v));
 }

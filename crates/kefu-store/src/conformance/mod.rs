@@ -77,6 +77,7 @@ macro_rules! conformance_suite {
             jobs::a_resend_of_an_ambiguous_job_ends_its_window,
             jobs::a_batch_is_marked_sending_together,
             jobs::a_desk_call_moves_the_session_with_its_jobs,
+            jobs::desk_calls_made_together_move_sessions_in_call_order,
             keys::a_key_stores_once_across_a_restart_and_refuses_another_request,
             keys::racing_requests_with_one_key_store_once,
             keys::a_keyed_resend_queues_once_and_a_refused_one_keeps_the_key_free,
