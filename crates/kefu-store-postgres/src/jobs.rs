@@ -228,10 +228,14 @@ async fn mark_sending(
 ) -> Result<Vec<Vec<i64>>, PgError> {
     let mut ids = Vec::new();
     let mut calls = Vec::new();
+    // How many distinct jobs each marking asks for, by its index.
+    let mut wanted = Vec::with_capacity(markings.len());
     for (call, marking) in markings.iter().enumerate() {
         let call = i32::try_from(call).unwrap_or(i32::MAX);
         ids.extend(marking.iter().copied());
         calls.extend(std::iter::repeat_n(call, marking.len()));
+        let distinct: std::collections::HashSet<&i64> = marking.iter().collect();
+        wanted.push(i64::try_from(distinct.len()).unwrap_or(i64::MAX));
     }
     // One statement: the jobs that qualify are locked first, and a marking's marked only if
     // every one it asked for does.
@@ -264,15 +268,16 @@ async fn mark_sending(
                AND NOT EXISTS (SELECT 1 FROM kefu.jobs e WHERE e.account = j.account
                                AND e.recipient = j.recipient AND e.seq < j.seq
                                AND e.state = 'sending' OFFSET 0)),
-         complete AS (
+         -- Materialised: inlined, it was evaluated again for every job updated.
+         complete AS MATERIALIZED (
              SELECT c.call FROM candidates c GROUP BY c.call
-             HAVING count(DISTINCT c.id) = (SELECT count(DISTINCT o.id) FROM input o WHERE o.call = c.call))
+             HAVING count(DISTINCT c.id) = ($5::int8[])[c.call + 1])
          UPDATE kefu.jobs j SET state = 'sending', attempts = j.attempts + 1, relay_id = $3,
              updated_at_ms = $4
          FROM candidates c
          WHERE j.id = c.id AND c.call IN (SELECT call FROM complete)
          RETURNING j.id, c.call",
-        &[&ids, &calls, &&*g.relay, &g.now],
+        &[&ids, &calls, &&*g.relay, &g.now, &wanted],
     )
     .await?;
     let mut marked = vec![Vec::new(); markings.len()];
