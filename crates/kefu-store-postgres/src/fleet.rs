@@ -5,6 +5,7 @@
 //! relay is alive, so that a relay that stalled past its TTL takes nothing until its heartbeat
 //! brings it back.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use kefu_core::BoxFuture;
@@ -26,17 +27,22 @@ const TAKEABLE: &str = "
 AND EXISTS (SELECT 1 FROM kefu.relays me WHERE me.relay_id = $1
             AND me.alive_until_ms > kefu.now_ms())";
 
-/// Takes the lease (`$1` relay, `$2` lane, `$3` account, `$4` key), or keeps it, and returns
-/// its version as `c`, for the head's statement, with whether this statement took it. A lease
-/// this relay holds already is only read: a relay working through a conversation reads its
-/// head once per delivery, and a statement that writes nothing commits without waiting for a
-/// flush.
-fn take_lease() -> String {
-    format!(
-        "WITH held AS (SELECT l.version FROM kefu.leases l
+/// The lease (`$1` relay, `$2` lane, `$3` account, `$4` key) as `c`, for the head's
+/// statement: its version, and whether this statement took it. `take`: takes it if it is free
+/// (or its holder gone); otherwise only a lease this relay holds already is read. A relay
+/// working through a conversation reads its head once per delivery, and holds it: that
+/// statement writes nothing (it commits without waiting for a flush) and plans no `UPDATE`
+/// (whose setup cost more than the read).
+fn lease(take: bool) -> String {
+    let held = "held AS (SELECT l.version FROM kefu.leases l
                        WHERE l.lane = $2 AND l.account = $3 AND l.key = $4 AND l.relay_id = $1
                          AND EXISTS (SELECT 1 FROM kefu.relays me WHERE me.relay_id = $1
-                                     AND me.alive_until_ms > kefu.now_ms())),
+                                     AND me.alive_until_ms > kefu.now_ms()))";
+    if !take {
+        return format!("WITH {held}, c AS (SELECT version, false AS taken FROM held)");
+    }
+    format!(
+        "WITH {held},
               taken AS (UPDATE kefu.leases l SET relay_id = $1, updated_at_ms = kefu.now_ms()
                         WHERE l.lane = $2 AND l.account = $3 AND l.key = $4
                           AND l.relay_id IS DISTINCT FROM $1 AND {TAKEABLE}
@@ -47,28 +53,28 @@ fn take_lease() -> String {
 }
 
 /// The head of a job conversation: its queued jobs by `seq`, then the version; one row of
-/// NULL jobs when none is queued, no row when the lease was not taken.
-fn job_head() -> String {
+/// NULL jobs when none is queued, no row when the lease was not held (or, with `take`, taken).
+fn job_head(take: bool) -> String {
     format!(
         "{} SELECT j.id, j.account, j.recipient, j.operation, j.payload, j.attempts,
                    j.not_before_ms, c.version, c.taken
             FROM c LEFT JOIN LATERAL (
                 SELECT {} FROM kefu.jobs WHERE account = $3 AND recipient = $4
                 AND state = 'queued' ORDER BY seq LIMIT $5) j ON true",
-        take_lease(),
+        lease(take),
         jobs::PENDING_COLUMNS
     )
 }
 
 /// The head of a user's webhook pushes: events still to push by id (ids become visible in id
 /// order, so none is skipped), then the version.
-fn webhook_head() -> String {
+fn webhook_head(take: bool) -> String {
     format!(
         "{} SELECT e.id, e.openid, e.body, e.attempts, e.not_before_ms, c.version, c.taken
             FROM c LEFT JOIN LATERAL (
                 SELECT id, openid, body, attempts, not_before_ms FROM kefu.events
                 WHERE webhook_state = 'pending' AND openid = $4 ORDER BY id LIMIT $5) e ON true",
-        take_lease()
+        lease(take)
     )
 }
 
@@ -170,26 +176,44 @@ fn read_head(lane: Lane, rows: &[Row]) -> Result<Option<(i64, Head, bool)>, PgEr
     }))
 }
 
-/// Takes or keeps `key` and reads its head. A statement that took the lease may have waited
-/// for an insert's lock on it, and then sees that insert's version but not its items (they
-/// came after its snapshot): the head is read again, by a statement of its own, so that the
-/// version never runs ahead of the items (a release at that version would leave them behind).
+/// Keeps or takes `key` and reads its head: first as its holder, and only if this relay does
+/// not hold it, by the statement that takes it. A statement that took the lease may have
+/// waited for an insert's lock on it, and then sees that insert's version but not its items
+/// (they came after its snapshot): the head is read again, by a statement of its own, so that
+/// the version never runs ahead of the items (a release at that version would leave them
+/// behind).
 async fn head(
     c: &Conn,
     relay: &str,
     key: &ConvKey,
     limit: usize,
 ) -> Result<Option<(i64, Head)>, PgError> {
-    let statement = match key.lane {
-        Lane::Jobs => job_head(),
-        Lane::Webhook => webhook_head(),
+    // Written once: they are looked up in the connection's statement cache by their text.
+    static HEADS: LazyLock<[String; 4]> = LazyLock::new(|| {
+        [
+            job_head(false),
+            job_head(true),
+            webhook_head(false),
+            webhook_head(true),
+        ]
+    });
+    let statement = |take: bool| {
+        let lane = match key.lane {
+            Lane::Jobs => 0,
+            Lane::Webhook => 2,
+        };
+        HEADS[lane + usize::from(take)].as_str()
     };
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
         [&relay, &lane_name(key.lane), &key.account, &key.key, &limit];
-    let mut read = read_head(key.lane, &sql::query(c, &statement, &params).await?)?;
-    if let Some((_, _, true)) = read {
-        read = read_head(key.lane, &sql::query(c, &statement, &params).await?)?;
+    let as_holder = statement(false);
+    let mut read = read_head(key.lane, &sql::query(c, as_holder, &params).await?)?;
+    if read.is_none() {
+        read = read_head(key.lane, &sql::query(c, statement(true), &params).await?)?;
+        if let Some((_, _, true)) = read {
+            read = read_head(key.lane, &sql::query(c, as_holder, &params).await?)?;
+        }
     }
     Ok(read.map(|(version, head, _)| (version, head)))
 }
