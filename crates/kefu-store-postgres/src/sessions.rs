@@ -195,8 +195,10 @@ impl SessionStore for PgStore {
         account: &'a str,
         openid: &'a str,
     ) -> BoxFuture<'a, StoreResult<Option<Session>>> {
+        // Outcomes write no session: the read need not wait for the delivery lane (every
+        // message a desk posts reads its user's session first).
         Box::pin(async move {
-            let c = self.reader().await?;
+            let c = self.pooled().await?;
             Ok(load(&c, account, openid).await?)
         })
     }
@@ -208,7 +210,7 @@ impl SessionStore for PgStore {
         limit: u32,
     ) -> BoxFuture<'a, StoreResult<Vec<Session>>> {
         Box::pin(async move {
-            let c = self.reader().await?;
+            let c = self.pooled().await?;
             Ok(list(&c, account, state, limit).await?)
         })
     }

@@ -24,9 +24,9 @@
 //! * **Ordered without waiting.** [`JobStore::record`] and [`EventStore::record_webhook`] return
 //!   before their write is durable, but a backend applies writes in the order it was given them:
 //!   a recorded outcome is durable no later than anything requested afterwards through the same
-//!   store that could depend on it (marking the recipient's next job `sending`, a read, a
-//!   resend, an admission; a new job's insert depends on no outcome, and a backend may let it
-//!   pass). A lost outcome leaves the job `sending`, which the next start reports `ambiguous`:
+//!   store that could depend on it (marking the recipient's next job `sending`, a read of a
+//!   job or an event, a resend, an admission; a new job's insert and a session's read depend
+//!   on no outcome, and a backend may let them pass). A lost outcome leaves the job `sending`, which the next start reports `ambiguous`:
 //!   never resent, never lost.
 //! * **Atomic.** Each call is one transaction. In particular [`JobStore::insert`] stores all its
 //!   jobs, claims the `Idempotency-Key` and records the desk call on the session together or not
