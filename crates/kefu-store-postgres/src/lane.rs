@@ -156,10 +156,48 @@ trait Call: Send {
     fn fail(self: Box<Self>, error: &PgError);
 }
 
-struct Reply<T> {
-    work: Work<T>,
+/// Where a command's answer goes, and its result until the group's transaction ends.
+struct Answer<T> {
     reply: oneshot::Sender<StoreResult<T>>,
     result: Option<Result<T, PgError>>,
+}
+
+impl<T> Answer<T> {
+    fn new(reply: oneshot::Sender<StoreResult<T>>) -> Answer<T> {
+        Answer {
+            reply,
+            result: None,
+        }
+    }
+
+    /// Keeps how the run went; `false` if the group must be run again carefully.
+    fn keep(&mut self, attempted: Attempted<T>) -> bool {
+        let (result, went_on) = match attempted {
+            Attempted::Done(result) => (result, true),
+            Attempted::Redo(error) => (Err(error), false),
+        };
+        self.result = Some(result);
+        went_on
+    }
+
+    /// Answers, once the group's transaction has ended: `failure` if it did not commit.
+    fn answer(self, failure: Option<&PgError>) {
+        let _ = self.reply.send(match (failure, self.result) {
+            (Some(failure), _) => Err(failure.clone().into()),
+            (None, Some(result)) => result.map_err(StoreError::from),
+            (None, None) => Err(stopped()),
+        });
+    }
+
+    /// Answers `error` without running.
+    fn fail(self, error: &PgError) {
+        let _ = self.reply.send(Err(error.clone().into()));
+    }
+}
+
+struct Reply<T> {
+    work: Work<T>,
+    answer: Answer<T>,
 }
 
 impl<T: Send + 'static> Call for Reply<T> {
@@ -173,37 +211,24 @@ impl<T: Send + 'static> Call for Reply<T> {
 
     fn run<'c>(&'c mut self, c: &'c Conn, g: &'c mut Group, careful: bool) -> BoxFuture<'c, bool> {
         Box::pin(async move {
-            let result = match attempt(c, g, careful, &self.work).await {
-                Attempted::Done(result) => result,
-                Attempted::Redo(error) => {
-                    self.result = Some(Err(error));
-                    return false;
-                }
-            };
-            self.result = Some(result);
-            true
+            let attempted = attempt(c, g, careful, &self.work).await;
+            self.answer.keep(attempted)
         })
     }
 
     fn answer(self: Box<Self>, failure: Option<&PgError>) {
-        let Reply { reply, result, .. } = *self;
-        let _ = reply.send(match (failure, result) {
-            (Some(failure), _) => Err(failure.clone().into()),
-            (None, Some(result)) => result.map_err(StoreError::from),
-            (None, None) => Err(stopped()),
-        });
+        self.answer.answer(failure);
     }
 
     fn fail(self: Box<Self>, error: &PgError) {
-        let _ = self.reply.send(Err(error.clone().into()));
+        self.answer.fail(error);
     }
 }
 
 /// A command of a [`Bulk`] kind.
 struct BulkReply<B: Bulk> {
     item: B::Item,
-    reply: oneshot::Sender<StoreResult<B::Answer>>,
-    result: Option<Result<B::Answer, PgError>>,
+    answer: Answer<B::Answer>,
 }
 
 impl<B: Bulk> Call for BulkReply<B> {
@@ -237,30 +262,17 @@ impl<B: Bulk> Call for BulkReply<B> {
             })
         });
         Box::pin(async move {
-            match attempt(c, g, careful, &*alone).await {
-                Attempted::Done(result) => {
-                    self.result = Some(result);
-                    true
-                }
-                Attempted::Redo(error) => {
-                    self.result = Some(Err(error));
-                    false
-                }
-            }
+            let attempted = attempt(c, g, careful, &*alone).await;
+            self.answer.keep(attempted)
         })
     }
 
     fn answer(self: Box<Self>, failure: Option<&PgError>) {
-        let BulkReply { reply, result, .. } = *self;
-        let _ = reply.send(match (failure, result) {
-            (Some(failure), _) => Err(failure.clone().into()),
-            (None, Some(result)) => result.map_err(StoreError::from),
-            (None, None) => Err(stopped()),
-        });
+        self.answer.answer(failure);
     }
 
     fn fail(self: Box<Self>, error: &PgError) {
-        let _ = self.reply.send(Err(error.clone().into()));
+        self.answer.fail(error);
     }
 }
 
@@ -321,7 +333,7 @@ fn run_bulk<'c, B: Bulk>(
 fn set_result<B: Bulk>(entry: &mut Entry, result: Result<B::Answer, PgError>) {
     if let Entry::Call(call) = entry {
         if let Some(reply) = call.as_any_mut().downcast_mut::<BulkReply<B>>() {
-            reply.result = Some(result);
+            reply.answer.result = Some(result);
         }
     }
 }
@@ -495,8 +507,7 @@ impl Lane {
             locks,
             call: Box::new(Reply {
                 work,
-                reply,
-                result: None,
+                answer: Answer::new(reply),
             }),
         });
         Box::pin(async move {
@@ -519,8 +530,7 @@ impl Lane {
             locks,
             call: Box::new(BulkReply::<B> {
                 item,
-                reply,
-                result: None,
+                answer: Answer::new(reply),
             }),
         });
         Box::pin(async move {

@@ -459,6 +459,15 @@ async fn a_relay_holds_a_users_pushes_only_until_another_takes_them() {
     assert!(b.holds(&user).await.unwrap());
 }
 
+/// An attempt the platform answered busy (−1): the job is queued again.
+fn busy() -> Outcome {
+    Outcome::Retry {
+        not_before_ms: 0,
+        code: Some(-1),
+        message: "busy".into(),
+    }
+}
+
 /// A group runs consecutive markings, and consecutive outcomes, as one statement each: the
 /// answers must be those of one call after another.
 #[tokio::test]
@@ -496,15 +505,7 @@ async fn markings_and_outcomes_sent_together_answer_as_if_made_one_after_another
 
     // The second outcome of a job finds it no longer sending, as it would one after another.
     a.record(first, Outcome::Delivered).unwrap();
-    a.record(
-        first,
-        Outcome::Retry {
-            not_before_ms: 0,
-            code: Some(-1),
-            message: "busy".into(),
-        },
-    )
-    .unwrap();
+    a.record(first, busy()).unwrap();
     a.record(other, Outcome::Delivered).unwrap();
     a.checkpoint().await.unwrap();
     assert_eq!(state(&a, first).await, JobState::Delivered);
@@ -530,15 +531,7 @@ async fn an_outcome_never_overtakes_a_marking_of_its_own_job() {
     // Sent before the lane's task runs (this runtime has one thread): one group.
     let stale = a.mark_sending_many(&[first]);
     let elsewhere = a.mark_sending_many(&[other]);
-    a.record(
-        first,
-        Outcome::Retry {
-            not_before_ms: 0,
-            code: Some(-1),
-            message: "busy".into(),
-        },
-    )
-    .unwrap();
+    a.record(first, busy()).unwrap();
     assert!(
         stale.await.unwrap().is_empty(),
         "a job in flight marked again"
