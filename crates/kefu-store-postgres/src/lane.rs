@@ -13,6 +13,11 @@
 //!   the `COMMIT`, so an `Ok` means durable (`synchronous_commit=on`); when the commit, or the
 //!   connection, fails, every caller of the group gets the error and nothing of it was
 //!   acknowledged.
+//! * **Set-based.** Commands of one [`Bulk`] kind that follow one another in a group (inserts
+//!   without a key, markings, outcomes) run as one statement per kind, answering each command
+//!   as if they had run in turn; outcomes move ahead of the markings of other jobs before them
+//!   (never of their own job), so that a delivery group is a few statements whatever its size.
+//!   The server's cost is mostly per statement, not per row.
 //! * **Ordered without waiting.** A detached command (an attempt's outcome) answers nobody. If
 //!   its group cannot commit it waits in a buffer and runs first in the next group, so that it
 //!   is still applied before anything sent after it; past [`MAX_RETRY`] waiting, one is logged
