@@ -284,8 +284,9 @@ impl PgConfig {
 
     /// The connection settings every connection of `relay` uses (§8 of the design):
     /// `synchronous_commit=on` whatever the server's default, the statement, lock and idle
-    /// transaction timeouts, generic plans that use the indexes, `application_name = kefu/<relay id>`, the connect timeout and TCP
-    /// keepalives on both ends (the server's need PostgreSQL 12 or newer).
+    /// transaction timeouts, generic plans that use the indexes, `application_name = kefu/<relay
+    /// id>`, the connect timeout and TCP keepalives on both ends (the server's need PostgreSQL 12
+    /// or newer).
     pub fn session_config(&self, relay: &RelayId) -> tokio_postgres::Config {
         let mut c = self.url.expose().clone();
         let mut options = c.get_options().unwrap_or("").trim().to_owned();

@@ -690,3 +690,17 @@ impl JobStore for PgStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::disjoint_runs;
+
+    #[test]
+    fn runs_are_cut_where_an_id_comes_again() {
+        let (a, b, c, d) = (vec![1, 2], vec![3], vec![2], vec![4, 4]);
+        let items = [&a, &b, &c, &d];
+        let runs = disjoint_runs(&items, |ids: &Vec<i64>| ids.as_slice());
+        assert_eq!(runs, [vec![&a, &b], vec![&c, &d]]);
+        assert!(disjoint_runs(&[], |ids: &Vec<i64>| ids.as_slice()).is_empty());
+    }
+}

@@ -297,41 +297,28 @@ fn run_bulk<'c, B: Bulk>(
     entries: &'c mut [Entry],
 ) -> BoxFuture<'c, bool> {
     Box::pin(async move {
-        let answers = match &g.broken {
-            Some(broken) => Err(broken.clone()),
-            None => {
-                let items = entries
-                    .iter()
-                    .filter_map(bulk_reply::<B>)
-                    .map(|reply| &reply.item)
-                    .collect();
-                B::run(c, g, items).await
+        if let Some(broken) = g.broken.clone() {
+            for entry in entries.iter_mut() {
+                set_result::<B>(entry, Err(broken.clone()));
             }
-        };
-        let answers = match answers {
-            Ok(answers) if answers.len() == entries.len() => answers,
-            Ok(answers) => {
-                let error = PgError::Data(format!(
-                    "{} bulk commands gave {} answers",
-                    entries.len(),
-                    answers.len()
-                ));
-                g.broken.get_or_insert(error);
-                return false;
-            }
-            // Without a savepoint, the transaction may hold part of the run's writes.
-            Err(_) if g.broken.is_none() => return false,
-            Err(error) => {
-                for entry in entries.iter_mut() {
-                    set_result::<B>(entry, Err(error.clone()));
-                }
-                return true;
-            }
-        };
-        for (entry, answer) in entries.iter_mut().zip(answers) {
-            set_result::<B>(entry, Ok(answer));
+            return true;
         }
-        true
+        let items = entries
+            .iter()
+            .filter_map(bulk_reply::<B>)
+            .map(|reply| &reply.item)
+            .collect();
+        match B::run(c, g, items).await {
+            Ok(answers) if answers.len() == entries.len() => {
+                for (entry, answer) in entries.iter_mut().zip(answers) {
+                    set_result::<B>(entry, Ok(answer));
+                }
+                true
+            }
+            // Without a savepoint, the transaction may hold part of the run's writes; and a
+            // run that did not answer each command is run again command by command.
+            _ => false,
+        }
     })
 }
 
@@ -405,11 +392,15 @@ fn run_detached_bulk<'c, B: Bulk<Answer = ()>>(
     g: &'c mut Group,
     items: Vec<&'c (dyn Any + Send + Sync)>,
 ) -> BoxFuture<'c, Result<(), PgError>> {
-    let items = items
+    let items: Option<Vec<&B::Item>> = items
         .into_iter()
-        .filter_map(|item| item.downcast_ref::<B::Item>())
+        .map(|item| item.downcast_ref::<B::Item>())
         .collect();
-    Box::pin(async move { B::run(c, g, items).await.map(drop) })
+    Box::pin(async move {
+        let items = items
+            .ok_or_else(|| PgError::Data("a bulk run holds a command of another kind".into()))?;
+        B::run(c, g, items).await.map(drop)
+    })
 }
 
 impl Detached {
@@ -815,10 +806,11 @@ async fn begin(c: &Conn, g: &mut Group, locks: &Locks) {
 async fn run_all(c: &Conn, g: &mut Group, entries: &mut [Entry], careful: bool) -> bool {
     let mut next = 0;
     while next < entries.len() {
+        // A kind and whether its commands are detached: a run is all calls or all detached.
         let kind = |entry: &Entry| match entry {
             _ if careful => None,
-            Entry::Call(call) => call.bulk().map(|(kind, _)| kind),
-            Entry::Detached(d) => d.bulk(),
+            Entry::Call(call) => call.bulk().map(|(kind, _)| (kind, false)),
+            Entry::Detached(d) => d.bulk().map(|kind| (kind, true)),
         };
         let went_on = if let Some(bulk) = kind(&entries[next]) {
             let end = next

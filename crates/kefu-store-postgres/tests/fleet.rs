@@ -541,3 +541,59 @@ async fn an_outcome_never_overtakes_a_marking_of_its_own_job() {
     assert_eq!(state(&a, first).await, JobState::Queued);
     assert_eq!(a.get(first).await.unwrap().unwrap().attempts, 1);
 }
+
+/// A command that fails in a run of its kind fails alone: the group is run again with each
+/// command on its own, and the others are stored and answered.
+#[tokio::test]
+async fn a_command_that_fails_in_a_bulk_run_fails_alone() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let a = relay(&db, "a").await;
+    let job = |recipient: &str, operation: &str| NewJob {
+        account: "shop".into(),
+        recipient: recipient.into(),
+        operation: operation.into(),
+        payload: b"x".to_vec(),
+    };
+    // Sent before the lane's task runs (this runtime has one thread): one group. PostgreSQL
+    // refuses a NUL in text.
+    let inserts = [
+        a.insert(vec![job("u1", "custom/send")], None, None),
+        a.insert(vec![job("u2", "custom/\0send")], None, None),
+        a.insert(vec![job("u3", "custom/send")], None, None),
+    ];
+    let mut answers = Vec::new();
+    for insert in inserts {
+        answers.push(insert.await);
+    }
+    assert!(answers[1].is_err(), "{answers:?}");
+    let mut stored = Vec::new();
+    for (answer, recipient) in [(&answers[0], "u1"), (&answers[2], "u3")] {
+        let Ok(kefu_store::Claimed::Done(jobs)) = answer else {
+            panic!("{answers:?}");
+        };
+        assert_eq!(head(&a, recipient).await, Some(vec![jobs[0].id()]));
+        stored.push(jobs[0].id());
+    }
+    assert_eq!(head(&a, "u2").await, Some(vec![]));
+
+    // Outcomes: the one that cannot be written is logged and dropped (its job stays sending,
+    // and would become ambiguous); the other is applied.
+    let [good, bad] = [stored[0], stored[1]];
+    assert_eq!(a.mark_sending_many(&[good]).await.unwrap(), [good]);
+    assert_eq!(a.mark_sending_many(&[bad]).await.unwrap(), [bad]);
+    a.record(
+        bad,
+        Outcome::Failed {
+            code: None,
+            reason: kefu_core::Reason::Config,
+            message: "not\0text".into(),
+        },
+    )
+    .unwrap();
+    a.record(good, Outcome::Delivered).unwrap();
+    a.checkpoint().await.unwrap();
+    assert_eq!(state(&a, good).await, JobState::Delivered);
+    assert_eq!(state(&a, bad).await, JobState::Sending);
+}

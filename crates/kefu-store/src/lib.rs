@@ -26,8 +26,8 @@
 //!   a recorded outcome is durable no later than anything requested afterwards through the same
 //!   store that could depend on it (marking the recipient's next job `sending`, a read of a
 //!   job or an event, a resend, an admission; a new job's insert and a session's read depend
-//!   on no outcome, and a backend may let them pass). A lost outcome leaves the job `sending`, which the next start reports `ambiguous`:
-//!   never resent, never lost.
+//!   on no outcome, and a backend may let them pass). A lost outcome leaves the job `sending`,
+//!   which the next start reports `ambiguous`: never resent, never lost.
 //! * **Atomic.** Each call is one transaction. In particular [`JobStore::insert`] stores all its
 //!   jobs, claims the `Idempotency-Key` and records the desk call on the session together or not
 //!   at all; [`JobStore::resend`] queues the job and claims its key together; an admission
