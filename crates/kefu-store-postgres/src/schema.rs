@@ -6,7 +6,8 @@
 //! | 2 | The jobs in flight indexed by conversation instead of by relay, for the front-of-conversation test of each marking |
 //!
 //! Migrations are expand-only (new tables, nullable columns, indexes), so that relay N−1 keeps
-//! working while relay N migrates; a relay refuses a schema newer than it knows.
+//! working while relay N migrates; a relay refuses a schema newer than it knows. Version 2 also
+//! drops the index it replaces: relay N−1's statements still run, its sweeps more slowly.
 
 use tokio_postgres::Client;
 
