@@ -247,8 +247,12 @@ async fn mark_sending(
              -- depend on statistics, which a young table lacks, and a cached plan keeps.
              SELECT j.id, j.account, j.recipient, j.seq, j.state FROM kefu.jobs j
              WHERE j.id = ANY($1) FOR UPDATE OF j),
+         -- Each marking's ids as one array, so that the test below costs one array per job
+         -- rather than a scan of every marking's ids.
+         batches AS MATERIALIZED (SELECT call, array_agg(id) AS ids FROM input GROUP BY call),
          candidates AS (
              SELECT j.id, i.call FROM asked j JOIN input i ON i.id = j.id
+             JOIN batches b ON b.call = i.call
              WHERE j.state = 'queued'
                AND EXISTS (SELECT 1 FROM kefu.leases l WHERE l.lane = 'job'
                            AND l.account = j.account AND l.key = j.recipient
@@ -261,10 +265,7 @@ async fn mark_sending(
                -- join, it was planned as a scan of every conversation's entries.
                AND NOT EXISTS (SELECT 1 FROM kefu.jobs e WHERE e.account = j.account
                                AND e.recipient = j.recipient AND e.seq < j.seq
-                               AND e.state = 'queued'
-                               AND NOT EXISTS (SELECT 1 FROM input o
-                                               WHERE o.id = e.id AND o.call = i.call)
-                               OFFSET 0)
+                               AND e.state = 'queued' AND e.id <> ALL(b.ids) OFFSET 0)
                AND NOT EXISTS (SELECT 1 FROM kefu.jobs e WHERE e.account = j.account
                                AND e.recipient = j.recipient AND e.seq < j.seq
                                AND e.state = 'sending' OFFSET 0)),
