@@ -91,6 +91,7 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod console;
 pub mod event;
 mod events;
 mod fleet;
@@ -104,6 +105,9 @@ use std::sync::Arc;
 use kefu_core::{BoxFuture, TokenStore};
 use kefu_payload::KefuState;
 
+pub use console::{
+    ConsoleStore, EventRecord, JobFilter, JobRecord, OperatorAction, OperatorMark, StateCount,
+};
 pub use events::{
     Admission, NewDialogue, NewWechat, NewYunzhenji, PendingEvent, Purged, ReportKind, SendReport,
     WebhookOutcome, YunzhenjiAdmission,
@@ -161,7 +165,8 @@ pub trait JobStore: Send + Sync + 'static {
     fn get(&self, id: i64) -> BoxFuture<'_, StoreResult<Option<JobStatus>>>;
 
     /// Puts a failed or ambiguous job back in the queue, at the end of its recipient's
-    /// conversation, and claims `key` with it (a refused resend leaves the key free).
+    /// conversation, and claims `key` with it (a refused resend leaves the key free). It clears
+    /// an operator's mark on the job ([`ConsoleStore`]).
     fn resend(
         &self,
         id: i64,
@@ -247,7 +252,7 @@ pub trait SessionStore: Send + Sync + 'static {
 
 /// Everything the relay keeps, as one backend provides it, and how the relays sharing it (if
 /// any) divide the work ([`Fleet`]).
-pub trait Store: JobStore + EventStore + SessionStore + TokenStore + Fleet {
+pub trait Store: JobStore + EventStore + SessionStore + ConsoleStore + TokenStore + Fleet {
     /// Checks that the store answers and is readable.
     fn ping(&self) -> BoxFuture<'_, StoreResult<()>>;
 

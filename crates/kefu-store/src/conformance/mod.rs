@@ -19,6 +19,7 @@
 //! nothing. A check that restarts the relay ([`Fresh::reopen`]) drops every handle on the store
 //! first, as a stopping relay does.
 
+pub mod console;
 pub mod events;
 pub mod jobs;
 pub mod keys;
@@ -96,6 +97,10 @@ macro_rules! conformance_suite {
             yunzhenji::a_report_that_comes_before_the_answer_settles_the_attempt_when_it_is_recorded,
             yunzhenji::a_restart_settles_jobs_left_sending_by_their_early_reports,
             tokens::keeps_the_later_expiring_token_and_invalidates_only_the_failed_one,
+            console::resolve_marks_failed_or_ambiguous_jobs_once_and_a_resend_clears_the_mark,
+            console::job_pages_are_filtered_and_run_newest_first,
+            console::a_page_holds_at_most_max_page_jobs,
+            console::a_users_events_come_newest_first_and_the_backlog_counts_pending_ones,
         );
     };
     (@checks $fresh:expr; $($module:ident :: $check:ident),* $(,)?) => {
