@@ -291,7 +291,8 @@ fn resend(
     tx.execute(
         "UPDATE outbox SET state = 'queued', attempts = 0, not_before_ms = ?2, updated_at_ms = ?2,
              error_code = NULL, reason = NULL, error_message = NULL, seq = ?3,
-             confirm_by_ms = NULL
+             confirm_by_ms = NULL, operator_action = NULL, operator = NULL,
+             operator_at_ms = NULL
          WHERE id = ?1",
         params![id, group.now, group.last_seq],
     )
@@ -591,7 +592,7 @@ mod migration {
         }
         drop(store);
         // Opening again changes nothing more.
-        assert_eq!(version_of(&path), 3);
+        assert_eq!(version_of(&path), schema::LATEST as i64);
     }
 
     /// The schema version of the file at `path`, read by a connection of its own.
@@ -632,7 +633,7 @@ mod migration {
             .unwrap();
         assert_eq!(store.get(1).await.unwrap().unwrap().confirm_by_ms, Some(5));
         drop(store);
-        assert_eq!(version_of(&path), 3);
+        assert_eq!(version_of(&path), schema::LATEST as i64);
     }
 
     #[test]

@@ -19,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+mod console;
 mod fleet;
 mod inbound;
 mod jobs;

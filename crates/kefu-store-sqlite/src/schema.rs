@@ -6,10 +6,11 @@
 //! | 1 | The outbox, the inbound tables and the idempotency keys as the relay kept them before versions were recorded (a file of that time reads version 0; every statement is `IF NOT EXISTS`, so it applies to it unchanged) |
 //! | 2 | Accounts: a job names its account (old jobs: `dialogue`) and its `recipient`, its payload is bytes, and a failure keeps its `reason`; sessions are keyed by (account, openid) and know when the user last wrote; access tokens are stored |
 //! | 3 | Confirmations: a job that a callback may still confirm or fail (`accepted`, or `ambiguous` at a platform with a confirmation window) keeps when its window ends (`confirm_by_ms`); a callback's report on a job still `sending` waits in `early_report` (`taken`, `failed`), `early_message` and `early_window_ms` for the attempt's outcome |
+//! | 4 | The operator console: a job keeps its operator's last mark (`operator_action`: `resend` or `resolve`, `operator`, `operator_at_ms`; a resend clears a `resolve`); indexes for the console's pages: a conversation's jobs (`outbox_by_conversation`: account, recipient, id), the failed and ambiguous jobs (`outbox_attention`: id, partial), and a user's events (`inbound_events_by_user`: openid, id) |
 //!
 //! | Table | Rows |
 //! |---|---|
-//! | `outbox` | every job: account, recipient, operation, payload, state, attempts, next attempt time, last failure (code, reason, message), end of its confirmation window, a report that came while it was being sent; `seq` orders a recipient's jobs, and a resend moves the job to the end |
+//! | `outbox` | every job: account, recipient, operation, payload, state, attempts, next attempt time, last failure (code, reason, message), end of its confirmation window, a report that came while it was being sent, the operator's last mark; `seq` orders a recipient's jobs, and a resend moves the job to the end |
 //! | `inbound_events` | every accepted callback as its event JSON (`body`), with the webhook delivery state (`pending`, `delivered`, `failed`, or `none` when no webhook is configured), attempts and next attempt time; `id` (AUTOINCREMENT, never reused) is the event id and the cursor of `GET /v1/events` |
 //! | `inbound_dedup` | redelivery keys with their expiry |
 //! | `inbound_replay` | (account, timestamp, nonce, signature) of accepted WeChat callbacks, with the SHA-256 of the body and their expiry |
@@ -25,7 +26,7 @@ use super::sql;
 use kefu_store::StoreError;
 
 /// The migrations, version 1 first: the version a file is at is the number of them applied.
-const MIGRATIONS: [&str; 3] = [V1, V2, V3];
+const MIGRATIONS: [&str; 4] = [V1, V2, V3, V4];
 
 /// The version this build brings a file to.
 pub const LATEST: usize = MIGRATIONS.len();
@@ -163,6 +164,18 @@ ALTER TABLE outbox ADD COLUMN early_report TEXT;
 ALTER TABLE outbox ADD COLUMN early_message TEXT;
 ALTER TABLE outbox ADD COLUMN early_window_ms INTEGER;
 CREATE INDEX outbox_confirming ON outbox (confirm_by_ms) WHERE confirm_by_ms IS NOT NULL;
+";
+
+/// Version 4: the operator's mark on a job, and the console's indexes. The partial index's
+/// condition is spelled exactly as the console's statements spell it (SQLite uses a partial
+/// index only for a query that carries its condition as a term).
+const V4: &str = "
+ALTER TABLE outbox ADD COLUMN operator_action TEXT;
+ALTER TABLE outbox ADD COLUMN operator TEXT;
+ALTER TABLE outbox ADD COLUMN operator_at_ms INTEGER;
+CREATE INDEX outbox_by_conversation ON outbox (account, recipient, id);
+CREATE INDEX outbox_attention ON outbox (id) WHERE state IN ('failed', 'ambiguous');
+CREATE INDEX inbound_events_by_user ON inbound_events (openid, id);
 ";
 
 /// Brings a new database to `version` only, as a relay of that version left it, for the
