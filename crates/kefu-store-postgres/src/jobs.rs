@@ -552,7 +552,8 @@ async fn requeue(c: &Conn, now: i64, id: i64) -> Result<Result<PendingJob, Resen
     let sql = format!(
         "UPDATE kefu.jobs SET state = 'queued', attempts = 0, not_before_ms = $2,
              updated_at_ms = $2, error_code = NULL, reason = NULL, error_message = NULL,
-             seq = nextval('kefu.job_seq'), confirm_by_ms = NULL
+             seq = nextval('kefu.job_seq'), confirm_by_ms = NULL, operator_action = NULL,
+             operator = NULL, operator_at_ms = NULL
          WHERE id = $1
          RETURNING {PENDING_COLUMNS}"
     );

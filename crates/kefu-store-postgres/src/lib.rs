@@ -20,6 +20,7 @@
 
 mod config;
 mod connect;
+mod console;
 mod error;
 mod events;
 mod fleet;

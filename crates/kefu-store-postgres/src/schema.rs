@@ -4,10 +4,13 @@
 //! |---|---|
 //! | 1 | Jobs, relays, leases, the event counter, events, redelivery and replay keys, sessions, `Idempotency-Key`s, access tokens and token fetch leases (design §2.1) |
 //! | 2 | The jobs in flight indexed by conversation instead of by relay, for the front-of-conversation test of each marking |
+//! | 3 | The operator console: a job keeps its operator's last mark (`operator_action`: `resend` or `resolve`, `operator`, `operator_at_ms`; a resend clears it), and indexes for the console's pages: a conversation's jobs (`jobs_by_conversation`: account, recipient, id), the failed and ambiguous jobs (`jobs_attention`: id, partial), a user's events (`events_by_user`: openid, id) |
 //!
 //! Migrations are expand-only (new tables, nullable columns, indexes), so that relay N−1 keeps
 //! working while relay N migrates; a relay refuses a schema newer than it knows. Version 2 also
 //! drops the index it replaces: relay N−1's statements still run, its sweeps more slowly.
+//! Version 3 only adds: a resend by relay N−1 leaves an operator's mark on the job it queues
+//! (the console shows who last resolved or resent it), nothing else.
 
 use tokio_postgres::Client;
 
@@ -89,8 +92,21 @@ CREATE INDEX jobs_in_flight ON kefu.jobs (account, recipient, seq) WHERE state =
 DROP INDEX kefu.jobs_sending;
 ";
 
+/// Version 3: the operator console. Each job keeps the last mark an operator put on it (what,
+/// who, when), which a resend clears; the console's pages read a conversation's jobs, the
+/// failed and ambiguous ones, and a user's events, newest first, each from an index of its
+/// own rather than a scan of the table. The partial index's condition is spelled as the
+/// console's statements spell it, so that the planner uses it for a generic plan too.
+const V3: &str = "
+ALTER TABLE kefu.jobs ADD COLUMN operator_action text CHECK (operator_action IN ('resend','resolve')),
+    ADD COLUMN operator text, ADD COLUMN operator_at_ms bigint;
+CREATE INDEX jobs_by_conversation ON kefu.jobs (account, recipient, id);
+CREATE INDEX jobs_attention ON kefu.jobs (id) WHERE state IN ('failed', 'ambiguous');
+CREATE INDEX events_by_user ON kefu.events (openid, id);
+";
+
 /// The migrations, version 1 first: the schema's version is the number of them applied.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The newest schema version this relay knows.
 pub const LATEST: i32 = MIGRATIONS.len() as i32;

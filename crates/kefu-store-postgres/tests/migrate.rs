@@ -66,14 +66,14 @@ async fn migrates_an_empty_database_then_does_nothing_the_second_time() {
     );
 
     let first = migrate(&mut client, relay.as_str()).await.unwrap();
-    assert_eq!(first, Migrated { from: 0, to: 2 });
-    assert_eq!(LATEST, 2);
+    assert_eq!(first, Migrated { from: 0, to: 3 });
+    assert_eq!(LATEST, 3);
     assert_eq!(tables(&client).await, TABLES);
     assert_eq!(
         versions(&client).await,
-        [1, 2].map(|version| (version, relay.as_str().to_owned()))
+        [1, 2, 3].map(|version| (version, relay.as_str().to_owned()))
     );
-    assert_eq!(check_schema(&client).await, Ok(2));
+    assert_eq!(check_schema(&client).await, Ok(3));
     let counter: i64 = client
         .query_one(
             "SELECT value FROM kefu.counters WHERE name = 'event_id'",
@@ -91,11 +91,11 @@ async fn migrates_an_empty_database_then_does_nothing_the_second_time() {
     assert!(now > 1_700_000_000_000, "{now}");
 
     let second = migrate(&mut client, "another").await.unwrap();
-    assert_eq!(second, Migrated { from: 2, to: 2 });
+    assert_eq!(second, Migrated { from: 3, to: 3 });
     assert_eq!(tables(&client).await, TABLES);
     assert_eq!(
         versions(&client).await,
-        [1, 2].map(|version| (version, relay.as_str().to_owned()))
+        [1, 2, 3].map(|version| (version, relay.as_str().to_owned()))
     );
 }
 
@@ -127,7 +127,7 @@ async fn concurrent_migrators_migrate_once() {
         "exactly one migrator found the database empty"
     );
     let admin = db.admin().await.unwrap();
-    assert_eq!(versions(&admin).await.len(), 2);
+    assert_eq!(versions(&admin).await.len(), 3);
     assert_eq!(tables(&admin).await, TABLES);
 }
 
@@ -137,15 +137,15 @@ async fn a_newer_schema_is_refused_and_left_alone() {
         return;
     };
     let admin = db.admin().await.unwrap();
-    db.record_version(3).await.unwrap();
+    db.record_version(4).await.unwrap();
     let relay = db.relay();
     let pool = connect(&db.config, &relay).await.unwrap();
     let mut client = pool.get().await.unwrap();
     let e = migrate(&mut client, relay.as_str()).await.unwrap_err();
-    assert_eq!(e, PgError::SchemaTooNew { found: 3, known: 2 });
+    assert_eq!(e, PgError::SchemaTooNew { found: 4, known: 3 });
     let text = e.to_string();
     assert!(
-        text.contains("version 3, newer than this relay knows (2)"),
+        text.contains("version 4, newer than this relay knows (3)"),
         "{text}"
     );
     assert!(
@@ -154,9 +154,9 @@ async fn a_newer_schema_is_refused_and_left_alone() {
     );
     assert_eq!(
         check_schema(&client).await,
-        Err(PgError::SchemaTooNew { found: 3, known: 2 })
+        Err(PgError::SchemaTooNew { found: 4, known: 3 })
     );
-    assert_eq!(versions(&admin).await.len(), 3);
+    assert_eq!(versions(&admin).await.len(), 4);
 }
 
 #[tokio::test]
@@ -179,7 +179,7 @@ async fn a_newer_schema_is_refused_before_anything_is_created() {
     tokio::spawn(connection);
     assert_eq!(
         migrate(&mut client, relay.as_str()).await,
-        Err(PgError::SchemaTooNew { found: 7, known: 2 })
+        Err(PgError::SchemaTooNew { found: 7, known: 3 })
     );
     assert_eq!(tables(&admin).await, ["schema_migrations"]);
 }
@@ -295,8 +295,8 @@ async fn two_processes_migrate_once() {
         found.push(line);
     }
     found.sort();
-    assert_eq!(found, ["from=0 to=2", "from=2 to=2"]);
+    assert_eq!(found, ["from=0 to=3", "from=3 to=3"]);
     let admin = db.admin().await.unwrap();
-    assert_eq!(versions(&admin).await.len(), 2);
+    assert_eq!(versions(&admin).await.len(), 3);
     assert_eq!(tables(&admin).await, TABLES);
 }
