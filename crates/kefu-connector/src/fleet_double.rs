@@ -16,10 +16,11 @@ use tokio::sync::watch;
 
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    Admission, Claimed, ConvKey, DeskCall, EventPage, EventStore, Fleet, Head, Idempotent,
-    JobState, JobStatus, JobStore, Lane, NewDialogue, NewJob, NewWechat, NewYunzhenji, Outcome,
-    PendingEvent, PendingJob, Purged, ResendError, Session, SessionStore, Settled, Store,
-    StoreResult, WebhookOutcome, YunzhenjiAdmission,
+    Admission, Claimed, ConsoleStore, ConvKey, DeskCall, EventPage, EventRecord, EventStore, Fleet,
+    Head, Idempotent, JobFilter, JobRecord, JobState, JobStatus, JobStore, Lane, NewDialogue,
+    NewJob, NewWechat, NewYunzhenji, Outcome, PendingEvent, PendingJob, Purged, ResendError,
+    Session, SessionStore, Settled, StateCount, Store, StoreResult, WebhookOutcome,
+    YunzhenjiAdmission,
 };
 
 /// How often a relay of the double claims idle conversations, unless a test says otherwise:
@@ -393,6 +394,41 @@ impl SessionStore for RelayStore {
         limit: u32,
     ) -> BoxFuture<'a, StoreResult<Vec<Session>>> {
         self.ground.sqlite.sessions(account, state, limit)
+    }
+}
+
+/// The console reads and marks the shared data: no lease is involved.
+impl ConsoleStore for RelayStore {
+    fn state_counts(&self) -> BoxFuture<'_, StoreResult<Vec<StateCount>>> {
+        self.ground.sqlite.state_counts()
+    }
+
+    fn jobs(&self, filter: JobFilter) -> BoxFuture<'_, StoreResult<Vec<JobRecord>>> {
+        self.ground.sqlite.jobs(filter)
+    }
+
+    fn user_events<'a>(
+        &'a self,
+        account: &'a str,
+        openid: &'a str,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> BoxFuture<'a, StoreResult<Vec<EventRecord>>> {
+        self.ground
+            .sqlite
+            .user_events(account, openid, before_id, limit)
+    }
+
+    fn webhook_backlog(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        self.ground.sqlite.webhook_backlog()
+    }
+
+    fn resolve(&self, ids: Vec<i64>, operator: String) -> BoxFuture<'_, StoreResult<Vec<i64>>> {
+        self.ground.sqlite.resolve(ids, operator)
+    }
+
+    fn note_resend(&self, id: i64, operator: String) -> BoxFuture<'_, StoreResult<()>> {
+        self.ground.sqlite.note_resend(id, operator)
     }
 }
 
