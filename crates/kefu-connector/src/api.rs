@@ -87,9 +87,17 @@ pub struct ApiState {
 }
 
 /// The API router, with authentication, the body limit and request metrics.
-pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
+pub fn router(
+    state: ApiState,
+    max_body_bytes: usize,
+    console: Option<&crate::config::ConsoleConfig>,
+) -> Router {
     // Shared, not cloned per request: the state holds the account's configuration.
     let state = Arc::new(state);
+    let console = match console {
+        Some(config) => crate::console::router(Arc::clone(&state), config),
+        None => Router::new(),
+    };
     let authenticated = Router::new()
         .route("/v1/messages", post(post_message))
         .route("/v1/typing", post(post_typing))
@@ -105,6 +113,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .merge(authenticated)
+        .merge(console)
         .merge(crate::inbound::http::callback_routes().with_state(state.inbound.clone()))
         .route("/healthz", get(healthz))
         .fallback(not_found)
@@ -320,6 +329,7 @@ async fn count_request(
         Some("/v1/callbacks/yunzhenji/{secret}") => "/v1/callbacks/yunzhenji/{secret}",
         Some("/healthz") => "/healthz",
         Some("/metrics") => "/metrics",
+        Some(route) if route.starts_with("/console") => "/console",
         _ => "other",
     };
     let response = next.run(request).await;
@@ -379,7 +389,7 @@ fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 /// What a request that creates work got: the work done now, or the answer of the same request
 /// done earlier with its `Idempotency-Key`.
-enum Stored {
+pub(crate) enum Stored {
     /// The ids of the jobs stored or queued now.
     Now(Vec<i64>),
     /// The saved answer, to give again.
@@ -699,6 +709,31 @@ async fn get_message(
     }
 }
 
+/// Queues job `id` again (claiming `key` with it) and hands it to delivery: the resend of the
+/// API and of the operator console. It runs in a task of its own, as in [`ApiState::store`]: a
+/// job queued again is handed to delivery even if the caller has hung up.
+pub(crate) async fn resend_job(
+    state: &Arc<ApiState>,
+    id: i64,
+    key: Option<Idempotent>,
+) -> Result<Result<Stored, ResendError>, ApiError> {
+    let state = Arc::clone(state);
+    tokio::spawn(async move {
+        let (ticket, queued) = state.dispatcher.sequenced(|| state.store.resend(id, key));
+        let claimed = queued.await.map_err(ApiError::unavailable)?;
+        match claimed {
+            Claimed::Done(Ok(job)) => {
+                ticket.release(vec![job]);
+                Ok(Ok(Stored::Now(vec![id])))
+            }
+            Claimed::Done(Err(refused)) => Ok(Err(refused)),
+            Claimed::Earlier(earlier) => replay(earlier).map(Ok),
+        }
+    })
+    .await
+    .map_err(ApiError::unavailable)?
+}
+
 async fn resend_message(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
@@ -711,25 +746,7 @@ async fn resend_message(
     let id_text = id.to_string();
     let route = ("/v1/messages/{id}/resend", &[id_text.as_str()][..]);
     let key = key.map(|key| state.idempotent(key, route, &body, message_accepted));
-    let queued = {
-        let state = Arc::clone(&state);
-        // As in ApiState::store: a job queued again is handed to delivery even if the desk
-        // has hung up.
-        tokio::spawn(async move {
-            let (ticket, queued) = state.dispatcher.sequenced(|| state.store.resend(id, key));
-            let claimed = queued.await.map_err(ApiError::unavailable)?;
-            match claimed {
-                Claimed::Done(Ok(job)) => {
-                    ticket.release(vec![job]);
-                    Ok(Ok(Stored::Now(vec![id])))
-                }
-                Claimed::Done(Err(refused)) => Ok(Err(refused)),
-                Claimed::Earlier(earlier) => replay(earlier).map(Ok),
-            }
-        })
-        .await
-        .map_err(ApiError::unavailable)??
-    };
+    let queued = resend_job(&state, id, key).await?;
     match queued {
         Ok(stored) => Ok(answer(stored, message_accepted)),
         Err(ResendError::NotFound) => Err(ApiError::new(

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::bench::BenchArgs;
+use crate::console::password::ConsoleArgs;
 use crate::crypt::CryptArgs;
 use crate::demo::DemoArgs;
 use crate::migrate::MigrateArgs;
@@ -88,4 +89,8 @@ pub enum Command {
     /// forces a new one (for a leaked token; the platform allows 20 a day, at least 30 s apart).
     #[command(subcommand)]
     Token(TokenArgs),
+    /// The operator console that `serve` shows at /console: `console hash-password` makes the
+    /// argon2id hash of its password for `[console] password_hash`.
+    #[command(subcommand)]
+    Console(ConsoleArgs),
 }

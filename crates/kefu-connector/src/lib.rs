@@ -9,6 +9,7 @@ pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod console;
 mod conversations;
 pub mod crypt;
 pub mod delivery;

@@ -28,5 +28,6 @@ fn main() -> ExitCode {
         Command::Demo(args) => kefu_connector::demo::run(args),
         Command::Bench(args) => kefu_connector::bench::run(args),
         Command::Token(args) => kefu_connector::token::run(args),
+        Command::Console(args) => kefu_connector::console::password::run(args),
     }
 }

@@ -3,7 +3,7 @@
 //! histogram of platform request latency, and the access-token counters of the
 //! `[wechat.<name>]` accounts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use kefu_client::wechat::{CountersSnapshot, WechatProvider};
 use kefu_core::Reason;
+use serde::Serialize;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -38,6 +39,25 @@ pub struct Metrics {
     failures: Mutex<BTreeMap<(String, &'static str), u64>>,
     confirmations: Mutex<BTreeMap<(String, &'static str), u64>>,
     wechat: OnceLock<Vec<Arc<WechatProvider>>>,
+    minutes: Mutex<VecDeque<Minute>>,
+}
+
+/// Minutes the console's charts look back.
+const MINUTES_KEPT: usize = 60;
+
+/// One minute of this relay's deliveries, for the console's charts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Minute {
+    /// The minute's start (Unix ms).
+    pub at_ms: i64,
+    /// Attempts the platform took (delivered or accepted).
+    pub delivered: u64,
+    /// Attempts that failed, were ambiguous or will be retried.
+    pub failed: u64,
+    /// Platform requests timed.
+    pub requests: u64,
+    /// Their total time, in milliseconds.
+    pub latency_ms_sum: f64,
 }
 
 /// One token counter: its metric name, its help, and its field of the snapshot.
@@ -106,6 +126,50 @@ impl Metrics {
                 .entry((operation.to_owned(), outcome, code))
                 .or_default() += 1;
         }
+        let taken = matches!(outcome, "delivered" | "accepted");
+        self.this_minute(|minute| {
+            if taken {
+                minute.delivered += 1;
+            } else {
+                minute.failed += 1;
+            }
+        });
+    }
+
+    /// Adds to the current minute of the series, starting a new one when the minute changed.
+    fn this_minute(&self, add: impl FnOnce(&mut Minute)) {
+        let now = kefu_core::now_ms();
+        let start = now - now.rem_euclid(60_000);
+        if let Ok(mut minutes) = self.minutes.lock() {
+            if minutes.back().is_none_or(|last| last.at_ms != start) {
+                if minutes.len() == MINUTES_KEPT {
+                    minutes.pop_front();
+                }
+                minutes.push_back(Minute {
+                    at_ms: start,
+                    ..Minute::default()
+                });
+            }
+            if let Some(minute) = minutes.back_mut() {
+                add(minute);
+            }
+        }
+    }
+
+    /// This relay's deliveries and platform latency per minute over the last hour, oldest
+    /// first (minutes without any are absent).
+    pub fn last_hour(&self) -> Vec<Minute> {
+        let now = kefu_core::now_ms();
+        self.minutes
+            .lock()
+            .map(|minutes| {
+                minutes
+                    .iter()
+                    .filter(|minute| now - minute.at_ms < 3_600_000)
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Records how long a platform request took.
@@ -121,6 +185,10 @@ impl Metrics {
             histogram.count += 1;
             histogram.sum += seconds;
         }
+        self.this_minute(|minute| {
+            minute.requests += 1;
+            minute.latency_ms_sum += seconds * 1000.0;
+        });
     }
 
     /// Adjusts the number of jobs waiting for delivery.

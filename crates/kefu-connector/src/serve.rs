@@ -167,7 +167,7 @@ impl Relay {
             idempotency_retention: config.idempotency_retention,
             wechat,
         };
-        let app = api::router(state, config.max_body_bytes);
+        let app = api::router(state, config.max_body_bytes, config.console.as_ref());
         let listener = match TcpListener::bind(config.listen).await {
             Ok(listener) => listener,
             Err(source) => {

@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -122,6 +123,11 @@ impl ServerLimits {
 /// The request body the services read: hyper's, with the body read deadline.
 pub type RequestBody = DeadlineBody<Incoming>;
 
+/// The address a request's connection came from, in the request's extensions. Behind a
+/// reverse proxy it is the proxy's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
 /// Closes the connection a request came on, with no answer written (the sandbox's `drop`
 /// fault). Each connection has its own.
 #[derive(Clone, Default)]
@@ -176,7 +182,7 @@ pub async fn serve<M, S, F, B>(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     // Answers are small and written at once: send them without waiting for an ACK.
                     let _ = stream.set_nodelay(true);
                     let closer = Closer::default();
@@ -185,6 +191,7 @@ pub async fn serve<M, S, F, B>(
                             let serve = service(closer.clone());
                             connections.spawn(connection(
                                 stream,
+                                peer,
                                 limits,
                                 serve,
                                 closer,
@@ -313,6 +320,7 @@ async fn linger_answer(mut stream: TcpStream, answer: Bytes) -> io::Result<()> {
 /// or the server stops.
 async fn connection<S, F, B>(
     stream: TcpStream,
+    peer: SocketAddr,
     limits: ServerLimits,
     service: S,
     closer: Closer,
@@ -335,7 +343,8 @@ async fn connection<S, F, B>(
     let service = Arc::new(service);
     let requests = {
         let activity = Arc::clone(&activity);
-        service_fn(move |request: Request<Incoming>| {
+        service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(PeerAddr(peer));
             let service = Arc::clone(&service);
             let activity = Arc::clone(&activity);
             let place = place.clone();

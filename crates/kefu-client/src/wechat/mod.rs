@@ -36,4 +36,4 @@ pub use provider::{
     BuildError, DEFAULT_API_BASE_URL, DEFAULT_MP_TYPING_PATH, OA_TYPING_PATH, OPERATION_SEND,
     OPERATION_TYPING, SEND_PATH, STABLE_TOKEN_PATH, WechatProvider, WechatProviderBuilder,
 };
-pub use token::{AccessToken, FORCE_REFRESH_HELP, TokenError, TokenManager};
+pub use token::{AccessToken, FORCE_REFRESH_HELP, TokenError, TokenManager, TokenStatus};

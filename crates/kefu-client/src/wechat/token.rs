@@ -168,6 +168,21 @@ pub struct TokenManager {
     fetches: AtomicU64,
     failure: Mutex<Option<Failure>>,
     counters: Arc<Counters>,
+    /// When a fetch last brought a token, and the last fetch that failed, for [`TokenStatus`].
+    history: Mutex<(Option<i64>, Option<(i64, String)>)>,
+}
+
+/// What an operator sees of an account's access token: never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenStatus {
+    /// When the token this relay holds expires (Unix ms); `None` before the first one.
+    pub expires_at_ms: Option<i64>,
+    /// When this relay last fetched a token (Unix ms).
+    pub last_refresh_ms: Option<i64>,
+    /// When this relay's last failed fetch was (Unix ms), with its error.
+    pub last_error_ms: Option<i64>,
+    /// The last failed fetch's error (it names no secret).
+    pub last_error: Option<String>,
 }
 
 impl fmt::Debug for TokenManager {
@@ -213,6 +228,7 @@ impl TokenManager {
             fetches: AtomicU64::new(0),
             failure: Mutex::new(None),
             counters: config.counters,
+            history: Mutex::new((None, None)),
         }
     }
 
@@ -340,6 +356,27 @@ impl TokenManager {
             }
         }
         Ok(lifetime)
+    }
+
+    /// What an operator may see of the token: its expiry, the last refresh and the last error.
+    pub fn status(&self) -> TokenStatus {
+        let expires_at_ms = self
+            .cached
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|c| c.expires_at_ms);
+        let (last_refresh_ms, last_error) = self
+            .history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        TokenStatus {
+            expires_at_ms,
+            last_refresh_ms,
+            last_error_ms: last_error.as_ref().map(|(at, _)| *at),
+            last_error: last_error.map(|(_, error)| error),
+        }
     }
 
     /// The remembered `config` or throttled failure, while it holds.
@@ -496,6 +533,13 @@ impl TokenManager {
         let result = self.fetch_once(force_refresh).await;
         let fetch = self.fetches.fetch_add(1, Ordering::SeqCst) + 1;
         self.record(fetch, &result);
+        {
+            let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+            match &result {
+                Ok(_) => history.0 = Some(now_ms()),
+                Err(error) => history.1 = Some((now_ms(), error.to_string())),
+            }
+        }
         match &result {
             Ok(_) => tracing::info!(account = %self.account, force_refresh, "access token fetched"),
             Err(error) => {

@@ -16,6 +16,7 @@
 //! | `wechat` | `[wechat.<name>]` accounts, `[tokens]`, `callbacks.wechat_accounts` |
 //! | `yunzhenji` | `[yunzhenji.<name>]` accounts, `callbacks.yunzhenji_accounts` |
 //! | `gateway` | `[gateway.<name>]` accounts, `delivery.gateway_accounts` |
+//! | `console` | `[console]`: the operator console |
 //!
 //! The three kinds of named account share their rules through `tables`.
 //!
@@ -23,6 +24,7 @@
 //! [`SECTIONS`] (which gives it environment variables, defaults, the unknown-key check
 //! and `--help`), and its `load` called from [`Config::load`] into a field of [`Config`].
 
+mod console;
 mod delivery;
 mod dialogue;
 mod field;
@@ -44,6 +46,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use console::{ConsoleConfig, SecureCookie};
 pub use delivery::DeliveryConfig;
 pub use dialogue::DialogueConfig;
 pub use files::{
@@ -107,6 +110,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Log output format.
     pub log_format: LogFormat,
+    /// The operator console, when `console.password_hash` is set.
+    pub console: Option<ConsoleConfig>,
 }
 
 /// A configuration problem, naming the setting, where its value came from and what was expected.
@@ -196,6 +201,7 @@ impl Config {
         let (wechat, tokens) = wechat::load(&layers, &wechat_names)?;
         let yunzhenji = yunzhenji::load(&layers, &yunzhenji_names)?;
         let gateway = gateway::load(&layers, &gateway_names)?;
+        let console = console::load(&layers)?;
         Ok(Config {
             listen: server.listen,
             api_key: server.api_key,
@@ -215,6 +221,7 @@ impl Config {
             gateway,
             metrics_listen: server.metrics_listen,
             log_format: server.log_format,
+            console,
         })
     }
 }

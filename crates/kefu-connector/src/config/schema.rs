@@ -6,7 +6,9 @@ use std::path::Path;
 
 use super::setting::Setting;
 use super::tables::Tables;
-use super::{ConfigError, delivery, dialogue, gateway, inbound, server, store, wechat, yunzhenji};
+use super::{
+    ConfigError, console, delivery, dialogue, gateway, inbound, server, store, wechat, yunzhenji,
+};
 
 /// Every flat setting (`[section]` key), by owning module, in the order `--help` lists them. The
 /// account tables are described by [`WECHAT_KEYS`](super::WECHAT_KEYS),
@@ -20,6 +22,7 @@ pub const SECTIONS: &[&[Setting]] = &[
     wechat::SETTINGS,
     yunzhenji::SETTINGS,
     gateway::SETTINGS,
+    console::SETTINGS,
 ];
 
 /// The kinds of account table, in the order `--help` lists them.
