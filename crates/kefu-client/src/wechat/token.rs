@@ -169,7 +169,16 @@ pub struct TokenManager {
     failure: Mutex<Option<Failure>>,
     counters: Arc<Counters>,
     /// When a fetch last brought a token, and the last fetch that failed, for [`TokenStatus`].
-    history: Mutex<(Option<i64>, Option<(i64, String)>)>,
+    history: Mutex<FetchHistory>,
+}
+
+/// When fetches last succeeded and failed.
+#[derive(Debug, Clone, Default)]
+struct FetchHistory {
+    /// When a fetch last brought a token (Unix ms).
+    last_refresh_ms: Option<i64>,
+    /// When a fetch last failed (Unix ms), with its error.
+    last_error: Option<(i64, String)>,
 }
 
 /// What an operator sees of an account's access token: never the token itself.
@@ -228,7 +237,7 @@ impl TokenManager {
             fetches: AtomicU64::new(0),
             failure: Mutex::new(None),
             counters: config.counters,
-            history: Mutex::new((None, None)),
+            history: Mutex::new(FetchHistory::default()),
         }
     }
 
@@ -366,7 +375,10 @@ impl TokenManager {
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             .map(|c| c.expires_at_ms);
-        let (last_refresh_ms, last_error) = self
+        let FetchHistory {
+            last_refresh_ms,
+            last_error,
+        } = self
             .history
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -536,8 +548,8 @@ impl TokenManager {
         {
             let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
             match &result {
-                Ok(_) => history.0 = Some(now_ms()),
-                Err(error) => history.1 = Some((now_ms(), error.to_string())),
+                Ok(_) => history.last_refresh_ms = Some(now_ms()),
+                Err(error) => history.last_error = Some((now_ms(), error.to_string())),
             }
         }
         match &result {

@@ -30,19 +30,12 @@ pub(super) struct Selection {
     action: String,
 }
 
-/// Reads a selection, or the refusal that says what is wrong with it.
-fn selection(body: &[u8]) -> Result<Selection, Response> {
-    let selection: Selection = serde_json::from_slice(body).map_err(|_| {
-        refusal(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "expected {\"ids\": [message ids], \"action\": \"an id for this click\"}",
-        )
-    })?;
+/// Reads a selection, or says what is wrong with it.
+fn selection(body: &[u8]) -> Result<Selection, &'static str> {
+    let selection: Selection = serde_json::from_slice(body)
+        .map_err(|_| "expected {\"ids\": [message ids], \"action\": \"an id for this click\"}")?;
     if selection.ids.is_empty() || selection.ids.len() > MAX_IDS {
-        return Err(refusal(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "ids: name from 1 to 200 messages",
-        ));
+        return Err("ids: name from 1 to 200 messages");
     }
     Ok(selection)
 }
@@ -90,7 +83,7 @@ pub(super) async fn resend(
 ) -> Response {
     let selection = match selection(&body) {
         Ok(selection) => selection,
-        Err(refused) => return refused,
+        Err(wrong) => return refusal(StatusCode::UNPROCESSABLE_ENTITY, wrong),
     };
     if !valid_action(&selection.action) {
         return refusal(
@@ -142,7 +135,7 @@ pub(super) async fn resolve(
 ) -> Response {
     let selection = match selection(&body) {
         Ok(selection) => selection,
-        Err(refused) => return refused,
+        Err(wrong) => return refusal(StatusCode::UNPROCESSABLE_ENTITY, wrong),
     };
     let operator = session.operator();
     let resolved = match console

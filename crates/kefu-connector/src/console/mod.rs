@@ -105,7 +105,8 @@ pub(crate) fn router(api: Arc<ApiState>, config: &ConsoleConfig) -> Router<Arc<A
         .with_state(console)
 }
 
-/// The headers of every console answer: the policy, no sniffing, no referrer, no caching of
+/// The headers of every console answer: the policy, no sniffing, no referrer to other sites
+/// (`no-referrer` would make a browser send `Origin: null`, which the origin check refuses), no caching of
 /// what the console shows.
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
@@ -120,7 +121,7 @@ async fn security_headers(request: Request, next: Next) -> Response {
     );
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers

@@ -270,8 +270,27 @@ function act(work) {
   };
 }
 
+// What a message says, read from the body it goes out with: the <msg> of a Dialogue sendmsg
+// (parsed as XML, which runs nothing), the text of a JSON body, else the body itself.
+function messageText(payload) {
+  let text = payload;
+  try {
+    if (payload.startsWith("<xml>")) {
+      const msg = new DOMParser().parseFromString(payload, "application/xml").querySelector("msg");
+      if (msg) text = msg.textContent;
+    } else if (payload.startsWith("{")) {
+      const body = JSON.parse(payload);
+      const said = (body.text && body.text.content) ?? body.content ?? body.msg ?? body.message;
+      if (typeof said === "string") text = said;
+    }
+  } catch (_) {
+    text = payload;
+  }
+  return text.length > 400 ? text.slice(0, 400) + "…" : text;
+}
+
 function payloadText(payload) {
-  return payload.length > 400 ? payload.slice(0, 400) + "…" : payload;
+  return messageText(payload);
 }
 
 function markText(mark) {
