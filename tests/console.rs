@@ -447,3 +447,105 @@ async fn without_a_password_hash_there_is_no_console() {
     }
     setup.stop().await;
 }
+
+/// Takes the README's screenshots of the console (`examples/console/screenshots.sh` runs it):
+/// users who wrote and asked for a person, messages delivered and some left ambiguous by the
+/// sandbox's drop fault, then the overview and one user's timeline, from the same browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by examples/console/screenshots.sh"]
+async fn take_the_readme_screenshots() {
+    use kefu_connector::loopback::{Loopback, OA_APPID};
+    use kefu_connector::sandbox::{AskForPerson, Say};
+
+    let out = std::path::PathBuf::from(
+        std::env::var("KEFU_SCREENSHOTS_DIR").expect("KEFU_SCREENSHOTS_DIR: where to save"),
+    );
+    let browser = Browser::start().await.expect("chromium and chromedriver");
+    let mut config = sandbox_config();
+    config.drop_rate = 0.25;
+    config.seed = Some(2);
+    config.latency = Duration::from_millis(40);
+    let setup = Loopback::start(
+        config,
+        &[(
+            "KEFU_CONSOLE_PASSWORD_HASH",
+            hash_password(PASSWORD).unwrap(),
+        )],
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", setup.relay.addr);
+    let users = ["oZhangWei", "oLiNa", "oWangFang", "oChenJie"];
+    let say = |text: &str| Say {
+        text: text.to_owned(),
+        channel: Some(0),
+        appid: Some(OA_APPID.to_owned()),
+    };
+    let questions = [
+        "你好,我的订单还没有发货",
+        "能改一下收货地址吗?",
+        "好的,谢谢",
+    ];
+    let answers = [
+        "您好,订单已发货,<b>请查收</b>",
+        "可以,请把新地址发给我",
+        "不客气,祝您生活愉快",
+    ];
+    for (question, answer) in questions.iter().zip(answers) {
+        for user in users {
+            setup.sandbox.say(user, say(question)).await.unwrap();
+            let reply = setup
+                .desk
+                .post(
+                    "/v1/messages",
+                    &json!({"openid": user, "channel": 0, "msg": answer}),
+                )
+                .await
+                .unwrap();
+            let id = reply.body["id"].as_i64().unwrap();
+            status_in(&setup.desk, id, &["delivered", "failed", "ambiguous"]).await;
+        }
+    }
+    for user in users.iter().step_by(2) {
+        setup
+            .sandbox
+            .ask_for_person(user, AskForPerson::new())
+            .await
+            .unwrap();
+    }
+    log_in(&browser, &base, "ana", PASSWORD).await;
+    browser.text_of("#accounts").await;
+    browser
+        .until_text("#updated", |t| t.starts_with("Updated"))
+        .await;
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        out.join("overview.png"),
+        browser.client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    browser
+        .client
+        .goto(&format!("{base}/console#/user/dialogue/{}", users[0]))
+        .await
+        .unwrap();
+    browser.text_of("#timeline").await;
+    std::fs::write(
+        out.join("timeline.png"),
+        browser.client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    browser
+        .client
+        .goto(&format!("{base}/console#/messages"))
+        .await
+        .unwrap();
+    browser.text_of("#messages, #messages-empty").await;
+    std::fs::write(
+        out.join("messages.png"),
+        browser.client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    browser.stop().await;
+    setup.stop().await;
+}

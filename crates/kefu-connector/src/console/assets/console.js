@@ -177,7 +177,8 @@ async function renderOverview(view) {
     ),
   );
   const minutes = data.last_hour;
-  view.replaceChildren(
+  show(
+    view,
     el("h1", {}, "Overview"),
     el(
       "p",
@@ -212,7 +213,8 @@ async function renderOverview(view) {
 
 async function renderQueue(view) {
   const data = await getJSON("/console/api/queue");
-  view.replaceChildren(
+  show(
+    view,
     el("h1", {}, "Waiting for a person"),
     data.waiting.length === 0
       ? el("p", { id: "queue-empty" }, "Nobody is waiting.")
@@ -399,7 +401,8 @@ async function renderMessages(view) {
     el("button", { type: "button", id: "older", disabled: !data.next_before, on: { click: act(async () => { page.cursors.push(data.next_before); await refresh(); }) } }, "Older →"),
   );
   const flashNode = view.querySelector("#flash");
-  view.replaceChildren(
+  show(
+    view,
     el("h1", {}, "Failed and ambiguous messages"),
     focused ? keepFilters : filterForm(),
     toolbar,
@@ -430,7 +433,8 @@ async function renderUser(view, account, openid) {
     ...data.events.map((e) => ({ at: e.received_at_ms, node: timelineEvent(e) })),
   ].sort((a, b) => b.at - a.at);
   const session = data.session;
-  view.replaceChildren(
+  show(
+    view,
     el("h1", {}, "User ", el("span", { id: "user-openid" }, openid), " on ", account),
     el(
       "p",
@@ -473,6 +477,11 @@ function timelineEvent(e) {
     el("div", { class: "meta" }, "← " + e.kind + " · " + when(e.received_at_ms) + " · webhook " + e.webhook_state),
     el("pre", { class: "text" }, eventText(e.body)),
   );
+}
+
+// Puts `nodes` in `view`, leaving out the absent ones (replaceChildren would show "null").
+function show(view, ...nodes) {
+  view.replaceChildren(...nodes.filter((node) => node !== null && node !== undefined));
 }
 
 // Routing and polling ------------------------------------------------------------------------
