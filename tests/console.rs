@@ -448,6 +448,157 @@ async fn without_a_password_hash_there_is_no_console() {
     setup.stop().await;
 }
 
+/// Logs in to the console at `base` over plain HTTP; the session's cookie and CSRF token.
+async fn http_login(base: &str) -> (String, String) {
+    let body = format!(
+        "password={}",
+        PASSWORD.replace(' ', "+").replace('\'', "%27")
+    );
+    let (status, headers, _) = http(
+        Method::POST,
+        &format!("{base}/console/login"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 303);
+    let cookie = headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (_, _, page) = http(
+        Method::GET,
+        &format!("{base}/console"),
+        &[("cookie", &cookie)],
+        "",
+    )
+    .await;
+    let csrf = page
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    (cookie, csrf)
+}
+
+/// The console's JSON at `path`, with the session `cookie`.
+async fn console_json(base: &str, path: &str, cookie: &str) -> Value {
+    let (status, _, body) = http(
+        Method::GET,
+        &format!("{base}{path}"),
+        &[("cookie", cookie)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_fleet_every_relay_shows_the_same_messages_and_marks() {
+    let Some(db) = kefu_store_postgres::testing::fresh_database().await else {
+        return;
+    };
+    let mut config = sandbox_config();
+    config.drop_rate = 0.5;
+    config.seed = Some(5);
+    let sandbox = Sandbox::start(config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = settings(&sandbox, &dir.path().join("unused.sqlite3"), API_KEY);
+    first.push(("KEFU_STORE_URL", db.cluster.url(&db.name)));
+    first.push((
+        "KEFU_CONSOLE_PASSWORD_HASH",
+        hash_password(PASSWORD).unwrap(),
+    ));
+    let mut second = first.clone();
+    first.push(("KEFU_STORE_RELAY_NAME", "console-one".to_owned()));
+    second.push(("KEFU_STORE_RELAY_NAME", "console-two".to_owned()));
+    let setup = Setup::start(sandbox, &first, API_KEY).await;
+    let other = kefu_connector::serve::Relay::start(
+        &kefu_connector::config::Config::from_settings(&second).unwrap(),
+    )
+    .await
+    .unwrap();
+    let id = an_ambiguous_message(&setup, "oFleetUser").await;
+    let one = format!("http://{}", setup.relay.addr);
+    let two = format!("http://{}", other.addr);
+    let (cookie_one, _) = http_login(&one).await;
+    let (cookie_two, csrf_two) = http_login(&two).await;
+
+    // Posted through the first relay, listed by the second.
+    let listed = console_json(&two, "/console/api/messages?account=dialogue", &cookie_two).await;
+    let ids: Vec<i64> = listed["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    assert!(ids.contains(&id), "{listed}");
+    let overview = console_json(&two, "/console/api/overview", &cookie_two).await;
+    assert_eq!(overview["store"]["backend"], "postgres");
+    assert!(
+        overview["accounts"][0]["states"]["ambiguous"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+
+    // Resolved on the second relay: gone from the first's list, shown with its mark there.
+    let (status, _, answer) = http(
+        Method::POST,
+        &format!("{two}/console/api/resolve"),
+        &[
+            ("cookie", &cookie_two),
+            ("content-type", "application/json"),
+            ("x-csrf-token", &csrf_two),
+        ],
+        &format!(r#"{{"ids":[{id}],"action":"fleet-resolve-1"}}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let listed = console_json(&one, "/console/api/messages", &cookie_one).await;
+    assert!(
+        listed["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["id"] != id),
+        "{listed}"
+    );
+    let listed = console_json(&one, "/console/api/messages?resolved=true", &cookie_one).await;
+    let marked = listed["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id)
+        .expect("listed with the resolved ones")
+        .clone();
+    assert_eq!(marked["mark"]["action"], "resolve");
+    assert!(
+        marked["mark"]["operator"]
+            .as_str()
+            .unwrap()
+            .starts_with("session ")
+    );
+
+    // A login on one relay is no login on the other.
+    let (status, _, _) = http(
+        Method::GET,
+        &format!("{one}/console/api/overview"),
+        &[("cookie", &cookie_two)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    other.stop().await;
+    setup.stop().await;
+}
+
 /// Takes the README's screenshots of the console (`examples/console/screenshots.sh` runs it):
 /// users who wrote and asked for a person, messages delivered and some left ambiguous by the
 /// sandbox's drop fault, then the overview and one user's timeline, from the same browser.

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use kefu_connector::postgres::open;
 use kefu_connector::store::Fleet as _;
 use kefu_connector::store::sqlite::SqliteStore;
+use kefu_connector::store::sqlite::schema::LATEST as SQLITE_LATEST;
 use kefu_store_postgres::testing::{PASSWORD_ROLE, empty_database, fresh_database};
 use kefu_store_postgres::{LATEST, MigrateMode, PgError, schema_version};
 
@@ -236,18 +237,29 @@ async fn a_sqlite_file_is_migrated_once_and_checked() {
     assert_eq!(due.code, 1, "{due:?}");
     assert_eq!(
         due.stdout,
-        "sqlite outbox schema: version 0, this relay needs 3: run kefu-connector migrate\n"
+        format!(
+            "sqlite outbox schema: version 0, this relay needs {SQLITE_LATEST}: run kefu-connector migrate\n"
+        )
     );
     assert!(!path.exists(), "--check created nothing");
 
     let first = migrate(dir.path(), &args, &[]).await;
     assert_eq!(first.code, 0, "{first:?}");
-    assert_eq!(first.stdout, "sqlite outbox schema: version 3 (was 0)\n");
+    assert_eq!(
+        first.stdout,
+        format!("sqlite outbox schema: version {SQLITE_LATEST} (was 0)\n")
+    );
     let again = migrate(dir.path(), &args, &[]).await;
-    assert_eq!(again.stdout, "sqlite outbox schema: version 3 (was 3)\n");
+    assert_eq!(
+        again.stdout,
+        format!("sqlite outbox schema: version {SQLITE_LATEST} (was {SQLITE_LATEST})\n")
+    );
     let current = migrate(dir.path(), &[&args[..], &["--check"]].concat(), &[]).await;
     assert_eq!(current.code, 0, "{current:?}");
-    assert_eq!(current.stdout, "sqlite outbox schema: version 3, current\n");
+    assert_eq!(
+        current.stdout,
+        format!("sqlite outbox schema: version {SQLITE_LATEST}, current\n")
+    );
 
     // The variable wins over the file, as for serve.
     let other = dir.path().join("other.sqlite3");
@@ -257,7 +269,10 @@ async fn a_sqlite_file_is_migrated_once_and_checked() {
         &[("KEFU_OUTBOX_PATH", other.to_str().unwrap())],
     )
     .await;
-    assert_eq!(run.stdout, "sqlite outbox schema: version 3 (was 0)\n");
+    assert_eq!(
+        run.stdout,
+        format!("sqlite outbox schema: version {SQLITE_LATEST} (was 0)\n")
+    );
     assert!(other.exists());
 }
 
@@ -294,7 +309,7 @@ async fn a_newer_sqlite_file_is_refused_with_what_to_do() {
         dir.path(),
         &env,
         &format!(
-            "error: the outbox file {} is at schema version 9, newer than this relay knows (3); run the relay that wrote it, or a newer one\n",
+            "error: the outbox file {} is at schema version 9, newer than this relay knows ({SQLITE_LATEST}); run the relay that wrote it, or a newer one\n",
             path.display()
         ),
     )

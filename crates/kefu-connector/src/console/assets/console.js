@@ -383,8 +383,8 @@ async function renderMessages(view) {
     page.accounts = (await getJSON("/console/api/overview")).accounts.map((a) => a.name);
   }
   const data = await getJSON("/console/api/messages?" + messagesQuery());
+  // The form is kept across refreshes, so that what the operator is typing stays.
   const keepFilters = view.querySelector("#filters");
-  const focused = keepFilters && keepFilters.contains(document.activeElement);
   const table = el(
     "table",
     { id: "messages" },
@@ -404,7 +404,7 @@ async function renderMessages(view) {
   show(
     view,
     el("h1", {}, "Failed and ambiguous messages"),
-    focused ? keepFilters : filterForm(),
+    keepFilters || filterForm(),
     toolbar,
     flashNode || el("p", { id: "flash", role: "status" }),
     data.messages.length === 0 ? el("p", { id: "messages-empty" }, "No message matches.") : table,
