@@ -434,6 +434,94 @@ async fn the_console_refuses_what_it_must_over_plain_http() {
     setup.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_sent_together_cannot_outrun_the_slowing_down() {
+    let sandbox = Sandbox::start(sandbox_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let setup = relay_with_console(sandbox, &dir.path().join("outbox.sqlite3")).await;
+    let url = format!("http://{}/console/login", setup.relay.addr);
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+
+    // Twenty wrong passwords at once from one address: one is checked at a time, and each
+    // counts from its start, so no more than the free three are ever checked.
+    let tries: Vec<_> = (0..20)
+        .map(|n| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let body = format!("password=wrong-guess-{n}");
+                http(Method::POST, &url, &form, &body).await.0
+            })
+        })
+        .collect();
+    let mut checked = 0;
+    for attempt in tries {
+        match attempt.await.unwrap() {
+            401 => checked += 1,
+            429 => {}
+            other => panic!("a wrong password answered {other}"),
+        }
+    }
+    assert!(
+        (1..=3).contains(&checked),
+        "{checked} passwords were checked"
+    );
+
+    // A login form is small: a large one is refused unread.
+    let huge = format!("password={}", "x".repeat(100 * 1024));
+    let (status, _, _) = http(Method::POST, &url, &form, &huge).await;
+    assert_eq!(status, 413);
+
+    // Any other path under /console is 404, with the console's policy.
+    let (status, headers, _) = http(
+        Method::GET,
+        &format!("http://{}/console/nothing/here", setup.relay.addr),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(headers.contains_key("content-security-policy"));
+    setup.stop().await;
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_is_slowed_down_alone() {
+    let sandbox = Sandbox::start(sandbox_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(&sandbox, &dir.path().join("outbox.sqlite3"), API_KEY);
+    settings.push((
+        "KEFU_CONSOLE_PASSWORD_HASH",
+        hash_password(PASSWORD).unwrap(),
+    ));
+    settings.push(("KEFU_CONSOLE_TRUSTED_PROXIES", "127.0.0.1".to_owned()));
+    let setup = Setup::start(sandbox, &settings, API_KEY).await;
+    let url = format!("http://{}/console/login", setup.relay.addr);
+    let login = |client: &'static str, password: String| {
+        let url = url.clone();
+        async move {
+            let headers = [
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("x-forwarded-for", client),
+            ];
+            let body = format!(
+                "password={}",
+                password.replace(' ', "+").replace('\'', "%27")
+            );
+            http(Method::POST, &url, &headers, &body).await.0
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(login("198.51.100.7", "wrong".into()).await, 401);
+    }
+    assert_eq!(login("198.51.100.7", PASSWORD.into()).await, 429);
+    assert_eq!(
+        login("203.0.113.20", PASSWORD.into()).await,
+        303,
+        "another client behind the same proxy is not locked out"
+    );
+    setup.stop().await;
+}
+
 #[tokio::test]
 async fn without_a_password_hash_there_is_no_console() {
     let sandbox = Sandbox::start(sandbox_config()).await.unwrap();

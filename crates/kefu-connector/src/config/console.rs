@@ -27,8 +27,20 @@ const SECURE_COOKIE: Setting = Setting::optional(
     "whether the session cookie is `Secure` (sent over HTTPS only): `auto` when the request came through a TLS proxy that says so (`X-Forwarded-Proto: https`), `always`, or `never`",
 );
 
+const TRUSTED_PROXIES: Setting = Setting::optional(
+    "console.trusted_proxies",
+    "KEFU_CONSOLE_TRUSTED_PROXIES",
+    "",
+    "comma-separated IP addresses of the reverse proxies in front of the console, such as 127.0.0.1; from them the client's address is read from X-Forwarded-For (to slow wrong passwords per client, not per proxy) and the host from X-Forwarded-Host; unset, the connection's address is the client's",
+);
+
 /// The settings of this module, in the order `--help` lists them.
-pub(crate) const SETTINGS: &[Setting] = &[PASSWORD_HASH, SESSION_TTL_SECS, SECURE_COOKIE];
+pub(crate) const SETTINGS: &[Setting] = &[
+    PASSWORD_HASH,
+    SESSION_TTL_SECS,
+    SECURE_COOKIE,
+    TRUSTED_PROXIES,
+];
 
 /// When the session cookie carries `Secure`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +62,8 @@ pub struct ConsoleConfig {
     pub session_ttl: Duration,
     /// When the session cookie is `Secure`.
     pub secure_cookie: SecureCookie,
+    /// The reverse proxies whose `X-Forwarded-For` and `X-Forwarded-Host` are believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Reads and checks the settings of this module.
@@ -63,6 +77,15 @@ pub(crate) fn load(layers: &Layers) -> Result<Option<ConsoleConfig>, ConfigError
         ],
         "`auto`, `always` or `never`",
     )?;
+    let proxies = layers.setting(&TRUSTED_PROXIES)?;
+    let trusted_proxies = proxies
+        .text()
+        .split(',')
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+        .map(|text| text.parse())
+        .collect::<Result<Vec<std::net::IpAddr>, _>>()
+        .map_err(|_| proxies.rejected("comma-separated IP addresses such as 127.0.0.1, ::1"))?;
     let hash = layers.setting(&PASSWORD_HASH)?;
     let text = hash.text().trim();
     if text.is_empty() {
@@ -83,6 +106,7 @@ pub(crate) fn load(layers: &Layers) -> Result<Option<ConsoleConfig>, ConfigError
         password_hash: Secret::new(text),
         session_ttl,
         secure_cookie,
+        trusted_proxies,
     }))
 }
 
@@ -139,5 +163,16 @@ mod tests {
         let mut env = minimal();
         env.push(("KEFU_CONSOLE_SESSION_TTL_SECS", "10"));
         assert!(Config::load(None, env_of(&env)).is_err());
+        let mut env = minimal();
+        env.push(("KEFU_CONSOLE_PASSWORD_HASH", HASH));
+        env.push(("KEFU_CONSOLE_TRUSTED_PROXIES", "127.0.0.1, ::1"));
+        let console = Config::load(None, env_of(&env)).unwrap().console.unwrap();
+        assert_eq!(console.trusted_proxies.len(), 2);
+        env.push(("KEFU_CONSOLE_TRUSTED_PROXIES", "10.0.0.0/8"));
+        let err = Config::load(None, env_of(&env)).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "console.trusted_proxies (from KEFU_CONSOLE_TRUSTED_PROXIES): expected comma-separated IP addresses such as 127.0.0.1, ::1, got \"10.0.0.0/8\""
+        );
     }
 }

@@ -39,7 +39,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest as _, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -60,6 +60,12 @@ const COOKIE: &str = "kefu_console";
 /// The policy of every console answer: scripts and styles from the console's own files only.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// The largest login form read.
+const LOGIN_BODY_BYTES: usize = 4096;
+
+/// How long the overview's counts are reused: counting every job costs a scan.
+pub(crate) const COUNTS_FRESH_FOR: Duration = Duration::from_secs(5);
+
 /// Password checks running at once at most: argon2 costs 19 MiB and tens of milliseconds.
 const CHECKS_AT_ONCE: usize = 2;
 
@@ -70,7 +76,11 @@ pub(crate) struct Console {
     secure_cookie: SecureCookie,
     sessions: Sessions,
     throttle: Throttle,
-    checks: Semaphore,
+    checks: Arc<Semaphore>,
+    trusted_proxies: Vec<IpAddr>,
+    /// The jobs by account and state, read at most once per [`COUNTS_FRESH_FOR`] however many
+    /// consoles are open.
+    counts: tokio::sync::Mutex<Option<(Instant, Vec<crate::store::StateCount>)>>,
 }
 
 /// The console's routes, to merge into the API's router.
@@ -81,7 +91,9 @@ pub(crate) fn router(api: Arc<ApiState>, config: &ConsoleConfig) -> Router<Arc<A
         secure_cookie: config.secure_cookie,
         sessions: Sessions::new(config.session_ttl),
         throttle: Throttle::default(),
-        checks: Semaphore::new(CHECKS_AT_ONCE),
+        checks: Arc::new(Semaphore::new(CHECKS_AT_ONCE)),
+        trusted_proxies: config.trusted_proxies.clone(),
+        counts: tokio::sync::Mutex::new(None),
     });
     let logged_in = Router::new()
         .route("/console", get(assets::shell))
@@ -99,8 +111,14 @@ pub(crate) fn router(api: Arc<ApiState>, config: &ConsoleConfig) -> Router<Arc<A
         ));
     Router::new()
         .merge(logged_in)
-        .route("/console/login", get(login_page).post(login))
+        .route(
+            "/console/login",
+            get(login_page)
+                .post(login)
+                .layer(DefaultBodyLimit::max(LOGIN_BODY_BYTES)),
+        )
         .route("/console/assets/{file}", get(assets::file))
+        .route("/console/{*rest}", axum::routing::any(no_page))
         .layer(middleware::from_fn(security_headers))
         .with_state(console)
 }
@@ -143,15 +161,17 @@ fn cookie_of(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Whether a `POST` may be from another site: its `Origin` names another host than the one it
-/// was sent to. (A browser sends `Origin` with every `POST`; a request without one is no
-/// browser's cross-site form.)
-fn foreign_origin(headers: &HeaderMap) -> bool {
+/// was sent to (through a trusted proxy, the one `X-Forwarded-Host` names). A browser sends
+/// `Origin` with every `POST`; a request without one is no browser's cross-site form.
+fn foreign_origin(headers: &HeaderMap, via_proxy: bool) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return false;
     };
-    let host = headers
-        .get(header::HOST)
+    let forwarded = via_proxy.then(|| headers.get("x-forwarded-host")).flatten();
+    let host = forwarded
+        .or_else(|| headers.get(header::HOST))
         .and_then(|host| host.to_str().ok())
+        .map(str::trim)
         .unwrap_or_default();
     let origin = origin.to_str().unwrap_or_default();
     let authority = origin
@@ -194,7 +214,11 @@ async fn require_session(
             .map(HeaderValue::as_bytes)
             .unwrap_or_default();
         let valid = bool::from(presented.ct_eq(session.csrf.as_bytes()));
-        if !valid || foreign_origin(headers) {
+        let proxied = via_proxy(
+            &console.trusted_proxies,
+            request.extensions().get::<PeerAddr>(),
+        );
+        if !valid || foreign_origin(headers, proxied) {
             tracing::warn!(
                 session = %session.handle,
                 path = request.uri().path(),
@@ -208,6 +232,11 @@ async fn require_session(
     }
     request.extensions_mut().insert(session);
     next.run(request).await
+}
+
+/// Any other path under `/console`: 404, with the console's headers.
+async fn no_page(request: Request) -> Response {
+    crate::api::no_route(request.uri().path())
 }
 
 /// A `303 See Other` to `location`.
@@ -235,61 +264,135 @@ struct LoginForm {
 /// The longest operator name kept.
 const MAX_NAME_CHARS: usize = 40;
 
-/// The operator's name as records keep it: printable characters only, at most
-/// [`MAX_NAME_CHARS`].
+/// The operator's name as records keep it: printable characters only (no control characters,
+/// no bidirectional overrides that would show it reversed), at most [`MAX_NAME_CHARS`].
 fn clean_name(name: &str) -> String {
+    let bidi = |c: &char| matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     name.chars()
-        .filter(|c| !c.is_control())
+        .filter(|c| !c.is_control() && !bidi(c))
         .take(MAX_NAME_CHARS)
         .collect::<String>()
         .trim()
         .to_owned()
 }
 
+/// The longest password checked: argon2 takes any length, the relay does not need to.
+const MAX_PASSWORD_BYTES: usize = 1024;
+/// How long a login waits for a password check to be free; then it is told to come back.
+const CHECK_QUEUE_WAIT: Duration = Duration::from_secs(5);
+
+/// Whether the request came through one of the `trusted` proxies.
+fn via_proxy(trusted: &[IpAddr], peer: Option<&PeerAddr>) -> bool {
+    peer.is_some_and(|peer| trusted.contains(&peer.0.ip()))
+}
+
+/// The client's address: the connection's, or through a trusted proxy the nearest address in
+/// `X-Forwarded-For` that is not one of the `trusted` proxies.
+fn client_of(trusted: &[IpAddr], peer: Option<&PeerAddr>, headers: &HeaderMap) -> IpAddr {
+    let direct = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| peer.0.ip());
+    if !via_proxy(trusted, peer) {
+        return direct;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    for hop in hops.into_iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => continue,
+            Ok(ip) => return ip,
+            // What is left of it was written by someone the proxies do not vouch for.
+            Err(_) => return direct,
+        }
+    }
+    direct
+}
+
+/// The login page of a refusal that asks the client to wait `wait`.
+fn come_back_later(status: StatusCode, message: &str, wait: Duration) -> Response {
+    let mut response = assets::login_page(status, message);
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
 async fn login(State(console): State<Arc<Console>>, request: Request) -> Response {
-    let client = request
-        .extensions()
-        .get::<PeerAddr>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| peer.0.ip());
+    let peer = request.extensions().get::<PeerAddr>().copied();
     let headers = request.headers().clone();
-    if foreign_origin(&headers) {
+    let client = client_of(&console.trusted_proxies, peer.as_ref(), &headers);
+    if foreign_origin(&headers, via_proxy(&console.trusted_proxies, peer.as_ref())) {
         return assets::login_page(
             StatusCode::FORBIDDEN,
             "This login came from another site and was refused.",
         );
     }
-    if let Some(wait) = console.throttle.wait(client, Instant::now()) {
-        tracing::warn!(%client, wait_s = wait.as_secs_f32().ceil(), "console login refused: too many wrong passwords");
-        let mut response = assets::login_page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many wrong passwords from this address: wait a little, then try again.",
-        );
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
+    // Counted as a wrong password from here until it proves right; one at a time per client.
+    let attempt = match console.throttle.begin(client, Instant::now()) {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            tracing::warn!(%client, wait_s = wait.as_secs_f32().ceil(), "console login refused: too many wrong passwords");
+            return come_back_later(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many wrong passwords from this address: wait a little, then try again.",
+                wait,
+            );
         }
-        return response;
-    }
-    let Ok(Form(form)) = Form::<LoginForm>::from_request(request, &()).await else {
-        return assets::login_page(
-            StatusCode::BAD_REQUEST,
-            "The form was not understood: send the password field.",
-        );
     };
-    let Ok(_check) = console.checks.acquire().await else {
-        return assets::login_page(StatusCode::SERVICE_UNAVAILABLE, "The relay is stopping.");
+    let form = match Form::<LoginForm>::from_request(request, &()).await {
+        Ok(Form(form)) if form.password.len() <= MAX_PASSWORD_BYTES => form,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return assets::login_page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The form is too large: a password has at most 1024 bytes.",
+            );
+        }
+        _ => {
+            return assets::login_page(
+                StatusCode::BAD_REQUEST,
+                "The form was not understood: send the password field (at most 1024 bytes).",
+            );
+        }
+    };
+    let permit = match tokio::time::timeout(
+        CHECK_QUEUE_WAIT,
+        Arc::clone(&console.checks).acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) => {
+            return assets::login_page(StatusCode::SERVICE_UNAVAILABLE, "The relay is stopping.");
+        }
+        Err(_) => {
+            tracing::warn!(%client, "console login refused: password checks are all busy");
+            return come_back_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many logins at once: try again in a moment.",
+                Duration::from_secs(1),
+            );
+        }
     };
     let hash = console.password_hash.clone();
     let password = form.password;
-    let matched = tokio::task::spawn_blocking(move || password::verify_password(&hash, &password))
-        .await
-        .unwrap_or(false);
+    // The permit goes with the check: it is held until argon2 is done, even if the client
+    // hangs up and this request is dropped.
+    let matched = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        password::verify_password(&hash, &password)
+    })
+    .await
+    .unwrap_or(false);
     if !matched {
-        console.throttle.failed(client, Instant::now());
+        drop(attempt);
         tracing::warn!(%client, "console login refused: wrong password");
         return assets::login_page(StatusCode::UNAUTHORIZED, "Wrong password.");
     }
-    console.throttle.succeeded(client);
+    attempt.succeeded();
     let (cookie, session) = console
         .sessions
         .open(clean_name(&form.operator), Instant::now());
@@ -306,8 +409,6 @@ async fn login(State(console): State<Arc<Console>>, request: Request) -> Respons
     }
     response
 }
-
-use axum::extract::FromRequest as _;
 
 /// Whether a TLS proxy in front says the request came over HTTPS.
 fn behind_tls(headers: &HeaderMap) -> bool {
@@ -356,16 +457,57 @@ mod tests {
 
     #[test]
     fn an_origin_must_be_the_host() {
-        assert!(!foreign_origin(&headers(&[("host", "127.0.0.1:8080")])));
-        assert!(!foreign_origin(&headers(&[
+        assert!(!foreign_origin(
+            &headers(&[("host", "127.0.0.1:8080")]),
+            false
+        ));
+        let same = headers(&[
             ("host", "127.0.0.1:8080"),
-            ("origin", "http://127.0.0.1:8080")
-        ])));
-        assert!(foreign_origin(&headers(&[
+            ("origin", "http://127.0.0.1:8080"),
+        ]);
+        assert!(!foreign_origin(&same, false));
+        let evil = headers(&[
             ("host", "127.0.0.1:8080"),
-            ("origin", "http://evil.example")
-        ])));
-        assert!(foreign_origin(&headers(&[("origin", "null")])));
+            ("origin", "http://evil.example"),
+        ]);
+        assert!(foreign_origin(&evil, false));
+        assert!(foreign_origin(&headers(&[("origin", "null")]), false));
+        // Through a trusted proxy, the host the browser asked for is X-Forwarded-Host.
+        let proxied = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "https://console.example"),
+            ("x-forwarded-host", "console.example"),
+        ]);
+        assert!(!foreign_origin(&proxied, true));
+        assert!(
+            foreign_origin(&proxied, false),
+            "only a trusted proxy's header counts"
+        );
+    }
+
+    #[test]
+    fn the_client_is_read_from_x_forwarded_for_only_through_a_trusted_proxy() {
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let peer = PeerAddr("10.0.0.2:40000".parse().unwrap());
+        let forwarded = headers(&[("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.0.0.2")]);
+        assert_eq!(
+            client_of(&[], Some(&peer), &forwarded),
+            proxy,
+            "no proxy trusted"
+        );
+        assert_eq!(
+            client_of(&[proxy], Some(&peer), &forwarded),
+            "203.0.113.9".parse::<IpAddr>().unwrap(),
+            "the nearest hop the proxies do not vouch for"
+        );
+        let garbled = headers(&[("x-forwarded-for", "203.0.113.9, not-an-ip")]);
+        assert_eq!(client_of(&[proxy], Some(&peer), &garbled), proxy);
+        let direct = PeerAddr("192.0.2.1:5000".parse().unwrap());
+        assert_eq!(
+            client_of(&[proxy], Some(&direct), &forwarded),
+            "192.0.2.1".parse::<IpAddr>().unwrap(),
+            "a client that is no proxy cannot name another address"
+        );
     }
 
     #[test]
@@ -384,6 +526,7 @@ mod tests {
     #[test]
     fn an_operator_name_keeps_printable_characters_only() {
         assert_eq!(clean_name(" ana\n\u{1b}[31m "), "ana[31m");
+        assert_eq!(clean_name("\u{202e}ana\u{2066}"), "ana");
         assert_eq!(clean_name(&"x".repeat(100)).len(), MAX_NAME_CHARS);
     }
 }

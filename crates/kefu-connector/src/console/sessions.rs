@@ -115,51 +115,119 @@ impl Sessions {
 const FREE_TRIES: u32 = 3;
 /// The longest wait between two tries.
 const MAX_WAIT: Duration = Duration::from_secs(300);
-/// Client addresses remembered at most; beyond that the one whose last failure is oldest is
+/// The wait asked of a client whose previous try is still being checked.
+const BUSY_WAIT: Duration = Duration::from_secs(1);
+/// Client addresses remembered at most; beyond that the one whose last try is oldest is
 /// forgotten.
 const MAX_CLIENTS: usize = 4096;
 /// A client's failures are forgotten this long after its last one.
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
 
-/// Wrong passwords per client address: after [`FREE_TRIES`], each try must wait twice as long
-/// as the one before (1 s, 2 s, 4 s, … up to 5 minutes) after the last failure.
+/// The tries of one client.
+#[derive(Debug, Clone, Copy)]
+struct Tries {
+    /// Tries counted as wrong (a try being checked counts until it proves right).
+    count: u32,
+    /// When the last try began.
+    last: Instant,
+    /// Whether a try is being checked now.
+    busy: bool,
+}
+
+/// Wrong passwords per client: after [`FREE_TRIES`], each try must wait twice as long as the
+/// one before (1 s, 2 s, 4 s, … up to 5 minutes) after the last one. A client has one try
+/// checked at a time, counted as wrong from its start: tries sent together cannot all pass the
+/// check before the first failure is counted. An IPv6 client is its /64, which one host
+/// usually holds whole.
 #[derive(Default)]
 pub(crate) struct Throttle {
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    tries: Mutex<HashMap<IpAddr, Tries>>,
+}
+
+/// A client's try being checked; ends it when dropped (also when the request is abandoned).
+pub(crate) struct Attempt<'a> {
+    throttle: &'a Throttle,
+    client: IpAddr,
+}
+
+impl Attempt<'_> {
+    /// The password was right: the client's wrong ones are forgotten.
+    pub(crate) fn succeeded(self) {
+        let mut tries = self
+            .throttle
+            .tries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        tries.remove(&self.client);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut tries = self
+            .throttle
+            .tries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = tries.get_mut(&self.client) {
+            entry.busy = false;
+        }
+    }
+}
+
+/// The address a client is throttled under: itself, or for IPv6 its /64.
+fn bucket(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V4(_) => client,
+        IpAddr::V6(v6) => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::V6(segments.into())
+        }
+    }
 }
 
 impl Throttle {
-    /// How long `client` must still wait before its password is checked, if at all.
-    pub(crate) fn wait(&self, client: IpAddr, now: Instant) -> Option<Duration> {
-        let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        let &(count, last) = failures.get(&client)?;
-        let ready_at = last + delay_after(count);
-        (ready_at > now).then(|| ready_at - now)
-    }
-
-    /// Counts a wrong password of `client`.
-    pub(crate) fn failed(&self, client: IpAddr, now: Instant) {
-        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        if failures.len() >= MAX_CLIENTS && !failures.contains_key(&client) {
-            failures.retain(|_, (_, last)| now.duration_since(*last) < FORGET_AFTER);
-            if failures.len() >= MAX_CLIENTS {
-                if let Some(oldest) = failures
+    /// Starts a try of `client`, counted as wrong until it [succeeds](Attempt::succeeded), or
+    /// says how long the client must still wait.
+    pub(crate) fn begin(&self, client: IpAddr, now: Instant) -> Result<Attempt<'_>, Duration> {
+        let client = bucket(client);
+        let mut tries = self.tries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = tries.get(&client) {
+            if entry.busy {
+                return Err(BUSY_WAIT);
+            }
+            let ready_at = entry.last + delay_after(entry.count);
+            if ready_at > now {
+                return Err(ready_at - now);
+            }
+        } else if tries.len() >= MAX_CLIENTS {
+            tries.retain(|_, entry| entry.busy || now.duration_since(entry.last) < FORGET_AFTER);
+            if tries.len() >= MAX_CLIENTS {
+                if let Some(oldest) = tries
                     .iter()
-                    .min_by_key(|(_, (_, last))| *last)
+                    .filter(|(_, entry)| !entry.busy)
+                    .min_by_key(|(_, entry)| entry.last)
                     .map(|(ip, _)| *ip)
                 {
-                    failures.remove(&oldest);
+                    tries.remove(&oldest);
                 }
             }
         }
-        let entry = failures.entry(client).or_insert((0, now));
-        *entry = (entry.0.saturating_add(1), now);
-    }
-
-    /// Forgets `client`'s failures after a right password.
-    pub(crate) fn succeeded(&self, client: IpAddr) {
-        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        failures.remove(&client);
+        let entry = tries.entry(client).or_insert(Tries {
+            count: 0,
+            last: now,
+            busy: false,
+        });
+        *entry = Tries {
+            count: entry.count.saturating_add(1),
+            last: now,
+            busy: true,
+        };
+        Ok(Attempt {
+            throttle: self,
+            client,
+        })
     }
 }
 
@@ -223,30 +291,63 @@ mod tests {
         let client: IpAddr = "192.0.2.7".parse().unwrap();
         let other: IpAddr = "192.0.2.8".parse().unwrap();
         let now = Instant::now();
-        for _ in 0..FREE_TRIES - 1 {
-            throttle.failed(client, now);
-            assert_eq!(throttle.wait(client, now), None);
+        for _ in 0..FREE_TRIES {
+            drop(throttle.begin(client, now).unwrap());
         }
-        throttle.failed(client, now);
-        assert_eq!(throttle.wait(client, now), Some(Duration::from_secs(1)));
-        throttle.failed(client, now);
-        assert_eq!(throttle.wait(client, now), Some(Duration::from_secs(2)));
         assert_eq!(
-            throttle.wait(client, now + Duration::from_secs(1)),
+            throttle.begin(client, now).err(),
             Some(Duration::from_secs(1))
         );
-        assert_eq!(throttle.wait(client, now + Duration::from_secs(2)), None);
+        drop(
+            throttle
+                .begin(client, now + Duration::from_secs(1))
+                .unwrap(),
+        );
+        let later = now + Duration::from_secs(1);
         assert_eq!(
-            throttle.wait(other, now),
-            None,
+            throttle.begin(client, later).err(),
+            Some(Duration::from_secs(2))
+        );
+        assert!(
+            throttle.begin(other, now).is_ok(),
             "another client is not slowed"
         );
+        let mut at = later;
         for _ in 0..40 {
-            throttle.failed(client, now);
+            at += MAX_WAIT;
+            drop(throttle.begin(client, at).unwrap());
         }
-        assert_eq!(throttle.wait(client, now), Some(MAX_WAIT));
-        throttle.succeeded(client);
-        assert_eq!(throttle.wait(client, now), None);
+        assert_eq!(throttle.begin(client, at).err(), Some(MAX_WAIT));
+        throttle.begin(client, at + MAX_WAIT).unwrap().succeeded();
+        assert!(throttle.begin(client, at + MAX_WAIT).is_ok());
+    }
+
+    #[test]
+    fn tries_sent_together_are_checked_one_at_a_time() {
+        let throttle = Throttle::default();
+        let client: IpAddr = "192.0.2.9".parse().unwrap();
+        let now = Instant::now();
+        let first = throttle.begin(client, now).unwrap();
+        assert_eq!(throttle.begin(client, now).err(), Some(BUSY_WAIT));
+        drop(first);
+        // Counted as wrong from its start: three tries, then a wait, however they overlap.
+        drop(throttle.begin(client, now).unwrap());
+        drop(throttle.begin(client, now).unwrap());
+        assert!(throttle.begin(client, now).is_err());
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64() {
+        let throttle = Throttle::default();
+        let now = Instant::now();
+        for host in 1..=FREE_TRIES {
+            let client: IpAddr = format!("2001:db8:1:2::{host}").parse().unwrap();
+            drop(throttle.begin(client, now).unwrap());
+        }
+        let same_64: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(throttle.begin(same_64, now).is_err());
+        assert!(throttle.begin(other_64, now).is_ok());
     }
 
     #[test]
@@ -254,8 +355,8 @@ mod tests {
         let throttle = Throttle::default();
         let now = Instant::now();
         for n in 0..(MAX_CLIENTS as u32 + 10) {
-            throttle.failed(IpAddr::from(n.to_be_bytes()), now);
+            drop(throttle.begin(IpAddr::from(n.to_be_bytes()), now).unwrap());
         }
-        assert!(throttle.failures.lock().unwrap().len() <= MAX_CLIENTS);
+        assert!(throttle.tries.lock().unwrap().len() <= MAX_CLIENTS);
     }
 }

@@ -14,7 +14,7 @@ use kefu_payload::KefuState;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Console, refusal};
+use super::{COUNTS_FRESH_FOR, Console, refusal};
 use crate::store::console::MAX_PAGE;
 use crate::store::{JobFilter, JobRecord, JobState, StateCount};
 
@@ -27,6 +27,29 @@ fn unavailable(error: impl std::fmt::Display) -> Response {
     )
 }
 
+/// The most of a message's body or an event's JSON sent to the page, which shows less.
+const MAX_SHOWN_BYTES: usize = 2048;
+
+/// `text` cut to at most [`MAX_SHOWN_BYTES`] (at a character boundary), marked when cut.
+fn clip(text: &mut String) {
+    if text.len() > MAX_SHOWN_BYTES {
+        let cut = (0..=MAX_SHOWN_BYTES)
+            .rev()
+            .find(|&at| text.is_char_boundary(at))
+            .unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+}
+
+/// Jobs with their bodies clipped for the page.
+fn clipped(mut jobs: Vec<JobRecord>) -> Vec<JobRecord> {
+    for job in &mut jobs {
+        clip(&mut job.payload);
+    }
+    jobs
+}
+
 /// Rows shown per page unless the page asks for another number.
 const PAGE: u32 = 50;
 
@@ -36,7 +59,7 @@ pub(super) async fn overview(State(console): State<Arc<Console>>) -> Response {
     let started = Instant::now();
     let ping = api.store.ping().await;
     let ping_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let counts = match api.store.state_counts().await {
+    let counts = match console.state_counts().await {
         Ok(counts) => counts,
         Err(error) => return unavailable(error),
     };
@@ -71,6 +94,20 @@ pub(super) async fn overview(State(console): State<Arc<Console>>) -> Response {
 }
 
 impl Console {
+    /// The jobs by account and state, counted at most once per [`COUNTS_FRESH_FOR`]: counting
+    /// reads every job, and every open overview asks every few seconds.
+    async fn state_counts(&self) -> crate::store::StoreResult<Vec<StateCount>> {
+        let mut cached = self.counts.lock().await;
+        if let Some((at, counts)) = cached.as_ref() {
+            if at.elapsed() < COUNTS_FRESH_FOR {
+                return Ok(counts.clone());
+            }
+        }
+        let counts = self.api.store.state_counts().await?;
+        *cached = Some((Instant::now(), counts.clone()));
+        Ok(counts)
+    }
+
     /// The access-token status of a `[wechat.<name>]` account that sends, if `name` is one.
     fn token_of(&self, name: &str) -> Option<kefu_client::wechat::TokenStatus> {
         self.api
@@ -111,6 +148,8 @@ fn account_view(
         "name": name,
         "states": states,
         "needperson": waiting,
+        // The count stops at one page of sessions.
+        "needperson_more": waiting >= MAX_PAGE as usize,
         "token": token,
     })
 }
@@ -209,7 +248,7 @@ pub(super) async fn messages(
         ..JobFilter::default()
     };
     match console.api.store.jobs(filter).await {
-        Ok(jobs) => Json(page(jobs, limit)).into_response(),
+        Ok(jobs) => Json(page(clipped(jobs), limit)).into_response(),
         Err(error) => unavailable(error),
     }
 }
@@ -242,16 +281,19 @@ pub(super) async fn user(
         ..JobFilter::default()
     };
     let jobs = match store.jobs(filter).await {
-        Ok(jobs) => jobs,
+        Ok(jobs) => clipped(jobs),
         Err(error) => return unavailable(error),
     };
-    let events = match store
+    let mut events = match store
         .user_events(&account, &openid, query.before_event, PAGE)
         .await
     {
         Ok(events) => events,
         Err(error) => return unavailable(error),
     };
+    for event in &mut events {
+        clip(&mut event.body);
+    }
     let next_event = (events.len() >= PAGE as usize)
         .then(|| events.last().map(|event| event.id))
         .flatten();
@@ -268,4 +310,21 @@ pub(super) async fn user(
         "next_before_event": next_event,
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_body_is_clipped_at_a_character_boundary() {
+        let mut short = "短".to_owned();
+        clip(&mut short);
+        assert_eq!(short, "短");
+        let mut long = "短".repeat(1000);
+        clip(&mut long);
+        assert!(long.len() <= MAX_SHOWN_BYTES + '…'.len_utf8());
+        assert!(long.ends_with('…'));
+        assert!(long.trim_end_matches('…').chars().all(|c| c == '短'));
+    }
 }

@@ -97,6 +97,7 @@ const page = {
   selected: new Set(),
   accounts: [],
   userBefore: { job: null, event: null },
+  nextBefore: null,
 };
 
 function statusBadge(status) {
@@ -172,7 +173,7 @@ async function renderOverview(view) {
       STATES.map((state) =>
         el("td", { class: "count " + state, dataset: { state } }, String(account.states[state])),
       ),
-      el("td", { class: "count" }, String(account.needperson)),
+      el("td", { class: "count" }, String(account.needperson) + (account.needperson_more ? "+" : "")),
       tokenCell(account.token),
     ),
   );
@@ -311,7 +312,13 @@ function messageRow(m, withCheckbox) {
           class: "pick",
           "aria-label": "select message " + m.id,
           checked: page.selected.has(m.id),
-          on: { change: (e) => (e.target.checked ? page.selected.add(m.id) : page.selected.delete(m.id)) },
+          on: {
+            change: (e) => {
+              if (e.target.checked) page.selected.add(m.id);
+              else page.selected.delete(m.id);
+              selectedCount();
+            },
+          },
         }))
       : null,
     el("td", {}, String(m.id)),
@@ -378,36 +385,57 @@ function filterForm() {
   );
 }
 
+function selectedCount() {
+  const node = document.getElementById("selected-count");
+  if (node) node.textContent = page.selected.size ? page.selected.size + " selected" : "";
+}
+
+function turnPage(move) {
+  return act(async () => {
+    move();
+    page.selected.clear();
+    await refresh();
+  });
+}
+
+function messagesToolbar() {
+  const selectedIds = () => Array.from(page.selected);
+  return el(
+    "div",
+    { class: "toolbar" },
+    el("button", { type: "button", id: "resend-selected", on: { click: act(() => resend(selectedIds())) } }, "Resend selected"),
+    el("button", { type: "button", id: "resolve-selected", on: { click: act(() => resolve(selectedIds())) } }, "Resolve selected"),
+    el("span", { id: "selected-count" }),
+    el("button", { type: "button", id: "newer", on: { click: turnPage(() => page.cursors.pop()) } }, "← Newer"),
+    el("button", { type: "button", id: "older", on: { click: turnPage(() => page.nextBefore && page.cursors.push(page.nextBefore)) } }, "Older →"),
+  );
+}
+
 async function renderMessages(view) {
   if (page.accounts.length === 0) {
     page.accounts = (await getJSON("/console/api/overview")).accounts.map((a) => a.name);
   }
   const data = await getJSON("/console/api/messages?" + messagesQuery());
-  // The form is kept across refreshes, so that what the operator is typing stays.
-  const keepFilters = view.querySelector("#filters");
-  const table = el(
-    "table",
-    { id: "messages" },
-    el("thead", {}, el("tr", {}, el("th", {}, ""), MESSAGE_HEADINGS.map((h) => el("th", {}, h)))),
-    el("tbody", {}, data.messages.map((m) => messageRow(m, true))),
-  );
-  const selectedIds = () => Array.from(page.selected);
-  const toolbar = el(
-    "div",
-    { class: "toolbar" },
-    el("button", { type: "button", id: "resend-selected", on: { click: act(() => resend(selectedIds())) } }, "Resend selected"),
-    el("button", { type: "button", id: "resolve-selected", on: { click: act(() => resolve(selectedIds())) } }, "Resolve selected"),
-    el("button", { type: "button", id: "newer", disabled: page.cursors.length === 0, on: { click: act(async () => { page.cursors.pop(); await refresh(); }) } }, "← Newer"),
-    el("button", { type: "button", id: "older", disabled: !data.next_before, on: { click: act(async () => { page.cursors.push(data.next_before); await refresh(); }) } }, "Older →"),
-  );
-  const flashNode = view.querySelector("#flash");
-  show(
-    view,
-    el("h1", {}, "Failed and ambiguous messages"),
-    keepFilters || filterForm(),
-    toolbar,
-    flashNode || el("p", { id: "flash", role: "status" }),
-    data.messages.length === 0 ? el("p", { id: "messages-empty" }, "No message matches.") : table,
+  page.nextBefore = data.next_before;
+  // The form, the toolbar and the flash stay across refreshes (what the operator is typing or
+  // reading stays); only the results are redrawn.
+  let results = view.querySelector("#results");
+  if (!results) {
+    results = el("div", { id: "results" });
+    show(view, el("h1", {}, "Failed and ambiguous messages"), filterForm(), messagesToolbar(), el("p", { id: "flash", role: "status" }), results);
+  }
+  view.querySelector("#newer").disabled = page.cursors.length === 0;
+  view.querySelector("#older").disabled = !page.nextBefore;
+  selectedCount();
+  results.replaceChildren(
+    data.messages.length === 0
+      ? el("p", { id: "messages-empty" }, "No message matches.")
+      : el(
+          "table",
+          { id: "messages" },
+          el("thead", {}, el("tr", {}, el("th", {}, ""), MESSAGE_HEADINGS.map((h) => el("th", {}, h)))),
+          el("tbody", {}, data.messages.map((m) => messageRow(m, true))),
+        ),
   );
 }
 
@@ -425,33 +453,41 @@ function eventText(body) {
 
 async function renderUser(view, account, openid) {
   const query = new URLSearchParams();
-  if (page.userBefore.job) query.set("before_job", page.userBefore.job);
-  if (page.userBefore.event) query.set("before_event", page.userBefore.event);
+  // A cursor of 0 is a series read to its end: its next page is empty.
+  if (page.userBefore.job !== null) query.set("before_job", page.userBefore.job);
+  if (page.userBefore.event !== null) query.set("before_event", page.userBefore.event);
   const data = await getJSON("/console/api/users/" + encodeURIComponent(account) + "/" + encodeURIComponent(openid) + "?" + query);
   const items = [
     ...data.messages.map((m) => ({ at: m.created_at_ms, node: timelineMessage(m) })),
     ...data.events.map((e) => ({ at: e.received_at_ms, node: timelineEvent(e) })),
   ].sort((a, b) => b.at - a.at);
+  let body = view.querySelector("#user-body");
+  if (!body) {
+    body = el("div", { id: "user-body" });
+    show(view, el("h1", {}, "User ", el("span", { id: "user-openid" }, openid), " on ", account), el("p", { id: "session" }), el("p", { id: "flash", role: "status" }), body);
+  }
   const session = data.session;
-  show(
-    view,
-    el("h1", {}, "User ", el("span", { id: "user-openid" }, openid), " on ", account),
+  view.querySelector("#session").replaceChildren(
+    ...(session
+      ? ["State: ", el("strong", {}, session.state), " since " + when(session.state_since_ms), session.agent ? ", agent " + session.agent : ""]
+      : ["No session: the user never wrote to this account."]),
+  );
+  const paged = page.userBefore.job !== null || page.userBefore.event !== null;
+  const more = data.next_before_job !== null || data.next_before_event !== null;
+  body.replaceChildren(
+    items.length === 0 ? el("p", {}, "Nothing more.") : el("ol", { id: "timeline" }, items.map((i) => i.node)),
     el(
-      "p",
-      { id: "session" },
-      session
-        ? ["State: ", el("strong", {}, session.state), " since " + when(session.state_since_ms), session.agent ? ", agent " + session.agent : ""]
-        : "No session: the user never wrote to this account.",
+      "div",
+      { class: "toolbar" },
+      paged ? el("button", { type: "button", id: "user-newest", on: { click: act(async () => { page.userBefore = { job: null, event: null }; await refresh(); }) } }, "← Newest") : "",
+      more
+        ? el("button", {
+            type: "button",
+            id: "user-older",
+            on: { click: act(async () => { page.userBefore = { job: data.next_before_job ?? 0, event: data.next_before_event ?? 0 }; await refresh(); }) },
+          }, "Older →")
+        : "",
     ),
-    el("p", { id: "flash", role: "status" }),
-    items.length === 0 ? el("p", {}, "Nothing yet.") : el("ol", { id: "timeline" }, items.map((i) => i.node)),
-    data.next_before_job || data.next_before_event
-      ? el("button", {
-          type: "button",
-          id: "user-older",
-          on: { click: act(async () => { page.userBefore = { job: data.next_before_job, event: data.next_before_event }; await refresh(); }) },
-        }, "Older →")
-      : null,
   );
 }
 
@@ -488,7 +524,12 @@ function show(view, ...nodes) {
 
 function parseRoute() {
   const hash = location.hash.replace(/^#\/?/, "");
-  const parts = hash.split("/").map(decodeURIComponent);
+  let parts;
+  try {
+    parts = hash.split("/").map(decodeURIComponent);
+  } catch (_) {
+    return { name: "overview" };
+  }
   if (parts[0] === "user" && parts.length >= 3) return { name: "user", account: parts[1], openid: parts.slice(2).join("/") };
   if (parts[0] === "queue" || parts[0] === "messages") return { name: parts[0] };
   return { name: "overview" };
@@ -521,6 +562,7 @@ async function refresh() {
 }
 
 window.addEventListener("hashchange", () => {
+  document.getElementById("view").replaceChildren(el("p", {}, "Loading…"));
   page.cursors = [];
   page.selected.clear();
   page.userBefore = { job: null, event: null };
