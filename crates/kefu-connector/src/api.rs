@@ -17,6 +17,7 @@
 //! | `POST /v1/tokens/{account}/refresh` | `{"force": true}`: forces a new access token for a `[wechat.<name>]` account (what `token refresh --force` calls; see [`crate::token`]) |
 //! | `GET /healthz` | `{"status": "ok", "store": "sqlite"}` (or `"postgres"`); 503 with `"status": "unavailable"` when the store does not answer |
 //! | `GET /metrics` | Prometheus text |
+//! | `/console/…` | the operator console, with its own login (see [`crate::console`]; absent unless `console.password_hash` is set) |
 //!
 //! Every `/v1` route but the callbacks, and `/metrics`, demands `Authorization: Bearer
 //! <server.api_key>` (the scheme in any case), compared in constant time. `/metrics` counts the
