@@ -20,7 +20,7 @@
 //! refused; every answer carries a `Content-Security-Policy` that allows no inline script and
 //! nothing from elsewhere. The page builds its text with `textContent` only, so a message's
 //! `<script>` is shown, not run. No account secret is read by any route. Wrong passwords are
-//! slowed per client address ([`sessions::Throttle`]) and argon2 runs at most two at a time.
+//! slowed per client address (`sessions::Throttle`) and argon2 runs at most two at a time.
 //! Every action is logged with the operator and the session, and is idempotent: a resend
 //! carries the page's action id as its `Idempotency-Key`, so that the same click sent twice
 //! queues the job once.
