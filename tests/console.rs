@@ -64,6 +64,42 @@ async fn http(
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// `GET url` with the session `cookie` (none when empty).
+async fn get_as(url: &str, cookie: &str) -> (u16, HeaderMap, String) {
+    let headers: Vec<(&str, &str)> = if cookie.is_empty() {
+        Vec::new()
+    } else {
+        vec![("cookie", cookie)]
+    };
+    http(Method::GET, url, &headers, "").await
+}
+
+/// The login form's content type.
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// The login form's body with `password`.
+fn login_form(password: &str) -> String {
+    format!(
+        "password={}",
+        password.replace(' ', "+").replace('\'', "%27")
+    )
+}
+
+/// The session cookie (`name=value`) a login answered with.
+fn cookie_in(headers: &HeaderMap) -> String {
+    let set_cookie = headers["set-cookie"].to_str().unwrap();
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The CSRF token in the console's page.
+fn csrf_in(page: &str) -> String {
+    page.split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page carries its CSRF token")
+        .to_owned()
+}
+
 /// Posts messages for `openid` until the sandbox's drop fault leaves one ambiguous; its id.
 async fn an_ambiguous_message(setup: &Setup, openid: &str) -> i64 {
     for attempt in 0..40 {
@@ -271,8 +307,7 @@ async fn the_console_refuses_what_it_must_over_plain_http() {
     let base = format!("http://{}", setup.relay.addr);
 
     // Every answer forbids inline scripts and framing.
-    let (status, headers, page) =
-        http(Method::GET, &format!("{base}/console/login"), &[], "").await;
+    let (status, headers, page) = get_as(&format!("{base}/console/login"), "").await;
     assert_eq!(status, 200);
     let csp = headers["content-security-policy"].to_str().unwrap();
     assert!(
@@ -283,16 +318,10 @@ async fn the_console_refuses_what_it_must_over_plain_http() {
     assert!(page.contains("name=\"password\""));
 
     // Without a session: the page sends to the login, the data is 401.
-    let (status, headers, _) = http(Method::GET, &format!("{base}/console"), &[], "").await;
+    let (status, headers, _) = get_as(&format!("{base}/console"), "").await;
     assert_eq!(status, 303);
     assert_eq!(headers["location"], "/console/login");
-    let (status, _, _) = http(
-        Method::GET,
-        &format!("{base}/console/api/overview"),
-        &[],
-        "",
-    )
-    .await;
+    let (status, _, _) = get_as(&format!("{base}/console/api/overview"), "").await;
     assert_eq!(status, 401);
 
     // The desk's bearer key opens nothing of the console.
@@ -307,11 +336,8 @@ async fn the_console_refuses_what_it_must_over_plain_http() {
     assert_eq!(status, 401);
 
     // A login from another site is refused before the password is checked.
-    let form = "application/x-www-form-urlencoded";
-    let body = format!(
-        "password={}",
-        PASSWORD.replace(' ', "+").replace('\'', "%27")
-    );
+    let form = FORM;
+    let body = login_form(PASSWORD);
     let (status, _, _) = http(
         Method::POST,
         &format!("{base}/console/login"),
@@ -333,7 +359,7 @@ async fn the_console_refuses_what_it_must_over_plain_http() {
     let set_cookie = headers["set-cookie"].to_str().unwrap().to_owned();
     assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"));
     assert!(set_cookie.contains("Max-Age=28800") && !set_cookie.contains("Secure"));
-    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let cookie = cookie_in(&headers);
     // Behind a TLS proxy it is Secure.
     let (_, headers, _) = http(
         Method::POST,
@@ -350,20 +376,9 @@ async fn the_console_refuses_what_it_must_over_plain_http() {
     );
 
     // A logged-in action without the CSRF token, or with a wrong one, is refused.
-    let (status, _, page) = http(
-        Method::GET,
-        &format!("{base}/console"),
-        &[("cookie", &cookie)],
-        "",
-    )
-    .await;
+    let (status, _, page) = get_as(&format!("{base}/console"), &cookie).await;
     assert_eq!(status, 200);
-    let csrf = page
-        .split("name=\"csrf-token\" content=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
+    let csrf = csrf_in(&page);
     let action = r#"{"ids":[1],"action":"click-0000001"}"#;
     for token in [
         "",
@@ -440,7 +455,7 @@ async fn logins_sent_together_cannot_outrun_the_slowing_down() {
     let dir = tempfile::tempdir().unwrap();
     let setup = relay_with_console(sandbox, &dir.path().join("outbox.sqlite3")).await;
     let url = format!("http://{}/console/login", setup.relay.addr);
-    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let form = [("content-type", FORM)];
 
     // Twenty wrong passwords at once from one address: one is checked at a time, and each
     // counts from its start, so no more than the free three are ever checked.
@@ -499,15 +514,10 @@ async fn behind_a_trusted_proxy_each_client_is_slowed_down_alone() {
     let login = |client: &'static str, password: String| {
         let url = url.clone();
         async move {
-            let headers = [
-                ("content-type", "application/x-www-form-urlencoded"),
-                ("x-forwarded-for", client),
-            ];
-            let body = format!(
-                "password={}",
-                password.replace(' ', "+").replace('\'', "%27")
-            );
-            http(Method::POST, &url, &headers, &body).await.0
+            let headers = [("content-type", FORM), ("x-forwarded-for", client)];
+            http(Method::POST, &url, &headers, &login_form(&password))
+                .await
+                .0
         }
     };
     for _ in 0..3 {
@@ -530,7 +540,7 @@ async fn without_a_password_hash_there_is_no_console() {
     let setup = Setup::start(sandbox, &settings, API_KEY).await;
     let base = format!("http://{}", setup.relay.addr);
     for path in ["/console", "/console/login", "/console/api/overview"] {
-        let (status, _, _) = http(Method::GET, &format!("{base}{path}"), &[], "").await;
+        let (status, _, _) = get_as(&format!("{base}{path}"), "").await;
         assert_eq!(status, 404, "{path}");
     }
     setup.stop().await;
@@ -538,50 +548,23 @@ async fn without_a_password_hash_there_is_no_console() {
 
 /// Logs in to the console at `base` over plain HTTP; the session's cookie and CSRF token.
 async fn http_login(base: &str) -> (String, String) {
-    let body = format!(
-        "password={}",
-        PASSWORD.replace(' ', "+").replace('\'', "%27")
-    );
+    let url = format!("{base}/console/login");
     let (status, headers, _) = http(
         Method::POST,
-        &format!("{base}/console/login"),
-        &[("content-type", "application/x-www-form-urlencoded")],
-        &body,
+        &url,
+        &[("content-type", FORM)],
+        &login_form(PASSWORD),
     )
     .await;
     assert_eq!(status, 303);
-    let cookie = headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let (_, _, page) = http(
-        Method::GET,
-        &format!("{base}/console"),
-        &[("cookie", &cookie)],
-        "",
-    )
-    .await;
-    let csrf = page
-        .split("name=\"csrf-token\" content=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
-    (cookie, csrf)
+    let cookie = cookie_in(&headers);
+    let (_, _, page) = get_as(&format!("{base}/console"), &cookie).await;
+    (cookie, csrf_in(&page))
 }
 
 /// The console's JSON at `path`, with the session `cookie`.
 async fn console_json(base: &str, path: &str, cookie: &str) -> Value {
-    let (status, _, body) = http(
-        Method::GET,
-        &format!("{base}{path}"),
-        &[("cookie", cookie)],
-        "",
-    )
-    .await;
+    let (status, _, body) = get_as(&format!("{base}{path}"), &cookie).await;
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()
 }
@@ -674,13 +657,7 @@ async fn on_a_fleet_every_relay_shows_the_same_messages_and_marks() {
     );
 
     // A login on one relay is no login on the other.
-    let (status, _, _) = http(
-        Method::GET,
-        &format!("{one}/console/api/overview"),
-        &[("cookie", &cookie_two)],
-        "",
-    )
-    .await;
+    let (status, _, _) = get_as(&format!("{one}/console/api/overview"), &cookie_two).await;
     assert_eq!(status, 401);
 
     other.stop().await;

@@ -45,16 +45,9 @@ fn read_record(row: &Row) -> Result<JobRecord, PgError> {
     let action: Option<String> = sql::get(row, 13)?;
     let operator: Option<String> = sql::get(row, 14)?;
     let at_ms: Option<i64> = sql::get(row, 15)?;
-    let mark = match (action, operator, at_ms) {
-        (Some(action), Some(operator), Some(at_ms)) => Some(OperatorMark {
-            action: OperatorAction::parse(&action).ok_or_else(|| {
-                PgError::Data(format!("job {id} has unknown operator action {action}"))
-            })?,
-            operator,
-            at_ms,
-        }),
-        _ => None,
-    };
+    let mark = OperatorMark::from_columns(action, operator, at_ms).map_err(|action| {
+        PgError::Data(format!("job {id} has unknown operator action {action}"))
+    })?;
     Ok(JobRecord {
         status: JobStatus {
             id,

@@ -7,40 +7,38 @@
 //! ([`SqliteStore::read`]); marks are written like every other write, durably
 //! ([`SqliteStore::boxed`]).
 
-use kefu_core::{BoxFuture, Reason};
+use kefu_core::BoxFuture;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Row, Transaction, params, params_from_iter};
 
+use super::jobs::{RawStatus, STATUS_COLUMNS, checked_status, read_status};
 use super::{SqliteStore, sql};
 use kefu_store::console::MAX_PAGE;
 use kefu_store::{
-    ConsoleStore, DIALOGUE_ACCOUNT, EventRecord, JobFilter, JobRecord, JobState, JobStatus,
-    OperatorAction, OperatorMark, StateCount, StoreError, StoreResult,
+    ConsoleStore, DIALOGUE_ACCOUNT, EventRecord, JobFilter, JobRecord, JobState, OperatorAction,
+    OperatorMark, StateCount, StoreError, StoreResult,
 };
 
 /// The states an operator may resolve, spelled as the partial index `outbox_attention` is, so
 /// that a query carrying this term can use it.
 const ATTENTION: &str = "state IN ('failed', 'ambiguous')";
 
-/// The columns [`read_record`] reads, in its order.
-const RECORD_COLUMNS: &str = "id, account, recipient, operation, state, attempts, error_code,
-    reason, error_message, created_at_ms, updated_at_ms, confirm_by_ms, payload,
-    operator_action, operator, operator_at_ms";
+/// The columns [`read_row`] reads, in its order: the status's, then the body and the mark.
+fn record_columns() -> String {
+    format!("{STATUS_COLUMNS}, payload, operator_action, operator, operator_at_ms")
+}
 
 /// A job's row as read, before its spellings are checked.
 struct RawRecord {
-    status: JobStatus,
-    state: String,
-    reason: Option<String>,
+    status: RawStatus,
     payload: String,
     action: Option<String>,
     operator: Option<String>,
     at_ms: Option<i64>,
 }
 
-/// A row of [`RECORD_COLUMNS`].
+/// A row of [`record_columns`].
 fn read_row(row: &Row<'_>) -> rusqlite::Result<RawRecord> {
-    let id = row.get(0)?;
     // Stored as a blob since version 2; a text one is read as it is.
     let payload = match row.get_ref(12)? {
         ValueRef::Blob(bytes) | ValueRef::Text(bytes) => {
@@ -49,22 +47,7 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<RawRecord> {
         _ => String::new(),
     };
     Ok(RawRecord {
-        status: JobStatus {
-            id,
-            account: row.get(1)?,
-            openid: row.get(2)?,
-            operation: row.get(3)?,
-            status: JobState::Queued,
-            attempts: row.get(5)?,
-            error_code: row.get(6)?,
-            reason: None,
-            error_message: row.get(8)?,
-            confirm_by_ms: row.get(11)?,
-            created_at_ms: row.get(9)?,
-            updated_at_ms: row.get(10)?,
-        },
-        state: row.get(4)?,
-        reason: row.get(7)?,
+        status: read_status(row)?,
         payload,
         action: row.get(13)?,
         operator: row.get(14)?,
@@ -75,34 +58,17 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<RawRecord> {
 /// The record of a row, its spellings checked.
 fn read_record(raw: RawRecord) -> Result<JobRecord, StoreError> {
     let RawRecord {
-        mut status,
-        state,
-        reason,
+        status,
         payload,
         action,
         operator,
         at_ms,
     } = raw;
+    let status = checked_status(status)?;
     let id = status.id;
-    status.status = JobState::parse(&state)
-        .ok_or_else(|| StoreError::new(format!("job {id} has unknown state {state}")))?;
-    status.reason = match reason {
-        None => None,
-        Some(name) => Some(
-            Reason::parse(&name)
-                .ok_or_else(|| StoreError::new(format!("job {id} has unknown reason {name}")))?,
-        ),
-    };
-    let mark = match (action, operator, at_ms) {
-        (Some(action), Some(operator), Some(at_ms)) => Some(OperatorMark {
-            action: OperatorAction::parse(&action).ok_or_else(|| {
-                StoreError::new(format!("job {id} has unknown operator action {action}"))
-            })?,
-            operator,
-            at_ms,
-        }),
-        _ => None,
-    };
+    let mark = OperatorMark::from_columns(action, operator, at_ms).map_err(|action| {
+        StoreError::new(format!("job {id} has unknown operator action {action}"))
+    })?;
     Ok(JobRecord {
         status,
         payload,
@@ -178,7 +144,7 @@ fn jobs_statement(filter: &JobFilter) -> (String, Vec<Value>) {
     }
     let limit = filter.limit.min(MAX_PAGE);
     values.push(Value::Integer(i64::from(limit)));
-    let mut statement = format!("SELECT {RECORD_COLUMNS} FROM outbox");
+    let mut statement = format!("SELECT {} FROM outbox", record_columns());
     if !conditions.is_empty() {
         statement.push_str(" WHERE ");
         statement.push_str(&conditions.join(" AND "));

@@ -231,39 +231,41 @@ fn settle(tx: &Transaction<'_>, now: i64, now_ms: i64) -> Result<Vec<Settled>, S
     Ok(settled)
 }
 
-fn get(tx: &Transaction<'_>, id: i64) -> Result<Option<JobStatus>, StoreError> {
-    let row = tx
-        .prepare_cached(
-            "SELECT account, recipient, operation, state, attempts, error_code, reason,
-                    error_message, created_at_ms, updated_at_ms, confirm_by_ms
-             FROM outbox WHERE id = ?1",
-        )
-        .map_err(sql)?
-        .query_row(params![id], |row| {
-            Ok((
-                JobStatus {
-                    id,
-                    account: row.get(0)?,
-                    openid: row.get(1)?,
-                    operation: row.get(2)?,
-                    status: JobState::Queued,
-                    attempts: row.get(4)?,
-                    error_code: row.get(5)?,
-                    reason: None,
-                    error_message: row.get(7)?,
-                    confirm_by_ms: row.get(10)?,
-                    created_at_ms: row.get(8)?,
-                    updated_at_ms: row.get(9)?,
-                },
-                row.get::<_, String>(3)?,
-                row.get::<_, Option<String>>(6)?,
-            ))
-        })
-        .optional()
-        .map_err(sql)?;
-    let Some((mut status, state, reason)) = row else {
-        return Ok(None);
-    };
+/// The columns [`read_status`] reads, in its order.
+pub(crate) const STATUS_COLUMNS: &str = "id, account, recipient, operation, state, attempts,
+    error_code, reason, error_message, created_at_ms, updated_at_ms, confirm_by_ms";
+
+/// A job's status as read from a row of [`STATUS_COLUMNS`], with its state and reason as
+/// stored, for [`checked_status`].
+pub(crate) type RawStatus = (JobStatus, String, Option<String>);
+
+/// A row of [`STATUS_COLUMNS`] (more columns may follow).
+pub(crate) fn read_status(row: &Row<'_>) -> rusqlite::Result<RawStatus> {
+    Ok((
+        JobStatus {
+            id: row.get(0)?,
+            account: row.get(1)?,
+            openid: row.get(2)?,
+            operation: row.get(3)?,
+            status: JobState::Queued,
+            attempts: row.get(5)?,
+            error_code: row.get(6)?,
+            reason: None,
+            error_message: row.get(8)?,
+            confirm_by_ms: row.get(11)?,
+            created_at_ms: row.get(9)?,
+            updated_at_ms: row.get(10)?,
+        },
+        row.get(4)?,
+        row.get(7)?,
+    ))
+}
+
+/// The status of a row, its stored state and reason checked.
+pub(crate) fn checked_status(
+    (mut status, state, reason): RawStatus,
+) -> Result<JobStatus, StoreError> {
+    let id = status.id;
     status.status = JobState::parse(&state)
         .ok_or_else(|| StoreError::new(format!("job {id} has unknown state {state}")))?;
     status.reason = match reason {
@@ -273,7 +275,19 @@ fn get(tx: &Transaction<'_>, id: i64) -> Result<Option<JobStatus>, StoreError> {
                 .ok_or_else(|| StoreError::new(format!("job {id} has unknown reason {name}")))?,
         ),
     };
-    Ok(Some(status))
+    Ok(status)
+}
+
+fn get(tx: &Transaction<'_>, id: i64) -> Result<Option<JobStatus>, StoreError> {
+    let row = tx
+        .prepare_cached(&format!(
+            "SELECT {STATUS_COLUMNS} FROM outbox WHERE id = ?1"
+        ))
+        .map_err(sql)?
+        .query_row(params![id], read_status)
+        .optional()
+        .map_err(sql)?;
+    row.map(checked_status).transpose()
 }
 
 fn resend(

@@ -84,6 +84,25 @@ pub struct OperatorMark {
     pub at_ms: i64,
 }
 
+impl OperatorMark {
+    /// The mark kept in a job's three columns (action, operator, time): `None` unless all
+    /// three are set; `Err` with the action's spelling when it is not one this build knows.
+    pub fn from_columns(
+        action: Option<String>,
+        operator: Option<String>,
+        at_ms: Option<i64>,
+    ) -> Result<Option<OperatorMark>, String> {
+        match (action, operator, at_ms) {
+            (Some(action), Some(operator), Some(at_ms)) => Ok(Some(OperatorMark {
+                action: OperatorAction::parse(&action).ok_or(action)?,
+                operator,
+                at_ms,
+            })),
+            _ => Ok(None),
+        }
+    }
+}
+
 /// A job as the console shows it: its status, the body it sends, and the last operator's mark.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JobRecord {

@@ -388,7 +388,7 @@ async fn login(State(console): State<Arc<Console>>, request: Request) -> Respons
     .await
     .unwrap_or(false);
     if !matched {
-        drop(attempt);
+        attempt.failed(Instant::now());
         tracing::warn!(%client, "console login refused: wrong password");
         return assets::login_page(StatusCode::UNAUTHORIZED, "Wrong password.");
     }

@@ -128,7 +128,7 @@ const FORGET_AFTER: Duration = Duration::from_secs(3600);
 struct Tries {
     /// Tries counted as wrong (a try being checked counts until it proves right).
     count: u32,
-    /// When the last try began.
+    /// When the last try was answered (or began, while it is checked).
     last: Instant,
     /// Whether a try is being checked now.
     busy: bool,
@@ -144,13 +144,27 @@ pub(crate) struct Throttle {
     tries: Mutex<HashMap<IpAddr, Tries>>,
 }
 
-/// A client's try being checked; ends it when dropped (also when the request is abandoned).
+/// A client's try being checked; ends it when dropped (also when the request is abandoned, which
+/// counts as a wrong password from the try's start).
 pub(crate) struct Attempt<'a> {
     throttle: &'a Throttle,
     client: IpAddr,
 }
 
 impl Attempt<'_> {
+    /// The password was wrong: the client's wait runs from `now`, the answer, however long
+    /// the check took.
+    pub(crate) fn failed(self, now: Instant) {
+        let mut tries = self
+            .throttle
+            .tries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = tries.get_mut(&self.client) {
+            entry.last = now;
+        }
+    }
+
     /// The password was right: the client's wrong ones are forgotten.
     pub(crate) fn succeeded(self) {
         let mut tries = self
@@ -292,7 +306,7 @@ mod tests {
         let other: IpAddr = "192.0.2.8".parse().unwrap();
         let now = Instant::now();
         for _ in 0..FREE_TRIES {
-            drop(throttle.begin(client, now).unwrap());
+            throttle.begin(client, now).unwrap().failed(now);
         }
         assert_eq!(
             throttle.begin(client, now).err(),
@@ -315,11 +329,28 @@ mod tests {
         let mut at = later;
         for _ in 0..40 {
             at += MAX_WAIT;
-            drop(throttle.begin(client, at).unwrap());
+            throttle.begin(client, at).unwrap().failed(at);
         }
         assert_eq!(throttle.begin(client, at).err(), Some(MAX_WAIT));
         throttle.begin(client, at + MAX_WAIT).unwrap().succeeded();
         assert!(throttle.begin(client, at + MAX_WAIT).is_ok());
+    }
+
+    #[test]
+    fn the_wait_runs_from_the_answer_however_long_the_check_took() {
+        let throttle = Throttle::default();
+        let client: IpAddr = "192.0.2.10".parse().unwrap();
+        let start = Instant::now();
+        let answered = start + Duration::from_secs(10);
+        for _ in 1..FREE_TRIES {
+            throttle.begin(client, start).unwrap().failed(start);
+        }
+        // The last free try took 10 s to check.
+        throttle.begin(client, start).unwrap().failed(answered);
+        assert_eq!(
+            throttle.begin(client, answered).err(),
+            Some(Duration::from_secs(1))
+        );
     }
 
     #[test]
@@ -331,8 +362,8 @@ mod tests {
         assert_eq!(throttle.begin(client, now).err(), Some(BUSY_WAIT));
         drop(first);
         // Counted as wrong from its start: three tries, then a wait, however they overlap.
-        drop(throttle.begin(client, now).unwrap());
-        drop(throttle.begin(client, now).unwrap());
+        throttle.begin(client, now).unwrap().failed(now);
+        throttle.begin(client, now).unwrap().failed(now);
         assert!(throttle.begin(client, now).is_err());
     }
 
@@ -342,7 +373,7 @@ mod tests {
         let now = Instant::now();
         for host in 1..=FREE_TRIES {
             let client: IpAddr = format!("2001:db8:1:2::{host}").parse().unwrap();
-            drop(throttle.begin(client, now).unwrap());
+            throttle.begin(client, now).unwrap().failed(now);
         }
         let same_64: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
         let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
@@ -355,7 +386,10 @@ mod tests {
         let throttle = Throttle::default();
         let now = Instant::now();
         for n in 0..(MAX_CLIENTS as u32 + 10) {
-            drop(throttle.begin(IpAddr::from(n.to_be_bytes()), now).unwrap());
+            throttle
+                .begin(IpAddr::from(n.to_be_bytes()), now)
+                .unwrap()
+                .failed(now);
         }
         assert!(throttle.tries.lock().unwrap().len() <= MAX_CLIENTS);
     }
