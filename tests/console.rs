@@ -564,7 +564,7 @@ async fn http_login(base: &str) -> (String, String) {
 
 /// The console's JSON at `path`, with the session `cookie`.
 async fn console_json(base: &str, path: &str, cookie: &str) -> Value {
-    let (status, _, body) = get_as(&format!("{base}{path}"), &cookie).await;
+    let (status, _, body) = get_as(&format!("{base}{path}"), cookie).await;
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()
 }
