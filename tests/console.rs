@@ -217,6 +217,32 @@ async fn an_operator_resends_an_ambiguous_message_and_watches_it_delivered_once(
         .unwrap();
     assert_eq!(pwned, json!(true), "a message's script ran in the console");
 
+    // The page refreshes itself, and what the operator is typing in the filters stays.
+    browser.click("#filter-reason").await;
+    browser
+        .client
+        .find(Locator::Id("filter-reason"))
+        .await
+        .unwrap()
+        .send_keys("window")
+        .await
+        .unwrap();
+    let updated = browser.text_of("#updated").await;
+    browser.until_text("#updated", |t| t != updated).await;
+    let typing = browser
+        .client
+        .execute(
+            "return [document.activeElement.id, document.activeElement.value]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        typing,
+        json!(["filter-reason", "window"]),
+        "a refresh lost the filter"
+    );
+
     // An action without the page's CSRF token is refused and changes nothing.
     let refused = browser
         .client
