@@ -710,17 +710,20 @@ async fn get_message(
     }
 }
 
-/// Queues job `id` again (claiming `key` with it) and hands it to delivery: the resend of the
-/// API and of the operator console. It runs in a task of its own, as in [`ApiState::store`]: a
+/// Queues job `id` again (claiming `key` with it, marking it resent by `operator` if an
+/// operator asked) and hands it to delivery: the resend of the API and of the operator console. It runs in a task of its own, as in [`ApiState::store`]: a
 /// job queued again is handed to delivery even if the caller has hung up.
 pub(crate) async fn resend_job(
     state: &Arc<ApiState>,
     id: i64,
     key: Option<Idempotent>,
+    operator: Option<String>,
 ) -> Result<Result<Stored, ResendError>, ApiError> {
     let state = Arc::clone(state);
     tokio::spawn(async move {
-        let (ticket, queued) = state.dispatcher.sequenced(|| state.store.resend(id, key));
+        let (ticket, queued) = state
+            .dispatcher
+            .sequenced(|| state.store.resend(id, key, operator));
         let claimed = queued.await.map_err(ApiError::unavailable)?;
         match claimed {
             Claimed::Done(Ok(job)) => {
@@ -747,7 +750,7 @@ async fn resend_message(
     let id_text = id.to_string();
     let route = ("/v1/messages/{id}/resend", &[id_text.as_str()][..]);
     let key = key.map(|key| state.idempotent(key, route, &body, message_accepted));
-    let queued = resend_job(&state, id, key).await?;
+    let queued = resend_job(&state, id, key, None).await?;
     match queued {
         Ok(stored) => Ok(answer(stored, message_accepted)),
         Err(ResendError::NotFound) => Err(ApiError::new(

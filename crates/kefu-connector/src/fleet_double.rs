@@ -292,8 +292,9 @@ impl JobStore for RelayStore {
         &self,
         id: i64,
         key: Option<Idempotent>,
+        operator: Option<String>,
     ) -> BoxFuture<'_, StoreResult<Claimed<Result<PendingJob, ResendError>>>> {
-        let resent = self.ground.sqlite.resend(id, key);
+        let resent = self.ground.sqlite.resend(id, key, operator);
         Box::pin(async move {
             let claimed = resent.await?;
             if let Claimed::Done(Ok(job)) = &claimed {
@@ -425,10 +426,6 @@ impl ConsoleStore for RelayStore {
 
     fn resolve(&self, ids: Vec<i64>, operator: String) -> BoxFuture<'_, StoreResult<Vec<i64>>> {
         self.ground.sqlite.resolve(ids, operator)
-    }
-
-    fn note_resend(&self, id: i64, operator: String) -> BoxFuture<'_, StoreResult<()>> {
-        self.ground.sqlite.note_resend(id, operator)
     }
 }
 

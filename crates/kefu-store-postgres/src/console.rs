@@ -251,18 +251,6 @@ async fn resolve(c: &Conn, now: i64, ids: &[i64], operator: &str) -> Result<Vec<
     Ok(marked)
 }
 
-/// Notes that `operator` resent job `id` at `now`.
-async fn note_resend(c: &Conn, now: i64, id: i64, operator: &str) -> Result<(), PgError> {
-    sql::execute(
-        c,
-        "UPDATE kefu.jobs SET operator_action = $2, operator = $3, operator_at_ms = $4
-         WHERE id = $1",
-        &[&id, &OperatorAction::Resend.as_str(), &operator, &now],
-    )
-    .await?;
-    Ok(())
-}
-
 impl ConsoleStore for PgStore {
     fn state_counts(&self) -> BoxFuture<'_, StoreResult<Vec<StateCount>>> {
         Box::pin(async move {
@@ -306,16 +294,6 @@ impl ConsoleStore for PgStore {
             work(move |c, g| {
                 let (now, ids, operator) = (g.now, ids.clone(), operator.clone());
                 Box::pin(async move { resolve(c, now, &ids, &operator).await })
-            }),
-        )
-    }
-
-    fn note_resend(&self, id: i64, operator: String) -> BoxFuture<'_, StoreResult<()>> {
-        self.api(
-            Locks::default(),
-            work(move |c, g| {
-                let (now, operator) = (g.now, operator.clone());
-                Box::pin(async move { note_resend(c, now, id, &operator).await })
             }),
         )
     }

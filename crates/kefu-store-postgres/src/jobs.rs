@@ -516,13 +516,14 @@ async fn resend(
     g: &mut Group,
     id: i64,
     key: Option<Idempotent>,
+    operator: Option<String>,
 ) -> Result<Claimed<Result<PendingJob, ResendError>>, PgError> {
     if let Some(key) = &key {
         if let Some(earlier) = keys::claim(c, &key.claim, g.now).await? {
             return Ok(Claimed::Earlier(earlier));
         }
     }
-    let queued = requeue(c, g.now, id).await?;
+    let queued = requeue(c, g.now, id, operator.as_deref()).await?;
     if let Some(key) = key {
         match &queued {
             Ok(job) => keys::save(c, &key.claim, &(key.answer)(&[job.id()])).await?,
@@ -532,7 +533,12 @@ async fn resend(
     Ok(Claimed::Done(queued))
 }
 
-async fn requeue(c: &Conn, now: i64, id: i64) -> Result<Result<PendingJob, ResendError>, PgError> {
+async fn requeue(
+    c: &Conn,
+    now: i64,
+    id: i64,
+    operator: Option<&str>,
+) -> Result<Result<PendingJob, ResendError>, PgError> {
     let Some(row) = sql::query_opt(
         c,
         "SELECT state, account, recipient FROM kefu.jobs WHERE id = $1 FOR UPDATE",
@@ -552,8 +558,9 @@ async fn requeue(c: &Conn, now: i64, id: i64) -> Result<Result<PendingJob, Resen
     let sql = format!(
         "UPDATE kefu.jobs SET state = 'queued', attempts = 0, not_before_ms = $2,
              updated_at_ms = $2, error_code = NULL, reason = NULL, error_message = NULL,
-             seq = nextval('kefu.job_seq'), confirm_by_ms = NULL, operator_action = NULL,
-             operator = NULL, operator_at_ms = NULL
+             seq = nextval('kefu.job_seq'), confirm_by_ms = NULL,
+             operator_action = CASE WHEN $3::text IS NULL THEN NULL ELSE 'resend' END,
+             operator = $3, operator_at_ms = CASE WHEN $3::text IS NULL THEN NULL ELSE $2::int8 END
          WHERE id = $1
          RETURNING {PENDING_COLUMNS}"
     );
@@ -568,7 +575,7 @@ async fn requeue(c: &Conn, now: i64, id: i64) -> Result<Result<PendingJob, Resen
                 &now,
             ],
         ),
-        (&sql, &[&id, &now]),
+        (&sql, &[&id, &now, &operator]),
     )
     .await?;
     let row = rows
@@ -663,11 +670,12 @@ impl JobStore for PgStore {
         &self,
         id: i64,
         key: Option<Idempotent>,
+        operator: Option<String>,
     ) -> BoxFuture<'_, StoreResult<Claimed<Result<PendingJob, ResendError>>>> {
         // Its conversation is known only once the job is read: it is locked then.
         self.api(
             Locks::default(),
-            work(move |c, g| Box::pin(resend(c, g, id, key.clone()))),
+            work(move |c, g| Box::pin(resend(c, g, id, key.clone(), operator.clone()))),
         )
     }
 

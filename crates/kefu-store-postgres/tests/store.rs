@@ -159,7 +159,7 @@ async fn an_outcome_recorded_without_waiting_is_seen_by_everything_requested_aft
             );
         } else {
             assert!(matches!(
-                store.resend(id, None).await.unwrap(),
+                store.resend(id, None, None).await.unwrap(),
                 Claimed::Done(Ok(_))
             ));
         }

@@ -264,17 +264,6 @@ fn resolve(
     Ok(marked)
 }
 
-/// Notes that `operator` resent job `id` at `now`.
-fn note_resend(tx: &Transaction<'_>, now: i64, id: i64, operator: &str) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "UPDATE outbox SET operator_action = ?2, operator = ?3, operator_at_ms = ?4 WHERE id = ?1",
-    )
-    .map_err(sql)?
-    .execute(params![id, OperatorAction::Resend.as_str(), operator, now])
-    .map_err(sql)?;
-    Ok(())
-}
-
 impl ConsoleStore for SqliteStore {
     fn state_counts(&self) -> BoxFuture<'_, StoreResult<Vec<StateCount>>> {
         self.read(Box::new(|tx, _| state_counts(tx)))
@@ -304,12 +293,6 @@ impl ConsoleStore for SqliteStore {
     fn resolve(&self, ids: Vec<i64>, operator: String) -> BoxFuture<'_, StoreResult<Vec<i64>>> {
         self.boxed(Box::new(move |tx, group| {
             resolve(tx, group.now, ids, &operator)
-        }))
-    }
-
-    fn note_resend(&self, id: i64, operator: String) -> BoxFuture<'_, StoreResult<()>> {
-        self.boxed(Box::new(move |tx, group| {
-            note_resend(tx, group.now, id, &operator)
         }))
     }
 }
@@ -416,7 +399,7 @@ mod tests {
         assert_eq!(store.resolve(vec![1], "ops".into()).await.unwrap(), [1]);
         assert_eq!(store.state_counts().await.unwrap(), []);
         // A resend clears the mark.
-        store.resend(1, None).await.unwrap();
+        store.resend(1, None, None).await.unwrap();
         let page = store
             .jobs(JobFilter {
                 limit: 10,

@@ -294,6 +294,7 @@ fn resend(
     tx: &Transaction<'_>,
     group: &mut Group,
     id: i64,
+    operator: Option<&str>,
 ) -> Result<Result<PendingJob, ResendError>, StoreError> {
     let Some(status) = get(tx, id)? else {
         return Ok(Err(ResendError::NotFound));
@@ -305,10 +306,11 @@ fn resend(
     tx.execute(
         "UPDATE outbox SET state = 'queued', attempts = 0, not_before_ms = ?2, updated_at_ms = ?2,
              error_code = NULL, reason = NULL, error_message = NULL, seq = ?3,
-             confirm_by_ms = NULL, operator_action = NULL, operator = NULL,
-             operator_at_ms = NULL
+             confirm_by_ms = NULL,
+             operator_action = CASE WHEN ?4 IS NULL THEN NULL ELSE 'resend' END,
+             operator = ?4, operator_at_ms = CASE WHEN ?4 IS NULL THEN NULL ELSE ?2 END
          WHERE id = ?1",
-        params![id, group.now, group.last_seq],
+        params![id, group.now, group.last_seq, operator],
     )
     .map_err(sql)?;
     Ok(Ok(tx
@@ -393,6 +395,7 @@ impl JobStore for SqliteStore {
         &self,
         id: i64,
         key: Option<Idempotent>,
+        operator: Option<String>,
     ) -> BoxFuture<'_, StoreResult<Claimed<Result<PendingJob, ResendError>>>> {
         self.boxed(Box::new(move |tx, group| {
             keys::once(
@@ -402,7 +405,7 @@ impl JobStore for SqliteStore {
                 |queued: &Result<PendingJob, ResendError>| {
                     queued.as_ref().ok().map(|job| vec![job.id()])
                 },
-                |tx, group| resend(tx, group, id),
+                |tx, group| resend(tx, group, id, operator.as_deref()),
             )
         }))
     }
@@ -599,7 +602,7 @@ mod migration {
         assert_eq!(session.agent.as_deref(), Some("小明"));
         assert_eq!(session.last_event_id, Some(7));
         // A resent old job keeps its bytes.
-        let queued = store.resend(2, None).await.unwrap();
+        let queued = store.resend(2, None, None).await.unwrap();
         match queued {
             Claimed::Done(Ok(job)) => assert_eq!(job.job.payload, b"<xml>2</xml>"),
             other => panic!("{other:?}"),

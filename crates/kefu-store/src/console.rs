@@ -157,8 +157,4 @@ pub trait ConsoleStore: Send + Sync + 'static {
     /// returns the ids it marked. A job already resolved, or in another state, is left as it is
     /// (so that a repeated call changes nothing).
     fn resolve(&self, ids: Vec<i64>, operator: String) -> BoxFuture<'_, StoreResult<Vec<i64>>>;
-
-    /// Notes, durably, that `operator` resent job `id` (after [`JobStore::resend`](crate::JobStore::resend)
-    /// queued it). A job that does not exist is ignored.
-    fn note_resend(&self, id: i64, operator: String) -> BoxFuture<'_, StoreResult<()>>;
 }

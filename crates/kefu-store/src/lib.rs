@@ -165,12 +165,14 @@ pub trait JobStore: Send + Sync + 'static {
     fn get(&self, id: i64) -> BoxFuture<'_, StoreResult<Option<JobStatus>>>;
 
     /// Puts a failed or ambiguous job back in the queue, at the end of its recipient's
-    /// conversation, and claims `key` with it (a refused resend leaves the key free). It clears
-    /// an operator's mark on the job ([`ConsoleStore`]).
+    /// conversation, and claims `key` with it (a refused resend leaves the key free). In the
+    /// same transaction it marks the job resent by `operator` when an operator asked (the
+    /// console, [`ConsoleStore`]), and clears any mark when the desk's API did (`None`).
     fn resend(
         &self,
         id: i64,
         key: Option<Idempotent>,
+        operator: Option<String>,
     ) -> BoxFuture<'_, StoreResult<Claimed<Result<PendingJob, ResendError>>>>;
 
     /// The number of jobs in each state.

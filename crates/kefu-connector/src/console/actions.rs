@@ -95,16 +95,8 @@ pub(super) async fn resend(
     let mut results = Vec::new();
     for id in selection.ids {
         let key = claim(&console, &selection.action, id);
-        let result = match resend_job(&console.api, id, Some(key)).await {
-            Ok(Ok(Stored::Now(_))) => {
-                if let Err(error) = console.api.store.note_resend(id, operator.clone()).await {
-                    tracing::error!(
-                        job = id,
-                        "the console's resend was queued but not noted: {error}"
-                    );
-                }
-                json!({"id": id, "result": "queued"})
-            }
+        let result = match resend_job(&console.api, id, Some(key), Some(operator.clone())).await {
+            Ok(Ok(Stored::Now(_))) => json!({"id": id, "result": "queued"}),
             Ok(Ok(Stored::Earlier(_))) => json!({"id": id, "result": "already_queued"}),
             Ok(Err(ResendError::NotFound)) => json!({"id": id, "result": "not_found"}),
             Ok(Err(ResendError::NotResendable(state))) => {

@@ -9,8 +9,9 @@ use super::{Fresh, ids_of, insert_plain, job, resend_plain, sent, status};
 use crate::console::MAX_PAGE;
 use crate::message::StandardMessage;
 use crate::{
-    Admission, DIALOGUE_ACCOUNT, JobFilter, JobRecord, JobState, NewDialogue, NewJob, NewWechat,
-    OperatorAction, Outcome, PendingEvent, StateCount, Store, WebhookOutcome,
+    Admission, Claimed, DIALOGUE_ACCOUNT, JobFilter, JobRecord, JobState, NewDialogue, NewJob,
+    NewWechat, OperatorAction, Outcome, PendingEvent, ResendError, StateCount, Store,
+    WebhookOutcome,
 };
 
 /// A job for `recipient` on `account`, its payload `payload`.
@@ -169,10 +170,23 @@ pub async fn resolve_marks_failed_or_ambiguous_jobs_once_and_a_resend_clears_the
             count(dialogue, JobState::Queued, 2)
         ]
     );
-    store.note_resend(id[0], "ops".into()).await.unwrap();
-    store.note_resend(unknown, "ops".into()).await.unwrap();
+    // An operator's resend marks the job in its own transaction; of an unknown job, nothing.
+    sent(&fresh, id[3], Outcome::Delivered).await;
+    sent(&fresh, id[0], failed(Reason::Config)).await;
+    assert!(matches!(
+        store.resend(id[0], None, Some("ops".into())).await.unwrap(),
+        Claimed::Done(Ok(_))
+    ));
+    assert!(matches!(
+        store
+            .resend(unknown, None, Some("ops".into()))
+            .await
+            .unwrap(),
+        Claimed::Done(Err(ResendError::NotFound))
+    ));
     let page = store.jobs(unresolved).await.unwrap();
-    let mark = page[2].mark.clone().expect("the resend is noted");
+    let resent = page.iter().find(|r| r.status.id == id[0]).unwrap();
+    let mark = resent.mark.clone().expect("the resend is marked");
     assert_eq!(
         (mark.action, mark.operator.as_str()),
         (OperatorAction::Resend, "ops")
@@ -182,7 +196,6 @@ pub async fn resolve_marks_failed_or_ambiguous_jobs_once_and_a_resend_clears_the
         store.resolve(vec![id[0]], "ops".into()).await.unwrap(),
         Vec::<i64>::new()
     );
-    sent(&fresh, id[3], Outcome::Delivered).await;
     sent(&fresh, id[0], failed(Reason::Config)).await;
     assert_eq!(
         store.resolve(vec![id[0]], "ops".into()).await.unwrap(),

@@ -19,7 +19,7 @@ pub async fn calls_are_taken_in_call_order_not_poll_order<F: Fresh>(fresh: F) {
     let store = fresh.store();
     let first = store.insert(vec![job("a", "first")], None, None);
     let second = store.insert(vec![job("a", "second")], None, None);
-    let resent = store.resend(1, None);
+    let resent = store.resend(1, None, None);
     let (second, first) = (second.await.unwrap(), first.await.unwrap());
     let id = |claimed: Claimed<Vec<PendingJob>>| match claimed {
         Claimed::Done(stored) => stored[0].id(),

@@ -121,7 +121,7 @@ pub async fn a_keyed_resend_queues_once_and_a_refused_one_keeps_the_key_free<F: 
     let key = || Some(keyed("r", "h", MINUTE_MS));
     // Queued, so not resendable: refused, and the key is not spent.
     assert_eq!(
-        store.resend(id, key()).await.unwrap(),
+        store.resend(id, key(), None).await.unwrap(),
         Claimed::Done(Err(ResendError::NotResendable(JobState::Queued)))
     );
     hold(&*store, &[id]).await;
@@ -132,12 +132,12 @@ pub async fn a_keyed_resend_queues_once_and_a_refused_one_keeps_the_key_free<F: 
     };
     store.record(id, outcome).unwrap();
     fresh.recorded().await;
-    match store.resend(id, key()).await.unwrap() {
+    match store.resend(id, key(), None).await.unwrap() {
         Claimed::Done(Ok(job)) => assert_eq!(job.id(), id),
         other => panic!("not queued: {other:?}"),
     }
     // Without the key, the second resend would be a 409: with it, the first answer.
-    match store.resend(id, key()).await.unwrap() {
+    match store.resend(id, key(), None).await.unwrap() {
         Claimed::Earlier(Earlier::Same(saved)) => {
             assert_eq!(saved.body, format!("[{id}]").into_bytes());
         }

@@ -140,7 +140,7 @@ fn ids_of(jobs: &[PendingJob]) -> Vec<i64> {
 
 /// Resends `id` without a key.
 async fn resend_plain(store: &dyn Store, id: i64) -> Result<PendingJob, crate::ResendError> {
-    match store.resend(id, None).await {
+    match store.resend(id, None, None).await {
         Ok(crate::Claimed::Done(queued)) => queued,
         other => panic!("no key was given: {other:?}"),
     }

@@ -290,7 +290,7 @@ pub async fn a_report_that_comes_before_the_answer_settles_the_attempt_when_it_i
     let status = outbox.get(failed_first).await.unwrap().unwrap();
     assert_eq!(status.error_message.as_deref(), Some("对方已删除好友"));
     // Once recorded, the early report is spent: a resend's attempt starts clean.
-    outbox.resend(failed_first, None).await.unwrap();
+    outbox.resend(failed_first, None, None).await.unwrap();
     hold(outbox, &[failed_first]).await;
     outbox.mark_sending_many(&[failed_first]).await.unwrap();
     outbox.record(failed_first, accepted()).unwrap();
