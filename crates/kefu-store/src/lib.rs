@@ -30,7 +30,7 @@
 //!   which the next start reports `ambiguous`: never resent, never lost.
 //! * **Atomic.** Each call is one transaction. In particular [`JobStore::insert`] stores all its
 //!   jobs, claims the `Idempotency-Key` and records the desk call on the session together or not
-//!   at all; [`JobStore::resend`] queues the job and claims its key together; an admission
+//!   at all; [`JobStore::resend`] queues the job, claims its key and marks the operator who asked together; an admission
 //!   ([`EventStore::admit_dialogue`], [`EventStore::admit_wechat`]) checks and records the
 //!   redelivery and replay keys, stores the event and moves the session together.
 //! * **A claim is exclusive.** Of two calls with one `Idempotency-Key`, running concurrently on
