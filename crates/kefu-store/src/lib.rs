@@ -30,9 +30,10 @@
 //!   which the next start reports `ambiguous`: never resent, never lost.
 //! * **Atomic.** Each call is one transaction. In particular [`JobStore::insert`] stores all its
 //!   jobs, claims the `Idempotency-Key` and records the desk call on the session together or not
-//!   at all; [`JobStore::resend`] queues the job, claims its key and marks the operator who asked together; an admission
-//!   ([`EventStore::admit_dialogue`], [`EventStore::admit_wechat`]) checks and records the
-//!   redelivery and replay keys, stores the event and moves the session together.
+//!   at all; [`JobStore::resend`] queues the job, claims its key and marks the operator who
+//!   asked together; an admission ([`EventStore::admit_dialogue`], [`EventStore::admit_wechat`])
+//!   checks and records the redelivery and replay keys, stores the event and moves the session
+//!   together.
 //! * **A claim is exclusive.** Of two calls with one `Idempotency-Key`, running concurrently on
 //!   any number of relays sharing the store, exactly one does its work; the other gets the
 //!   first's saved answer ([`Claimed::Earlier`]). A key is saved only with work done, and only
