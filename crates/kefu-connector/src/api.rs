@@ -711,8 +711,9 @@ async fn get_message(
 }
 
 /// Queues job `id` again (claiming `key` with it, marking it resent by `operator` if an
-/// operator asked) and hands it to delivery: the resend of the API and of the operator console. It runs in a task of its own, as in [`ApiState::store`]: a
-/// job queued again is handed to delivery even if the caller has hung up.
+/// operator asked) and hands it to delivery: the resend of the API and of the operator console.
+/// It runs in a task of its own, as in [`ApiState::store`]: a job queued again is handed to
+/// delivery even if the caller has hung up.
 pub(crate) async fn resend_job(
     state: &Arc<ApiState>,
     id: i64,

@@ -173,10 +173,9 @@ pub(super) async fn logout(
     }
     tracing::info!(operator = %session.operator(), session = %session.handle, "console logout");
     let mut response = Json(json!({"logged_out": true})).into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static(cleared_cookie()),
-    );
+    if let Ok(value) = HeaderValue::from_str(&cleared_cookie()) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
     response
 }
 

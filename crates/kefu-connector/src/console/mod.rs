@@ -427,9 +427,9 @@ fn session_cookie(cookie: &str, ttl: Duration, secure: bool) -> String {
     )
 }
 
-/// The `Set-Cookie` value that removes the login cookie.
-fn cleared_cookie() -> &'static str {
-    "kefu_console=; Path=/console; Max-Age=0; HttpOnly; SameSite=Strict"
+/// The `Set-Cookie` value that removes the login cookie: the same cookie, empty and expired.
+fn cleared_cookie() -> String {
+    session_cookie("", Duration::ZERO, false)
 }
 
 /// The session a logged-in request carries (set by [`require_session`]).
@@ -521,6 +521,10 @@ mod tests {
         assert!(behind_tls(&headers(&[("x-forwarded-proto", "https")])));
         assert!(!behind_tls(&headers(&[("x-forwarded-proto", "http")])));
         assert!(!behind_tls(&HeaderMap::new()));
+        assert_eq!(
+            cleared_cookie(),
+            "kefu_console=; Path=/console; Max-Age=0; HttpOnly; SameSite=Strict"
+        );
     }
 
     #[test]

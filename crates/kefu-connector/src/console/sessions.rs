@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
@@ -52,6 +52,11 @@ fn key_of(cookie: &str) -> [u8; 32] {
 }
 
 impl Sessions {
+    /// The open sessions (a panic elsewhere while they were held leaves them usable).
+    fn lock(&self) -> MutexGuard<'_, HashMap<[u8; 32], Session>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Sessions that last `ttl`.
     pub(crate) fn new(ttl: Duration) -> Sessions {
         Sessions {
@@ -75,7 +80,7 @@ impl Sessions {
             csrf: random_hex(),
             expires: now + self.ttl,
         };
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = self.lock();
         open.retain(|_, session| session.expires > now);
         if open.len() >= MAX_SESSIONS {
             if let Some(soonest) = open
@@ -93,7 +98,7 @@ impl Sessions {
     /// The live session of a cookie value.
     pub(crate) fn find(&self, cookie: &str, now: Instant) -> Option<Session> {
         let key = key_of(cookie);
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = self.lock();
         match open.get(&key) {
             Some(session) if session.expires > now => Some(session.clone()),
             Some(_) => {
@@ -106,7 +111,7 @@ impl Sessions {
 
     /// Ends the session of a cookie value.
     pub(crate) fn close(&self, cookie: &str) {
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = self.lock();
         open.remove(&key_of(cookie));
     }
 }
@@ -155,11 +160,7 @@ impl Attempt<'_> {
     /// The password was wrong: the client's wait runs from `now`, the answer, however long
     /// the check took.
     pub(crate) fn failed(self, now: Instant) {
-        let mut tries = self
-            .throttle
-            .tries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut tries = self.throttle.lock();
         if let Some(entry) = tries.get_mut(&self.client) {
             entry.last = now;
         }
@@ -167,22 +168,14 @@ impl Attempt<'_> {
 
     /// The password was right: the client's wrong ones are forgotten.
     pub(crate) fn succeeded(self) {
-        let mut tries = self
-            .throttle
-            .tries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut tries = self.throttle.lock();
         tries.remove(&self.client);
     }
 }
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
-        let mut tries = self
-            .throttle
-            .tries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut tries = self.throttle.lock();
         if let Some(entry) = tries.get_mut(&self.client) {
             entry.busy = false;
         }
@@ -202,11 +195,16 @@ fn bucket(client: IpAddr) -> IpAddr {
 }
 
 impl Throttle {
+    /// The tries per client (a panic elsewhere while they were held leaves them usable).
+    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, Tries>> {
+        self.tries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Starts a try of `client`, counted as wrong until it [succeeds](Attempt::succeeded), or
     /// says how long the client must still wait.
     pub(crate) fn begin(&self, client: IpAddr, now: Instant) -> Result<Attempt<'_>, Duration> {
         let client = bucket(client);
-        let mut tries = self.tries.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut tries = self.lock();
         if let Some(entry) = tries.get(&client) {
             if entry.busy {
                 return Err(BUSY_WAIT);

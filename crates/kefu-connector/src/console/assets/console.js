@@ -292,35 +292,39 @@ function messageText(payload) {
   return text.length > 400 ? text.slice(0, 400) + "…" : text;
 }
 
-function payloadText(payload) {
-  return messageText(payload);
-}
-
 function markText(mark) {
   if (!mark) return "";
   return (mark.action === "resend" ? "resent by " : "resolved by ") + mark.operator + ", " + when(mark.at_ms);
 }
 
-function messageRow(m, withCheckbox) {
-  const resendable = m.status === "failed" || m.status === "ambiguous";
+function resendable(m) {
+  return m.status === "failed" || m.status === "ambiguous";
+}
+
+// The Resend button of message `m`, if it may be resent.
+function resendButton(m) {
+  return resendable(m)
+    ? el("button", { type: "button", class: "resend", dataset: { jobId: String(m.id) }, on: { click: act(() => resend([m.id])) } }, "Resend")
+    : null;
+}
+
+function messageRow(m) {
   return el(
     "tr",
     { dataset: { jobId: String(m.id) }, class: "job" },
-    withCheckbox
-      ? el("td", {}, el("input", {
-          type: "checkbox",
-          class: "pick",
-          "aria-label": "select message " + m.id,
-          checked: page.selected.has(m.id),
-          on: {
-            change: (e) => {
-              if (e.target.checked) page.selected.add(m.id);
-              else page.selected.delete(m.id);
-              selectedCount();
-            },
-          },
-        }))
-      : null,
+    el("td", {}, el("input", {
+      type: "checkbox",
+      class: "pick",
+      "aria-label": "select message " + m.id,
+      checked: page.selected.has(m.id),
+      on: {
+        change: (e) => {
+          if (e.target.checked) page.selected.add(m.id);
+          else page.selected.delete(m.id);
+          selectedCount();
+        },
+      },
+    })),
     el("td", {}, String(m.id)),
     el("td", {}, m.account),
     el("td", {}, userLink(m.account, m.openid)),
@@ -329,14 +333,14 @@ function messageRow(m, withCheckbox) {
     el("td", { class: "code" }, m.error_code === undefined ? "" : String(m.error_code)),
     el("td", { class: "reason" }, m.reason || ""),
     el("td", { class: "message" }, m.error_message || ""),
-    el("td", { class: "payload" }, el("code", {}, payloadText(m.payload))),
+    el("td", { class: "payload" }, el("code", {}, messageText(m.payload))),
     el("td", {}, when(m.updated_at_ms)),
     el("td", { class: "mark" }, markText(m.mark)),
     el(
       "td",
       { class: "actions" },
-      resendable ? el("button", { type: "button", class: "resend", dataset: { jobId: String(m.id) }, on: { click: act(() => resend([m.id])) } }, "Resend") : null,
-      resendable && !(m.mark && m.mark.action === "resolve")
+      resendButton(m),
+      resendable(m) && !(m.mark && m.mark.action === "resolve")
         ? el("button", { type: "button", class: "resolve", dataset: { jobId: String(m.id) }, on: { click: act(() => resolve([m.id])) } }, "Resolve")
         : null,
     ),
@@ -434,7 +438,7 @@ async function renderMessages(view) {
           "table",
           { id: "messages" },
           el("thead", {}, el("tr", {}, el("th", {}, ""), MESSAGE_HEADINGS.map((h) => el("th", {}, h)))),
-          el("tbody", {}, data.messages.map((m) => messageRow(m, true))),
+          el("tbody", {}, data.messages.map((m) => messageRow(m))),
         ),
   );
 }
@@ -492,7 +496,6 @@ async function renderUser(view, account, openid) {
 }
 
 function timelineMessage(m) {
-  const resendable = m.status === "failed" || m.status === "ambiguous";
   return el(
     "li",
     { class: "outbound job", dataset: { jobId: String(m.id) } },
@@ -501,8 +504,8 @@ function timelineMessage(m) {
       m.reason ? " · " + m.reason : "",
       m.mark ? " · " + markText(m.mark) : ""),
     m.error_message ? el("div", { class: "error" }, m.error_message) : null,
-    el("pre", { class: "payload" }, payloadText(m.payload)),
-    resendable ? el("button", { type: "button", class: "resend", dataset: { jobId: String(m.id) }, on: { click: act(() => resend([m.id])) } }, "Resend") : null,
+    el("pre", { class: "payload" }, messageText(m.payload)),
+    resendButton(m),
   );
 }
 
