@@ -7,16 +7,17 @@
 //! as [`JobStore::get`](kefu_store::JobStore::get) does; marks go through the api lane, whose
 //! answers wait for the commit, so they are durable when they resolve.
 
-use kefu_core::{BoxFuture, Reason};
+use kefu_core::BoxFuture;
 use kefu_store::console::MAX_PAGE;
 use kefu_store::{
-    ConsoleStore, DIALOGUE_ACCOUNT, EventRecord, JobFilter, JobRecord, JobState, JobStatus,
-    OperatorAction, OperatorMark, StateCount, StoreResult,
+    ConsoleStore, DIALOGUE_ACCOUNT, EventRecord, JobFilter, JobRecord, JobState, OperatorAction,
+    OperatorMark, StateCount, StoreResult,
 };
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use crate::error::PgError;
+use crate::jobs::{STATUS_COLUMNS, read_status};
 use crate::lane::work;
 use crate::locks::Locks;
 use crate::sql::{self, Conn};
@@ -31,46 +32,26 @@ const ATTENTION: &str = "state IN ('failed', 'ambiguous')";
 const UNRESOLVED: &str =
     "NOT (state IN ('failed', 'ambiguous') AND operator_action IS NOT DISTINCT FROM 'resolve')";
 
-/// The columns [`read_record`] reads, in its order.
-const RECORD_COLUMNS: &str = "id, account, recipient, operation, state, attempts, error_code,
-    reason, error_message, created_at_ms, updated_at_ms, confirm_by_ms, payload,
-    operator_action, operator, operator_at_ms";
+/// The columns [`read_record`] reads, in its order: the status's, then the body and the mark.
+fn record_columns() -> String {
+    format!("{STATUS_COLUMNS}, payload, operator_action, operator, operator_at_ms")
+}
 
-/// A job from a row of [`RECORD_COLUMNS`].
+/// A job from a row of [`record_columns`].
 fn read_record(row: &Row) -> Result<JobRecord, PgError> {
-    let id: i64 = sql::get(row, 0)?;
-    let state: String = sql::get(row, 4)?;
-    let reason: Option<String> = sql::get(row, 7)?;
+    let status = read_status(row)?;
     let payload: Vec<u8> = sql::get(row, 12)?;
     let action: Option<String> = sql::get(row, 13)?;
     let operator: Option<String> = sql::get(row, 14)?;
     let at_ms: Option<i64> = sql::get(row, 15)?;
     let mark = OperatorMark::from_columns(action, operator, at_ms).map_err(|action| {
-        PgError::Data(format!("job {id} has unknown operator action {action}"))
+        PgError::Data(format!(
+            "job {} has unknown operator action {action}",
+            status.id
+        ))
     })?;
     Ok(JobRecord {
-        status: JobStatus {
-            id,
-            account: sql::get(row, 1)?,
-            openid: sql::get(row, 2)?,
-            operation: sql::get(row, 3)?,
-            status: JobState::parse(&state)
-                .ok_or_else(|| PgError::Data(format!("job {id} has unknown state {state}")))?,
-            attempts: sql::unsigned(row, 5)?,
-            error_code: sql::get(row, 6)?,
-            reason: match reason {
-                None => None,
-                Some(name) => {
-                    Some(Reason::parse(&name).ok_or_else(|| {
-                        PgError::Data(format!("job {id} has unknown reason {name}"))
-                    })?)
-                }
-            },
-            error_message: sql::get(row, 8)?,
-            confirm_by_ms: sql::get(row, 11)?,
-            created_at_ms: sql::get(row, 9)?,
-            updated_at_ms: sql::get(row, 10)?,
-        },
+        status,
         payload: String::from_utf8_lossy(&payload).into_owned(),
         mark,
     })
@@ -144,7 +125,8 @@ fn jobs_statement(filter: &JobFilter) -> (String, Vec<Param>) {
         conditions.push("true".into());
     }
     let statement = format!(
-        "SELECT {RECORD_COLUMNS} FROM kefu.jobs WHERE {} ORDER BY id DESC LIMIT ${limit_at}",
+        "SELECT {} FROM kefu.jobs WHERE {} ORDER BY id DESC LIMIT ${limit_at}",
+        record_columns(),
         conditions.join(" AND ")
     );
     (statement, values)

@@ -474,28 +474,24 @@ async fn settle(c: &Conn, now: i64, now_ms: i64) -> Result<Vec<Settled>, PgError
         .collect()
 }
 
-async fn get(c: &Conn, id: i64) -> Result<Option<JobStatus>, PgError> {
-    let Some(row) = sql::query_opt(
-        c,
-        "SELECT account, recipient, operation, state, attempts, error_code, reason,
-                error_message, created_at_ms, updated_at_ms, confirm_by_ms
-         FROM kefu.jobs WHERE id = $1",
-        &[&id],
-    )
-    .await?
-    else {
-        return Ok(None);
-    };
-    let state: String = sql::get(&row, 3)?;
-    let reason: Option<String> = sql::get(&row, 6)?;
-    Ok(Some(JobStatus {
+/// The columns [`read_status`] reads, in its order.
+pub(crate) const STATUS_COLUMNS: &str = "id, account, recipient, operation, state, attempts,
+    error_code, reason, error_message, created_at_ms, updated_at_ms, confirm_by_ms";
+
+/// A job's status from a row of [`STATUS_COLUMNS`] (more columns may follow), its stored state
+/// and reason checked.
+pub(crate) fn read_status(row: &Row) -> Result<JobStatus, PgError> {
+    let id: i64 = sql::get(row, 0)?;
+    let state: String = sql::get(row, 4)?;
+    let reason: Option<String> = sql::get(row, 7)?;
+    Ok(JobStatus {
         id,
-        account: sql::get(&row, 0)?,
-        openid: sql::get(&row, 1)?,
-        operation: sql::get(&row, 2)?,
+        account: sql::get(row, 1)?,
+        openid: sql::get(row, 2)?,
+        operation: sql::get(row, 3)?,
         status: parse_state(id, &state)?,
-        attempts: sql::unsigned(&row, 4)?,
-        error_code: sql::get(&row, 5)?,
+        attempts: sql::unsigned(row, 5)?,
+        error_code: sql::get(row, 6)?,
         reason: match reason {
             None => None,
             Some(name) => Some(
@@ -503,11 +499,21 @@ async fn get(c: &Conn, id: i64) -> Result<Option<JobStatus>, PgError> {
                     .ok_or_else(|| PgError::Data(format!("job {id} has unknown reason {name}")))?,
             ),
         },
-        error_message: sql::get(&row, 7)?,
-        confirm_by_ms: sql::get(&row, 10)?,
-        created_at_ms: sql::get(&row, 8)?,
-        updated_at_ms: sql::get(&row, 9)?,
-    }))
+        error_message: sql::get(row, 8)?,
+        confirm_by_ms: sql::get(row, 11)?,
+        created_at_ms: sql::get(row, 9)?,
+        updated_at_ms: sql::get(row, 10)?,
+    })
+}
+
+async fn get(c: &Conn, id: i64) -> Result<Option<JobStatus>, PgError> {
+    let row = sql::query_opt(
+        c,
+        &format!("SELECT {STATUS_COLUMNS} FROM kefu.jobs WHERE id = $1"),
+        &[&id],
+    )
+    .await?;
+    row.as_ref().map(read_status).transpose()
 }
 
 /// A resend: the key, then the job (locked), its conversation, and a new `seq`.
